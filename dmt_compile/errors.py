@@ -1,0 +1,90 @@
+"""Typed errors raised by dmt_compile.
+
+Every error names the problem and the fix. Callers catch `DmtError` for "anything
+dmt_compile refused"; the subclasses say which stage refused.
+"""
+from __future__ import annotations
+
+__all__ = [
+    "DmtError",
+    "TopologyError",
+    "CaptureError",
+    "DetectionError",
+    "PlanError",
+    "RewriteError",
+    "TowerModuleError",
+    "PassError",
+    "InputError",
+    "CostModelError",
+    "RuntimeSetupError",
+    "CollectiveError",
+    "ModelSpecError",
+]
+
+
+class DmtError(Exception):
+    """Base class of every error dmt_compile raises on purpose."""
+
+    def __init__(self, problem: str, fix: str | None = None):
+        self.problem = problem
+        self.fix = fix
+        super().__init__(problem if fix is None else f"{problem}\n  fix: {fix}")
+
+
+class TopologyError(DmtError, ValueError):
+    """A topology spec or Topology value is malformed or inconsistent."""
+
+
+class CaptureError(DmtError):
+    """The model could not be captured as a graph by any capture path."""
+
+
+class DetectionError(DmtError):
+    """No embedding lookups, or lookups whose ids/consumers cannot be understood."""
+
+
+class PlanError(DmtError, ValueError):
+    """The tower plan cannot satisfy the request (towers, pins, shared tables)."""
+
+
+class RewriteError(DmtError):
+    """The SPTT rewrite could not be applied to the captured graph."""
+
+
+class TowerModuleError(DmtError, ValueError):
+    """Unknown Tower Module name or impossible compression for a tower."""
+
+
+class PassError(DmtError):
+    """A pass of the pipeline failed; names the pass and the passes that ran before it."""
+
+    def __init__(self, pass_name: str, prior: list[str], cause: BaseException):
+        self.pass_name = pass_name
+        self.prior = list(prior)
+        self.cause = cause
+        ran = ", ".join(prior) if prior else "none"
+        super().__init__(
+            f"pass '{pass_name}' failed (passes that ran before it: {ran}): "
+            f"{type(cause).__name__}: {cause}",
+            "see the chained exception; run with --dump-dir to see the graph before the pass",
+        )
+
+
+class InputError(DmtError, ValueError):
+    """Inputs given to transform or to a transformed model do not fit."""
+
+
+class CostModelError(DmtError, ValueError):
+    """Bad parameters for the cost model."""
+
+
+class RuntimeSetupError(DmtError):
+    """The distributed runtime cannot start as asked (world size, plan mismatch, ...)."""
+
+
+class CollectiveError(DmtError):
+    """A collective failed or timed out (a peer died, a hang was cut short)."""
+
+
+class ModelSpecError(DmtError, ValueError):
+    """A MODEL_SPEC (`path.py:factory` or `pkg.mod:factory`) cannot be loaded."""

@@ -1,0 +1,179 @@
+"""Flattening of a model's call arguments into named leaves, and back.
+
+A model may take tensors, dicts of tensors, lists, tuples, torchrec KeyedJaggedTensors and plain
+Python constants. Capture turns every tensor-like leaf into one named graph placeholder
+(`sparse['f0']` becomes `sparse_f0`); constants are baked into the graph and checked at call time.
+"""
+from __future__ import annotations
+
+import inspect
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from dmt_compile.errors import InputError
+
+__all__ = ["InputSpec", "Leaf", "flatten_call", "is_tensor_leaf"]
+
+
+def is_tensor_leaf(value: Any) -> bool:
+    """Tensors and torchrec jagged containers are graph inputs; everything else is a constant."""
+    if isinstance(value, torch.Tensor):
+        return True
+    return type(value).__name__ in {"KeyedJaggedTensor", "JaggedTensor", "KeyedTensor"}
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """One leaf of the inputs: where it sits, its placeholder name, and a display name."""
+
+    path: tuple[Any, ...]  # (arg_name, key_or_index, ...)
+    name: str  # valid Python identifier, unique
+    display: str  # e.g. "sparse['f0']"
+    feature: str  # short name used for features, e.g. "f0" or "X"
+
+
+def _display(path: tuple[Any, ...]) -> str:
+    out = str(path[0])
+    for key in path[1:]:
+        out += f"[{key!r}]"
+    return out
+
+
+def _ident(path: tuple[Any, ...]) -> str:
+    raw = "_".join(str(p) for p in path)
+    name = re.sub(r"\W", "_", raw).strip("_") or "input"
+    if name[0].isdigit():
+        name = "in_" + name
+    return name
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """The structure of the example inputs: containers, constants and named tensor leaves."""
+
+    arg_names: tuple[str, ...]
+    structure: Any  # nested dict/list/tuple with `Leaf` at tensor positions and constants elsewhere
+    leaves: tuple[Leaf, ...]
+
+    def flatten(self, args: tuple, kwargs: dict) -> list[Any]:
+        """Flatten a call's arguments in leaf order, checking they match the example structure."""
+        bound = _bind(self.arg_names, args, kwargs)
+        out: list[Any] = []
+        for name, spec in zip(self.arg_names, self.structure):
+            _collect(spec, bound.get(name, _MISSING), (name,), out)
+        return out
+
+    def unflatten(self, flat: list[Any]) -> dict[str, Any]:
+        """Rebuild {arg_name: value} from leaves (proxies during tracing)."""
+        it = iter(flat)
+        return {name: _rebuild(spec, it) for name, spec in zip(self.arg_names, self.structure)}
+
+
+_MISSING = object()
+
+
+def _bind(arg_names: tuple[str, ...], args: tuple, kwargs: dict) -> dict[str, Any]:
+    if len(args) > len(arg_names):
+        raise InputError(
+            f"model called with {len(args)} positional inputs, but it was transformed with {len(arg_names)}",
+            "call the transformed model with the same inputs as example_inputs",
+        )
+    bound = dict(zip(arg_names, args))
+    for key, value in kwargs.items():
+        if key not in arg_names or key in bound:
+            raise InputError(
+                f"unexpected or duplicate keyword input {key!r}",
+                f"the transformed model takes {', '.join(arg_names)}",
+            )
+        bound[key] = value
+    return bound
+
+
+def _collect(spec: Any, value: Any, path: tuple, out: list) -> None:
+    where = _display(path)
+    if isinstance(spec, Leaf):
+        if value is _MISSING or not is_tensor_leaf(value):
+            raise InputError(
+                f"input {where} must be a tensor like in example_inputs, got {type(value).__name__}",
+                "pass inputs with the same structure as example_inputs",
+            )
+        out.append(value)
+    elif isinstance(spec, dict):
+        if not isinstance(value, dict) or list(value.keys()) != list(spec.keys()):
+            got = list(value.keys()) if isinstance(value, dict) else type(value).__name__
+            raise InputError(
+                f"input {where} must be a dict with keys {list(spec.keys())} (in that order), got {got}",
+                "pass inputs with the same structure as example_inputs (or transform again)",
+            )
+        for key, sub in spec.items():
+            _collect(sub, value[key], path + (key,), out)
+    elif isinstance(spec, (list, tuple)):
+        if not isinstance(value, (list, tuple)) or len(value) != len(spec):
+            raise InputError(
+                f"input {where} must be a sequence of length {len(spec)}",
+                "pass inputs with the same structure as example_inputs",
+            )
+        for i, sub in enumerate(spec):
+            _collect(sub, value[i], path + (i,), out)
+    else:
+        same = value is spec or (not isinstance(value, torch.Tensor) and value == spec)
+        if value is not _MISSING and not same:
+            raise InputError(
+                f"input {where} was the constant {spec!r} when the model was transformed, got {value!r}",
+                "constants are baked into the graph; transform again with this value",
+            )
+
+
+def _rebuild(spec: Any, it) -> Any:
+    if isinstance(spec, Leaf):
+        return next(it)
+    if isinstance(spec, dict):
+        return {k: _rebuild(v, it) for k, v in spec.items()}
+    if isinstance(spec, list):
+        return [_rebuild(v, it) for v in spec]
+    if isinstance(spec, tuple):
+        return tuple(_rebuild(v, it) for v in spec)
+    return spec
+
+
+def flatten_call(fn: Any, args: tuple, kwargs: dict | None = None) -> tuple[InputSpec, list[Any]]:
+    """Describe the example call `fn(*args, **kwargs)` and return its tensor leaves."""
+    kwargs = dict(kwargs or {})
+    params = [
+        p
+        for p in inspect.signature(fn).parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
+    names = [p.name for p in params]
+    if len(args) > len(names):  # forward(*args): synthesise names
+        names = [f"arg{i}" for i in range(len(args))]
+    used = names[: len(args)] + [n for n in names[len(args):] if n in kwargs]
+    bound = _bind(tuple(used), args, kwargs)
+    leaves: list[Leaf] = []
+    taken: set[str] = set()
+
+    def describe(value: Any, path: tuple) -> Any:
+        if is_tensor_leaf(value):
+            name = base = _ident(path)
+            i = 1
+            while name in taken:
+                i += 1
+                name = f"{base}_{i}"
+            taken.add(name)
+            feature = str(path[-1]) if len(path) > 1 else str(path[0])
+            leaf = Leaf(path, name, _display(path), feature)
+            leaves.append(leaf)
+            return leaf
+        if isinstance(value, dict):
+            return {k: describe(v, path + (k,)) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            items = [describe(v, path + (i,)) for i, v in enumerate(value)]
+            return items if isinstance(value, list) else tuple(items)
+        return value
+
+    structure = tuple(describe(bound[n], (n,)) for n in used)
+    spec = InputSpec(tuple(used), structure, tuple(leaves))
+    return spec, spec.flatten(args, kwargs)

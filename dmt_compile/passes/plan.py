@@ -1,0 +1,152 @@
+"""plan: choose which feature groups share a tower (pure analysis; the graph is untouched).
+
+Default strategy "balanced": user pins first, then longest-processing-time greedy over the
+remaining feature groups by looked-up width per sample (the term that drives lookup, exchange
+and Tower-Module cost), ties broken by table size. Groups (shared tables, shared id sources)
+are never split. Tower t lives on host t mod N.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import torch.fx as fx
+
+from dmt_compile.errors import PlanError
+from dmt_compile.passes.base import Pass, PassContext, PassResult
+from dmt_compile.passes.detect import Detection
+from dmt_compile.plan import TowerDetail, TowerPlan
+
+__all__ = ["PlanTowers", "plan_towers", "normalize_pins"]
+
+Pins = Mapping[str, int] | Sequence[Sequence[str]] | None
+
+
+def normalize_pins(pins: Pins, features: Sequence[str], num_towers: int) -> dict[str, int]:
+    """Pins as {feature: tower}, validated against the known features and tower count."""
+    if pins is None:
+        return {}
+    out: dict[str, int] = {}
+    if isinstance(pins, Mapping):
+        items = list(pins.items())
+    elif isinstance(pins, Sequence) and not isinstance(pins, str):
+        items = []
+        for t, names in enumerate(pins):
+            if isinstance(names, str) or not isinstance(names, Sequence):
+                raise PlanError(
+                    f"towers[{t}] must be a list of feature names, got {names!r}",
+                    'write towers=[["f0", "f1"], ["f2"]] or towers={"f0": 0}',
+                )
+            items += [(name, t) for name in names]
+        if len(pins) > num_towers:
+            num_towers = len(pins)
+    else:
+        raise PlanError(
+            f"towers must be a dict {{feature: tower}} or a list of lists, got {type(pins).__name__}",
+            'write towers={"f0": 0, "f1": 1} or towers=[["f0"], ["f1"]]',
+        )
+    known = set(features)
+    for name, tower in items:
+        if name not in known:
+            raise PlanError(
+                f"pinned feature {name!r} is not a sparse feature of this model",
+                "known features: " + ", ".join(features[:40]) + (" ..." if len(features) > 40 else ""),
+            )
+        if name in out:
+            raise PlanError(
+                f"feature {name!r} is pinned twice (to towers {out[name]} and {tower})",
+                "pin each feature to one tower",
+            )
+        if not isinstance(tower, int) or isinstance(tower, bool) or not 0 <= tower < num_towers:
+            raise PlanError(
+                f"feature {name!r} is pinned to tower {tower!r}, which does not exist",
+                f"towers are numbered 0..{num_towers - 1}; pass num_towers= to have more",
+            )
+        out[name] = tower
+    return out
+
+
+def plan_towers(
+    detection: Detection, topology: Any, num_towers: int | None = None, pins: Pins = None
+) -> TowerPlan:
+    """The default balanced tower plan for `detection` on `topology`."""
+    groups = detection.groups
+    if num_towers is None:
+        num_towers = len(pins) if isinstance(pins, Sequence) and not isinstance(pins, str) and pins else topology.num_hosts
+    if not isinstance(num_towers, int) or isinstance(num_towers, bool) or num_towers < 1:
+        raise PlanError(f"num_towers must be a positive integer, got {num_towers!r}", "pass e.g. num_towers=2")
+    if num_towers > len(groups):
+        raise PlanError(
+            f"{num_towers} towers requested but the model has only {len(groups)} feature group(s) "
+            f"({len(detection.features)} features; features sharing a table or ids form one group)",
+            f"pass num_towers={len(groups)} or fewer",
+        )
+    pinned = normalize_pins(pins, detection.features, num_towers)
+    assignment: dict[int, int] = {}
+    notes: list[str] = []
+    for g in groups:
+        targets = {pinned[f] for f in g.features if f in pinned}
+        if len(targets) > 1:
+            why = "; ".join(g.reasons) or "they form one group"
+            raise PlanError(
+                f"features {', '.join(f for f in g.features if f in pinned)} are pinned to different towers "
+                f"{sorted(targets)} but must share a tower ({why})",
+                "pin all features of a group to the same tower",
+            )
+        if targets:
+            assignment[g.index] = targets.pop()
+    width = [0] * num_towers
+    elems = [0] * num_towers
+    for gi, t in assignment.items():
+        width[t] += groups[gi].width
+        elems[t] += groups[gi].table_elements
+    free = sorted((g for g in groups if g.index not in assignment), key=lambda g: (-g.width, -g.table_elements, g.index))
+    for g in free:
+        t = min(range(num_towers), key=lambda i: (_has_any(assignment, i), width[i], elems[i], i))
+        assignment[g.index] = t
+        width[t] += g.width
+        elems[t] += g.table_elements
+    empty = [t for t in range(num_towers) if not _has_any(assignment, t)]
+    if empty:
+        raise PlanError(
+            f"tower(s) {empty} received no feature: every group was pinned elsewhere",
+            "pin fewer features or pass a smaller num_towers",
+        )
+    details = []
+    for t in range(num_towers):
+        members = [g for g in groups if assignment[g.index] == t]
+        feats = tuple(f for f in detection.features if any(f in g.features for g in members))
+        details.append(
+            TowerDetail(
+                index=t, host=t % topology.num_hosts, features=feats,
+                groups=tuple(g.index for g in members),
+                tables=tuple(sorted({tb for g in members for tb in g.tables})),
+                lookups=tuple(sorted(i for g in members for i in g.lookups)),
+                width_in=sum(g.width for g in members),
+                table_elements=sum(g.table_elements for g in members),
+            )
+        )
+    for g in groups:
+        if len(g.features) > 1 or len(g.lookups) > 1:
+            notes.append(f"kept together in tower {assignment[g.index]}: {', '.join(g.features)} ({'; '.join(g.reasons)})")
+    if num_towers < topology.num_hosts:
+        notes.append(f"hosts {list(range(num_towers, topology.num_hosts))} hold no tower (fewer towers than hosts)")
+    if num_towers > topology.num_hosts:
+        notes.append(f"{num_towers} logical towers on {topology.num_hosts} hosts: tower t runs on host t mod {topology.num_hosts}")
+    strategy = "pinned" if pinned and len(pinned) == len(detection.features) else ("balanced+pins" if pinned else "balanced")
+    return TowerPlan(
+        topology=str(topology), strategy=strategy, details=tuple(details),
+        dense_features=detection.dense_features, notes=tuple(notes),
+    )
+
+
+def _has_any(assignment: dict[int, int], tower: int) -> bool:
+    return tower in assignment.values()
+
+
+class PlanTowers(Pass):
+    name = "plan"
+
+    def call(self, gm: fx.GraphModule, ctx: PassContext) -> PassResult:
+        opts = ctx.options
+        ctx.plan = plan_towers(ctx.detection, ctx.topology, opts.get("num_towers"), opts.get("towers"))
+        return PassResult(gm, False)

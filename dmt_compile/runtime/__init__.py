@@ -1,0 +1,38 @@
+"""Distributed runtime of dmt_compile: process groups, instrumented collectives, launching."""
+from dmt_compile.runtime.collectives import (
+    JaggedExchange,
+    all_gather_rows,
+    all_reduce_,
+    all_reduce_grads,
+    all_reduce_mean_grads,
+    all_reduce_sum_grads,
+    all_to_all_jagged,
+    all_to_all_rows,
+    exchange_counts,
+)
+from dmt_compile.runtime.comm_stats import CommStats, Counters, get_comm_stats, recording, summary_table
+from dmt_compile.runtime.groups import HierarchicalGroups, check_fingerprint, validate_world
+from dmt_compile.runtime.launch import RankFailure, init_from_env, launch_local
+
+__all__ = [
+    "HierarchicalGroups",
+    "check_fingerprint",
+    "validate_world",
+    "CommStats",
+    "Counters",
+    "get_comm_stats",
+    "recording",
+    "summary_table",
+    "all_to_all_rows",
+    "exchange_counts",
+    "all_to_all_jagged",
+    "JaggedExchange",
+    "all_gather_rows",
+    "all_reduce_",
+    "all_reduce_grads",
+    "all_reduce_mean_grads",
+    "all_reduce_sum_grads",
+    "launch_local",
+    "init_from_env",
+    "RankFailure",
+]

@@ -1,0 +1,67 @@
+"""Shape propagation (`dmt.shape`/`dmt.dtype` on every node) and tree comparison of outputs."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.fx as fx
+
+__all__ = ["record_shapes", "tree_max_abs_diff", "value_meta"]
+
+
+def value_meta(value: Any) -> tuple[tuple[int, ...] | None, str | None]:
+    if isinstance(value, torch.Tensor):
+        return tuple(value.shape), str(value.dtype).replace("torch.", "")
+    if type(value).__name__ == "KeyedTensor":
+        return tuple(value.values().shape), "KeyedTensor"
+    if type(value).__name__ == "KeyedJaggedTensor":
+        return (len(value.values()),), "KeyedJaggedTensor"
+    return None, None
+
+
+class _ShapeRecorder(fx.Interpreter):
+    def run_node(self, n: fx.Node) -> Any:
+        result = super().run_node(n)
+        shape, dtype = value_meta(result)
+        n.meta["dmt.shape"] = shape
+        n.meta["dmt.dtype"] = dtype
+        return result
+
+
+def record_shapes(gm: fx.GraphModule, flat_inputs: list[Any]) -> Any:
+    """Run `gm` on `flat_inputs` (eval mode, no grad) and annotate every node; returns the output."""
+    was_training = {name: m.training for name, m in gm.named_modules()}
+    gm.eval()
+    try:
+        with torch.no_grad():
+            return _ShapeRecorder(gm).run(*flat_inputs)
+    finally:
+        for name, m in gm.named_modules():
+            m.training = was_training[name]
+
+
+def tree_max_abs_diff(a: Any, b: Any) -> float | None:
+    """Largest |a - b| over matching tensor leaves; None if the structures differ."""
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        if a.shape != b.shape:
+            return None
+        if a.numel() == 0:
+            return 0.0
+        return float((a.detach().double() - b.detach().double()).abs().max())
+    if type(a).__name__ == "KeyedTensor" and type(b).__name__ == "KeyedTensor":
+        if a.keys() != b.keys():
+            return None
+        return tree_max_abs_diff(a.values(), b.values())
+    if isinstance(a, dict) and isinstance(b, dict):
+        if list(a.keys()) != list(b.keys()):
+            return None
+        parts = [tree_max_abs_diff(a[k], b[k]) for k in a]
+    elif isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        if len(a) != len(b):
+            return None
+        parts = [tree_max_abs_diff(x, y) for x, y in zip(a, b)]
+    else:
+        return 0.0 if a == b else None
+    if any(p is None for p in parts):
+        return None
+    return max(parts, default=0.0)
