@@ -163,7 +163,12 @@ def flatten_call(fn: Any, args: tuple, kwargs: dict | None = None) -> tuple[Inpu
                 i += 1
                 name = f"{base}_{i}"
             taken.add(name)
-            feature = str(path[-1]) if len(path) > 1 else str(path[0])
+            if len(path) == 1:
+                feature = str(path[0])
+            elif isinstance(path[-1], int):  # list/tuple element: lS_i[3]
+                feature = f"{path[-2] if len(path) > 2 else path[0]}[{path[-1]}]"
+            else:  # dict key: the key itself
+                feature = str(path[-1])
             leaf = Leaf(path, name, _display(path), feature)
             leaves.append(leaf)
             return leaf

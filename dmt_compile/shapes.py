@@ -6,7 +6,7 @@ from typing import Any
 import torch
 import torch.fx as fx
 
-__all__ = ["record_shapes", "tree_max_abs_diff", "value_meta"]
+__all__ = ["record_shapes", "tree_max_abs_diff", "tree_shapes_equal", "value_meta"]
 
 
 def value_meta(value: Any) -> tuple[tuple[int, ...] | None, str | None]:
@@ -65,3 +65,16 @@ def tree_max_abs_diff(a: Any, b: Any) -> float | None:
     if any(p is None for p in parts):
         return None
     return max(parts, default=0.0)
+
+
+def tree_shapes_equal(a: Any, b: Any) -> bool:
+    """Same structure and tensor shapes (values may differ)."""
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        return a.shape == b.shape
+    if isinstance(a, dict) and isinstance(b, dict):
+        return list(a) == list(b) and all(tree_shapes_equal(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(tree_shapes_equal(x, y) for x, y in zip(a, b))
+    if type(a).__name__ == "KeyedTensor" and type(b).__name__ == "KeyedTensor":
+        return a.keys() == b.keys() and a.values().shape == b.values().shape
+    return type(a) is type(b)

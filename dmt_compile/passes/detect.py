@@ -137,7 +137,8 @@ class Detect(Pass):
             )
         lookups, atoms_per_lookup = [], []
         for i, (node, kind) in enumerate(raw):
-            atoms = frozenset().union(*(atoms_of(node_arg, cache) for node_arg in kind.id_nodes(node)))
+            # features and grouping follow the ids themselves; offsets / per-sample weights may be shared
+            atoms = atoms_of(kind.id_nodes(node)[0], cache) if kind.id_nodes(node) else frozenset()
             shape = node.meta.get("dmt.shape") or ()
             if not shape or shape[0] != batch:
                 raise DetectionError(

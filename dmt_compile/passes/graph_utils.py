@@ -6,7 +6,7 @@ from typing import Any
 
 import torch.fx as fx
 
-__all__ = ["stable_toposort", "tag", "getitem"]
+__all__ = ["stable_toposort", "tag", "call_module"]
 
 
 def tag(node: fx.Node, pass_name: str, **meta: Any) -> fx.Node:
@@ -16,12 +16,9 @@ def tag(node: fx.Node, pass_name: str, **meta: Any) -> fx.Node:
     return node
 
 
-def getitem(graph: fx.Graph, node: fx.Node, index: int, name: str) -> fx.Node:
-    import operator
-
-    return graph.call_function(operator.getitem, (node, index), name=name) if name else graph.call_function(
-        operator.getitem, (node, index)
-    )
+def call_module(graph: fx.Graph, target: str, args: tuple, name: str) -> fx.Node:
+    """`graph.call_module` with a chosen node name."""
+    return graph.create_node("call_module", target, args, {}, name=name)
 
 
 def stable_toposort(graph: fx.Graph, priority: dict[fx.Node, float]) -> None:

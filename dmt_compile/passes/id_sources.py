@@ -82,7 +82,11 @@ def atoms_of(node: fx.Node, cache: dict[fx.Node, frozenset]) -> frozenset:
     if node in cache:
         return cache[node]
     result: frozenset
-    if node.op == "placeholder":
+    if "dmt.id_atoms" in node.meta:  # set by passes that know better (e.g. split-collections)
+        result = frozenset(node.meta["dmt.id_atoms"])
+    elif _is_metadata(node):  # x.shape, x.size(0), x.dim(): no data flows
+        result = frozenset()
+    elif node.op == "placeholder":
         result = frozenset({(node.target, None)})
     elif node.op == "get_attr":
         result = frozenset()
@@ -92,6 +96,12 @@ def atoms_of(node: fx.Node, cache: dict[fx.Node, frozenset]) -> frozenset:
         )
     cache[node] = result
     return result
+
+
+def _is_metadata(node: fx.Node) -> bool:
+    if node.op == "call_method" and node.target in ("size", "dim", "numel"):
+        return True
+    return node.op == "call_function" and node.target is getattr and node.args[1] in ("shape", "dtype", "device")
 
 
 def _column_atoms(node: fx.Node) -> frozenset | None:

@@ -70,8 +70,15 @@ def plan_towers(
 ) -> TowerPlan:
     """The default balanced tower plan for `detection` on `topology`."""
     groups = detection.groups
+    notes: list[str] = []
     if num_towers is None:
         num_towers = len(pins) if isinstance(pins, Sequence) and not isinstance(pins, str) and pins else topology.num_hosts
+        if num_towers > len(groups):
+            notes.append(
+                f"only {len(groups)} tower(s): the model has {len(groups)} feature group(s) that cannot be split "
+                f"further, fewer than the {num_towers} hosts"
+            )
+            num_towers = len(groups)
     if not isinstance(num_towers, int) or isinstance(num_towers, bool) or num_towers < 1:
         raise PlanError(f"num_towers must be a positive integer, got {num_towers!r}", "pass e.g. num_towers=2")
     if num_towers > len(groups):
@@ -82,7 +89,6 @@ def plan_towers(
         )
     pinned = normalize_pins(pins, detection.features, num_towers)
     assignment: dict[int, int] = {}
-    notes: list[str] = []
     for g in groups:
         targets = {pinned[f] for f in g.features if f in pinned}
         if len(targets) > 1:

@@ -171,10 +171,22 @@ def all_to_all_rows(
         learned = exchange_counts(send, group, label, op=op + ".counts")
         if recv_counts is not None:
             given = _check_counts("recv_counts", recv_counts, size, label, op)
+            # agree on the verdict so that every member raises (nobody is left waiting in the exchange)
+            flag = torch.tensor([int(given != learned)], dtype=torch.int64, device=_comm_device(group))
+            try:
+                dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=group)
+            except RuntimeError as exc:
+                raise _fail(label, op + ".check", exc) from exc
             if given != learned:
                 raise CollectiveError(
                     f"rank {dist.get_rank()}: {op} on group {label!r}: recv_counts {given} differ "
                     f"from what the members send {learned}",
+                    "recv_counts[j] must equal member j's send_counts[my index]",
+                )
+            if int(flag.item()):
+                raise CollectiveError(
+                    f"rank {dist.get_rank()}: {op} on group {label!r}: another member's recv_counts differ "
+                    "from what is sent to it (see that rank's error)",
                     "recv_counts[j] must equal member j's send_counts[my index]",
                 )
         recv = list(learned)

@@ -41,6 +41,10 @@ logger = logging.getLogger(__name__)
 GROUP_LABELS = ("world", "cross", "intra")
 
 
+def _n(count: int, word: str, plural: str | None = None) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {plural or word + 's'}"
+
+
 def _suggest(world_size: int, local_world_size: int | None) -> str:
     if local_world_size and local_world_size > 0 and world_size % local_world_size == 0:
         return f"{world_size // local_world_size}x{local_world_size}"
@@ -63,17 +67,17 @@ def validate_world(
     if world_size != topo.world_size:
         problems.append(
             f"world size is {world_size} (from {source}) but topology {topo} needs "
-            f"{topo.num_hosts} hosts x {topo.local_size} ranks = {topo.world_size} ranks"
+            f"{_n(topo.num_hosts, 'host')} x {_n(topo.local_size, 'rank')} = {_n(topo.world_size, 'rank')}"
         )
     if local_world_size is not None and local_world_size != topo.local_size:
         problems.append(
             f"LOCAL_WORLD_SIZE is {local_world_size} but topology {topo} has "
-            f"{topo.local_size} ranks per host"
+            f"{_n(topo.local_size, 'rank')} per host"
         )
     if problems:
         raise RuntimeSetupError(
             "; ".join(problems),
-            f"start {topo.world_size} processes as {topo.num_hosts} nodes x {topo.local_size} per node "
+            f"start {_n(topo.world_size, 'process', 'processes')} as {_n(topo.num_hosts, 'node')} x {topo.local_size} per node "
             f"(torchrun --nnodes={topo.num_hosts} --nproc-per-node={topo.local_size}), or use "
             f"--topology {_suggest(world_size, local_world_size)} to match the processes you started",
         )

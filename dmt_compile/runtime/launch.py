@@ -53,6 +53,12 @@ class RankFailure:
     exc_type: str | None = None
     message: str | None = None
     traceback: str | None = None  # the child's traceback, or its stack when killed
+    at: float = 0.0  # wall-clock time (time.time()) of the same event
+
+    @property
+    def is_consequence(self) -> bool:
+        """True when the rank failed in a collective (CollectiveError), i.e. probably because of another rank."""
+        return self.kind == "killed" or (self.kind == "raised" and self.exc_type == "CollectiveError")
 
     def describe(self) -> str:
         if self.kind == "raised":
@@ -122,7 +128,13 @@ def _child_main(
             timeout=datetime.timedelta(seconds=pg_timeout_s),
         )
         result = fn(rank, *args)
-        dist.barrier()  # nobody tears down while a peer still talks to it
+        try:
+            dist.barrier()  # nobody tears down while a peer still talks to it
+        except RuntimeError as exc:
+            raise CollectiveError(
+                f"rank {rank} finished but the closing barrier failed: {exc}",
+                "another rank failed or exited early; see its error",
+            ) from exc
         dist.destroy_process_group()
         _write_atomic(result_path, ("ok", result, time.time()))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent
@@ -167,7 +179,9 @@ def _stop(procs: Sequence[Any], out_dir: str, start: float, failures: dict[int, 
                     stack = f.read()
             except OSError:
                 stack = ""
-            failures[r] = RankFailure(r, "killed", now, traceback=("stack when killed:\n" + stack) if stack else None)
+            failures[r] = RankFailure(
+                r, "killed", now, traceback=("stack when killed:\n" + stack) if stack else None, at=start + now
+            )
     for _, p in alive:
         p.terminate()
     for _, p in alive:
@@ -240,11 +254,11 @@ def launch_local(
                     results[rank] = payload[1]
                 elif payload is not None and payload[0] == "error":
                     _, exc_type, msg, tb, when = payload
-                    failures[rank] = RankFailure(rank, "raised", when - start, p.exitcode, exc_type, msg, tb)
+                    failures[rank] = RankFailure(rank, "raised", when - start, p.exitcode, exc_type, msg, tb, at=when)
                 elif p.exitcode != 0:
-                    failures[rank] = RankFailure(rank, "exited", seen, p.exitcode)
+                    failures[rank] = RankFailure(rank, "exited", seen, p.exitcode, at=start + seen)
                 else:
-                    failures[rank] = RankFailure(rank, "no_result", seen, p.exitcode)
+                    failures[rank] = RankFailure(rank, "no_result", seen, p.exitcode, at=start + seen)
                 if rank in failures and stop_at == deadline:
                     stop_at = min(deadline, time.time() + failure_grace_s)
                     logger.warning("launch_local: rank %d failed; waiting up to %.0f s for the others", rank, failure_grace_s)
@@ -259,8 +273,9 @@ def launch_local(
         shutil.rmtree(out_dir, ignore_errors=True)
     elapsed = time.time() - start
     if failures:
-        ordered = sorted(failures.values(), key=lambda f: (f.kind == "killed", f.elapsed_s, f.rank))
-        first = [f.rank for f in ordered if f.kind != "killed"][:1] or [ordered[0].rank]
+        # root causes first: a rank that exited or raised its own error, before ranks that only saw it in a collective
+        ordered = sorted(failures.values(), key=lambda f: (f.kind == "killed", f.is_consequence, f.elapsed_s, f.rank))
+        first = [ordered[0].rank]
         if timed_out:
             problem = f"launch_local({topo}) timed out after {timeout_s:.0f} s; ranks {sorted(failures)} were still running"
             fix = "look at the stacks below for the collective each rank waits in; raise timeout_s if the work is just slow"

@@ -1,0 +1,104 @@
+"""`dmt-compile` / `python -m dmt_compile`: a thin argparse shell over the library."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import IO, Sequence
+
+from dmt_compile.errors import DmtError
+
+__all__ = ["get_args_parser", "main"]
+
+FORMATS = ("table", "code", "dot", "json")
+
+
+def _add_transform_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="MODEL_SPEC", help="path/to/file.py:factory or package.module:factory")
+    p.add_argument("--topology", default="2x4", help="NxL (hosts x ranks per host), a preset like h100:64, ...")
+    p.add_argument("--towers", type=int, default=None, help="number of towers (default: one per host)")
+    p.add_argument("--tower-module", default="identity", help="identity | linear | ...")
+    p.add_argument("--compression", type=float, default=None, help="compression ratio c of the tower module")
+    p.add_argument("--feed", default="auto", choices=("auto", "direct", "decoder"),
+                   help="how compressed towers reach the interaction")
+    p.add_argument("--seed", type=int, default=0, help="torch seed for new Tower Module weights")
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m dmt_compile",
+                                     description="Turn a flat recommendation model into a DMT model.")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    dump = sub.add_parser("dump", help="transform a model and print the rewritten graph and plan")
+    _add_transform_args(dump)
+    dump.add_argument("--format", choices=FORMATS, default="table")
+    dump.add_argument("--dump-dir", default=None, help="write the graph after every pass (NN_<pass>.txt)")
+    dump.set_defaults(func=run_dump)
+    plan = sub.add_parser("plan", help="print only the tower plan")
+    _add_transform_args(plan)
+    plan.add_argument("--format", choices=("table", "json"), default="table")
+    plan.set_defaults(func=run_plan)
+    try:
+        from dmt_compile.topo.cli_commands import add_subcommands
+    except ImportError:  # pragma: no cover - topology CLI not installed
+        pass
+    else:
+        add_subcommands(sub)
+    for name in ("dmt_compile.runtime.cli_commands",):
+        try:
+            module = __import__(name, fromlist=["add_subcommands"])
+        except ImportError:
+            continue
+        module.add_subcommands(sub)
+    return parser
+
+
+def _transform(args, callback=None):
+    import torch
+
+    from dmt_compile.api import transform
+    from dmt_compile.model_spec import load_model_spec
+
+    model, inputs = load_model_spec(args.model)
+    torch.manual_seed(args.seed)
+    return transform(model, args.topology, inputs, num_towers=args.towers, tower_module=args.tower_module,
+                     compression=args.compression, feed=args.feed, callback=callback)
+
+
+def run_dump(args, stdout: IO[str]) -> int:
+    from dmt_compile.printing import format_graph
+
+    callback = None
+    if args.dump_dir:
+        os.makedirs(args.dump_dir, exist_ok=True)
+
+        def callback(index, name, gm, ctx):
+            text = format_graph(gm)
+            if ctx.plan is not None:
+                text = f"{ctx.plan}\n\n{text}"
+            with open(os.path.join(args.dump_dir, f"{index:02d}_{name}.txt"), "w") as fh:
+                fh.write(text + "\n")
+
+    dmt = _transform(args, callback)
+    stdout.write(dmt.dump(args.format))
+    return 0
+
+
+def run_plan(args, stdout: IO[str]) -> int:
+    dmt = _transform(args)
+    stdout.write((dmt.plan.to_json() if args.format == "json" else str(dmt.plan)) + "\n")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, *, stdout: IO[str] | None = None) -> int:
+    stdout = stdout or sys.stdout
+    parser = get_args_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args, stdout) or 0)
+    except DmtError as exc:
+        print(f"dmt-compile: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2

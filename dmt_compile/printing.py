@@ -1,0 +1,154 @@
+"""One deterministic text dump of a graph, shared by the CLI and the golden tests.
+
+`format_graph` is a fixed-column table (tabulate "simple") with qualified target names, `%node`
+arguments, example shapes and the `dmt.tower` / `dmt.role` annotations; no memory addresses,
+no file paths. `to_dot` is plain DOT text with one cluster per tower; `to_json` has sorted keys.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import torch
+import torch.fx as fx
+from tabulate import tabulate
+
+__all__ = ["format_graph", "format_modules", "to_dot", "to_json", "render", "target_name"]
+
+_MODULE_ALIASES = {
+    "_operator": "operator", "torch.functional": "torch", "torch._C._nn": "F", "torch.nn.functional": "F",
+    "dmt_compile.boundary": "dmt", "dmt_compile.torchrec_ops": "dmt", "torch._C._VariableFunctions": "torch",
+    "builtins": "", "torch._tensor": "torch.Tensor",
+}
+_ROLE_COLOURS = {
+    "ids_exchange": "#f4a261", "outputs_exchange": "#e76f51", "lookup": "#2a9d8f",
+    "tower_module": "#e9c46a", "reassemble": "#a8dadc", "decoder": "#b5838d",
+}
+MAX_ARG_CHARS = 120
+
+
+def target_name(node: fx.Node, gm: fx.GraphModule | None = None) -> str:
+    if node.op == "call_module":
+        cls = type(gm.get_submodule(node.target)).__name__ if gm is not None else "?"
+        return f"{node.target} [{cls}]"
+    if node.op == "call_method":
+        return f".{node.target}"
+    if node.op in ("get_attr", "placeholder", "output"):
+        return str(node.target)
+    fn = node.target
+    module = getattr(fn, "__module__", None) or ""
+    name = getattr(fn, "__name__", str(fn))
+    if module.startswith("torch") and hasattr(torch, name) and getattr(torch, name) is fn:
+        module = "torch"
+    module = _MODULE_ALIASES.get(module, module)
+    return f"{module}.{name}" if module else name
+
+
+def _fmt(arg: Any) -> str:
+    if isinstance(arg, fx.Node):
+        return f"%{arg.name}"
+    if isinstance(arg, (list, tuple)):
+        inner = ", ".join(_fmt(a) for a in arg)
+        return f"[{inner}]" if isinstance(arg, list) else f"({inner}{',' if len(arg) == 1 else ''})"
+    if isinstance(arg, dict):
+        return "{" + ", ".join(f"{k!r}: {_fmt(v)}" for k, v in arg.items()) + "}"
+    if isinstance(arg, slice):
+        parts = ["" if v is None else str(v) for v in (arg.start, arg.stop, arg.step)]
+        return ":".join(parts[:2] if arg.step is None else parts)
+    if isinstance(arg, torch.dtype):
+        return str(arg)
+    if isinstance(arg, torch.Tensor):
+        return f"tensor{tuple(arg.shape)}"
+    if arg is Ellipsis:
+        return "..."
+    return repr(arg)
+
+
+def _args(node: fx.Node) -> str:
+    parts = [_fmt(a) for a in node.args] + [f"{k}={_fmt(v)}" for k, v in node.kwargs.items()]
+    text = ", ".join(parts)
+    return text if len(text) <= MAX_ARG_CHARS else text[: MAX_ARG_CHARS - 5] + " ...)"
+
+
+def format_graph(gm: fx.GraphModule) -> str:
+    rows = []
+    for i, n in enumerate(gm.graph.nodes):
+        shape = n.meta.get("dmt.shape")
+        tower = n.meta.get("dmt.tower")
+        rows.append([
+            i, n.name, n.op, target_name(n, gm), _args(n),
+            "" if shape is None else "x".join(str(s) for s in shape) or "scalar",
+            "" if tower is None else tower, n.meta.get("dmt.role", ""),
+        ])
+    return tabulate(rows, headers=["#", "node", "op", "target", "args", "shape", "tower", "role"],
+                    tablefmt="simple", disable_numparse=True)
+
+
+def format_modules(gm: fx.GraphModule) -> str:
+    """The modules dmt_compile added (Tower Modules, decoders, sub-collections), sorted by path."""
+    if not hasattr(gm, "dmt"):
+        return ""
+    lines = []
+    for name, mod in sorted(gm.get_submodule("dmt").named_children()):
+        body = repr(mod).replace("\n", "\n    ")
+        lines.append(f"  dmt.{name}: {body}")
+    return "\n".join(lines)
+
+
+def to_dot(gm: fx.GraphModule, title: str = "dmt") -> str:
+    lines = [f'digraph "{title}" {{', "  rankdir=TB;", '  node [shape=box, fontname="monospace", fontsize=9];']
+    towers: dict[int, list[fx.Node]] = {}
+    for n in gm.graph.nodes:
+        if n.meta.get("dmt.tower") is not None:
+            towers.setdefault(n.meta["dmt.tower"], []).append(n)
+
+    def node_line(n: fx.Node) -> str:
+        colour = _ROLE_COLOURS.get(n.meta.get("dmt.role", ""), "#ffffff")
+        label = f"{n.name}\\n{target_name(n, gm)}".replace('"', "'")
+        return f'"{n.name}" [label="{label}", style=filled, fillcolor="{colour}"];'
+
+    in_cluster = {n for ns in towers.values() for n in ns}
+    for t in sorted(towers):
+        lines.append(f"  subgraph cluster_tower{t} {{")
+        lines.append(f'    label="tower {t}"; style=rounded; color="#264653";')
+        lines += [f"    {node_line(n)}" for n in towers[t]]
+        lines.append("  }")
+    lines += [f"  {node_line(n)}" for n in gm.graph.nodes if n not in in_cluster]
+    for n in gm.graph.nodes:
+        for a in n.all_input_nodes:
+            lines.append(f'  "{a.name}" -> "{n.name}";')
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def to_json(gm: fx.GraphModule, plan: Any = None) -> str:
+    nodes = []
+    for n in gm.graph.nodes:
+        nodes.append({
+            "name": n.name, "op": n.op, "target": target_name(n, gm), "args": _args(n),
+            "inputs": [a.name for a in n.all_input_nodes],
+            "shape": list(n.meta["dmt.shape"]) if n.meta.get("dmt.shape") is not None else None,
+            "tower": n.meta.get("dmt.tower"), "role": n.meta.get("dmt.role"),
+        })
+    doc: dict[str, Any] = {"nodes": nodes}
+    if plan is not None:
+        doc["plan"] = plan.to_dict()
+    return json.dumps(doc, sort_keys=True, indent=2) + "\n"
+
+
+def render(dmt: Any, fmt: str = "table") -> str:
+    """Render a transformed model (`DmtModel`) as table, code, dot or json."""
+    gm = dmt.graph_module
+    if fmt == "table":
+        parts = [str(dmt.capture_report), "", str(dmt.plan), "", format_graph(gm)]
+        mods = format_modules(gm)
+        if mods:
+            parts += ["", "modules added:", mods]
+        return "\n".join(parts) + "\n"
+    if fmt == "code":
+        return "\n".join(line.rstrip() for line in gm.code.strip().splitlines()) + "\n"
+    if fmt == "dot":
+        return to_dot(gm)
+    if fmt == "json":
+        return to_json(gm, dmt.plan)
+    raise ValueError(f"unknown format {fmt!r}")

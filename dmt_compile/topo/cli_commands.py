@@ -1,0 +1,161 @@
+"""The ``cost`` and ``topo`` subcommands of ``dmt-compile`` (registered by the main CLI).
+
+``dmt-compile cost --topology h100:64 [--model SPEC | --features F --dim D --batch B]
+[--compression C ...] [--strategies ...] [--sweep 16,32,...] [--format table|json]
+[--plot out.png] [--param NAME=VALUE ...]``
+
+``dmt-compile topo SPEC [--format text|json|dot]``
+
+Each ``run_*`` writes to the given text stream and returns an exit code; typed errors
+(:class:`~dmt_compile.errors.DmtError`) propagate to the main CLI, which reports them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from typing import TextIO
+
+from dmt_compile.errors import CostModelError
+from dmt_compile.topo.cost_report import (DEFAULT_STRATEGIES, Config, compare, format_compare,
+                                          format_sweep, plot_sweep, report_json, sweep)
+from dmt_compile.topo.cost_symbols import CostParams
+from dmt_compile.topo.network import to_dot
+from dmt_compile.topo.presets import preset_names
+from dmt_compile.topo.topology import Topology, as_topology
+
+__all__ = ["add_subcommands", "run_cost", "run_topo", "model_feature_widths"]
+
+
+def add_subcommands(subparsers: "argparse._SubParsersAction") -> None:
+    """Register ``cost`` and ``topo`` on an argparse subparsers object."""
+    presets = ", ".join(preset_names())
+    c = subparsers.add_parser(
+        "cost", help="predict flat vs TWRW vs SPTT vs SPTT+TM embedding time",
+        description="Price every embedding strategy on a topology with the sympy cost model "
+                    f"(docs/COST_MODEL.md). Presets: {presets}.")
+    c.add_argument("--topology", required=True, help="e.g. h100:64, a100:8x8, or a JSON dict")
+    c.add_argument("--model", metavar="MODEL_SPEC", help="take feature widths from a model (path.py:factory)")
+    c.add_argument("--features", type=int, default=26, help="number of sparse features (default 26)")
+    c.add_argument("--dim", type=int, default=128, help="embedding width per feature (default 128)")
+    c.add_argument("--batch", type=int, default=1024, help="per-rank batch (default 1024)")
+    c.add_argument("--pooling", type=float, default=1.0, help="ids per sample per feature (default 1)")
+    c.add_argument("--compression", type=float, nargs="+", default=[4.0, 16.0], metavar="C",
+                   help="Tower-Module compression ratios for sptt_tm (default 4 16)")
+    c.add_argument("--strategies", default=",".join(DEFAULT_STRATEGIES),
+                   help=f"comma list from {','.join(DEFAULT_STRATEGIES)}")
+    c.add_argument("--host-split", choices=("column", "table"), default="column",
+                   help="how features are cut over hosts/towers (default column: balanced)")
+    c.add_argument("--bytes-per-element", type=int, default=4, help="4 for fp32, 2 for bf16")
+    c.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="override a CostParams field, e.g. congestion=0.07 (repeatable)")
+    c.add_argument("--sweep", help="comma list of GPU counts, e.g. 16,32,64,128,256,512")
+    c.add_argument("--format", choices=("table", "json"), default="table")
+    c.add_argument("--plot", metavar="OUT.png", help="with --sweep: draw speedup vs GPUs (needs matplotlib)")
+    c.set_defaults(func=run_cost)
+
+    t = subparsers.add_parser("topo", help="show a topology (text, JSON or Graphviz DOT)",
+                              description=f"Describe a topology spec. Presets: {presets}.")
+    t.add_argument("spec", help="e.g. 2x4, h100:64, grand-teton:6144, or a JSON dict")
+    t.add_argument("--format", choices=("text", "json", "dot"), default="text")
+    t.set_defaults(func=run_topo)
+
+
+def model_feature_widths(spec: str) -> list[int]:
+    """Embedding widths of a MODEL_SPEC's sparse features (via the core's API, lazily)."""
+    try:
+        from dmt_compile.api import sparse_feature_widths
+    except ImportError as exc:
+        raise CostModelError(
+            f"--model needs dmt_compile.api.sparse_feature_widths, which is not available ({exc})",
+            "describe the features with --features F --dim D instead",
+        ) from exc
+    return [int(w) for w in sparse_feature_widths(spec)]
+
+
+def _params(items: list[str]) -> CostParams:
+    overrides = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            overrides[name.strip()] = float(value)
+        except ValueError:
+            raise CostModelError(f"bad --param {item!r}", "write NAME=NUMBER, e.g. congestion=0.07") from None
+    return CostParams().with_overrides(**overrides)
+
+
+def _gpus(text: str) -> list[int]:
+    try:
+        gpus = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise CostModelError(f"bad --sweep {text!r}", "write GPU counts like 16,32,64") from None
+    if not gpus or any(g < 1 for g in gpus):
+        raise CostModelError(f"bad --sweep {text!r}", "write positive GPU counts like 16,32,64")
+    return gpus
+
+
+def run_cost(args: argparse.Namespace, stdout: TextIO) -> int:
+    """Price the strategies (or sweep GPU counts) and write a table or JSON to `stdout`."""
+    topo = as_topology(args.topology)
+    if getattr(args, "model", None):
+        widths = model_feature_widths(args.model)
+    else:
+        if args.features < 1 or args.dim < 1 or args.batch < 1:
+            raise CostModelError("--features, --dim and --batch must be positive", "e.g. --features 26 --dim 128")
+        widths = [args.dim] * args.features
+    config = Config(
+        feature_widths=tuple(float(w) for w in widths), batch_per_rank=args.batch,
+        ids_per_sample=tuple([args.pooling] * len(widths)), compressions=tuple(args.compression),
+        strategies=tuple(s.strip() for s in args.strategies.split(",") if s.strip()),
+        host_split=args.host_split, bytes_per_element=args.bytes_per_element, params=_params(args.param),
+    )
+    if args.sweep:
+        result = sweep(topo, _gpus(args.sweep), config)
+        stdout.write(report_json(topo, config, result, swept=True) if args.format == "json"
+                     else format_sweep(topo, result))
+        if args.plot:
+            plot_sweep(result, args.plot, title=f"{topo.name or topo} speedup over flat")
+            if args.format == "table":
+                stdout.write(f"wrote {args.plot}\n")
+        return 0
+    if args.plot:
+        raise CostModelError("--plot draws a sweep", "add --sweep 16,32,64,... or drop --plot")
+    rows = compare(topo, config)
+    stdout.write(report_json(topo, config, rows) if args.format == "json" else format_compare(topo, rows))
+    return 0
+
+
+def _describe(topo: Topology) -> str:
+    def gb(x: float | None) -> str:
+        return "unset" if x is None else f"{x / 1e9:.4g} GB/s"
+
+    def us(x: float | None) -> str:
+        return "unset" if x is None else f"{x * 1e6:.3g} µs"
+
+    lines = [
+        f"topology {topo}  ({topo.name or 'no preset'})",
+        f"  hosts x ranks/host : {topo.num_hosts} x {topo.local_size} = {topo.world_size} ranks",
+        f"  intra-host         : {gb(topo.intra_bw)} per rank per direction, latency {us(topo.intra_latency)}",
+        f"  inter-host (NIC)   : {gb(topo.inter_bw)} per rank per direction, latency {us(topo.inter_latency)}",
+        f"  HBM / compute      : {gb(topo.hbm_bw)}, "
+        + ("unset" if topo.flop_rate is None else f"{topo.flop_rate / 1e12:.4g} TFLOP/s"),
+    ]
+    for lv in topo.levels:
+        state = "active" if lv in topo.active_levels else "collapsed (cluster fits in one)"
+        lines.append(f"  level {lv.name:<12} : {lv.hosts} hosts, oversubscription {lv.oversubscription:g}:1, {state}")
+    lines.append(f"  network taper      : {topo.network_taper():.3f}")
+    lines.append(f"  device mesh        : {dict(zip(topo.mesh_dim_names, topo.mesh_shape))}")
+    return "\n".join(lines) + "\n"
+
+
+def run_topo(args: argparse.Namespace, stdout: TextIO) -> int:
+    """Describe a topology spec as text, JSON (sorted keys) or DOT."""
+    topo = as_topology(args.spec)
+    if args.format == "json":
+        stdout.write(json.dumps(topo.to_dict(), sort_keys=True, indent=2) + "\n")
+    elif args.format == "dot":
+        stdout.write(to_dot(topo))
+    else:
+        stdout.write(_describe(topo))
+    return 0

@@ -1,0 +1,156 @@
+"""Strategy comparison and GPU-count sweeps of the cost model, as rows, tables, JSON, plots.
+
+:func:`compare` prices every strategy for one topology and one embedding configuration;
+towers for SPTT are the hosts' shares of the features (:func:`split_features`), and
+SPTT+TM with compression c shrinks each tower's output to width/c (a linear Tower Module).
+:func:`sweep` repeats it over GPU counts of the same cluster kind. Times are microseconds
+in tables and seconds in JSON; speedup = flat total / strategy total.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from tabulate import tabulate
+
+from dmt_compile.errors import CostModelError
+from dmt_compile.topo.cost_exprs import TERMS
+from dmt_compile.topo.cost_model import predict_flat, predict_sptt, split_features
+from dmt_compile.topo.cost_symbols import CostParams
+from dmt_compile.topo.topology import Topology, as_topology
+
+__all__ = ["Config", "compare", "sweep", "format_compare", "format_sweep", "report_json",
+           "plot_sweep", "strategy_label", "DEFAULT_STRATEGIES"]
+
+log = logging.getLogger(__name__)
+DEFAULT_STRATEGIES = ("flat", "rw", "twrw", "sptt", "sptt_tm")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The embedding stage being priced (widths in elements, ids = pooling factors)."""
+
+    feature_widths: tuple[float, ...]
+    batch_per_rank: int
+    ids_per_sample: tuple[float, ...] | None = None
+    compressions: tuple[float, ...] = (4.0, 16.0)
+    strategies: tuple[str, ...] = DEFAULT_STRATEGIES
+    host_split: str = "column"
+    bytes_per_element: int = 4
+    params: CostParams = field(default_factory=CostParams)
+
+    def __post_init__(self) -> None:
+        bad = [s for s in self.strategies if s not in DEFAULT_STRATEGIES]
+        if bad or not self.strategies:
+            raise CostModelError(f"unknown strategies {bad}", f"choose from {list(DEFAULT_STRATEGIES)}")
+        if any(c < 1 for c in self.compressions):
+            raise CostModelError(f"compression ratios must be >= 1, got {list(self.compressions)}",
+                                 "give ratios like 4 16 (tower output = width / c)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"feature_widths": list(self.feature_widths), "batch_per_rank": self.batch_per_rank,
+                "ids_per_sample": None if self.ids_per_sample is None else list(self.ids_per_sample),
+                "compressions": list(self.compressions), "strategies": list(self.strategies),
+                "host_split": self.host_split, "bytes_per_element": self.bytes_per_element,
+                "params": self.params.to_dict()}
+
+
+def strategy_label(strategy: str, c: float | None = None) -> str:
+    return f"sptt_tm(c={c:g})" if c is not None else strategy
+
+
+def compare(topology: "Topology | str", config: Config) -> dict[str, dict[str, float]]:
+    """``{label: {term: seconds, ..., "total", "speedup"}}`` for every strategy of `config`."""
+    topo = as_topology(topology)
+    ids = list(config.ids_per_sample) if config.ids_per_sample is not None else [1.0] * len(config.feature_widths)
+    common = dict(batch_per_rank=config.batch_per_rank, bytes_per_element=config.bytes_per_element,
+                  params=config.params)
+    rows: dict[str, dict[str, float]] = {}
+    flat = predict_flat(topo, feature_widths=config.feature_widths, ids_per_sample=ids, **common)
+    per_host = split_features(config.feature_widths, ids, topo.num_hosts, config.host_split)
+    hosts = [h for h, x in enumerate(per_host) if x[0] > 0]  # hosts that own a tower
+    loads = [per_host[h] for h in hosts]
+    towers = dict(tower_in_widths=[x[0] for x in loads], ids_per_sample=[x[1] for x in loads],
+                  rows_per_sample=[x[2] for x in loads], tower_hosts=hosts)
+    for s in config.strategies:
+        if s == "flat":
+            rows["flat"] = flat
+        elif s in ("rw", "twrw"):
+            rows[s] = predict_flat(topo, feature_widths=config.feature_widths, ids_per_sample=ids,
+                                   strategy=s, host_split=config.host_split, **common)
+        elif s == "sptt":
+            rows["sptt"] = predict_sptt(topo, **towers, **common)
+        else:
+            for c in config.compressions:
+                rows[strategy_label(s, c)] = predict_sptt(
+                    topo, tower_out_widths=[x[0] / c for x in loads], **towers, **common)
+    for r in rows.values():
+        r["speedup"] = flat["total"] / r["total"] if r["total"] > 0 else float("inf")
+    return rows
+
+
+def sweep(topology: "Topology | str", gpus: Sequence[int], config: Config) -> dict[int, dict[str, dict[str, float]]]:
+    """:func:`compare` at each GPU count (same cluster kind, whole hosts only)."""
+    base = as_topology(topology)
+    out = {}
+    for n in gpus:
+        out[int(n)] = compare(base.with_world_size(int(n)), config)
+        log.debug("swept %s GPUs", n)
+    return out
+
+
+def _us(x: float) -> str:
+    return f"{x * 1e6:.1f}"
+
+
+def format_compare(topology: Topology, rows: dict[str, dict[str, float]]) -> str:
+    terms = [t for t in TERMS if any(r[t] > 0 for r in rows.values())]
+    headers = ["strategy", *[f"{t} µs" for t in terms], "fwd µs", "bwd µs", "total µs", "speedup"]
+    body = [[name, *[_us(r[t]) for t in terms], _us(r["fwd"]), _us(r["bwd"]), _us(r["total"]),
+             f"{r['speedup']:.2f}x"] for name, r in rows.items()]
+    title = f"topology {topology.name or 'custom'} {topology} ({topology.world_size} GPUs)"
+    return title + "\n" + tabulate(body, headers=headers, tablefmt="github") + "\n"
+
+
+def format_sweep(topology: Topology, result: dict[int, dict[str, dict[str, float]]]) -> str:
+    names = list(next(iter(result.values())))
+    headers = ["GPUs", *[f"{n} µs" for n in names], *[f"{n} speedup" for n in names if n != "flat"]]
+    body = [[g, *[_us(rows[n]["total"]) for n in names],
+             *[f"{rows[n]['speedup']:.2f}x" for n in names if n != "flat"]] for g, rows in result.items()]
+    title = f"sweep of {topology.name or 'custom'} ({topology.local_size} GPUs/host)"
+    return title + "\n" + tabulate(body, headers=headers, tablefmt="github") + "\n"
+
+
+def report_json(topology: Topology, config: Config, rows: Any, *, swept: bool = False) -> str:
+    """Stable JSON (sorted keys) of a comparison or a sweep."""
+    data = {"topology": topology.to_dict(), "config": config.to_dict(), "units": "seconds",
+            ("sweep" if swept else "strategies"): {str(k): v for k, v in rows.items()} if swept else rows}
+    return json.dumps(data, sort_keys=True, indent=2) + "\n"
+
+
+def plot_sweep(result: dict[int, dict[str, dict[str, float]]], path: str, title: str = "") -> None:
+    """Speedup vs GPUs, one line per strategy (needs matplotlib, the ``plot`` extra)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise CostModelError("--plot needs matplotlib, which is not installed",
+                             "pip install 'dmt_compile[plot]' (or matplotlib), or drop --plot") from exc
+    gpus = sorted(result)
+    names = [n for n in result[gpus[0]] if n != "flat"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for n in names:
+        ax.plot(gpus, [result[g][n]["speedup"] for g in gpus], marker="o", label=n)
+    ax.axhline(1.0, color="grey", lw=0.8)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("GPUs")
+    ax.set_ylabel("speedup over flat (embedding stage)")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
