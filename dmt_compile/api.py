@@ -88,6 +88,9 @@ def transform(
     tower_module: str = "identity",
     compression: float | None = None,
     feed: str = "auto",
+    partitioner: str = "balanced",
+    calibration_batches: Sequence[Any] | None = None,
+    seed: int = 0,
     inplace: bool = False,
     callback: DumpCallback | None = None,
 ) -> DmtModel:
@@ -102,6 +105,10 @@ def transform(
         tower_module: `"identity"` (exact) or a compressing module such as `"linear"`.
         compression: ratio c for a compressing module (default 4).
         feed: `"auto"`, `"direct"` (interaction consumes compressed embeddings) or `"decoder"`.
+        partitioner: `"balanced"` (default), `"learned"` (feature affinity from the model's
+            embeddings on `calibration_batches`), `"random"` or `"contiguous"`.
+        calibration_batches: inputs like `example_inputs` (a tuple each) for the learned partitioner.
+        seed: seed for partitioners that use randomness.
         inplace: share modules with `model` instead of copying it first.
         callback: called as `callback(index, pass_name, gm, ctx)` after capture and each pass.
     """
@@ -112,10 +119,23 @@ def transform(
     work = model if inplace else copy_model(model)
     captured = capture(work, example_inputs if isinstance(example_inputs, tuple) else (example_inputs,),
                        dict(example_kwargs or {}))
+    calibration = None
+    if calibration_batches is not None:
+        calibration = []
+        for i, batch in enumerate(calibration_batches):
+            batch = batch if isinstance(batch, tuple) else (batch,)
+            try:
+                calibration.append(captured.spec.flatten(batch, {}))
+            except InputError as exc:
+                raise InputError(
+                    f"calibration batch {i} does not have the structure of example_inputs: {exc.problem}",
+                    "pass calibration_batches as a list of tuples shaped like example_inputs",
+                ) from exc
     ctx = PassContext(
         topology=topo, flat_inputs=captured.flat_inputs, reference_output=captured.reference_output,
         options={"input_spec": captured.spec, "num_towers": num_towers, "towers": towers,
-                 "tower_module": tower_module, "compression": c, "feed": feed},
+                 "tower_module": tower_module, "compression": c, "feed": feed,
+                 "partitioner": partitioner, "calibration_flat": calibration, "seed": seed},
     )
     if callback is not None:
         callback(0, "capture", captured.gm, ctx)

@@ -32,6 +32,7 @@ class TowerPlan:
     tower_module: str = "identity"
     compression: float = 1.0
     notes: tuple[str, ...] = field(default=())
+    metrics: tuple[tuple[str, float], ...] = field(default=())  # e.g. affinity captured, from the partitioner
 
     @property
     def towers(self) -> tuple[tuple[str, ...], ...]:
@@ -86,6 +87,7 @@ class TowerPlan:
         lines = [head, table]
         if self.dense_features:
             lines.append("dense (data-parallel, not in towers): " + _clip(", ".join(self.dense_features), 200))
+        lines += [f"metric: {k} = {v:.4g}" for k, v in self.metrics]
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 

@@ -1,14 +1,19 @@
 """plan: choose which feature groups share a tower (pure analysis; the graph is untouched).
 
-Default strategy "balanced": user pins first, then longest-processing-time greedy over the
-remaining feature groups by looked-up width per sample (the term that drives lookup, exchange
-and Tower-Module cost), ties broken by table size. Groups (shared tables, shared id sources)
+User pins are applied first (a pinned feature pins its whole group); a *partitioner* assigns the
+remaining groups. Default "balanced": longest-processing-time greedy by looked-up width per
+sample (the term that drives lookup, exchange and Tower-Module cost), ties by table size.
+Other partitioners ("learned", "random", "contiguous") plug in through `PARTITIONERS` with the
+same `PartitionRequest -> PartitionResult` interface. Groups (shared tables, shared id sources)
 are never split. Tower t lives on host t mod N.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
 
+import torch
 import torch.fx as fx
 
 from dmt_compile.errors import PlanError
@@ -16,9 +21,109 @@ from dmt_compile.passes.base import Pass, PassContext, PassResult
 from dmt_compile.passes.detect import Detection
 from dmt_compile.plan import TowerDetail, TowerPlan
 
-__all__ = ["PlanTowers", "plan_towers", "normalize_pins"]
+__all__ = [
+    "PlanTowers", "plan_towers", "normalize_pins", "PartitionRequest", "PartitionResult",
+    "balanced_partitioner", "PARTITIONERS", "get_partitioner", "collect_lookup_outputs",
+]
 
 Pins = Mapping[str, int] | Sequence[Sequence[str]] | None
+
+
+@dataclass(frozen=True)
+class PartitionRequest:
+    """What a partitioner sees: feature groups (never split), tower count, pinned groups, data."""
+
+    groups: tuple  # tuple[FeatureGroup, ...]
+    num_towers: int
+    fixed: Mapping[int, int]  # group index -> tower, from user pins (must be honoured)
+    topology: Any
+    seed: int = 0
+    # lookup index -> that lookup's output on each calibration batch (None without calibration)
+    lookup_outputs: Mapping[int, list] | None = None
+    lookups: tuple = ()  # tuple[Lookup, ...] (index, features, width, ...)
+
+
+@dataclass(frozen=True)
+class PartitionResult:
+    assignment: Mapping[int, int]  # group index -> tower, for every group
+    notes: tuple[str, ...] = ()
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+
+Partitioner = Callable[[PartitionRequest], PartitionResult]
+
+
+def balanced_partitioner(req: PartitionRequest) -> PartitionResult:
+    """Longest-processing-time greedy by looked-up width per sample, ties by table size."""
+    assignment = dict(req.fixed)
+    width = [0] * req.num_towers
+    elems = [0] * req.num_towers
+    for gi, t in assignment.items():
+        width[t] += req.groups[gi].width
+        elems[t] += req.groups[gi].table_elements
+    free = sorted((g for g in req.groups if g.index not in assignment),
+                  key=lambda g: (-g.width, -g.table_elements, g.index))
+    for g in free:
+        used = set(assignment.values())
+        t = min(range(req.num_towers), key=lambda i: (i in used, width[i], elems[i], i))
+        assignment[g.index] = t
+        width[t] += g.width
+        elems[t] += g.table_elements
+    return PartitionResult(assignment)
+
+
+# name -> partitioner, or "module:function" loaded on first use (the learned one needs calibration)
+PARTITIONERS: dict[str, Partitioner | str] = {
+    "balanced": balanced_partitioner,
+    "learned": "dmt_compile.topo.partitioner:learned_partitioner",
+    "random": "dmt_compile.topo.partitioner:random_partitioner",
+    "contiguous": "dmt_compile.topo.partitioner:contiguous_partitioner",
+}
+
+
+def get_partitioner(name: str) -> Partitioner:
+    entry = PARTITIONERS.get(name)
+    if entry is None:
+        raise PlanError(f"unknown partitioner {name!r}", "choose one of: " + ", ".join(sorted(PARTITIONERS)))
+    if isinstance(entry, str):
+        module, _, attr = entry.partition(":")
+        try:
+            entry = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise PlanError(f"partitioner {name!r} is not available ({exc})", "use partitioner='balanced'") from exc
+    return entry
+
+
+class _LookupRecorder(fx.Interpreter):
+    def __init__(self, gm: fx.GraphModule, wanted: dict[str, int]):
+        super().__init__(gm)
+        self.wanted = wanted
+        self.seen: dict[int, Any] = {}
+
+    def run_node(self, n: fx.Node) -> Any:
+        out = super().run_node(n)
+        if n.name in self.wanted:
+            value = out.values() if type(out).__name__ == "KeyedTensor" else out
+            self.seen[self.wanted[n.name]] = value.detach()
+        return out
+
+
+def collect_lookup_outputs(gm: fx.GraphModule, detection, flat_batches: Sequence[list]) -> dict[int, list]:
+    """Run the (not yet rewritten) graph on calibration batches; each lookup's outputs per batch."""
+    wanted = {lk.node: lk.index for lk in detection.lookups}
+    out: dict[int, list] = {i: [] for i in wanted.values()}
+    was_training = gm.training
+    gm.eval()
+    try:
+        with torch.no_grad():
+            for flat in flat_batches:
+                rec = _LookupRecorder(gm, wanted)
+                rec.run(*flat)
+                for i, v in rec.seen.items():
+                    out[i].append(v)
+    finally:
+        gm.train(was_training)
+    return out
 
 
 def normalize_pins(pins: Pins, features: Sequence[str], num_towers: int) -> dict[str, int]:
@@ -66,7 +171,9 @@ def normalize_pins(pins: Pins, features: Sequence[str], num_towers: int) -> dict
 
 
 def plan_towers(
-    detection: Detection, topology: Any, num_towers: int | None = None, pins: Pins = None
+    detection: Detection, topology: Any, num_towers: int | None = None, pins: Pins = None, *,
+    partitioner: Partitioner | None = None, strategy: str = "balanced", seed: int = 0,
+    lookup_outputs: Mapping[int, list] | None = None,
 ) -> TowerPlan:
     """The default balanced tower plan for `detection` on `topology`."""
     groups = detection.groups
@@ -100,17 +207,20 @@ def plan_towers(
             )
         if targets:
             assignment[g.index] = targets.pop()
-    width = [0] * num_towers
-    elems = [0] * num_towers
+    partitioner = partitioner or balanced_partitioner
+    result = partitioner(PartitionRequest(
+        groups=groups, num_towers=num_towers, fixed=dict(assignment), topology=topology, seed=seed,
+        lookup_outputs=lookup_outputs, lookups=detection.lookups,
+    ))
     for gi, t in assignment.items():
-        width[t] += groups[gi].width
-        elems[t] += groups[gi].table_elements
-    free = sorted((g for g in groups if g.index not in assignment), key=lambda g: (-g.width, -g.table_elements, g.index))
-    for g in free:
-        t = min(range(num_towers), key=lambda i: (_has_any(assignment, i), width[i], elems[i], i))
-        assignment[g.index] = t
-        width[t] += g.width
-        elems[t] += g.table_elements
+        if result.assignment.get(gi) != t:
+            raise PlanError(f"partitioner moved pinned group {gi} away from tower {t}", "report this as a bug")
+    if set(result.assignment) != {g.index for g in groups} or not all(
+        0 <= t < num_towers for t in result.assignment.values()
+    ):
+        raise PlanError("partitioner returned an incomplete or invalid assignment", "report this as a bug")
+    assignment = dict(result.assignment)
+    notes += list(result.notes)
     empty = [t for t in range(num_towers) if not _has_any(assignment, t)]
     if empty:
         raise PlanError(
@@ -138,10 +248,14 @@ def plan_towers(
         notes.append(f"hosts {list(range(num_towers, topology.num_hosts))} hold no tower (fewer towers than hosts)")
     if num_towers > topology.num_hosts:
         notes.append(f"{num_towers} logical towers on {topology.num_hosts} hosts: tower t runs on host t mod {topology.num_hosts}")
-    strategy = "pinned" if pinned and len(pinned) == len(detection.features) else ("balanced+pins" if pinned else "balanced")
+    if pinned and len(pinned) == len(detection.features):
+        strategy = "pinned"
+    elif pinned:
+        strategy += "+pins"
     return TowerPlan(
         topology=str(topology), strategy=strategy, details=tuple(details),
         dense_features=detection.dense_features, notes=tuple(notes),
+        metrics=tuple(sorted((k, float(v)) for k, v in result.metrics.items())),
     )
 
 
@@ -154,5 +268,14 @@ class PlanTowers(Pass):
 
     def call(self, gm: fx.GraphModule, ctx: PassContext) -> PassResult:
         opts = ctx.options
-        ctx.plan = plan_towers(ctx.detection, ctx.topology, opts.get("num_towers"), opts.get("towers"))
+        name = opts.get("partitioner", "balanced")
+        partitioner = get_partitioner(name)
+        calibration = opts.get("calibration_flat")
+        outputs = collect_lookup_outputs(gm, ctx.detection, calibration) if calibration else None
+        if getattr(partitioner, "needs_calibration", False) and outputs is None:
+            outputs = collect_lookup_outputs(gm, ctx.detection, [ctx.flat_inputs])
+        ctx.plan = plan_towers(
+            ctx.detection, ctx.topology, opts.get("num_towers"), opts.get("towers"),
+            partitioner=partitioner, strategy=name, seed=opts.get("seed", 0), lookup_outputs=outputs,
+        )
         return PassResult(gm, False)

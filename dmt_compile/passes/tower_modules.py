@@ -85,8 +85,8 @@ class TowerModules(Pass):
             trial = fx.GraphModule(gm, _copy_graph(gm.graph))
             try:
                 widths = self._direct(trial, ctx, name, c)
-                record_shapes(trial, ctx.flat_inputs)
-                out = trial(*ctx.flat_inputs)
+                trial.recompile()
+                out = record_shapes(trial, ctx.flat_inputs)  # the trial shape propagation
                 if not tree_shapes_equal(out, ctx.reference_output):
                     raise TowerModuleError("the interaction is not shape-polymorphic (output shapes change)", "")
                 gm, chosen = trial, "direct"
@@ -150,13 +150,21 @@ class TowerModules(Pass):
             tm, out = nodes["tm"], nodes["out"]
             parts = _parts(out)
             chains = [_element_chains(p) for p in parts]
-            squeezable = [ch is not None for ch in chains]
-            if not any(squeezable):
+            if not any(chains):
                 raise TowerModuleError(f"tower {t}'s embeddings do not enter a cat/stack", "")
+            # the interaction site: the cat/stack receiving most of the tower's looked-up width;
+            # lookups entering only that site are compressed, all others pass through
+            weight: dict[fx.Node, int] = {}
+            for p, ch in zip(parts, chains):
+                for site, _, _ in ch or ():
+                    weight[site] = weight.get(site, 0) + math.prod(p.meta["dmt.shape"][1:])
+            main = max(weight, key=lambda s: (weight[s], -list(graph.nodes).index(s)))
+            squeezable = [ch is not None and all(site is main for site, _, _ in ch) for ch in chains]
             sites: dict[fx.Node, list] = {}
             for k, ch in enumerate(chains):
-                for site, pos, elem in ch or ():
-                    sites.setdefault(site, []).append((pos, elem, k))
+                if squeezable[k]:
+                    for site, pos, elem in ch:
+                        sites.setdefault(site, []).append((pos, elem, k))
             site = _single_site_layout(sites, squeezable)
             elem_shape, slots, stacked, dim = site
             new_slots = compressed_width(slots, c, f"tower {t}'s number of embeddings")

@@ -285,6 +285,10 @@ def launch_local(
                 f"(after {elapsed:.1f} s)"
             )
             fix = "fix the first failing rank's error (the others usually fail because it died)"
+            stuck = sorted(f.rank for f in ordered if f.kind == "killed")
+            if stuck and all(f.is_consequence for f in ordered):
+                fix = (f"ranks {stuck} were alive but stuck (their stacks are above); the others timed out "
+                       "waiting for them in a collective")
         err = CollectiveError(problem + "\n" + "\n".join(f.describe() for f in ordered), fix)
         err.failures = failures  # type: ignore[attr-defined]
         err.elapsed_s = elapsed  # type: ignore[attr-defined]

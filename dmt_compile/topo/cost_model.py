@@ -38,7 +38,7 @@ from dmt_compile.topo.cost_symbols import SYMBOLS, CostParams
 from dmt_compile.topo.topology import Topology, as_topology
 
 __all__ = ["Workload", "CostBreakdown", "RESULT_KEYS", "COMM_TERMS", "bind", "evaluate",
-           "split_features", "predict_sptt", "predict_flat", "workload_values"]
+           "split_features", "predict_sptt", "predict_flat"]
 
 COMM_TERMS = ("id_dist", "id_intra", "emb_intra", "tm_sync", "emb_dist")
 RESULT_KEYS = (*TERMS, "fwd", "bwd", "comm", "compute", "total")
@@ -191,11 +191,6 @@ def split_features(widths: Sequence[float], ids: Sequence[float], num_hosts: int
     else:
         raise CostModelError(f"unknown host split {split!r}", "use 'column' or 'table'")
     return [tuple(x) for x in loads]  # type: ignore[misc]
-
-
-def workload_values(result: CostBreakdown) -> dict[str, float]:
-    """The planner dict of a breakdown (alias of ``CostBreakdown.summary``)."""
-    return result.summary()
 
 
 def predict_flat(topology: "Topology | str", *, batch_per_rank: float, feature_widths: Sequence[float],

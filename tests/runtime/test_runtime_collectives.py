@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from dmt_compile.errors import RuntimeSetupError
+from dmt_compile.errors import CollectiveError, RuntimeSetupError
 from dmt_compile.runtime import (
     HierarchicalGroups,
     all_gather_rows,
@@ -141,7 +141,7 @@ def check_all_gather(group, label: str) -> None:
     assert torch.equal(x.grad, torch.full_like(x, sum(1 + i for i in range(g))))
 
 
-def check_grads(groups: HierarchicalGroups) -> None:
+def check_grads(groups: HierarchicalGroups) -> dict:
     my, intra = dist.get_rank(), groups.intra_ranks
     a = torch.nn.Parameter(torch.zeros(3, 2))
     b = torch.nn.Parameter(torch.zeros(5))
@@ -152,7 +152,8 @@ def check_grads(groups: HierarchicalGroups) -> None:
     b.grad = torch.arange(5.0) * (my + 1)
     if groups.local == 0:
         c.grad = torch.ones(2, dtype=torch.float64) * 4
-    all_reduce_mean_grads([a, b, c, frozen, d], groups.intra, "intra")
+    with recording() as st:
+        all_reduce_mean_grads([a, b, c, frozen, d], groups.intra, "intra")
     L = len(intra)
     assert torch.allclose(a.grad, torch.full((3, 2), sum(intra) / L))
     assert torch.allclose(b.grad, torch.arange(5.0) * sum(r + 1 for r in intra) / L)
@@ -160,6 +161,7 @@ def check_grads(groups: HierarchicalGroups) -> None:
     assert d.grad is None and frozen.grad is None
     all_reduce_sum_grads([a], groups.intra, "intra")
     assert torch.allclose(a.grad, torch.full((3, 2), float(sum(intra))))
+    return st.snapshot(by_op=True)
 
 
 def full_exchange_stats(group, label: str, rows: int, width: int) -> dict:
@@ -183,13 +185,21 @@ def worker_2x2(rank: int) -> dict:
         check_dtypes(group, label)
         check_jagged(group, label)
     check_all_gather(None, "world")
-    check_grads(groups)
+    out["grads"] = check_grads(groups)
     assert exchange_counts([[rank, 7]] * 4) == [[r, 7] for r in range(4)]
     out["full"] = {
         "cross": full_exchange_stats(groups.peer, "cross", 3, 4),
         "intra": full_exchange_stats(groups.intra, "intra", 2, 5),
         "world": full_exchange_stats(None, "world", 1, 6),
     }
+    # bad arguments raise before any communication; a recv_counts mismatch raises on every rank
+    x = torch.ones(4, 2)
+    for send, recv in (([1, 1, 1], [1, 1, 1]), ([1, 1, 1, 0], [1, 1, 1, 1]), ([1, 1, 1, -1], [1, 1, 1, 1])):
+        with pytest.raises(CollectiveError):
+            all_to_all_rows(x, send, recv, None, "world")
+    with pytest.raises(CollectiveError, match="differ" if rank == 0 else "another member"):
+        all_to_all_rows(x, [1] * 4, [2, 0, 1, 1] if rank == 0 else [1] * 4, None, "world", check_counts=True)
+    assert torch.equal(all_to_all_rows(x, [1] * 4, [1] * 4, None, "world", check_counts=True), x)
     # fingerprints: agree, then rank 2 differs
     check_fingerprint("plan-A")
     try:
@@ -271,13 +281,18 @@ def test_collectives_2x2():
     topo = Topology(2, 2)
     assert_stats(topo, results)
     assert results[0]["full"]["cross"]["cross/a2a_rows"]["messages_sent"] == 1  # N - 1
+    # all_reduce model (reduce-scatter + all-gather), L = 2: f32 bucket a,b,d + 3 flags = 18 elements -> chunks
+    # [9, 9]: send 9 + 9 elements = 72 B; f64 bucket c + 1 flag = 3 -> chunks [2, 1]: send 1 + 2 (or 2 + 1) = 24 B
+    for res in results:
+        assert res["grads"] == {"intra/grads": {"calls": 2, "bytes_sent": 96, "bytes_recv": 96,
+                                                "messages_sent": 4, "messages_recv": 4}}
     assert results[0]["full"]["world"]["world/a2a_rows"]["messages_sent"] == 3  # W - 1
     for rank, res in enumerate(results):
         msg = res["fingerprint"]
         assert msg is not None and "ranks [2]" in msg and "'plan-B'" in msg and "'plan-A'" in msg, msg
         ws, lws = res["mismatch"]
         assert ws is not None and "world size is 4" in ws and "2 ranks" in ws, ws
-        assert lws is not None and "LOCAL_WORLD_SIZE is 2" in lws and "1 ranks per host" in lws, lws
+        assert lws is not None and "LOCAL_WORLD_SIZE is 2" in lws and "1 rank per host" in lws, lws
 
 
 def test_collectives_2x4():

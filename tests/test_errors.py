@@ -1,0 +1,172 @@
+"""Every user-facing error path raises a typed dmt_compile error naming the problem and the fix."""
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from torch import nn
+
+import dmt_compile
+from dmt_compile import errors
+from dmt_compile.cli import main
+from helpers import load_model
+
+
+class NoEmbeddings(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.mlp = nn.Linear(4, 1)
+
+    def forward(self, x):
+        return self.mlp(x)
+
+
+class RejectsProxiesAtRoot(nn.Module):
+    """The check that breaks tracing sits in the module that owns the tables: no leaf can help."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Embedding(10, 4)
+        self.b = nn.Embedding(10, 4)
+
+    def forward(self, ids):
+        if not isinstance(ids, torch.Tensor):
+            raise TypeError("ids must be a tensor")
+        return (self.a(ids[:, 0]) * self.b(ids[:, 1])).sum(1, keepdim=True)
+
+
+def _dlrm():
+    return load_model("example:dlrm")
+
+
+def _has_fix(exc: errors.DmtError) -> None:
+    assert exc.problem and exc.fix, "every error names the problem and the fix"
+    assert "fix:" in str(exc)
+
+
+def test_model_without_embeddings():
+    with pytest.raises(errors.DetectionError, match="no embedding lookup") as info:
+        dmt_compile.transform(NoEmbeddings(), "2x2", (torch.randn(3, 4),))
+    _has_fix(info.value)
+
+
+@pytest.mark.parametrize("spec", ["2by4", "0x4", "2x0", "", "x4"])
+def test_malformed_topology(spec):
+    model, inputs = _dlrm()
+    with pytest.raises(errors.TopologyError) as info:
+        dmt_compile.transform(model, spec, inputs)
+    _has_fix(info.value)
+
+
+def test_more_towers_than_feature_groups():
+    model, inputs = _dlrm()
+    with pytest.raises(errors.PlanError, match="towers requested") as info:
+        dmt_compile.transform(model, "2x2", inputs, num_towers=27)
+    _has_fix(info.value)
+
+
+def test_feature_pinned_twice():
+    model, inputs = _dlrm()
+    with pytest.raises(errors.PlanError, match="pinned twice"):
+        dmt_compile.transform(model, "2x2", inputs, towers=[["C1", "C2"], ["C1"]])
+
+
+def test_feature_pinned_to_missing_tower():
+    model, inputs = _dlrm()
+    with pytest.raises(errors.PlanError, match="does not exist") as info:
+        dmt_compile.transform(model, "2x2", inputs, towers={"C1": 5})
+    _has_fix(info.value)
+
+
+def test_unknown_pinned_feature_lists_known_ones():
+    model, inputs = _dlrm()
+    with pytest.raises(errors.PlanError, match="not a sparse feature") as info:
+        dmt_compile.transform(model, "2x2", inputs, towers={"nope": 0})
+    assert "C1" in info.value.fix
+
+
+def test_group_pinned_apart():
+    model, inputs = load_model("zoo:shared_fibinet")
+    with pytest.raises(errors.PlanError, match="must share a tower"):
+        dmt_compile.transform(model, "2x2", inputs, towers={"user_id": 0, "target_user_id": 1})
+
+
+def test_example_inputs_that_do_not_run():
+    model, _ = _dlrm()
+    with pytest.raises(errors.InputError, match="does not run on example_inputs") as info:
+        dmt_compile.transform(model, "2x2", (torch.randn(3, 2),))
+    _has_fix(info.value)
+
+
+def test_missing_example_inputs():
+    model, _ = _dlrm()
+    with pytest.raises(errors.InputError, match="example_inputs are required"):
+        dmt_compile.transform(model, "2x2")
+
+
+def test_model_that_cannot_be_captured():
+    model = RejectsProxiesAtRoot()
+    with pytest.raises(errors.CaptureError) as info:
+        dmt_compile.transform(model, "2x2", (torch.randint(0, 10, (4, 2)),))
+    text = str(info.value)
+    for path in ("symbolic", "specialize"):
+        assert path in text
+    _has_fix(info.value)
+
+
+def test_unknown_tower_module_lists_valid_ones():
+    model, inputs = _dlrm()
+    with pytest.raises(errors.TowerModuleError, match="unknown tower_module") as info:
+        dmt_compile.transform(model, "2x2", inputs, tower_module="mystery")
+    assert "identity" in info.value.fix and "linear" in info.value.fix
+
+
+def test_identity_cannot_compress():
+    model, inputs = _dlrm()
+    with pytest.raises(errors.TowerModuleError, match="cannot compress"):
+        dmt_compile.transform(model, "2x2", inputs, compression=4)
+
+
+def test_compression_larger_than_tower_width():
+    model, inputs = _dlrm()
+    with pytest.raises(errors.TowerModuleError, match="larger than"):
+        dmt_compile.transform(model, "2x2", inputs, num_towers=2, tower_module="linear", compression=64,
+                              towers=[["C1"], [f"C{i}" for i in range(2, 27)]])
+
+
+def test_transformed_model_called_with_other_structure():
+    model, inputs = _dlrm()
+    dmt = dmt_compile.transform(model, "2x2", inputs)
+    dense, sparse = inputs
+    with pytest.raises(errors.InputError, match="keys"):
+        dmt(dense, {k: v for k, v in list(sparse.items())[:-1]})
+    with pytest.raises(errors.InputError):
+        dmt(dense)
+
+
+def test_not_a_module():
+    with pytest.raises(errors.InputError, match="nn.Module"):
+        dmt_compile.transform(lambda x: x, "2x2", (torch.randn(2),))
+
+
+@pytest.mark.parametrize("spec", ["examples/dlrm.py", "examples/nope.py:factory", "examples/dlrm.py:nothing",
+                                  "no_such_module_xyz:factory"])
+def test_bad_model_spec_exits_2_with_message(spec, capsys):
+    code = main(["dump", spec, "--topology", "2x2"], stdout=io.StringIO())
+    assert code == 2
+    assert "ModelSpecError" in capsys.readouterr().err
+
+
+def test_pass_failure_names_the_pass(monkeypatch):
+    from dmt_compile.passes import sptt_rewrite
+
+    def boom(self, gm, ctx):
+        raise RuntimeError("synthetic failure")
+
+    monkeypatch.setattr(sptt_rewrite.SpttRewrite, "call", boom)
+    model, inputs = _dlrm()
+    with pytest.raises(errors.PassError, match="sptt-rewrite") as info:
+        dmt_compile.transform(model, "2x2", inputs)
+    assert info.value.prior == ["split-collections", "detect", "plan"]
+    assert isinstance(info.value.__cause__, RuntimeError)
