@@ -1,7 +1,16 @@
 """Tower Modules: dense modules that run on a tower's host before the cross-host exchange.
 
-Every compressing Tower Module has one core: `[N, sum(in widths)] -> [N, out width]`. The
-wrappers around it flatten the tower's lookups, pass uncompressed lookups through, and (after the
+Every compressing Tower Module has one core: `[N, sum(in widths)] -> [N, out width]`, built as
+`core(in_widths, out_width)` and registered in `TOWER_MODULES`:
+
+* `linear` — one projection of the concatenated embeddings.
+* `dot` — DLRM-style pairwise dot products between the tower's fields, then a projection.
+* `cross` — DCN-v2 cross layers over the concatenated embeddings, then a projection.
+* `wukong` — Wukong interaction layers (FMB + LCB, layer norm, residual), then a projection.
+
+`dot` and `wukong` see the tower as fields of one common dim (`FieldSplit`): a lookup whose width
+is a multiple of it is cut into several fields, any other width is projected to it, so towers with
+one feature or odd widths (1, 3*16, ...) work. The wrappers around it flatten the tower's lookups, pass uncompressed lookups through, and (after the
 exchange) either restore the original tensors (`TowerDecoder`) or cut the compressed row into
 embedding-shaped pieces the interaction consumes directly (`DirectFeed`).
 """
@@ -17,7 +26,8 @@ from dmt_compile.errors import TowerModuleError
 
 __all__ = [
     "IdentityTowerModule", "CompressingTowerModule", "TowerDecoder", "DirectFeed",
-    "TOWER_MODULES", "make_core", "compressed_width",
+    "TOWER_MODULES", "make_core", "compressed_width", "LinearCore", "DotCore", "CrossCore",
+    "WukongCore", "FieldSplit",
 ]
 
 
@@ -52,11 +62,141 @@ class LinearCore(nn.Module):
         return self.proj(x)
 
 
+class FieldSplit(nn.Module):
+    """`[N, sum(in_widths)] -> [N, n, d]`: the tower's lookups as `n` fields of one dim `d`.
+
+    `d` is the most common width of at least 2 (ties: the smaller; 1 only when every width is 1); a width that is a multiple of `d` becomes
+    `width/d` fields, any other width is projected to `d` by its own `Linear`.
+    """
+
+    def __init__(self, in_widths: Sequence[int]):
+        super().__init__()
+        widths = [int(w) for w in in_widths]
+        if not widths or min(widths) < 1:
+            raise TowerModuleError(f"tower widths must be positive, got {widths}", "pass the lookups' widths")
+        counts: dict[int, int] = {}
+        for w in widths:
+            counts[w] = counts.get(w, 0) + 1
+        self.dim = min(counts, key=lambda w: (w < 2, -counts[w], w))
+        self.widths = widths
+        self.proj = nn.ModuleDict()
+        self.num_fields = 0
+        for k, w in enumerate(widths):
+            if w % self.dim == 0:
+                self.num_fields += w // self.dim
+            else:
+                self.proj[str(k)] = nn.Linear(w, self.dim)
+                self.num_fields += 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        parts = torch.split(x, self.widths, dim=1)
+        fields = []
+        for k, p in enumerate(parts):
+            p = self.proj[str(k)](p) if str(k) in self.proj else p
+            fields.append(p.reshape(p.shape[0], -1, self.dim))
+        return torch.cat(fields, dim=1) if len(fields) > 1 else fields[0]
+
+
+class DotCore(nn.Module):
+    """`dot`: pairwise dot products of the tower's fields (DLRM), concatenated with the fields, projected.
+
+    One field has no pair: the core is then a projection of the field alone.
+    """
+
+    def __init__(self, in_widths: Sequence[int], out_width: int):
+        super().__init__()
+        self.fields = FieldSplit(in_widths)
+        n = self.fields.num_fields
+        triu = torch.triu_indices(n, n, offset=1)
+        self.register_buffer("triu", triu, persistent=False)
+        self.proj = nn.Linear(n * self.fields.dim + triu.shape[1], out_width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.fields(x)  # [N, n, d]
+        dots = torch.bmm(f, f.transpose(1, 2))[:, self.triu[0], self.triu[1]]
+        return self.proj(torch.cat([f.flatten(1), dots], dim=1))
+
+
+class CrossCore(nn.Module):
+    """`cross`: DCN-v2 cross layers `x_{l+1} = x0 * (W_l x_l + b_l) + x_l`, then a projection.
+
+    `W_l` is full rank up to width 256 and low rank (`U V`, rank 64) above, as in DCN-v2.
+    """
+
+    def __init__(self, in_widths: Sequence[int], out_width: int, layers: int = 2, max_full: int = 256):
+        super().__init__()
+        w = sum(in_widths)
+        rank = 64 if w > max_full else None
+        self.layers = nn.ModuleList(
+            nn.Linear(w, w) if rank is None else nn.Sequential(nn.Linear(w, rank, bias=False), nn.Linear(rank, w))
+            for _ in range(layers)
+        )
+        self.proj = nn.Linear(w, out_width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x0, h = x, x
+        for layer in self.layers:
+            h = x0 * layer(h) + h
+        return self.proj(h)
+
+
+class WukongLayer(nn.Module):
+    """One Wukong layer on `[N, n, d]`: `LN(concat(FMB(X), LCB(X)) + residual(X))` with `n_f + n_l` outputs.
+
+    `FMB(X) = reshape(MLP(LN(flatten(X Xᵀ Y))))` with a learnable `Y: [n, k]` (optimized FM);
+    `LCB(X) = W X` with `W: [n_l, n]`; the residual is linearly compressed when `n != n_f + n_l`.
+    Layer norms over a single element would zero it, so they fall back to the available extent.
+    """
+
+    def __init__(self, n: int, d: int, n_f: int, n_l: int, k: int, hidden: int):
+        super().__init__()
+        self.n_f, self.d = n_f, d
+        self.y = nn.Parameter(torch.randn(n, k) / math.sqrt(n))
+        self.fm_norm = nn.LayerNorm(n * k) if n * k > 1 else nn.Identity()
+        self.mlp = nn.Sequential(nn.Linear(n * k, hidden), nn.ReLU(), nn.Linear(hidden, n_f * d))
+        self.lcb = nn.Linear(n, n_l, bias=False)
+        self.residual = None if n == n_f + n_l else nn.Linear(n, n_f + n_l, bias=False)
+        # per-embedding LN; over all embeddings when d == 1; none for a single element (LN would zero it)
+        m = n_f + n_l
+        self.norm = nn.LayerNorm(d) if d > 1 else nn.LayerNorm([m, 1]) if m > 1 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fm = torch.bmm(x, torch.matmul(x.transpose(1, 2), self.y))  # X (Xᵀ Y): [N, n, k]
+        fmb = self.mlp(self.fm_norm(fm.flatten(1))).reshape(x.shape[0], self.n_f, self.d)
+        lcb = self.lcb(x.transpose(1, 2)).transpose(1, 2)  # W X: [N, n_l, d]
+        res = x if self.residual is None else self.residual(x.transpose(1, 2)).transpose(1, 2)
+        return self.norm(torch.cat([fmb, lcb], dim=1) + res)
+
+
+class WukongCore(nn.Module):
+    """`wukong`: a stack of Wukong layers over the tower's fields, flattened and projected."""
+
+    def __init__(self, in_widths: Sequence[int], out_width: int, layers: int = 2, hidden: int = 64):
+        super().__init__()
+        self.fields = FieldSplit(in_widths)
+        n, d = self.fields.num_fields, self.fields.dim
+        n_f = n_l = max(1, math.ceil(n / 2))
+        k = max(1, min(n, 8))
+        blocks = []
+        for _ in range(layers):
+            blocks.append(WukongLayer(n, d, n_f, n_l, k, hidden))
+            n = n_f + n_l
+            k = max(1, min(n, 8))
+        self.blocks = nn.Sequential(*blocks)
+        self.proj = nn.Linear(n * d, out_width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.blocks(self.fields(x)).flatten(1))
+
+
 Core = Callable[[Sequence[int], int], nn.Module]
-TOWER_MODULES: dict[str, Core | None] = {"identity": None, "linear": LinearCore}
+TOWER_MODULES: dict[str, Core | None] = {
+    "identity": None, "linear": LinearCore, "dot": DotCore, "cross": CrossCore, "wukong": WukongCore,
+}
 
 
 def make_core(name: str, in_widths: Sequence[int], out_width: int) -> nn.Module:
+    """The core of compressing Tower Module `name` for a tower with lookups of `in_widths`."""
     if name not in TOWER_MODULES or TOWER_MODULES[name] is None:
         raise TowerModuleError(
             f"unknown compressing tower module {name!r}",
@@ -66,6 +206,7 @@ def make_core(name: str, in_widths: Sequence[int], out_width: int) -> nn.Module:
 
 
 def compressed_width(width: int, compression: float, what: str) -> int:
+    """⌈width / c⌉; a TowerModuleError when c is larger than `width` (nothing left to compress)."""
     if width < compression:
         raise TowerModuleError(
             f"compression {compression:g} is larger than {what} (width {width})",

@@ -47,9 +47,11 @@ def classify_lookup(gm: fx.GraphModule, node: fx.Node) -> LookupKind | None:
         mod = gm.get_submodule(node.target)
         if isinstance(mod, torch.nn.EmbeddingBag):
             ids = _present(node, ["input", "offsets", "per_sample_weights"])
-            return LookupKind("embedding_bag", (node.target,), ids, mod.num_embeddings, mod.embedding_dim)
+            return LookupKind("embedding_bag", (f"{node.target}.weight",), ids, mod.num_embeddings, mod.embedding_dim)
         if isinstance(mod, torch.nn.Embedding):
-            return LookupKind("embedding", (node.target,), _present(node, ["input"]), mod.num_embeddings, mod.embedding_dim)
+            # a table is identified by its parameter, so module and functional uses of one table match
+            return LookupKind("embedding", (f"{node.target}.weight",), _present(node, ["input"]), mod.num_embeddings,
+                              mod.embedding_dim)
         if type(mod).__name__ == "EmbeddingBagCollection":
             tables = tuple(f"{node.target}.{cfg.name}" for cfg in mod.embedding_bag_configs())
             rows = sum(cfg.num_embeddings for cfg in mod.embedding_bag_configs())
@@ -61,7 +63,8 @@ def classify_lookup(gm: fx.GraphModule, node: fx.Node) -> LookupKind | None:
         if not isinstance(weight, fx.Node) or weight.op != "get_attr":
             return None
         shape = weight.meta.get("dmt.shape") or (0, 0)
-        names = ["input", "weight", "offsets"] if node.target is F.embedding_bag else ["input"]
+        names = (["input", "weight", "offsets", "max_norm", "norm_type", "scale_grad_by_freq", "mode", "sparse",
+                  "per_sample_weights"] if node.target is F.embedding_bag else ["input"])
         ids = tuple(i for i in _present(node, names) if i not in (1, "weight"))
         kind = "functional_embedding_bag" if node.target is F.embedding_bag else "functional_embedding"
         return LookupKind(kind, (weight.target,), ids, int(shape[0]), int(shape[1]))

@@ -1,0 +1,19 @@
+"""Model-quality harness for DMT: data (synthetic planted groups, UCI Adult), metrics, flat model, training.
+
+See `docs/QUALITY.md` for the protocol and the measured numbers.
+"""
+from dmt_compile.quality.adult import adult_available, load_adult
+from dmt_compile.quality.data import CTRData
+from dmt_compile.quality.harness import (
+    RunResult, TrainConfig, evaluate, plan_baselines, run_experiment, run_seed, tower_ari, train_epochs,
+)
+from dmt_compile.quality.metrics import adjusted_rand_index, auc, log_loss
+from dmt_compile.quality.model import FlatCTR, flat_model_for
+from dmt_compile.quality.report import baselines_table, results_table, summarize
+from dmt_compile.quality.synthetic import make_planted
+
+__all__ = [
+    "CTRData", "make_planted", "load_adult", "adult_available", "auc", "log_loss", "adjusted_rand_index",
+    "FlatCTR", "flat_model_for", "TrainConfig", "RunResult", "train_epochs", "evaluate", "run_seed",
+    "run_experiment", "plan_baselines", "tower_ari", "summarize", "results_table", "baselines_table",
+]

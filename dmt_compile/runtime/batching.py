@@ -1,0 +1,108 @@
+"""Split a global batch into per-rank batches, generically, from what the graph says of each input.
+
+Every input leaf is classified once: `rows` (batch-major), `jagged` (EmbeddingBag values with their
+offsets and optional per-sample weights, all model inputs) or `constant` (no batch dimension,
+e.g. per-field offsets). Used by `verify` and the benchmarks to give each rank its share.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import operator
+
+import torch
+import torch.fx as fx
+
+from dmt_compile.boundary import ids_exchange
+from dmt_compile.errors import InputError
+from dmt_compile.passes.lookup_kinds import classify_lookup
+
+__all__ = ["BatchLayout", "infer_batch_layout"]
+
+
+@dataclass(frozen=True)
+class BatchLayout:
+    kinds: tuple[str, ...]  # per flat leaf: rows | values | offsets | weights | constant
+    partner: tuple[int | None, ...]  # values/weights -> index of their offsets leaf
+    last_offset: tuple[bool, ...]
+    batch: int
+
+    def slice(self, flat: list[Any], start: int, stop: int) -> list[Any]:
+        """The leaves of samples [start, stop)."""
+        out: list[Any] = []
+        bounds: dict[int, tuple[int, int]] = {}
+        for i, kind in enumerate(self.kinds):
+            if kind == "offsets":
+                off = flat[i]
+                total = None
+                for j, p in enumerate(self.partner):
+                    if p == i and self.kinds[j] == "values":
+                        total = flat[j].numel()
+                full = off if self.last_offset[i] else torch.cat([off, off.new_tensor([total])])
+                bounds[i] = (int(full[start]), int(full[stop]))
+        for i, kind in enumerate(self.kinds):
+            x = flat[i]
+            if kind == "rows":
+                out.append(x[start:stop])
+            elif kind == "offsets":
+                lo = bounds[i][0]
+                piece = x[start: stop + (1 if self.last_offset[i] else 0)]
+                out.append(piece - lo)
+            elif kind in ("values", "weights"):
+                lo, hi = bounds[self.partner[i]]
+                out.append(x[lo:hi])
+            else:
+                out.append(x)
+        return out
+
+
+def infer_batch_layout(dmt: Any) -> BatchLayout:
+    gm: fx.GraphModule = dmt.graph_module
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    index = {n: i for i, n in enumerate(placeholders)}
+    batch = dmt.detection.batch_size
+    kinds: list[str] = [""] * len(placeholders)
+    partner: list[int | None] = [None] * len(placeholders)
+    last = [False] * len(placeholders)
+
+    def source(n: Any):
+        """The tensor an id argument was before the tower's ids_exchange."""
+        if (isinstance(n, fx.Node) and n.op == "call_function" and n.target is operator.getitem
+                and isinstance(n.args[0], fx.Node) and n.args[0].target is ids_exchange):
+            return n.args[0].args[1 + n.args[1]]
+        return n
+
+    for n in gm.graph.nodes:
+        kind = classify_lookup(gm, n)
+        if kind is None or kind.kind not in ("embedding_bag", "functional_embedding_bag"):
+            continue
+        ids = [source(a) for a in kind.id_nodes(n)]
+        if len(ids) < 2 or not all(isinstance(a, fx.Node) and a.op == "placeholder" for a in ids[:2]):
+            continue
+        if (ids[0].meta.get("dmt.shape") or (0, 0)).__len__() != 1:
+            continue
+        v, o = index[ids[0]], index[ids[1]]
+        kinds[v], kinds[o], partner[v] = "values", "offsets", o
+        last[o] = bool(gm.get_submodule(n.target).include_last_offset) if n.op == "call_module" else bool(
+            n.kwargs.get("include_last_offset", False))
+        if len(ids) > 2 and isinstance(ids[2], fx.Node) and ids[2].op == "placeholder":
+            kinds[index[ids[2]]], partner[index[ids[2]]] = "weights", o
+    for i, p in enumerate(placeholders):
+        if kinds[i]:
+            continue
+        shape = p.meta.get("dmt.shape")
+        if p.meta.get("dmt.dtype") in ("KeyedJaggedTensor", "JaggedTensor"):
+            raise InputError("torchrec jagged inputs cannot be split by sample here",
+                             "use nn.EmbeddingBag inputs for distributed runs")
+        if shape and shape[0] == batch:
+            kinds[i] = "rows"
+        elif shape and batch in shape[1:]:
+            raise InputError(
+                f"input {p.meta.get('dmt.input_path', p.name)} has shape {tuple(shape)}: its batch dimension is "
+                "not dim 0, so it cannot be split by sample automatically",
+                "give the model batch-major inputs, or split the batch yourself",
+            )
+        else:
+            kinds[i] = "constant"
+    return BatchLayout(tuple(kinds), tuple(partner), tuple(last), batch)

@@ -1,0 +1,181 @@
+"""The modules a lowered per-rank graph calls at the tower boundaries (docs/DESIGN.md, runtime).
+
+* `PeerIdsExchange` — every tower's ids, peer-first: tower t's ids go to member host(t) of my
+  peer group (ranks with my local index), all towers in ONE jagged exchange; I get the ids of my
+  host's towers for the N·b samples of my peers.
+* `TowerLookup` — inside the host: ids routed to the rank that owns each table (table-wise), looked
+  up and pooled there over all samples of the host, rows sent back (one id and one row exchange).
+* `PeerOutputsExchange` — the Tower Modules' outputs go back peer-first to the sample owners, all
+  towers in ONE exchange; differentiable, so backward mirrors it.
+
+With a 1 x W topology (the flat baseline) the peer stage is the identity and `TowerLookup` runs
+over the whole world: one global AlltoAll for ids and one for embeddings.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from dmt_compile.runtime.wire import IdField, Stream, decode, encode, exchange_ids, exchange_rows
+
+__all__ = ["PeerIdsExchange", "TowerLookup", "PeerOutputsExchange", "LookupCall"]
+
+
+def _concat_streams(streams: Sequence[Stream]) -> Stream:
+    weights = [s.weights for s in streams]
+    return Stream(
+        torch.cat([s.values for s in streams]) if streams else torch.zeros(0, dtype=torch.int64),
+        torch.cat([s.lengths for s in streams]) if streams else torch.zeros(0, dtype=torch.int64),
+        torch.cat(weights) if streams and all(w is not None for w in weights) else None,
+    )
+
+
+class PeerIdsExchange(nn.Module):
+    """All towers' ids to their hosts over the peer group (see module docstring)."""
+
+    def __init__(self, fields: dict[int, list[IdField]], tower_host: dict[int, int], my_host: int,
+                 num_hosts: int, group: Any, label: str = "cross"):
+        super().__init__()
+        self.fields, self.tower_host, self.my_host, self.num_hosts = fields, tower_host, my_host, num_hosts
+        self.group, self.label = group, label
+        self.local_towers = sorted(t for t, h in tower_host.items() if h == my_host)
+        self.with_weights = any(f.positions[2] is not None for fs in fields.values() for f in fs if f.kind == "jagged")
+        self.samples_from: dict[int, list[int]] = {}  # local tower -> samples received from each member
+        self.my_samples = 0
+
+    def forward(self, *tower_ids: Sequence[torch.Tensor]):
+        towers = sorted(self.fields)
+        self.my_samples = next((num_samples(self.fields[t][0], tower_ids[i]) for i, t in enumerate(towers)
+                                if self.fields[t]), 0)
+        if self.num_hosts == 1:  # flat baseline: no peer stage
+            self.samples_from = {t: [self.my_samples] for t in self.local_towers}
+            return tuple(tuple(tower_ids[i]) if t in self.local_towers else None for i, t in enumerate(towers))
+        sends: list[list[Stream]] = [[] for _ in range(self.num_hosts)]
+        for i, t in enumerate(towers):
+            sends[self.tower_host[t]] += [encode(f, tower_ids[i]) for f in self.fields[t]]
+        per_member = sum(len(self.fields[t]) for t in self.local_towers)
+        got = exchange_ids(sends, [per_member] * self.num_hosts, self.group, self.label, "ids", self.with_weights)
+        result: dict[int, tuple] = {}
+        at = 0
+        for t in self.local_towers:
+            count = len(self.fields[t])
+            self.samples_from[t] = [int(got[s][at].lengths.numel()) if count else 0 for s in range(self.num_hosts)]
+            ids: dict[int, torch.Tensor] = {}
+            for k, f in enumerate(self.fields[t]):
+                ids.update(decode(f, _concat_streams([got[s][at + k] for s in range(self.num_hosts)])))
+            result[t] = tuple(ids[p] for p in sorted(ids))
+            at += count
+        return tuple(result.get(t) for t in towers)
+
+
+def num_samples(field: IdField, ids: Sequence[Any]) -> int:
+    from dmt_compile.runtime.wire import num_samples as _n
+
+    return _n(field, ids)
+
+
+class LookupCall(nn.Module):
+    """One original lookup call with its id arguments substituted (module or functional)."""
+
+    def __init__(self, table: nn.Module | None, function: Any, arg_template: list, kwarg_template: dict,
+                 weight: torch.Tensor | None = None):
+        super().__init__()
+        self.table = table
+        self.function = function
+        self.arg_template = arg_template  # ("id", position) | ("weight",) | constant
+        self.kwarg_template = kwarg_template
+        if weight is not None:
+            self.weight = weight
+
+    def forward(self, ids: dict[int, torch.Tensor]):
+        def fill(a):
+            if isinstance(a, tuple) and a and a[0] == "id":
+                return ids[a[1]]
+            if isinstance(a, tuple) and a and a[0] == "weight":
+                return self.weight
+            return a
+
+        args = [fill(a) for a in self.arg_template]
+        kwargs = {k: fill(v) for k, v in self.kwarg_template.items()}
+        return self.table(*args, **kwargs) if self.table is not None else self.function(*args, **kwargs)
+
+
+class TowerLookup(nn.Module):
+    """Table-wise sharded lookups of one tower over the host's ranks (the intra group)."""
+
+    def __init__(self, tower: int, lookup_fields: list[list[IdField]], owners: list[int], out_shapes: list[tuple],
+                 calls: dict[int, LookupCall], my_index: int, size: int, group: Any, label: str = "intra",
+                 split=None):
+        super().__init__()
+        self.tower, self.lookup_fields, self.owners, self.out_shapes = tower, lookup_fields, owners, out_shapes
+        self.calls = nn.ModuleDict({str(k): c for k, c in calls.items()})  # only the lookups this rank owns
+        self.my_index, self.size, self.group, self.label, self.split = my_index, size, group, label, split
+        self.with_weights = any(f.kind == "jagged" and f.positions[2] is not None for fs in lookup_fields for f in fs)
+
+    def forward(self, ids: Sequence[torch.Tensor]):
+        mine = [k for k, o in enumerate(self.owners) if o == self.my_index]
+        n = num_samples(self.lookup_fields[0][0], ids) if self.lookup_fields and self.lookup_fields[0] else 0
+        sends: list[list[Stream]] = [[] for _ in range(self.size)]
+        for k, o in enumerate(self.owners):
+            sends[o] += [encode(f, ids) for f in self.lookup_fields[k]]
+        per_member = sum(len(self.lookup_fields[k]) for k in mine)
+        got = exchange_ids(sends, [per_member] * self.size, self.group, self.label, f"tower{self.tower}.ids",
+                           self.with_weights, self.split)
+        samples = [int(got[s][0].lengths.numel()) if per_member else 0 for s in range(self.size)]
+        back: list[list[torch.Tensor]] = [[] for _ in range(self.size)]
+        at = 0
+        for k in mine:
+            fields = self.lookup_fields[k]
+            rebuilt: dict[int, torch.Tensor] = {}
+            for j, f in enumerate(fields):
+                rebuilt.update(decode(f, _concat_streams([got[s][at + j] for s in range(self.size)])))
+            at += len(fields)
+            out = self.calls[str(k)](rebuilt)
+            start = 0
+            for s in range(self.size):
+                back[s].append(out[start: start + samples[s]])
+                start += samples[s]
+        layout = [[self.out_shapes[k] for k, o in enumerate(self.owners) if o == j] for j in range(self.size)]
+        rows = exchange_rows(back, layout, [n] * self.size, self.group, self.label, f"tower{self.tower}.emb",
+                             split=self.split)
+        outputs: list[torch.Tensor | None] = [None] * len(self.owners)
+        taken = [0] * self.size
+        for k, o in enumerate(self.owners):
+            outputs[k] = rows[o][taken[o]]
+            taken[o] += 1
+        return tuple(outputs)
+
+
+class PeerOutputsExchange(nn.Module):
+    """Tower outputs back to the sample owners over the peer group; differentiable."""
+
+    def __init__(self, ids_exchange: PeerIdsExchange, payload_shapes: dict[int, list[tuple]], dtype: torch.dtype,
+                 group: Any, label: str = "cross"):
+        super().__init__()
+        self.ids_exchange = [ids_exchange]  # a list: shared state, not a submodule
+        self.payload_shapes, self.dtype, self.group, self.label = payload_shapes, dtype, group, label
+
+    def forward(self, *local_payloads: Sequence[torch.Tensor]):
+        ex = self.ids_exchange[0]
+        towers = sorted(self.payload_shapes)
+        if ex.num_hosts == 1:
+            return tuple(tuple(p) for p in local_payloads)
+        sends: list[list[torch.Tensor]] = [[] for _ in range(ex.num_hosts)]
+        for t, payload in zip(ex.local_towers, local_payloads):
+            start = 0
+            for s, count in enumerate(ex.samples_from[t]):
+                sends[s] += [p[start: start + count] for p in payload]
+                start += count
+        layout = [[shape for t in towers if ex.tower_host[t] == g for shape in self.payload_shapes[t]]
+                  for g in range(ex.num_hosts)]
+        got = exchange_rows(sends, layout, [ex.my_samples] * ex.num_hosts, self.group, self.label, "outputs",
+                            dtype=self.dtype)
+        result, taken = [], [0] * ex.num_hosts
+        for t in towers:
+            g = ex.tower_host[t]
+            count = len(self.payload_shapes[t])
+            result.append(tuple(got[g][taken[g]: taken[g] + count]))
+            taken[g] += count
+        return tuple(result)

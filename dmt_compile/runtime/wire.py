@@ -1,0 +1,160 @@
+"""Wire format of the tower runtime: id fields packed as jagged streams, rows packed flat.
+
+An *id field* is one thing a lookup reads: `rows` (a batch-major id tensor `[n, *trailing]`) or
+`jagged` (EmbeddingBag `values` + `offsets` [+ `per_sample_weights`]). Every field becomes a
+stream `(values int64 1-D, lengths int64 [n], weights float 1-D | None)` so all fields bound for
+one group member travel in ONE message (`exchange_ids`). Embeddings travel back as one flat
+float block per member (`exchange_rows`), differentiable. Both sides agree on the field order.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+
+from dmt_compile.runtime import comm_stats
+from dmt_compile.runtime.collectives import all_to_all_jagged, all_to_all_rows
+
+__all__ = ["IdField", "Stream", "encode", "decode", "exchange_ids", "exchange_rows", "num_samples"]
+
+
+@dataclass(frozen=True)
+class IdField:
+    kind: str  # "rows" | "jagged"
+    positions: tuple  # rows: (i,); jagged: (values_i, offsets_i, weights_i or None)
+    trailing: tuple = ()  # rows: per-sample trailing shape of the ids
+    dtype: str = "int64"  # dtype of the ids
+    offsets_dtype: str = "int64"
+    include_last_offset: bool = False
+    weights_dtype: str | None = None
+
+
+@dataclass
+class Stream:
+    values: torch.Tensor  # int64 [total ids]
+    lengths: torch.Tensor  # int64 [n samples]
+    weights: torch.Tensor | None  # float [total ids] or None
+
+
+def _dt(name: str) -> torch.dtype:
+    return getattr(torch, name)
+
+
+def num_samples(field: IdField, ids: Sequence[Any]) -> int:
+    if field.kind == "rows":
+        return int(ids[field.positions[0]].shape[0])
+    offsets = ids[field.positions[1]]
+    return int(offsets.shape[0]) - (1 if field.include_last_offset else 0)
+
+
+def encode(field: IdField, ids: Sequence[Any]) -> Stream:
+    """The field's ids for all samples as a stream."""
+    if field.kind == "rows":
+        x = ids[field.positions[0]]
+        n = x.shape[0]
+        per = x[0].numel() if n else int(torch.Size(field.trailing).numel())
+        return Stream(x.reshape(-1).to(torch.int64), torch.full((n,), per, dtype=torch.int64), None)
+    values, offsets = ids[field.positions[0]], ids[field.positions[1]].to(torch.int64)
+    bounds = offsets if field.include_last_offset else torch.cat([offsets, offsets.new_tensor([values.numel()])])
+    lengths = bounds[1:] - bounds[:-1]
+    weights = ids[field.positions[2]] if field.positions[2] is not None else None
+    return Stream(values.to(torch.int64), lengths, None if weights is None else weights.detach())
+
+
+def decode(field: IdField, stream: Stream) -> dict[int, torch.Tensor]:
+    """Position -> tensor, rebuilt from a stream (the inverse of `encode`)."""
+    if field.kind == "rows":
+        n = stream.lengths.numel()
+        return {field.positions[0]: stream.values.to(_dt(field.dtype)).reshape(n, *field.trailing)}
+    zero = stream.lengths.new_zeros(1)
+    bounds = torch.cat([zero, torch.cumsum(stream.lengths, 0)])
+    offsets = bounds if field.include_last_offset else bounds[:-1]
+    out = {field.positions[0]: stream.values.to(_dt(field.dtype)),
+           field.positions[1]: offsets.to(_dt(field.offsets_dtype))}
+    if field.positions[2] is not None:
+        out[field.positions[2]] = stream.weights.to(_dt(field.weights_dtype or "float32"))
+    return out
+
+
+def _cat(streams: list[Stream], with_weights: bool) -> Stream:
+    if not streams:
+        w = torch.zeros(0) if with_weights else None
+        return Stream(torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64), w)
+    weights = None
+    if with_weights:
+        weights = torch.cat([s.weights.float() if s.weights is not None else torch.ones(s.values.numel())
+                             for s in streams])
+    return Stream(torch.cat([s.values for s in streams]), torch.cat([s.lengths for s in streams]), weights)
+
+
+def _record_host_split(label: str, op: str, sent: Sequence[int], recv: Sequence[int], split) -> None:
+    """For world-group exchanges: also count bytes to other hosts / my host under `label:cross-host|intra-host`."""
+    if split is None:
+        return
+    hosts, me = split
+    for kind, keep in (("cross-host", lambda h: h != hosts[me]), ("intra-host", lambda h: h == hosts[me])):
+        comm_stats.record(f"{label}:{kind}", op, [b if keep(hosts[j]) else 0 for j, b in enumerate(sent)],
+                          [b if keep(hosts[j]) else 0 for j, b in enumerate(recv)], me)
+
+
+def exchange_ids(sends: Sequence[Sequence[Stream]], recv_fields: Sequence[int], group: Any, label: str,
+                 op: str, with_weights: bool, split=None) -> list[list[Stream]]:
+    """Send `sends[j]` (streams for member j) in one jagged exchange; split what arrives.
+
+    `recv_fields[s]` is the number of fields member s sends to me; all of them cover the same
+    number of samples, so each arriving segment splits evenly.
+    """
+    packed = [_cat(list(s), with_weights) for s in sends]
+    total = _cat(packed, with_weights)
+    got = all_to_all_jagged(total.values, total.lengths, [p.lengths.numel() for p in packed], group, label,
+                            weights=total.weights, op=op)
+    wbytes = 4 if with_weights else 0
+    _record_host_split(label, op, [8 * (p.lengths.numel() + p.values.numel()) + wbytes * p.values.numel()
+                                   for p in packed],
+                       [8 * (s + v) + wbytes * v for s, v in zip(got.segments, got.value_counts)], split)
+    out: list[list[Stream]] = []
+    len_at, val_at = 0, 0
+    for s, (seg, nvals) in enumerate(zip(got.segments, got.value_counts)):
+        fields = recv_fields[s]
+        streams: list[Stream] = []
+        if fields:
+            per = seg // fields
+            for _ in range(fields):
+                lengths = got.lengths[len_at: len_at + per]
+                n = int(lengths.sum())
+                weights = got.weights[val_at: val_at + n] if got.weights is not None else None
+                streams.append(Stream(got.values[val_at: val_at + n], lengths, weights))
+                len_at, val_at = len_at + per, val_at + n
+        out.append(streams)
+    return out
+
+
+def exchange_rows(sends: Sequence[Sequence[torch.Tensor]], recv_layout: Sequence[Sequence[tuple]],
+                  recv_samples: Sequence[int], group: Any, label: str, op: str,
+                  dtype: torch.dtype = torch.float32, split=None) -> list[list[torch.Tensor]]:
+    """Send batch-major tensors `sends[j]` to member j as one flat block; differentiable.
+
+    `recv_layout[s]` lists the per-sample shapes member s sends me, each for `recv_samples[s]` rows.
+    """
+    blocks = [torch.cat([t.reshape(-1).to(dtype) for t in ts]) if ts else torch.zeros(0, dtype=dtype)
+              for ts in sends]
+    flat = torch.cat(blocks) if blocks else torch.zeros(0, dtype=dtype)
+    if torch.is_grad_enabled() and not flat.requires_grad:
+        # a rank with nothing to send must still join the backward exchange, or its peers wait forever
+        flat = flat.detach().requires_grad_()
+    recv_counts = [recv_samples[s] * sum(int(torch.Size(shape).numel()) for shape in recv_layout[s])
+                   for s in range(len(recv_layout))]
+    got = all_to_all_rows(flat, [b.numel() for b in blocks], recv_counts, group, label, op=op)
+    size = flat.element_size()
+    _record_host_split(label, op, [b.numel() * size for b in blocks], [c * size for c in recv_counts], split)
+    out: list[list[torch.Tensor]] = []
+    at = 0
+    for s, shapes in enumerate(recv_layout):
+        parts = []
+        for shape in shapes:
+            n = recv_samples[s] * int(torch.Size(shape).numel())
+            parts.append(got[at: at + n].reshape(recv_samples[s], *shape))
+            at += n
+        out.append(parts)
+    return out

@@ -1,0 +1,85 @@
+"""Every Tower Module core: shapes and gradients (one-feature towers, odd widths), through transform, errors."""
+import pytest
+import torch
+
+import dmt_compile
+from dmt_compile.errors import InputError, TowerModuleError
+from dmt_compile.quality.model import FlatCTR
+from dmt_compile.tower_modules import TOWER_MODULES, FieldSplit, compressed_width, make_core
+
+CORES = ("linear", "dot", "cross", "wukong")
+WIDTHS = [[16], [1], [3], [16, 16, 16], [1, 16, 48], [1, 1], [8, 8, 8, 8, 8, 8, 8, 8], [300, 16]]
+
+
+def test_registry_holds_the_family():
+    assert set(TOWER_MODULES) == {"identity", "linear", "dot", "cross", "wukong"}
+    assert TOWER_MODULES["identity"] is None
+
+
+@pytest.mark.parametrize("name", CORES)
+@pytest.mark.parametrize("widths", WIDTHS, ids=str)
+def test_core_shapes_and_gradients(name, widths):
+    torch.manual_seed(0)
+    out = max(1, sum(widths) // 4)
+    core = make_core(name, widths, out)
+    x = torch.randn(5, sum(widths), requires_grad=True)
+    y = core(x)
+    assert y.shape == (5, out)
+    (y * torch.randn_like(y)).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in core.parameters() if p.requires_grad)
+    assert core(torch.randn(1, sum(widths))).shape == (1, out)  # a batch of one
+
+
+def test_field_split_cuts_multiples_and_projects_odd_widths():
+    fs = FieldSplit([1, 16, 48])
+    assert fs.dim == 16 and fs.num_fields == 1 + 1 + 3
+    assert fs(torch.randn(2, 65)).shape == (2, 5, 16)
+
+
+@pytest.mark.parametrize("name", ("identity", *CORES))
+@pytest.mark.parametrize("feed", ("auto", "decoder"))
+def test_transform_with_each_tower_module_trains(name, feed):
+    torch.manual_seed(0)
+    model = FlatCTR({f"f{i}": 10 for i in range(5)}, 3, dim=8)
+    g = torch.Generator().manual_seed(1)
+    inputs = (torch.randn(16, 3, generator=g), {f"f{i}": torch.randint(0, 10, (16,), generator=g) for i in range(5)})
+    c = None if name == "identity" else 4
+    # 5 features on 4 towers: one tower has a single feature (width 8 >= c)
+    dmt = dmt_compile.transform(model, "4x1", inputs, tower_module=name, compression=c, feed=feed)
+    assert min(len(t) for t in dmt.plan.towers) == 1
+    out = dmt(*inputs)
+    assert out.shape == (16, 1)
+    out.sum().backward()
+    grads = [p.grad for n, p in dmt.named_parameters() if "tower" in n and "_tm" in n]
+    assert name == "identity" or (grads and all(gr is not None for gr in grads))
+
+
+def test_compression_larger_than_a_tower_is_a_typed_error():
+    with pytest.raises(TowerModuleError, match="compression 8 is larger"):
+        compressed_width(4, 8, "tower 0's looked-up width")
+    model = FlatCTR({"a": 10, "b": 10}, 2, dim=4)
+    inputs = (torch.randn(4, 2), {"a": torch.zeros(4, dtype=torch.long), "b": torch.ones(4, dtype=torch.long)})
+    with pytest.raises(dmt_compile.errors.DmtError, match="larger than"):
+        dmt_compile.transform(model, "2x1", inputs, tower_module="dot", compression=8, feed="decoder")
+
+
+def test_unknown_tower_module_lists_the_valid_ones():
+    model = FlatCTR({"a": 10, "b": 10}, 2, dim=4)
+    inputs = (torch.randn(4, 2), {"a": torch.zeros(4, dtype=torch.long), "b": torch.ones(4, dtype=torch.long)})
+    with pytest.raises(TowerModuleError) as err:
+        dmt_compile.transform(model, "2x1", inputs, tower_module="transformer", compression=2)
+    for name in ("cross", "dot", "identity", "linear", "wukong"):
+        assert name in err.value.fix
+    with pytest.raises(TowerModuleError, match="wukong"):
+        make_core("nope", [4], 1)
+
+
+def test_calibration_batches_of_the_wrong_structure():
+    model = FlatCTR({"a": 10, "b": 10}, 2, dim=4)
+    inputs = (torch.randn(4, 2), {"a": torch.zeros(4, dtype=torch.long), "b": torch.ones(4, dtype=torch.long)})
+    bad = [(torch.randn(4, 2), {"a": torch.zeros(4, dtype=torch.long)})]  # a feature missing
+    with pytest.raises(InputError, match="calibration batch 0"):
+        dmt_compile.transform(model, "2x1", inputs, partitioner="learned", calibration_batches=bad)
+    with pytest.raises(InputError, match="calibration batch 0"):
+        dmt_compile.transform(model, "2x1", inputs, partitioner="learned", calibration_batches=[torch.randn(4, 2)])
