@@ -74,8 +74,8 @@ def _trace(model, spec, flat, *, carry_values: bool, leaves) -> tuple[fx.GraphMo
     with _preserved(model), (value_proxies() if carry_values else contextlib.nullcontext()):
         graph = tracer.trace(model)
     gm = fx.GraphModule(tracer.root, graph, type(model).__name__)
-    gm.graph.eliminate_dead_code()
-    gm.recompile()
+    if gm.graph.eliminate_dead_code():
+        gm.recompile()
     return gm, tracer
 
 

@@ -57,7 +57,7 @@ Callback = Callable[[int, str, fx.GraphModule, PassContext], None]
 
 
 class PassPipeline:
-    """Run passes in order; lint, recompile, re-propagate shapes and check after each one."""
+    """Run passes in order; after each mutation lint, recompile and re-propagate shapes; check each pass."""
 
     def __init__(self, passes: Sequence[Pass], callback: Callback | None = None, first_index: int = 1):
         self.passes = list(passes)
@@ -69,9 +69,9 @@ class PassPipeline:
         for offset, p in enumerate(self.passes):
             try:
                 gm, modified = p(gm, ctx)
-                gm.graph.lint()
-                gm.recompile()
-                if modified:
+                if modified:  # analyses leave the graph alone: lint, regenerate code and shapes only after mutations
+                    gm.graph.lint()
+                    gm.recompile()
                     record_shapes(gm, ctx.flat_inputs)
                 p.ensures(gm, ctx)
             except DmtError as exc:
