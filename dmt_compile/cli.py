@@ -34,6 +34,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     _add_transform_args(dump)
     dump.add_argument("--format", choices=FORMATS, default="table")
     dump.add_argument("--dump-dir", default=None, help="write the graph after every pass (NN_<pass>.txt)")
+    dump.add_argument("--rank", type=int, default=None,
+                      help="print the program of this rank after lowering (collectives as named nodes)")
     dump.set_defaults(func=run_dump)
     plan = sub.add_parser("plan", help="print only the tower plan")
     _add_transform_args(plan)
@@ -81,8 +83,32 @@ def run_dump(args, stdout: IO[str]) -> int:
                 fh.write(text + "\n")
 
     dmt = _transform(args, callback)
+    if args.rank is not None:
+        stdout.write(_rank_program(dmt, args.rank, args.format))
+        return 0
     stdout.write(dmt.dump(args.format))
     return 0
+
+
+def _rank_program(dmt, rank: int, fmt: str) -> str:
+    """The lowered per-rank graph, built offline (no process group is needed to lower)."""
+    from dmt_compile.errors import RuntimeSetupError
+    from dmt_compile.passes.lower import RankLayout, lower_for_rank
+    from dmt_compile.printing import format_graph, format_modules, to_dot
+
+    topo = dmt.topology
+    if not 0 <= rank < topo.world_size:
+        raise RuntimeSetupError(f"rank {rank} is outside topology {topo} ({topo.world_size} ranks)",
+                                f"pass --rank between 0 and {topo.world_size - 1}")
+    host, local = topo.host_of(rank), topo.local_of(rank)
+    layout = RankLayout(topo.num_hosts, topo.local_size, host, local, None, None, "intra", local, topo.local_size)
+    gm = lower_for_rank(dmt, layout).gm
+    if fmt == "dot":
+        return to_dot(gm, f"rank{rank}")
+    if fmt == "code":
+        return "\n".join(line.rstrip() for line in gm.code.strip().splitlines()) + "\n"
+    head = f"program of rank {rank} (host {host}, local {local}) on topology {topo}\n\n"
+    return head + format_graph(gm) + "\n\nmodules added:\n" + format_modules(gm) + "\n"
 
 
 def run_plan(args, stdout: IO[str]) -> int:

@@ -85,13 +85,14 @@ def format_graph(gm: fx.GraphModule) -> str:
 
 
 def format_modules(gm: fx.GraphModule) -> str:
-    """The modules dmt_compile added (Tower Modules, decoders, sub-collections), sorted by path."""
-    if not hasattr(gm, "dmt"):
-        return ""
+    """The modules dmt_compile added (Tower Modules, decoders, runtime exchanges), sorted by path."""
     lines = []
-    for name, mod in sorted(gm.get_submodule("dmt").named_children()):
-        body = repr(mod).replace("\n", "\n    ")
-        lines.append(f"  dmt.{name}: {body}")
+    for root in ("dmt", "dist"):
+        if not hasattr(gm, root):
+            continue
+        for name, mod in sorted(gm.get_submodule(root).named_children()):
+            body = repr(mod).replace("\n", "\n    ")
+            lines.append(f"  {root}.{name}: {body}")
     return "\n".join(lines)
 
 

@@ -89,6 +89,12 @@ class TowerModules(Pass):
                 out = record_shapes(trial, ctx.flat_inputs)  # the trial shape propagation
                 if not tree_shapes_equal(out, ctx.reference_output):
                     raise TowerModuleError("the interaction is not shape-polymorphic (output shapes change)", "")
+                total_in = sum(d.width_in for d in plan.details)
+                total_out = sum(widths.values())
+                if total_out > 2 * math.ceil(total_in / c):
+                    raise TowerModuleError(
+                        f"it would leave {total_out} of {total_in} elements per sample uncompressed (embeddings "
+                        "that also feed other layers pass through)", "")
                 gm, chosen = trial, "direct"
             except Exception as exc:  # noqa: BLE001 - the reason is recorded in the plan
                 if feed == "direct":
@@ -178,7 +184,7 @@ class TowerModules(Pass):
             pieces = new_slots if stacked else 1
             gm.get_submodule("dmt").add_module(f"tower{t}_feed", DirectFeed(pieces, piece))
             old_payload = list(out.args[1:])
-            with graph.inserting_after(tm):
+            with graph.inserting_before(out):
                 new_payload = [
                     tag(graph.call_function(operator.getitem, (tm, i), name=f"tower{t}_payload_c{i}"),
                         self.name, tower=t, role="tower_module")

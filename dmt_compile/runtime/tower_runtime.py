@@ -45,6 +45,10 @@ class PeerIdsExchange(nn.Module):
         self.samples_from: dict[int, list[int]] = {}  # local tower -> samples received from each member
         self.my_samples = 0
 
+    def extra_repr(self) -> str:
+        return (f"towers={sorted(self.fields)}, my_host={self.my_host}, local_towers={self.local_towers}, "
+                f"fields={sum(len(f) for f in self.fields.values())}, label={self.label!r}")
+
     def forward(self, *tower_ids: Sequence[torch.Tensor]):
         towers = sorted(self.fields)
         self.my_samples = next((num_samples(self.fields[t][0], tower_ids[i]) for i, t in enumerate(towers)
@@ -114,6 +118,10 @@ class TowerLookup(nn.Module):
         self.my_index, self.size, self.group, self.label, self.split = my_index, size, group, label, split
         self.with_weights = any(f.kind == "jagged" and f.positions[2] is not None for fs in lookup_fields for f in fs)
 
+    def extra_repr(self) -> str:
+        mine = [k for k, o in enumerate(self.owners) if o == self.my_index]
+        return f"tower={self.tower}, owners={self.owners}, mine={mine}, label={self.label!r}"
+
     def forward(self, ids: Sequence[torch.Tensor]):
         mine = [k for k, o in enumerate(self.owners) if o == self.my_index]
         n = num_samples(self.lookup_fields[0][0], ids) if self.lookup_fields and self.lookup_fields[0] else 0
@@ -156,6 +164,9 @@ class PeerOutputsExchange(nn.Module):
         super().__init__()
         self.ids_exchange = [ids_exchange]  # a list: shared state, not a submodule
         self.payload_shapes, self.dtype, self.group, self.label = payload_shapes, dtype, group, label
+
+    def extra_repr(self) -> str:
+        return f"payload_shapes={self.payload_shapes}, label={self.label!r}"
 
     def forward(self, *local_payloads: Sequence[torch.Tensor]):
         ex = self.ids_exchange[0]
