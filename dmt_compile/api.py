@@ -72,8 +72,9 @@ def _check_options(tower_module: str, compression: float | None, feed: str) -> f
             )
         return 1.0
     c = 4.0 if compression is None else compression
-    if not isinstance(c, (int, float)) or isinstance(c, bool) or not 1 <= c <= 64:
-        raise TowerModuleError(f"compression must be a number in [1, 64], got {c!r}", "e.g. compression=4")
+    if not isinstance(c, (int, float)) or isinstance(c, bool) or not 1 <= c <= 16:
+        raise TowerModuleError(f"compression must be a number in [1, 16], got {c!r}",
+                               "DMT compresses up to 16x; e.g. compression=4")
     return float(c)
 
 

@@ -23,6 +23,9 @@ def _add_transform_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--feed", default="auto", choices=("auto", "direct", "decoder"),
                    help="how compressed towers reach the interaction")
     p.add_argument("--seed", type=int, default=0, help="torch seed for new Tower Module weights")
+    p.add_argument("--partitioner", default="balanced", help="balanced | learned | random | contiguous")
+    p.add_argument("--calibration", type=int, default=0, metavar="N",
+                   help="calibration batches from the factory for the learned partitioner")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -40,6 +43,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     plan = sub.add_parser("plan", help="print only the tower plan")
     _add_transform_args(plan)
     plan.add_argument("--format", choices=("table", "json"), default="table")
+    plan.add_argument("--graph", default=None, metavar="PATH",
+                      help="write the feature-affinity graph coloured by tower as DOT (and PNG with graphviz)")
     plan.set_defaults(func=run_plan)
     try:
         from dmt_compile.topo.cli_commands import add_subcommands
@@ -47,7 +52,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_subcommands(sub)
-    for name in ("dmt_compile.runtime.cli_commands",):
+    for name in ("dmt_compile.runtime.cli_commands", "dmt_compile.quality_cli", "dmt_compile.bench.cli_commands"):
         try:
             module = __import__(name, fromlist=["add_subcommands"])
         except ImportError:
@@ -63,9 +68,16 @@ def _transform(args, callback=None):
     from dmt_compile.model_spec import load_model_spec
 
     model, inputs = load_model_spec(args.model)
+    calibration = None
+    if getattr(args, "calibration", 0):
+        from dmt_compile.quality_cli import calibration_from_spec
+
+        calibration = calibration_from_spec(args.model, args.calibration)
     torch.manual_seed(args.seed)
     return transform(model, args.topology, inputs, num_towers=args.towers, tower_module=args.tower_module,
-                     compression=args.compression, feed=args.feed, callback=callback)
+                     compression=args.compression, feed=args.feed, callback=callback,
+                     partitioner=getattr(args, "partitioner", "balanced"), calibration_batches=calibration,
+                     seed=args.seed)
 
 
 def run_dump(args, stdout: IO[str]) -> int:
@@ -112,8 +124,19 @@ def _rank_program(dmt, rank: int, fmt: str) -> str:
 
 
 def run_plan(args, stdout: IO[str]) -> int:
-    dmt = _transform(args)
+    recorder = None
+    if args.graph:
+        from dmt_compile.topo.affinity import AffinityRecorder
+
+        recorder = AffinityRecorder()
+    dmt = _transform(args, recorder)
     stdout.write((dmt.plan.to_json() if args.format == "json" else str(dmt.plan)) + "\n")
+    if args.graph:
+        from dmt_compile.quality_cli import write_feature_graph
+        from dmt_compile.topo.affinity import feature_graph_dot
+
+        written = write_feature_graph(feature_graph_dot(dmt.plan, recorder.affinity), args.graph)
+        stdout.write(f"feature graph: {written}\n")
     return 0
 
 

@@ -129,10 +129,25 @@ def test_identity_cannot_compress():
 
 
 def test_compression_larger_than_tower_width():
+    class Narrow(nn.Module):  # 4-wide embeddings: a one-feature tower has width 4
+        def __init__(self):
+            super().__init__()
+            self.t = nn.ModuleList([nn.Embedding(10, 4) for _ in range(3)])
+
+        def forward(self, x):
+            return torch.cat([t(x[:, i]) for i, t in enumerate(self.t)], 1).sum(1, keepdim=True)
+
+    with pytest.raises(errors.TowerModuleError, match="larger than") as info:
+        dmt_compile.transform(Narrow(), "2x2", (torch.randint(0, 10, (4, 3)),), tower_module="linear",
+                              compression=8, towers=[["x[:,0]"], ["x[:,1]", "x[:,2]"]])
+    _has_fix(info.value)
+
+
+@pytest.mark.parametrize("c", [0.5, 17, "4", True])
+def test_compression_out_of_range(c):
     model, inputs = _dlrm()
-    with pytest.raises(errors.TowerModuleError, match="larger than"):
-        dmt_compile.transform(model, "2x2", inputs, num_towers=2, tower_module="linear", compression=64,
-                              towers=[["C1"], [f"C{i}" for i in range(2, 27)]])
+    with pytest.raises(errors.TowerModuleError, match="compression must be"):
+        dmt_compile.transform(model, "2x2", inputs, tower_module="linear", compression=c)
 
 
 def test_transformed_model_called_with_other_structure():

@@ -180,7 +180,7 @@ def _group(lookups: list[Lookup], atoms_per_lookup: list[frozenset], display) ->
             if table in owner_of_table and uf.union(owner_of_table[table], lk.index):
                 reasons.setdefault(lk.index, []).append(f"table {table} is shared by several lookups")
             owner_of_table.setdefault(table, lk.index)
-        for atom in atoms:
+        for atom in sorted(atoms, key=str):  # sorted: set order varies with the process's hash seed
             key = atom[0] if atom[0] in whole_inputs else atom
             if key in owner_of_atom and uf.union(owner_of_atom[key], lk.index):
                 reasons.setdefault(lk.index, []).append(

@@ -25,6 +25,7 @@ from dmt_compile.boundary import ids_exchange, outputs_exchange
 from dmt_compile.errors import RuntimeSetupError
 from dmt_compile.passes.graph_utils import call_module, stable_toposort, tag
 from dmt_compile.passes.lookup_kinds import classify_lookup
+from dmt_compile.runtime.row_wise import RowShard, RowWiseLookup, check_supported, row_starts
 from dmt_compile.runtime.tower_runtime import LookupCall, PeerIdsExchange, PeerOutputsExchange, TowerLookup
 from dmt_compile.runtime.wire import IdField
 
@@ -45,6 +46,7 @@ class RankLayout:
     lookup_index: int = 0  # my index in lookup_group
     lookup_size: int = 1
     split: Any = None  # (host of each lookup-group member, my index) for world groups
+    row_wise: str = "auto"  # auto: a table larger than one rank's fair share is sharded by rows; never; always
 
 
 @dataclass
@@ -53,7 +55,8 @@ class Lowered:
     embedding_params: list = field(default_factory=list)  # owned tables: no sync
     tower_params: list = field(default_factory=list)  # Tower Modules of my host: host-local sync
     dense_params: list = field(default_factory=list)  # everything else: world sync
-    owners: dict = field(default_factory=dict)  # tower -> owner (lookup-group index) of each lookup
+    owners: dict = field(default_factory=dict)  # tower -> owner (lookup-group index, -1 = row-wise) per lookup
+    row_shards: list = field(default_factory=list)  # (parameter, full table name, start row, stop row)
 
 
 def _tower_nodes(graph: fx.Graph):
@@ -76,19 +79,64 @@ def _tower_nodes(graph: fx.Graph):
     return towers
 
 
-def table_owners(src: fx.GraphModule, lookups: list[fx.Node], size: int) -> list[int]:
-    """Owner index (0..size-1) per lookup: tables placed largest first on the least-loaded rank."""
-    tables: dict[str, int] = {}
+def table_owners(src: fx.GraphModule, lookups: list[fx.Node], size: int, row_wise: str = "auto") -> list[int]:
+    """Owner index (0..size-1) per lookup, or -1 for a table sharded row-wise over all members.
+
+    Table-wise: largest tables first on the least-loaded member; lookups sharing a table share
+    the owner. Row-wise ("auto"): a table larger than one member's fair share of the tower's
+    table bytes (and with at least `size` rows) is split by rows instead; "always"/"never" force it.
+    """
+    tables: dict[str, tuple[int, int]] = {}
     for n in lookups:
         kind = classify_lookup(src, n)
-        tables.setdefault(kind.tables[0], kind.rows * kind.dim)
+        tables.setdefault(kind.tables[0], (kind.rows * kind.dim, kind.rows))
+    total = sum(e for e, _ in tables.values())
+    by_rows = set()
+    if size > 1 and row_wise != "never":
+        by_rows = {t for t, (elems, rows) in tables.items()
+                   if rows >= size and (row_wise == "always" or elems > total / size)}
     load = [0] * size
-    owner_of: dict[str, int] = {}
-    for name, elems in sorted(tables.items(), key=lambda kv: (-kv[1], kv[0])):
+    owner_of: dict[str, int] = {t: -1 for t in by_rows}
+    for name, (elems, _) in sorted(tables.items(), key=lambda kv: (-kv[1][0], kv[0])):
+        if name in by_rows:
+            continue
         j = min(range(size), key=lambda i: (load[i], i))
         owner_of[name] = j
         load[j] += elems
     return [owner_of[classify_lookup(src, n).tables[0]] for n in lookups]
+
+
+def _row_wise_lookup(src: fx.GraphModule, n: fx.Node, fields: list[IdField], size: int) -> RowWiseLookup:
+    kind = classify_lookup(src, n)
+    module = src.get_submodule(n.target) if n.op == "call_module" else None
+    if isinstance(module, torch.nn.EmbeddingBag):
+        mode = module.mode
+    elif module is not None or n.target is torch.nn.functional.embedding:
+        mode = "sum"
+    else:
+        mode = n.kwargs.get("mode", n.args[6] if len(n.args) > 6 else "mean")
+    check_supported(module, mode, kind.tables[0], n.kwargs)
+    f = fields[0]
+    shape = tuple(n.meta["dmt.shape"][1:])
+    if f.kind == "jagged":
+        how, per_sample, positions, weights = "jagged", 1, f.positions[:2], f.positions[2]
+    elif kind.kind in ("embedding_bag", "functional_embedding_bag"):
+        how, per_sample, positions, weights = "bag2d", 1, f.positions, None
+    else:
+        how, positions, weights = "ids", f.positions, None
+        per_sample = 1
+        for d in f.trailing:
+            per_sample *= d
+    return RowWiseLookup(_key(kind.tables[0]), kind.dim, mode, how, positions, weights, f.include_last_offset,
+                         per_sample, shape, tuple(row_starts(kind.rows, size)))
+
+
+def _key(table: str) -> str:
+    return table.replace(".", "__")
+
+
+def _table_weight(src: fx.GraphModule, table: str) -> torch.Tensor:
+    return src.get_parameter(table)
 
 
 def _fields(src: fx.GraphModule, tower: dict) -> tuple[list[IdField], list[list[IdField]]]:
@@ -200,14 +248,24 @@ def lower_for_rank(dmt: Any, layout: RankLayout) -> Lowered:
             user.args = (t_out, user.args[1])
         src_lookups = [_src_node(env, n) for n in d["lookups"]]
         if t in local:
-            owners[t] = table_owners(src, src_lookups, layout.lookup_size)
+            owners[t] = table_owners(src, src_lookups, layout.lookup_size, layout.row_wise)
             pos_of = {env_inv: k for k, env_inv in _src_ids_items(env, d).items()}
             calls = {k: _lookup_call(src, s, pos_of) for k, (s, o) in enumerate(zip(src_lookups, owners[t]))
                      if o == layout.lookup_index}
+            row_wise = {k: _row_wise_lookup(src, s, per_lookup[t][k], layout.lookup_size)
+                        for k, (s, o) in enumerate(zip(src_lookups, owners[t])) if o == -1}
+            shards = {}
+            for k, rw in row_wise.items():
+                if rw.key not in shards:
+                    table = classify_lookup(src, src_lookups[k]).tables[0]
+                    start, stop = rw.starts[layout.lookup_index], rw.starts[layout.lookup_index + 1]
+                    shards[rw.key] = RowShard(_table_weight(src, table), start, stop, table)
+                    lowered.row_shards.append((shards[rw.key].weight, table, start, stop))
             shapes = [tuple(n.meta["dmt.shape"][1:]) for n in d["lookups"]]
             modules[f"dist.tower{t}_lookup"] = TowerLookup(t, per_lookup[t], owners[t], shapes, calls,
                                                            layout.lookup_index, layout.lookup_size,
-                                                           layout.lookup_group, layout.lookup_label, layout.split)
+                                                           layout.lookup_group, layout.lookup_label, layout.split,
+                                                           row_wise, shards)
             with graph.inserting_before(output):
                 look = tag(call_module(graph, f"dist.tower{t}_lookup", (t_ids,), f"tower{t}_lookup"), "lower",
                            tower=t, role="lookup")

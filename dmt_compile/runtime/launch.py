@@ -98,6 +98,7 @@ def _child_main(
     backend: str,
     env: Mapping[str, str] | None,
     pg_timeout_s: float,
+    child_setup: Callable[[int], None] | None = None,
 ) -> None:
     num_hosts, local_size = topo
     os.environ.update(
@@ -118,6 +119,8 @@ def _child_main(
         torch.set_num_threads(1)  # N*L processes share the box
     result_path = os.path.join(out_dir, f"rank{rank}.pkl")
     try:
+        if child_setup is not None:
+            child_setup(rank)
         if backend == "nccl":
             torch.cuda.set_device(rank % local_size)
         dist.init_process_group(
@@ -203,6 +206,7 @@ def launch_local(
     env: Mapping[str, str] | None = None,
     pg_timeout_s: float = DEFAULT_PG_TIMEOUT_S,
     failure_grace_s: float = 10.0,
+    child_setup: Callable[[int], None] | None = None,
 ) -> list:
     """Run ``fn(rank, *args)`` in ``topology.world_size`` spawned processes; return results in rank order.
 
@@ -215,6 +219,10 @@ def launch_local(
     killed and :class:`CollectiveError` is raised. Its ``failures`` attribute maps rank ->
     :class:`RankFailure`; ``elapsed_s`` is the run's duration. The same happens when the whole run
     exceeds ``timeout_s`` (ranks still running are reported as "killed" with their stacks).
+
+    ``child_setup`` (optional, picklable) is called as ``child_setup(rank)`` in each child after the
+    environment is set and before ``torch.distributed`` is initialised (e.g. to enter a network
+    namespace); an exception there is reported like one from ``fn``.
     """
     topo = as_topology(topology)
     world = topo.world_size
@@ -233,7 +241,7 @@ def launch_local(
             p = ctx.Process(
                 target=_child_main,
                 args=(rank, (topo.num_hosts, topo.local_size), fn, tuple(args), init_file, out_dir, backend,
-                      dict(env) if env else None, float(pg_timeout_s)),
+                      dict(env) if env else None, float(pg_timeout_s), child_setup),
                 name=f"dmt-rank{rank}",
             )
             p.start()

@@ -27,7 +27,7 @@ __all__ = ["ShardedDmt"]
 
 
 class ShardedDmt(nn.Module):
-    def __init__(self, dmt: Any, groups: HierarchicalGroups, *, strategy: str = "sptt"):
+    def __init__(self, dmt: Any, groups: HierarchicalGroups, *, strategy: str = "sptt", row_wise: str = "auto"):
         super().__init__()
         topo = groups.topology
         if strategy == "sptt":
@@ -37,7 +37,7 @@ class ShardedDmt(nn.Module):
                     f"transform with topology '{topo.num_hosts}x{topo.local_size}'",
                 )
             layout = RankLayout(topo.num_hosts, topo.local_size, groups.host, groups.local, groups.peer,
-                                groups.intra, "intra", groups.local, topo.local_size)
+                                groups.intra, "intra", groups.local, topo.local_size, row_wise=row_wise)
         elif strategy == "flat":
             if dmt.plan.num_towers != 1:
                 raise RuntimeSetupError("the flat baseline needs a one-tower transform",
@@ -45,10 +45,12 @@ class ShardedDmt(nn.Module):
             world = topo.world_size
             hosts = [topo.host_of(r) for r in range(world)]
             layout = RankLayout(1, world, 0, groups.rank, None, groups.world, "world", groups.rank, world,
-                                (hosts, groups.rank))
+                                (hosts, groups.rank), row_wise="never")
         else:
             raise RuntimeSetupError(f"unknown strategy {strategy!r}", "use 'sptt' or 'flat'")
-        check_fingerprint(plan_fingerprint(dmt, strategy), groups.world, what="plan")
+        if row_wise not in ("auto", "never", "always"):
+            raise RuntimeSetupError(f"unknown row_wise {row_wise!r}", "use 'auto', 'never' or 'always'")
+        check_fingerprint(plan_fingerprint(dmt, f"{strategy}/{row_wise}"), groups.world, what="plan")
         lowered = lower_for_rank(dmt, layout)
         self.gm = lowered.gm
         self.input_spec = dmt.input_spec
@@ -56,6 +58,7 @@ class ShardedDmt(nn.Module):
         self.groups = groups
         self.strategy = strategy
         self.owners = lowered.owners
+        self.row_shards = lowered.row_shards  # (parameter, table name, start row, stop row)
         self.embedding_params = lowered.embedding_params
         self.tower_params = lowered.tower_params
         self.dense_params = lowered.dense_params

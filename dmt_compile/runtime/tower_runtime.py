@@ -59,8 +59,8 @@ class PeerIdsExchange(nn.Module):
         sends: list[list[Stream]] = [[] for _ in range(self.num_hosts)]
         for i, t in enumerate(towers):
             sends[self.tower_host[t]] += [encode(f, tower_ids[i]) for f in self.fields[t]]
-        per_member = sum(len(self.fields[t]) for t in self.local_towers)
-        got = exchange_ids(sends, [per_member] * self.num_hosts, self.group, self.label, "ids", self.with_weights)
+        mults = [1] * sum(len(self.fields[t]) for t in self.local_towers)
+        got = exchange_ids(sends, [mults] * self.num_hosts, self.group, self.label, "ids", self.with_weights)
         result: dict[int, tuple] = {}
         at = 0
         for t in self.local_towers:
@@ -107,52 +107,89 @@ class LookupCall(nn.Module):
 
 
 class TowerLookup(nn.Module):
-    """Table-wise sharded lookups of one tower over the host's ranks (the intra group)."""
+    """Sharded lookups of one tower over the host's ranks (the intra group).
+
+    `owners[k]` is the member that owns lookup k's table (table-wise), or -1 when the table is
+    sharded row-wise over every member (`row_wise[k]`, see `row_wise.py`). All ids travel in one
+    jagged exchange and all embeddings (or row-wise partial sums) come back in one row exchange.
+    """
 
     def __init__(self, tower: int, lookup_fields: list[list[IdField]], owners: list[int], out_shapes: list[tuple],
                  calls: dict[int, LookupCall], my_index: int, size: int, group: Any, label: str = "intra",
-                 split=None):
+                 split=None, row_wise: dict | None = None, shards: dict | None = None):
         super().__init__()
         self.tower, self.lookup_fields, self.owners, self.out_shapes = tower, lookup_fields, owners, out_shapes
         self.calls = nn.ModuleDict({str(k): c for k, c in calls.items()})  # only the lookups this rank owns
         self.my_index, self.size, self.group, self.label, self.split = my_index, size, group, label, split
+        self.row_wise = row_wise or {}  # k -> RowWiseLookup (spec, how to read its ids as bags, row starts)
+        self.shards = nn.ModuleDict(shards or {})  # table key -> RowShard (my rows of row-wise tables)
         self.with_weights = any(f.kind == "jagged" and f.positions[2] is not None for fs in lookup_fields for f in fs)
+        self.with_weights |= any(r.weights_pos is not None for r in self.row_wise.values())
 
     def extra_repr(self) -> str:
         mine = [k for k, o in enumerate(self.owners) if o == self.my_index]
-        return f"tower={self.tower}, owners={self.owners}, mine={mine}, label={self.label!r}"
+        return (f"tower={self.tower}, owners={self.owners}, mine={mine}, row_wise={sorted(self.row_wise)}, "
+                f"label={self.label!r}")
 
     def forward(self, ids: Sequence[torch.Tensor]):
-        mine = [k for k, o in enumerate(self.owners) if o == self.my_index]
-        n = num_samples(self.lookup_fields[0][0], ids) if self.lookup_fields and self.lookup_fields[0] else 0
-        sends: list[list[Stream]] = [[] for _ in range(self.size)]
+        from dmt_compile.runtime.row_wise import split_by_shard
+
+        me, size = self.my_index, self.size
+        sends: list[list[Stream]] = [[] for _ in range(size)]
+        bags: dict[int, Stream] = {}
         for k, o in enumerate(self.owners):
-            sends[o] += [encode(f, ids) for f in self.lookup_fields[k]]
-        per_member = sum(len(self.lookup_fields[k]) for k in mine)
-        got = exchange_ids(sends, [per_member] * self.size, self.group, self.label, f"tower{self.tower}.ids",
+            if o >= 0:
+                sends[o] += [encode(f, ids) for f in self.lookup_fields[k]]
+            else:
+                rw = self.row_wise[k]
+                bags[k] = rw.bags(ids)
+                for j, part in enumerate(split_by_shard(bags[k], rw.starts)):
+                    sends[j].append(part)
+        n = next((num_samples(fs[0], ids) for fs in self.lookup_fields if fs), 0)
+        mults: list[int] = []
+        for k, o in enumerate(self.owners):
+            if o == me:
+                mults += [1] * len(self.lookup_fields[k])
+            elif o == -1:
+                mults.append(self.row_wise[k].bags_per_sample if self.row_wise[k].kind == "ids" else 1)
+        got = exchange_ids(sends, [mults] * size, self.group, self.label, f"tower{self.tower}.ids",
                            self.with_weights, self.split)
-        samples = [int(got[s][0].lengths.numel()) if per_member else 0 for s in range(self.size)]
-        back: list[list[torch.Tensor]] = [[] for _ in range(self.size)]
+        back: list[list[torch.Tensor]] = [[] for _ in range(size)]
         at = 0
-        for k in mine:
-            fields = self.lookup_fields[k]
-            rebuilt: dict[int, torch.Tensor] = {}
-            for j, f in enumerate(fields):
-                rebuilt.update(decode(f, _concat_streams([got[s][at + j] for s in range(self.size)])))
-            at += len(fields)
-            out = self.calls[str(k)](rebuilt)
-            start = 0
-            for s in range(self.size):
-                back[s].append(out[start: start + samples[s]])
-                start += samples[s]
-        layout = [[self.out_shapes[k] for k, o in enumerate(self.owners) if o == j] for j in range(self.size)]
-        rows = exchange_rows(back, layout, [n] * self.size, self.group, self.label, f"tower{self.tower}.emb",
+        for k, o in enumerate(self.owners):
+            if o == me:
+                fields = self.lookup_fields[k]
+                rebuilt: dict[int, torch.Tensor] = {}
+                for j, f in enumerate(fields):
+                    rebuilt.update(decode(f, _concat_streams([got[s][at + j] for s in range(size)])))
+                counts = [int(got[s][at].lengths.numel()) for s in range(size)]
+                at += len(fields)
+                out = self.calls[str(k)](rebuilt)
+                for s, piece in enumerate(torch.split(out, counts)):
+                    back[s].append(piece)
+            elif o == -1:
+                rw = self.row_wise[k]
+                shard = self.shards[rw.key]
+                for s in range(size):
+                    stream = got[s][at]
+                    partial = shard(stream)  # [bags from s, dim]
+                    back[s].append(partial.reshape(-1, rw.bags_per_sample * rw.dim))
+                at += 1
+        layout = [[self.out_shapes[k] if o == j else (self.row_wise[k].bags_per_sample * self.row_wise[k].dim,)
+                   for k, o in enumerate(self.owners) if o in (j, -1)] for j in range(size)]
+        rows = exchange_rows(back, layout, [n] * size, self.group, self.label, f"tower{self.tower}.emb",
                              split=self.split)
         outputs: list[torch.Tensor | None] = [None] * len(self.owners)
-        taken = [0] * self.size
+        taken = [0] * size
         for k, o in enumerate(self.owners):
-            outputs[k] = rows[o][taken[o]]
-            taken[o] += 1
+            if o >= 0:
+                outputs[k] = rows[o][taken[o]]
+                taken[o] += 1
+            else:
+                total = sum(rows[j][taken[j]] for j in range(size))
+                for j in range(size):
+                    taken[j] += 1
+                outputs[k] = self.row_wise[k].finish(total, bags[k], n)
         return tuple(outputs)
 
 

@@ -30,6 +30,7 @@ class VerifyOptions:
     lr: float = 0.1
     seed: int = 0
     strategy: str = "sptt"  # sptt | flat
+    row_wise: str = "auto"  # auto | never | always (tables sharded by rows inside a host)
 
 
 def first_tensor(out: Any) -> torch.Tensor:
@@ -131,7 +132,8 @@ def verify_worker(rank: int, opts: VerifyOptions) -> dict:
     # distributed run
     names = {id(p): n for n, p in dmt_run.graph_module.named_parameters()}
     with recording() as stats:
-        sharded = ShardedDmt(dmt_run, groups, strategy="flat" if opts.strategy == "flat" else "sptt")
+        sharded = ShardedDmt(dmt_run, groups, strategy="flat" if opts.strategy == "flat" else "sptt",
+                             row_wise=opts.row_wise)
         del dmt_run, model_run
         out = sharded.gm(*local)
         loss_local = torch.nn.functional.binary_cross_entropy_with_logits(
@@ -142,14 +144,23 @@ def verify_worker(rank: int, opts: VerifyOptions) -> dict:
     grad_diff = max((float((p.grad - ref_grads[n]).abs().max()) for n, p in mine.items()
                      if p.grad is not None and n in ref_grads), default=0.0)
     missing = sorted(n for n, p in mine.items() if (p.grad is None) != (n not in ref_grads))
-    for o in make_optimizers(mine, tables, opts.optimizer, opts.lr):
+    shards = [(p, n, a, z) for p, n, a, z in sharded.row_shards]
+    for p, n, a, z in shards:  # row shards: compare with the rows of the reference table
+        if p.grad is not None and n in ref_grads:
+            grad_diff = max(grad_diff, float((p.grad - ref_grads[n][a:z]).abs().max()))
+    opt_params = dict(mine)
+    opt_params.update({f"{n}[{a}:{z}]": p for p, n, a, z in shards})
+    tables = tables | {f"{n}[{a}:{z}]" for _, n, a, z in shards}
+    for o in make_optimizers(opt_params, tables, opts.optimizer, opts.lr):
         o.step()
     param_diff = max((float((p.detach() - ref_params[n].detach()).abs().max()) for n, p in mine.items()
                       if n in ref_params), default=0.0)
+    for p, n, a, z in shards:
+        param_diff = max(param_diff, float((p.detach() - ref_params[n].detach()[a:z]).abs().max()))
     out_diff = float((first_tensor(out).detach() - first_tensor(out_ref).detach()[rank * b:(rank + 1) * b])
                      .abs().max())
     return {
         "rank": rank, "output": out_diff, "grad": grad_diff, "param": param_diff, "grad_mismatch": missing,
-        "params_checked": len(mine), "stats": stats.snapshot(), "param_bytes": sharded.parameter_bytes(),
+        "params_checked": len(mine) + len(shards), "row_shards": len(shards), "stats": stats.snapshot(), "param_bytes": sharded.parameter_bytes(),
         "batch": batch, "owned_tables": len(sharded.embedding_params),
     }

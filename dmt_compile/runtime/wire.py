@@ -98,12 +98,13 @@ def _record_host_split(label: str, op: str, sent: Sequence[int], recv: Sequence[
                           [b if keep(hosts[j]) else 0 for j, b in enumerate(recv)], me)
 
 
-def exchange_ids(sends: Sequence[Sequence[Stream]], recv_fields: Sequence[int], group: Any, label: str,
+def exchange_ids(sends: Sequence[Sequence[Stream]], recv_mults: Sequence[Sequence[int]], group: Any, label: str,
                  op: str, with_weights: bool, split=None) -> list[list[Stream]]:
     """Send `sends[j]` (streams for member j) in one jagged exchange; split what arrives.
 
-    `recv_fields[s]` is the number of fields member s sends to me; all of them cover the same
-    number of samples, so each arriving segment splits evenly.
+    `recv_mults[s]` lists, for each stream member s sends me, its length entries per sample (1 for
+    ids and bags; k for a row-wise lookup of k ids per sample). Both sides know these statically,
+    so the n samples of member s are `segment / sum(mults)` and each stream has `n * mult` entries.
     """
     packed = [_cat(list(s), with_weights) for s in sends]
     total = _cat(packed, with_weights)
@@ -116,11 +117,12 @@ def exchange_ids(sends: Sequence[Sequence[Stream]], recv_fields: Sequence[int], 
     out: list[list[Stream]] = []
     len_at, val_at = 0, 0
     for s, (seg, nvals) in enumerate(zip(got.segments, got.value_counts)):
-        fields = recv_fields[s]
+        mults = list(recv_mults[s])
         streams: list[Stream] = []
-        if fields:
-            per = seg // fields
-            for _ in range(fields):
+        if mults:
+            samples = seg // sum(mults)
+            for mult in mults:
+                per = samples * mult
                 lengths = got.lengths[len_at: len_at + per]
                 n = int(lengths.sum())
                 weights = got.weights[val_at: val_at + n] if got.weights is not None else None

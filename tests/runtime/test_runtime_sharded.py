@@ -38,6 +38,9 @@ CASES_2X2 = [
     VerifyOptions(_zoo("m04_embbag_jagged_widedeep"), "2x2"),          # EmbeddingBag, jagged ids
     VerifyOptions(_zoo("m05_weighted_bag_youtube"), "2x2"),            # shared table + weighted bag
     VerifyOptions(_zoo("m06_shared_fibinet"), "2x2", "linear", 2),     # shared tables, decoder TM
+    VerifyOptions(_zoo("m04_embbag_jagged_widedeep"), "2x2", row_wise="always"),  # row-wise sum/mean bags
+    VerifyOptions(_zoo("m05_weighted_bag_youtube"), "2x2", optimizer="adagrad", row_wise="always"),
+    VerifyOptions(_zoo("m07_big_table_offsets_input"), "2x2"),         # one offset table: auto row-wise
     VerifyOptions(DLRM, "2x2", "linear", 4),                           # compression c = 4
     VerifyOptions(DLRM, "2x2", strategy="flat"),                       # flat baseline
 ]
@@ -51,7 +54,7 @@ def results_2x2():
 
 
 @pytest.mark.parametrize("index", range(len(CASES_2X2)), ids=[
-    f"{os.path.basename(c.spec)}-{c.tower_module}-{c.strategy}-{c.optimizer}" for c in CASES_2X2])
+    f"{os.path.basename(c.spec)}-{c.tower_module}-{c.strategy}-{c.optimizer}-{c.row_wise}" for c in CASES_2X2])
 def test_exact_on_2x2(results_2x2, index):
     for r in results_2x2[index]:
         assert r["grad_mismatch"] == []
@@ -93,6 +96,12 @@ def test_flat_baseline_sends_to_every_rank_sptt_to_one_peer(results_2x2):
         assert emb["messages_sent"] == 2 * (n_hosts - 1) * local
     for r in sptt:
         assert r["stats"]["cross"]["messages_sent"] == 5 * (n_hosts - 1)
+
+
+def test_row_wise_tables_are_split_by_rows(results_2x2):
+    for index in (7, 8, 9):  # the row-wise cases
+        for r in results_2x2[index]:
+            assert r["row_shards"] >= 1
 
 
 def test_compressing_tower_module_cuts_cross_host_bytes(results_2x2):
