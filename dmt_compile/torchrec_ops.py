@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import torch
 import torch.fx as fx
 
-__all__ = ["kjt_split", "kt_merge", "sub_collection"]
+__all__ = ["kjt_split", "kt_merge", "jt_merge", "sub_collection"]
 
 
 @fx.wrap
@@ -34,12 +34,28 @@ def kt_merge(kts: Sequence[Any], keys: Sequence[str]) -> Any:
     return KeyedTensor.from_tensor_list(list(keys), [tensors[k] for k in keys])
 
 
-def sub_collection(ebc: torch.nn.Module, table_names: Sequence[str]) -> torch.nn.Module:
-    """An EmbeddingBagCollection over some of `ebc`'s tables, sharing their modules (no copy)."""
-    from torchrec.modules.embedding_modules import EmbeddingBagCollection
+@fx.wrap
+def jt_merge(parts: Sequence[dict], keys: Sequence[str]) -> dict:
+    """One {feature: JaggedTensor} dict in the order `keys` (EmbeddingCollection outputs)."""
+    merged: dict = {}
+    for part in parts:
+        merged.update(part)
+    return {k: merged[k] for k in keys}
 
-    configs = [c for c in ebc.embedding_bag_configs() if c.name in table_names]
-    sub = EmbeddingBagCollection(tables=configs, is_weighted=ebc.is_weighted(), device=torch.device("meta"))
+
+def sub_collection(collection: torch.nn.Module, table_names: Sequence[str]) -> torch.nn.Module:
+    """An Embedding(Bag)Collection over some of the tables, sharing their modules (no copy)."""
+    from torchrec.modules.embedding_modules import EmbeddingBagCollection, EmbeddingCollection
+
+    if type(collection).__name__ == "EmbeddingCollection":
+        configs = [c for c in collection.embedding_configs() if c.name in table_names]
+        sub = EmbeddingCollection(tables=configs, device=torch.device("meta"),
+                                  need_indices=collection.need_indices())
+        for cfg in configs:
+            sub.embeddings[cfg.name] = collection.embeddings[cfg.name]
+        return sub
+    configs = [c for c in collection.embedding_bag_configs() if c.name in table_names]
+    sub = EmbeddingBagCollection(tables=configs, is_weighted=collection.is_weighted(), device=torch.device("meta"))
     for cfg in configs:
-        sub.embedding_bags[cfg.name] = ebc.embedding_bags[cfg.name]
+        sub.embedding_bags[cfg.name] = collection.embedding_bags[cfg.name]
     return sub

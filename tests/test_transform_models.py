@@ -36,7 +36,19 @@ def test_boundaries_are_explicit_nodes(key):
     assert len(features) == len(set(features))
 
 
-@pytest.mark.parametrize("key", ALL_MODELS)
+UNCOMPRESSIBLE = {"zoo:torchrec_ec_sequence"}  # unpooled sequence embeddings
+
+
+@pytest.mark.parametrize("key", sorted(UNCOMPRESSIBLE))
+def test_unpooled_sequences_refuse_compression(key):
+    from dmt_compile.errors import TowerModuleError
+
+    model, inputs = load_model(key)
+    with pytest.raises(TowerModuleError, match="unpooled sequences"):
+        dmt_compile.transform(model, "2x2", inputs, tower_module="linear", compression=4)
+
+
+@pytest.mark.parametrize("key", [k for k in ALL_MODELS if k not in UNCOMPRESSIBLE])
 def test_linear_tm_compresses_and_trains(key):
     model, inputs = load_model(key)
     torch.manual_seed(0)

@@ -6,6 +6,8 @@ it) and records, per call:
 
 * the wall time spent inside the exchange: from the call to its return for a blocking call, and
   from the call to the end of ``Work.wait()`` for an ``async_op=True`` call (TorchRec);
+  (``call_s`` keeps each exchange's duration in call order, so the report can take, per exchange,
+  the rank that arrived last, i.e. the transfer time without the wait for slower ranks);
 * the payload bytes and non-empty messages this rank sends to / receives from every **other**
   rank of the group, split by link class: ``intra`` (same emulated host) and ``cross`` (another
   host), using the group's global ranks and ``rank // local_size`` as the host.
@@ -42,14 +44,17 @@ class LinkCounters:
 class _Step:
     exchange_s: float = 0.0
     sync_s: float = 0.0
+    call_s: list = field(default_factory=list)  # duration of each exchange, in call order
     calls: int = 0
     links: dict[str, LinkCounters] = field(default_factory=lambda: {"intra": LinkCounters(), "cross": LinkCounters()})
 
 
-class _TimedWork:
-    """Proxy of an async ``Work`` that adds the time until ``wait()`` returns to the step."""
+class _TimedWork(dist.Work):
+    """Proxy of an async ``Work`` (a ``Work`` itself, for ``isinstance`` checks) that adds the time
+    until ``wait()`` returns to the step."""
 
     def __init__(self, work: Any, timer: "ExchangeTimer", start: float, kind: str):
+        super().__init__()
         self._work, self._timer, self._start, self._kind, self._done = work, timer, start, kind, False
 
     def wait(self, *args: Any, **kwargs: Any) -> Any:
@@ -58,6 +63,24 @@ class _TimedWork:
             self._done = True
             self._timer._add_time(self._kind, time.perf_counter() - self._start)
         return out
+
+    def is_completed(self) -> bool:
+        return self._work.is_completed()
+
+    def is_success(self) -> bool:
+        return self._work.is_success()
+
+    def exception(self) -> Any:
+        return self._work.exception()
+
+    def result(self) -> Any:
+        return self._work.result()
+
+    def get_future(self) -> Any:
+        return self._work.get_future()
+
+    def synchronize(self) -> Any:
+        return self._work.synchronize()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._work, name)
@@ -121,6 +144,7 @@ class ExchangeTimer:
     def _add_time(self, kind: str, seconds: float) -> None:
         if kind == "exchange":
             self.current.exchange_s += seconds
+            self.current.call_s.append(seconds)
         else:
             self.current.sync_s += seconds
 
@@ -156,5 +180,5 @@ class ExchangeTimer:
 
     # ---- results -----------------------------------------------------------------------
     def records(self) -> list[dict[str, Any]]:
-        return [{"exchange_s": s.exchange_s, "sync_s": s.sync_s, "calls": s.calls,
+        return [{"exchange_s": s.exchange_s, "sync_s": s.sync_s, "calls": s.calls, "call_s": list(s.call_s),
                  "links": {k: v.as_dict() for k, v in s.links.items()}} for s in self.steps]

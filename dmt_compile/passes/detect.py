@@ -140,7 +140,9 @@ class Detect(Pass):
             # features and grouping follow the ids themselves; offsets / per-sample weights may be shared
             atoms = atoms_of(kind.id_nodes(node)[0], cache) if kind.id_nodes(node) else frozenset()
             shape = node.meta.get("dmt.shape") or ()
-            if not shape or shape[0] != batch:
+            if kind.kind == "ec":  # unpooled sequences (a dict of JaggedTensors): cost = width per id
+                shape = (batch, kind.dim)
+            elif not shape or shape[0] != batch:
                 raise DetectionError(
                     f"lookup {node.name} ({kind.kind}) returns shape {shape}, which is not batch-major "
                     f"(batch size {batch})",
@@ -187,7 +189,9 @@ def _group(lookups: list[Lookup], atoms_per_lookup: list[frozenset], display) ->
                     f"several lookups read the ids of {_feature_name(atom, display)}"
                 )
             owner_of_atom.setdefault(key, lk.index)
-        if len(lk.features) > 1 and lk.kind != "ebc":
+        if len(lk.features) > 1 and lk.kind in ("ebc", "ec"):
+            reasons.setdefault(lk.index, []).append(f"table {lk.tables[0]} serves {', '.join(lk.features)}")
+        elif len(lk.features) > 1:
             reasons.setdefault(lk.index, []).append(
                 f"one lookup ({lk.node}) reads ids of {len(lk.features)} features at once "
                 "(e.g. one table with offsets in the input); it cannot be split"

@@ -53,10 +53,17 @@ def classify_lookup(gm: fx.GraphModule, node: fx.Node) -> LookupKind | None:
             return LookupKind("embedding", (f"{node.target}.weight",), _present(node, ["input"]), mod.num_embeddings,
                               mod.embedding_dim)
         if type(mod).__name__ == "EmbeddingBagCollection":
-            tables = tuple(f"{node.target}.{cfg.name}" for cfg in mod.embedding_bag_configs())
-            rows = sum(cfg.num_embeddings for cfg in mod.embedding_bag_configs())
-            dim = sum(cfg.embedding_dim for cfg in mod.embedding_bag_configs())
+            configs = mod.embedding_bag_configs()
+            tables = tuple(f"{node.target}.embedding_bags.{cfg.name}.weight" for cfg in configs)
+            rows = sum(cfg.num_embeddings for cfg in configs)
+            dim = sum(cfg.embedding_dim for cfg in configs)
             return LookupKind("ebc", tables, _present(node, ["features"]), rows, dim)
+        if type(mod).__name__ == "EmbeddingCollection":  # unpooled: a dict of JaggedTensors per feature
+            configs = mod.embedding_configs()
+            tables = tuple(f"{node.target}.embeddings.{cfg.name}.weight" for cfg in configs)
+            rows = sum(cfg.num_embeddings for cfg in configs)
+            dim = sum(cfg.embedding_dim * len(cfg.feature_names) for cfg in configs)
+            return LookupKind("ec", tables, _present(node, ["features"]), rows, dim)
         return None
     if node.op == "call_function" and node.target in (F.embedding, F.embedding_bag):
         weight = node.args[1] if len(node.args) > 1 else node.kwargs.get("weight")

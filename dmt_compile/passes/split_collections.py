@@ -1,4 +1,4 @@
-"""split-collections: one lookup per table for torchrec EmbeddingBagCollections.
+"""split-collections: one lookup per table for torchrec Embedding(Bag)Collections.
 
 An EBC looks up many tables in one call, so detection would see one lookup and the planner one
 tower. This pass rewrites `kt = ebc(kjt)` into
@@ -19,7 +19,7 @@ import torch.fx as fx
 
 from dmt_compile.passes.base import Pass, PassContext, PassResult
 from dmt_compile.passes.graph_utils import call_module, tag
-from dmt_compile.torchrec_ops import kjt_split, kt_merge, sub_collection
+from dmt_compile.torchrec_ops import jt_merge, kjt_split, kt_merge, sub_collection
 
 __all__ = ["SplitCollections"]
 
@@ -28,13 +28,15 @@ class SplitCollections(Pass):
     name = "split-collections"
 
     def call(self, gm: fx.GraphModule, ctx: PassContext) -> PassResult:
+        names = ("EmbeddingBagCollection", "EmbeddingCollection")
         targets = [
             n for n in gm.graph.nodes
-            if n.op == "call_module" and type(gm.get_submodule(n.target)).__name__ == "EmbeddingBagCollection"
+            if n.op == "call_module" and type(gm.get_submodule(n.target)).__name__ in names
         ]
         for node in targets:
             ebc = gm.get_submodule(node.target)
-            configs = ebc.embedding_bag_configs()
+            pooled = type(ebc).__name__ == "EmbeddingBagCollection"
+            configs = ebc.embedding_bag_configs() if pooled else ebc.embedding_configs()
             if len(configs) < 2:
                 continue
             kjt = node.args[0] if node.args else node.kwargs["features"]
@@ -53,7 +55,8 @@ class SplitCollections(Pass):
                     path = f"dmt.{base}_{cfg.name}"
                     gm.add_submodule(path, sub_collection(ebc, [cfg.name]))
                     parts.append(tag(call_module(graph, path, (item,), f"{base}_{cfg.name}"), self.name))
-                merged = tag(graph.call_function(kt_merge, (parts, keys), name=f"{base}_merged"), self.name)
+                merge = kt_merge if pooled else jt_merge
+                merged = tag(graph.call_function(merge, (parts, keys), name=f"{base}_merged"), self.name)
             node.replace_all_uses_with(merged)
             graph.erase_node(node)
         return PassResult(gm, bool(targets))

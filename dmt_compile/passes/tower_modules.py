@@ -77,6 +77,11 @@ class TowerModules(Pass):
             details = tuple(replace(d, width_out=d.width_in, feed="identity") for d in plan.details)
             ctx.plan = plan.with_towers(details, tower_module="identity", compression=1.0)
             return PassResult(gm, False)
+        for n in gm.graph.nodes:
+            if n.meta.get("dmt.role") == "lookup" and n.meta.get("dmt.shape") is None:
+                raise TowerModuleError(
+                    f"lookup {n.name} returns unpooled sequences (torchrec EmbeddingCollection); a tower holding it "
+                    "cannot be compressed", 'use tower_module="identity" for this model')
         feed = opts.get("feed", "auto")
         if feed not in FEEDS:
             raise TowerModuleError(f"unknown feed {feed!r}", "choose one of: " + ", ".join(FEEDS))

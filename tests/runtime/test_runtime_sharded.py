@@ -99,9 +99,12 @@ def test_flat_baseline_sends_to_every_rank_sptt_to_one_peer(results_2x2):
 
 
 def test_row_wise_tables_are_split_by_rows(results_2x2):
-    for index in (7, 8, 9):  # the row-wise cases
+    for index in (7, 8):  # row_wise="always": every rank of a host with a tower holds row shards
         for r in results_2x2[index]:
             assert r["row_shards"] >= 1
+    # the single offset table: one tower (host 0), auto-sharded by rows over that host's two ranks
+    shards = [r["row_shards"] for r in results_2x2[9]]
+    assert shards == [1, 1, 0, 0]
 
 
 def test_compressing_tower_module_cuts_cross_host_bytes(results_2x2):

@@ -27,10 +27,11 @@ ZOO: dict[str, str] = {
     "autoint_dense_linear": "m14_autoint_dense_linear",
     "dlrm_list_inputs": "m15_dlrm_list_inputs",
     "widedeep_dim_check": "m16_widedeep_dim_check",
+    "torchrec_ec_sequence": "m17_torchrec_ec_sequence",
 }
 
 # Entries whose factory imports torchrec (skip them when it is absent).
-REQUIRES_TORCHREC: set[str] = {"torchrec_dlrm", "torchrec_dlrm_dcn", "torchrec_ebc_deepfm"}
+REQUIRES_TORCHREC: set[str] = {"torchrec_dlrm", "torchrec_dlrm_dcn", "torchrec_ebc_deepfm", "torchrec_ec_sequence"}
 
 # Entries on which plain ``torch.fx.symbolic_trace(model)`` fails, with the idiom and the
 # exception type it raises (torch 2.13).

@@ -1,0 +1,162 @@
+"""Turn per-rank worker results into one row per strategy: times, bytes, physical limit, cost model.
+
+Definitions (all per training step, after warm-up; medians over the measured steps):
+
+* **step time**: the slowest rank's wall time of the step (every step starts after a barrier).
+* **exchange time** (``exchange_time_median_s``): for each all-to-all of the step (ids, counts,
+  lookups, outputs, fwd and bwd, in call order), the time of the rank that arrived *last* (it
+  waits only for the transfer, not for slower peers), summed over the step's exchanges.
+  ``exchange_wait_median_s`` is the plain per-rank time inside the exchanges (mean over ranks),
+  i.e. including waiting for slower ranks.
+* **bytes per link class**: payload bytes a rank sends to ranks of its own host (``intra``) or of
+  another host (``cross``), mean over ranks; ``messages`` = non-empty blocks sent.
+* **analytic minimum** of cross-host bytes per rank: ``(N-1)/N * b * sum_t (s_id I_t + 2 s_e o_t)``
+  (ids once, outputs forward, their gradients backward, nothing else; ``o_t`` = tower width out, the
+  raw embedding width for flat/identity). Placement-independent as a mean over ranks.
+* **NIC limit**: the busiest host NIC direction's payload bytes / (rate x 1448/1514) (TCP/IPv4
+  with timestamps in 1500-byte Ethernet frames; tbf counts whole frames).
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Any, Sequence
+
+__all__ = ["summarize", "analytic_min_cross", "cost_model_prediction", "WIRE_EFFICIENCY", "add_ratios"]
+
+WIRE_EFFICIENCY = 1448 / 1514
+ID_BYTES, ELEM_BYTES = 8, 4
+
+
+def _median(xs: Sequence[float]) -> float:
+    return float(statistics.median(xs)) if xs else float("nan")
+
+
+def _quantile(xs: Sequence[float], q: float) -> float:
+    s = sorted(xs)
+    if not s:
+        return float("nan")
+    k = (len(s) - 1) * q
+    lo, hi = math.floor(k), math.ceil(k)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def analytic_min_cross(towers: list[dict[str, Any]], num_hosts: int, b: int) -> float:
+    per_sample = sum(ID_BYTES * t["ids"] + 2 * ELEM_BYTES * t["width_out"] for t in towers)
+    return (num_hosts - 1) / num_hosts * b * per_sample
+
+
+def _exchange_per_step(results: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
+    steps = min(len(r["timer"]) for r in results)
+    critical, waited = [], []
+    for i in range(steps):
+        calls = [r["timer"][i]["call_s"] for r in results]
+        waited.append(statistics.fmean(r["timer"][i]["exchange_s"] for r in results))
+        if len({len(c) for c in calls}) == 1:
+            critical.append(sum(min(c[k] for c in calls) for k in range(len(calls[0]))))
+        else:  # ranks ran different exchanges: fall back to the mean
+            critical.append(waited[-1])
+    return critical, waited
+
+
+def cost_model_prediction(strategy: str, towers: list[dict[str, Any]], num_hosts: int, local_size: int,
+                          b: int, rate_bytes: float, probe: dict[str, float], delay_s: float) -> dict[str, float]:
+    """The cost model's seconds for the same emulated topology (per-rank NIC share = rate / L)."""
+    from dmt_compile.topo.cost_model import predict_flat, predict_sptt
+    from dmt_compile.topo.cost_symbols import CostParams
+    from dmt_compile.topo.topology import Topology
+
+    topo = Topology(num_hosts, local_size, intra_bw=probe.get("intra_bw", 5e8), inter_bw=rate_bytes / local_size,
+                    intra_latency=probe.get("intra_latency", 2e-4),
+                    inter_latency=probe.get("cross_latency", 2e-4) + 2 * delay_s, hbm_bw=1e10, flop_rate=1e10)
+    params = CostParams(eta_intra=1.0, eta_inter=WIRE_EFFICIENCY)
+    if strategy in ("flat", "torchrec_tw"):
+        widths = [t["width_in"] / max(1, t["ids"]) for t in towers for _ in range(t["ids"])]
+        out = predict_flat(topo, batch_per_rank=b, feature_widths=widths, ids_per_sample=[1.0] * len(widths),
+                           strategy="flat", host_split="table", params=params)
+    else:
+        tm = strategy == "sptt_tm"
+        out = predict_sptt(topo, batch_per_rank=b, tower_in_widths=[t["width_in"] for t in towers],
+                           ids_per_sample=[t["ids"] for t in towers], tower_hosts=[t["host"] for t in towers],
+                           tower_out_widths=[t["width_out"] for t in towers] if tm else None, params=params)
+    exchange = out["id_dist"] + out["id_intra"] + out["emb_intra"] + out["emb_dist"]
+    return {"exchange_s": exchange, "cross_s": out["id_dist"] + out["emb_dist"], "total_s": out["total"]}
+
+
+def summarize(strategy: str, compression: float | None, results: list[dict[str, Any]], *, num_hosts: int,
+              local_size: int, rate_bytes: float, delay_s: float, towers: list[dict[str, Any]],
+              probe: dict[str, float]) -> dict[str, Any]:
+    world = num_hosts * local_size
+    steps = min(len(r["step_s"]) for r in results)
+    step = [max(r["step_s"][i] for r in results) for i in range(steps)]
+    critical, waited = _exchange_per_step(results)
+    sync = [max(r["timer"][i]["sync_s"] for r in results) for i in range(steps)]
+    b = results[0]["batch_per_rank"]
+
+    def link(cls: str, key: str) -> float:
+        return statistics.fmean(statistics.fmean(s["links"][cls][key] for s in r["timer"]) for r in results)
+
+    # busiest host NIC direction (payload bytes per step)
+    nic = 0.0
+    for h in range(num_hosts):
+        mine = [r for r in results if r["rank"] // local_size == h]
+        for key in ("bytes_sent", "bytes_recv"):
+            nic = max(nic, sum(statistics.fmean(s["links"]["cross"][key] for s in r["timer"]) for r in mine))
+    nic_limit = nic / (rate_bytes * WIRE_EFFICIENCY)
+    cross = link("cross", "bytes_sent")
+    amin = analytic_min_cross(towers, num_hosts, b)
+    exch = _median(critical)
+    row: dict[str, Any] = {
+        "strategy": strategy, "compression": compression, "world": world, "batch_per_rank": b, "steps": steps,
+        "step_time_median_s": _median(step), "step_time_p10_s": _quantile(step, 0.1),
+        "step_time_p90_s": _quantile(step, 0.9), "step_time_min_s": min(step), "step_time_max_s": max(step),
+        "exchange_time_median_s": exch, "exchange_time_p10_s": _quantile(critical, 0.1),
+        "exchange_time_p90_s": _quantile(critical, 0.9), "exchange_wait_median_s": _median(waited),
+        "sync_time_median_s": _median(sync),
+        "cross_host_bytes_per_rank": cross, "intra_host_bytes_per_rank": link("intra", "bytes_sent"),
+        "cross_host_messages_per_rank": link("cross", "messages_sent"),
+        "intra_host_messages_per_rank": link("intra", "messages_sent"),
+        "analytic_min_cross_host_bytes_per_rank": amin,
+        "cross_bytes_vs_min": cross / amin if amin else None,
+        "nic_bytes_busiest_direction": nic, "nic_limit_s": nic_limit,
+        "exchange_vs_nic_limit": exch / nic_limit if nic_limit else None,
+    }
+    try:
+        pred = cost_model_prediction(strategy, towers, num_hosts, local_size, b, rate_bytes, probe, delay_s)
+        row["predicted_exchange_s"] = pred["exchange_s"]
+        row["predicted_cross_s"] = pred["cross_s"]
+        row["prediction_error"] = pred["exchange_s"] / exch - 1 if exch else None
+    except Exception as exc:  # noqa: BLE001 - the prediction is informative only
+        row["predicted_exchange_s"] = None
+        row["prediction_error"] = None
+        row["prediction_failed"] = f"{type(exc).__name__}: {exc}"
+    stats = [r.get("stats") or {} for r in results]
+    row["bytes_consistent"] = _consistent(results, steps) if any(stats) else None
+    if any(stats):
+        row["runtime_stats_bytes_per_rank"] = {
+            lab: statistics.fmean(s.get(lab, {}).get("bytes_sent", 0) for s in stats) / steps
+            for lab in sorted({k for s in stats for k in s})}
+    return row
+
+
+def _consistent(results: list[dict[str, Any]], steps: int) -> bool:
+    """Per rank: cross-host bytes seen on the wire (timer) == the runtime's own counters."""
+    for r in results:
+        st = r["stats"]
+        label = "world:cross-host" if "world:cross-host" in st else "cross"
+        counted = st.get(label, {}).get("bytes_sent", 0)
+        seen = sum(s["links"]["cross"]["bytes_sent"] for s in r["timer"])
+        if counted != seen or len(r["timer"]) != steps:
+            return False
+    return True
+
+
+def add_ratios(rows: list[dict[str, Any]]) -> None:
+    """speedup_vs_flat / speedup_vs_torchrec (step-time ratios) and exchange speedups, in place."""
+    base = {r["strategy"]: r for r in rows if r["strategy"] in ("flat", "torchrec_tw")}
+    for r in rows:
+        for name, key in (("flat", "flat"), ("torchrec", "torchrec_tw")):
+            ref = base.get(key)
+            r[f"speedup_vs_{name}"] = ref["step_time_median_s"] / r["step_time_median_s"] if ref else None
+            r[f"exchange_speedup_vs_{name}"] = (ref["exchange_time_median_s"] / r["exchange_time_median_s"]
+                                                if ref and r["exchange_time_median_s"] else None)
