@@ -18,7 +18,16 @@ from dmt_compile.quality.data import CTRData
 
 __all__ = ["ADULT_PATH", "CATEGORICAL", "NUMERIC", "adult_available", "load_adult"]
 
-ADULT_PATH = os.environ.get("DMT_ADULT_PATH", "/work/shared/data/adult.csv.gz")
+def _default_path() -> str:
+    """$DMT_ADULT_PATH, else shared/data beside the repository checkout, else /work/shared/data."""
+    if os.environ.get("DMT_ADULT_PATH"):
+        return os.environ["DMT_ADULT_PATH"]
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    beside = os.path.join(os.path.dirname(repo), "shared", "data", "adult.csv.gz")
+    return beside if os.path.exists(beside) else "/work/shared/data/adult.csv.gz"
+
+
+ADULT_PATH = _default_path()
 CATEGORICAL = ("workclass", "education", "marital-status", "occupation", "relationship", "race", "gender",
                "native-country")
 NUMERIC = ("age", "fnlwgt", "educational-num", "capital-gain", "capital-loss", "hours-per-week")

@@ -1,0 +1,83 @@
+"""`dmt-compile bench`: the emulated multi-host benchmark (namespaces as hosts, tc-shaped NICs)."""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from typing import IO
+
+__all__ = ["add_subcommands", "run_bench", "parse_emulate"]
+
+
+def parse_emulate(text: str) -> tuple[int, int]:
+    m = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", text)
+    if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
+        raise argparse.ArgumentTypeError(f"--emulate wants HOSTSxRANKS such as 2x4, got {text!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def _compressions(text: str) -> tuple[float, ...]:
+    try:
+        vals = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--compression wants numbers like 1,4,16, got {text!r}") from None
+    if not vals or any(v < 1 for v in vals):
+        raise argparse.ArgumentTypeError("--compression values must be >= 1")
+    return vals
+
+
+def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
+    from dmt_compile.bench.model import MODEL_SPEC
+
+    p = subparsers.add_parser(
+        "bench", help="emulated multi-host benchmark: flat vs TorchRec TW vs SPTT vs SPTT+TM (needs root)",
+        description="Build N network namespaces (hosts) with L ranks each, shape every host NIC with tc, "
+                    "and time each strategy's training steps side by side. Always tears the network down.")
+    p.add_argument("--emulate", type=parse_emulate, default=(2, 4), metavar="NxL", help="hosts x ranks (default 2x4)")
+    p.add_argument("--inter-bw", default="1gbit", help="per-host NIC rate, each direction (tc syntax; default 1gbit)")
+    p.add_argument("--inter-delay", default="0", help="extra delay per NIC egress (netem; e.g. 100us; default 0)")
+    p.add_argument("--model", default=MODEL_SPEC, help=f"MODEL_SPEC (default {MODEL_SPEC})")
+    p.add_argument("--batch-per-rank", type=int, default=1024, help="samples per rank per step (default 1024)")
+    p.add_argument("--steps", type=int, default=10, help="measured steps per strategy (default 10)")
+    p.add_argument("--warmup", type=int, default=2, help="warm-up steps per strategy (default 2)")
+    p.add_argument("--compression", type=_compressions, default=(4.0, 16.0),
+                   help="SPTT+TM(linear) compressions to run, comma-separated (default 4,16)")
+    p.add_argument("--strategies", default="flat,torchrec_tw,sptt,sptt_tm",
+                   help="subset to run (default flat,torchrec_tw,sptt,sptt_tm)")
+    p.add_argument("--no-torchrec", action="store_true", help="skip the TorchRec DMP baseline")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds per strategy before it is killed")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--plot", metavar="PNG", nargs="?", const="bench_emulated.png", default=None,
+                   help="also write a bar chart (default file bench_emulated.png)")
+    p.set_defaults(func=run_bench)
+
+
+def run_bench(args: argparse.Namespace, stdout: IO[str] | None = None) -> int:
+    from dmt_compile.bench.netns import NetnsUnavailable, parse_rate, parse_time
+    from dmt_compile.bench.report import render_json, render_plot, render_table
+    from dmt_compile.bench.runner import BenchConfig, run_benchmark
+    from dmt_compile.errors import DmtError
+
+    out = stdout or sys.stdout
+    n, l = args.emulate
+    try:
+        cfg = BenchConfig(num_hosts=n, local_size=l, inter_bw_bits=parse_rate(args.inter_bw),
+                          inter_delay_s=parse_time(args.inter_delay), spec=args.model,
+                          per_rank_batch=args.batch_per_rank, steps=args.steps, warmup=args.warmup,
+                          compressions=tuple(args.compression), torchrec=not args.no_torchrec,
+                          timeout_s=args.timeout,
+                          strategies=tuple(s.strip() for s in args.strategies.split(",") if s.strip()))
+        report = run_benchmark(cfg, log=lambda msg: print(f"[bench] {msg}", file=sys.stderr, flush=True))
+    except NetnsUnavailable as exc:
+        print(f"error: {exc}", file=out)
+        return 2
+    except DmtError as exc:
+        print(f"error: {exc}", file=out)
+        return 1
+    if args.plot:
+        try:
+            report["plot"] = render_plot(report, args.plot)
+        except ImportError as exc:
+            report["plot"] = f"not written: {exc}"
+    out.write((render_json(report) if args.format == "json" else render_table(report)) + "\n")
+    return 0 if report["teardown"]["clean"] else 1
