@@ -45,6 +45,7 @@ class _Step:
     exchange_s: float = 0.0
     sync_s: float = 0.0
     call_s: list = field(default_factory=list)  # duration of each exchange, in call order
+    spans: list = field(default_factory=list)  # (start, end) of each exchange, time.perf_counter() (system-wide)
     calls: int = 0
     links: dict[str, LinkCounters] = field(default_factory=lambda: {"intra": LinkCounters(), "cross": LinkCounters()})
 
@@ -61,7 +62,7 @@ class _TimedWork(dist.Work):
         out = self._work.wait(*args, **kwargs)
         if not self._done:
             self._done = True
-            self._timer._add_time(self._kind, time.perf_counter() - self._start)
+            self._timer._add_time(self._kind, time.perf_counter() - self._start, self._start)
         return out
 
     def is_completed(self) -> bool:
@@ -110,7 +111,7 @@ class ExchangeTimer:
             work = orig_a2a(output, input, output_split_sizes, input_split_sizes, group=group, async_op=async_op)
             if async_op and work is not None:
                 return _TimedWork(work, timer, start, "exchange")
-            timer._add_time("exchange", time.perf_counter() - start)
+            timer._add_time("exchange", time.perf_counter() - start, start)
             return work
 
         def all_reduce(tensor, op=dist.ReduceOp.SUM, group=None, async_op=False):
@@ -141,10 +142,11 @@ class ExchangeTimer:
         self.steps.clear()
         self.current = _Step()
 
-    def _add_time(self, kind: str, seconds: float) -> None:
+    def _add_time(self, kind: str, seconds: float, start: float = 0.0) -> None:
         if kind == "exchange":
             self.current.exchange_s += seconds
             self.current.call_s.append(seconds)
+            self.current.spans.append((start, start + seconds))
         else:
             self.current.sync_s += seconds
 
@@ -180,5 +182,5 @@ class ExchangeTimer:
 
     # ---- results -----------------------------------------------------------------------
     def records(self) -> list[dict[str, Any]]:
-        return [{"exchange_s": s.exchange_s, "sync_s": s.sync_s, "calls": s.calls, "call_s": list(s.call_s),
+        return [{"exchange_s": s.exchange_s, "sync_s": s.sync_s, "calls": s.calls, "call_s": list(s.call_s), "spans": list(s.spans),
                  "links": {k: v.as_dict() for k, v in s.links.items()}} for s in self.steps]

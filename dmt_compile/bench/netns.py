@@ -15,11 +15,13 @@ recognisable and removed before the next one):
 
 Nothing is created in the root namespace; deleting the ``N + 1`` namespaces removes every veth and
 the bridge. :class:`Emulation` is a context manager that tears down in ``finally`` and on
-SIGINT/SIGTERM; :func:`cleanup_leftovers` runs first, so setup is idempotent.
+SIGINT/SIGTERM; :func:`cleanup_leftovers` runs first, so setup is idempotent. A lock file
+(:data:`LOCK_FILE`, ``flock``) keeps two runs on one machine from deleting each other's network.
 """
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import re
 import shutil
@@ -39,6 +41,7 @@ SWITCH_NS = PREFIX + "sw"
 HOST_IFNAME = "eth0"
 SUBNET = "10.77.0"
 CLONE_NEWNET = 0x40000000
+LOCK_FILE = "/run/dmtb-bench.lock" if os.path.isdir("/run") else "/tmp/dmtb-bench.lock"
 _NS_RE = re.compile(rf"^{PREFIX}(sw|\d+)$")
 
 
@@ -168,11 +171,20 @@ class Emulation:
         self.num_hosts = num_hosts
         self.link = link
         self._old_handlers: dict[int, Any] = {}
+        self._lock: Any = None
         self.up = False
 
     # ---- setup / teardown -------------------------------------------------------------
     def setup(self) -> None:
         check_netns_permitted()
+        self._lock = open(LOCK_FILE, "w")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock.close()
+            self._lock = None
+            raise EmulationError("another emulated benchmark is running on this machine (it holds "
+                                 f"{LOCK_FILE})", "wait for it to finish; runs cannot share the namespaces")
         cleanup_leftovers()
         ip = _ip_bin()
         try:
@@ -208,7 +220,13 @@ class Emulation:
     def teardown(self) -> list[str]:
         """Delete every namespace of the emulation (idempotent); return what was removed."""
         self.up = False
-        return cleanup_leftovers()
+        if self._lock is None:  # never set up (or another run holds the lock): touch nothing
+            return []
+        try:
+            return cleanup_leftovers()
+        finally:
+            self._lock.close()
+            self._lock = None
 
     def qdisc_stats(self) -> dict[str, str]:
         """`tc -s qdisc` of every host NIC (for debugging drops/overlimits)."""

@@ -33,6 +33,11 @@ def torchrec_available() -> str | None:
 
 
 def torchrec_worker(rank: int, opts: BenchOptions) -> dict[str, Any]:
+    import logging
+    import warnings
+
+    logging.getLogger("torchrec").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
     from torchrec.distributed import DistributedModelParallel
     from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
     from torchrec.distributed.planner.types import ParameterConstraints  # noqa: F401 - import check

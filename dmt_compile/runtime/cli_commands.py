@@ -45,6 +45,10 @@ def run_verify(args: argparse.Namespace, stdout: IO[str]) -> int:
     reference = "original model" if args.tower_module == "identity" else "single-process transformed model"
     stdout.write(f"verify {args.model} on {topo} ({args.strategy}, tower module {args.tower_module}, "
                  f"global batch {results[0]['batch']}, {args.optimizer}) against the {reference}\n\n")
+    if results[0].get("eval_mode_for"):
+        stdout.write(f"note: the model has {', '.join(results[0]['eval_mode_for'])} in training mode, whose output "
+                     "depends on the whole batch (per-rank statistics under data parallelism); compared in eval "
+                     "mode (use SyncBatchNorm to train it distributed)\n\n")
     stdout.write(tabulate(rows, headers=["rank", "max|d| output", "max|d| grad", "max|d| param after step",
                                          "tables owned", "table bytes", "TM bytes", "dense bytes"]) + "\n\n")
     stdout.write("bytes moved per group (this step, forward + backward):\n")

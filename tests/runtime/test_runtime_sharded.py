@@ -41,6 +41,7 @@ CASES_2X2 = [
     VerifyOptions(_zoo("m04_embbag_jagged_widedeep"), "2x2", row_wise="always"),  # row-wise sum/mean bags
     VerifyOptions(_zoo("m05_weighted_bag_youtube"), "2x2", optimizer="adagrad", row_wise="always"),
     VerifyOptions(_zoo("m07_big_table_offsets_input"), "2x2"),         # one offset table: auto row-wise
+    VerifyOptions(_zoo("m08_xdeepfm_offsets_buffer"), "2x2", "linear", 2),  # BatchNorm: compared in eval
     VerifyOptions(DLRM, "2x2", "linear", 4),                           # compression c = 4
     VerifyOptions(DLRM, "2x2", strategy="flat"),                       # flat baseline
 ]
@@ -105,6 +106,11 @@ def test_row_wise_tables_are_split_by_rows(results_2x2):
     # the single offset table: one tower (host 0), auto-sharded by rows over that host's two ranks
     shards = [r["row_shards"] for r in results_2x2[9]]
     assert shards == [1, 1, 0, 0]
+
+
+def test_batch_coupled_layers_are_compared_in_eval_mode(results_2x2):
+    assert all(r["eval_mode_for"] == ["BatchNorm1d"] for r in results_2x2[10])
+    assert all(r["eval_mode_for"] == [] for r in results_2x2[0])
 
 
 def test_compressing_tower_module_cuts_cross_host_bytes(results_2x2):
