@@ -87,14 +87,17 @@ def table_owners(src: fx.GraphModule, lookups: list[fx.Node], size: int, row_wis
     table bytes (and with at least `size` rows) is split by rows instead; "always"/"never" force it.
     """
     tables: dict[str, tuple[int, int]] = {}
+    collections = set()  # torchrec sub-collections: table-wise only
     for n in lookups:
         kind = classify_lookup(src, n)
         tables.setdefault(kind.tables[0], (kind.rows * kind.dim, kind.rows))
+        if kind.kind in ("ebc", "ec"):
+            collections.add(kind.tables[0])
     total = sum(e for e, _ in tables.values())
     by_rows = set()
     if size > 1 and row_wise != "never":
-        by_rows = {t for t, (elems, rows) in tables.items()
-                   if rows >= size and (row_wise == "always" or elems > total / size)}
+        by_rows = {t for t, (elems, rows) in tables.items() if t not in collections
+                   and rows >= size and (row_wise == "always" or elems > total / size)}
     load = [0] * size
     owner_of: dict[str, int] = {t: -1 for t in by_rows}
     for name, (elems, _) in sorted(tables.items(), key=lambda kv: (-kv[1][0], kv[0])):
@@ -131,6 +134,23 @@ def _row_wise_lookup(src: fx.GraphModule, n: fx.Node, fields: list[IdField], siz
                          per_sample, shape, tuple(row_starts(kind.rows, size)))
 
 
+def _collection_layout(src: fx.GraphModule, node: fx.Node):
+    """(keys, length_per_key) when `node` is a torchrec EmbeddingBagCollection lookup (KeyedTensor out)."""
+    if node.op != "call_module" or type(src.get_submodule(node.target)).__name__ != "EmbeddingBagCollection":
+        return None
+    configs = src.get_submodule(node.target).embedding_bag_configs()
+    return (tuple(f for c in configs for f in c.feature_names),
+            tuple(c.embedding_dim for c in configs for _ in c.feature_names))
+
+
+def _keyed_layout(src: fx.GraphModule, tower: dict, payload: fx.Node):
+    """The KeyedTensor layout of a payload that is an identity TM's pass-through of a collection lookup."""
+    if payload.meta.get("dmt.dtype") != "KeyedTensor":
+        return None
+    tm, index = payload.args
+    return _collection_layout(src, tm.args[index]) if tm is tower.get("tm") else None
+
+
 def _key(table: str) -> str:
     return table.replace(".", "__")
 
@@ -151,14 +171,20 @@ def _fields(src: fx.GraphModule, tower: dict) -> tuple[list[IdField], list[list[
     for n in tower["lookups"]:
         kind = classify_lookup(src, n)
         pos = [position[a] for a in kind.id_nodes(n)]
-        for k in pos:
-            if meta_of(k)[1] in ("KeyedJaggedTensor", "JaggedTensor"):
-                raise RuntimeSetupError(
-                    f"lookup {n.name} reads a torchrec {meta_of(k)[1]}; the distributed runtime does not "
-                    "exchange KJTs yet",
-                    "run torchrec models single-process, or use nn.EmbeddingBag tables",
-                )
         fields: list[IdField] = []
+        if kind.kind in ("ebc", "ec"):  # a torchrec collection reads one KeyedJaggedTensor
+            module = src.get_submodule(n.target)
+            configs = module.embedding_bag_configs() if kind.kind == "ebc" else module.embedding_configs()
+            if kind.kind == "ec":
+                raise RuntimeSetupError(
+                    f"lookup {n.name} is a torchrec EmbeddingCollection (unpooled sequences); the distributed "
+                    "runtime exchanges pooled embeddings only", "run it single-process, or pool inside the model")
+            weighted = bool(module.is_weighted())
+            keys = tuple(f for c in configs for f in c.feature_names)
+            fields.append(IdField("kjt", (pos[0],), keys=keys, weighted=weighted))
+            per_lookup.append(fields)
+            all_fields += [f for f in fields if f not in all_fields]
+            continue
         bag = kind.kind in ("embedding_bag", "functional_embedding_bag")
         if bag and len(pos) >= 2 and len(meta_of(pos[0])[0]) == 1:
             if n.op == "call_module":
@@ -224,9 +250,10 @@ def lower_for_rank(dmt: Any, layout: RankLayout) -> Lowered:
         payload_shapes[t] = [tuple(p.meta["dmt.shape"][1:]) for p in towers[t]["out"].args[1:]]
     modules: dict[str, Any] = {}
     ids_mod = PeerIdsExchange(fields, tower_host, layout.host, layout.num_hosts, layout.peer_group)
-    dtypes = {p.meta.get("dmt.dtype") for t in order for p in towers[t]["out"].args[1:]}
+    dtypes = {p.meta.get("dmt.dtype") for t in order for p in towers[t]["out"].args[1:]} - {"KeyedTensor"}
     out_dtype = getattr(torch, dtypes.pop()) if len(dtypes) == 1 else torch.float32
-    out_mod = PeerOutputsExchange(ids_mod, payload_shapes, out_dtype, layout.peer_group)
+    payload_keyed = {t: [_keyed_layout(src, towers[t], p) for p in towers[t]["out"].args[1:]] for t in order}
+    out_mod = PeerOutputsExchange(ids_mod, payload_shapes, out_dtype, layout.peer_group, payload_keyed=payload_keyed)
     modules["dist.ids"], modules["dist.outputs"] = ids_mod, out_mod
     lowered = Lowered(gm=None)  # type: ignore[arg-type]
     output = next(n for n in graph.nodes if n.op == "output")
@@ -265,7 +292,8 @@ def lower_for_rank(dmt: Any, layout: RankLayout) -> Lowered:
             modules[f"dist.tower{t}_lookup"] = TowerLookup(t, per_lookup[t], owners[t], shapes, calls,
                                                            layout.lookup_index, layout.lookup_size,
                                                            layout.lookup_group, layout.lookup_label, layout.split,
-                                                           row_wise, shards)
+                                                           row_wise, shards,
+                                                           [_collection_layout(src, s) for s in src_lookups])
             with graph.inserting_before(output):
                 look = tag(call_module(graph, f"dist.tower{t}_lookup", (t_ids,), f"tower{t}_lookup"), "lower",
                            tower=t, role="lookup")

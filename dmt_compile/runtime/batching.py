@@ -23,7 +23,7 @@ __all__ = ["BatchLayout", "infer_batch_layout"]
 
 @dataclass(frozen=True)
 class BatchLayout:
-    kinds: tuple[str, ...]  # per flat leaf: rows | values | offsets | weights | constant
+    kinds: tuple[str, ...]  # per flat leaf: rows | values | offsets | weights | kjt | constant
     partner: tuple[int | None, ...]  # values/weights -> index of their offsets leaf
     last_offset: tuple[bool, ...]
     batch: int
@@ -52,9 +52,28 @@ class BatchLayout:
             elif kind in ("values", "weights"):
                 lo, hi = bounds[self.partner[i]]
                 out.append(x[lo:hi])
+            elif kind == "kjt":
+                out.append(_slice_kjt(x, start, stop))
             else:
                 out.append(x)
         return out
+
+
+def _slice_kjt(kjt: Any, start: int, stop: int) -> Any:
+    """Samples [start, stop) of every key of a KeyedJaggedTensor."""
+    from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+
+    values, lengths, weights = [], [], []
+    for key in kjt.keys():
+        jt = kjt[key]
+        offsets = jt.offsets()
+        lo, hi = int(offsets[start]), int(offsets[stop])
+        values.append(jt.values()[lo:hi])
+        lengths.append(jt.lengths()[start:stop])
+        if jt.weights_or_none() is not None:
+            weights.append(jt.weights()[lo:hi])
+    return KeyedJaggedTensor.from_lengths_sync(keys=kjt.keys(), values=torch.cat(values), lengths=torch.cat(lengths),
+                                               weights=torch.cat(weights) if weights else None)
 
 
 def infer_batch_layout(dmt: Any) -> BatchLayout:
@@ -92,9 +111,12 @@ def infer_batch_layout(dmt: Any) -> BatchLayout:
         if kinds[i]:
             continue
         shape = p.meta.get("dmt.shape")
-        if p.meta.get("dmt.dtype") in ("KeyedJaggedTensor", "JaggedTensor"):
-            raise InputError("torchrec jagged inputs cannot be split by sample here",
-                             "use nn.EmbeddingBag inputs for distributed runs")
+        if p.meta.get("dmt.dtype") == "KeyedJaggedTensor":
+            kinds[i] = "kjt"
+            continue
+        if p.meta.get("dmt.dtype") == "JaggedTensor":
+            raise InputError("a torchrec JaggedTensor input cannot be split by sample here",
+                             "pass a KeyedJaggedTensor or batch-major tensors")
         if shape and shape[0] == batch:
             kinds[i] = "rows"
         elif shape and batch in shape[1:]:

@@ -18,18 +18,11 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from dmt_compile.runtime.wire import IdField, Stream, decode, encode, exchange_ids, exchange_rows
+from dmt_compile.runtime.wire import (
+    IdField, Stream, decode_sources, encode, exchange_ids, exchange_rows, keyed, unkeyed,
+)
 
 __all__ = ["PeerIdsExchange", "TowerLookup", "PeerOutputsExchange", "LookupCall"]
-
-
-def _concat_streams(streams: Sequence[Stream]) -> Stream:
-    weights = [s.weights for s in streams]
-    return Stream(
-        torch.cat([s.values for s in streams]) if streams else torch.zeros(0, dtype=torch.int64),
-        torch.cat([s.lengths for s in streams]) if streams else torch.zeros(0, dtype=torch.int64),
-        torch.cat(weights) if streams and all(w is not None for w in weights) else None,
-    )
 
 
 class PeerIdsExchange(nn.Module):
@@ -59,16 +52,18 @@ class PeerIdsExchange(nn.Module):
         sends: list[list[Stream]] = [[] for _ in range(self.num_hosts)]
         for i, t in enumerate(towers):
             sends[self.tower_host[t]] += [encode(f, tower_ids[i]) for f in self.fields[t]]
-        mults = [1] * sum(len(self.fields[t]) for t in self.local_towers)
+        mults = [f.mult for t in self.local_towers for f in self.fields[t]]
         got = exchange_ids(sends, [mults] * self.num_hosts, self.group, self.label, "ids", self.with_weights)
         result: dict[int, tuple] = {}
         at = 0
         for t in self.local_towers:
             count = len(self.fields[t])
-            self.samples_from[t] = [int(got[s][at].lengths.numel()) if count else 0 for s in range(self.num_hosts)]
+            mult = self.fields[t][0].mult if count else 1
+            self.samples_from[t] = [int(got[s][at].lengths.numel()) // mult if count else 0
+                                    for s in range(self.num_hosts)]
             ids: dict[int, torch.Tensor] = {}
             for k, f in enumerate(self.fields[t]):
-                ids.update(decode(f, _concat_streams([got[s][at + k] for s in range(self.num_hosts)])))
+                ids.update(decode_sources(f, [got[s][at + k] for s in range(self.num_hosts)]))
             result[t] = tuple(ids[p] for p in sorted(ids))
             at += count
         return tuple(result.get(t) for t in towers)
@@ -116,13 +111,14 @@ class TowerLookup(nn.Module):
 
     def __init__(self, tower: int, lookup_fields: list[list[IdField]], owners: list[int], out_shapes: list[tuple],
                  calls: dict[int, LookupCall], my_index: int, size: int, group: Any, label: str = "intra",
-                 split=None, row_wise: dict | None = None, shards: dict | None = None):
+                 split=None, row_wise: dict | None = None, shards: dict | None = None, keyed_out: list | None = None):
         super().__init__()
         self.tower, self.lookup_fields, self.owners, self.out_shapes = tower, lookup_fields, owners, out_shapes
         self.calls = nn.ModuleDict({str(k): c for k, c in calls.items()})  # only the lookups this rank owns
         self.my_index, self.size, self.group, self.label, self.split = my_index, size, group, label, split
         self.row_wise = row_wise or {}  # k -> RowWiseLookup (spec, how to read its ids as bags, row starts)
         self.shards = nn.ModuleDict(shards or {})  # table key -> RowShard (my rows of row-wise tables)
+        self.keyed_out = keyed_out or [None] * len(owners)  # (keys, lengths) when lookup k returns a KeyedTensor
         self.with_weights = any(f.kind == "jagged" and f.positions[2] is not None for fs in lookup_fields for f in fs)
         self.with_weights |= any(r.weights_pos is not None for r in self.row_wise.values())
 
@@ -149,7 +145,7 @@ class TowerLookup(nn.Module):
         mults: list[int] = []
         for k, o in enumerate(self.owners):
             if o == me:
-                mults += [1] * len(self.lookup_fields[k])
+                mults += [f.mult for f in self.lookup_fields[k]]
             elif o == -1:
                 mults.append(self.row_wise[k].bags_per_sample if self.row_wise[k].kind == "ids" else 1)
         got = exchange_ids(sends, [mults] * size, self.group, self.label, f"tower{self.tower}.ids",
@@ -161,10 +157,10 @@ class TowerLookup(nn.Module):
                 fields = self.lookup_fields[k]
                 rebuilt: dict[int, torch.Tensor] = {}
                 for j, f in enumerate(fields):
-                    rebuilt.update(decode(f, _concat_streams([got[s][at + j] for s in range(size)])))
-                counts = [int(got[s][at].lengths.numel()) for s in range(size)]
+                    rebuilt.update(decode_sources(f, [got[s][at + j] for s in range(size)]))
+                counts = [int(got[s][at].lengths.numel()) // fields[0].mult for s in range(size)]
                 at += len(fields)
-                out = self.calls[str(k)](rebuilt)
+                out = unkeyed(self.calls[str(k)](rebuilt))
                 for s, piece in enumerate(torch.split(out, counts)):
                     back[s].append(piece)
             elif o == -1:
@@ -183,7 +179,7 @@ class TowerLookup(nn.Module):
         taken = [0] * size
         for k, o in enumerate(self.owners):
             if o >= 0:
-                outputs[k] = rows[o][taken[o]]
+                outputs[k] = keyed(rows[o][taken[o]], self.keyed_out[k])
                 taken[o] += 1
             else:
                 total = sum(rows[j][taken[j]] for j in range(size))
@@ -197,10 +193,12 @@ class PeerOutputsExchange(nn.Module):
     """Tower outputs back to the sample owners over the peer group; differentiable."""
 
     def __init__(self, ids_exchange: PeerIdsExchange, payload_shapes: dict[int, list[tuple]], dtype: torch.dtype,
-                 group: Any, label: str = "cross"):
+                 group: Any, label: str = "cross", payload_keyed: dict[int, list] | None = None):
         super().__init__()
         self.ids_exchange = [ids_exchange]  # a list: shared state, not a submodule
         self.payload_shapes, self.dtype, self.group, self.label = payload_shapes, dtype, group, label
+        # tower -> per payload (keys, lengths) when it is a torchrec KeyedTensor (it travels as its values)
+        self.payload_keyed = payload_keyed or {t: [None] * len(v) for t, v in payload_shapes.items()}
 
     def extra_repr(self) -> str:
         return f"payload_shapes={self.payload_shapes}, label={self.label!r}"
@@ -209,12 +207,12 @@ class PeerOutputsExchange(nn.Module):
         ex = self.ids_exchange[0]
         towers = sorted(self.payload_shapes)
         if ex.num_hosts == 1:
-            return tuple(tuple(p) for p in local_payloads)
+            return tuple(tuple(p) for p in local_payloads)  # KeyedTensors stay as they are
         sends: list[list[torch.Tensor]] = [[] for _ in range(ex.num_hosts)]
         for t, payload in zip(ex.local_towers, local_payloads):
             start = 0
             for s, count in enumerate(ex.samples_from[t]):
-                sends[s] += [p[start: start + count] for p in payload]
+                sends[s] += [unkeyed(p)[start: start + count] for p in payload]
                 start += count
         layout = [[shape for t in towers if ex.tower_host[t] == g for shape in self.payload_shapes[t]]
                   for g in range(ex.num_hosts)]
@@ -224,6 +222,7 @@ class PeerOutputsExchange(nn.Module):
         for t in towers:
             g = ex.tower_host[t]
             count = len(self.payload_shapes[t])
-            result.append(tuple(got[g][taken[g]: taken[g] + count]))
+            result.append(tuple(keyed(x, lay) for x, lay in zip(got[g][taken[g]: taken[g] + count],
+                                                                 self.payload_keyed[t])))
             taken[g] += count
         return tuple(result)

@@ -16,18 +16,26 @@ import torch
 from dmt_compile.runtime import comm_stats
 from dmt_compile.runtime.collectives import all_to_all_jagged, all_to_all_rows
 
-__all__ = ["IdField", "Stream", "encode", "decode", "exchange_ids", "exchange_rows", "num_samples"]
+__all__ = ["IdField", "Stream", "encode", "decode", "decode_sources", "exchange_ids", "exchange_rows",
+           "num_samples", "keyed", "unkeyed"]
 
 
 @dataclass(frozen=True)
 class IdField:
-    kind: str  # "rows" | "jagged"
-    positions: tuple  # rows: (i,); jagged: (values_i, offsets_i, weights_i or None)
+    kind: str  # "rows" | "jagged" | "kjt"
+    positions: tuple  # rows / kjt: (i,); jagged: (values_i, offsets_i, weights_i or None)
     trailing: tuple = ()  # rows: per-sample trailing shape of the ids
     dtype: str = "int64"  # dtype of the ids
     offsets_dtype: str = "int64"
     include_last_offset: bool = False
     weights_dtype: str | None = None
+    keys: tuple = ()  # kjt: the KeyedJaggedTensor's keys (its lengths are key-major)
+    weighted: bool = False  # kjt: carries per-id weights
+
+    @property
+    def mult(self) -> int:
+        """Length entries per sample in this field's stream."""
+        return len(self.keys) if self.kind == "kjt" else 1
 
 
 @dataclass
@@ -42,6 +50,8 @@ def _dt(name: str) -> torch.dtype:
 
 
 def num_samples(field: IdField, ids: Sequence[Any]) -> int:
+    if field.kind == "kjt":
+        return int(ids[field.positions[0]].stride())
     if field.kind == "rows":
         return int(ids[field.positions[0]].shape[0])
     offsets = ids[field.positions[1]]
@@ -50,6 +60,10 @@ def num_samples(field: IdField, ids: Sequence[Any]) -> int:
 
 def encode(field: IdField, ids: Sequence[Any]) -> Stream:
     """The field's ids for all samples as a stream."""
+    if field.kind == "kjt":
+        kjt = ids[field.positions[0]]
+        w = kjt.weights_or_none()
+        return Stream(kjt.values().to(torch.int64), kjt.lengths().to(torch.int64), None if w is None else w.detach())
     if field.kind == "rows":
         x = ids[field.positions[0]]
         n = x.shape[0]
@@ -75,6 +89,46 @@ def decode(field: IdField, stream: Stream) -> dict[int, torch.Tensor]:
     if field.positions[2] is not None:
         out[field.positions[2]] = stream.weights.to(_dt(field.weights_dtype or "float32"))
     return out
+
+
+def decode_sources(field: IdField, streams: Sequence[Stream]) -> dict[int, Any]:
+    """Position -> tensor (or KJT) for the samples of several sources, in source order."""
+    if field.kind != "kjt":
+        return decode(field, _cat(list(streams), any(s.weights is not None for s in streams)))
+    from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+
+    nkeys = len(field.keys)
+    lengths_by_key: list[list[torch.Tensor]] = [[] for _ in range(nkeys)]
+    values_by_key: list[list[torch.Tensor]] = [[] for _ in range(nkeys)]
+    weights_by_key: list[list[torch.Tensor]] = [[] for _ in range(nkeys)]
+    for st in streams:  # each source: key-major lengths [keys x samples]
+        per_key = st.lengths.reshape(nkeys, -1)
+        counts = per_key.sum(1).tolist()
+        for k, (vals, lens) in enumerate(zip(torch.split(st.values, counts), per_key)):
+            lengths_by_key[k].append(lens)
+            values_by_key[k].append(vals)
+        if field.weighted and st.weights is not None:
+            for k, w in enumerate(torch.split(st.weights, counts)):
+                weights_by_key[k].append(w)
+    values = torch.cat([v for vs in values_by_key for v in vs]).to(_dt(field.dtype))
+    lengths = torch.cat([x for xs in lengths_by_key for x in xs])
+    weights = torch.cat([w for ws in weights_by_key for w in ws]) if field.weighted else None
+    kjt = KeyedJaggedTensor.from_lengths_sync(keys=list(field.keys), values=values, lengths=lengths, weights=weights)
+    return {field.positions[0]: kjt}
+
+
+def unkeyed(x: Any) -> torch.Tensor:
+    """A torchrec KeyedTensor travels as its values."""
+    return x.values() if type(x).__name__ == "KeyedTensor" else x
+
+
+def keyed(x: torch.Tensor, layout) -> Any:
+    """Rebuild a KeyedTensor from its values when `layout` = (keys, length_per_key), else `x`."""
+    if layout is None:
+        return x
+    from torchrec.sparse.jagged_tensor import KeyedTensor
+
+    return KeyedTensor(keys=list(layout[0]), length_per_key=list(layout[1]), values=x)
 
 
 def _cat(streams: list[Stream], with_weights: bool) -> Stream:

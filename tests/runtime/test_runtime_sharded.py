@@ -193,3 +193,25 @@ def test_nccl_requires_cuda():
     if not torch.cuda.is_available() or torch.cuda.device_count() < 2:
         pytest.skip("NCCL tests need at least 2 CUDA devices; none here")
     pytest.fail("NCCL sharded execution is not implemented yet (CPU tensors on the wire)")
+
+
+def test_torchrec_models_sharded_exactly():
+    pytest.importorskip("torchrec", reason="torchrec is not installed (the [torchrec] extra)")
+    cases = [VerifyOptions(_zoo("m10_torchrec_dlrm"), "2x2"),
+             VerifyOptions(_zoo("m10_torchrec_dlrm"), "2x2", "linear", 2),
+             VerifyOptions(_zoo("m12_torchrec_ebc_deepfm"), "2x2", optimizer="adagrad")]
+    env = {"PYTHONPATH": os.pathsep.join([os.path.join(ROOT, "tests"), ROOT])}
+    per_rank = launch_local(run_cases, Topology(2, 2), args=(cases,), timeout_s=400, env=env)
+    for r in per_rank:
+        for case in r:
+            assert case["grad_mismatch"] == [] and case["params_checked"] > 0
+            assert case["output"] <= TOL and case["grad"] <= TOL and case["param"] <= TOL, case
+
+
+def test_unpooled_torchrec_sequences_are_refused_distributed():
+    pytest.importorskip("torchrec", reason="torchrec is not installed (the [torchrec] extra)")
+    env = {"PYTHONPATH": os.pathsep.join([os.path.join(ROOT, "tests"), ROOT])}
+    with pytest.raises(CollectiveError) as info:
+        launch_local(run_cases, Topology(2, 2), args=([VerifyOptions(_zoo("m17_torchrec_ec_sequence"), "2x2")],),
+                     timeout_s=200, env=env)
+    assert "RuntimeSetupError" in str(info.value) and "EmbeddingCollection" in str(info.value)
