@@ -23,6 +23,8 @@ def add_subcommands(sub) -> None:
                    help="adagrad: Adagrad for the embedding tables, SGD for the rest")
     p.add_argument("--row-wise", choices=("auto", "never", "always"), default="auto",
                    help="shard tables by rows inside a host (auto: tables larger than one rank's share)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="cpu: gloo; cuda: NCCL with one GPU per rank (cuda:<local rank>)")
     p.add_argument("--batch-per-rank", type=int, default=4)
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--timeout", type=float, default=300.0, help="seconds before every rank is killed")
@@ -37,8 +39,10 @@ def run_verify(args: argparse.Namespace, stdout: IO[str]) -> int:
 
     topo = as_topology(args.topology)
     opts = VerifyOptions(args.model, str(topo), args.tower_module, args.compression, args.batch_per_rank,
-                         args.optimizer, args.lr, strategy=args.strategy, row_wise=args.row_wise)
-    results = launch_local(verify_worker, topo, args=(opts,), timeout_s=args.timeout)
+                         args.optimizer, args.lr, strategy=args.strategy, row_wise=args.row_wise,
+                         device=args.device)
+    backend = "nccl" if args.device == "cuda" else "gloo"
+    results = launch_local(verify_worker, topo, args=(opts,), timeout_s=args.timeout, backend=backend)
     rows = [[r["rank"], f"{r['output']:.3g}", f"{r['grad']:.3g}", f"{r['param']:.3g}", r["owned_tables"],
              r["param_bytes"]["embedding"], r["param_bytes"]["tower"], r["param_bytes"]["dense"]]
             for r in results]

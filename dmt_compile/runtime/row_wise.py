@@ -66,15 +66,17 @@ def to_bags(kind: str, ids, positions: tuple, weights_pos, last_offset: bool, mo
         w = ids[weights_pos] if weights_pos is not None else None
         return Stream(x.to(torch.int64), lengths, None if w is None else w.detach().float())
     if mode == "bag2d":  # EmbeddingBag with a 2-D input: each row is one bag
-        return Stream(x.reshape(-1).to(torch.int64), torch.full((x.shape[0],), x.shape[1], dtype=torch.int64), None)
+        return Stream(x.reshape(-1).to(torch.int64),
+                      torch.full((x.shape[0],), x.shape[1], dtype=torch.int64, device=x.device), None)
     flat = x.reshape(-1).to(torch.int64)  # nn.Embedding: every id is a bag of one
-    return Stream(flat, torch.ones(flat.numel(), dtype=torch.int64), None)
+    return Stream(flat, torch.ones(flat.numel(), dtype=torch.int64, device=flat.device), None)
 
 
 def split_by_shard(bags: Stream, starts: list[int]) -> list[Stream]:
     """One stream per shard: each bag keeps only the ids of that shard (local row numbers)."""
-    shard = torch.bucketize(bags.values, torch.tensor(starts[1:-1], dtype=torch.int64), right=True)
-    bag_of = torch.repeat_interleave(torch.arange(bags.lengths.numel()), bags.lengths)
+    device = bags.values.device
+    shard = torch.bucketize(bags.values, torch.tensor(starts[1:-1], dtype=torch.int64, device=device), right=True)
+    bag_of = torch.repeat_interleave(torch.arange(bags.lengths.numel(), device=device), bags.lengths)
     out = []
     for j in range(len(starts) - 1):
         keep = shard == j

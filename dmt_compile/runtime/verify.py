@@ -31,6 +31,7 @@ class VerifyOptions:
     seed: int = 0
     strategy: str = "sptt"  # sptt | flat
     row_wise: str = "auto"  # auto | never | always (tables sharded by rows inside a host)
+    device: str = "cpu"  # cpu (gloo) | cuda (NCCL; each rank on cuda:<local rank>)
 
 
 def first_tensor(out: Any) -> torch.Tensor:
@@ -41,6 +42,18 @@ def first_tensor(out: Any) -> torch.Tensor:
     return first_tensor(out[0])
 
 
+def to_device(value: Any, device: torch.device) -> Any:
+    """Move every tensor (and KeyedJaggedTensor) of a nested input structure to `device`."""
+    if isinstance(value, dict):
+        return {k: to_device(v, device) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        moved = [to_device(v, device) for v in value]
+        return moved if isinstance(value, list) else tuple(moved)
+    if isinstance(value, torch.Tensor) or type(value).__name__ == "KeyedJaggedTensor":
+        return value.to(device)
+    return value
+
+
 def _load(opts: VerifyOptions, world: int):
     from dmt_compile.model_spec import load_model_spec
 
@@ -49,7 +62,18 @@ def _load(opts: VerifyOptions, world: int):
     factory_params = _factory_params(opts.spec)
     if "batch_size" in factory_params:
         model, inputs = load_model_spec(opts.spec, batch_size=world * opts.per_rank_batch)
-    return model, inputs
+    device = _device(opts)
+    return model.to(device), to_device(inputs, device)
+
+
+def _device(opts: VerifyOptions) -> torch.device:
+    if opts.device == "cuda":
+        import os
+
+        index = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(index)
+        return torch.device("cuda", index)
+    return torch.device("cpu")
 
 
 def _factory_params(spec: str) -> set[str]:
@@ -116,7 +140,7 @@ def verify_worker(rank: int, opts: VerifyOptions) -> dict:
     b = batch // world
     flat = dmt_run.input_spec.flatten(inputs, {})
     local = layout.slice(flat, rank * b, (rank + 1) * b)
-    labels = (torch.rand(batch, 1, generator=torch.Generator().manual_seed(1234)) > 0.5).float()
+    labels = (torch.rand(batch, 1, generator=torch.Generator().manual_seed(1234)) > 0.5).float().to(_device(opts))
     tables = _table_param_names(dmt_run)
 
     # layers whose training-mode output depends on the whole batch (BatchNorm) differ under data

@@ -68,7 +68,7 @@ def encode(field: IdField, ids: Sequence[Any]) -> Stream:
         x = ids[field.positions[0]]
         n = x.shape[0]
         per = x[0].numel() if n else int(torch.Size(field.trailing).numel())
-        return Stream(x.reshape(-1).to(torch.int64), torch.full((n,), per, dtype=torch.int64), None)
+        return Stream(x.reshape(-1).to(torch.int64), torch.full((n,), per, dtype=torch.int64, device=x.device), None)
     values, offsets = ids[field.positions[0]], ids[field.positions[1]].to(torch.int64)
     bounds = offsets if field.include_last_offset else torch.cat([offsets, offsets.new_tensor([values.numel()])])
     lengths = bounds[1:] - bounds[:-1]
@@ -131,25 +131,53 @@ def keyed(x: torch.Tensor, layout) -> Any:
     return KeyedTensor(keys=list(layout[0]), length_per_key=list(layout[1]), values=x)
 
 
-def _cat(streams: list[Stream], with_weights: bool) -> Stream:
+def _cat(streams: list[Stream], with_weights: bool, device: torch.device | None = None) -> Stream:
     if not streams:
-        w = torch.zeros(0) if with_weights else None
-        return Stream(torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64), w)
+        w = torch.zeros(0, device=device) if with_weights else None
+        empty = torch.zeros(0, dtype=torch.int64, device=device)
+        return Stream(empty, empty.clone(), w)
     weights = None
     if with_weights:
-        weights = torch.cat([s.weights.float() if s.weights is not None else torch.ones(s.values.numel())
-                             for s in streams])
+        weights = torch.cat([s.weights.float() if s.weights is not None
+                             else torch.ones(s.values.numel(), device=s.values.device) for s in streams])
     return Stream(torch.cat([s.values for s in streams]), torch.cat([s.lengths for s in streams]), weights)
 
 
-def _record_host_split(label: str, op: str, sent: Sequence[int], recv: Sequence[int], split) -> None:
-    """For world-group exchanges: also count bytes to other hosts / my host under `label:cross-host|intra-host`."""
+def _device(group: Any) -> torch.device:
+    """Where a rank with nothing to send keeps its (empty) buffers: the backend's device."""
+    from dmt_compile.runtime.collectives import _comm_device
+
+    return _comm_device(group)
+
+
+def _record_host_split(label: str, op: str, sent: Sequence[int], recv: Sequence[int], split,
+                       everyone: bool = False) -> None:
+    """For world-group exchanges: also count bytes to other hosts / my host under `label:cross-host|intra-host`.
+
+    `everyone=True` counts a message to every other member even when it is empty (the fixed-size
+    count exchange), like the collectives' own counters do.
+    """
     if split is None:
         return
     hosts, me = split
     for kind, keep in (("cross-host", lambda h: h != hosts[me]), ("intra-host", lambda h: h == hosts[me])):
         comm_stats.record(f"{label}:{kind}", op, [b if keep(hosts[j]) else 0 for j, b in enumerate(sent)],
                           [b if keep(hosts[j]) else 0 for j, b in enumerate(recv)], me)
+
+
+class _RecordBackwardSplit(torch.autograd.Function):
+    """Identity whose backward records the host split of the reverse (gradient) row exchange."""
+
+    @staticmethod
+    def forward(ctx, x, label, op, sent, recv, split):  # type: ignore[override]
+        ctx.info = (label, op, sent, recv, split)
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        label, op, sent, recv, split = ctx.info
+        _record_host_split(label, op + ".bwd", recv, sent, split)  # backward sends what forward received
+        return grad, None, None, None, None, None
 
 
 def exchange_ids(sends: Sequence[Sequence[Stream]], recv_mults: Sequence[Sequence[int]], group: Any, label: str,
@@ -160,14 +188,21 @@ def exchange_ids(sends: Sequence[Sequence[Stream]], recv_mults: Sequence[Sequenc
     ids and bags; k for a row-wise lookup of k ids per sample). Both sides know these statically,
     so the n samples of member s are `segment / sum(mults)` and each stream has `n * mult` entries.
     """
-    packed = [_cat(list(s), with_weights) for s in sends]
-    total = _cat(packed, with_weights)
+    device = next((st.values.device for s in sends for st in s), _device(group))
+    packed = [_cat(list(s), with_weights, device) for s in sends]
+    total = _cat(packed, with_weights, device)
     got = all_to_all_jagged(total.values, total.lengths, [p.lengths.numel() for p in packed], group, label,
                             weights=total.weights, op=op)
-    wbytes = 4 if with_weights else 0
-    _record_host_split(label, op, [8 * (p.lengths.numel() + p.values.numel()) + wbytes * p.values.numel()
-                                   for p in packed],
-                       [8 * (s + v) + wbytes * v for s, v in zip(got.segments, got.value_counts)], split)
+    if split is not None:  # mirror the jagged exchange's own messages: counts, lengths, values[, weights]
+        members = len(packed)
+        _record_host_split(label, op + ".counts", [16] * members, [16] * members, split)
+        _record_host_split(label, op + ".lengths", [8 * p.lengths.numel() for p in packed],
+                           [8 * n for n in got.segments], split)
+        _record_host_split(label, op + ".values", [8 * p.values.numel() for p in packed],
+                           [8 * n for n in got.value_counts], split)
+        if with_weights:
+            _record_host_split(label, op + ".weights", [4 * p.values.numel() for p in packed],
+                               [4 * n for n in got.value_counts], split)
     out: list[list[Stream]] = []
     len_at, val_at = 0, 0
     for s, (seg, nvals) in enumerate(zip(got.segments, got.value_counts)):
@@ -193,17 +228,21 @@ def exchange_rows(sends: Sequence[Sequence[torch.Tensor]], recv_layout: Sequence
 
     `recv_layout[s]` lists the per-sample shapes member s sends me, each for `recv_samples[s]` rows.
     """
-    blocks = [torch.cat([t.reshape(-1).to(dtype) for t in ts]) if ts else torch.zeros(0, dtype=dtype)
+    device = next((t.device for ts in sends for t in ts), _device(group))
+    blocks = [torch.cat([t.reshape(-1).to(dtype) for t in ts]) if ts else torch.zeros(0, dtype=dtype, device=device)
               for ts in sends]
-    flat = torch.cat(blocks) if blocks else torch.zeros(0, dtype=dtype)
+    flat = torch.cat(blocks) if blocks else torch.zeros(0, dtype=dtype, device=device)
     if torch.is_grad_enabled() and not flat.requires_grad:
         # a rank with nothing to send must still join the backward exchange, or its peers wait forever
         flat = flat.detach().requires_grad_()
     recv_counts = [recv_samples[s] * sum(int(torch.Size(shape).numel()) for shape in recv_layout[s])
                    for s in range(len(recv_layout))]
-    got = all_to_all_rows(flat, [b.numel() for b in blocks], recv_counts, group, label, op=op)
     size = flat.element_size()
-    _record_host_split(label, op, [b.numel() * size for b in blocks], [c * size for c in recv_counts], split)
+    sent_bytes, recv_bytes = [b.numel() * size for b in blocks], [c * size for c in recv_counts]
+    if split is not None:
+        flat = _RecordBackwardSplit.apply(flat, label, op, sent_bytes, recv_bytes, split)
+    got = all_to_all_rows(flat, [b.numel() for b in blocks], recv_counts, group, label, op=op)
+    _record_host_split(label, op, sent_bytes, recv_bytes, split)
     out: list[list[torch.Tensor]] = []
     at = 0
     for s, shapes in enumerate(recv_layout):
