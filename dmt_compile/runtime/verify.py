@@ -194,6 +194,6 @@ def verify_worker(rank: int, opts: VerifyOptions) -> dict:
                      .abs().max())
     return {
         "rank": rank, "output": out_diff, "grad": grad_diff, "param": param_diff, "grad_mismatch": missing,
-        "params_checked": len(mine) + len(shards), "row_shards": len(shards), "stats": stats.snapshot(), "param_bytes": sharded.parameter_bytes(),
+        "params_checked": len(mine) + len(shards), "row_shards": len(shards), "stats": stats.snapshot(), "stats_by_op": stats.snapshot(by_op=True), "param_bytes": sharded.parameter_bytes(),
         "batch": batch, "owned_tables": len(sharded.embedding_params), "eval_mode_for": coupled,
     }

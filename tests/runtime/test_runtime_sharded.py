@@ -98,10 +98,19 @@ def test_flat_baseline_sends_to_every_rank_sptt_to_one_peer(results_2x2):
         assert cross["messages_sent"] == 5 * (n_hosts - 1) * local
     for r in sptt:
         assert r["stats"]["cross"]["messages_sent"] == 5 * (n_hosts - 1)
-    # the split counters see every world exchange: cross + intra == world, per op kind
+    # the host-split counters see every world exchange, forward and backward: cross + intra == world
     for r in flat:
-        world = r["stats"]["world:cross-host"]["bytes_sent"] + r["stats"]["world:intra-host"]["bytes_sent"]
-        assert world > 0
+        ops = r["stats_by_op"]
+        checked = 0
+        for key, counters in ops.items():
+            label, op = key.split("/", 1)
+            if label != "world" or not op.startswith("tower0."):
+                continue
+            cross = ops.get(f"world:cross-host/{op}", {}).get("bytes_sent", 0)
+            intra = ops.get(f"world:intra-host/{op}", {}).get("bytes_sent", 0)
+            assert cross + intra == counters["bytes_sent"], (op, cross, intra, counters)
+            checked += 1
+        assert checked >= 4  # ids counts/lengths/values, embeddings, embeddings backward
 
 
 def test_row_wise_tables_are_split_by_rows(results_2x2):
