@@ -9,6 +9,7 @@ import torch
 
 import zoo
 from conftest import HERE, ROOT, has_torchrec
+from dmt_compile.runtime.verify import first_tensor  # noqa: F401 - re-exported for the tests
 from dmt_compile.shapes import tree_max_abs_diff
 
 EXAMPLES = ("dlrm", "dcn_v2", "deepfm", "attention")
@@ -32,14 +33,6 @@ def max_diff(a, b) -> float:
     d = tree_max_abs_diff(a, b)
     assert d is not None, "outputs differ in structure"
     return d
-
-
-def first_tensor(out) -> torch.Tensor:
-    if isinstance(out, torch.Tensor):
-        return out
-    if isinstance(out, dict):
-        return first_tensor(next(iter(out.values())))
-    return first_tensor(out[0])
 
 
 def train_steps(model, inputs, steps: int = 5, lr: float = 0.01) -> list[float]:
