@@ -141,7 +141,10 @@ def render(dmt: Any, fmt: str = "table") -> str:
     """Render a transformed model (`DmtModel`) as table, code, dot or json."""
     gm = dmt.graph_module
     if fmt == "table":
-        parts = [str(dmt.capture_report), "", str(dmt.plan), "", format_graph(gm)]
+        from dmt_compile.topo.plan_cost import format_plan_cost
+
+        parts = [str(dmt.capture_report), "", str(dmt.plan), "",
+                 format_plan_cost(dmt.plan, dmt.detection, dmt.topology), "", format_graph(gm)]
         mods = format_modules(gm)
         if mods:
             parts += ["", "modules added:", mods]
