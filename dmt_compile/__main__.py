@@ -1,5 +1,5 @@
 import sys
 
-from dmt_compile.cli import main
+from dmt_compile.tools.cli import main
 
 sys.exit(main())

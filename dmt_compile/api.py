@@ -8,14 +8,14 @@ import torch.fx as fx
 
 from dmt_compile.capture import CaptureReport, capture, copy_model
 from dmt_compile.errors import InputError, TowerModuleError
-from dmt_compile.inputs import InputSpec
+from dmt_compile.capture.inputs import InputSpec
 from dmt_compile.passes.base import PassContext, PassPipeline
 from dmt_compile.passes.detect import Detect, Detection
-from dmt_compile.passes.plan import PlanTowers
+from dmt_compile.partition.plan_towers import PlanTowers
 from dmt_compile.passes.split_collections import SplitCollections
 from dmt_compile.passes.sptt_rewrite import SpttRewrite
-from dmt_compile.passes.tower_modules import FEEDS, TowerModules
-from dmt_compile.plan import TowerPlan
+from dmt_compile.passes.insert_tower_modules import FEEDS, TowerModules
+from dmt_compile.ir.plan import TowerPlan
 from dmt_compile.topo import as_topology
 from dmt_compile.tower_modules import TOWER_MODULES
 
@@ -146,7 +146,7 @@ def transform(
 
 def sparse_feature_widths(spec: str) -> list[int]:
     """Embedding elements per sample of each sparse feature group of a MODEL_SPEC (for the cost model)."""
-    from dmt_compile.model_spec import load_model_spec
+    from dmt_compile.capture.model_spec import load_model_spec
 
     model, inputs = load_model_spec(spec)
     dmt = transform(model, "1x1", inputs, num_towers=1)

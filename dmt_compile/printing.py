@@ -17,7 +17,7 @@ __all__ = ["format_graph", "format_modules", "to_dot", "to_json", "render", "tar
 
 _MODULE_ALIASES = {
     "_operator": "operator", "torch.functional": "torch", "torch._C._nn": "F", "torch.nn.functional": "F",
-    "dmt_compile.boundary": "dmt", "dmt_compile.torchrec_ops": "dmt", "torch._C._VariableFunctions": "torch",
+    "dmt_compile.ir.boundary": "dmt", "dmt_compile.ir.torchrec_ops": "dmt", "torch._C._VariableFunctions": "torch",
     "builtins": "", "torch._tensor": "torch.Tensor",
 }
 _ROLE_COLOURS = {
@@ -141,7 +141,7 @@ def render(dmt: Any, fmt: str = "table") -> str:
     """Render a transformed model (`DmtModel`) as table, code, dot or json."""
     gm = dmt.graph_module
     if fmt == "table":
-        from dmt_compile.topo.plan_cost import format_plan_cost
+        from dmt_compile.partition.plan_cost import format_plan_cost
 
         parts = [str(dmt.capture_report), "", str(dmt.plan), "",
                  format_plan_cost(dmt.plan, dmt.detection, dmt.topology), "", format_graph(gm)]

@@ -12,7 +12,7 @@ import sys
 import torch
 
 import dmt_compile
-from dmt_compile.shapes import tree_max_abs_diff
+from dmt_compile.ir.shapes import tree_max_abs_diff
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLES = ("dlrm", "dcn_v2", "deepfm", "attention")

@@ -14,7 +14,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from dmt_compile.errors import DmtError  # noqa: E402
-from dmt_compile.quality_cli import add_train_arguments, run_train  # noqa: E402
+from dmt_compile.tools.cmd_train import add_train_arguments, run_train  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -17,10 +17,10 @@ import sys
 import torch
 
 import dmt_compile
-from dmt_compile.model_spec import load_model_spec
+from dmt_compile.capture.model_spec import load_model_spec
 from dmt_compile.runtime import HierarchicalGroups, init_from_env, launch_local, recording
 from dmt_compile.runtime.batching import infer_batch_layout
-from dmt_compile.runtime.sharded import ShardedDmt
+from dmt_compile.lowering.sharded import ShardedDmt
 from dmt_compile.topo import as_topology
 
 DEFAULT_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dlrm.py") + ":factory"

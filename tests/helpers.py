@@ -9,8 +9,8 @@ import torch
 
 import zoo
 from conftest import HERE, ROOT, has_torchrec
-from dmt_compile.runtime.verify import first_tensor  # noqa: F401 - re-exported for the tests
-from dmt_compile.shapes import tree_max_abs_diff
+from dmt_compile.tools.verify import first_tensor  # noqa: F401 - re-exported for the tests
+from dmt_compile.ir.shapes import tree_max_abs_diff
 
 EXAMPLES = ("dlrm", "dcn_v2", "deepfm", "attention")
 ALL_MODELS = [f"zoo:{n}" for n in zoo.ZOO] + [f"example:{n}" for n in EXAMPLES]

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from conftest import ROOT
-from dmt_compile.cli import main
+from dmt_compile.tools.cli import main
 
 DLRM = os.path.join(ROOT, "examples", "dlrm.py") + ":factory"
 

@@ -9,7 +9,7 @@ from torch import nn
 
 import dmt_compile
 from dmt_compile import errors
-from dmt_compile.cli import main
+from dmt_compile.tools.cli import main
 from helpers import load_model
 
 

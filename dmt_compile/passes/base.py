@@ -14,7 +14,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 import torch.fx as fx
 
 from dmt_compile.errors import DmtError, PassError
-from dmt_compile.shapes import record_shapes
+from dmt_compile.ir.shapes import record_shapes
 
 __all__ = ["PassResult", "Pass", "PassContext", "PassPipeline"]
 

@@ -16,9 +16,9 @@ import torch.fx as fx
 
 from dmt_compile.errors import DetectionError
 from dmt_compile.passes.base import Pass, PassContext, PassResult
-from dmt_compile.passes.id_sources import atoms_of
-from dmt_compile.passes.lookup_kinds import classify_lookup
-from dmt_compile.passes.union_find import UnionFind
+from dmt_compile.ir.id_sources import atoms_of
+from dmt_compile.ir.lookups import classify_lookup
+from dmt_compile.ir.union_find import UnionFind
 
 __all__ = ["Detect", "Detection", "Lookup", "FeatureGroup", "CombineSite", "find_combine_sites"]
 

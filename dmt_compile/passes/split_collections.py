@@ -18,8 +18,8 @@ import re
 import torch.fx as fx
 
 from dmt_compile.passes.base import Pass, PassContext, PassResult
-from dmt_compile.passes.graph_utils import call_module, tag
-from dmt_compile.torchrec_ops import jt_merge, kjt_split, kt_merge, sub_collection
+from dmt_compile.ir.graph import call_module, tag
+from dmt_compile.ir.torchrec_ops import jt_merge, kjt_split, kt_merge, sub_collection
 
 __all__ = ["SplitCollections"]
 

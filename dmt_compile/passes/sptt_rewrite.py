@@ -18,11 +18,11 @@ import operator
 import torch
 import torch.fx as fx
 
-from dmt_compile.boundary import ids_exchange, outputs_exchange
+from dmt_compile.ir.boundary import ids_exchange, outputs_exchange
 from dmt_compile.errors import RewriteError
 from dmt_compile.passes.base import Pass, PassContext, PassResult
-from dmt_compile.passes.graph_utils import call_module, stable_toposort, tag
-from dmt_compile.passes.lookup_kinds import classify_lookup
+from dmt_compile.ir.graph import call_module, stable_toposort, tag
+from dmt_compile.ir.lookups import classify_lookup
 from dmt_compile.tower_modules import IdentityTowerModule
 
 __all__ = ["SpttRewrite", "TOWER_ROOT"]

@@ -14,9 +14,9 @@ import operator
 import torch
 import torch.fx as fx
 
-from dmt_compile.boundary import ids_exchange
+from dmt_compile.ir.boundary import ids_exchange
 from dmt_compile.errors import InputError
-from dmt_compile.passes.lookup_kinds import classify_lookup
+from dmt_compile.ir.lookups import classify_lookup
 
 __all__ = ["BatchLayout", "infer_batch_layout"]
 

@@ -9,9 +9,9 @@ import subprocess
 
 import pytest
 
-from dmt_compile.bench import netns
-from dmt_compile.bench.analysis import _union_length, analytic_min_cross
-from dmt_compile.bench.cli_commands import add_subcommands, parse_emulate
+from dmt_compile.tools.bench import netns
+from dmt_compile.tools.bench.analysis import _union_length, analytic_min_cross
+from dmt_compile.tools.cmd_bench import add_subcommands, parse_emulate
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -6,11 +6,11 @@ import json
 import pytest
 import torch
 
-from dmt_compile.quality import (
+from dmt_compile.tools.quality import (
     TrainConfig, adult_available, load_adult, make_planted, results_table, run_seed, summarize,
 )
-from dmt_compile.quality_cli import add_subcommands
-from dmt_compile.topo.affinity import FeatureAffinity, feature_graph, feature_graph_dot
+from dmt_compile.tools.cmd_train import add_subcommands
+from dmt_compile.partition.affinity import FeatureAffinity, feature_graph, feature_graph_dot
 
 
 def test_run_seed_flat_vs_dmt_side_by_side():

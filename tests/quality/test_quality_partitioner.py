@@ -7,8 +7,8 @@ from torch import nn
 
 import dmt_compile
 from dmt_compile.passes.detect import FeatureGroup, Lookup
-from dmt_compile.passes.plan import PartitionRequest, get_partitioner
-from dmt_compile.topo.partitioner import load_cap, make_learned_partitioner
+from dmt_compile.partition.plan_towers import PartitionRequest, get_partitioner
+from dmt_compile.partition.learned import load_cap, make_learned_partitioner
 
 NAMES = ("learned", "random", "contiguous", "balanced")
 

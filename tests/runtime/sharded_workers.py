@@ -6,7 +6,7 @@ import time
 
 import torch
 
-from dmt_compile.runtime.verify import VerifyOptions, verify_worker
+from dmt_compile.tools.verify import VerifyOptions, verify_worker
 
 
 def run_cases(rank: int, cases: list[VerifyOptions]) -> list[dict]:
@@ -16,9 +16,9 @@ def run_cases(rank: int, cases: list[VerifyOptions]) -> list[dict]:
 def die_mid_step(rank: int, spec: str, topology: str) -> float:
     """Rank 1 dies after the id exchange has started; the others must fail fast, not hang."""
     import dmt_compile
-    from dmt_compile.model_spec import load_model_spec
+    from dmt_compile.capture.model_spec import load_model_spec
     from dmt_compile.runtime.groups import HierarchicalGroups
-    from dmt_compile.runtime.sharded import ShardedDmt
+    from dmt_compile.lowering.sharded import ShardedDmt
     from dmt_compile.topo import as_topology
 
     groups = HierarchicalGroups.build(as_topology(topology))
@@ -38,9 +38,9 @@ def die_mid_step(rank: int, spec: str, topology: str) -> float:
 def different_plan(rank: int, spec: str, topology: str) -> None:
     """Rank 2 pins a feature elsewhere: the plan fingerprints differ and every rank must refuse."""
     import dmt_compile
-    from dmt_compile.model_spec import load_model_spec
+    from dmt_compile.capture.model_spec import load_model_spec
     from dmt_compile.runtime.groups import HierarchicalGroups
-    from dmt_compile.runtime.sharded import ShardedDmt
+    from dmt_compile.lowering.sharded import ShardedDmt
     from dmt_compile.topo import as_topology
 
     groups = HierarchicalGroups.build(as_topology(topology))
@@ -51,9 +51,9 @@ def different_plan(rank: int, spec: str, topology: str) -> None:
 
 def wrong_topology(rank: int, spec: str) -> None:
     import dmt_compile
-    from dmt_compile.model_spec import load_model_spec
+    from dmt_compile.capture.model_spec import load_model_spec
     from dmt_compile.runtime.groups import HierarchicalGroups
-    from dmt_compile.runtime.sharded import ShardedDmt
+    from dmt_compile.lowering.sharded import ShardedDmt
     from dmt_compile.topo import as_topology
 
     groups = HierarchicalGroups.build(as_topology("2x2"))
@@ -66,9 +66,9 @@ def table_memory(rank: int, spec: str, topology: str) -> dict:
     import gc
 
     import dmt_compile
-    from dmt_compile.model_spec import load_model_spec
+    from dmt_compile.capture.model_spec import load_model_spec
     from dmt_compile.runtime.groups import HierarchicalGroups
-    from dmt_compile.runtime.sharded import ShardedDmt
+    from dmt_compile.lowering.sharded import ShardedDmt
     from dmt_compile.topo import as_topology
 
     groups = HierarchicalGroups.build(as_topology(topology))

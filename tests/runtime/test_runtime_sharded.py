@@ -10,7 +10,7 @@ import torch
 from conftest import ROOT
 from dmt_compile.errors import CollectiveError
 from dmt_compile.runtime.launch import launch_local
-from dmt_compile.runtime.verify import VerifyOptions
+from dmt_compile.tools.verify import VerifyOptions
 from dmt_compile.topo import Topology
 from sharded_workers import die_mid_step, different_plan, run_cases, table_memory, wrong_topology
 
@@ -66,7 +66,7 @@ def test_exact_on_2x2(results_2x2, index):
 def test_cross_host_activation_bytes_are_analytic(results_2x2):
     """SPTT forward outputs: b·s·Σ_{towers elsewhere} o_t received, (N-1)·b·s·Σ_{my towers} o_t sent."""
     import dmt_compile
-    from dmt_compile.model_spec import load_model_spec
+    from dmt_compile.capture.model_spec import load_model_spec
 
     model, inputs = load_model_spec(DLRM, batch_size=16)
     plan = dmt_compile.transform(model, "2x2", inputs).plan

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from dmt_compile.errors import CostModelError, TopologyError
-from dmt_compile.topo.cli_commands import add_subcommands, run_cost
+from dmt_compile.tools.cmd_cost import add_subcommands, run_cost
 
 
 def _run(*argv):

@@ -47,12 +47,12 @@ def get_args_parser() -> argparse.ArgumentParser:
                       help="write the feature-affinity graph coloured by tower as DOT (and PNG with graphviz)")
     plan.set_defaults(func=run_plan)
     try:
-        from dmt_compile.topo.cli_commands import add_subcommands
+        from dmt_compile.tools.cmd_cost import add_subcommands
     except ImportError:  # pragma: no cover - topology CLI not installed
         pass
     else:
         add_subcommands(sub)
-    for name in ("dmt_compile.runtime.cli_commands", "dmt_compile.quality_cli", "dmt_compile.bench.cli_commands"):
+    for name in ("dmt_compile.tools.cmd_verify", "dmt_compile.tools.cmd_train", "dmt_compile.tools.cmd_bench"):
         try:
             module = __import__(name, fromlist=["add_subcommands"])
         except ImportError:
@@ -65,12 +65,12 @@ def _transform(args, callback=None):
     import torch
 
     from dmt_compile.api import transform
-    from dmt_compile.model_spec import load_model_spec
+    from dmt_compile.capture.model_spec import load_model_spec
 
     model, inputs = load_model_spec(args.model)
     calibration = None
     if getattr(args, "calibration", 0):
-        from dmt_compile.quality_cli import calibration_from_spec
+        from dmt_compile.tools.cmd_train import calibration_from_spec
 
         calibration = calibration_from_spec(args.model, args.calibration)
     torch.manual_seed(args.seed)
@@ -105,7 +105,7 @@ def run_dump(args, stdout: IO[str]) -> int:
 def _rank_program(dmt, rank: int, fmt: str) -> str:
     """The lowered per-rank graph, built offline (no process group is needed to lower)."""
     from dmt_compile.errors import RuntimeSetupError
-    from dmt_compile.passes.lower import RankLayout, lower_for_rank
+    from dmt_compile.lowering.lower import RankLayout, lower_for_rank
     from dmt_compile.printing import format_graph, format_modules, to_dot
 
     topo = dmt.topology
@@ -126,14 +126,14 @@ def _rank_program(dmt, rank: int, fmt: str) -> str:
 def run_plan(args, stdout: IO[str]) -> int:
     recorder = None
     if args.graph:
-        from dmt_compile.topo.affinity import AffinityRecorder
+        from dmt_compile.partition.affinity import AffinityRecorder
 
         recorder = AffinityRecorder()
     dmt = _transform(args, recorder)
     stdout.write((dmt.plan.to_json() if args.format == "json" else str(dmt.plan)) + "\n")
     if args.graph:
-        from dmt_compile.quality_cli import write_feature_graph
-        from dmt_compile.topo.affinity import feature_graph_dot
+        from dmt_compile.tools.cmd_train import write_feature_graph
+        from dmt_compile.partition.affinity import feature_graph_dot
 
         written = write_feature_graph(feature_graph_dot(dmt.plan, recorder.affinity), args.graph)
         stdout.write(f"feature graph: {written}\n")

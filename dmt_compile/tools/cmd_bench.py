@@ -27,7 +27,7 @@ def _compressions(text: str) -> tuple[float, ...]:
 
 
 def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
-    from dmt_compile.bench.model import MODEL_SPEC
+    from dmt_compile.tools.bench.model import MODEL_SPEC
 
     p = subparsers.add_parser(
         "bench", help="emulated multi-host benchmark: flat vs TorchRec TW vs SPTT vs SPTT+TM (needs root)",
@@ -53,9 +53,9 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_bench(args: argparse.Namespace, stdout: IO[str] | None = None) -> int:
-    from dmt_compile.bench.netns import NetnsUnavailable, parse_rate, parse_time
-    from dmt_compile.bench.report import render_json, render_plot, render_table
-    from dmt_compile.bench.runner import BenchConfig, run_benchmark
+    from dmt_compile.tools.bench.netns import NetnsUnavailable, parse_rate, parse_time
+    from dmt_compile.tools.bench.report import render_json, render_plot, render_table
+    from dmt_compile.tools.bench.runner import BenchConfig, run_benchmark
     from dmt_compile.errors import DmtError
 
     out = stdout or sys.stdout

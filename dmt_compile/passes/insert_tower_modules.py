@@ -21,11 +21,11 @@ from dataclasses import replace
 import torch
 import torch.fx as fx
 
-from dmt_compile.boundary import outputs_exchange
+from dmt_compile.ir.boundary import outputs_exchange
 from dmt_compile.errors import TowerModuleError
 from dmt_compile.passes.base import Pass, PassContext, PassResult
-from dmt_compile.passes.graph_utils import call_module, tag
-from dmt_compile.shapes import record_shapes, tree_shapes_equal
+from dmt_compile.ir.graph import call_module, tag
+from dmt_compile.ir.shapes import record_shapes, tree_shapes_equal
 from dmt_compile.tower_modules import (
     CompressingTowerModule, DirectFeed, TowerDecoder, compressed_width, make_core,
 )

@@ -219,7 +219,7 @@ class AffinityRecorder:
     def __call__(self, index, name, gm, ctx) -> None:
         if name != "detect":
             return
-        from dmt_compile.passes.plan import collect_lookup_outputs
+        from dmt_compile.partition.plan_towers import collect_lookup_outputs
 
         flat = ctx.options.get("calibration_flat") or [ctx.flat_inputs]
         outputs = collect_lookup_outputs(gm, ctx.detection, flat)

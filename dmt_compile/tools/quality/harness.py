@@ -24,9 +24,9 @@ from typing import Callable, Iterable, Sequence
 import torch
 
 import dmt_compile
-from dmt_compile.quality.data import CTRData
-from dmt_compile.quality.metrics import adjusted_rand_index, auc, log_loss
-from dmt_compile.quality.model import flat_model_for
+from dmt_compile.tools.quality.data import CTRData
+from dmt_compile.tools.quality.metrics import adjusted_rand_index, auc, log_loss
+from dmt_compile.tools.quality.model import flat_model_for
 
 __all__ = ["TrainConfig", "RunResult", "train_epochs", "evaluate", "calibration_batches", "tower_ari",
            "run_seed", "run_experiment", "plan_baselines"]
@@ -213,7 +213,7 @@ def plan_baselines(train: CTRData, seed: int, cfg: TrainConfig,
     flat = flat_model_for(train, cfg.dim, seed)
     train_epochs(flat, train, cfg.pretrain_epochs, cfg, seed, f"[seed {seed}] pretrain")
     calib = calibration_batches(train, cfg.calibration, cfg.batch_size, seed)
-    from dmt_compile.topo.affinity import AffinityRecorder
+    from dmt_compile.partition.affinity import AffinityRecorder
 
     rows = []
     for p in partitioners:

@@ -16,9 +16,9 @@ import torch
 import torch.fx as fx
 
 from dmt_compile.errors import CaptureError, InputError
-from dmt_compile.inputs import InputSpec, flatten_call
-from dmt_compile.shapes import record_shapes, tree_max_abs_diff
-from dmt_compile.tracer import CaptureTracer, Specialization, contains_embedding, value_proxies
+from dmt_compile.capture.inputs import InputSpec, flatten_call
+from dmt_compile.ir.shapes import record_shapes, tree_max_abs_diff
+from dmt_compile.capture.tracer import CaptureTracer, Specialization, contains_embedding, value_proxies
 
 __all__ = ["capture", "Captured", "CaptureReport"]
 

@@ -84,8 +84,8 @@ def tower_info(dmt: Any) -> list[dict[str, Any]]:
 
 
 def _load(spec: str, batch: int, seed: int):
-    from dmt_compile.model_spec import load_model_spec
-    from dmt_compile.runtime.verify import _factory_params
+    from dmt_compile.capture.model_spec import load_model_spec
+    from dmt_compile.tools.verify import _factory_params
 
     if "batch_size" in _factory_params(spec):
         return load_model_spec(spec, batch_size=batch)
@@ -94,12 +94,12 @@ def _load(spec: str, batch: int, seed: int):
 
 def dmt_worker(rank: int, opts: BenchOptions) -> dict[str, Any]:
     import dmt_compile
-    from dmt_compile.bench.exchange_timer import ExchangeTimer
+    from dmt_compile.tools.bench.exchange_timer import ExchangeTimer
     from dmt_compile.runtime.batching import infer_batch_layout
     from dmt_compile.runtime.comm_stats import recording
     from dmt_compile.runtime.groups import HierarchicalGroups
-    from dmt_compile.runtime.sharded import ShardedDmt
-    from dmt_compile.runtime.verify import first_tensor
+    from dmt_compile.lowering.sharded import ShardedDmt
+    from dmt_compile.tools.verify import first_tensor
     from dmt_compile.topo import Topology
 
     topo = Topology(opts.num_hosts, opts.local_size)

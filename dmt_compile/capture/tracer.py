@@ -16,7 +16,7 @@ import torch
 import torch.fx as fx
 from torch.fx.proxy import Proxy
 
-from dmt_compile.inputs import InputSpec
+from dmt_compile.capture.inputs import InputSpec
 
 __all__ = ["CaptureTracer", "Specialization", "is_embedding_module", "EMBEDDING_MODULE_NAMES"]
 

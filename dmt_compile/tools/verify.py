@@ -55,7 +55,7 @@ def to_device(value: Any, device: torch.device) -> Any:
 
 
 def _load(opts: VerifyOptions, world: int):
-    from dmt_compile.model_spec import load_model_spec
+    from dmt_compile.capture.model_spec import load_model_spec
 
     where, _, attr = opts.spec.rpartition(":")
     model, inputs = load_model_spec(opts.spec)
@@ -77,7 +77,7 @@ def _device(opts: VerifyOptions) -> torch.device:
 
 
 def _factory_params(spec: str) -> set[str]:
-    from dmt_compile.model_spec import _load_module
+    from dmt_compile.capture.model_spec import _load_module
 
     where, _, attr = spec.rpartition(":")
     try:
@@ -119,7 +119,7 @@ def verify_worker(rank: int, opts: VerifyOptions) -> dict:
     from dmt_compile.runtime.batching import infer_batch_layout
     from dmt_compile.runtime.comm_stats import recording
     from dmt_compile.runtime.groups import HierarchicalGroups
-    from dmt_compile.runtime.sharded import ShardedDmt
+    from dmt_compile.lowering.sharded import ShardedDmt
     from dmt_compile.topo import Topology, as_topology
 
     topo = as_topology(opts.topology)

@@ -21,12 +21,12 @@ from typing import Any
 import torch
 import torch.fx as fx
 
-from dmt_compile.boundary import ids_exchange, outputs_exchange
+from dmt_compile.ir.boundary import ids_exchange, outputs_exchange
 from dmt_compile.errors import RuntimeSetupError
-from dmt_compile.passes.graph_utils import call_module, stable_toposort, tag
-from dmt_compile.passes.lookup_kinds import classify_lookup
+from dmt_compile.ir.graph import call_module, stable_toposort, tag
+from dmt_compile.ir.lookups import classify_lookup
 from dmt_compile.runtime.row_wise import RowShard, RowWiseLookup, check_supported, row_starts
-from dmt_compile.runtime.tower_runtime import LookupCall, PeerIdsExchange, PeerOutputsExchange, TowerLookup
+from dmt_compile.runtime.exchanges import LookupCall, PeerIdsExchange, PeerOutputsExchange, TowerLookup
 from dmt_compile.runtime.wire import IdField
 
 __all__ = ["RankLayout", "Lowered", "lower_for_rank", "table_owners", "plan_fingerprint"]

@@ -1,6 +1,6 @@
 """Run every strategy on one emulated network and collect the report (see :mod:`.analysis`).
 
-:func:`run_benchmark` builds the namespaces once (:class:`~dmt_compile.bench.netns.Emulation`),
+:func:`run_benchmark` builds the namespaces once (:class:`~dmt_compile.tools.bench.netns.Emulation`),
 runs each strategy as its own ``launch_local`` job whose ranks enter their host's namespace
 (``child_setup``), and always tears the network down (``finally``, SIGINT/SIGTERM). The first
 strategy also probes the links (loopback and NIC bandwidth, small-message latency); the cost
@@ -13,12 +13,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from dmt_compile.bench.analysis import add_ratios, summarize
-from dmt_compile.bench.model import MODEL_SPEC
-from dmt_compile.bench.netns import (Emulation, EmulationError, LinkSpec, RankNetns, check_netns_permitted,
+from dmt_compile.tools.bench.analysis import add_ratios, summarize
+from dmt_compile.tools.bench.model import MODEL_SPEC
+from dmt_compile.tools.bench.netns import (Emulation, EmulationError, LinkSpec, RankNetns, check_netns_permitted,
                                      list_leftovers)
-from dmt_compile.bench.torchrec_worker import torchrec_available, torchrec_worker
-from dmt_compile.bench.worker import BenchOptions, dmt_worker
+from dmt_compile.tools.bench.torchrec_worker import torchrec_available, torchrec_worker
+from dmt_compile.tools.bench.worker import BenchOptions, dmt_worker
 
 __all__ = ["BenchConfig", "run_benchmark", "strategy_list"]
 

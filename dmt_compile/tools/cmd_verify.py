@@ -34,7 +34,7 @@ def add_subcommands(sub) -> None:
 def run_verify(args: argparse.Namespace, stdout: IO[str]) -> int:
     from dmt_compile.runtime.comm_stats import summary_table
     from dmt_compile.runtime.launch import launch_local
-    from dmt_compile.runtime.verify import VerifyOptions, verify_worker
+    from dmt_compile.tools.verify import VerifyOptions, verify_worker
     from dmt_compile.topo import as_topology
 
     topo = as_topology(args.topology)

@@ -70,7 +70,7 @@ def add_subcommands(subparsers) -> None:
 
 
 def _load_data(args):
-    from dmt_compile.quality import load_adult, make_planted
+    from dmt_compile.tools.quality import load_adult, make_planted
 
     defaults = DATA_DEFAULTS[args.data]
     data = make_planted(args.samples, seed=0, cardinality=20, rank=8, clusters=5) if args.data == "synthetic" \
@@ -83,7 +83,7 @@ def run_train(args, stdout: IO[str]) -> int:
     """Train flat and DMT variants over seeds; print the Markdown tables (and JSON with --json)."""
     import torch
 
-    from dmt_compile.quality import TrainConfig, baselines_table, plan_baselines, results_table, run_experiment, summarize
+    from dmt_compile.tools.quality import TrainConfig, baselines_table, plan_baselines, results_table, run_experiment, summarize
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -119,7 +119,7 @@ def run_train(args, stdout: IO[str]) -> int:
 def calibration_from_spec(spec: str, n: int) -> list[tuple]:
     """`n` calibration batches from a MODEL_SPEC factory called with `seed=1..n` (example inputs otherwise)."""
     from dmt_compile.errors import ModelSpecError
-    from dmt_compile.model_spec import load_model_spec
+    from dmt_compile.capture.model_spec import load_model_spec
 
     batches = []
     for i in range(n):
@@ -151,8 +151,8 @@ def run_feature_graph(args, stdout: IO[str]) -> int:
     import torch
 
     from dmt_compile.api import transform
-    from dmt_compile.model_spec import load_model_spec
-    from dmt_compile.topo.affinity import AffinityRecorder, feature_graph_dot
+    from dmt_compile.capture.model_spec import load_model_spec
+    from dmt_compile.partition.affinity import AffinityRecorder, feature_graph_dot
 
     model, inputs = load_model_spec(args.model)
     torch.manual_seed(0)

@@ -19,7 +19,7 @@ import torch.fx as fx
 from dmt_compile.errors import PlanError
 from dmt_compile.passes.base import Pass, PassContext, PassResult
 from dmt_compile.passes.detect import Detection
-from dmt_compile.plan import TowerDetail, TowerPlan
+from dmt_compile.ir.plan import TowerDetail, TowerPlan
 
 __all__ = [
     "PlanTowers", "plan_towers", "normalize_pins", "PartitionRequest", "PartitionResult",
@@ -75,9 +75,9 @@ def balanced_partitioner(req: PartitionRequest) -> PartitionResult:
 # name -> partitioner, or "module:function" loaded on first use (the learned one needs calibration)
 PARTITIONERS: dict[str, Partitioner | str] = {
     "balanced": balanced_partitioner,
-    "learned": "dmt_compile.topo.partitioner:learned_partitioner",
-    "random": "dmt_compile.topo.partitioner:random_partitioner",
-    "contiguous": "dmt_compile.topo.partitioner:contiguous_partitioner",
+    "learned": "dmt_compile.partition.learned:learned_partitioner",
+    "random": "dmt_compile.partition.learned:random_partitioner",
+    "contiguous": "dmt_compile.partition.learned:contiguous_partitioner",
 }
 
 

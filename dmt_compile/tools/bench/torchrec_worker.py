@@ -1,13 +1,13 @@
 """One rank of the TorchRec baseline: ``DistributedModelParallel`` with a hand-built table-wise plan.
 
-The same model as :mod:`dmt_compile.bench.model` (same tables, same dense part) with a TorchRec
+The same model as :mod:`dmt_compile.tools.bench.model` (same tables, same dense part) with a TorchRec
 ``EmbeddingBagCollection``; tables are placed whole on ranks round-robin (largest first, all are
 equal here), like our flat baseline, with ``construct_module_sharding_plan(..., device_type="cpu")``
 and the ``dense`` compute kernel (the CPU recipe of ``shared/reference/torchrec-anchor.md`` §4).
 DMP wraps the dense part in DDP (gloo all-reduce, overlapped with backward by DDP itself).
 Exchanges (``KJTAllToAll`` for ids, ``PooledEmbeddingsAllToAll`` for embeddings, fwd and bwd) go
 through ``all_to_all_single`` and are timed and counted by the same :class:`ExchangeTimer`.
-Only for the default model (``dmt_compile.bench.model:factory``); other MODEL_SPECs skip it.
+Only for the default model (``dmt_compile.tools.bench.model:factory``); other MODEL_SPECs skip it.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from dmt_compile.bench.worker import BenchOptions
+from dmt_compile.tools.bench.worker import BenchOptions
 
 __all__ = ["torchrec_available", "torchrec_worker"]
 
@@ -44,8 +44,8 @@ def torchrec_worker(rank: int, opts: BenchOptions) -> dict[str, Any]:
     from torchrec.distributed.sharding_plan import construct_module_sharding_plan, table_wise
     from torchrec.distributed.types import ShardingPlan
 
-    from dmt_compile.bench.exchange_timer import ExchangeTimer
-    from dmt_compile.bench.model import TorchRecDLRM, factory, make_inputs, to_kjt
+    from dmt_compile.tools.bench.exchange_timer import ExchangeTimer
+    from dmt_compile.tools.bench.model import TorchRecDLRM, factory, make_inputs, to_kjt
 
     world, L = opts.world, opts.local_size
     b = opts.per_rank_batch

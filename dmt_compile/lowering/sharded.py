@@ -19,7 +19,7 @@ import torch.distributed as dist
 from torch import nn
 
 from dmt_compile.errors import RuntimeSetupError
-from dmt_compile.passes.lower import RankLayout, lower_for_rank, plan_fingerprint
+from dmt_compile.lowering.lower import RankLayout, lower_for_rank, plan_fingerprint
 from dmt_compile.runtime.collectives import all_reduce_grads
 from dmt_compile.runtime.groups import HierarchicalGroups, check_fingerprint
 

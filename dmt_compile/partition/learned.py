@@ -3,7 +3,7 @@
 `learned` (the Tower Partitioner):
 
 1. Measure feature-feature affinity from the model's looked-up embeddings on the calibration
-   batches (`dmt_compile.topo.affinity`, RV-coefficient co-variation by default) and sum it over
+   batches (`dmt_compile.partition.affinity`, RV-coefficient co-variation by default) and sum it over
    feature groups (groups, i.e. shared tables / shared ids, are never split).
 2. Maximise the affinity inside towers subject to a per-tower load cap. The load of a group is
    its looked-up width per sample, the quantity that drives lookup bytes, exchange bytes and
@@ -25,8 +25,8 @@ from typing import Sequence
 
 import torch
 
-from dmt_compile.passes.plan import PartitionRequest, PartitionResult, balanced_partitioner
-from dmt_compile.topo.affinity import FeatureAffinity, feature_vectors, measure_affinity
+from dmt_compile.partition.plan_towers import PartitionRequest, PartitionResult, balanced_partitioner
+from dmt_compile.partition.affinity import FeatureAffinity, feature_vectors, measure_affinity
 
 __all__ = ["learned_partitioner", "random_partitioner", "contiguous_partitioner", "make_learned_partitioner",
            "group_affinity", "load_cap", "plan_metrics"]

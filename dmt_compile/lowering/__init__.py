@@ -1,0 +1,1 @@
+"""Per-rank lowering of a transformed model onto the runtime, and the distributed module."""

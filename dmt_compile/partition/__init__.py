@@ -1,0 +1,1 @@
+"""Partitioning (pure): Detection x Topology -> TowerPlan; partitioners, affinity, calibration, pins."""
