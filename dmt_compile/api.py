@@ -1,4 +1,4 @@
-"""`transform(model, topology, example_inputs)`: the public entry point."""
+"""`transform(model, topology, example_inputs)`: the public entry point, and `DmtModel`."""
 from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Sequence
@@ -7,31 +7,35 @@ import torch
 import torch.fx as fx
 
 from dmt_compile.capture import CaptureReport, capture, copy_model
-from dmt_compile.errors import InputError, TowerModuleError
 from dmt_compile.capture.inputs import InputSpec
-from dmt_compile.passes.base import PassContext, PassPipeline
-from dmt_compile.passes.detect import Detect, Detection
-from dmt_compile.partition.plan_towers import PlanTowers
+from dmt_compile.errors import InputError
+from dmt_compile.ir.detection import Detection
+from dmt_compile.ir.plan import TowerPlan
+from dmt_compile.options import TransformOptions
+from dmt_compile.passes.base import Pass, PassContext, PassPipeline
+from dmt_compile.passes.detect import Detect
+from dmt_compile.passes.insert_tower_modules import InsertTowerModules
+from dmt_compile.passes.plan_feed import PlanFeed
+from dmt_compile.passes.plan_towers import PlanTowers
 from dmt_compile.passes.split_collections import SplitCollections
 from dmt_compile.passes.sptt_rewrite import SpttRewrite
-from dmt_compile.passes.insert_tower_modules import FEEDS, TowerModules
-from dmt_compile.ir.plan import TowerPlan
-from dmt_compile.topo import as_topology
-from dmt_compile.tower_modules import TOWER_MODULES
+from dmt_compile.topo import Topology, as_topology
 
-__all__ = ["transform", "DmtModel", "default_passes", "sparse_feature_widths"]
+__all__ = ["transform", "run_passes", "DmtModel", "default_pipeline", "TransformOptions"]
 
 DumpCallback = Callable[[int, str, fx.GraphModule, PassContext], None]
 
 
-def default_passes():
+def default_pipeline(options: TransformOptions) -> list[Pass]:
     """The compiler pipeline, in order (capture runs before it)."""
+    o = options
     return [
-        SplitCollections(),  # one lookup per table for torchrec EmbeddingBagCollections
+        SplitCollections(),  # one lookup per table for torchrec Embedding(Bag)Collections
         Detect(),  # find lookups, their id sources and feature groups
-        PlanTowers(),  # choose towers (pure analysis)
+        PlanTowers(o.num_towers, o.towers, o.partitioner, o.seed),  # choose towers (pure analysis)
+        PlanFeed(o.tower_module, o.compression, o.feed),  # decide each tower's feed; the plan is final
         SpttRewrite(),  # boundary nodes + identity Tower Modules
-        TowerModules(),  # swap in compressing TMs, direct feed or decoders
+        InsertTowerModules(),  # apply the feed plan: compressing TMs, direct feed or decoders
     ]
 
 
@@ -39,7 +43,7 @@ class DmtModel(torch.nn.Module):
     """The transformed model: same call convention as the original, plus `.plan`."""
 
     def __init__(self, gm: fx.GraphModule, spec: InputSpec, plan: TowerPlan, detection: Detection,
-                 capture_report: CaptureReport, topology: Any):
+                 capture_report: CaptureReport, topology: Topology):
         super().__init__()
         self.graph_module = gm
         self.input_spec = spec
@@ -57,25 +61,18 @@ class DmtModel(torch.nn.Module):
         return render(self, fmt)
 
 
-def _check_options(tower_module: str, compression: float | None, feed: str) -> float:
-    if tower_module not in TOWER_MODULES:
-        raise TowerModuleError(
-            f"unknown tower_module {tower_module!r}", "choose one of: " + ", ".join(sorted(TOWER_MODULES))
-        )
-    if feed not in FEEDS:
-        raise TowerModuleError(f"unknown feed {feed!r}", "choose one of: " + ", ".join(FEEDS))
-    if tower_module == "identity":
-        if compression not in (None, 1, 1.0):
-            raise TowerModuleError(
-                f"the identity tower module cannot compress (compression={compression})",
-                'use tower_module="linear" (or another compressing module) with compression > 1',
-            )
-        return 1.0
-    c = 4.0 if compression is None else compression
-    if not isinstance(c, (int, float)) or isinstance(c, bool) or not 1 <= c <= 16:
-        raise TowerModuleError(f"compression must be a number in [1, 16], got {c!r}",
-                               "DMT compresses up to 16x; e.g. compression=4")
-    return float(c)
+def _flatten_calibration(spec: InputSpec, batches: Sequence[Any] | None) -> tuple[list[Any], ...]:
+    out = []
+    for i, batch in enumerate(batches or ()):
+        batch = batch if isinstance(batch, tuple) else (batch,)
+        try:
+            out.append(spec.flatten(batch, {}))
+        except InputError as exc:
+            raise InputError(
+                f"calibration batch {i} does not have the structure of example_inputs: {exc.problem}",
+                "pass calibration_batches as a list of tuples shaped like example_inputs",
+            ) from exc
+    return tuple(out)
 
 
 def transform(
@@ -113,41 +110,34 @@ def transform(
         inplace: share modules with `model` instead of copying it first.
         callback: called as `callback(index, pass_name, gm, ctx)` after capture and each pass.
     """
+    options = TransformOptions(num_towers, towers, tower_module, compression, feed, partitioner, seed).validated()
+    gm, ctx, report = run_passes(model, topology, example_inputs, default_pipeline(options),
+                                 example_kwargs=example_kwargs, calibration_batches=calibration_batches,
+                                 inplace=inplace, callback=callback)
+    return DmtModel(gm, ctx.input_spec, ctx.get(TowerPlan), ctx.get(Detection), report, ctx.topology)
+
+
+def run_passes(
+    model: torch.nn.Module, topology: Any, example_inputs: tuple | None, passes: Sequence[Pass], *,
+    example_kwargs: Mapping[str, Any] | None = None, calibration_batches: Sequence[Any] | None = None,
+    inplace: bool = False, callback: DumpCallback | None = None,
+) -> tuple[fx.GraphModule, PassContext, CaptureReport]:
+    """Capture `model` and run `passes` on it; returns the graph, the context (analyses) and the capture report.
+
+    `transform` is `run_passes(..., default_pipeline(options))` wrapped in a `DmtModel`; this entry
+    point runs any pipeline (e.g. `parse_pipeline("split-collections,detect")` from `dmt-compile dump --passes`).
+    """
     topo = as_topology(topology)
-    c = _check_options(tower_module, compression, feed)
     if example_inputs is None:
         raise InputError("example_inputs are required", "pass example_inputs=(dense, sparse) as the model takes them")
+    if calibration_batches is not None and len(calibration_batches) == 0:
+        raise InputError("calibration_batches is empty", "pass at least one batch, or leave calibration_batches out")
     work = model if inplace else copy_model(model)
     captured = capture(work, example_inputs if isinstance(example_inputs, tuple) else (example_inputs,),
                        dict(example_kwargs or {}))
-    calibration = None
-    if calibration_batches is not None:
-        calibration = []
-        for i, batch in enumerate(calibration_batches):
-            batch = batch if isinstance(batch, tuple) else (batch,)
-            try:
-                calibration.append(captured.spec.flatten(batch, {}))
-            except InputError as exc:
-                raise InputError(
-                    f"calibration batch {i} does not have the structure of example_inputs: {exc.problem}",
-                    "pass calibration_batches as a list of tuples shaped like example_inputs",
-                ) from exc
-    ctx = PassContext(
-        topology=topo, flat_inputs=captured.flat_inputs, reference_output=captured.reference_output,
-        options={"input_spec": captured.spec, "num_towers": num_towers, "towers": towers,
-                 "tower_module": tower_module, "compression": c, "feed": feed,
-                 "partitioner": partitioner, "calibration_flat": calibration, "seed": seed},
-    )
+    ctx = PassContext(topo, captured.spec, captured.flat_inputs, captured.reference_output,
+                      _flatten_calibration(captured.spec, calibration_batches))
     if callback is not None:
         callback(0, "capture", captured.gm, ctx)
-    gm = PassPipeline(default_passes(), callback)(captured.gm, ctx)
-    return DmtModel(gm, captured.spec, ctx.plan, ctx.detection, captured.report, topo)
-
-
-def sparse_feature_widths(spec: str) -> list[int]:
-    """Embedding elements per sample of each sparse feature group of a MODEL_SPEC (for the cost model)."""
-    from dmt_compile.capture.model_spec import load_model_spec
-
-    model, inputs = load_model_spec(spec)
-    dmt = transform(model, "1x1", inputs, num_towers=1)
-    return [g.width for g in dmt.detection.groups]
+    gm = PassPipeline(passes, callback)(captured.gm, ctx)
+    return gm, ctx, captured.report

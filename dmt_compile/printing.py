@@ -7,13 +7,16 @@ no file paths. `to_dot` is plain DOT text with one cluster per tower; `to_json` 
 from __future__ import annotations
 
 import json
+import textwrap
 from typing import Any
 
 import torch
 import torch.fx as fx
 from tabulate import tabulate
 
-__all__ = ["format_graph", "format_modules", "to_dot", "to_json", "render", "target_name"]
+from dmt_compile.ir.meta import ROLE, SHAPE, TOWER, Role
+
+__all__ = ["format_graph", "format_compact", "format_modules", "to_dot", "to_json", "render", "target_name"]
 
 _MODULE_ALIASES = {
     "_operator": "operator", "torch.functional": "torch", "torch._C._nn": "F", "torch.nn.functional": "F",
@@ -21,8 +24,8 @@ _MODULE_ALIASES = {
     "builtins": "", "torch._tensor": "torch.Tensor",
 }
 _ROLE_COLOURS = {
-    "ids_exchange": "#f4a261", "outputs_exchange": "#e76f51", "lookup": "#2a9d8f",
-    "tower_module": "#e9c46a", "reassemble": "#a8dadc", "decoder": "#b5838d",
+    Role.IDS_EXCHANGE: "#f4a261", Role.OUTPUTS_EXCHANGE: "#e76f51", Role.LOOKUP: "#2a9d8f",
+    Role.TOWER_MODULE: "#e9c46a", Role.REASSEMBLE: "#a8dadc", Role.DECODER: "#b5838d",
 }
 MAX_ARG_CHARS = 120
 
@@ -73,15 +76,43 @@ def _args(node: fx.Node) -> str:
 def format_graph(gm: fx.GraphModule) -> str:
     rows = []
     for i, n in enumerate(gm.graph.nodes):
-        shape = n.meta.get("dmt.shape")
-        tower = n.meta.get("dmt.tower")
+        shape = n.meta.get(SHAPE)
+        tower = n.meta.get(TOWER)
         rows.append([
             i, n.name, n.op, target_name(n, gm), _args(n),
             "" if shape is None else "x".join(str(s) for s in shape) or "scalar",
-            "" if tower is None else tower, n.meta.get("dmt.role", ""),
+            "" if tower is None else tower, n.meta.get(ROLE, ""),
         ])
     return tabulate(rows, headers=["#", "node", "op", "target", "args", "shape", "tower", "role"],
                     tablefmt="simple", disable_numparse=True)
+
+
+def format_compact(gm: fx.GraphModule, width: int = 120) -> str:
+    """One line per node, `name = target(args)`, with `# shape tower role` on the right; at most `width` columns.
+
+    Placeholders are listed on one line and the output last; long argument lists are clipped.
+    """
+    inputs = ", ".join(n.name for n in gm.graph.nodes if n.op == "placeholder")
+    lines = textwrap.wrap("inputs: " + inputs, width, subsequent_indent="    ")
+    for n in gm.graph.nodes:
+        if n.op == "placeholder":
+            continue
+        if n.op == "output":
+            lines.append(_clip(f"return {_fmt(n.args[0])}", width))
+            continue
+        shape, tower, role = n.meta.get(SHAPE), n.meta.get(TOWER), n.meta.get(ROLE)
+        note = " ".join(x for x in ("x".join(map(str, shape)) if shape else "",
+                                    "" if tower is None else f"t{tower}", str(role or "")) if x)
+        args = ", ".join([_fmt(a) for a in n.args] + [f"{k}={_fmt(v)}" for k, v in n.kwargs.items()])
+        line = f"{n.name} = {target_name(n, gm)}({args})"
+        if note:
+            line = _clip(line, width - len(note) - 5) + f"   # {note}"
+        lines.append(_clip(line, width))
+    return "\n".join(lines)
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def format_modules(gm: fx.GraphModule) -> str:
@@ -100,11 +131,11 @@ def to_dot(gm: fx.GraphModule, title: str = "dmt") -> str:
     lines = [f'digraph "{title}" {{', "  rankdir=TB;", '  node [shape=box, fontname="monospace", fontsize=9];']
     towers: dict[int, list[fx.Node]] = {}
     for n in gm.graph.nodes:
-        if n.meta.get("dmt.tower") is not None:
-            towers.setdefault(n.meta["dmt.tower"], []).append(n)
+        if n.meta.get(TOWER) is not None:
+            towers.setdefault(n.meta[TOWER], []).append(n)
 
     def node_line(n: fx.Node) -> str:
-        colour = _ROLE_COLOURS.get(n.meta.get("dmt.role", ""), "#ffffff")
+        colour = _ROLE_COLOURS.get(n.meta.get(ROLE, ""), "#ffffff")
         label = f"{n.name}\\n{target_name(n, gm)}".replace('"', "'")
         return f'"{n.name}" [label="{label}", style=filled, fillcolor="{colour}"];'
 
@@ -128,8 +159,8 @@ def to_json(gm: fx.GraphModule, plan: Any = None) -> str:
         nodes.append({
             "name": n.name, "op": n.op, "target": target_name(n, gm), "args": _args(n),
             "inputs": [a.name for a in n.all_input_nodes],
-            "shape": list(n.meta["dmt.shape"]) if n.meta.get("dmt.shape") is not None else None,
-            "tower": n.meta.get("dmt.tower"), "role": n.meta.get("dmt.role"),
+            "shape": list(n.meta[SHAPE]) if n.meta.get(SHAPE) is not None else None,
+            "tower": n.meta.get(TOWER), "role": n.meta.get(ROLE),
         })
     doc: dict[str, Any] = {"nodes": nodes}
     if plan is not None:

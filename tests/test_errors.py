@@ -183,5 +183,5 @@ def test_pass_failure_names_the_pass(monkeypatch):
     model, inputs = _dlrm()
     with pytest.raises(errors.PassError, match="sptt-rewrite") as info:
         dmt_compile.transform(model, "2x2", inputs)
-    assert info.value.prior == ["split-collections", "detect", "plan"]
+    assert info.value.prior == ["split-collections", "detect", "plan-towers", "plan-feed"]
     assert isinstance(info.value.__cause__, RuntimeError)

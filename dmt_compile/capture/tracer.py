@@ -17,6 +17,7 @@ import torch.fx as fx
 from torch.fx.proxy import Proxy
 
 from dmt_compile.capture.inputs import InputSpec
+from dmt_compile.ir.meta import INPUT_PATH
 
 __all__ = ["CaptureTracer", "Specialization", "is_embedding_module", "EMBEDDING_MODULE_NAMES"]
 
@@ -82,7 +83,7 @@ class CaptureTracer(fx.Tracer):
         for leaf, value in zip(self.spec.leaves, self.flat_inputs):
             self._placeholder_values[leaf.name] = value
             proxy = self.create_proxy("placeholder", leaf.name, (), {})
-            proxy.node.meta["dmt.input_path"] = leaf.display
+            proxy.node.meta[INPUT_PATH] = leaf.display
             placeholders.append(proxy)
         spec = self.spec
 

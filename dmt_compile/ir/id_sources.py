@@ -13,6 +13,8 @@ from typing import Any
 import torch
 import torch.fx as fx
 
+from dmt_compile.ir.meta import ID_ATOMS
+
 __all__ = ["Atom", "atoms_of", "column_of_index"]
 
 Atom = tuple[str, Any]
@@ -82,8 +84,8 @@ def atoms_of(node: fx.Node, cache: dict[fx.Node, frozenset]) -> frozenset:
     if node in cache:
         return cache[node]
     result: frozenset
-    if "dmt.id_atoms" in node.meta:  # set by passes that know better (e.g. split-collections)
-        result = frozenset(node.meta["dmt.id_atoms"])
+    if ID_ATOMS in node.meta:  # set by passes that know better (e.g. split-collections)
+        result = frozenset(node.meta[ID_ATOMS])
     elif _is_metadata(node):  # x.shape, x.size(0), x.dim(): no data flows
         result = frozenset()
     elif node.op == "placeholder":

@@ -19,7 +19,7 @@ class TowerDetail:
     lookups: tuple[int, ...]
     width_in: int  # elements looked up per sample
     table_elements: int  # rows x dim over the tower's tables
-    width_out: int = 0  # elements per sample leaving the tower (after the TM); 0 until tower-modules ran
+    width_out: int  # elements per sample leaving the tower (after its Tower Module)
     feed: str = "identity"  # identity | direct | decoder
 
 
@@ -72,7 +72,7 @@ class TowerPlan:
         for d in self.details:
             rows.append([
                 d.index, d.host, len(d.features), _clip(", ".join(d.features)), d.width_in,
-                d.width_out or d.width_in, d.feed, d.table_elements,
+                d.width_out, d.feed, d.table_elements,
             ])
         head = (
             f"TowerPlan: {self.num_towers} towers on topology {self.topology} "

@@ -6,6 +6,8 @@ from typing import Any
 import torch
 import torch.fx as fx
 
+from dmt_compile.ir.meta import DTYPE, SHAPE
+
 __all__ = ["record_shapes", "tree_max_abs_diff", "tree_shapes_equal", "value_meta"]
 
 
@@ -23,8 +25,8 @@ class _ShapeRecorder(fx.Interpreter):
     def run_node(self, n: fx.Node) -> Any:
         result = super().run_node(n)
         shape, dtype = value_meta(result)
-        n.meta["dmt.shape"] = shape
-        n.meta["dmt.dtype"] = dtype
+        n.meta[SHAPE] = shape
+        n.meta[DTYPE] = dtype
         return result
 
 

@@ -12,6 +12,7 @@ owned embedding tables are divided by the world size (their rows already summed 
 """
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import torch
@@ -19,11 +20,18 @@ import torch.distributed as dist
 from torch import nn
 
 from dmt_compile.errors import RuntimeSetupError
-from dmt_compile.lowering.lower import RankLayout, lower_for_rank, plan_fingerprint
+from dmt_compile.lowering.lower import RankLayout, lower_for_rank
+from dmt_compile.lowering.owners import ROW_WISE_MODES
 from dmt_compile.runtime.collectives import all_reduce_grads
 from dmt_compile.runtime.groups import HierarchicalGroups, check_fingerprint
 
-__all__ = ["ShardedDmt"]
+__all__ = ["ShardedDmt", "plan_fingerprint"]
+
+
+def plan_fingerprint(dmt: Any, layout_kind: str) -> str:
+    """What every rank must agree on: strategy, topology, plan and the single-process graph's code."""
+    text = "\n".join([layout_kind, str(dmt.topology), dmt.plan.to_json(), dmt.graph_module.code])
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 class ShardedDmt(nn.Module):
@@ -45,10 +53,10 @@ class ShardedDmt(nn.Module):
             world = topo.world_size
             hosts = [topo.host_of(r) for r in range(world)]
             layout = RankLayout(1, world, 0, groups.rank, None, groups.world, "world", groups.rank, world,
-                                (hosts, groups.rank), row_wise="never")
+                                tuple(hosts), row_wise="never")
         else:
             raise RuntimeSetupError(f"unknown strategy {strategy!r}", "use 'sptt' or 'flat'")
-        if row_wise not in ("auto", "never", "always"):
+        if row_wise not in ROW_WISE_MODES:
             raise RuntimeSetupError(f"unknown row_wise {row_wise!r}", "use 'auto', 'never' or 'always'")
         check_fingerprint(plan_fingerprint(dmt, f"{strategy}/{row_wise}"), groups.world, what="plan")
         lowered = lower_for_rank(dmt, layout)

@@ -26,6 +26,7 @@ import networkx as nx
 import torch
 
 from dmt_compile.errors import InputError
+from dmt_compile.ir.detection import Detection
 
 __all__ = ["AFFINITY_METHODS", "FeatureAffinity", "feature_vectors", "measure_affinity", "feature_graph",
            "feature_graph_dot", "AffinityRecorder"]
@@ -219,9 +220,10 @@ class AffinityRecorder:
     def __call__(self, index, name, gm, ctx) -> None:
         if name != "detect":
             return
-        from dmt_compile.partition.plan_towers import collect_lookup_outputs
+        from dmt_compile.partition.calibration import collect_lookup_outputs
 
-        flat = ctx.options.get("calibration_flat") or [ctx.flat_inputs]
-        outputs = collect_lookup_outputs(gm, ctx.detection, flat)
-        vectors = feature_vectors(outputs, ctx.detection.lookups)
-        self.affinity = measure_affinity(vectors, ctx.detection.features, self.method)
+        detection = ctx.get(Detection)
+        flat = list(ctx.calibration) or [ctx.flat_inputs]
+        outputs = collect_lookup_outputs(gm, detection, flat)
+        vectors = feature_vectors(outputs, detection.lookups)
+        self.affinity = measure_affinity(vectors, detection.features, self.method)

@@ -1,4 +1,4 @@
-"""Tower Partitioners behind the plan interface: `learned` (TP) and the baselines `random`, `contiguous`.
+"""The Tower Partitioner (`learned`): balanced towers that keep strongly interacting features together.
 
 `learned` (the Tower Partitioner):
 
@@ -21,20 +21,20 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import Sequence
 
 import torch
 
-from dmt_compile.partition.plan_towers import PartitionRequest, PartitionResult, balanced_partitioner
 from dmt_compile.partition.affinity import FeatureAffinity, feature_vectors, measure_affinity
+from dmt_compile.partition.balanced import balanced_partitioner
+from dmt_compile.partition.interface import PartitionRequest, PartitionResult
 
-__all__ = ["learned_partitioner", "random_partitioner", "contiguous_partitioner", "make_learned_partitioner",
-           "group_affinity", "load_cap", "plan_metrics"]
+__all__ = ["learned_partitioner", "make_learned_partitioner", "group_affinity", "load_cap", "plan_metrics",
+           "random_balanced", "tower_loads"]
 
 log = logging.getLogger(__name__)
 
 
-def _loads(req: PartitionRequest, assignment: dict[int, int], attr: str = "width") -> list[float]:
+def tower_loads(req: PartitionRequest, assignment: dict[int, int], attr: str = "width") -> list[float]:
     out = [0.0] * req.num_towers
     for gi, t in assignment.items():
         out[t] += float(getattr(req.groups[gi], attr))
@@ -45,7 +45,7 @@ def load_cap(req: PartitionRequest, tol: float = 0.1) -> float:
     """Largest per-tower width the learned partitioner accepts: `max((1+tol)*mean, LPT makespan)`."""
     lpt = balanced_partitioner(req).assignment
     mean = sum(g.width for g in req.groups) / req.num_towers
-    return max((1.0 + tol) * mean, max(_loads(req, dict(lpt))))
+    return max((1.0 + tol) * mean, max(tower_loads(req, dict(lpt))))
 
 
 def group_affinity(req: PartitionRequest, method: str = "covariation") -> tuple[torch.Tensor, FeatureAffinity] | None:
@@ -110,24 +110,9 @@ def _local_search(w: torch.Tensor, cost: list[float], assign: list[int], fixed: 
     return assign
 
 
-def _random_balanced(req: PartitionRequest, rng: random.Random) -> dict[int, int]:
-    """Free groups in random order, each to the least-loaded tower (ties broken at random)."""
-    assignment = dict(req.fixed)
-    load = _loads(req, assignment)
-    free = [g.index for g in req.groups if g.index not in assignment]
-    rng.shuffle(free)
-    for gi in free:
-        used = set(assignment.values())
-        key = [(t in used, load[t], rng.random()) for t in range(req.num_towers)]
-        t = min(range(req.num_towers), key=lambda k: key[k])
-        assignment[gi] = t
-        load[t] += req.groups[gi].width
-    return assignment
-
-
 def plan_metrics(req: PartitionRequest, assignment: dict[int, int], w: torch.Tensor | None = None) -> dict[str, float]:
     """Balance (width and table memory), affinity captured, and the cost model's prediction if it can."""
-    loads, tables = _loads(req, assignment), _loads(req, assignment, "table_elements")
+    loads, tables = tower_loads(req, assignment), tower_loads(req, assignment, "table_elements")
     out = {
         "balance_max_over_mean": max(loads) / (sum(loads) / len(loads)) if sum(loads) else 1.0,
         "table_balance_max_over_mean": max(tables) / (sum(tables) / len(tables)) if sum(tables) else 1.0,
@@ -167,11 +152,11 @@ def make_learned_partitioner(method: str = "covariation", tol: float = 0.1, rest
         fixed = set(req.fixed)
         rng = random.Random(req.seed)
         starts = [dict(balanced_partitioner(req).assignment)]
-        starts += [_random_balanced(req, rng) for _ in range(restarts)]
+        starts += [random_balanced(req, rng) for _ in range(restarts)]
         best, best_key = None, None
         for start in starts:
             assign = [start[g.index] for g in req.groups]
-            if max(_loads(req, start)) > cap + 1e-9:
+            if max(tower_loads(req, start)) > cap + 1e-9:
                 continue
             assign = _local_search(w, cost, assign, fixed, req.num_towers, cap)
             loads = [0.0] * req.num_towers
@@ -196,31 +181,18 @@ learned_partitioner = make_learned_partitioner()
 learned_partitioner.__doc__ = "Tower Partitioner: maximise embedding affinity inside towers under a load cap."
 
 
-def random_partitioner(req: PartitionRequest) -> PartitionResult:
-    """Baseline: random balanced towers (seeded shuffle, each group to the least-loaded tower)."""
-    assignment = _random_balanced(req, random.Random(req.seed))
-    measured = group_affinity(req)
-    return PartitionResult(assignment, (f"random balanced towers (seed {req.seed})",),
-                           plan_metrics(req, assignment, None if measured is None else measured[0]))
 
 
-def contiguous_partitioner(req: PartitionRequest) -> PartitionResult:
-    """Baseline: free groups in feature order, cut into consecutive chunks of about equal width."""
+def random_balanced(req: PartitionRequest, rng: random.Random) -> dict[int, int]:
+    """Free groups in random order, each to the least-loaded tower (ties broken at random)."""
     assignment = dict(req.fixed)
-    free = [g for g in req.groups if g.index not in assignment]
-    total = sum(g.width for g in free)
-    used = set(assignment.values())
-    empty = [t for t in range(req.num_towers) if t not in used]
-    # towers without pins take chunks in order; pinned towers take a chunk only when nothing is empty
-    order: Sequence[int] = empty or list(range(req.num_towers))
-    k, acc = 0, 0.0
-    for pos, g in enumerate(free):
-        remaining = len(free) - pos
-        target = total * (k + 1) / len(order)
-        if k < len(order) - 1 and (acc >= target - 1e-9 or remaining <= len(order) - 1 - k) and acc > 0:
-            k += 1
-        assignment[g.index] = order[k]
-        acc += g.width
-    measured = group_affinity(req)
-    return PartitionResult(assignment, ("contiguous feature order",),
-                           plan_metrics(req, assignment, None if measured is None else measured[0]))
+    load = tower_loads(req, assignment)
+    free = [g.index for g in req.groups if g.index not in assignment]
+    rng.shuffle(free)
+    for gi in free:
+        used = set(assignment.values())
+        key = [(t in used, load[t], rng.random()) for t in range(req.num_towers)]
+        t = min(range(req.num_towers), key=lambda k: key[k])
+        assignment[gi] = t
+        load[t] += req.groups[gi].width
+    return assignment

@@ -1,63 +1,89 @@
-"""Pass infrastructure: `PassResult`, `Pass`, `PassContext` and `PassPipeline`.
+"""Pass infrastructure: `Pass`, `PassResult`, `PassContext`, `PassPipeline`.
 
-A pass is a small callable object with a kebab-case `name`. It reads and writes the shared
-`PassContext` (detection, plan, options) and returns `PassResult(gm, modified)`. The pipeline
-lints and checks the graph after every pass, re-propagates shapes, hands the graph to an
-optional callback (dumps), and wraps failures in `PassError` naming the pass.
+A pass is a frozen dataclass with a kebab-case `name`; its options are its fields. It declares
+the analyses it `needs` (types, e.g. `Detection`) and those it `produces`; analyses are frozen
+values the pipeline stores in the context by type, so a pass reads `ctx.get(Detection)` and never
+writes into the context itself. `requires(gm, ctx)` / `ensures(gm, ctx)` check the pass's graph
+invariants before and after it runs.
+
+Contract (see passes/README.md): the graph lints and every tensor node carries `dmt.shape`
+before and after every pass; a pass that changes the graph returns `modified=True`, and the
+pipeline then lints, recompiles and re-propagates shapes. Failures are wrapped in `PassError`
+naming the pass and the passes that ran before it; typed `DmtError`s keep their type.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, ClassVar, NamedTuple, Sequence, TypeVar
 
 import torch.fx as fx
 
+from dmt_compile.capture.inputs import InputSpec
 from dmt_compile.errors import DmtError, PassError
 from dmt_compile.ir.shapes import record_shapes
+from dmt_compile.topo import Topology
 
-__all__ = ["PassResult", "Pass", "PassContext", "PassPipeline"]
+__all__ = ["Pass", "PassResult", "PassContext", "PassPipeline", "Callback"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class PassResult(NamedTuple):
     graph_module: fx.GraphModule
     modified: bool
+    analyses: tuple = ()  # frozen values of the types in the pass's `produces`
 
 
 @dataclass
 class PassContext:
-    """State shared by the passes of one `transform` call."""
+    """The inputs of one `transform` call and the analyses produced so far (by type)."""
 
-    topology: Any
+    topology: Topology
+    input_spec: InputSpec
     flat_inputs: list[Any]
-    options: dict[str, Any] = field(default_factory=dict)
-    detection: Any = None
-    plan: Any = None
-    reference_output: Any = None
+    reference_output: Any
+    calibration: tuple[list[Any], ...] = ()  # flattened calibration batches (learned partitioner)
+    analyses: dict[type, Any] = field(default_factory=dict)
+
+    def get(self, kind: type[T]) -> T:
+        """The analysis of type `kind`; a `PassError`-worthy KeyError when no pass produced it yet."""
+        try:
+            return self.analyses[kind]
+        except KeyError:
+            raise KeyError(f"no {kind.__name__} has been produced yet (a pass that makes it must run first)") from None
+
+    def has(self, kind: type) -> bool:
+        return kind in self.analyses
 
 
+@dataclass(frozen=True)
 class Pass:
-    """Base class: subclasses set `name` and implement `call`; `ensures` checks invariants."""
+    """Base class: set `name`, `needs`, `produces`; implement `call` (and optionally requires/ensures)."""
 
-    name: str = "pass"
+    name: ClassVar[str] = "pass"
+    needs: ClassVar[tuple[type, ...]] = ()
+    produces: ClassVar[tuple[type, ...]] = ()
 
-    def __call__(self, gm: fx.GraphModule, ctx: PassContext) -> PassResult:
-        return self.call(gm, ctx)
+    def requires(self, gm: fx.GraphModule, ctx: PassContext) -> None:
+        """Raise if the graph is not in the state this pass expects."""
 
-    def call(self, gm: fx.GraphModule, ctx: PassContext) -> PassResult:  # pragma: no cover
+    def call(self, gm: fx.GraphModule, ctx: PassContext) -> PassResult:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def ensures(self, gm: fx.GraphModule, ctx: PassContext) -> None:
         """Raise if the pass left the graph in a state it promised not to."""
+
+    def __call__(self, gm: fx.GraphModule, ctx: PassContext) -> PassResult:
+        return self.call(gm, ctx)
 
 
 Callback = Callable[[int, str, fx.GraphModule, PassContext], None]
 
 
 class PassPipeline:
-    """Run passes in order; after each mutation lint, recompile and re-propagate shapes; check each pass."""
+    """Run passes in order; check needs/produces and invariants; lint, recompile and re-shape after mutations."""
 
     def __init__(self, passes: Sequence[Pass], callback: Callback | None = None, first_index: int = 1):
         self.passes = list(passes)
@@ -68,17 +94,10 @@ class PassPipeline:
         done: list[str] = []
         for offset, p in enumerate(self.passes):
             try:
-                gm, modified = p(gm, ctx)
-                if modified:  # analyses leave the graph alone: lint, regenerate code and shapes only after mutations
-                    gm.graph.lint()
-                    gm.recompile()
-                    record_shapes(gm, ctx.flat_inputs)
-                p.ensures(gm, ctx)
+                gm = self._run(p, gm, ctx)
             except DmtError as exc:
-                if isinstance(exc, PassError):
-                    raise
-                # typed user-facing errors keep their type; the pass name is added to the message
-                exc.args = (f"[{p.name}] {exc.args[0]}",) + exc.args[1:]
+                if not isinstance(exc, PassError):  # typed user-facing errors keep their type
+                    exc.args = (f"[{p.name}] {exc.args[0]}",) + exc.args[1:]
                 raise
             except Exception as exc:
                 raise PassError(p.name, done, exc) from exc
@@ -86,4 +105,24 @@ class PassPipeline:
             done.append(p.name)
             if self.callback is not None:
                 self.callback(self.first_index + offset, p.name, gm, ctx)
+        return gm
+
+    @staticmethod
+    def _run(p: Pass, gm: fx.GraphModule, ctx: PassContext) -> fx.GraphModule:
+        missing = [k.__name__ for k in p.needs if not ctx.has(k)]
+        if missing:
+            raise RuntimeError(f"needs {', '.join(missing)}, which no earlier pass produced")
+        p.requires(gm, ctx)
+        gm, modified, analyses = p(gm, ctx)
+        if modified:  # analyses leave the graph alone: lint, regenerate code and shapes only after mutations
+            gm.graph.lint()
+            gm.recompile()
+            record_shapes(gm, ctx.flat_inputs)
+        produced = {type(a) for a in analyses}
+        if produced != set(p.produces):
+            raise RuntimeError(f"produced {sorted(t.__name__ for t in produced)}, "
+                               f"declared {sorted(t.__name__ for t in p.produces)}")
+        for a in analyses:
+            ctx.analyses[type(a)] = a
+        p.ensures(gm, ctx)
         return gm

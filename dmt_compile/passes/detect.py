@@ -1,82 +1,30 @@
 """detect: find every embedding lookup, where its ids come from, and how lookups group.
 
-Analysis only (plus `dmt.*` annotations on lookup nodes). Two lookups land in one *feature
-group* when they share a table or share an id source (an atom, see `id_sources`); a group is
-never split across towers. Also found: the `torch.cat`/`torch.stack` sites where looked-up
-embeddings enter the interaction (used for direct feed of compressed towers), and "dense
-embedding" features that enter those sites without a lookup (`Linear(1, D)` per dense feature).
+Analysis only (plus `dmt.lookup` / `dmt.features` / `dmt.group` on lookup nodes). Two lookups
+land in one *feature group* when they share a table or share an id source (an atom, see
+`ir.id_sources`); a group is never split across towers. Also found: "dense embedding" features,
+inputs that enter the interaction's `torch.cat`/`torch.stack` next to looked-up embeddings
+without a lookup (`Linear(1, D)` per dense feature); they stay data-parallel.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.fx as fx
 
 from dmt_compile.errors import DetectionError
-from dmt_compile.passes.base import Pass, PassContext, PassResult
+from dmt_compile.ir.detection import Detection, FeatureGroup, Lookup
+from dmt_compile.ir.graph import VIEW_METHODS
 from dmt_compile.ir.id_sources import atoms_of
-from dmt_compile.ir.lookups import classify_lookup
+from dmt_compile.ir.lookups import classify_lookup, id_nodes
+from dmt_compile.ir.meta import FEATURES, GROUP, LOOKUP, SHAPE
 from dmt_compile.ir.union_find import UnionFind
+from dmt_compile.passes.base import Pass, PassContext, PassResult
 
-__all__ = ["Detect", "Detection", "Lookup", "FeatureGroup", "CombineSite", "find_combine_sites"]
-
-_VIEW_METHODS = {"unsqueeze", "view", "reshape", "squeeze", "flatten", "contiguous", "float"}
-
-
-@dataclass(frozen=True)
-class Lookup:
-    index: int
-    node: str
-    kind: str  # embedding | embedding_bag | functional_embedding | ebc
-    tables: tuple[str, ...]
-    id_args: tuple[Any, ...]  # positions (int) or keyword names (str) of the id tensors
-    features: tuple[str, ...]
-    rows: int
-    dim: int
-    out_shape: tuple[int, ...]
-
-    @property
-    def width(self) -> int:
-        """Elements per sample of the lookup's output."""
-        n = 1
-        for s in self.out_shape[1:]:
-            n *= s
-        return n
-
-
-@dataclass(frozen=True)
-class FeatureGroup:
-    index: int
-    features: tuple[str, ...]
-    tables: tuple[str, ...]
-    lookups: tuple[int, ...]
-    width: int  # elements looked up per sample
-    table_elements: int  # rows x dim summed over tables
-    reasons: tuple[str, ...]  # why these features must stay together
-
-
-@dataclass(frozen=True)
-class CombineSite:
-    """A cat/stack whose list holds (views of) lookup outputs: where embeddings enter the interaction."""
-
-    node: str
-    dim: int
-    elements: tuple[tuple[int | None, tuple[int, ...]], ...]  # (lookup index or None, element shape)
-
-
-@dataclass(frozen=True)
-class Detection:
-    batch_size: int
-    lookups: tuple[Lookup, ...]
-    groups: tuple[FeatureGroup, ...]
-    features: tuple[str, ...]
-    dense_features: tuple[str, ...]
-    combine_sites: tuple[CombineSite, ...] = field(default=())
-
-    def lookup_by_node(self) -> dict[str, Lookup]:
-        return {lk.node: lk for lk in self.lookups}
+__all__ = ["Detect", "batch_size_of"]
 
 
 def _feature_name(atom: tuple[str, Any], display: dict[str, str]) -> str:
@@ -89,7 +37,7 @@ def _feature_name(atom: tuple[str, Any], display: dict[str, str]) -> str:
     return f"{base}[:,{column}]"
 
 
-def _leaf_feature_names(gm: fx.GraphModule, spec) -> dict[str, str]:
+def _leaf_feature_names(spec) -> dict[str, str]:
     names = {leaf.name: leaf.feature for leaf in spec.leaves}
     counts: dict[str, int] = {}
     for v in names.values():
@@ -98,7 +46,8 @@ def _leaf_feature_names(gm: fx.GraphModule, spec) -> dict[str, str]:
     return {k: (v if counts[v] == 1 else k) for k, v in names.items()}
 
 
-def _batch_size(reference_output: Any) -> int:
+def batch_size_of(reference_output: Any) -> int:
+    """The batch size of a model output: dim 0 of its first tensor (or KeyedTensor)."""
     stack = [reference_output]
     while stack:
         value = stack.pop(0)
@@ -116,19 +65,20 @@ def _batch_size(reference_output: Any) -> int:
     )
 
 
+def _natural(name: str):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+@dataclass(frozen=True)
 class Detect(Pass):
     name = "detect"
+    produces = (Detection,)
 
     def call(self, gm: fx.GraphModule, ctx: PassContext) -> PassResult:
-        spec = ctx.options["input_spec"]
-        display = _leaf_feature_names(gm, spec)
-        batch = _batch_size(ctx.reference_output)
+        display = _leaf_feature_names(ctx.input_spec)
+        batch = batch_size_of(ctx.reference_output)
         cache: dict[fx.Node, frozenset] = {}
-        raw = []
-        for node in gm.graph.nodes:
-            kind = classify_lookup(gm, node)
-            if kind is not None:
-                raw.append((node, kind))
+        raw = [(n, kind) for n in gm.graph.nodes if (kind := classify_lookup(gm, n)) is not None]
         if not raw:
             raise DetectionError(
                 "the model has no embedding lookup (nn.Embedding, nn.EmbeddingBag, F.embedding, "
@@ -137,38 +87,43 @@ class Detect(Pass):
             )
         lookups, atoms_per_lookup = [], []
         for i, (node, kind) in enumerate(raw):
+            ids = id_nodes(node, kind.id_args)
             # features and grouping follow the ids themselves; offsets / per-sample weights may be shared
-            atoms = atoms_of(kind.id_nodes(node)[0], cache) if kind.id_nodes(node) else frozenset()
-            shape = node.meta.get("dmt.shape") or ()
-            if kind.kind == "ec":  # unpooled sequences (a dict of JaggedTensors): cost = width per id
-                shape = (batch, kind.dim)
-            elif not shape or shape[0] != batch:
-                raise DetectionError(
-                    f"lookup {node.name} ({kind.kind}) returns shape {shape}, which is not batch-major "
-                    f"(batch size {batch})",
-                    "dmt_compile needs lookups whose output has the batch as dim 0",
-                )
+            atoms = atoms_of(ids[0], cache) if ids else frozenset()
+            shape = _lookup_shape(node, kind, batch)
             features = tuple(sorted({_feature_name(a, display) for a in atoms}, key=_natural))
-            lookups.append(
-                Lookup(i, node.name, kind.kind, kind.tables, kind.id_args, features, kind.rows, kind.dim, tuple(shape))
-            )
+            lookups.append(Lookup(i, node.name, kind.kind, kind.tables, kind.id_args, features, kind.rows, kind.dim,
+                                  shape, kind.mode, kind.include_last_offset))
             atoms_per_lookup.append(atoms)
-            node.meta["dmt.lookup"] = i
-            node.meta["dmt.features"] = features
+            node.meta[LOOKUP] = i
+            node.meta[FEATURES] = features
         groups = _group(lookups, atoms_per_lookup, display)
         for g in groups:
             for i in g.lookups:
-                raw[i][0].meta["dmt.group"] = g.index
-        sites, dense = find_combine_sites(gm, {lk.node: lk.index for lk in lookups}, cache, display)
+                raw[i][0].meta[GROUP] = g.index
+        dense = _dense_features(gm, {lk.node for lk in lookups}, cache, display)
         features = tuple(f for g in groups for f in g.features)
-        ctx.detection = Detection(batch, tuple(lookups), groups, features, dense, sites)
-        return PassResult(gm, False)
+        return PassResult(gm, False, (Detection(batch, tuple(lookups), groups, features, dense),))
+
+    def ensures(self, gm: fx.GraphModule, ctx: PassContext) -> None:
+        det = ctx.get(Detection)
+        by_name = {n.name: n for n in gm.graph.nodes}
+        for lk in det.lookups:
+            node = by_name[lk.node]
+            if node.meta.get(LOOKUP) != lk.index or node.meta.get(GROUP) is None:
+                raise AssertionError(f"lookup {lk.node} is not annotated")
 
 
-def _natural(name: str):
-    import re
-
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+def _lookup_shape(node: fx.Node, kind, batch: int) -> tuple[int, ...]:
+    shape = node.meta.get(SHAPE) or ()
+    if kind.kind == "ec":  # unpooled sequences (a dict of JaggedTensors): cost = width per id
+        return (batch, kind.dim)
+    if not shape or shape[0] != batch:
+        raise DetectionError(
+            f"lookup {node.name} ({kind.kind}) returns shape {shape}, which is not batch-major (batch size {batch})",
+            "dmt_compile needs lookups whose output has the batch as dim 0",
+        )
+    return tuple(shape)
 
 
 def _group(lookups: list[Lookup], atoms_per_lookup: list[frozenset], display) -> tuple[FeatureGroup, ...]:
@@ -186,16 +141,14 @@ def _group(lookups: list[Lookup], atoms_per_lookup: list[frozenset], display) ->
             key = atom[0] if atom[0] in whole_inputs else atom
             if key in owner_of_atom and uf.union(owner_of_atom[key], lk.index):
                 reasons.setdefault(lk.index, []).append(
-                    f"several lookups read the ids of {_feature_name(atom, display)}"
-                )
+                    f"several lookups read the ids of {_feature_name(atom, display)}")
             owner_of_atom.setdefault(key, lk.index)
-        if len(lk.features) > 1 and lk.kind in ("ebc", "ec"):
+        if len(lk.features) > 1 and lk.is_collection:
             reasons.setdefault(lk.index, []).append(f"table {lk.tables[0]} serves {', '.join(lk.features)}")
         elif len(lk.features) > 1:
             reasons.setdefault(lk.index, []).append(
                 f"one lookup ({lk.node}) reads ids of {len(lk.features)} features at once "
-                "(e.g. one table with offsets in the input); it cannot be split"
-            )
+                "(e.g. one table with offsets in the input); it cannot be split")
     out = []
     for gi, members in enumerate(uf.groups()):
         members = sorted(members)
@@ -203,45 +156,34 @@ def _group(lookups: list[Lookup], atoms_per_lookup: list[frozenset], display) ->
         tables = sorted({t for i in members for t in lookups[i].tables})
         rows_dim = {t: lookups[i].rows * lookups[i].dim for i in members for t in lookups[i].tables}
         why = tuple(dict.fromkeys(r for i in members for r in reasons.get(i, [])))
-        out.append(
-            FeatureGroup(
-                gi, tuple(feats), tuple(tables), tuple(members),
-                sum(lookups[i].width for i in members), sum(rows_dim.values()), why,
-            )
-        )
+        out.append(FeatureGroup(gi, tuple(feats), tuple(tables), tuple(members),
+                                sum(lookups[i].width for i in members), sum(rows_dim.values()), why))
     return tuple(out)
 
 
 def _view_chain_root(node: fx.Node) -> fx.Node:
-    while node.op == "call_method" and node.target in _VIEW_METHODS and len(node.users) == 1:
+    while node.op == "call_method" and node.target in VIEW_METHODS and len(node.users) == 1:
         node = node.args[0]
     return node
 
 
-def find_combine_sites(gm: fx.GraphModule, lookup_index: dict[str, int], cache, display):
-    """Cat/stack nodes whose list elements are (views of) lookup outputs, and dense-embedding features."""
-    sites, dense = [], []
+def _dense_features(gm: fx.GraphModule, lookup_names: set[str], cache, display) -> tuple[str, ...]:
+    """Inputs that enter a cat/stack next to (views of) lookup outputs without being looked up."""
+    dense: list[str] = []
     for node in gm.graph.nodes:
         if node.op != "call_function" or node.target not in (torch.cat, torch.stack):
             continue
         items = node.args[0] if node.args else node.kwargs.get("tensors")
         if not isinstance(items, (list, tuple)):
             continue
-        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
-        elements, hit = [], False
-        for item in items:
-            root = _view_chain_root(item) if isinstance(item, fx.Node) else item
-            idx = lookup_index.get(root.name) if isinstance(root, fx.Node) else None
-            hit |= idx is not None
-            shape = item.meta.get("dmt.shape") if isinstance(item, fx.Node) else None
-            elements.append((idx, tuple(shape or ())))
-        if not hit:
+        roots = [_view_chain_root(i) if isinstance(i, fx.Node) else None for i in items]
+        if not any(r is not None and r.name in lookup_names for r in roots):
             continue
-        sites.append(CombineSite(node.name, int(dim), tuple(elements)))
-        for item, (idx, _) in zip(items, elements):
-            if idx is None and isinstance(item, fx.Node):
-                for name, column in sorted(atoms_of(item, cache), key=str):
-                    feat = display.get(name, name) + ("" if column is None else f"[:,{column}]")
-                    if feat not in dense:
-                        dense.append(feat)
-    return tuple(sites), tuple(dense)
+        for item, root in zip(items, roots):
+            if root is None or root.name in lookup_names:
+                continue
+            for name, column in sorted(atoms_of(item, cache), key=str):
+                feat = display.get(name, name) + ("" if column is None else f"[:,{column}]")
+                if feat not in dense:
+                    dense.append(feat)
+    return tuple(dense)

@@ -14,49 +14,69 @@ from __future__ import annotations
 
 import operator
 import re
+from dataclasses import dataclass
 
 import torch.fx as fx
 
-from dmt_compile.passes.base import Pass, PassContext, PassResult
 from dmt_compile.ir.graph import call_module, tag
+from dmt_compile.ir.meta import ID_ATOMS
 from dmt_compile.ir.torchrec_ops import jt_merge, kjt_split, kt_merge, sub_collection
+from dmt_compile.passes.base import Pass, PassContext, PassResult
 
 __all__ = ["SplitCollections"]
 
+_COLLECTIONS = ("EmbeddingBagCollection", "EmbeddingCollection")
 
+
+def _configs(collection) -> list:
+    if type(collection).__name__ == "EmbeddingBagCollection":
+        return list(collection.embedding_bag_configs())
+    return list(collection.embedding_configs())
+
+
+def _collection_calls(gm: fx.GraphModule) -> list[fx.Node]:
+    """Calls of a torchrec collection that look up more than one table."""
+    return [n for n in gm.graph.nodes if n.op == "call_module"
+            and type(gm.get_submodule(n.target)).__name__ in _COLLECTIONS
+            and len(_configs(gm.get_submodule(n.target))) > 1]
+
+
+@dataclass(frozen=True)
 class SplitCollections(Pass):
     name = "split-collections"
 
     def call(self, gm: fx.GraphModule, ctx: PassContext) -> PassResult:
-        names = ("EmbeddingBagCollection", "EmbeddingCollection")
-        targets = [
-            n for n in gm.graph.nodes
-            if n.op == "call_module" and type(gm.get_submodule(n.target)).__name__ in names
-        ]
+        targets = _collection_calls(gm)
         for node in targets:
-            ebc = gm.get_submodule(node.target)
-            pooled = type(ebc).__name__ == "EmbeddingBagCollection"
-            configs = ebc.embedding_bag_configs() if pooled else ebc.embedding_configs()
-            if len(configs) < 2:
-                continue
-            kjt = node.args[0] if node.args else node.kwargs["features"]
-            groups = [list(c.feature_names) for c in configs]
-            keys = [f"{f}" for c in configs for f in c.feature_names]
-            base = re.sub(r"\W", "_", node.target)
-            graph = gm.graph
-            with graph.inserting_before(node):
-                split = tag(graph.call_function(kjt_split, (kjt, groups), name=f"{base}_split"), self.name)
-                parts = []
-                for i, cfg in enumerate(configs):
-                    item = graph.call_function(operator.getitem, (split, i), name=f"{base}_kjt_{cfg.name}")
-                    item.meta["dmt.id_atoms"] = frozenset((kjt.target if kjt.op == "placeholder" else kjt.name, k)
-                                                          for k in cfg.feature_names)
-                    tag(item, self.name)
-                    path = f"dmt.{base}_{cfg.name}"
-                    gm.add_submodule(path, sub_collection(ebc, [cfg.name]))
-                    parts.append(tag(call_module(graph, path, (item,), f"{base}_{cfg.name}"), self.name))
-                merge = kt_merge if pooled else jt_merge
-                merged = tag(graph.call_function(merge, (parts, keys), name=f"{base}_merged"), self.name)
-            node.replace_all_uses_with(merged)
-            graph.erase_node(node)
+            self._split(gm, node)
         return PassResult(gm, bool(targets))
+
+    def _split(self, gm: fx.GraphModule, node: fx.Node) -> None:
+        collection = gm.get_submodule(node.target)
+        pooled = type(collection).__name__ == "EmbeddingBagCollection"
+        configs = _configs(collection)
+        kjt = node.args[0] if node.args else node.kwargs["features"]
+        source = kjt.target if kjt.op == "placeholder" else kjt.name
+        keys = [f for c in configs for f in c.feature_names]
+        base = re.sub(r"\W", "_", node.target)
+        graph = gm.graph
+        with graph.inserting_before(node):
+            split = tag(graph.call_function(kjt_split, (kjt, [list(c.feature_names) for c in configs]),
+                                            name=f"{base}_split"), self.name)
+            parts = []
+            for i, cfg in enumerate(configs):
+                item = tag(graph.call_function(operator.getitem, (split, i), name=f"{base}_kjt_{cfg.name}"),
+                           self.name)
+                item.meta[ID_ATOMS] = frozenset((source, k) for k in cfg.feature_names)
+                path = f"dmt.{base}_{cfg.name}"
+                gm.add_submodule(path, sub_collection(collection, [cfg.name]))
+                parts.append(tag(call_module(graph, path, (item,), f"{base}_{cfg.name}"), self.name))
+            merge = kt_merge if pooled else jt_merge
+            merged = tag(graph.call_function(merge, (parts, keys), name=f"{base}_merged"), self.name)
+        node.replace_all_uses_with(merged)
+        graph.erase_node(node)
+
+    def ensures(self, gm: fx.GraphModule, ctx: PassContext) -> None:
+        left = [n.name for n in _collection_calls(gm)]
+        if left:
+            raise AssertionError(f"collection calls {left} still look up several tables in one call")

@@ -1,36 +1,40 @@
 """sptt-rewrite: regroup the lookups into towers with explicit boundary nodes.
 
-For each tower t of the plan (lookups in original order):
+For each tower t of the plan (lookups in plan order):
 
     tower{t}_ids   = ids_exchange(t, *ids)            # every id tensor the tower's lookups read
     <lookup>       = table(getitem(tower{t}_ids, k))  # the original lookup nodes, ids rewired
-    tower{t}_tm    = dmt.tower{t}_tm(*lookups)        # identity Tower Module (tower-modules swaps it)
+    tower{t}_tm    = dmt.tower{t}_tm(*lookups)        # identity Tower Module (insert-tower-modules swaps it)
     tower{t}_out   = outputs_exchange(t, *payload)
     tower{t}_out_k = getitem(tower{t}_out, k)         # replaces lookup k for every consumer
 
-Id computation (slicing, casts, offsets) stays on the sample owner before the exchange; the
-result is topologically re-sorted so each node sits as close to its old place as it can.
+Id computation (slicing, casts, offsets) stays on the sample owner before the exchange. The
+boundary nodes are placed next to the tower's first / last lookup and the graph is re-sorted
+topologically (`ir.graph.Placement`).
 """
 from __future__ import annotations
 
 import operator
+from dataclasses import dataclass
 
 import torch
 import torch.fx as fx
 
-from dmt_compile.ir.boundary import ids_exchange, outputs_exchange
 from dmt_compile.errors import RewriteError
+from dmt_compile.ir.boundary import ids_exchange, outputs_exchange
+from dmt_compile.ir.detection import Detection, Lookup
+from dmt_compile.ir.graph import Placement, call_module, tag
+from dmt_compile.ir.meta import FROM_PASS, LOOKUP, ROLE, Role
+from dmt_compile.ir.plan import TowerDetail, TowerPlan
 from dmt_compile.passes.base import Pass, PassContext, PassResult
-from dmt_compile.ir.graph import call_module, stable_toposort, tag
-from dmt_compile.ir.lookups import classify_lookup
 from dmt_compile.tower_modules import IdentityTowerModule
 
-__all__ = ["SpttRewrite", "TOWER_ROOT"]
+__all__ = ["SpttRewrite", "TOWER_ROOT", "tower_module_path"]
 
-TOWER_ROOT = "dmt"
+TOWER_ROOT = "dmt"  # submodule holding every module the compiler adds
 
 
-def _tower_module_path(t: int) -> str:
+def tower_module_path(t: int) -> str:
     return f"{TOWER_ROOT}.tower{t}_tm"
 
 
@@ -40,89 +44,78 @@ def _ensure_root(gm: fx.GraphModule) -> torch.nn.Module:
     return getattr(gm, TOWER_ROOT)
 
 
-def _ancestors(node: fx.Node, stop: set[fx.Node]) -> set[fx.Node]:
+def _ancestors(node: fx.Node) -> set[fx.Node]:
     seen, stack = set(), [node]
     while stack:
-        n = stack.pop()
-        for a in n.all_input_nodes:
+        for a in stack.pop().all_input_nodes:
             if a not in seen:
                 seen.add(a)
-                if a not in stop:
-                    stack.append(a)
+                stack.append(a)
     return seen
 
 
+def _id_inputs(nodes: list[fx.Node], lookups: list[Lookup], all_lookups: set[fx.Node]) -> list[fx.Node]:
+    """Every distinct id tensor the tower's lookups read, in order; ids must not come from lookups."""
+    out: list[fx.Node] = []
+    for n, lk in zip(nodes, lookups):
+        for id_node in lk.id_nodes(n):
+            if _ancestors(id_node) & all_lookups:
+                raise RewriteError(f"the ids of lookup {n.name} are computed from embedding lookups",
+                                   "dmt_compile needs ids that come from the model inputs; this model cannot be towered")
+            if id_node not in out:
+                out.append(id_node)
+    return out
+
+
+@dataclass(frozen=True)
 class SpttRewrite(Pass):
     name = "sptt-rewrite"
+    needs = (Detection, TowerPlan)
 
     def call(self, gm: fx.GraphModule, ctx: PassContext) -> PassResult:
-        plan, det = ctx.plan, ctx.detection
-        graph = gm.graph
-        by_name = {n.name: n for n in graph.nodes}
-        lookup_nodes = {lk.index: by_name[lk.node] for lk in det.lookups}
-        all_lookups = set(lookup_nodes.values())
-        position = {n: float(i) for i, n in enumerate(graph.nodes)}
-        priority: dict[fx.Node, float] = {}
-        output = next(n for n in graph.nodes if n.op == "output")
+        plan, det = ctx.get(TowerPlan), ctx.get(Detection)
+        by_name = {n.name: n for n in gm.graph.nodes}
+        all_lookups = {by_name[lk.node] for lk in det.lookups}
+        placement = Placement(gm.graph)
         _ensure_root(gm)
         for detail in plan.details:
-            t = detail.index
-            nodes = [lookup_nodes[i] for i in detail.lookups]
-            kinds = [classify_lookup(gm, n) for n in nodes]
-            for n, kind in zip(nodes, kinds):
-                for id_node in kind.id_nodes(n):
-                    if _ancestors(id_node, set()) & all_lookups:
-                        raise RewriteError(
-                            f"the ids of lookup {n.name} are computed from embedding lookups",
-                            "dmt_compile needs ids that come from the model inputs; pin such features "
-                            "to one tower is not enough — this model cannot be towered",
-                        )
-            id_inputs: list[fx.Node] = []
-            for n, kind in zip(nodes, kinds):
-                for id_node in kind.id_nodes(n):
-                    if id_node not in id_inputs:
-                        id_inputs.append(id_node)
-            first = min(position[n] for n in nodes)
-            last = max(position[n] for n in nodes)
-            with graph.inserting_before(output):
-                ex = tag(graph.call_function(ids_exchange, (t, *id_inputs), name=f"tower{t}_ids"),
-                         self.name, tower=t, role="ids_exchange")
-                moved = {}
-                for k, id_node in enumerate(id_inputs):
-                    moved[id_node] = tag(graph.call_function(operator.getitem, (ex, k), name=f"tower{t}_ids_{k}"),
-                                         self.name, tower=t, role="ids_exchange")
-                    priority[moved[id_node]] = first - 0.5 + k * 1e-6
-                priority[ex] = first - 0.6
-                for n, kind in zip(nodes, kinds):
-                    for id_node in kind.id_nodes(n):
-                        n.replace_input_with(id_node, moved[id_node])
-                    tag(n, n.meta.get("dmt.from_pass", "capture"), tower=t, role="lookup")
-                gm.get_submodule(TOWER_ROOT).add_module(f"tower{t}_tm", IdentityTowerModule(len(nodes)))
-                tm = tag(call_module(graph, _tower_module_path(t), tuple(nodes), name=f"tower{t}_tm"),
-                         self.name, tower=t, role="tower_module")
-                payload = [
-                    tag(graph.call_function(operator.getitem, (tm, k), name=f"tower{t}_payload_{k}"),
-                        self.name, tower=t, role="tower_module")
-                    for k in range(len(nodes))
-                ]
-                out = tag(graph.call_function(outputs_exchange, (t, *payload), name=f"tower{t}_out"),
-                          self.name, tower=t, role="outputs_exchange")
-                parts = [
-                    tag(graph.call_function(operator.getitem, (out, k), name=f"tower{t}_out_{k}"),
-                        self.name, tower=t, role="reassemble")
-                    for k in range(len(nodes))
-                ]
-            for k, (n, part) in enumerate(zip(nodes, parts)):
-                n.replace_all_uses_with(part, delete_user_cb=lambda user: user is not tm)
-                priority[part] = last + 0.5 + k * 1e-6
-            priority[tm] = last + 0.1
-            for k, p in enumerate(payload):
-                priority[p] = last + 0.2 + k * 1e-6
-            priority[out] = last + 0.3
-        stable_toposort(graph, priority)
+            self._tower(gm, detail, det, by_name, all_lookups, placement)
+        placement.apply()
         return PassResult(gm, True)
+
+    def _tower(self, gm: fx.GraphModule, detail: TowerDetail, det: Detection, by_name: dict[str, fx.Node],
+               all_lookups: set[fx.Node], placement: Placement) -> None:
+        t, graph = detail.index, gm.graph
+        lookups = [det.lookups[i] for i in detail.lookups]
+        nodes = [by_name[lk.node] for lk in lookups]
+        id_inputs = _id_inputs(nodes, lookups, all_lookups)
+        output = next(n for n in graph.nodes if n.op == "output")
+        with graph.inserting_before(output):
+            ex = tag(graph.call_function(ids_exchange, (t, *id_inputs), name=f"tower{t}_ids"),
+                     self.name, tower=t, role=Role.IDS_EXCHANGE)
+            moved = {id_node: tag(graph.call_function(operator.getitem, (ex, k), name=f"tower{t}_ids_{k}"),
+                                  self.name, tower=t, role=Role.IDS_EXCHANGE)
+                     for k, id_node in enumerate(id_inputs)}
+            for n, lk in zip(nodes, lookups):
+                for id_node in lk.id_nodes(n):
+                    n.replace_input_with(id_node, moved[id_node])
+                tag(n, n.meta.get(FROM_PASS, "capture"), tower=t, role=Role.LOOKUP)
+            gm.get_submodule(TOWER_ROOT).add_module(f"tower{t}_tm", IdentityTowerModule(len(nodes)))
+            tm = tag(call_module(graph, tower_module_path(t), tuple(nodes), name=f"tower{t}_tm"),
+                     self.name, tower=t, role=Role.TOWER_MODULE)
+            payload = [tag(graph.call_function(operator.getitem, (tm, k), name=f"tower{t}_payload_{k}"),
+                           self.name, tower=t, role=Role.TOWER_MODULE) for k in range(len(nodes))]
+            out = tag(graph.call_function(outputs_exchange, (t, *payload), name=f"tower{t}_out"),
+                      self.name, tower=t, role=Role.OUTPUTS_EXCHANGE)
+            parts = [tag(graph.call_function(operator.getitem, (out, k), name=f"tower{t}_out_{k}"),
+                         self.name, tower=t, role=Role.REASSEMBLE) for k in range(len(nodes))]
+        for n, part in zip(nodes, parts):
+            n.replace_all_uses_with(part, delete_user_cb=lambda user: user is not tm)
+        order = {n: i for i, n in enumerate(graph.nodes)}
+        placement.before(min(nodes, key=order.__getitem__), ex, *moved.values())
+        placement.after(max(nodes, key=order.__getitem__), tm, *payload, out, *parts)
 
     def ensures(self, gm: fx.GraphModule, ctx: PassContext) -> None:
         for n in gm.graph.nodes:
-            if "dmt.lookup" in n.meta and n.meta.get("dmt.role") != "lookup":
+            if LOOKUP in n.meta and n.meta.get(ROLE) != Role.LOOKUP:
                 raise RewriteError(f"lookup {n.name} was left outside every tower", "report this as a bug")

@@ -6,17 +6,16 @@ e.g. per-field offsets). Used by `verify` and the benchmarks to give each rank i
 """
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Any
-
-import operator
 
 import torch
 import torch.fx as fx
 
-from dmt_compile.ir.boundary import ids_exchange
 from dmt_compile.errors import InputError
-from dmt_compile.ir.lookups import classify_lookup
+from dmt_compile.ir.boundary import ids_exchange
+from dmt_compile.ir.meta import DTYPE, INPUT_PATH, SHAPE
 
 __all__ = ["BatchLayout", "infer_batch_layout"]
 
@@ -93,35 +92,34 @@ def infer_batch_layout(dmt: Any) -> BatchLayout:
         return n
 
     for n in gm.graph.nodes:
-        kind = classify_lookup(gm, n)
-        if kind is None or kind.kind not in ("embedding_bag", "functional_embedding_bag"):
+        lk = dmt.detection.lookup_of(n)
+        if lk is None or not lk.is_bag:
             continue
-        ids = [source(a) for a in kind.id_nodes(n)]
+        ids = [source(a) for a in lk.id_nodes(n)]
         if len(ids) < 2 or not all(isinstance(a, fx.Node) and a.op == "placeholder" for a in ids[:2]):
             continue
-        if (ids[0].meta.get("dmt.shape") or (0, 0)).__len__() != 1:
+        if (ids[0].meta.get(SHAPE) or (0, 0)).__len__() != 1:
             continue
         v, o = index[ids[0]], index[ids[1]]
         kinds[v], kinds[o], partner[v] = "values", "offsets", o
-        last[o] = bool(gm.get_submodule(n.target).include_last_offset) if n.op == "call_module" else bool(
-            n.kwargs.get("include_last_offset", False))
+        last[o] = lk.include_last_offset
         if len(ids) > 2 and isinstance(ids[2], fx.Node) and ids[2].op == "placeholder":
             kinds[index[ids[2]]], partner[index[ids[2]]] = "weights", o
     for i, p in enumerate(placeholders):
         if kinds[i]:
             continue
-        shape = p.meta.get("dmt.shape")
-        if p.meta.get("dmt.dtype") == "KeyedJaggedTensor":
+        shape = p.meta.get(SHAPE)
+        if p.meta.get(DTYPE) == "KeyedJaggedTensor":
             kinds[i] = "kjt"
             continue
-        if p.meta.get("dmt.dtype") == "JaggedTensor":
+        if p.meta.get(DTYPE) == "JaggedTensor":
             raise InputError("a torchrec JaggedTensor input cannot be split by sample here",
                              "pass a KeyedJaggedTensor or batch-major tensors")
         if shape and shape[0] == batch:
             kinds[i] = "rows"
         elif shape and batch in shape[1:]:
             raise InputError(
-                f"input {p.meta.get('dmt.input_path', p.name)} has shape {tuple(shape)}: its batch dimension is "
+                f"input {p.meta.get(INPUT_PATH, p.name)} has shape {tuple(shape)}: its batch dimension is "
                 "not dim 0, so it cannot be split by sample automatically",
                 "give the model batch-major inputs, or split the batch yourself",
             )

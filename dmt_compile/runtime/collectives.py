@@ -15,6 +15,8 @@ Conventions, for a group of ``g`` ranks in which this rank has index ``me = dist
 * Every call must be made by every member of the group, in the same order (SPMD).
 * ``label`` names the group in :mod:`~dmt_compile.runtime.comm_stats` (``"cross"``, ``"intra"``,
   ``"world"``); ``op`` names the kind of exchange. Backward exchanges are counted as ``op + ".bwd"``.
+  ``hosts`` (the host of each group member), where given, also splits the bytes into
+  ``label:cross-host`` / ``label:intra-host`` (the flat baseline's world exchanges).
 * A failing exchange (peer died, timeout) raises :class:`~dmt_compile.errors.CollectiveError`
   naming the rank, label and op; bad arguments raise it before any communication.
 """
@@ -83,7 +85,8 @@ def _row_bytes(x: torch.Tensor) -> int:
 
 
 def _a2a_impl(
-    x: torch.Tensor, send: list[int], recv: list[int], group: Any, label: str, op: str
+    x: torch.Tensor, send: list[int], recv: list[int], group: Any, label: str, op: str,
+    hosts: Sequence[int] | None = None,
 ) -> torch.Tensor:
     """Uninstrumented-checked all_to_all_single on dim 0 (counts already validated); records stats."""
     x = x.contiguous()
@@ -93,7 +96,7 @@ def _a2a_impl(
     except RuntimeError as exc:
         raise _fail(label, op, exc) from exc
     rb = _row_bytes(x)
-    comm_stats.record(label, op, [c * rb for c in send], [c * rb for c in recv], dist.get_rank(group))
+    comm_stats.record(label, op, [c * rb for c in send], [c * rb for c in recv], dist.get_rank(group), hosts)
     return out
 
 
@@ -106,6 +109,7 @@ def exchange_counts(
     label: str = "world",
     *,
     op: str = "counts",
+    hosts: Sequence[int] | None = None,
 ) -> list[int] | list[list[int]]:
     """Tell every member how much this rank sends it; return what each member sends this rank.
 
@@ -121,7 +125,7 @@ def exchange_counts(
             f"expected [{size}] or [{size}, k]",
             "give one count (or one row of counts) per group member",
         )
-    out = _a2a_impl(t.to(_comm_device(group)), [1] * size, [1] * size, group, label, op)
+    out = _a2a_impl(t.to(_comm_device(group)), [1] * size, [1] * size, group, label, op, hosts)
     return out.cpu().tolist()
 
 
@@ -130,14 +134,14 @@ def exchange_counts(
 
 class _AllToAllRows(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, send, recv, group, label, op):  # type: ignore[override]
-        ctx.send, ctx.recv, ctx.group, ctx.label, ctx.op = send, recv, group, label, op
-        return _a2a_impl(x, send, recv, group, label, op)
+    def forward(ctx, x, send, recv, group, label, op, hosts):  # type: ignore[override]
+        ctx.send, ctx.recv, ctx.group, ctx.label, ctx.op, ctx.hosts = send, recv, group, label, op, hosts
+        return _a2a_impl(x, send, recv, group, label, op, hosts)
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
-        grad_in = _a2a_impl(grad_out, ctx.recv, ctx.send, ctx.group, ctx.label, ctx.op + ".bwd")
-        return grad_in, None, None, None, None, None
+        grad_in = _a2a_impl(grad_out, ctx.recv, ctx.send, ctx.group, ctx.label, ctx.op + ".bwd", ctx.hosts)
+        return grad_in, None, None, None, None, None, None
 
 
 def all_to_all_rows(
@@ -149,6 +153,7 @@ def all_to_all_rows(
     *,
     op: str = "a2a_rows",
     check_counts: bool = False,
+    hosts: Sequence[int] | None = None,
 ) -> torch.Tensor:
     """Send row block ``j`` of ``x`` (``send_counts[j]`` rows) to group member ``j``; differentiable.
 
@@ -192,7 +197,7 @@ def all_to_all_rows(
         recv = list(learned)
     else:
         recv = _check_counts("recv_counts", recv_counts, size, label, op)
-    return _AllToAllRows.apply(x, send, recv, group, label, op)
+    return _AllToAllRows.apply(x, send, recv, group, label, op, hosts)
 
 
 # --------------------------------------------------------------------------- jagged ids
@@ -217,6 +222,7 @@ def all_to_all_jagged(
     *,
     weights: torch.Tensor | None = None,
     op: str = "jagged",
+    hosts: Sequence[int] | None = None,
 ) -> JaggedExchange:
     """Exchange variable-length id lists (no autograd).
 
@@ -258,14 +264,14 @@ def all_to_all_jagged(
             f"{op} on group {label!r}: weights shape {tuple(weights.shape)} != values shape {tuple(values.shape)}",
             "give one weight per value",
         )
-    counts = exchange_counts([[s, n] for s, n in zip(seg, nvals)], group, label, op=op + ".counts")
+    counts = exchange_counts([[s, n] for s, n in zip(seg, nvals)], group, label, op=op + ".counts", hosts=hosts)
     recv_seg = [c[0] for c in counts]
     recv_vals = [c[1] for c in counts]
-    out_lengths = _a2a_impl(lengths, seg, recv_seg, group, label, op + ".lengths")
-    out_values = _a2a_impl(values, nvals, recv_vals, group, label, op + ".values")
+    out_lengths = _a2a_impl(lengths, seg, recv_seg, group, label, op + ".lengths", hosts)
+    out_values = _a2a_impl(values, nvals, recv_vals, group, label, op + ".values", hosts)
     out_weights = None
     if weights is not None:
-        out_weights = _a2a_impl(weights.detach(), nvals, recv_vals, group, label, op + ".weights")
+        out_weights = _a2a_impl(weights.detach(), nvals, recv_vals, group, label, op + ".weights", hosts)
     return JaggedExchange(out_values, out_lengths, recv_seg, recv_vals, out_weights)
 
 

@@ -45,6 +45,7 @@ __all__ = [
     "recording",
     "record",
     "summary_table",
+    "host_split",
 ]
 
 logger = logging.getLogger(__name__)
@@ -91,21 +92,17 @@ class CommStats:
         my_index: int,
         *,
         calls: int = 1,
+        hosts: Sequence[int] | None = None,
     ) -> None:
         """Add one collective: ``sent_bytes[j]`` / ``recv_bytes[j]`` bytes to / from group member ``j``.
 
-        Entry ``my_index`` (this rank's own block) is ignored.
+        Entry ``my_index`` (this rank's own block) is ignored. With ``hosts`` (the host of each
+        member) the bytes are also counted under ``label:cross-host`` and ``label:intra-host``.
         """
-        delta = Counters(calls=calls)
-        for j, n in enumerate(sent_bytes):
-            if j != my_index and n > 0:
-                delta.bytes_sent += int(n)
-                delta.messages_sent += 1
-        for j, n in enumerate(recv_bytes):
-            if j != my_index and n > 0:
-                delta.bytes_recv += int(n)
-                delta.messages_recv += 1
-        self.add(label, op, delta)
+        self.add(label, op, _counters(sent_bytes, recv_bytes, my_index, calls))
+        if hosts is not None:
+            for kind, counters in host_split(sent_bytes, recv_bytes, my_index, hosts, calls).items():
+                self.add(f"{label}:{kind}", op, counters)
 
     def add(self, label: str, op: str, delta: Counters) -> None:
         """Add pre-computed counters under ``(label, op)``."""
@@ -146,23 +143,34 @@ class CommStats:
 
     def summary(self, *, by_op: bool = False) -> list[dict[str, object]]:
         """Rows for ``tabulate(rows, headers="keys")``: one per label (or label/op) on this rank."""
-        rows = []
-        for key, c in self.snapshot(by_op=by_op).items():
-            rows.append(
-                {
-                    "rank": self.rank,
-                    "group": key,
-                    "calls": c["calls"],
-                    "bytes_sent": c["bytes_sent"],
-                    "bytes_recv": c["bytes_recv"],
-                    "messages": c["messages_sent"],
-                    "messages_recv": c["messages_recv"],
-                }
-            )
-        return rows
+        return _rows(self.rank, self.snapshot(by_op=by_op))
 
     def __repr__(self) -> str:
         return f"CommStats(rank={self.rank}, {self.snapshot()})"
+
+
+def _counters(sent_bytes: Sequence[int], recv_bytes: Sequence[int], my_index: int, calls: int = 1) -> Counters:
+    delta = Counters(calls=calls)
+    for j, n in enumerate(sent_bytes):
+        if j != my_index and n > 0:
+            delta.bytes_sent += int(n)
+            delta.messages_sent += 1
+    for j, n in enumerate(recv_bytes):
+        if j != my_index and n > 0:
+            delta.bytes_recv += int(n)
+            delta.messages_recv += 1
+    return delta
+
+
+def host_split(sent_bytes: Sequence[int], recv_bytes: Sequence[int], my_index: int, hosts: Sequence[int],
+               calls: int = 1) -> dict[str, Counters]:
+    """One exchange's counters split by link: ``cross-host`` (members on other hosts) and ``intra-host``."""
+    mine = hosts[my_index]
+    out = {}
+    for kind, keep in (("cross-host", lambda h: h != mine), ("intra-host", lambda h: h == mine)):
+        out[kind] = _counters([b if keep(hosts[j]) else 0 for j, b in enumerate(sent_bytes)],
+                              [b if keep(hosts[j]) else 0 for j, b in enumerate(recv_bytes)], my_index, calls)
+    return out
 
 
 _active: CommStats = CommStats()
@@ -201,9 +209,16 @@ def recording(stats: CommStats | None = None) -> Iterator[CommStats]:
             _active = previous
 
 
-def record(label: str, op: str, sent_bytes: Sequence[int], recv_bytes: Sequence[int], my_index: int) -> None:
+def record(label: str, op: str, sent_bytes: Sequence[int], recv_bytes: Sequence[int], my_index: int,
+           hosts: Sequence[int] | None = None) -> None:
     """Record one collective in the active recorder (see :meth:`CommStats.record`)."""
-    _active.record(label, op, sent_bytes, recv_bytes, my_index)
+    _active.record(label, op, sent_bytes, recv_bytes, my_index, hosts=hosts)
+
+
+def _rows(rank: int | None, snapshot: dict[str, dict[str, int]]) -> list[dict[str, object]]:
+    return [{"rank": rank, "group": key, "calls": c["calls"], "bytes_sent": c["bytes_sent"],
+             "bytes_recv": c["bytes_recv"], "messages": c["messages_sent"], "messages_recv": c["messages_recv"]}
+            for key, c in snapshot.items()]
 
 
 def summary_table(snapshots: Sequence[dict[str, dict[str, int]]] | CommStats, *, tablefmt: str = "simple") -> str:
@@ -213,20 +228,7 @@ def summary_table(snapshots: Sequence[dict[str, dict[str, int]]] | CommStats, *,
     if isinstance(snapshots, CommStats):
         rows = snapshots.summary()
     else:
-        rows = []
-        for rank, snap in enumerate(snapshots):
-            for key, c in snap.items():
-                rows.append(
-                    {
-                        "rank": rank,
-                        "group": key,
-                        "calls": c["calls"],
-                        "bytes_sent": c["bytes_sent"],
-                        "bytes_recv": c["bytes_recv"],
-                        "messages": c["messages_sent"],
-                        "messages_recv": c["messages_recv"],
-                    }
-                )
+        rows = [row for rank, snap in enumerate(snapshots) for row in _rows(rank, snap)]
     if not rows:
         return "(no collectives recorded)"
     return tabulate(rows, headers="keys", tablefmt=tablefmt)

@@ -111,11 +111,11 @@ class TowerLookup(nn.Module):
 
     def __init__(self, tower: int, lookup_fields: list[list[IdField]], owners: list[int], out_shapes: list[tuple],
                  calls: dict[int, LookupCall], my_index: int, size: int, group: Any, label: str = "intra",
-                 split=None, row_wise: dict | None = None, shards: dict | None = None, keyed_out: list | None = None):
+                 hosts=None, row_wise: dict | None = None, shards: dict | None = None, keyed_out: list | None = None):
         super().__init__()
         self.tower, self.lookup_fields, self.owners, self.out_shapes = tower, lookup_fields, owners, out_shapes
         self.calls = nn.ModuleDict({str(k): c for k, c in calls.items()})  # only the lookups this rank owns
-        self.my_index, self.size, self.group, self.label, self.split = my_index, size, group, label, split
+        self.my_index, self.size, self.group, self.label, self.hosts = my_index, size, group, label, hosts
         self.row_wise = row_wise or {}  # k -> RowWiseLookup (spec, how to read its ids as bags, row starts)
         self.shards = nn.ModuleDict(shards or {})  # table key -> RowShard (my rows of row-wise tables)
         self.keyed_out = keyed_out or [None] * len(owners)  # (keys, lengths) when lookup k returns a KeyedTensor
@@ -149,7 +149,7 @@ class TowerLookup(nn.Module):
             elif o == -1:
                 mults.append(self.row_wise[k].bags_per_sample if self.row_wise[k].kind == "ids" else 1)
         got = exchange_ids(sends, [mults] * size, self.group, self.label, f"tower{self.tower}.ids",
-                           self.with_weights, self.split)
+                           self.with_weights, self.hosts)
         back: list[list[torch.Tensor]] = [[] for _ in range(size)]
         at = 0
         for k, o in enumerate(self.owners):
@@ -174,7 +174,7 @@ class TowerLookup(nn.Module):
         layout = [[self.out_shapes[k] if o == j else (self.row_wise[k].bags_per_sample * self.row_wise[k].dim,)
                    for k, o in enumerate(self.owners) if o in (j, -1)] for j in range(size)]
         rows = exchange_rows(back, layout, [n] * size, self.group, self.label, f"tower{self.tower}.emb",
-                             split=self.split)
+                             hosts=self.hosts)
         outputs: list[torch.Tensor | None] = [None] * len(self.owners)
         taken = [0] * size
         for k, o in enumerate(self.owners):

@@ -26,7 +26,8 @@ import torch
 import torch.distributed as dist
 
 from dmt_compile.errors import RuntimeSetupError
-from dmt_compile.topo.topology import Topology, as_topology
+from dmt_compile.topo.spec import as_topology
+from dmt_compile.topo.topology import Topology
 
 __all__ = [
     "HierarchicalGroups",

@@ -31,7 +31,8 @@ import torch.multiprocessing as mp
 
 from dmt_compile.errors import CollectiveError, RuntimeSetupError
 from dmt_compile.runtime.groups import HierarchicalGroups, validate_world
-from dmt_compile.topo.topology import Topology, as_topology
+from dmt_compile.topo.spec import as_topology
+from dmt_compile.topo.topology import Topology
 
 __all__ = ["launch_local", "init_from_env", "RankFailure", "DEFAULT_PG_TIMEOUT_S"]
 
@@ -88,6 +89,19 @@ def _write_atomic(path: str, payload: Any) -> None:
     os.replace(tmp, path)
 
 
+def _set_rank_env(rank: int, num_hosts: int, local_size: int, env: Mapping[str, str] | None) -> None:
+    """torchrun's variables for `rank`, then the caller's extra environment."""
+    os.environ.update({
+        "RANK": str(rank),
+        "WORLD_SIZE": str(num_hosts * local_size),
+        "LOCAL_RANK": str(rank % local_size),
+        "LOCAL_WORLD_SIZE": str(local_size),
+        "GROUP_RANK": str(rank // local_size),
+    })
+    if env:
+        os.environ.update({str(k): str(v) for k, v in env.items()})
+
+
 def _child_main(
     rank: int,
     topo: tuple[int, int],
@@ -101,17 +115,7 @@ def _child_main(
     child_setup: Callable[[int], None] | None = None,
 ) -> None:
     num_hosts, local_size = topo
-    os.environ.update(
-        {
-            "RANK": str(rank),
-            "WORLD_SIZE": str(num_hosts * local_size),
-            "LOCAL_RANK": str(rank % local_size),
-            "LOCAL_WORLD_SIZE": str(local_size),
-            "GROUP_RANK": str(rank // local_size),
-        }
-    )
-    if env:
-        os.environ.update({str(k): str(v) for k, v in env.items()})
+    _set_rank_env(rank, num_hosts, local_size, env)
     stack_file = open(os.path.join(out_dir, f"rank{rank}.stack"), "w")
     if hasattr(signal, "SIGUSR1"):
         faulthandler.register(signal.SIGUSR1, file=stack_file, all_threads=True)
@@ -164,6 +168,21 @@ def _read_result(path: str) -> tuple | None:
         return ("error", type(exc).__name__, f"could not read the rank's result: {exc}", None, time.time())
 
 
+def _await_stacks(out_dir: str, ranks: list[int], timeout_s: float) -> None:
+    """Wait (bounded) until every rank's faulthandler stack dump has been written; busy boxes are slow."""
+    deadline = time.time() + timeout_s
+    pending = set(ranks)
+    while pending and time.time() < deadline:
+        for r in list(pending):
+            try:
+                if os.path.getsize(os.path.join(out_dir, f"rank{r}.stack")) > 0:
+                    pending.discard(r)
+            except OSError:
+                pass
+        time.sleep(0.05)
+    time.sleep(0.05)  # let the last writer finish its lines
+
+
 def _stop(procs: Sequence[Any], out_dir: str, start: float, failures: dict[int, RankFailure]) -> None:
     """Dump the stacks of live children, then terminate, kill and reap every child."""
     alive = [(r, p) for r, p in enumerate(procs) if p.is_alive()]
@@ -173,7 +192,7 @@ def _stop(procs: Sequence[Any], out_dir: str, start: float, failures: dict[int, 
                 os.kill(p.pid, signal.SIGUSR1)
             except OSError:
                 pass
-        time.sleep(0.3)
+        _await_stacks(out_dir, [r for r, _ in alive], timeout_s=3.0)
     now = time.time() - start
     for r, p in alive:
         if r not in failures:
@@ -225,85 +244,102 @@ def launch_local(
     namespace); an exception there is reported like one from ``fn``.
     """
     topo = as_topology(topology)
-    world = topo.world_size
-    ctx = mp.get_context("spawn")
     out_dir = tempfile.mkdtemp(prefix="dmt_launch_")
-    init_file = os.path.join(out_dir, "store")
     start = time.time()
-    deadline = start + timeout_s
     procs: list[Any] = []
     results: dict[int, Any] = {}
     failures: dict[int, RankFailure] = {}
     timed_out = False
-    logger.info("launch_local: %d ranks (%s), backend %s, timeout %.0f s", world, topo, backend, timeout_s)
+    logger.info("launch_local: %d ranks (%s), backend %s, timeout %.0f s", topo.world_size, topo, backend, timeout_s)
     try:
-        for rank in range(world):
-            p = ctx.Process(
-                target=_child_main,
-                args=(rank, (topo.num_hosts, topo.local_size), fn, tuple(args), init_file, out_dir, backend,
-                      dict(env) if env else None, float(pg_timeout_s), child_setup),
-                name=f"dmt-rank{rank}",
-            )
-            p.start()
-            procs.append(p)
-        stop_at = deadline
-        while True:
-            pending = 0
-            for rank, p in enumerate(procs):
-                if rank in results or rank in failures:
-                    continue
-                if p.exitcode is None:
-                    pending += 1
-                    continue
-                p.join()
-                payload = _read_result(os.path.join(out_dir, f"rank{rank}.pkl"))
-                seen = time.time() - start
-                if payload is not None and payload[0] == "ok" and p.exitcode == 0:
-                    results[rank] = payload[1]
-                elif payload is not None and payload[0] == "error":
-                    _, exc_type, msg, tb, when = payload
-                    failures[rank] = RankFailure(rank, "raised", when - start, p.exitcode, exc_type, msg, tb, at=when)
-                elif p.exitcode != 0:
-                    failures[rank] = RankFailure(rank, "exited", seen, p.exitcode, at=start + seen)
-                else:
-                    failures[rank] = RankFailure(rank, "no_result", seen, p.exitcode, at=start + seen)
-                if rank in failures and stop_at == deadline:
-                    stop_at = min(deadline, time.time() + failure_grace_s)
-                    logger.warning("launch_local: rank %d failed; waiting up to %.0f s for the others", rank, failure_grace_s)
-            if pending == 0:
-                break
-            if time.time() >= stop_at:
-                timed_out = not failures
-                break
-            time.sleep(_POLL_S)
+        procs = _spawn(fn, topo, args, out_dir, backend, env, pg_timeout_s, child_setup)
+        timed_out = _wait(procs, out_dir, start, start + timeout_s, failure_grace_s, results, failures)
     finally:
         _stop(procs, out_dir, start, failures)
         shutil.rmtree(out_dir, ignore_errors=True)
     elapsed = time.time() - start
     if failures:
-        # root causes first: a rank that exited or raised its own error, before ranks that only saw it in a collective
-        ordered = sorted(failures.values(), key=lambda f: (f.kind == "killed", f.is_consequence, f.elapsed_s, f.rank))
-        first = [ordered[0].rank]
-        if timed_out:
-            problem = f"launch_local({topo}) timed out after {timeout_s:.0f} s; ranks {sorted(failures)} were still running"
-            fix = "look at the stacks below for the collective each rank waits in; raise timeout_s if the work is just slow"
-        else:
-            problem = (
-                f"launch_local({topo}) failed: rank {first[0]} failed first; failing ranks {sorted(failures)} "
-                f"(after {elapsed:.1f} s)"
-            )
-            fix = "fix the first failing rank's error (the others usually fail because it died)"
-            stuck = sorted(f.rank for f in ordered if f.kind == "killed")
-            if stuck and all(f.is_consequence for f in ordered):
-                fix = (f"ranks {stuck} were alive but stuck (their stacks are above); the others timed out "
-                       "waiting for them in a collective")
-        err = CollectiveError(problem + "\n" + "\n".join(f.describe() for f in ordered), fix)
-        err.failures = failures  # type: ignore[attr-defined]
-        err.elapsed_s = elapsed  # type: ignore[attr-defined]
-        err.timed_out = timed_out  # type: ignore[attr-defined]
-        raise err
-    logger.info("launch_local: %d ranks finished in %.1f s", world, elapsed)
-    return [results[r] for r in range(world)]
+        raise _failure_error(topo, failures, elapsed, timeout_s, timed_out)
+    logger.info("launch_local: %d ranks finished in %.1f s", topo.world_size, elapsed)
+    return [results[r] for r in range(topo.world_size)]
+
+
+def _spawn(fn, topo: Topology, args: tuple, out_dir: str, backend: str, env, pg_timeout_s: float,
+           child_setup) -> list[Any]:
+    ctx = mp.get_context("spawn")
+    init_file = os.path.join(out_dir, "store")
+    procs = []
+    for rank in range(topo.world_size):
+        p = ctx.Process(
+            target=_child_main,
+            args=(rank, (topo.num_hosts, topo.local_size), fn, tuple(args), init_file, out_dir, backend,
+                  dict(env) if env else None, float(pg_timeout_s), child_setup),
+            name=f"dmt-rank{rank}",
+        )
+        p.start()
+        procs.append(p)
+    return procs
+
+
+def _collect(rank: int, p: Any, out_dir: str, start: float, results: dict, failures: dict) -> None:
+    """Record the result or failure of a child that has exited."""
+    p.join()
+    payload = _read_result(os.path.join(out_dir, f"rank{rank}.pkl"))
+    seen = time.time() - start
+    if payload is not None and payload[0] == "ok" and p.exitcode == 0:
+        results[rank] = payload[1]
+    elif payload is not None and payload[0] == "error":
+        _, exc_type, msg, tb, when = payload
+        failures[rank] = RankFailure(rank, "raised", when - start, p.exitcode, exc_type, msg, tb, at=when)
+    elif p.exitcode != 0:
+        failures[rank] = RankFailure(rank, "exited", seen, p.exitcode, at=start + seen)
+    else:
+        failures[rank] = RankFailure(rank, "no_result", seen, p.exitcode, at=start + seen)
+
+
+def _wait(procs, out_dir: str, start: float, deadline: float, grace_s: float, results: dict,
+          failures: dict) -> bool:
+    """Poll the children until all exited, the deadline passed, or a failure's grace ran out; True on timeout."""
+    stop_at = deadline
+    while True:
+        pending = 0
+        for rank, p in enumerate(procs):
+            if rank in results or rank in failures:
+                continue
+            if p.exitcode is None:
+                pending += 1
+                continue
+            _collect(rank, p, out_dir, start, results, failures)
+            if rank in failures and stop_at == deadline:
+                stop_at = min(deadline, time.time() + grace_s)
+                logger.warning("launch_local: rank %d failed; waiting up to %.0f s for the others", rank, grace_s)
+        if pending == 0:
+            return False
+        if time.time() >= stop_at:
+            return not failures
+        time.sleep(_POLL_S)
+
+
+def _failure_error(topo: Topology, failures: dict[int, RankFailure], elapsed: float, timeout_s: float,
+                   timed_out: bool) -> CollectiveError:
+    # root causes first: a rank that exited or raised its own error, before ranks that only saw it in a collective
+    ordered = sorted(failures.values(), key=lambda f: (f.kind == "killed", f.is_consequence, f.elapsed_s, f.rank))
+    if timed_out:
+        problem = f"launch_local({topo}) timed out after {timeout_s:.0f} s; ranks {sorted(failures)} were still running"
+        fix = "look at the stacks below for the collective each rank waits in; raise timeout_s if the work is just slow"
+    else:
+        problem = (f"launch_local({topo}) failed: rank {ordered[0].rank} failed first; failing ranks {sorted(failures)} "
+                   f"(after {elapsed:.1f} s)")
+        fix = "fix the first failing rank's error (the others usually fail because it died)"
+        stuck = sorted(f.rank for f in ordered if f.kind == "killed")
+        if stuck and all(f.is_consequence for f in ordered):
+            fix = (f"ranks {stuck} were alive but stuck (their stacks are above); the others timed out "
+                   "waiting for them in a collective")
+    err = CollectiveError(problem + "\n" + "\n".join(f.describe() for f in ordered), fix)
+    err.failures = failures  # type: ignore[attr-defined]
+    err.elapsed_s = elapsed  # type: ignore[attr-defined]
+    err.timed_out = timed_out  # type: ignore[attr-defined]
+    return err
 
 
 # --------------------------------------------------------------------------- torchrun

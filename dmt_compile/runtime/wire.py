@@ -13,7 +13,6 @@ from typing import Any, Sequence
 
 import torch
 
-from dmt_compile.runtime import comm_stats
 from dmt_compile.runtime.collectives import all_to_all_jagged, all_to_all_rows
 
 __all__ = ["IdField", "Stream", "encode", "decode", "decode_sources", "exchange_ids", "exchange_rows",
@@ -150,38 +149,8 @@ def _device(group: Any) -> torch.device:
     return _comm_device(group)
 
 
-def _record_host_split(label: str, op: str, sent: Sequence[int], recv: Sequence[int], split,
-                       everyone: bool = False) -> None:
-    """For world-group exchanges: also count bytes to other hosts / my host under `label:cross-host|intra-host`.
-
-    `everyone=True` counts a message to every other member even when it is empty (the fixed-size
-    count exchange), like the collectives' own counters do.
-    """
-    if split is None:
-        return
-    hosts, me = split
-    for kind, keep in (("cross-host", lambda h: h != hosts[me]), ("intra-host", lambda h: h == hosts[me])):
-        comm_stats.record(f"{label}:{kind}", op, [b if keep(hosts[j]) else 0 for j, b in enumerate(sent)],
-                          [b if keep(hosts[j]) else 0 for j, b in enumerate(recv)], me)
-
-
-class _RecordBackwardSplit(torch.autograd.Function):
-    """Identity whose backward records the host split of the reverse (gradient) row exchange."""
-
-    @staticmethod
-    def forward(ctx, x, label, op, sent, recv, split):  # type: ignore[override]
-        ctx.info = (label, op, sent, recv, split)
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
-        label, op, sent, recv, split = ctx.info
-        _record_host_split(label, op + ".bwd", recv, sent, split)  # backward sends what forward received
-        return grad, None, None, None, None, None
-
-
 def exchange_ids(sends: Sequence[Sequence[Stream]], recv_mults: Sequence[Sequence[int]], group: Any, label: str,
-                 op: str, with_weights: bool, split=None) -> list[list[Stream]]:
+                 op: str, with_weights: bool, hosts: Sequence[int] | None = None) -> list[list[Stream]]:
     """Send `sends[j]` (streams for member j) in one jagged exchange; split what arrives.
 
     `recv_mults[s]` lists, for each stream member s sends me, its length entries per sample (1 for
@@ -192,17 +161,7 @@ def exchange_ids(sends: Sequence[Sequence[Stream]], recv_mults: Sequence[Sequenc
     packed = [_cat(list(s), with_weights, device) for s in sends]
     total = _cat(packed, with_weights, device)
     got = all_to_all_jagged(total.values, total.lengths, [p.lengths.numel() for p in packed], group, label,
-                            weights=total.weights, op=op)
-    if split is not None:  # mirror the jagged exchange's own messages: counts, lengths, values[, weights]
-        members = len(packed)
-        _record_host_split(label, op + ".counts", [16] * members, [16] * members, split)
-        _record_host_split(label, op + ".lengths", [8 * p.lengths.numel() for p in packed],
-                           [8 * n for n in got.segments], split)
-        _record_host_split(label, op + ".values", [8 * p.values.numel() for p in packed],
-                           [8 * n for n in got.value_counts], split)
-        if with_weights:
-            _record_host_split(label, op + ".weights", [4 * p.values.numel() for p in packed],
-                               [4 * n for n in got.value_counts], split)
+                            weights=total.weights, op=op, hosts=hosts)
     out: list[list[Stream]] = []
     len_at, val_at = 0, 0
     for s, (seg, nvals) in enumerate(zip(got.segments, got.value_counts)):
@@ -223,7 +182,7 @@ def exchange_ids(sends: Sequence[Sequence[Stream]], recv_mults: Sequence[Sequenc
 
 def exchange_rows(sends: Sequence[Sequence[torch.Tensor]], recv_layout: Sequence[Sequence[tuple]],
                   recv_samples: Sequence[int], group: Any, label: str, op: str,
-                  dtype: torch.dtype = torch.float32, split=None) -> list[list[torch.Tensor]]:
+                  dtype: torch.dtype = torch.float32, hosts: Sequence[int] | None = None) -> list[list[torch.Tensor]]:
     """Send batch-major tensors `sends[j]` to member j as one flat block; differentiable.
 
     `recv_layout[s]` lists the per-sample shapes member s sends me, each for `recv_samples[s]` rows.
@@ -237,12 +196,7 @@ def exchange_rows(sends: Sequence[Sequence[torch.Tensor]], recv_layout: Sequence
         flat = flat.detach().requires_grad_()
     recv_counts = [recv_samples[s] * sum(int(torch.Size(shape).numel()) for shape in recv_layout[s])
                    for s in range(len(recv_layout))]
-    size = flat.element_size()
-    sent_bytes, recv_bytes = [b.numel() * size for b in blocks], [c * size for c in recv_counts]
-    if split is not None:
-        flat = _RecordBackwardSplit.apply(flat, label, op, sent_bytes, recv_bytes, split)
-    got = all_to_all_rows(flat, [b.numel() for b in blocks], recv_counts, group, label, op=op)
-    _record_host_split(label, op, sent_bytes, recv_bytes, split)
+    got = all_to_all_rows(flat, [b.numel() for b in blocks], recv_counts, group, label, op=op, hosts=hosts)
     out: list[list[torch.Tensor]] = []
     at = 0
     for s, shapes in enumerate(recv_layout):

@@ -6,7 +6,7 @@ import re
 import sys
 from typing import IO
 
-__all__ = ["add_subcommands", "run_bench", "parse_emulate"]
+__all__ = ["register", "run_bench", "parse_emulate"]
 
 
 def parse_emulate(text: str) -> tuple[int, int]:
@@ -26,7 +26,7 @@ def _compressions(text: str) -> tuple[float, ...]:
     return vals
 
 
-def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     from dmt_compile.tools.bench.model import MODEL_SPEC
 
     p = subparsers.add_parser(

@@ -21,12 +21,13 @@ from dmt_compile.topo.cost_report import (DEFAULT_STRATEGIES, Config, compare, f
 from dmt_compile.topo.cost_symbols import CostParams
 from dmt_compile.topo.network import to_dot
 from dmt_compile.topo.presets import preset_names
-from dmt_compile.topo.topology import Topology, as_topology
+from dmt_compile.topo.spec import as_topology
+from dmt_compile.topo.topology import Topology
 
-__all__ = ["add_subcommands", "run_cost", "run_topo", "model_feature_widths"]
+__all__ = ["register", "run_cost", "run_topo", "model_feature_widths"]
 
 
-def add_subcommands(subparsers: "argparse._SubParsersAction") -> None:
+def register(subparsers: "argparse._SubParsersAction") -> None:
     """Register ``cost`` and ``topo`` on an argparse subparsers object."""
     presets = ", ".join(preset_names())
     c = subparsers.add_parser(
@@ -61,15 +62,13 @@ def add_subcommands(subparsers: "argparse._SubParsersAction") -> None:
 
 
 def model_feature_widths(spec: str) -> list[int]:
-    """Embedding widths of a MODEL_SPEC's sparse features (via the core's API, lazily)."""
-    try:
-        from dmt_compile.api import sparse_feature_widths
-    except ImportError as exc:
-        raise CostModelError(
-            f"--model needs dmt_compile.api.sparse_feature_widths, which is not available ({exc})",
-            "describe the features with --features F --dim D instead",
-        ) from exc
-    return [int(w) for w in sparse_feature_widths(spec)]
+    """Embedding elements per sample of each sparse feature group of a MODEL_SPEC."""
+    from dmt_compile.api import transform
+    from dmt_compile.capture.model_spec import load_model_spec
+
+    model, inputs = load_model_spec(spec)
+    dmt = transform(model, "1x1", inputs, num_towers=1)
+    return [int(g.width) for g in dmt.detection.groups]
 
 
 def _params(items: list[str]) -> CostParams:

@@ -1,7 +1,7 @@
 """CLI for the quality harness and the feature graph: `dmt-compile train`, `dmt-compile feature-graph`.
 
-`add_subcommands(subparsers)` registers both; each handler is `run_x(args, stdout) -> int`.
-Helpers for the `plan` subcommand: `calibration_from_spec(spec, n)` and `write_feature_graph(...)`.
+`register(subparsers)` registers both; each handler is `run_x(args, stdout) -> int`.
+Helper for the `plan` subcommand: `write_feature_graph(...)`.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import subprocess
 from dataclasses import asdict
 from typing import IO
 
-__all__ = ["add_subcommands", "run_train", "run_feature_graph", "calibration_from_spec", "write_feature_graph",
+__all__ = ["register", "run_train", "run_feature_graph", "write_feature_graph",
            "DATA_DEFAULTS", "add_train_arguments"]
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
 
 
-def add_subcommands(subparsers) -> None:
+def register(subparsers) -> None:
     """Register `train` and `feature-graph` on a `dmt-compile` subparsers object."""
     train = subparsers.add_parser("train", help="train flat vs DMT variants and report AUC / log-loss")
     add_train_arguments(train)
@@ -116,21 +116,6 @@ def run_train(args, stdout: IO[str]) -> int:
     return 0
 
 
-def calibration_from_spec(spec: str, n: int) -> list[tuple]:
-    """`n` calibration batches from a MODEL_SPEC factory called with `seed=1..n` (example inputs otherwise)."""
-    from dmt_compile.errors import ModelSpecError
-    from dmt_compile.capture.model_spec import load_model_spec
-
-    batches = []
-    for i in range(n):
-        try:
-            _, inputs = load_model_spec(spec, seed=i + 1)
-        except ModelSpecError:
-            _, inputs = load_model_spec(spec)
-        batches.append(inputs)
-    return batches
-
-
 def write_feature_graph(dot_text: str, path: str) -> list[str]:
     """Write `path` (DOT) and, when graphviz's `dot` is on PATH, `path` with .png; the files written."""
     with open(path, "w") as fh:
@@ -153,6 +138,7 @@ def run_feature_graph(args, stdout: IO[str]) -> int:
     from dmt_compile.api import transform
     from dmt_compile.capture.model_spec import load_model_spec
     from dmt_compile.partition.affinity import AffinityRecorder, feature_graph_dot
+    from dmt_compile.tools.transform_args import calibration_from_spec
 
     model, inputs = load_model_spec(args.model)
     torch.manual_seed(0)

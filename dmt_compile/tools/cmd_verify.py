@@ -6,12 +6,12 @@ from typing import IO
 
 from tabulate import tabulate
 
-__all__ = ["add_subcommands", "run_verify", "TOLERANCE"]
+__all__ = ["register", "run_verify", "TOLERANCE"]
 
 TOLERANCE = 1e-5
 
 
-def add_subcommands(sub) -> None:
+def register(sub) -> None:
     p = sub.add_parser("verify", help="run the transformed model on world-size gloo processes and compare")
     p.add_argument("model", metavar="MODEL_SPEC")
     p.add_argument("--topology", default="2x2")

@@ -114,12 +114,49 @@ def _transform(opts: VerifyOptions, model, inputs, topology):
                                  compression=opts.compression)
 
 
+def _bce(out: Any, labels: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.binary_cross_entropy_with_logits(first_tensor(out).reshape(-1, 1), labels)
+
+
+def _reference_step(opts: VerifyOptions, reference, dmt_ref, inputs, flat, labels, tables):
+    """One step of the single-process reference on the global batch: (output, grads, params after the step)."""
+    ref_params = dict(reference.named_parameters())
+    out_ref = dmt_ref.graph_module(*flat) if reference is dmt_ref.graph_module else reference(*inputs)
+    _bce(out_ref, labels).backward()
+    ref_grads = {n: p.grad.clone() for n, p in ref_params.items() if p.grad is not None}
+    for o in make_optimizers(ref_params, tables, opts.optimizer, opts.lr):
+        o.step()
+    return out_ref, ref_grads, ref_params
+
+
+def _compare(opts: VerifyOptions, sharded, names, ref_grads, ref_params, tables) -> tuple[float, float, list, int]:
+    """Step the sharded model's optimizers; largest gradient and parameter differences to the reference."""
+    mine = {names[id(p)]: p for p in sharded.parameters() if id(p) in names}
+    grad_diff = max((float((p.grad - ref_grads[n]).abs().max()) for n, p in mine.items()
+                     if p.grad is not None and n in ref_grads), default=0.0)
+    missing = sorted(n for n, p in mine.items() if (p.grad is None) != (n not in ref_grads))
+    shards = list(sharded.row_shards)
+    for p, n, a, z in shards:  # row shards: compare with the rows of the reference table
+        if p.grad is not None and n in ref_grads:
+            grad_diff = max(grad_diff, float((p.grad - ref_grads[n][a:z]).abs().max()))
+    opt_params = dict(mine)
+    opt_params.update({f"{n}[{a}:{z}]": p for p, n, a, z in shards})
+    tables = tables | {f"{n}[{a}:{z}]" for _, n, a, z in shards}
+    for o in make_optimizers(opt_params, tables, opts.optimizer, opts.lr):
+        o.step()
+    param_diff = max((float((p.detach() - ref_params[n].detach()).abs().max()) for n, p in mine.items()
+                      if n in ref_params), default=0.0)
+    for p, n, a, z in shards:
+        param_diff = max(param_diff, float((p.detach() - ref_params[n].detach()[a:z]).abs().max()))
+    return grad_diff, param_diff, missing, len(mine) + len(shards)
+
+
 def verify_worker(rank: int, opts: VerifyOptions) -> dict:
     """One rank of `verify` (runs inside `launch_local`); returns max differences and comm stats."""
+    from dmt_compile.lowering.sharded import ShardedDmt
     from dmt_compile.runtime.batching import infer_batch_layout
     from dmt_compile.runtime.comm_stats import recording
     from dmt_compile.runtime.groups import HierarchicalGroups
-    from dmt_compile.lowering.sharded import ShardedDmt
     from dmt_compile.topo import Topology, as_topology
 
     topo = as_topology(opts.topology)
@@ -139,10 +176,8 @@ def verify_worker(rank: int, opts: VerifyOptions) -> dict:
                          f"use a batch size divisible by {world}")
     b = batch // world
     flat = dmt_run.input_spec.flatten(inputs, {})
-    local = layout.slice(flat, rank * b, (rank + 1) * b)
     labels = (torch.rand(batch, 1, generator=torch.Generator().manual_seed(1234)) > 0.5).float().to(_device(opts))
     tables = _table_param_names(dmt_run)
-
     # layers whose training-mode output depends on the whole batch (BatchNorm) differ under data
     # parallelism by design (per-rank statistics): compare such models in eval mode
     coupled = sorted({type(m).__name__ for m in model_ref.modules()
@@ -150,17 +185,7 @@ def verify_worker(rank: int, opts: VerifyOptions) -> dict:
     if coupled:
         model_ref.eval()
         dmt_ref.eval()
-    # single-process reference on the global batch
-    ref_params = dict(reference.named_parameters())
-    ref_flat_call = dmt_ref.graph_module if reference is dmt_ref.graph_module else None
-    out_ref = ref_flat_call(*flat) if ref_flat_call is not None else reference(*inputs)
-    loss = torch.nn.functional.binary_cross_entropy_with_logits(first_tensor(out_ref).reshape(-1, 1), labels)
-    loss.backward()
-    ref_grads = {n: p.grad.clone() for n, p in ref_params.items() if p.grad is not None}
-    for o in make_optimizers(ref_params, tables, opts.optimizer, opts.lr):
-        o.step()
-
-    # distributed run
+    out_ref, ref_grads, ref_params = _reference_step(opts, reference, dmt_ref, inputs, flat, labels, tables)
     names = {id(p): n for n, p in dmt_run.graph_module.named_parameters()}
     with recording() as stats:
         sharded = ShardedDmt(dmt_run, groups, strategy="flat" if opts.strategy == "flat" else "sptt",
@@ -168,32 +193,15 @@ def verify_worker(rank: int, opts: VerifyOptions) -> dict:
         if coupled:
             sharded.eval()
         del dmt_run, model_run
-        out = sharded.gm(*local)
-        loss_local = torch.nn.functional.binary_cross_entropy_with_logits(
-            first_tensor(out).reshape(-1, 1), labels[rank * b:(rank + 1) * b])
-        loss_local.backward()
+        out = sharded.gm(*layout.slice(flat, rank * b, (rank + 1) * b))
+        _bce(out, labels[rank * b:(rank + 1) * b]).backward()
         sharded.sync_gradients()
-    mine = {names[id(p)]: p for p in sharded.parameters() if id(p) in names}
-    grad_diff = max((float((p.grad - ref_grads[n]).abs().max()) for n, p in mine.items()
-                     if p.grad is not None and n in ref_grads), default=0.0)
-    missing = sorted(n for n, p in mine.items() if (p.grad is None) != (n not in ref_grads))
-    shards = [(p, n, a, z) for p, n, a, z in sharded.row_shards]
-    for p, n, a, z in shards:  # row shards: compare with the rows of the reference table
-        if p.grad is not None and n in ref_grads:
-            grad_diff = max(grad_diff, float((p.grad - ref_grads[n][a:z]).abs().max()))
-    opt_params = dict(mine)
-    opt_params.update({f"{n}[{a}:{z}]": p for p, n, a, z in shards})
-    tables = tables | {f"{n}[{a}:{z}]" for _, n, a, z in shards}
-    for o in make_optimizers(opt_params, tables, opts.optimizer, opts.lr):
-        o.step()
-    param_diff = max((float((p.detach() - ref_params[n].detach()).abs().max()) for n, p in mine.items()
-                      if n in ref_params), default=0.0)
-    for p, n, a, z in shards:
-        param_diff = max(param_diff, float((p.detach() - ref_params[n].detach()[a:z]).abs().max()))
+    grad_diff, param_diff, missing, checked = _compare(opts, sharded, names, ref_grads, ref_params, tables)
     out_diff = float((first_tensor(out).detach() - first_tensor(out_ref).detach()[rank * b:(rank + 1) * b])
                      .abs().max())
     return {
         "rank": rank, "output": out_diff, "grad": grad_diff, "param": param_diff, "grad_mismatch": missing,
-        "params_checked": len(mine) + len(shards), "row_shards": len(shards), "stats": stats.snapshot(), "stats_by_op": stats.snapshot(by_op=True), "param_bytes": sharded.parameter_bytes(),
+        "params_checked": checked, "row_shards": len(sharded.row_shards), "stats": stats.snapshot(),
+        "stats_by_op": stats.snapshot(by_op=True), "param_bytes": sharded.parameter_bytes(),
         "batch": batch, "owned_tables": len(sharded.embedding_params), "eval_mode_for": coupled,
     }

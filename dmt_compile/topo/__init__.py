@@ -7,7 +7,8 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from dmt_compile.topo.topology import Level, Topology, as_topology
+from dmt_compile.topo.spec import as_topology
+from dmt_compile.topo.topology import Level, Topology
 
 __all__ = [
     "Topology", "as_topology", "Level",

@@ -35,7 +35,8 @@ import sympy as sp
 from dmt_compile.errors import CostModelError
 from dmt_compile.topo.cost_exprs import PHASES, STRATEGIES, TERMS, byte_exprs, strategy_exprs
 from dmt_compile.topo.cost_symbols import SYMBOLS, CostParams
-from dmt_compile.topo.topology import Topology, as_topology
+from dmt_compile.topo.spec import as_topology
+from dmt_compile.topo.topology import Topology
 
 __all__ = ["Workload", "CostBreakdown", "RESULT_KEYS", "COMM_TERMS", "bind", "evaluate",
            "split_features", "predict_sptt", "predict_flat"]

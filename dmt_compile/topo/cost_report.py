@@ -19,7 +19,8 @@ from dmt_compile.errors import CostModelError
 from dmt_compile.topo.cost_exprs import TERMS
 from dmt_compile.topo.cost_model import predict_flat, predict_sptt, split_features
 from dmt_compile.topo.cost_symbols import CostParams
-from dmt_compile.topo.topology import Topology, as_topology
+from dmt_compile.topo.spec import as_topology
+from dmt_compile.topo.topology import Topology
 
 __all__ = ["Config", "compare", "sweep", "format_compare", "format_sweep", "report_json",
            "plot_sweep", "strategy_label", "DEFAULT_STRATEGIES"]

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import networkx as nx
 
-from dmt_compile.topo.topology import Topology, as_topology
+from dmt_compile.topo.spec import as_topology
+from dmt_compile.topo.topology import Topology
 
 __all__ = ["to_networkx", "to_dot", "uplink_bandwidth"]
 

@@ -12,7 +12,8 @@ All results are seconds per shard (TorchRec reports milliseconds).
 from __future__ import annotations
 
 from dmt_compile.errors import CostModelError
-from dmt_compile.topo.topology import Topology, as_topology
+from dmt_compile.topo.spec import as_topology
+from dmt_compile.topo.topology import Topology
 
 __all__ = ["torchrec_shard_perf", "SHARDING_TYPES", "BATCHED_COPY_PERF_FACTOR"]
 

@@ -11,12 +11,12 @@ import pytest
 
 from dmt_compile.tools.bench import netns
 from dmt_compile.tools.bench.analysis import _union_length, analytic_min_cross
-from dmt_compile.tools.cmd_bench import add_subcommands, parse_emulate
+from dmt_compile.tools.cmd_bench import register, parse_emulate
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dmt-compile")
-    add_subcommands(p.add_subparsers(dest="command"))
+    register(p.add_subparsers(dest="command"))
     return p
 
 

@@ -9,7 +9,7 @@ import torch
 from dmt_compile.tools.quality import (
     TrainConfig, adult_available, load_adult, make_planted, results_table, run_seed, summarize,
 )
-from dmt_compile.tools.cmd_train import add_subcommands
+from dmt_compile.tools.cmd_train import register
 from dmt_compile.partition.affinity import FeatureAffinity, feature_graph, feature_graph_dot
 
 
@@ -32,7 +32,7 @@ def test_run_seed_flat_vs_dmt_side_by_side():
 def _parser():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="command")
-    add_subcommands(sub)
+    register(sub)
     return p
 
 

@@ -6,8 +6,9 @@ from hypothesis import strategies as st
 from torch import nn
 
 import dmt_compile
-from dmt_compile.passes.detect import FeatureGroup, Lookup
-from dmt_compile.partition.plan_towers import PartitionRequest, get_partitioner
+from dmt_compile.ir.detection import FeatureGroup, Lookup
+from dmt_compile.partition.interface import PartitionRequest
+from dmt_compile.partition.registry import get_partitioner
 from dmt_compile.partition.learned import load_cap, make_learned_partitioner
 
 NAMES = ("learned", "random", "contiguous", "balanced")

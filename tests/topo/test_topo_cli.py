@@ -1,4 +1,4 @@
-"""The `cost` and `topo` subcommands through a parser built with add_subcommands."""
+"""The `cost` and `topo` subcommands through a parser built with register."""
 import argparse
 import io
 import json
@@ -7,12 +7,12 @@ import sys
 import pytest
 
 from dmt_compile.errors import CostModelError, TopologyError
-from dmt_compile.tools.cmd_cost import add_subcommands, run_cost
+from dmt_compile.tools.cmd_cost import register, run_cost
 
 
 def _run(*argv):
     parser = argparse.ArgumentParser(prog="dmt-compile")
-    add_subcommands(parser.add_subparsers(dest="command", required=True))
+    register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(list(argv))
     out = io.StringIO()
     code = args.func(args, out)
@@ -65,23 +65,18 @@ def test_plot_without_matplotlib_is_clear(tmp_path, monkeypatch):
     assert "matplotlib" in str(info.value)
 
 
-def test_model_flag_uses_core_api(monkeypatch):
-    import types
+def test_model_flag_reads_feature_widths_from_the_model():
+    import os
 
-    fake = types.ModuleType("dmt_compile.api")
-    fake.sparse_feature_widths = lambda spec: [64] * 4 if spec == "m.py:f" else []
-    monkeypatch.setitem(sys.modules, "dmt_compile.api", fake)
-    code, text = _run("cost", "--topology", "h100:16", "--model", "m.py:f", "--format", "json")
-    assert json.loads(text)["config"]["feature_widths"] == [64.0] * 4
-    monkeypatch.setitem(sys.modules, "dmt_compile.api", None)
-    with pytest.raises(CostModelError) as info:
-        _run("cost", "--topology", "h100:16", "--model", "m.py:f")
-    assert "--features" in info.value.fix
+    spec = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "dlrm.py") + ":factory"
+    code, text = _run("cost", "--topology", "h100:16", "--model", spec, "--format", "json")
+    widths = json.loads(text)["config"]["feature_widths"]
+    assert code == 0 and widths and all(w > 0 for w in widths)
 
 
 def test_run_cost_direct_namespace():
     parser = argparse.ArgumentParser()
-    add_subcommands(parser.add_subparsers(dest="command"))
+    register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["cost", "--topology", "h800:32", "--strategies", "flat,sptt"])
     out = io.StringIO()
     assert run_cost(args, out) == 0 and "h800" in out.getvalue()

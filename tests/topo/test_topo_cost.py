@@ -5,7 +5,7 @@ import pytest
 import sympy as sp
 
 from dmt_compile.errors import CostModelError, DmtError
-from dmt_compile.topo import Topology
+from dmt_compile.topo import Topology, as_topology
 from dmt_compile.topo.cost_exprs import (PHASES, STRATEGIES, TERMS, byte_exprs, flat_a2a, formula,
                                          intra_a2a, rail_a2a, strategy_exprs)
 from dmt_compile.topo.cost_model import (RESULT_KEYS, Workload, bind, evaluate, predict_flat,
@@ -46,7 +46,7 @@ def _anchor28():
     (64, 64 * MiB, 1421, 1627), (4096, 64 * MiB, 9492, 2797),
 ])
 def test_reproduces_collectives_anchor_2_8(gpus, size, flat_us, twod_us):
-    topo = Topology.parse(f"h100:{gpus}")
+    topo = as_topology(f"h100:{gpus}")
     w = Workload(1, 1, 1, 1, 1, 1, 1, 1)
     v = bind(topo, w, _anchor28())
     flat = float(flat_a2a(sp.Float(size)).subs(v))
@@ -70,7 +70,7 @@ def test_flat_busbw_tends_to_n_over_n_minus_1_nic(hosts, local):
 
 
 def _report(topo, c=None, batch=1024):
-    n = Topology.parse(topo).num_hosts
+    n = as_topology(topo).num_hosts
     widths = [128.0] * 26
     loads = split_features(widths, [1.0] * 26, n)
     flat = predict_flat(topo, batch_per_rank=batch, feature_widths=widths)

@@ -5,6 +5,7 @@ import pytest
 
 from dmt_compile.errors import DmtError, TopologyError
 from dmt_compile.topo import Level, Topology, as_topology
+from dmt_compile.topo.spec import topology_from_json
 from dmt_compile.topo.presets import PRESETS, get_preset, preset_names, preset_topology
 
 
@@ -14,7 +15,7 @@ def test_basics_unchanged():
     assert t.host_of(5) == 1 and t.local_of(5) == 1
     assert t.peer_group(5) == (1, 5)
     assert t.intra_group(5) == (4, 5, 6, 7)
-    assert Topology.parse("2x4") == t == as_topology("2x4") == as_topology(t)
+    assert as_topology("2x4") == t == as_topology("2x4") == as_topology(t)
     assert t.intra_bw is None and t.inter_bw is None  # no silent defaults
 
 
@@ -24,7 +25,7 @@ def test_basics_unchanged():
     ("torchrec:16", 2, 8, "torchrec-default"), ("grand_teton:64", 8, 8, "grand-teton"),
 ])
 def test_parse_good(spec, hosts, local, name):
-    t = Topology.parse(spec)
+    t = as_topology(spec)
     assert (t.num_hosts, t.local_size, t.name) == (hosts, local, name)
 
 
@@ -34,19 +35,19 @@ def test_parse_good(spec, hosts, local, name):
 ])
 def test_parse_bad(spec, needle):
     with pytest.raises(TopologyError) as info:
-        Topology.parse(spec)
+        as_topology(spec)
     assert needle in str(info.value) and info.value.fix
 
 
 def test_non_divisible_world_names_fix():
     with pytest.raises(TopologyError) as info:
-        Topology.parse("h100:60")
+        as_topology("h100:60")
     assert "multiple of 8" in info.value.fix
 
 
 def test_unknown_preset_names_valid_choices():
     with pytest.raises(TopologyError) as info:
-        Topology.parse("tpu9:64")
+        as_topology("tpu9:64")
     assert isinstance(info.value, DmtError) and isinstance(info.value, ValueError)
     for name in preset_names():
         assert name in info.value.fix
@@ -54,13 +55,13 @@ def test_unknown_preset_names_valid_choices():
 
 def test_dict_and_json_round_trip():
     for spec in ["2x4", "h100:64", "grand-teton:6144", "torchrec:8"]:
-        t = Topology.parse(spec)
-        assert Topology.from_json(t.to_json()) == t
-        assert Topology.parse(t.to_dict()) == t
+        t = as_topology(spec)
+        assert topology_from_json(t.to_json()) == t
+        assert as_topology(t.to_dict()) == t
         assert json.loads(t.to_json()) == t.to_dict()
-    t = Topology.parse({"preset": "a100", "gpus": 32, "inter_bw": 12.5e9})
+    t = as_topology({"preset": "a100", "gpus": 32, "inter_bw": 12.5e9})
     assert (t.num_hosts, t.inter_bw, t.intra_bw) == (4, 12.5e9, 300e9)
-    assert Topology.parse('{"num_hosts": 2, "local_size": 2, "intra_bw": 1e9}').intra_bw == 1e9
+    assert as_topology('{"num_hosts": 2, "local_size": 2, "intra_bw": 1e9}').intra_bw == 1e9
 
 
 @pytest.mark.parametrize("bad", [
@@ -74,12 +75,12 @@ def test_bad_dicts(bad):
 
 
 def test_levels_and_taper():
-    gt = Topology.parse("grand-teton:6144")
+    gt = as_topology("grand-teton:6144")
     assert gt.mesh_shape == (2, 192, 2, 8)
     assert gt.mesh_dim_names == ("pod", "rack", "host", "local")
     f0, fpod = 767 / 768, 1 - 384 / 768
     assert gt.network_taper() == pytest.approx(7 * fpod / f0)
-    small = Topology.parse("grand-teton:64")
+    small = as_topology("grand-teton:64")
     assert [lv.name for lv in small.active_levels] == ["rack"] and small.network_taper() == 1.0
     assert small.group_of(17, "rack") == 1 and small.group_of(17, "host") == 2
     with pytest.raises(TopologyError):
@@ -93,7 +94,7 @@ def test_levels_and_taper():
 
 
 def test_with_world_size_and_get_bw():
-    t = Topology.parse("torchrec:8")
+    t = as_topology("torchrec:8")
     assert t.with_world_size(64).num_hosts == 8
     with pytest.raises(TopologyError):
         t.with_world_size(12)

@@ -26,18 +26,9 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-__all__ = ["ExchangeTimer", "LinkCounters"]
+from dmt_compile.runtime.comm_stats import Counters, host_split
 
-
-@dataclass
-class LinkCounters:
-    bytes_sent: int = 0
-    bytes_recv: int = 0
-    messages_sent: int = 0
-    messages_recv: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return dict(vars(self))
+__all__ = ["ExchangeTimer"]
 
 
 @dataclass
@@ -47,7 +38,7 @@ class _Step:
     call_s: list = field(default_factory=list)  # duration of each exchange, in call order
     spans: list = field(default_factory=list)  # (start, end) of each exchange, time.perf_counter() (system-wide)
     calls: int = 0
-    links: dict[str, LinkCounters] = field(default_factory=lambda: {"intra": LinkCounters(), "cross": LinkCounters()})
+    links: dict[str, Counters] = field(default_factory=lambda: {"intra": Counters(), "cross": Counters()})
 
 
 class _TimedWork(dist.Work):
@@ -162,23 +153,16 @@ class ExchangeTimer:
     def _count(self, output: torch.Tensor, input: torch.Tensor, out_splits: Any, in_splits: Any, group: Any) -> None:
         ranks = self._group_ranks(group)
         g = len(ranks)
-        me_global = dist.get_rank()
-        host = me_global // self.local_size
+        me = ranks.index(dist.get_rank())
         row_in = math.prod(input.shape[1:]) * input.element_size() if input.dim() else input.element_size()
         row_out = math.prod(output.shape[1:]) * output.element_size() if output.dim() else output.element_size()
         send = list(in_splits) if in_splits else [input.shape[0] // g] * g
         recv = list(out_splits) if out_splits else [output.shape[0] // g] * g
         self.current.calls += 1
-        for j, r in enumerate(ranks):
-            if r == me_global:
-                continue
-            c = self.current.links["intra" if r // self.local_size == host else "cross"]
-            if send[j]:
-                c.bytes_sent += int(send[j]) * row_in
-                c.messages_sent += 1
-            if recv[j]:
-                c.bytes_recv += int(recv[j]) * row_out
-                c.messages_recv += 1
+        split = host_split([int(c) * row_in for c in send], [int(c) * row_out for c in recv], me,
+                           [r // self.local_size for r in ranks], calls=0)
+        self.current.links["cross"].add(split["cross-host"])
+        self.current.links["intra"].add(split["intra-host"])
 
     # ---- results -----------------------------------------------------------------------
     def records(self) -> list[dict[str, Any]]:

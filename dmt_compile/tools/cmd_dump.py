@@ -1,0 +1,96 @@
+"""`dmt-compile dump`: transform a model and print the plan, the predicted cost and the rewritten graph."""
+from __future__ import annotations
+
+import os
+from typing import IO
+
+from dmt_compile.passes import PASSES
+from dmt_compile.tools.transform_args import add_transform_args, transform_from_args
+
+__all__ = ["register", "run_dump"]
+
+FORMATS = ("table", "code", "dot", "json")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("dump", help="transform a model and print the rewritten graph and plan")
+    add_transform_args(p)
+    p.add_argument("--format", choices=FORMATS, default="table")
+    p.add_argument("--dump-dir", default=None, help="write the graph after every pass (NN_<pass>.txt)")
+    p.add_argument("--rank", type=int, default=None,
+                   help="print the program of this rank after lowering (collectives as named nodes)")
+    p.add_argument("--passes", default=None, metavar="PIPELINE",
+                   help="run only these passes, e.g. 'split-collections,detect,plan-towers{partitioner=learned}', "
+                        "and print the graph after them (pass names: " + ", ".join(PASSES) + ")")
+    p.set_defaults(func=run_dump)
+
+
+def _pass_dumper(directory: str):
+    from dmt_compile.ir.plan import TowerPlan
+    from dmt_compile.printing import format_graph
+
+    os.makedirs(directory, exist_ok=True)
+
+    def callback(index, name, gm, ctx):
+        text = format_graph(gm)
+        if ctx.has(TowerPlan):
+            text = f"{ctx.get(TowerPlan)}\n\n{text}"
+        with open(os.path.join(directory, f"{index:02d}_{name}.txt"), "w") as fh:
+            fh.write(text + "\n")
+
+    return callback
+
+
+def run_dump(args, stdout: IO[str]) -> int:
+    callback = _pass_dumper(args.dump_dir) if args.dump_dir else None
+    if args.passes:
+        stdout.write(_run_pipeline(args, callback))
+        return 0
+    dmt = transform_from_args(args, callback)
+    if args.rank is not None:
+        stdout.write(_rank_program(dmt, args.rank, args.format))
+        return 0
+    stdout.write(dmt.dump(args.format))
+    return 0
+
+
+def _run_pipeline(args, callback) -> str:
+    """Capture MODEL_SPEC, run the `--passes` pipeline, and print the graph and the analyses it produced."""
+    import torch
+
+    from dmt_compile.api import run_passes
+    from dmt_compile.capture.model_spec import load_model_spec
+    from dmt_compile.ir.plan import TowerPlan
+    from dmt_compile.passes import format_pipeline, parse_pipeline
+    from dmt_compile.printing import format_compact
+
+    passes = parse_pipeline(args.passes)
+    model, inputs = load_model_spec(args.model)
+    torch.manual_seed(args.seed)
+    gm, ctx, report = run_passes(model, args.topology, inputs, passes, callback=callback)
+    parts = [f"pipeline: {format_pipeline(passes)}", str(report)]
+    if ctx.has(TowerPlan):
+        parts.append(str(ctx.get(TowerPlan)))
+    parts.append(format_compact(gm))
+    return "\n\n".join(parts) + "\n"
+
+
+def _rank_program(dmt, rank: int, fmt: str) -> str:
+    """The lowered per-rank graph, built offline (no process group is needed to lower)."""
+    from dmt_compile.errors import RuntimeSetupError
+    from dmt_compile.lowering.lower import RankLayout, lower_for_rank
+    from dmt_compile.printing import format_graph, format_modules, to_dot
+
+    topo = dmt.topology
+    if not 0 <= rank < topo.world_size:
+        raise RuntimeSetupError(f"rank {rank} is outside topology {topo} ({topo.world_size} ranks)",
+                                f"pass --rank between 0 and {topo.world_size - 1}")
+    host, local = topo.host_of(rank), topo.local_of(rank)
+    layout = RankLayout(topo.num_hosts, topo.local_size, host, local, None, None, "intra", local, topo.local_size)
+    gm = lower_for_rank(dmt, layout).gm
+    if fmt == "dot":
+        return to_dot(gm, f"rank{rank}")
+    if fmt == "code":
+        return "\n".join(line.rstrip() for line in gm.code.strip().splitlines()) + "\n"
+    head = f"program of rank {rank} (host {host}, local {local}) on topology {topo}\n\n"
+    return head + format_graph(gm) + "\n\nmodules added:\n" + format_modules(gm) + "\n"

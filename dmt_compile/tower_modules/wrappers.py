@@ -1,0 +1,96 @@
+"""The modules around a core: identity towers, the compressing wrapper, decoders and direct feed.
+
+`CompressingTowerModule` flattens the tower's compressed lookups into one row per sample, runs the
+core and passes the other lookups through. After the exchange either `TowerDecoder` restores the
+original tensors, or `DirectFeed` cuts the compressed row into embedding-shaped pieces the
+interaction consumes directly.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["IdentityTowerModule", "CompressingTowerModule", "TowerDecoder", "DirectFeed"]
+
+
+def _flat(x) -> torch.Tensor:
+    if type(x).__name__ == "KeyedTensor":
+        x = x.values()
+    return x.reshape(x.shape[0], -1)
+
+
+class IdentityTowerModule(nn.Module):
+    """Returns the tower's lookups unchanged: SPTT without compression is semantic-preserving."""
+
+    def __init__(self, num_inputs: int):
+        super().__init__()
+        self.num_inputs = num_inputs
+
+    def forward(self, *xs):
+        return tuple(xs)
+
+    def extra_repr(self) -> str:
+        return f"num_inputs={self.num_inputs}"
+
+
+class CompressingTowerModule(nn.Module):
+    """Flatten + concatenate the compressed lookups, run the core; pass the others through."""
+
+    def __init__(self, core: nn.Module, compress: Sequence[bool]):
+        super().__init__()
+        self.core = core
+        self.compress = tuple(bool(c) for c in compress)
+
+    def forward(self, *xs):
+        picked = [_flat(x) for x, c in zip(xs, self.compress) if c]
+        y = self.core(torch.cat(picked, dim=1) if len(picked) > 1 else picked[0])
+        return (y, *[x for x, c in zip(xs, self.compress) if not c])
+
+    def extra_repr(self) -> str:
+        return f"compress={list(self.compress)}"
+
+
+class TowerDecoder(nn.Module):
+    """After the exchange: `Linear(o_t -> sum widths)`, split, reshape to the original tensors."""
+
+    def __init__(self, in_width: int, shapes: Sequence[tuple[int, ...]], keyed: Sequence | None = None):
+        super().__init__()
+        self.shapes = [tuple(s) for s in shapes]
+        self.widths = [math.prod(s) for s in self.shapes]
+        # per output: None for a tensor, (keys, length_per_key) to rebuild a torchrec KeyedTensor
+        self.keyed = list(keyed) if keyed is not None else [None] * len(self.shapes)
+        self.proj = nn.Linear(in_width, sum(self.widths))
+
+    def forward(self, y: torch.Tensor):
+        z = self.proj(y)
+        parts = torch.split(z, self.widths, dim=1)
+        out = []
+        for p, s, k in zip(parts, self.shapes, self.keyed):
+            if k is None:
+                out.append(p.reshape(p.shape[0], *s))
+            else:
+                from torchrec.sparse.jagged_tensor import KeyedTensor
+
+                out.append(KeyedTensor(keys=list(k[0]), length_per_key=list(k[1]), values=p))
+        return tuple(out)
+
+    def extra_repr(self) -> str:
+        return f"shapes={self.shapes}"
+
+
+class DirectFeed(nn.Module):
+    """Cut the compressed row `[B, k*prod(E)]` into `k` embeddings of per-sample shape `E`."""
+
+    def __init__(self, pieces: int, shape: Sequence[int]):
+        super().__init__()
+        self.pieces = pieces
+        self.shape = tuple(shape)
+
+    def forward(self, y: torch.Tensor):
+        return tuple(y.reshape(y.shape[0], self.pieces, *self.shape).unbind(1))
+
+    def extra_repr(self) -> str:
+        return f"pieces={self.pieces}, shape={self.shape}"

@@ -1,0 +1,67 @@
+"""detect alone: lookups, features, groups and annotations; the graph is not changed."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from harness import TwoTables, compact, ids, prepare, run_alone
+
+from dmt_compile.errors import DetectionError
+from dmt_compile.ir.detection import Detection
+from dmt_compile.ir.meta import FEATURES, GROUP, LOOKUP
+from dmt_compile.passes.detect import Detect
+
+
+def test_two_column_lookups_are_two_features_in_two_groups():
+    gm, ctx = prepare(TwoTables(), (ids(),))
+    before = compact(gm)
+    gm, added, removed = run_alone(Detect(), gm, ctx)
+    det = ctx.get(Detection)
+    assert [(lk.node, lk.kind, lk.features, lk.width) for lk in det.lookups] == [
+        ("a", "embedding", ("x[:,0]",), 4), ("b", "embedding", ("x[:,1]",), 4)]
+    assert [(g.features, g.lookups) for g in det.groups] == [(("x[:,0]",), (0,)), (("x[:,1]",), (1,))]
+    assert det.batch_size == 6 and det.dense_features == ()
+    assert not added and not removed and compact(gm) == before
+    a = next(n for n in gm.graph.nodes if n.name == "a")
+    assert (a.meta[LOOKUP], a.meta[FEATURES], a.meta[GROUP]) == (0, ("x[:,0]",), 0)
+
+
+class SharedTable(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.t = nn.Embedding(10, 4)
+        self.u = nn.Embedding(10, 4)
+
+    def forward(self, x):
+        return torch.cat([self.t(x[:, 0]), self.t(x[:, 1]), self.u(x[:, 2])], dim=1).sum(1, keepdim=True)
+
+
+def test_a_shared_table_makes_one_group_and_says_why():
+    gm, ctx = prepare(SharedTable(), (ids(fields=3),))
+    run_alone(Detect(), gm, ctx)
+    det = ctx.get(Detection)
+    assert [g.features for g in det.groups] == [("x[:,0]", "x[:,1]"), ("x[:,2]",)]
+    assert det.groups[0].reasons == ("table t.weight is shared by several lookups",)
+
+
+class DenseEmbedding(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.t = nn.Embedding(10, 4)
+        self.d = nn.Linear(1, 4)
+
+    def forward(self, x, dense):
+        return torch.stack([self.t(x[:, 0]), self.d(dense)], dim=1).sum((1, 2)).unsqueeze(1)
+
+
+def test_dense_embedding_features_are_listed_as_data_parallel():
+    gm, ctx = prepare(DenseEmbedding(), (ids(), torch.ones(6, 1)))
+    run_alone(Detect(), gm, ctx)
+    assert ctx.get(Detection).dense_features == ("dense",)
+
+
+def test_no_lookup_is_a_typed_error():
+    gm, ctx = prepare(nn.Linear(3, 1), (torch.ones(2, 3),))
+    with pytest.raises(DetectionError, match="no embedding lookup"):
+        run_alone(Detect(), gm, ctx)
