@@ -1,0 +1,87 @@
+"""Top-level (picklable) rank workers for tests/training (run under launch_local)."""
+from __future__ import annotations
+
+import os
+
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DLRM = os.path.join(ROOT, "examples", "dlrm.py") + ":factory"
+
+
+def _bce(out, labels):
+    return torch.nn.functional.binary_cross_entropy_with_logits(out.reshape(-1, 1), labels)
+
+
+def _batch(spec: str, world: int, per_rank: int, step: int):
+    from dmt_compile.capture.model_spec import load_model_spec
+
+    _, inputs = load_model_spec(spec, batch_size=world * per_rank, seed=100 + step)
+    labels = (torch.rand(world * per_rank, 1, generator=torch.Generator().manual_seed(step)) > 0.5).float()
+    return inputs, labels
+
+
+def adam_matches_one_process(rank: int, spec: str, topology: str, steps: int, tm: str = "identity",
+                             row_wise: str = "auto", lr: float = 1e-3, bucket_cap_mb: float = 25.0) -> dict:
+    """Train the model through `distribute` with a plain Adam loop and one process on the global batch."""
+    import dmt_compile
+    from dmt_compile.capture.model_spec import load_model_spec
+    from dmt_compile.runtime.comm_stats import recording
+    from dmt_compile.topo import as_topology
+
+    topo = as_topology(topology)
+    world, b = topo.world_size, 4
+    model, inputs = load_model_spec(spec, batch_size=world * b)
+    torch.manual_seed(0)
+    dmt_ref = dmt_compile.transform(model, topo, inputs, tower_module=tm)
+    torch.manual_seed(0)
+    dmt = dmt_compile.transform(model, topo, inputs, tower_module=tm)
+    ref = model if tm == "identity" else dmt_ref
+    ref_opt = torch.optim.Adam(ref.parameters(), lr=lr)
+    dist_model = dmt_compile.distribute(dmt, topology, row_wise=row_wise, bucket_cap_mb=bucket_cap_mb)
+    opt = torch.optim.Adam(dist_model.parameters(), lr=lr)
+    out_diff = 0.0
+    with recording() as stats:
+        for step in range(steps):
+            batch, labels = _batch(spec, world, b, step)
+            ref_out = ref(*batch)
+            ref_opt.zero_grad()
+            _bce(ref_out, labels).backward()
+            ref_opt.step()
+            out = dist_model(*dist_model.local_batch(*batch))
+            opt.zero_grad()
+            _bce(out, labels[rank * b:(rank + 1) * b]).backward()
+            opt.step()
+            out_diff = max(out_diff, float((out.detach() - ref_out.detach()[rank * b:(rank + 1) * b]).abs().max()))
+    ref_state = dict(ref.state_dict()) if tm == "identity" else dmt_ref.state_dict()
+    param_diff, checked = 0.0, []
+    for key, (t, start, stop) in dist_model.local_state().items():
+        want = ref_state[key][start:stop] if stop else ref_state[key]
+        param_diff = max(param_diff, float((t.detach() - want).abs().max()) if t.numel() else 0.0)
+        checked.append(key)
+    return {"out": out_diff, "param": param_diff, "checked": checked, "stats": stats.snapshot(by_op=True),
+            "buckets": len(dist_model.reducer.buckets), "describe": dist_model.describe(),
+            "launches": dict(dist_model.reducer.launches)}
+
+
+def adam_cases(rank: int, cases: list[dict]) -> list[dict]:
+    return [adam_matches_one_process(rank, **case) for case in cases]
+
+
+def replicas_after_start(rank: int, spec: str, topology: str, init_sync: str) -> dict:
+    """Rank r builds the model with seed r (dense and Tower-Module weights differ); what does ShardedDmt hold?"""
+    import dmt_compile
+    from dmt_compile.capture.model_spec import load_model_spec
+    from dmt_compile.lowering.sharded import ShardedDmt
+    from dmt_compile.runtime.groups import HierarchicalGroups
+
+    groups = HierarchicalGroups.build(topology)
+    model, inputs = load_model_spec(spec, seed=rank)
+    torch.manual_seed(rank)
+    dmt = dmt_compile.transform(model, topology, inputs, tower_module="linear", compression=2)
+    before = {k: v.clone() for k, v in dmt.state_dict().items()}
+    sharded = ShardedDmt(dmt, groups, init_sync=init_sync)
+    names = {id(t): n for n, t in dmt.graph_module.named_parameters()}
+    dense = {names[id(p)]: p.detach().clone() for p in sharded.dense_params}
+    towers = {names[id(p)]: p.detach().clone() for p in sharded.tower_params}
+    return {"dense": dense, "towers": towers, "before": before}
