@@ -85,3 +85,44 @@ def replicas_after_start(rank: int, spec: str, topology: str, init_sync: str) ->
     dense = {names[id(p)]: p.detach().clone() for p in sharded.dense_params}
     towers = {names[id(p)]: p.detach().clone() for p in sharded.tower_params}
     return {"dense": dense, "towers": towers, "before": before}
+
+
+def checkpoint_hop(rank: int, spec: str, topology: str, load_from: str | None, save_to: str, steps: int,
+                   row_wise: str = "auto", tm: str = "identity") -> dict:
+    """Load `load_from` (if any) on `topology`, check every local tensor against the file, train, save."""
+    import dmt_compile
+    from dmt_compile.capture.model_spec import load_model_spec
+    from dmt_compile.lowering.checkpoint import read_checkpoint
+    from dmt_compile.topo import as_topology
+
+    topo = as_topology(topology)
+    world, b = topo.world_size, 2
+    model, inputs = load_model_spec(spec, batch_size=world * b)
+    torch.manual_seed(0)
+    dmt = dmt_compile.transform(model, topo, inputs, tower_module=tm)
+    dist_model = dmt_compile.distribute(dmt, topology, row_wise=row_wise)
+    opt = torch.optim.Adam(dist_model.parameters(), lr=1e-2)
+    mismatched, compared, extra = [], 0, None
+    if load_from:
+        extra = dist_model.load_checkpoint(load_from, optimizer=opt)
+        _, saved = read_checkpoint(load_from)
+        for key, (t, start, stop) in dist_model.local_state().items():
+            want = saved["model/" + key][start:stop] if stop else saved["model/" + key]
+            compared += 1
+            if not torch.equal(t.detach(), want):
+                mismatched.append(key)
+            p_state = opt.state.get(t, {})
+            for name, value in p_state.items():
+                ref = saved[f"optim/{key}/{name}"]
+                ref = ref[start:stop] if stop and value.shape == t.shape else ref
+                compared += 1
+                if not torch.equal(value, ref):
+                    mismatched.append(f"optim/{key}/{name}")
+    for step in range(steps):
+        batch, labels = _batch(spec, world, b, step)
+        out = dist_model(*dist_model.local_batch(*batch))
+        opt.zero_grad()
+        _bce(out, labels[rank * b:(rank + 1) * b]).backward()
+        opt.step()
+    dist_model.save_checkpoint(save_to, optimizer=opt, extra={"hops": (extra or {}).get("hops", []) + [topology]})
+    return {"mismatched": mismatched, "compared": compared, "extra": extra, "kinds": dist_model.layout.counts()}
