@@ -98,8 +98,9 @@ class TrainingLog:
         loss_mean = window[0].item() / max(window[1].item(), 1)
         self._first_loss = loss_mean if self._first_loss is None else self._first_loss
         self._last_loss = loss_mean
+        rate = window[2].item() / max(elapsed, 1e-9)
         line = (f"step {step:>{len(str(self.total))}}/{self.total}  loss {loss_mean:.4f}  "
-                f"{1000 * elapsed / max(steps, 1):.1f} ms/step  {window[2].item() / max(elapsed, 1e-9):,.0f} samples/s  "
+                f"{1000 * elapsed / max(steps, 1):.1f} ms/step  {rate:,.0f} samples/s  "
                 f"cross-host {human_bytes(window[3].item() / max(steps, 1))}/step  "
                 f"grad sync {human_bytes(window[4].item() / max(steps, 1))}/step")
         if self._bar is not None:

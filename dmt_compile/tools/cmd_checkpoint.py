@@ -45,7 +45,8 @@ def _summary(path: str) -> str:
         f"  extra state     : {'yes' if 'extra' in md else 'none'}",
     ]
     if meta["rebuilt"]:
-        lines.append(f"  rebuilt layers  : {', '.join(meta['rebuilt'])} (no flat counterpart; --to-flat needs --partial)")
+        lines.append(f"  rebuilt layers  : {', '.join(meta['rebuilt'])} "
+                     "(no flat counterpart; --to-flat needs --partial)")
     return "\n".join(lines) + "\n"
 
 
