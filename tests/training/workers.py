@@ -126,3 +126,53 @@ def checkpoint_hop(rank: int, spec: str, topology: str, load_from: str | None, s
         opt.step()
     dist_model.save_checkpoint(save_to, optimizer=opt, extra={"hops": (extra or {}).get("hops", []) + [topology]})
     return {"mismatched": mismatched, "compared": compared, "extra": extra, "kinds": dist_model.layout.counts()}
+
+
+def torchrec_runs_our_plan(rank: int, zoo_name: str, topology: str) -> dict:
+    """TorchRec's DistributedModelParallel on our towers (refused on CPU) and on our table placement (runs)."""
+    import torch.distributed as dist
+    from torchrec.distributed.embedding_tower_sharding import EmbeddingTowerCollectionSharder
+    from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
+    from torchrec.distributed.model_parallel import DistributedModelParallel
+    from torchrec.distributed.types import ShardingEnv, ShardingPlan
+    from torch.distributed._shard.sharded_tensor import ShardedTensor
+
+    import dmt_compile
+    import zoo
+    from dmt_compile.interop.torchrec_towers import TowerModel, ebc_sharding_plan, to_torchrec_towers
+    from dmt_compile.runtime.batching import _slice_kjt
+    from dmt_compile.topo import as_topology
+
+    topo = as_topology(topology)
+    world = topo.world_size
+    model, (dense, kjt) = zoo.load(zoo_name, batch_size=4 * world)
+    dmt = dmt_compile.transform(model, topo, (dense, kjt))
+    env = ShardingEnv.from_process_group(dist.group.WORLD)
+    etc, plan, _ = to_torchrec_towers(dmt)
+    refused = None
+    try:
+        DistributedModelParallel(TowerModel(etc), env=env, device=torch.device("cpu"), plan=ShardingPlan({"etc": plan}),
+                                 sharders=[EmbeddingTowerCollectionSharder()])
+    except Exception as exc:  # noqa: BLE001 - we report exactly what TorchRec raises
+        refused = f"{type(exc).__name__}: {exc}"
+    reference = model(dense, kjt).detach()
+    full = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    dmp = DistributedModelParallel(model, env=env, device=torch.device("cpu"), plan=ebc_sharding_plan(dmt, model),
+                                   sharders=[EmbeddingBagCollectionSharder()])
+    placed = {}
+    with torch.no_grad():
+        for name, t in dmp.state_dict().items():
+            key = name.removeprefix("_dmp_wrapped_module.").replace("module.", "")
+            if isinstance(t, ShardedTensor):
+                for sh in t.local_shards():
+                    rows = slice(sh.metadata.shard_offsets[0], sh.metadata.shard_offsets[0] + sh.metadata.shard_sizes[0])
+                    sh.tensor.copy_(full[key][rows])
+                    placed[key] = rank
+            else:
+                t.copy_(full[key])
+    b = 4
+    local = _slice_kjt(kjt, rank * b, (rank + 1) * b)
+    out = dmp(dense[rank * b:(rank + 1) * b], local)
+    out = out.wait() if hasattr(out, "wait") and not isinstance(out, torch.Tensor) else out
+    err = float((out.detach() - reference[rank * b:(rank + 1) * b]).abs().max())
+    return {"refused": refused, "err": err, "placed": placed, "plan": str(plan)}
