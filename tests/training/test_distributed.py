@@ -21,6 +21,8 @@ CASES = [
     dict(spec=DLRM, topology="2x2", steps=3, bucket_cap_mb=0.004),
     # compressing Tower Modules (gradients summed inside the host) and tables sharded by rows
     dict(spec=DLRM, topology="2x2", steps=3, tm="linear", row_wise="always"),
+    # the flat table-wise baseline (one tower over the world) through the same module
+    dict(spec=DLRM, topology="2x2", steps=3, strategy="flat"),
 ]
 
 
@@ -53,6 +55,13 @@ def test_compressing_tower_modules_and_row_shards_match_one_process(adam_2x2):
         assert any(k.startswith("dmt.tower") for k in r["checked"])
         assert r["stats"]["intra/tm_grads"]["calls"] == 3  # Tower-Module grads: one bucket per step, in the host
         assert "row shards" in r["describe"] and " 0 row shards" not in r["describe"]
+
+
+def test_flat_baseline_trains_through_the_same_module(adam_2x2):
+    for r in adam_2x2[2]:
+        assert r["out"] <= TOL and r["param"] <= TOL, r
+        assert r["stats"]["world/grads"]["calls"] == 3 * r["buckets"]  # everything replicated syncs over the world
+        assert "cross/" not in " ".join(r["stats"])  # no peer exchange in the flat baseline
 
 
 def test_replicated_parameters_start_equal_by_broadcast():

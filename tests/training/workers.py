@@ -22,23 +22,26 @@ def _batch(spec: str, world: int, per_rank: int, step: int):
 
 
 def adam_matches_one_process(rank: int, spec: str, topology: str, steps: int, tm: str = "identity",
-                             row_wise: str = "auto", lr: float = 1e-3, bucket_cap_mb: float = 25.0) -> dict:
+                             row_wise: str = "auto", lr: float = 1e-3, bucket_cap_mb: float = 25.0,
+                             strategy: str = "sptt") -> dict:
     """Train the model through `distribute` with a plain Adam loop and one process on the global batch."""
     import dmt_compile
     from dmt_compile.capture.model_spec import load_model_spec
     from dmt_compile.runtime.comm_stats import recording
-    from dmt_compile.topo import as_topology
+    from dmt_compile.topo import Topology, as_topology
 
     topo = as_topology(topology)
     world, b = topo.world_size, 4
     model, inputs = load_model_spec(spec, batch_size=world * b)
+    target, towers = (Topology(1, world), 1) if strategy == "flat" else (topo, None)
     torch.manual_seed(0)
-    dmt_ref = dmt_compile.transform(model, topo, inputs, tower_module=tm)
+    dmt_ref = dmt_compile.transform(model, target, inputs, tower_module=tm, num_towers=towers)
     torch.manual_seed(0)
-    dmt = dmt_compile.transform(model, topo, inputs, tower_module=tm)
+    dmt = dmt_compile.transform(model, target, inputs, tower_module=tm, num_towers=towers)
     ref = model if tm == "identity" else dmt_ref
     ref_opt = torch.optim.Adam(ref.parameters(), lr=lr)
-    dist_model = dmt_compile.distribute(dmt, topology, row_wise=row_wise, bucket_cap_mb=bucket_cap_mb)
+    dist_model = dmt_compile.distribute(dmt, topology, row_wise=row_wise, bucket_cap_mb=bucket_cap_mb,
+                                        strategy=strategy)
     opt = torch.optim.Adam(dist_model.parameters(), lr=lr)
     out_diff = 0.0
     with recording() as stats:
