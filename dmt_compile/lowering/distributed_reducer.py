@@ -10,7 +10,8 @@ batch, and the gradients become those of the mean loss over the global batch:
 
 How: a hook on each parameter receives the *fresh* gradient of this backward before it is
 accumulated into `.grad`. Tables return it divided by W. Replicated parameters copy it into
-their bucket and let zeros accumulate instead; a bucket whose parameters have all arrived is
+their bucket (and let zeros accumulate where `.grad` already holds a gradient); a bucket whose
+parameters have all arrived is
 all-reduced asynchronously (gloo and NCCL run it while autograd continues), buckets strictly in
 index order so every rank issues the same collectives in the same order. A callback queued on
 the autograd engine runs when backward ends: it launches the buckets still waiting (a parameter
@@ -85,6 +86,7 @@ class GradReducer:
         self.buckets: list[_Bucket] = []
         self._slot: dict[int, tuple[int, int]] = {}  # id(param) -> (bucket index, index in bucket)
         self._pending_local: set[int] = set()  # params holding an unsynchronised gradient (no_sync)
+        self._replace: set[int] = set()  # params whose .grad was None: the reduced gradient replaces the local one
         self._queued = False
         self._handles = []
         self.launches = {"during_backward": 0, "at_end": 0}  # where buckets started (overlap, for tests)
@@ -147,7 +149,10 @@ class GradReducer:
             bucket.arrived.add(j)
             self._queue_finalize()
             self._launch_ready()
-            return torch.zeros_like(grad)
+            if param.grad is None or id(param) in self._pending_local:
+                self._replace.add(id(param))  # .grad becomes the local gradient now, the reduced one at the end
+                return grad
+            return torch.zeros_like(grad)  # .grad keeps what it held; the reduced gradient is added at the end
 
         return hook
 
@@ -199,16 +204,19 @@ class GradReducer:
 
     def _unpack(self, b: _Bucket) -> None:
         values = b.buf[:b.numel].div_(self.world)
-        flags = b.buf[b.numel:]
+        flags = b.buf[b.numel:].tolist()
         for j, p in enumerate(b.params):
-            if float(flags[j]) == 0:
+            if flags[j] == 0:
                 continue  # no rank produced a gradient for it
             g = values[b.offsets[j]:b.offsets[j] + p.numel()].view_as(p)
-            if id(p) in self._pending_local or p.grad is None:
+            if p.grad is None:
                 p.grad = g.clone()
+            elif id(p) in self._replace:
+                p.grad.copy_(g)
             else:
                 p.grad.add_(g)
             self._pending_local.discard(id(p))
+        self._replace.difference_update(id(p) for p in b.params)
 
     def remove(self) -> None:
         for h in self._handles:

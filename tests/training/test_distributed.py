@@ -23,6 +23,8 @@ CASES = [
     dict(spec=DLRM, topology="2x2", steps=3, tm="linear", row_wise="always"),
     # the flat table-wise baseline (one tower over the world) through the same module
     dict(spec=DLRM, topology="2x2", steps=3, strategy="flat"),
+    # gradient accumulation over two backward passes (no_sync, synchronised twice, zeroed grads)
+    dict(kind="accumulation", spec=DLRM, topology="2x2"),
 ]
 
 
@@ -62,6 +64,12 @@ def test_flat_baseline_trains_through_the_same_module(adam_2x2):
         assert r["out"] <= TOL and r["param"] <= TOL, r
         assert r["stats"]["world/grads"]["calls"] == 3 * r["buckets"]  # everything replicated syncs over the world
         assert "cross/" not in " ".join(r["stats"])  # no peer exchange in the flat baseline
+
+
+def test_gradient_accumulation_is_exact(adam_2x2):
+    for r in adam_2x2[3]:
+        assert r["params"] > 10
+        assert r["no_sync"] <= 1e-6 and r["twice"] <= 1e-6 and r["zeros"] <= 1e-6, r
 
 
 def test_replicated_parameters_start_equal_by_broadcast():

@@ -68,7 +68,50 @@ def adam_matches_one_process(rank: int, spec: str, topology: str, steps: int, tm
 
 
 def adam_cases(rank: int, cases: list[dict]) -> list[dict]:
-    return [adam_matches_one_process(rank, **case) for case in cases]
+    return [accumulation_is_exact(rank, **{k: v for k, v in case.items() if k != "kind"})
+            if case.get("kind") == "accumulation" else adam_matches_one_process(rank, **case) for case in cases]
+
+
+def accumulation_is_exact(rank: int, spec: str, topology: str, tm: str = "linear") -> dict:
+    """Gradients of one backward on the local batch vs two half-batch backwards: with no_sync(), synchronised
+    twice, and on top of zeroed (not None) gradients. Returns the largest differences."""
+    import dmt_compile
+    from dmt_compile.capture.model_spec import load_model_spec
+    from dmt_compile.topo import as_topology
+
+    topo = as_topology(topology)
+    world, b = topo.world_size, 4
+    model, inputs = load_model_spec(spec, batch_size=world * b)
+    torch.manual_seed(0)
+    dist_model = dmt_compile.distribute(dmt_compile.transform(model, topo, inputs, tower_module=tm), topology)
+    opt = torch.optim.SGD(dist_model.parameters(), lr=0.1)
+    batch, labels = _batch(spec, world, b, 0)
+    local, y = dist_model.local_batch(*batch), labels[rank * b:(rank + 1) * b]
+
+    def loss_on(lo: int, hi: int):
+        out = dist_model(*local)
+        return _bce(out[lo:hi], y[lo:hi]) * ((hi - lo) / b)
+
+    def grads():
+        return {id(p): p.grad.detach().clone() for p in dist_model.parameters() if p.grad is not None}
+
+    opt.zero_grad()
+    loss_on(0, b).backward()
+    want = grads()
+    out = {}
+    for how in ("no_sync", "twice", "zeros"):
+        opt.zero_grad(set_to_none=how != "zeros")
+        if how == "no_sync":
+            with dist_model.no_sync():
+                loss_on(0, b // 2).backward()
+        else:
+            loss_on(0, b // 2).backward()
+        loss_on(b // 2, b).backward()
+        got = grads()
+        assert set(got) == set(want), how
+        out[how] = max(float((got[k] - want[k]).abs().max()) for k in want)
+    out["params"] = len(want)
+    return out
 
 
 def replicas_after_start(rank: int, spec: str, topology: str, init_sync: str) -> dict:
