@@ -54,6 +54,9 @@ def distribute(dmt: Any, topology_or_groups: Topology | str | HierarchicalGroups
     `row_wise`: "auto" | "never" | "always" (tables sharded by rows inside a host). `init_sync`:
     "broadcast" (default) | "check" | "off" for replicated parameters at start-up.
     `bucket_cap_mb`: gradient bucket size. `strategy`: "sptt" or "flat" (a one-tower `1xW` transform).
+
+    The returned module shares its tables and layers with `dmt` (and registers gradient hooks on
+    them): train through the returned module, not through `dmt` in the same process.
     """
     return DistributedDmt(dmt, _groups(dmt, topology_or_groups), row_wise=row_wise, init_sync=init_sync,
                           bucket_cap_mb=bucket_cap_mb, strategy=strategy)
