@@ -19,6 +19,7 @@ __all__ = [
     "RuntimeSetupError",
     "CollectiveError",
     "ModelSpecError",
+    "CheckpointError",
 ]
 
 
@@ -88,3 +89,7 @@ class CollectiveError(DmtError):
 
 class ModelSpecError(DmtError, ValueError):
     """A MODEL_SPEC (`path.py:factory` or `pkg.mod:factory`) cannot be loaded."""
+
+
+class CheckpointError(DmtError):
+    """A state dict or checkpoint does not fit the model (keys, shapes, topology, rebuilt layers)."""

@@ -1,4 +1,4 @@
-"""Train a transformed model with SPTT towers on torch.distributed (gloo on CPU).
+"""Train a transformed model with SPTT towers on torch.distributed (gloo on CPU, NCCL on GPUs).
 
 On a cluster, one process per rank with torchrun (LOCAL_WORLD_SIZE must match the topology):
 
@@ -6,75 +6,178 @@ On a cluster, one process per rank with torchrun (LOCAL_WORLD_SIZE must match th
 
 On one box, the local launcher starts hosts x ranks processes itself:
 
-    python examples/train_distributed.py --local --topology 2x2 --steps 5
+    python examples/train_distributed.py --local --topology 2x2 --steps 6 \
+        --checkpoint-dir ckpt --checkpoint-every 3          # ... and after a crash: add --resume
+
+The loop is the usual one: `dmt_compile.distribute(dmt)` takes each rank's local batch in the
+model's own call convention, gradients are synchronised during backward, any torch.optim
+optimizer steps them. Checkpoints (DCP) hold the model, the optimizer, the RNG and the data
+order (epoch and position of a shuffled sequence of batches), so a resumed run continues
+bitwise where the interrupted one stopped. Rank 0 prints progress every --log-every steps.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 import torch
 
 import dmt_compile
 from dmt_compile.capture.model_spec import load_model_spec
-from dmt_compile.runtime import HierarchicalGroups, init_from_env, launch_local, recording
-from dmt_compile.runtime.batching import infer_batch_layout
-from dmt_compile.lowering.sharded import ShardedDmt
+from dmt_compile.errors import CollectiveError, DmtError
+from dmt_compile.lowering.distributed_log import TrainingLog
+from dmt_compile.runtime import HierarchicalGroups, init_from_env, launch_local
 from dmt_compile.topo import as_topology
 
 DEFAULT_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dlrm.py") + ":factory"
+OPTIMIZERS = {"adam": torch.optim.Adam, "adagrad": torch.optim.Adagrad, "sgd": torch.optim.SGD}
+
+
+class ShuffledBatches:
+    """A resumable data order: `num_batches` global batches (MODEL_SPEC factory, seed 1000 + i),
+    visited in a new random order every epoch. `state_dict()` is (epoch, position)."""
+
+    def __init__(self, spec: str, global_batch: int, num_batches: int, seed: int = 0):
+        self.spec, self.global_batch, self.num_batches, self.seed = spec, global_batch, num_batches, seed
+        self.epoch, self.position = 0, 0
+
+    def _order(self) -> list[int]:
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return torch.randperm(self.num_batches, generator=g).tolist()
+
+    def next(self) -> tuple[tuple, torch.Tensor]:
+        index = self._order()[self.position]
+        self.position += 1
+        if self.position == self.num_batches:
+            self.epoch, self.position = self.epoch + 1, 0
+        _, inputs = load_model_spec(self.spec, batch_size=self.global_batch, seed=1000 + index)
+        labels = (torch.rand(self.global_batch, 1, generator=torch.Generator().manual_seed(index)) > 0.5).float()
+        return inputs, labels
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.position = state["epoch"], state["position"]
+
+
+def _latest(directory: str) -> str | None:
+    """The newest complete checkpoint under `directory` (the `latest` pointer, else the highest step)."""
+    pointer = os.path.join(directory, "latest")
+    if os.path.isfile(pointer):
+        return os.path.join(directory, open(pointer).read().strip())
+    steps = sorted(d for d in os.listdir(directory) if d.startswith("step_") and not d.endswith((".partial", ".old"))
+                   and os.path.isfile(os.path.join(directory, d, ".metadata"))) if os.path.isdir(directory) else []
+    return os.path.join(directory, steps[-1]) if steps else None
+
+
+def _save(dist_model, opt, data: ShuffledBatches, step: int, directory: str) -> str:
+    name = f"step_{step:06d}"
+    path = dist_model.save_checkpoint(os.path.join(directory, name), optimizer=opt,
+                                      extra={"step": step, "data": data.state_dict()})
+    if dist_model.rank == 0:  # the pointer moves only after every rank finished writing
+        tmp = os.path.join(directory, "latest.tmp")
+        with open(tmp, "w") as fh:
+            fh.write(name + "\n")
+        os.replace(tmp, os.path.join(directory, "latest"))
+    return path
 
 
 def train(rank: int, args: argparse.Namespace, groups: HierarchicalGroups | None = None) -> dict:
     topo = as_topology(args.topology)
     groups = groups or HierarchicalGroups.build(topo)
-    world = topo.world_size
-    model, inputs = load_model_spec(args.model, batch_size=world * args.batch_per_rank, seed=0)
-    torch.manual_seed(0)  # the same Tower Module weights on every rank
+    world, b = topo.world_size, args.batch_per_rank
+    model, inputs = load_model_spec(args.model, batch_size=world * b, seed=0)
+    torch.manual_seed(args.seed)  # Tower-Module weights (replicas are also broadcast from one rank)
     dmt = dmt_compile.transform(model, topo, inputs, tower_module=args.tower_module,
                                 compression=None if args.tower_module == "identity" else args.compression)
-    layout = infer_batch_layout(dmt)
-    sharded = ShardedDmt(dmt, groups)
-    opt = torch.optim.SGD(sharded.parameters(), lr=args.lr)
-    losses = []
-    with recording() as stats:
-        for step in range(args.steps):
-            _, batch = load_model_spec(args.model, batch_size=world * args.batch_per_rank, seed=100 + step)
-            flat = dmt.input_spec.flatten(batch, {})
-            b = args.batch_per_rank
-            local = layout.slice(flat, rank * b, (rank + 1) * b)
-            labels = (torch.rand(world * b, 1, generator=torch.Generator().manual_seed(step)) > 0.5).float()
-            out = sharded.gm(*local)
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(out.reshape(-1, 1),
-                                                                        labels[rank * b:(rank + 1) * b])
-            opt.zero_grad()
-            loss.backward()
-            sharded.sync_gradients()
-            opt.step()
-            losses.append(float(loss.detach()))
-    return {"rank": rank, "losses": losses, "stats": stats.snapshot(), "describe": sharded.describe()}
+    dist_model = dmt_compile.distribute(dmt, groups)
+    opt = OPTIMIZERS[args.optimizer](dist_model.parameters(), lr=args.lr)
+    data = ShuffledBatches(args.model, world * b, args.num_batches, seed=args.seed)
+    start, resumed_from = 0, None
+    if args.resume:
+        resumed_from = _latest(args.checkpoint_dir)
+        if resumed_from is not None:
+            extra = dist_model.load_checkpoint(resumed_from, optimizer=opt)
+            start = extra["step"]
+            data.load_state_dict(extra["data"])
+    crash_step, crash_rank = args.simulate_crash or (None, None)
+    log = TrainingLog(dist_model, args.steps, every=args.log_every, first_step=start)
+    if rank == 0 and resumed_from:
+        print(f"resumed from {resumed_from} at step {start}", flush=True)
+    saved = []
+    for step in range(start, args.steps):
+        if step + 1 == crash_step and rank == crash_rank:
+            os.kill(os.getpid(), signal.SIGKILL)  # --simulate-crash: this rank dies without a word
+        batch, labels = data.next()
+        local = dist_model.local_batch(*batch)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(dist_model(*local).reshape(-1, 1),
+                                                                    labels[rank * b:(rank + 1) * b])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        log.step(step + 1, loss.detach(), samples=b)
+        if args.checkpoint_dir and args.checkpoint_every and (step + 1) % args.checkpoint_every == 0:
+            saved.append(_save(dist_model, opt, data, step + 1, args.checkpoint_dir))
+    log.close(f"checkpoints: {', '.join(saved)}" if saved else "")
+    return {"rank": rank, "describe": dist_model.describe(), "saved": saved, "start": start}
 
 
-def main(argv=None) -> int:
+def _crash(text: str) -> tuple[int, int]:
+    step, _, rank = text.partition(":")
+    return int(step), int(rank or 0)
+
+
+def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--topology", default="2x2")
     p.add_argument("--tower-module", default="identity")
     p.add_argument("--compression", type=float, default=4)
-    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam")
+    p.add_argument("--steps", type=int, default=6)
     p.add_argument("--batch-per-rank", type=int, default=8)
-    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--num-batches", type=int, default=4, help="global batches per epoch (shuffled every epoch)")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-every", type=int, default=1, help="print a progress line every K steps (rank 0)")
+    p.add_argument("--checkpoint-dir", default=None, help="write DCP checkpoints to DIR/step_NNNNNN")
+    p.add_argument("--checkpoint-every", type=int, default=0, help="checkpoint every K steps")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --checkpoint-dir")
+    p.add_argument("--simulate-crash", type=_crash, default=None, metavar="STEP:RANK",
+                   help="SIGKILL rank RANK at the start of step STEP (to try --resume)")
     p.add_argument("--local", action="store_true", help="start all ranks on this machine")
-    args = p.parse_args(argv)
-    if args.local:
-        results = launch_local(train, as_topology(args.topology), args=(args,), timeout_s=600)
-    else:
-        groups = init_from_env(as_topology(args.topology))
-        results = [train(groups.rank, args, groups)]
-    for r in results:
-        print(f"{r['describe']}; loss {r['losses'][0]:.4f} -> {r['losses'][-1]:.4f}; "
-              f"cross-host bytes sent {r['stats'].get('cross', {}).get('bytes_sent', 0)}")
+    return p
+
+
+def _report(exc: BaseException, rank: int) -> None:
+    """A failure, once: the root cause of a local launch; rank 0's error under torchrun."""
+    failures = getattr(exc, "failures", None)
+    if failures:
+        first = sorted(failures.values(), key=lambda f: (f.kind == "killed", f.is_consequence, f.elapsed_s))[0]
+        what = f"{first.exc_type}: {first.message}" if first.kind == "raised" else first.describe().splitlines()[0]
+        print(f"train_distributed: error: rank {first.rank}: {what}\n"
+              f"  ({len(failures)} of the ranks failed; the others because of it)", file=sys.stderr)
+    elif rank == 0 or not isinstance(exc, DmtError):
+        print(f"train_distributed: error on rank {rank}: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+
+def main(argv=None) -> int:
+    args = get_parser().parse_args(argv)
+    if args.resume and not args.checkpoint_dir:
+        get_parser().error("--resume needs --checkpoint-dir")
+    rank = int(os.environ.get("RANK", "0"))
+    try:
+        if args.local:
+            launch_local(train, as_topology(args.topology), args=(args,), timeout_s=600)
+        else:
+            groups = init_from_env(as_topology(args.topology))
+            train(groups.rank, args, groups)
+    except (DmtError, CollectiveError) as exc:
+        _report(exc, rank)
+        return 2
     return 0
 
 

@@ -20,7 +20,7 @@ def run(*argv: str) -> str:
 
 
 def test_dump_table_shows_plan_and_boundaries():
-    text = run("dump", DLRM, "--topology", "2x4")
+    text = run("dump", DLRM, "--topology", "2x4", "--format", "full")
     assert "TowerPlan: 2 towers on topology 2x4" in text
     for needle in ("dmt.ids_exchange", "dmt.outputs_exchange", "dmt.tower0_tm [IdentityTowerModule]"):
         assert needle in text

@@ -9,6 +9,12 @@ Gradient semantics: each rank computes a loss that is a mean over its local batc
 batch: dense (data-parallel) parameters are averaged over the world, Tower-Module parameters are
 summed over the host and divided by the world size (host t sees every sample of its tower),
 owned embedding tables are divided by the world size (their rows already summed every sample).
+
+Replicas at start-up (`init_sync`): dense parameters and buffers are replicated over the world
+and Tower-Module ones over the host, so they must start equal, as DDP requires. `"broadcast"`
+(default) copies them from world rank 0 (dense) and from the host's first rank (Tower Modules);
+`"check"` compares digests and raises `RuntimeSetupError` naming the tensors that differ (e.g. a
+`torch.manual_seed(rank)` before `transform`); `"off"` trusts the caller.
 """
 from __future__ import annotations
 
@@ -23,9 +29,12 @@ from dmt_compile.errors import RuntimeSetupError
 from dmt_compile.lowering.lower import RankLayout, lower_for_rank
 from dmt_compile.lowering.owners import ROW_WISE_MODES
 from dmt_compile.runtime.collectives import all_reduce_grads
+from dmt_compile.runtime.comm_stats import record
 from dmt_compile.runtime.groups import HierarchicalGroups, check_fingerprint
 
-__all__ = ["ShardedDmt", "plan_fingerprint"]
+__all__ = ["ShardedDmt", "plan_fingerprint", "INIT_SYNC_MODES"]
+
+INIT_SYNC_MODES = ("broadcast", "check", "off")
 
 
 def plan_fingerprint(dmt: Any, layout_kind: str) -> str:
@@ -35,8 +44,11 @@ def plan_fingerprint(dmt: Any, layout_kind: str) -> str:
 
 
 class ShardedDmt(nn.Module):
-    def __init__(self, dmt: Any, groups: HierarchicalGroups, *, strategy: str = "sptt", row_wise: str = "auto"):
+    def __init__(self, dmt: Any, groups: HierarchicalGroups, *, strategy: str = "sptt", row_wise: str = "auto",
+                 init_sync: str = "broadcast"):
         super().__init__()
+        if init_sync not in INIT_SYNC_MODES:
+            raise RuntimeSetupError(f"unknown init_sync {init_sync!r}", "use 'broadcast', 'check' or 'off'")
         topo = groups.topology
         if strategy == "sptt":
             if (dmt.topology.num_hosts, dmt.topology.local_size) != (topo.num_hosts, topo.local_size):
@@ -70,6 +82,36 @@ class ShardedDmt(nn.Module):
         self.embedding_params = lowered.embedding_params
         self.tower_params = lowered.tower_params
         self.dense_params = lowered.dense_params
+        if init_sync != "off":
+            self._sync_replicas(init_sync)
+
+    def replicas(self) -> list[tuple[str, list[torch.Tensor], Any, int]]:
+        """(label, tensors, group, source rank) of each replicated set: dense over the world, TMs over the host."""
+        owned = {id(p) for p in self.embedding_params} | {id(p) for p, *_ in self.row_shards}
+        owned |= {id(b) for name, m in self.gm.named_children() if name == "dist" for b in m.buffers()}
+        tm = {id(t) for t in self.tower_params}
+        for name, m in self.gm.named_modules():
+            if name.startswith("dmt.tower") and name.endswith("_tm"):
+                tm |= {id(b) for b in m.buffers()}
+        dense = [p for p in self.dense_params if id(p) not in tm] + [b for b in self.gm.buffers()
+                                                                     if id(b) not in owned | tm]
+        towers = [t for _, t in sorted((n, t) for n, t in self.gm.named_parameters() if id(t) in tm)]
+        towers += [b for _, b in sorted((n, b) for n, b in self.gm.named_buffers() if id(b) in tm)]
+        topo = self.groups.topology
+        if self.strategy == "flat":
+            return [("world", dense + towers, self.groups.world, 0)]
+        return [("world", dense, self.groups.world, 0),
+                ("intra", towers, self.groups.intra, topo.host_of(self.groups.rank) * topo.local_size)]
+
+    @torch.no_grad()
+    def _sync_replicas(self, mode: str) -> None:
+        """Make replicated tensors equal on every replica (class docstring, `init_sync`)."""
+        for label, tensors, group, src in self.replicas():
+            names = {id(t): n for n, t in [*self.gm.named_parameters(), *self.gm.named_buffers()]}
+            if mode == "check":
+                _check_replicas(label, tensors, group, names)
+            else:
+                _broadcast(label, tensors, group, src)
 
     @classmethod
     def flat(cls, dmt_one_tower: Any, groups: HierarchicalGroups) -> "ShardedDmt":
@@ -106,3 +148,42 @@ class ShardedDmt(nn.Module):
         rank = dist.get_rank() if dist.is_initialized() else 0
         return (f"rank {rank} ({self.strategy}): owns {len(self.embedding_params)} tables, "
                 f"{len(self.tower_params)} tower-module tensors, {len(self.dense_params)} dense tensors")
+
+
+def _digest(t: torch.Tensor) -> str:
+    data = t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def _check_replicas(label: str, tensors: list[torch.Tensor], group: Any, names: dict[int, str]) -> None:
+    mine = [_digest(t) for t in tensors]
+    every: list[Any] = [None] * dist.get_world_size(group)
+    dist.all_gather_object(every, mine, group=group)
+    differ = [names.get(id(t), "?") for i, t in enumerate(tensors) if len({d[i] for d in every}) > 1]
+    if differ:
+        where = "all ranks" if label == "world" else "the ranks of a host"
+        raise RuntimeSetupError(
+            f"replicated tensors differ across {where} at start-up: {', '.join(differ[:8])}"
+            + (f" and {len(differ) - 8} more" if len(differ) > 8 else ""),
+            "build the model with the same seed on every rank (no torch.manual_seed(rank) before transform), "
+            "or use init_sync='broadcast' to copy them from one rank")
+
+
+def _broadcast(label: str, tensors: list[torch.Tensor], group: Any, src: int) -> None:
+    """Broadcast `tensors` from global rank `src` over `group`, one flat buffer per dtype."""
+    size, me = dist.get_world_size(group), dist.get_rank(group)
+    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+    for t in tensors:
+        by_dtype.setdefault(t.dtype, []).append(t)
+    root = dist.get_group_rank(group, src) if group is not None else src
+    for dtype, ts in by_dtype.items():
+        buf = torch.cat([t.detach().reshape(-1) for t in ts])
+        dist.broadcast(buf, src=src, group=group)
+        nbytes = buf.numel() * buf.element_size()
+        sent = [nbytes if me == root and j != me else 0 for j in range(size)]
+        recv = [nbytes if j == root and me != root else 0 for j in range(size)]
+        record(label, "init_broadcast", sent, recv, me)
+        offset = 0
+        for t in ts:
+            t.copy_(buf[offset:offset + t.numel()].view_as(t))
+            offset += t.numel()

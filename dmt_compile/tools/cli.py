@@ -11,11 +11,11 @@ import sys
 from typing import IO, Sequence
 
 from dmt_compile.errors import DmtError
-from dmt_compile.tools import cmd_bench, cmd_cost, cmd_dump, cmd_plan, cmd_train, cmd_verify
+from dmt_compile.tools import cmd_bench, cmd_checkpoint, cmd_cost, cmd_dump, cmd_plan, cmd_train, cmd_verify
 
 __all__ = ["get_args_parser", "main", "COMMAND_MODULES"]
 
-COMMAND_MODULES = (cmd_dump, cmd_plan, cmd_cost, cmd_verify, cmd_train, cmd_bench)
+COMMAND_MODULES = (cmd_dump, cmd_plan, cmd_cost, cmd_verify, cmd_train, cmd_bench, cmd_checkpoint)
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -16,8 +16,8 @@ import json
 from typing import TextIO
 
 from dmt_compile.errors import CostModelError
-from dmt_compile.topo.cost_report import (DEFAULT_STRATEGIES, Config, compare, format_compare,
-                                          format_sweep, plot_sweep, report_json, sweep)
+from dmt_compile.topo.cost_report import (DEFAULT_STRATEGIES, Config, compare, format_compare, format_sweep,
+                                          report_json, sweep)
 from dmt_compile.topo.cost_symbols import CostParams
 from dmt_compile.topo.network import to_dot
 from dmt_compile.topo.presets import preset_names
@@ -51,7 +51,8 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
                    help="override a CostParams field, e.g. congestion=0.07 (repeatable)")
     c.add_argument("--sweep", help="comma list of GPU counts, e.g. 16,32,64,128,256,512")
     c.add_argument("--format", choices=("table", "json"), default="table")
-    c.add_argument("--plot", metavar="OUT.png", help="with --sweep: draw speedup vs GPUs (needs matplotlib)")
+    c.add_argument("--plot", metavar="OUT.png",
+                   help="with --sweep: draw the predicted speedup vs GPUs at 200 dpi (needs matplotlib)")
     c.set_defaults(func=run_cost)
 
     t = subparsers.add_parser("topo", help="show a topology (text, JSON or Graphviz DOT)",
@@ -94,9 +95,57 @@ def _gpus(text: str) -> list[int]:
     return gpus
 
 
+def _require_matplotlib():
+    """pyplot, or a typed error with the install hint (checked before any work is printed)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise CostModelError("--plot needs matplotlib, which is not installed",
+                             "pip install 'dmt_compile[plot]' (or matplotlib), or drop --plot") from exc
+    return plt
+
+
+def _assumptions(config: Config, from_model: str | None) -> str:
+    widths = sorted(set(config.feature_widths))
+    dim = f"dim {widths[0]:g}" if len(widths) == 1 else f"widths {widths[0]:g}-{widths[-1]:g}"
+    dtype = {4: "fp32", 2: "bf16/fp16", 1: "int8/fp8"}.get(config.bytes_per_element, f"{config.bytes_per_element} B")
+    source = f" from {from_model}" if from_model else ""
+    return (f"{len(config.feature_widths)} features{source}, {dim}, batch {config.batch_per_rank} per GPU, "
+            f"{dtype}, pooling {config.ids_per_sample[0] if config.ids_per_sample else 1:g}")
+
+
+def _plot(result: dict, path: str, topo: Topology, config: Config, from_model: str | None, plt) -> None:
+    """Speedup over flat vs GPU count: GPU counts as numbers on a log axis, the assumptions in the title."""
+    gpus = sorted(result)
+    names = [n for n in result[gpus[0]] if n != "flat"]
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for n in names:
+        ax.plot(gpus, [result[g][n]["speedup"] for g in gpus], marker="o", label=n)
+    ax.axhline(1.0, color="grey", lw=0.8, ls="--", label="flat (table-wise)")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(gpus)
+    ax.set_xticklabels([str(g) for g in gpus])
+    ax.minorticks_off()
+    ax.set_xlabel("GPUs")
+    ax.set_ylabel("speedup of the embedding stage over flat")
+    ax.set_title(f"{topo.name or topo}: cost-model prediction (fwd + bwd per step)\n{_assumptions(config, from_model)}",
+                 fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=200)
+    plt.close(fig)
+
+
 def run_cost(args: argparse.Namespace, stdout: TextIO) -> int:
     """Price the strategies (or sweep GPU counts) and write a table or JSON to `stdout`."""
     topo = as_topology(args.topology)
+    if args.plot and not args.sweep:
+        raise CostModelError("--plot draws a sweep", "add --sweep 16,32,64,... or drop --plot")
+    plt = _require_matplotlib() if args.plot else None  # fail fast, before printing anything
     if getattr(args, "model", None):
         widths = model_feature_widths(args.model)
     else:
@@ -114,12 +163,10 @@ def run_cost(args: argparse.Namespace, stdout: TextIO) -> int:
         stdout.write(report_json(topo, config, result, swept=True) if args.format == "json"
                      else format_sweep(topo, result))
         if args.plot:
-            plot_sweep(result, args.plot, title=f"{topo.name or topo} speedup over flat")
+            _plot(result, args.plot, topo, config, getattr(args, "model", None), plt)
             if args.format == "table":
                 stdout.write(f"wrote {args.plot}\n")
         return 0
-    if args.plot:
-        raise CostModelError("--plot draws a sweep", "add --sweep 16,32,64,... or drop --plot")
     rows = compare(topo, config)
     stdout.write(report_json(topo, config, rows) if args.format == "json" else format_compare(topo, rows))
     return 0

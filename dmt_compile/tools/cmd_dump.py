@@ -1,4 +1,10 @@
-"""`dmt-compile dump`: transform a model and print the plan, the predicted cost and the rewritten graph."""
+"""`dmt-compile dump`: transform a model and print the plan, the predicted cost and the rewritten graph.
+
+Default: a short summary (the plan, what crosses hosts, what was captured and rewritten, notes and
+the predicted cost) within 120 columns; `--format full` (or `-v`) adds the node table with the
+getitem plumbing folded and the added modules; `--format dot` is a picture (`--png FILE` renders
+it when graphviz's `dot` is installed).
+"""
 from __future__ import annotations
 
 import os
@@ -9,13 +15,17 @@ from dmt_compile.tools.transform_args import add_transform_args, transform_from_
 
 __all__ = ["register", "run_dump"]
 
-FORMATS = ("table", "code", "dot", "json")
+FORMATS = ("summary", "full", "table", "code", "dot", "json")
 
 
 def register(sub) -> None:
     p = sub.add_parser("dump", help="transform a model and print the rewritten graph and plan")
     add_transform_args(p)
-    p.add_argument("--format", choices=FORMATS, default="table")
+    p.add_argument("--format", choices=FORMATS, default="summary",
+                   help="summary (default), full (= table: + node table, added modules), code, dot, json")
+    p.add_argument("-v", "--full", dest="full", action="store_true", help="same as --format full")
+    p.add_argument("--png", metavar="FILE", default=None,
+                   help="also render the DOT picture to FILE (needs graphviz's `dot` on PATH)")
     p.add_argument("--dump-dir", default=None, help="write the graph after every pass (NN_<pass>.txt)")
     p.add_argument("--rank", type=int, default=None,
                    help="print the program of this rank after lowering (collectives as named nodes)")
@@ -41,7 +51,34 @@ def _pass_dumper(directory: str):
     return callback
 
 
+def _dot_program() -> str:
+    import shutil
+
+    from dmt_compile.errors import InputError
+
+    exe = shutil.which("dot")
+    if exe is None:
+        raise InputError("--png needs graphviz's `dot` program, which is not on PATH",
+                         "install graphviz (e.g. apt-get install graphviz), or write --format dot and render it "
+                         "elsewhere")
+    return exe
+
+
+def _render_png(dot_text: str, path: str) -> None:
+    import subprocess
+
+    subprocess.run([_dot_program(), "-Tpng", "-Gdpi=110", "-o", path], input=dot_text, text=True, check=True)
+
+
 def run_dump(args, stdout: IO[str]) -> int:
+    if args.full:
+        args.format = "full"
+    if args.png and args.passes:
+        from dmt_compile.errors import InputError
+
+        raise InputError("--png draws a transformed model; --passes prints a partial pipeline", "drop one of them")
+    if args.png:
+        _dot_program()  # fail fast, before the transform
     callback = _pass_dumper(args.dump_dir) if args.dump_dir else None
     if args.passes:
         stdout.write(_run_pipeline(args, callback))
@@ -49,8 +86,14 @@ def run_dump(args, stdout: IO[str]) -> int:
     dmt = transform_from_args(args, callback)
     if args.rank is not None:
         stdout.write(_rank_program(dmt, args.rank, args.format))
+        if args.png:
+            _render_png(_rank_program(dmt, args.rank, "dot"), args.png)
         return 0
     stdout.write(dmt.dump(args.format))
+    if args.png:
+        _render_png(dmt.dump("dot"), args.png)
+        if args.format != "json":
+            stdout.write(f"wrote {args.png}\n")
     return 0
 
 
@@ -80,6 +123,7 @@ def _rank_program(dmt, rank: int, fmt: str) -> str:
     from dmt_compile.errors import RuntimeSetupError
     from dmt_compile.lowering.lower import RankLayout, lower_for_rank
     from dmt_compile.printing import format_graph, format_modules, to_dot
+    from dmt_compile.printing.dot import summary_label
 
     topo = dmt.topology
     if not 0 <= rank < topo.world_size:
@@ -89,8 +133,8 @@ def _rank_program(dmt, rank: int, fmt: str) -> str:
     layout = RankLayout(topo.num_hosts, topo.local_size, host, local, None, None, "intra", local, topo.local_size)
     gm = lower_for_rank(dmt, layout).gm
     if fmt == "dot":
-        return to_dot(gm, f"rank{rank}")
+        return to_dot(gm, f"rank{rank}", f"rank {rank} (host {host}, local {local}): " + summary_label(dmt), dmt.plan)
     if fmt == "code":
         return "\n".join(line.rstrip() for line in gm.code.strip().splitlines()) + "\n"
     head = f"program of rank {rank} (host {host}, local {local}) on topology {topo}\n\n"
-    return head + format_graph(gm) + "\n\nmodules added:\n" + format_modules(gm) + "\n"
+    return head + format_graph(gm, fold=True) + "\n\nmodules added:\n" + format_modules(gm) + "\n"

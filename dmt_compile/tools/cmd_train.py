@@ -85,6 +85,13 @@ def run_train(args, stdout: IO[str]) -> int:
 
     from dmt_compile.tools.quality import TrainConfig, baselines_table, plan_baselines, results_table, run_experiment, summarize
 
+    if args.epochs <= args.pretrain_epochs:
+        from dmt_compile.errors import InputError
+
+        raise InputError(
+            f"--epochs {args.epochs} leaves no DMT epoch after --pretrain-epochs {args.pretrain_epochs} "
+            "(epochs count the flat pre-training too), so every DMT variant would train zero steps",
+            f"pass --epochs {args.pretrain_epochs + 1} or more, or fewer --pretrain-epochs")
     if args.threads:
         torch.set_num_threads(args.threads)
     defaults = DATA_DEFAULTS[args.data]

@@ -1,12 +1,15 @@
-"""One deterministic text dump of a graph, shared by the CLI and the golden tests.
+"""Deterministic text of a graph: the node table, the compact listing, added modules, JSON.
 
 `format_graph` is a fixed-column table (tabulate "simple") with qualified target names, `%node`
-arguments, example shapes and the `dmt.tower` / `dmt.role` annotations; no memory addresses,
-no file paths. `to_dot` is plain DOT text with one cluster per tower; `to_json` has sorted keys.
+arguments, example shapes and the `dmt.tower` / `dmt.role` annotations; no memory addresses, no
+file paths. With `fold=True` the `getitem` plumbing (a tuple unpacked item by item) is folded
+into the row of the node it unpacks. `format_compact` is the golden tests' format; `to_json`
+has sorted keys.
 """
 from __future__ import annotations
 
 import json
+import operator
 import textwrap
 from typing import Any
 
@@ -16,14 +19,15 @@ from tabulate import tabulate
 
 from dmt_compile.ir.meta import ROLE, SHAPE, TOWER, Role
 
-__all__ = ["format_graph", "format_compact", "format_modules", "to_dot", "to_json", "render", "target_name"]
+__all__ = ["format_graph", "format_compact", "format_modules", "to_json", "target_name", "ROLE_COLOURS",
+           "unpacked_items"]
 
 _MODULE_ALIASES = {
     "_operator": "operator", "torch.functional": "torch", "torch._C._nn": "F", "torch.nn.functional": "F",
     "dmt_compile.ir.boundary": "dmt", "dmt_compile.ir.torchrec_ops": "dmt", "torch._C._VariableFunctions": "torch",
     "builtins": "", "torch._tensor": "torch.Tensor",
 }
-_ROLE_COLOURS = {
+ROLE_COLOURS = {
     Role.IDS_EXCHANGE: "#f4a261", Role.OUTPUTS_EXCHANGE: "#e76f51", Role.LOOKUP: "#2a9d8f",
     Role.TOWER_MODULE: "#e9c46a", Role.REASSEMBLE: "#a8dadc", Role.DECODER: "#b5838d",
 }
@@ -67,20 +71,43 @@ def _fmt(arg: Any) -> str:
     return repr(arg)
 
 
-def _args(node: fx.Node) -> str:
+def _args(node: fx.Node, limit: int = MAX_ARG_CHARS) -> str:
     parts = [_fmt(a) for a in node.args] + [f"{k}={_fmt(v)}" for k, v in node.kwargs.items()]
     text = ", ".join(parts)
-    return text if len(text) <= MAX_ARG_CHARS else text[: MAX_ARG_CHARS - 5] + " ...)"
+    return text if len(text) <= limit else text[: limit - 5] + " ...)"
 
 
-def format_graph(gm: fx.GraphModule) -> str:
+def unpacked_items(gm: fx.GraphModule) -> dict[fx.Node, list[fx.Node]]:
+    """Nodes whose every user is `getitem(node, int)`: node -> those getitems, by index (the plumbing)."""
+    out = {}
+    for n in gm.graph.nodes:
+        users = list(n.users)
+        if len(users) > 1 and all(u.op == "call_function" and u.target is operator.getitem
+                                  and isinstance(u.args[1], int) for u in users):
+            out[n] = sorted(users, key=lambda u: u.args[1])
+    return out
+
+
+def _span(items: list[fx.Node]) -> str:
+    names = [u.name for u in items]
+    return ", ".join(names) if len(names) <= 3 else f"{names[0]} .. {names[-1]}"
+
+
+def format_graph(gm: fx.GraphModule, fold: bool = False, arg_chars: int = MAX_ARG_CHARS) -> str:
+    """The node table; `fold=True` folds getitem plumbing into the unpacked node's row."""
+    folded = unpacked_items(gm) if fold else {}
+    hidden = {u for items in folded.values() for u in items}
     rows = []
     for i, n in enumerate(gm.graph.nodes):
+        if n in hidden:
+            continue
         shape = n.meta.get(SHAPE)
         tower = n.meta.get(TOWER)
+        shape_text = "" if shape is None else "x".join(str(s) for s in shape) or "scalar"
+        if n in folded:
+            shape_text = f"{len(folded[n])} items: {_span(folded[n])}"
         rows.append([
-            i, n.name, n.op, target_name(n, gm), _args(n),
-            "" if shape is None else "x".join(str(s) for s in shape) or "scalar",
+            i, n.name, n.op, target_name(n, gm), _args(n, arg_chars), shape_text,
             "" if tower is None else tower, n.meta.get(ROLE, ""),
         ])
     return tabulate(rows, headers=["#", "node", "op", "target", "args", "shape", "tower", "role"],
@@ -127,32 +154,6 @@ def format_modules(gm: fx.GraphModule) -> str:
     return "\n".join(lines)
 
 
-def to_dot(gm: fx.GraphModule, title: str = "dmt") -> str:
-    lines = [f'digraph "{title}" {{', "  rankdir=TB;", '  node [shape=box, fontname="monospace", fontsize=9];']
-    towers: dict[int, list[fx.Node]] = {}
-    for n in gm.graph.nodes:
-        if n.meta.get(TOWER) is not None:
-            towers.setdefault(n.meta[TOWER], []).append(n)
-
-    def node_line(n: fx.Node) -> str:
-        colour = _ROLE_COLOURS.get(n.meta.get(ROLE, ""), "#ffffff")
-        label = f"{n.name}\\n{target_name(n, gm)}".replace('"', "'")
-        return f'"{n.name}" [label="{label}", style=filled, fillcolor="{colour}"];'
-
-    in_cluster = {n for ns in towers.values() for n in ns}
-    for t in sorted(towers):
-        lines.append(f"  subgraph cluster_tower{t} {{")
-        lines.append(f'    label="tower {t}"; style=rounded; color="#264653";')
-        lines += [f"    {node_line(n)}" for n in towers[t]]
-        lines.append("  }")
-    lines += [f"  {node_line(n)}" for n in gm.graph.nodes if n not in in_cluster]
-    for n in gm.graph.nodes:
-        for a in n.all_input_nodes:
-            lines.append(f'  "{a.name}" -> "{n.name}";')
-    lines.append("}")
-    return "\n".join(lines) + "\n"
-
-
 def to_json(gm: fx.GraphModule, plan: Any = None) -> str:
     nodes = []
     for n in gm.graph.nodes:
@@ -166,24 +167,3 @@ def to_json(gm: fx.GraphModule, plan: Any = None) -> str:
     if plan is not None:
         doc["plan"] = plan.to_dict()
     return json.dumps(doc, sort_keys=True, indent=2) + "\n"
-
-
-def render(dmt: Any, fmt: str = "table") -> str:
-    """Render a transformed model (`DmtModel`) as table, code, dot or json."""
-    gm = dmt.graph_module
-    if fmt == "table":
-        from dmt_compile.partition.plan_cost import format_plan_cost
-
-        parts = [str(dmt.capture_report), "", str(dmt.plan), "",
-                 format_plan_cost(dmt.plan, dmt.detection, dmt.topology), "", format_graph(gm)]
-        mods = format_modules(gm)
-        if mods:
-            parts += ["", "modules added:", mods]
-        return "\n".join(parts) + "\n"
-    if fmt == "code":
-        return "\n".join(line.rstrip() for line in gm.code.strip().splitlines()) + "\n"
-    if fmt == "dot":
-        return to_dot(gm)
-    if fmt == "json":
-        return to_json(gm, dmt.plan)
-    raise ValueError(f"unknown format {fmt!r}")

@@ -1,0 +1,157 @@
+"""`distribute(dmt, topology)`: train a transformed model like TorchRec's `DistributedModelParallel`.
+
+    dist_model = dmt_compile.distribute(dmt, "2x2")          # on every rank, after init_process_group
+    opt = torch.optim.Adam(dist_model.parameters(), lr=1e-3)
+    loss = loss_fn(dist_model(*local_batch), local_labels)     # the rank's *local* batch, original call convention
+    opt.zero_grad(); loss.backward(); opt.step()               # gradients are synchronised during backward
+    dist_model.save_checkpoint("ckpt/step_3", optimizer=opt)   # DCP; loads on any topology
+
+`DistributedDmt` runs this rank's share of the model (`ShardedDmt`: tables only on their owner,
+Tower Modules only on their host) and synchronises gradients during `backward()` with bucketed
+hooks (`distributed_reducer`): dense parameters over the world, Tower-Module parameters inside the
+host, tables on their owners, so every `torch.optim` optimizer works unchanged. Replicated
+parameters start equal (`init_sync`, see `ShardedDmt`). Checkpoints: `lowering/checkpoint.py`.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from dmt_compile.errors import RuntimeSetupError
+from dmt_compile.lowering.checkpoint_layout import StateLayout
+from dmt_compile.lowering.distributed_reducer import GradReducer, ReduceSpec, backward_order
+from dmt_compile.lowering.sharded import ShardedDmt
+from dmt_compile.runtime.batching import infer_batch_layout
+from dmt_compile.runtime.groups import HierarchicalGroups
+from dmt_compile.topo import Topology, as_topology
+
+__all__ = ["distribute", "DistributedDmt"]
+
+
+def _groups(dmt: Any, where: Any) -> HierarchicalGroups:
+    if isinstance(where, HierarchicalGroups):
+        return where
+    topo = dmt.topology if where is None else as_topology(where)
+    if not (dist.is_available() and dist.is_initialized()):
+        raise RuntimeSetupError(
+            "torch.distributed is not initialised, so there is no process group to distribute over",
+            "start the ranks with torchrun and call dmt_compile.runtime.init_from_env(topology) first, "
+            "or run the training function under dmt_compile.runtime.launch_local")
+    return HierarchicalGroups.build(topo)
+
+
+def distribute(dmt: Any, topology_or_groups: Topology | str | HierarchicalGroups | None = None, *,
+               row_wise: str = "auto", init_sync: str = "broadcast", bucket_cap_mb: float = 25.0,
+               strategy: str = "sptt") -> "DistributedDmt":
+    """This rank's `DistributedDmt` of a transformed model (every rank calls it, with the same model).
+
+    `topology_or_groups`: the `HierarchicalGroups` to run on, or a topology (default: the one the
+    model was transformed for) whose groups are built on the initialised default process group.
+    `row_wise`: "auto" | "never" | "always" (tables sharded by rows inside a host). `init_sync`:
+    "broadcast" (default) | "check" | "off" for replicated parameters at start-up.
+    `bucket_cap_mb`: gradient bucket size. `strategy`: "sptt" or "flat" (a one-tower `1xW` transform).
+
+    The returned module shares its tables and layers with `dmt` (and registers gradient hooks on
+    them): train through the returned module, not through `dmt` in the same process.
+    """
+    return DistributedDmt(dmt, _groups(dmt, topology_or_groups), row_wise=row_wise, init_sync=init_sync,
+                          bucket_cap_mb=bucket_cap_mb, strategy=strategy)
+
+
+class DistributedDmt(nn.Module):
+    """One rank's share of a transformed model, trainable with any `torch.optim` optimizer (module docstring)."""
+
+    def __init__(self, dmt: Any, groups: HierarchicalGroups, *, row_wise: str = "auto",
+                 init_sync: str = "broadcast", bucket_cap_mb: float = 25.0, strategy: str = "sptt"):
+        super().__init__()
+        self.sharded = ShardedDmt(dmt, groups, strategy=strategy, row_wise=row_wise, init_sync=init_sync)
+        self.held_state = dmt.held_state  # original tensors the graph never used: kept for checkpoints
+        self.groups = groups
+        self.topology = groups.topology
+        self.plan = dmt.plan
+        self.input_spec = dmt.input_spec
+        self.batch_layout = infer_batch_layout(dmt)
+        self.layout = StateLayout.build(dmt, self.sharded)
+        self.reducer = self._reducer(bucket_cap_mb)
+
+    def _reducer(self, bucket_cap_mb: float) -> GradReducer:
+        s, topo = self.sharded, self.topology
+        dense = backward_order(s.gm, s.dense_params)
+        towers = backward_order(s.gm, s.tower_params)
+        if s.strategy == "flat":
+            specs = [ReduceSpec("world", s.groups.world, tuple(towers + dense), "grads")]
+        else:
+            specs = [ReduceSpec("intra", s.groups.intra, tuple(towers), "tm_grads"),
+                     ReduceSpec("world", s.groups.world, tuple(dense), "dense_grads")]
+        return GradReducer([sp for sp in specs if sp.params], s.embedding_params, topo.world_size, bucket_cap_mb)
+
+    @property
+    def rank(self) -> int:
+        return self.groups.rank
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """This rank's local batch in the original model's call convention -> the local outputs."""
+        return self.sharded(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def no_sync(self) -> Iterator[None]:
+        """Accumulate gradients locally (no communication); the next backward outside reduces them all."""
+        before = self.reducer.enabled
+        self.reducer.enabled = False
+        try:
+            yield
+        finally:
+            self.reducer.enabled = before
+
+    def local_batch(self, *args: Any, **kwargs: Any) -> tuple:
+        """This rank's share of a *global* batch (original call convention in and out): samples
+        [rank * b, (rank + 1) * b) with b = global batch / world size."""
+        from dmt_compile.errors import InputError
+
+        flat = self.input_spec.flatten(args, kwargs)
+        world = self.topology.world_size
+        total = _batch_of(flat, self.batch_layout)
+        if total % world:
+            raise InputError(f"the global batch of {total} samples does not split over {world} ranks",
+                             f"use a global batch size divisible by {world}")
+        b = total // world
+        parts = self.input_spec.unflatten(self.batch_layout.slice(flat, self.rank * b, (self.rank + 1) * b))
+        return tuple(parts[name] for name in self.input_spec.arg_names)
+
+    def save_checkpoint(self, path: str, optimizer: torch.optim.Optimizer | None = None, extra: Any = None) -> str:
+        """Write a DCP checkpoint (collective; see `lowering.checkpoint.save_checkpoint`)."""
+        from dmt_compile.lowering.checkpoint import save_checkpoint
+
+        return save_checkpoint(self, path, optimizer=optimizer, extra=extra)
+
+    def load_checkpoint(self, path: str, optimizer: torch.optim.Optimizer | None = None, strict: bool = True) -> Any:
+        """Load a DCP checkpoint written on any topology; returns its `extra` (collective)."""
+        from dmt_compile.lowering.checkpoint import load_checkpoint
+
+        return load_checkpoint(self, path, optimizer=optimizer, strict=strict)
+
+    def local_state(self) -> dict[str, tuple[torch.Tensor, int, int]]:
+        """{state key: (this rank's tensor, first row, end row)} for what this rank holds (rows of a row-wise table)."""
+        return {e.key: (e.tensor, e.start, e.stop) for e in self.layout.entries}
+
+    def describe(self) -> str:
+        kinds = self.layout.counts()
+        return (f"rank {self.rank} (host {self.topology.host_of(self.rank)}): {kinds['owned']} tables, "
+                f"{kinds['rows']} row shards, {kinds['replicated']} replicated tensors; "
+                f"{len(self.reducer.buckets)} gradient buckets")
+
+
+def _batch_of(flat: list[Any], layout: Any) -> int:
+    """Samples in a flat batch, read off its first batch-major leaf."""
+    for i, (x, kind) in enumerate(zip(flat, layout.kinds)):
+        if kind == "rows":
+            return int(x.shape[0])
+        if kind == "offsets":
+            return int(x.numel()) - (1 if layout.last_offset[i] else 0)
+        if kind == "kjt":
+            return int(x.stride())
+    return layout.batch

@@ -1,0 +1,140 @@
+"""Output a person can read: the dump's summary, the full table, the DOT picture, plan notes, cost --plot."""
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+
+import pytest
+
+from conftest import ROOT
+from dmt_compile.errors import CostModelError
+from dmt_compile.printing import plain_notes
+from dmt_compile.tools.cli import main
+
+DLRM = os.path.join(ROOT, "examples", "dlrm.py") + ":factory"
+
+
+def run(*argv: str) -> str:
+    out = io.StringIO()
+    assert main(list(argv), stdout=out) == 0
+    return out.getvalue()
+
+
+def test_default_dump_is_a_short_summary_within_120_columns():
+    text = run("dump", DLRM, "--topology", "h100:64", "--tower-module", "linear", "--compression", "4")
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 120
+    assert len(lines) < 45
+    assert lines[0].startswith("TowerPlan: 8 towers on topology 8x8 (dgx-h100, 64 ranks)")
+    head = "\n".join(lines[:14])
+    assert re.search(r"^\s+0\s+0\s+C1, C5, C23\s+3\s+48 -> 12\s+decoder\s+23,680\s+24 B\s+48 B$", head, re.M)
+    assert "captured   plain fx tracing" in text and "rewritten  each tower: ids_exchange -> lookups" in text
+    assert "predicted embedding stage per rank per step on dgx-h100" in text
+    assert "sptt+linear(c=4)" in text and "--format full" in text
+    assert "%tower0_ids" not in text and "operator.getitem" not in text  # no node table by default
+
+
+def test_summary_lists_every_feature_of_a_wide_tower():
+    text = run("dump", DLRM, "--topology", "1x4")  # one tower with all 26 features
+    body = text.split("in -> out:")[0]
+    for i in range(1, 27):
+        assert re.search(rf"\bC{i}\b", body), f"C{i} cut from the plan"
+    assert "..." not in body
+
+
+def test_full_dump_folds_getitem_plumbing():
+    text = run("dump", DLRM, "--topology", "2x4", "-v")
+    assert "dmt.tower0_tm [IdentityTowerModule]" in text and "modules added:" in text
+    row = next(line for line in text.splitlines() if re.match(r"^\d+\s+tower0_ids\s", line))
+    assert "13 items: tower0_ids_0 .. tower0_ids_12" in row
+    assert not re.search(r"^\d+\s+tower0_ids_3\s", text, re.M)  # the getitems are folded into that row
+    assert run("dump", DLRM, "--topology", "2x4", "--format", "full") == text
+
+
+def test_dot_picture_of_26_features_is_compact_with_legend_and_plan_label():
+    text = run("dump", DLRM, "--topology", "h100:64", "--tower-module", "linear", "--format", "dot")
+    boxes = re.findall(r'^\s+"(g_[^"]+)" \[label=', text, re.M)
+    assert len(boxes) < 60  # 8 towers x 6 roles + inputs, dense groups, output: not one box per fx node
+    clusters = re.findall(r"subgraph cluster_tower(\d+)", text)
+    assert clusters == [str(t) for t in range(8)]  # towers in order
+    assert "subgraph cluster_legend" in text and "ids exchange (to the tower's host)" in text
+    assert 'label="8 towers on dgx-h100 (8 hosts x 8), linear Tower Modules, compression 4' in text
+    assert "tower 0 on host 0" in text and "C1, C5, C23" in text and "linear: 48 -> 12" in text
+    assert "getitem" not in text
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz's dot is not installed")
+def test_png_is_rendered_when_graphviz_is_present(tmp_path):
+    out = tmp_path / "plan.png"
+    text = run("dump", DLRM, "--topology", "2x4", "--png", str(out))
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"wrote {out}" in text
+
+
+def test_png_without_graphviz_names_the_install(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    out = io.StringIO()
+    assert main(["dump", DLRM, "--topology", "2x2", "--png", str(tmp_path / "x.png")], stdout=out) == 2
+    assert "InputError: --png needs graphviz's `dot` program" in capsys.readouterr().err
+    assert out.getvalue() == ""  # refused before the transform printed anything
+
+
+def test_plan_notes_in_plain_words_and_merged():
+    notes = plain_notes([
+        "kept together in tower 1: Xi[:,0] (several lookups read the ids of Xi[:,0])",
+        "kept together in tower 1: Xi[:,1] (several lookups read the ids of Xi[:,1])",
+        "kept together in tower 0: Xi[:,3] (several lookups read the ids of Xi[:,3])",
+        "direct feed not possible (the model's head fails with fewer embeddings (mat1 and mat2 shapes cannot be "
+        "multiplied (8x80 and 176x1))",
+        "hosts [2, 3] hold no tower (fewer towers than hosts)",
+        "hosts [2, 3] hold no tower (fewer towers than hosts)",
+    ])
+    assert notes[0] == ("kept together (several lookups read the same ids): tower 0: Xi[:,3]; "
+                        "tower 1: Xi[:,0], Xi[:,1]")
+    assert "mat1" not in " ".join(notes) and "layer head" in notes[1]
+    assert notes.count("hosts [2, 3] hold no tower (fewer towers than hosts)") == 1
+    assert len(notes) == 3
+
+
+def test_real_model_notes_never_show_torch_errors():
+    text = run("dump", os.path.join(ROOT, "examples", "attention.py") + ":factory", "--topology", "2x4",
+               "--tower-module", "linear")
+    assert "shapes cannot be multiplied" not in text and "direct feed not possible: the model's layer" in text
+
+
+def test_cost_plot_fails_fast_before_printing(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from dmt_compile.tools.cmd_cost import _require_matplotlib
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(CostModelError, match="pip install"):
+        _require_matplotlib()
+    out = io.StringIO()
+    assert main(["cost", "--topology", "h100:16", "--sweep", "16,32", "--plot", str(tmp_path / "s.png")],
+                stdout=out) == 2
+    assert out.getvalue() == ""  # nothing printed before the refusal
+    assert "--plot needs matplotlib" in capsys.readouterr().err
+
+
+def test_cost_plot_has_numbers_on_the_axis_and_the_assumptions_in_the_title(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    saved = {}
+    real = plt.Figure.savefig
+
+    def spy(fig, path, **kw):
+        ax = fig.axes[0]
+        saved.update(title=ax.get_title(), ticks=[t.get_text() for t in ax.get_xticklabels()], dpi=kw.get("dpi"))
+        return real(fig, path, **kw)
+
+    monkeypatch.setattr(plt.Figure, "savefig", spy)
+    out = tmp_path / "sweep.png"
+    text = run("cost", "--topology", "h100:16", "--sweep", "16,64,512", "--bytes-per-element", "2", "--plot", str(out))
+    assert out.read_bytes()[:4] == b"\x89PNG" and f"wrote {out}" in text
+    assert saved["ticks"] == ["16", "64", "512"] and saved["dpi"] >= 150
+    assert "cost-model prediction" in saved["title"]
+    assert "26 features, dim 128, batch 1024 per GPU, bf16/fp16" in saved["title"]
