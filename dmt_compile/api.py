@@ -18,6 +18,7 @@ from dmt_compile.passes.insert_tower_modules import InsertTowerModules
 from dmt_compile.passes.plan_feed import PlanFeed
 from dmt_compile.passes.plan_towers import PlanTowers
 from dmt_compile.passes.split_collections import SplitCollections
+from dmt_compile.passes.split_tables import SplitTables
 from dmt_compile.passes.sptt_rewrite import SpttRewrite
 from dmt_compile.topo import Topology, as_topology
 
@@ -31,6 +32,7 @@ def default_pipeline(options: TransformOptions) -> list[Pass]:
     o = options
     return [
         SplitCollections(),  # one lookup per table for torchrec Embedding(Bag)Collections
+        SplitTables(o.table_ranges),  # one table per field for concatenated tables with per-field offsets
         Detect(),  # find lookups, their id sources and feature groups
         PlanTowers(o.num_towers, o.towers, o.partitioner, o.seed),  # choose towers (pure analysis)
         PlanFeed(o.tower_module, o.compression, o.feed),  # decide each tower's feed; the plan is final
@@ -53,7 +55,8 @@ class DmtModel(torch.nn.Module):
         self.topology = topology
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        return self.graph_module(*self.input_spec.flatten(args, kwargs))
+        # .forward: fx's GraphModule.__call__ prints the generated code's traceback to stderr on errors
+        return self.graph_module.forward(*self.input_spec.flatten(args, kwargs))
 
     def dump(self, fmt: str = "table") -> str:
         from dmt_compile.printing import render
@@ -89,6 +92,7 @@ def transform(
     partitioner: str = "balanced",
     calibration_batches: Sequence[Any] | None = None,
     seed: int = 0,
+    table_ranges: Mapping[str, Any] | None = None,
     inplace: bool = False,
     callback: DumpCallback | None = None,
 ) -> DmtModel:
@@ -107,10 +111,12 @@ def transform(
             embeddings on `calibration_batches`), `"random"` or `"contiguous"`.
         calibration_batches: inputs like `example_inputs` (a tuple each) for the learned partitioner.
         seed: seed for partitioners that use randomness.
+        table_ranges: per-field row ranges of concatenated tables whose ids arrive pre-offset,
+            `{"embedding": [10, 20, 30]}` (rows per field) or `[(0, 10), (10, 30), (30, 60)]`.
         inplace: share modules with `model` instead of copying it first.
         callback: called as `callback(index, pass_name, gm, ctx)` after capture and each pass.
     """
-    options = TransformOptions(num_towers, towers, tower_module, compression, feed, partitioner, seed).validated()
+    options = TransformOptions(num_towers, towers, tower_module, compression, feed, partitioner, seed, table_ranges).validated()
     gm, ctx, report = run_passes(model, topology, example_inputs, default_pipeline(options),
                                  example_kwargs=example_kwargs, calibration_batches=calibration_batches,
                                  inplace=inplace, callback=callback)

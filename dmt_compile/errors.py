@@ -19,6 +19,7 @@ __all__ = [
     "RuntimeSetupError",
     "CollectiveError",
     "ModelSpecError",
+    "SpecializationError",
 ]
 
 
@@ -72,6 +73,10 @@ class PassError(DmtError):
 
 class InputError(DmtError, ValueError):
     """Inputs given to transform or to a transformed model do not fit."""
+
+
+class SpecializationError(InputError):
+    """A call took a different Python branch than the example inputs the graph was captured with."""
 
 
 class CostModelError(DmtError, ValueError):
