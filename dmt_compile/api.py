@@ -6,11 +6,12 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 import torch.fx as fx
 
-from dmt_compile.capture import CaptureReport, capture, copy_model
+from dmt_compile.capture import PATHS, CaptureReport, capture, copy_model
 from dmt_compile.capture.inputs import InputSpec
 from dmt_compile.errors import InputError
 from dmt_compile.ir.detection import Detection
 from dmt_compile.ir.plan import TowerPlan
+from dmt_compile.ir.table_splits import TableSplits
 from dmt_compile.options import TransformOptions
 from dmt_compile.passes.base import Pass, PassContext, PassPipeline
 from dmt_compile.passes.detect import Detect
@@ -93,6 +94,7 @@ def transform(
     calibration_batches: Sequence[Any] | None = None,
     seed: int = 0,
     table_ranges: Mapping[str, Any] | None = None,
+    capture_paths: str | Sequence[str] = "auto",
     inplace: bool = False,
     callback: DumpCallback | None = None,
 ) -> DmtModel:
@@ -113,20 +115,24 @@ def transform(
         seed: seed for partitioners that use randomness.
         table_ranges: per-field row ranges of concatenated tables whose ids arrive pre-offset,
             `{"embedding": [10, 20, 30]}` (rows per field) or `[(0, 10), (10, 30), (30, 60)]`.
+        capture_paths: `"auto"` (symbolic, specialize, specialize+leaf, export, export-static, the first
+            that reproduces the model), or the paths to try, e.g. `"export"` or `("symbolic", "export")`.
         inplace: share modules with `model` instead of copying it first.
         callback: called as `callback(index, pass_name, gm, ctx)` after capture and each pass.
     """
     options = TransformOptions(num_towers, towers, tower_module, compression, feed, partitioner, seed, table_ranges).validated()
     gm, ctx, report = run_passes(model, topology, example_inputs, default_pipeline(options),
                                  example_kwargs=example_kwargs, calibration_batches=calibration_batches,
-                                 inplace=inplace, callback=callback)
-    return DmtModel(gm, ctx.input_spec, ctx.get(TowerPlan), ctx.get(Detection), report, ctx.topology)
+                                 capture_paths=capture_paths, inplace=inplace, callback=callback)
+    dmt = DmtModel(gm, ctx.input_spec, ctx.get(TowerPlan), ctx.get(Detection), report, ctx.topology)
+    dmt.table_splits = ctx.get(TableSplits) if ctx.has(TableSplits) else TableSplits()
+    return dmt
 
 
 def run_passes(
     model: torch.nn.Module, topology: Any, example_inputs: tuple | None, passes: Sequence[Pass], *,
     example_kwargs: Mapping[str, Any] | None = None, calibration_batches: Sequence[Any] | None = None,
-    inplace: bool = False, callback: DumpCallback | None = None,
+    capture_paths: str | Sequence[str] = "auto", inplace: bool = False, callback: DumpCallback | None = None,
 ) -> tuple[fx.GraphModule, PassContext, CaptureReport]:
     """Capture `model` and run `passes` on it; returns the graph, the context (analyses) and the capture report.
 
@@ -139,8 +145,10 @@ def run_passes(
     if calibration_batches is not None and len(calibration_batches) == 0:
         raise InputError("calibration_batches is empty", "pass at least one batch, or leave calibration_batches out")
     work = model if inplace else copy_model(model)
+    paths = PATHS if capture_paths == "auto" else (capture_paths,) if isinstance(capture_paths, str) \
+        else tuple(capture_paths)
     captured = capture(work, example_inputs if isinstance(example_inputs, tuple) else (example_inputs,),
-                       dict(example_kwargs or {}))
+                       dict(example_kwargs or {}), paths)
     ctx = PassContext(topo, captured.spec, captured.flat_inputs, captured.reference_output,
                       _flatten_calibration(captured.spec, calibration_batches))
     if callback is not None:

@@ -33,6 +33,7 @@ from dmt_compile.errors import PlanError
 from dmt_compile.ir.graph import get_attr_value, is_impure, tag
 from dmt_compile.ir.lookups import classify_lookup, id_nodes
 from dmt_compile.ir.meta import DTYPE, INPUT_PATH, SHAPE
+from dmt_compile.ir.shapes import evaluation
 from dmt_compile.ir.table_splits import TablePiece, TableSplit, TableSplits, check_field_ids
 from dmt_compile.passes.base import Pass, PassContext, PassResult
 from dmt_compile.passes.table_ranges import normalize_ranges
@@ -127,7 +128,7 @@ def _example_columns(gm: fx.GraphModule, nodes: list[fx.Node], flat: list[Any]) 
                 seen[n] = out
             return out
 
-    with torch.no_grad():
+    with evaluation(gm):
         Recorder(gm).run(*flat)
     return seen
 
