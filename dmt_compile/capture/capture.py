@@ -60,14 +60,27 @@ class Captured:
 
 
 @contextlib.contextmanager
+def quiet_torch():
+    """Torch's own warnings and log lines while tracing (fx, export, dynamo) are not the user's concern."""
+    logger = logging.getLogger("torch")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+@contextlib.contextmanager
 def preserved(model: torch.nn.Module):
     """Run model code without changing it: buffers, RNG state and training flags are restored."""
     buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
     modes = {name: m.training for name, m in model.named_modules()}
     rng = torch.get_rng_state()
     try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tracing warnings are not the user's concern
+        with torch.no_grad(), quiet_torch():
             yield
     finally:
         torch.set_rng_state(rng)
