@@ -23,7 +23,7 @@ class TypeCheckedFM(nn.Module):
         super().__init__()
         self.tables = nn.ModuleDict({f"field{i}": nn.Embedding(VOCAB, DIM) for i in range(FIELDS)})
         self.dense = nn.Linear(2, DIM)
-        self.mlp = nn.Sequential(nn.Linear((FIELDS + 1) * DIM, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.1),
+        self.mlp = nn.Sequential(nn.Linear((FIELDS + 1) * DIM, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.0),
                                  nn.Linear(16, 1))
 
     def forward(self, ids: torch.Tensor, dense_x: torch.Tensor) -> torch.Tensor:
