@@ -7,11 +7,12 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 import torch.fx as fx
 
-from dmt_compile.capture import CaptureReport, capture, copy_model
+from dmt_compile.capture import PATHS, CaptureReport, capture, copy_model
 from dmt_compile.capture.inputs import InputSpec
 from dmt_compile.errors import CheckpointError, InputError
 from dmt_compile.ir.detection import Detection
 from dmt_compile.ir.plan import TowerPlan
+from dmt_compile.ir.table_splits import TableSplits
 from dmt_compile.lowering.checkpoint_graph import PortableGraphModule, clean_types
 from dmt_compile.lowering.checkpoint_names import (OriginalState, flat_state_dict, held_key, rebuilt_layers,
                                                    resolve_state_names)
@@ -22,6 +23,7 @@ from dmt_compile.passes.insert_tower_modules import InsertTowerModules
 from dmt_compile.passes.plan_feed import PlanFeed
 from dmt_compile.passes.plan_towers import PlanTowers
 from dmt_compile.passes.split_collections import SplitCollections
+from dmt_compile.passes.split_tables import SplitTables
 from dmt_compile.passes.sptt_rewrite import SpttRewrite
 from dmt_compile.topo import Topology, as_topology
 
@@ -35,6 +37,7 @@ def default_pipeline(options: TransformOptions) -> list[Pass]:
     o = options
     return [
         SplitCollections(),  # one lookup per table for torchrec Embedding(Bag)Collections
+        SplitTables(o.table_ranges),  # one table per field for concatenated tables with per-field offsets
         Detect(),  # find lookups, their id sources and feature groups
         PlanTowers(o.num_towers, o.towers, o.partitioner, o.seed),  # choose towers (pure analysis)
         PlanFeed(o.tower_module, o.compression, o.feed),  # decide each tower's feed; the plan is final
@@ -54,7 +57,8 @@ class DmtModel(torch.nn.Module):
     """
 
     def __init__(self, gm: fx.GraphModule, spec: InputSpec, plan: TowerPlan, detection: Detection,
-                 capture_report: CaptureReport, topology: Topology, originals: OriginalState | None = None):
+                 capture_report: CaptureReport, topology: Topology, originals: OriginalState | None = None, *,
+                 table_splits: TableSplits | None = None):
         super().__init__()
         if clean_types(gm.graph):
             gm.recompile()
@@ -64,7 +68,8 @@ class DmtModel(torch.nn.Module):
         self.detection = detection
         self.capture_report = capture_report
         self.topology = topology
-        self.state_names, held = resolve_state_names(gm, originals)
+        self.table_splits = table_splits or TableSplits()  # tables split per field (split-tables)
+        self.state_names, held = resolve_state_names(gm, originals, self.table_splits)
         self.held_state = torch.nn.Module()  # original tensors the graph does not use
         for name, tensor in held.items():
             if isinstance(tensor, torch.nn.Parameter):
@@ -73,7 +78,8 @@ class DmtModel(torch.nn.Module):
                 self.held_state.register_buffer(held_key(name), tensor)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        return self.graph_module(*self.input_spec.flatten(args, kwargs))
+        # .forward: fx's GraphModule.__call__ prints the generated code's traceback to stderr on errors
+        return self.graph_module.forward(*self.input_spec.flatten(args, kwargs))
 
     def dump(self, fmt: str = "table") -> str:
         from dmt_compile.printing import render
@@ -90,7 +96,11 @@ class DmtModel(torch.nn.Module):
         for key, value in getattr(local, "_metadata", {}).items():
             meta[(prefix + key) if key else prefix[:-1]] = value
         for key in self.state_names.keys:
-            out[prefix + key] = local[self.state_names.targets(key)[0]]
+            if key in self.state_names.split:  # a table split per field: shown whole, rebuilt from its pieces
+                pieces = {p: local[f"graph_module.{p}"] for p in self.state_names.piece_keys() if p.startswith("dmt.")}
+                out[prefix + key] = self.state_names.split[key].whole(pieces)
+            else:
+                out[prefix + key] = local[self.state_names.targets(key)[0]]
         return out
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
@@ -100,6 +110,14 @@ class DmtModel(torch.nn.Module):
         current = super().state_dict(keep_vars=False)
         for key in names.keys:
             targets = names.targets(key)
+            if key in names.split:  # a whole table: its rows go to the per-field pieces
+                value = state_dict.pop(prefix + key, None)
+                if value is None:
+                    missing_keys.append(prefix + key)
+                    continue
+                for piece, target in zip(names.split[key].pieces, targets):
+                    state_dict[prefix + target] = value[piece.start:piece.stop:piece.step]
+                continue
             value = state_dict.pop(prefix + key, None)
             if value is None:
                 missing_keys.append(prefix + key)
@@ -169,6 +187,8 @@ def transform(
     partitioner: str = "balanced",
     calibration_batches: Sequence[Any] | None = None,
     seed: int = 0,
+    table_ranges: Mapping[str, Any] | None = None,
+    capture_paths: str | Sequence[str] = "auto",
     inplace: bool = False,
     callback: DumpCallback | None = None,
 ) -> DmtModel:
@@ -187,22 +207,29 @@ def transform(
             embeddings on `calibration_batches`), `"random"` or `"contiguous"`.
         calibration_batches: inputs like `example_inputs` (a tuple each) for the learned partitioner.
         seed: seed for partitioners that use randomness.
+        table_ranges: per-field row ranges of concatenated tables whose ids arrive pre-offset,
+            `{"embedding": [10, 20, 30]}` (rows per field) or `[(0, 10), (10, 30), (30, 60)]`.
+        capture_paths: `"auto"` (symbolic, specialize, specialize+leaf, export, export-static, the first
+            that reproduces the model), or the paths to try, e.g. `"export"` or `("symbolic", "export")`.
         inplace: share modules with `model` instead of copying it first.
         callback: called as `callback(index, pass_name, gm, ctx)` after capture and each pass.
     """
-    options = TransformOptions(num_towers, towers, tower_module, compression, feed, partitioner, seed).validated()
+    options = TransformOptions(num_towers, towers, tower_module, compression, feed, partitioner, seed,
+                               table_ranges).validated()
     work = model if inplace else copy_model(model)
     originals = OriginalState(work)  # the original names of every tensor, by identity (DmtModel.state_dict)
     gm, ctx, report = run_passes(work, topology, example_inputs, default_pipeline(options),
                                  example_kwargs=example_kwargs, calibration_batches=calibration_batches,
-                                 inplace=True, callback=originals.wrap(callback))
-    return DmtModel(gm, ctx.input_spec, ctx.get(TowerPlan), ctx.get(Detection), report, ctx.topology, originals)
+                                 capture_paths=capture_paths, inplace=True, callback=originals.wrap(callback))
+    splits = ctx.get(TableSplits) if ctx.has(TableSplits) else TableSplits()
+    return DmtModel(gm, ctx.input_spec, ctx.get(TowerPlan), ctx.get(Detection), report, ctx.topology, originals,
+                    table_splits=splits)
 
 
 def run_passes(
     model: torch.nn.Module, topology: Any, example_inputs: tuple | None, passes: Sequence[Pass], *,
     example_kwargs: Mapping[str, Any] | None = None, calibration_batches: Sequence[Any] | None = None,
-    inplace: bool = False, callback: DumpCallback | None = None,
+    capture_paths: str | Sequence[str] = "auto", inplace: bool = False, callback: DumpCallback | None = None,
 ) -> tuple[fx.GraphModule, PassContext, CaptureReport]:
     """Capture `model` and run `passes` on it; returns the graph, the context (analyses) and the capture report.
 
@@ -215,8 +242,10 @@ def run_passes(
     if calibration_batches is not None and len(calibration_batches) == 0:
         raise InputError("calibration_batches is empty", "pass at least one batch, or leave calibration_batches out")
     work = model if inplace else copy_model(model)
+    paths = PATHS if capture_paths == "auto" else (capture_paths,) if isinstance(capture_paths, str) \
+        else tuple(capture_paths)
     captured = capture(work, example_inputs if isinstance(example_inputs, tuple) else (example_inputs,),
-                       dict(example_kwargs or {}))
+                       dict(example_kwargs or {}), paths)
     ctx = PassContext(topo, captured.spec, captured.flat_inputs, captured.reference_output,
                       _flatten_calibration(captured.spec, calibration_batches))
     if callback is not None:

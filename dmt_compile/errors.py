@@ -20,6 +20,7 @@ __all__ = [
     "CollectiveError",
     "ModelSpecError",
     "CheckpointError",
+    "SpecializationError",
 ]
 
 
@@ -73,6 +74,10 @@ class PassError(DmtError):
 
 class InputError(DmtError, ValueError):
     """Inputs given to transform or to a transformed model do not fit."""
+
+
+class SpecializationError(InputError):
+    """A call took a different Python branch than the example inputs the graph was captured with."""
 
 
 class CostModelError(DmtError, ValueError):

@@ -31,6 +31,7 @@ class TransformOptions:
     feed: str = "auto"  # auto | direct | decoder
     partitioner: str = "balanced"  # balanced | learned | random | contiguous
     seed: int = 0  # for partitioners that use randomness
+    table_ranges: Any = None  # {table: per-field row ranges} for concatenated tables with pre-offset ids
 
     def validated(self) -> "TransformOptions":
         """A copy with defaults filled in (compression); raises a typed error naming a bad option."""
@@ -47,7 +48,7 @@ class TransformOptions:
         if not _is_int(self.seed):
             raise PlanError(f"seed must be an integer, got {self.seed!r}", "pass e.g. seed=0")
         return TransformOptions(self.num_towers, self.towers, self.tower_module, self._compression(), self.feed,
-                                self.partitioner, self.seed)
+                                self.partitioner, self.seed, self.table_ranges)
 
     def _compression(self) -> float:
         c = self.compression

@@ -1,4 +1,5 @@
-"""Capture: an arbitrary model as a flat-input fx GraphModule (tracer paths, input flattening, model specs)."""
-from dmt_compile.capture.capture import Captured, CaptureReport, capture, copy_model
+"""Capture: an arbitrary model as a flat-input fx GraphModule (tracer paths, torch.export, input flattening)."""
+from dmt_compile.capture.capture import PATHS, Captured, CaptureReport, capture
+from dmt_compile.capture.copying import copy_model
 
-__all__ = ["capture", "Captured", "CaptureReport", "copy_model"]
+__all__ = ["capture", "Captured", "CaptureReport", "copy_model", "PATHS"]

@@ -1,29 +1,33 @@
 """Capture an arbitrary model as a flat-input fx GraphModule, falling back automatically.
 
-Paths, in order (see docs/DESIGN.md): `symbolic`, `specialize`, `specialize+leaf`. The first
-path whose graph reproduces the eager model on the example inputs wins; `CaptureReport` says
-which path, what was specialised and which modules became leaves.
+Paths, in order (see docs/DESIGN.md): `symbolic`, `specialize`, `specialize+leaf`, `export`
+(torch.export, non-strict, dynamic batch) and `export-static`. The first path whose graph
+reproduces the eager model on the example inputs wins; `CaptureReport` says which path, why the
+earlier ones were skipped, what was specialised (and guarded) and which modules became leaves.
 """
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
+import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.fx as fx
 
-from dmt_compile.errors import CaptureError, InputError
+from dmt_compile.capture.export_path import ExportNotApplicable, trace_export
+from dmt_compile.capture.fx_trace import trace_fx
 from dmt_compile.capture.inputs import InputSpec, flatten_call
+from dmt_compile.capture.tracer import Specialization, contains_embedding
+from dmt_compile.errors import CaptureError, InputError
 from dmt_compile.ir.shapes import record_shapes, tree_max_abs_diff
-from dmt_compile.capture.tracer import CaptureTracer, Specialization, contains_embedding, value_proxies
 
-__all__ = ["capture", "Captured", "CaptureReport"]
+__all__ = ["capture", "Captured", "CaptureReport", "PATHS"]
 
 log = logging.getLogger(__name__)
 MAX_AUTO_LEAVES = 16
+PATHS = ("symbolic", "specialize", "specialize+leaf", "export", "export-static")
 
 
 @dataclass(frozen=True)
@@ -32,9 +36,14 @@ class CaptureReport:
     specializations: tuple[Specialization, ...] = ()
     auto_leaves: tuple[str, ...] = ()
     attempts: tuple[str, ...] = ()  # "path: why it failed" for paths tried before
+    note: str = ""  # e.g. how torch.export treated the batch dimension
+
+    @property
+    def guards(self) -> tuple[Specialization, ...]:
+        return tuple(s for s in self.specializations if s.guarded)
 
     def __str__(self) -> str:
-        lines = [f"capture path: {self.path}"]
+        lines = [f"capture path: {self.path}" + (f" ({self.note})" if self.note else "")]
         lines += [f"  tried first: {a}" for a in self.attempts]
         lines += [f"  leaf (automatic): {leaf}" for leaf in self.auto_leaves]
         lines += [f"  specialised: {s}" for s in self.specializations]
@@ -51,36 +60,40 @@ class Captured:
 
 
 @contextlib.contextmanager
-def _preserved(model: torch.nn.Module):
+def quiet_torch():
+    """Torch's own warnings and log lines while tracing (fx, export, dynamo) are not the user's concern."""
+    logger = logging.getLogger("torch")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def preserved(model: torch.nn.Module):
     """Run model code without changing it: buffers, RNG state and training flags are restored."""
     buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
     modes = {name: m.training for name, m in model.named_modules()}
     rng = torch.get_rng_state()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), quiet_torch():
             yield
     finally:
         torch.set_rng_state(rng)
         for name, m in model.named_modules():
-            m.training = modes[name]
+            m.training = modes.get(name, m.training)
         with torch.no_grad():
             for name, b in model.named_buffers():
                 if name in buffers and b.shape == buffers[name].shape:
                     b.copy_(buffers[name])
 
 
-def _trace(model, spec, flat, *, carry_values: bool, leaves) -> tuple[fx.GraphModule, CaptureTracer]:
-    tracer = CaptureTracer(spec, flat, carry_values=carry_values, extra_leaves=leaves)
-    with _preserved(model), (value_proxies() if carry_values else contextlib.nullcontext()):
-        graph = tracer.trace(model)
-    gm = fx.GraphModule(tracer.root, graph, type(model).__name__)
-    if gm.graph.eliminate_dead_code():
-        gm.recompile()
-    return gm, tracer
-
-
 def _eager_reference(model, args, kwargs):
-    with _preserved(model):
+    with preserved(model):
         model.eval()
         try:
             return model(*args, **kwargs)
@@ -91,11 +104,11 @@ def _eager_reference(model, args, kwargs):
             ) from exc
 
 
-def _check_graph(model, gm, flat, reference) -> None:
-    with _preserved(model):
+def _check_graph(model, gm: fx.GraphModule, flat, reference) -> None:
+    with preserved(model):
         model.eval()
         gm.eval()
-        out = gm(*flat)
+        out = gm.forward(*flat)  # .forward: fx's __call__ prints a traceback to stderr on failure
     diff = tree_max_abs_diff(out, reference)
     if diff is None:
         raise CaptureError("the captured graph returns a different output structure than the model")
@@ -103,44 +116,17 @@ def _check_graph(model, gm, flat, reference) -> None:
         raise CaptureError(f"the captured graph differs from the eager model (max |diff| = {diff:.3g})")
 
 
-def capture(model: torch.nn.Module, example_inputs: tuple, example_kwargs: dict | None = None) -> Captured:
-    """Capture `model` called as `model(*example_inputs, **example_kwargs)`."""
-    if not isinstance(model, torch.nn.Module):
-        raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}", "pass an nn.Module")
-    if not isinstance(example_inputs, tuple):
-        example_inputs = (example_inputs,)
-    spec, flat = flatten_call(model.forward, example_inputs, example_kwargs)
-    reference = _eager_reference(model, example_inputs, example_kwargs or {})
-    attempts: list[str] = []
-
-    def attempt(path: str, carry: bool, leaves: tuple[str, ...]) -> Captured | None:
-        try:
-            gm, tracer = _trace(model, spec, flat, carry_values=carry, leaves=leaves)
-            _check_graph(model, gm, flat, reference)
-        except Exception as exc:  # noqa: BLE001 - every failure is reported in the CaptureError
-            attempts.append(f"{path}: {type(exc).__name__}: {_short(exc)}")
-            attempt.last_exc = exc  # type: ignore[attr-defined]
-            return None
-        report = CaptureReport(path, tuple(tracer.specializations), leaves, tuple(attempts))
-        record_shapes(gm, flat)
-        log.info("%s", report)
-        return Captured(gm, spec, flat, report, reference)
-
-    done = attempt("symbolic", False, ()) or attempt("specialize", True, ())
-    leaves: tuple[str, ...] = ()
-    while done is None and len(leaves) < MAX_AUTO_LEAVES:
-        path = getattr(attempt.last_exc, "_dmt_module_path", None)  # type: ignore[attr-defined]
-        if not path or path in leaves or contains_embedding(model.get_submodule(path)):
-            break
-        leaves = leaves + (path,)
-        done = attempt("specialize+leaf", True, leaves)
-    if done is None:
-        raise CaptureError(
-            "the model could not be captured as a graph:\n    " + "\n    ".join(attempts),
-            "make the failing code traceable (it must not depend on tensor values in a module that "
-            "holds embedding tables), or move it into a submodule without embeddings",
-        )
-    return done
+def _batch_of(reference: Any) -> int | None:
+    stack = [reference]
+    while stack:
+        value = stack.pop(0)
+        if isinstance(value, torch.Tensor) and value.dim() > 0:
+            return int(value.shape[0])
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, (list, tuple)):
+            stack.extend(value)
+    return None
 
 
 def _short(exc: BaseException) -> str:
@@ -148,12 +134,83 @@ def _short(exc: BaseException) -> str:
     return text[0][:200] if text else ""
 
 
-def copy_model(model: torch.nn.Module) -> torch.nn.Module:
-    """Deep copy so transform never aliases or mutates the user's model."""
-    try:
-        return copy.deepcopy(model)
-    except Exception as exc:
-        raise InputError(
-            f"the model cannot be deep-copied ({type(exc).__name__}: {exc})",
-            "pass inplace=True to transform to rewrite the model's modules in place",
-        ) from exc
+class _Attempts:
+    """Tries capture paths in order and remembers why each one failed."""
+
+    def __init__(self, model, spec, flat, reference):
+        self.model, self.spec, self.flat, self.reference = model, spec, flat, reference
+        self.failed: list[str] = []
+        self.last_exc: BaseException | None = None
+
+    def run(self, path: str, build: Callable[[], tuple[fx.GraphModule, tuple, str]],
+            leaves: tuple[str, ...] = ()) -> Captured | None:
+        try:
+            with preserved(self.model):
+                gm, specializations, note = build()
+            _check_graph(self.model, gm, self.flat, self.reference)
+        except Exception as exc:  # noqa: BLE001 - every failure is reported in the CaptureError
+            self.failed.append(f"{path}: {type(exc).__name__}: {_short(exc)}")
+            self.last_exc = exc
+            return None
+        report = CaptureReport(path, specializations, leaves, tuple(self.failed), note)
+        record_shapes(gm, self.flat)
+        log.info("%s", report)
+        return Captured(gm, self.spec, self.flat, report, self.reference)
+
+    def fx(self, path: str, carry: bool, leaves: tuple[str, ...] = ()) -> Captured | None:
+        def build():
+            gm, tracer = trace_fx(self.model, self.spec, self.flat, carry_values=carry, leaves=leaves)
+            return gm, tuple(tracer.specializations), ""
+        return self.run(path, build, leaves)
+
+    def export(self, path: str, args: tuple, kwargs: dict, dynamic: bool) -> Captured | None:
+        def build():
+            self.model.eval()
+            gm, note = trace_export(self.model, self.spec, self.flat, args, kwargs, _batch_of(self.reference),
+                                    dynamic=dynamic)
+            return gm, (), note
+        return self.run(path, build)
+
+
+def capture(model: torch.nn.Module, example_inputs: tuple, example_kwargs: dict | None = None,
+            paths: tuple[str, ...] = PATHS) -> Captured:
+    """Capture `model` called as `model(*example_inputs, **example_kwargs)`, trying `paths` in order."""
+    if not isinstance(model, torch.nn.Module):
+        raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}", "pass an nn.Module")
+    unknown = [p for p in paths if p not in PATHS]
+    if unknown or not paths:
+        raise InputError(f"unknown capture paths {unknown}", "choose from " + ", ".join(PATHS))
+    if not isinstance(example_inputs, tuple):
+        example_inputs = (example_inputs,)
+    kwargs = dict(example_kwargs or {})
+    spec, flat = flatten_call(model.forward, example_inputs, kwargs)
+    attempts = _Attempts(model, spec, flat, _eager_reference(model, example_inputs, kwargs))
+    done = None
+    for path in paths:
+        if path == "specialize+leaf":
+            done = _with_auto_leaves(model, attempts)
+        elif path.startswith("export"):
+            done = attempts.export(path, example_inputs, kwargs, dynamic=path == "export")
+        else:
+            done = attempts.fx(path, path == "specialize")
+        if done is not None:
+            return done
+    raise CaptureError(
+        "the model could not be captured as a graph:\n    " + "\n    ".join(attempts.failed),
+        "make the failing code traceable (it must not depend on tensor values in a module that "
+        "holds embedding tables), or move it into a submodule without embeddings",
+    )
+
+
+def _with_auto_leaves(model: torch.nn.Module, attempts: _Attempts) -> Captured | None:
+    """Make the innermost submodule that failed a leaf (if it holds no embedding) and trace again."""
+    leaves: tuple[str, ...] = ()
+    while len(leaves) < MAX_AUTO_LEAVES:
+        path = getattr(attempts.last_exc, "_dmt_module_path", None)
+        if not path or path in leaves or contains_embedding(model.get_submodule(path)):
+            return None
+        leaves = leaves + (path,)
+        done = attempts.fx("specialize+leaf", True, leaves)
+        if done is not None:
+            return done
+    return None

@@ -2,8 +2,13 @@
 
 With `carry_values=True` every proxy carries the concrete value computed on the example
 inputs, so Python control flow that fx cannot trace (`bool`, `len`, `iter`, `int` on a proxy)
-is answered from the value and recorded as a specialisation. Shapes are not specialised: a
-`x.size(0)` stays a node, so the graph still runs at other batch sizes.
+is answered from the value and recorded as a specialisation; an answer that can change between
+calls becomes a `dmt_guard` node (see `guards.py`). Shapes are not specialised: a `x.size(0)` stays
+a node, so the graph still runs at other batch sizes.
+
+Also handled, on every path: numpy arrays and numpy scalars reached from module attributes become
+graph constants; a module built and called inside `forward` (not a registered submodule) is traced
+through inline; tensor factories called with traced sizes (`torch.zeros(x.size(0), 1)`) become nodes.
 """
 from __future__ import annotations
 
@@ -12,14 +17,21 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
+import numpy as np
 import torch
 import torch.fx as fx
 from torch.fx.proxy import Proxy
 
+from dmt_compile.capture.guards import dmt_guard, value_dependence
 from dmt_compile.capture.inputs import InputSpec
-from dmt_compile.ir.meta import INPUT_PATH
+from dmt_compile.ir.meta import GUARD, INPUT_PATH
 
-__all__ = ["CaptureTracer", "Specialization", "is_embedding_module", "EMBEDDING_MODULE_NAMES"]
+__all__ = ["CaptureTracer", "Specialization", "is_embedding_module", "EMBEDDING_MODULE_NAMES", "traced_factories",
+           "value_proxies"]
+
+# tensor factories whose size arguments may be traced values (`torch.zeros(x.size(0), 1)`)
+FACTORIES = ("zeros", "ones", "empty", "full", "rand", "randn", "randint", "arange", "eye", "tensor")
+_SPLITTERS = {"split": 2, "chunk": None, "unbind": 1, "tensor_split": 2}
 
 # Class names treated as embedding lookups (torchrec classes matched by name: optional dependency).
 EMBEDDING_MODULE_NAMES = frozenset({"EmbeddingBagCollection", "EmbeddingCollection"})
@@ -43,9 +55,11 @@ class Specialization:
     node: str
     value: str
     where: str
+    guarded: bool = False  # the answer can change between calls: a dmt_guard node re-checks it
 
     def __str__(self) -> str:
-        return f"{self.kind}({self.node}) = {self.value}  [{self.where}]"
+        how = "guarded" if self.guarded else "static"
+        return f"{self.kind}({self.node}) = {self.value}  [{self.where}, {how}]"
 
 
 def _user_frame() -> str:
@@ -97,6 +111,8 @@ class CaptureTracer(fx.Tracer):
     def call_module(self, m, forward, args, kwargs):
         if self._evaluating:
             return forward(*args, **kwargs)
+        if self.submodule_paths is not None and m not in self.submodule_paths and not is_embedding_module(m):
+            return forward(*args, **kwargs)  # built inside forward (e.g. nn.Softmax(dim=-1)(x)): trace through it
         try:
             return super().call_module(m, forward, args, kwargs)
         except Exception as exc:  # remember the innermost module that failed
@@ -111,6 +127,13 @@ class CaptureTracer(fx.Tracer):
         if self._evaluating:
             return attr_val
         return super().getattr(attr, attr_val, parameter_proxy_cache)
+
+    def create_arg(self, a: Any) -> Any:
+        if isinstance(a, np.ndarray):  # e.g. per-field offsets kept as numpy on the module
+            return super().create_arg(torch.as_tensor(a))
+        if isinstance(a, np.generic):  # numpy scalars (np.int64 slice bounds, ...)
+            return super().create_arg(a.item())
+        return super().create_arg(a)
 
     # -- value carrying ----------------------------------------------------------------------
     def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None, proxy_factory_fn=None):
@@ -152,15 +175,24 @@ class CaptureTracer(fx.Tracer):
             raise fx.proxy.TraceError("symbolic tracing cannot evaluate control flow on a proxy")
         return self._value(proxy.node)
 
-    def _record(self, kind: str, proxy: Proxy, value: Any) -> None:
-        self.specializations.append(Specialization(kind, proxy.node.name, repr(value), _user_frame()))
+    def specialize(self, kind: str, proxy: Proxy, value: Any) -> Any:
+        """Record the answer `value` to `kind(proxy)`; guard it in the graph unless it is static."""
+        if kind == "len":
+            dependence = _len_dependence(proxy.node)
+        else:
+            dependence = value_dependence(proxy.node)
+        guarded = kind in ("bool", "int", "len") and dependence in ("data", "batch")
+        where = _user_frame()
+        self.specializations.append(Specialization(kind, proxy.node.name, repr(value), where, guarded))
+        if guarded:
+            guard = self.create_proxy("call_function", dmt_guard, (proxy, kind, value, where), {})
+            guard.node.meta[GUARD] = f"{kind}({proxy.node.name}) == {value!r}"
+        return value
 
     def to_bool(self, obj: Proxy) -> bool:
         if not self.carry_values:
             return super().to_bool(obj)
-        value = bool(self.value_of(obj))
-        self._record("bool", obj, value)
-        return value
+        return self.specialize("bool", obj, bool(self.value_of(obj)))
 
     def iter(self, obj: Proxy) -> Iterator:
         if not self.carry_values:
@@ -170,43 +202,50 @@ class CaptureTracer(fx.Tracer):
         if node.op == "call_method" and node.target in ("items", "values", "keys"):
             base = self.proxy(node.args[0])
             keys = list(self.values[node.args[0]].keys())
-            self._record("iter", obj, keys)
+            self.specialize("iter", obj, keys)
             if node.target == "keys":
                 return iter(keys)
             if node.target == "values":
                 return iter([base[k] for k in keys])
             return iter([(k, base[k]) for k in keys])
         if isinstance(value, dict):
-            self._record("iter", obj, list(value.keys()))
-            return iter(list(value.keys()))
-        n = len(value)
-        self._record("len", obj, n)
+            return iter(self.specialize("iter", obj, list(value.keys())))
+        n = self.specialize("len", obj, len(value))
         return iter([obj[i] for i in range(n)])
 
     def keys(self, obj: Proxy) -> Any:
         if not self.carry_values:
             return super().keys(obj)
         value = self.value_of(obj).keys()
-        self._record("keys", obj, list(value))
+        self.specialize("keys", obj, list(value))
         return value
+
+
+def _len_dependence(node: fx.Node) -> str:
+    """What `len()` of `node`'s value depends on: the pieces of a split by a non-batch dim are static."""
+    name = node.target if node.op == "call_method" else getattr(node.target, "__name__", "")
+    if node.op in ("call_method", "call_function") and name in _SPLITTERS:
+        dim = node.kwargs.get("dim", node.args[_SPLITTERS[name]] if _SPLITTERS[name] is not None
+                              and len(node.args) > _SPLITTERS[name] else 0)
+        return "batch" if dim == 0 and name != "chunk" else "static"
+    dependence = value_dependence(node)
+    if dependence == "shape":  # len(x.shape) is the rank
+        return "static"
+    return "batch" if dependence == "data" and node.op != "call_module" else dependence
 
 
 def _proxy_len(self: Proxy) -> int:
     tracer = self.tracer
     if not isinstance(tracer, CaptureTracer) or not tracer.carry_values:
         raise RuntimeError("'len' is not supported in symbolic tracing by default")
-    value = len(tracer.value_of(self))
-    tracer._record("len", self, value)
-    return value
+    return tracer.specialize("len", self, len(tracer.value_of(self)))
 
 
 def _proxy_index(self: Proxy) -> int:
     tracer = self.tracer
     if not isinstance(tracer, CaptureTracer) or not tracer.carry_values:
         raise TypeError("a traced value cannot be used as a Python int")
-    value = int(tracer.value_of(self))
-    tracer._record("int", self, value)
-    return value
+    return tracer.specialize("int", self, int(tracer.value_of(self)))
 
 
 @contextlib.contextmanager
@@ -224,3 +263,32 @@ def value_proxies():
                 delattr(Proxy, key)
             else:
                 setattr(Proxy, key, old)
+
+
+def _has_proxy(values: Any) -> bool:
+    found = []
+    fx.node.map_aggregate(values, lambda v: found.append(v) if isinstance(v, Proxy) else None)
+    return bool(found)
+
+
+@contextlib.contextmanager
+def traced_factories(tracer: fx.Tracer):
+    """`torch.zeros(x.size(0), 1)` and friends: with a traced size among the arguments, record a node."""
+    saved = {name: getattr(torch, name) for name in FACTORIES}
+
+    def wrap(name: str, fn: Callable) -> Callable:
+        def factory(*args: Any, **kwargs: Any) -> Any:
+            if _has_proxy((args, kwargs)):
+                return tracer.create_proxy("call_function", fn, args, kwargs)
+            return fn(*args, **kwargs)
+
+        factory.__name__ = name
+        return factory
+
+    for name, fn in saved.items():
+        setattr(torch, name, wrap(name, fn))
+    try:
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(torch, name, fn)

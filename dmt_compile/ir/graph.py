@@ -20,10 +20,22 @@ from dmt_compile.ir.boundary import ids_exchange, outputs_exchange
 from dmt_compile.ir.meta import FROM_PASS, ROLE, TOWER, Role
 
 __all__ = ["tag", "call_module", "copy_graph", "Placement", "TowerNodes", "tower_nodes", "VIEW_METHODS",
-           "erase_unused", "get_attr_value"]
+           "erase_unused", "get_attr_value", "is_impure"]
 
 #: Tensor methods that reshape or cast without mixing samples or features.
 VIEW_METHODS = frozenset({"unsqueeze", "view", "reshape", "squeeze", "flatten", "contiguous", "float"})
+
+
+def is_impure(node: fx.Node) -> bool:
+    """Dead-code elimination must keep this node: side effects (guards, asserts) or an in-place method.
+
+    fx treats every `call_method` as pure, so `p.unsqueeze_(1)` whose result is unused (the
+    tensor changes in place) would be deleted; pass `is_impure_node=is_impure` to
+    `Graph.eliminate_dead_code` everywhere.
+    """
+    if node.is_impure():
+        return True
+    return node.op == "call_method" and str(node.target).endswith("_") and not str(node.target).startswith("__")
 
 
 def tag(node: fx.Node, pass_name: str, **meta: Any) -> fx.Node:

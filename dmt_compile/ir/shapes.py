@@ -1,6 +1,7 @@
 """Shape propagation (`dmt.shape`/`dmt.dtype` on every node) and tree comparison of outputs."""
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
@@ -8,7 +9,7 @@ import torch.fx as fx
 
 from dmt_compile.ir.meta import DTYPE, SHAPE
 
-__all__ = ["record_shapes", "tree_max_abs_diff", "tree_shapes_equal", "value_meta"]
+__all__ = ["record_shapes", "tree_max_abs_diff", "tree_shapes_equal", "value_meta", "evaluation"]
 
 
 def value_meta(value: Any) -> tuple[tuple[int, ...] | None, str | None]:
@@ -30,16 +31,23 @@ class _ShapeRecorder(fx.Interpreter):
         return result
 
 
-def record_shapes(gm: fx.GraphModule, flat_inputs: list[Any]) -> Any:
-    """Run `gm` on `flat_inputs` (eval mode, no grad) and annotate every node; returns the output."""
+@contextlib.contextmanager
+def evaluation(gm: torch.nn.Module):
+    """Eval mode and no grad inside the block (BatchNorm statistics and dropout untouched), modes restored."""
     was_training = {name: m.training for name, m in gm.named_modules()}
     gm.eval()
     try:
         with torch.no_grad():
-            return _ShapeRecorder(gm).run(*flat_inputs)
+            yield
     finally:
         for name, m in gm.named_modules():
-            m.training = was_training[name]
+            m.training = was_training.get(name, m.training)
+
+
+def record_shapes(gm: fx.GraphModule, flat_inputs: list[Any]) -> Any:
+    """Run `gm` on `flat_inputs` (eval mode, no grad) and annotate every node; returns the output."""
+    with evaluation(gm):
+        return _ShapeRecorder(gm).run(*flat_inputs)
 
 
 def tree_max_abs_diff(a: Any, b: Any) -> float | None:

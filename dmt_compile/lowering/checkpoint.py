@@ -70,7 +70,7 @@ def _meta(model: Any, optimizer: Any) -> str:
     return json.dumps({
         "format": FORMAT, "topology": f"{model.topology.num_hosts}x{model.topology.local_size}",
         "world_size": model.topology.world_size, "keys": list(lay.keys), "shapes": lay.shapes, "dtypes": lay.dtypes,
-        "original": list(lay.original), "rebuilt": list(lay.rebuilt),
+        "original": list(lay.original), "rebuilt": list(lay.rebuilt), "split": lay.split or {},
         "optimizer": type(optimizer).__name__ if optimizer is not None else None,
     }, sort_keys=True)
 
@@ -264,4 +264,10 @@ def flat_state_from_checkpoint(path: str, strict: bool = True) -> dict[str, torc
         raise CheckpointError(
             f"the rewrite rebuilt layers whose tensors {meta['rebuilt']} have no flat counterpart",
             "convert with strict=False (--partial) and load with flat.load_state_dict(sd, strict=False)")
+    for table, split in meta.get("split", {}).items():  # tables split per field: their pieces, whole again
+        first = state[MODEL + split["pieces"][0][0]]
+        whole = first.new_zeros((split["rows"], *first.shape[1:]))
+        for key, start, stop, step in split["pieces"]:
+            whole[start:stop:step] = state[MODEL + key]
+        state[MODEL + table] = whole
     return {k: state[MODEL + k] for k in meta["original"] if MODEL + k in state}

@@ -26,6 +26,25 @@ class _Ref:
     name: str
 
 
+@dataclass(frozen=True)
+class _OpRef:
+    """An aten (or other torch.ops) overload by name: OpOverload objects themselves do not pickle."""
+
+    namespace: str
+    op: str
+    overload: str
+
+    @classmethod
+    def of(cls, target: Any) -> Any:
+        if isinstance(target, torch._ops.OpOverload):
+            packet = target.overloadpacket
+            return cls(packet._qualified_op_name.split("::")[0], packet.__name__, target._overloadname)
+        return target
+
+    def resolve(self) -> Any:
+        return getattr(getattr(getattr(torch.ops, self.namespace), self.op), self.overload)
+
+
 @dataclass
 class _NodeRecord:
     name: str
@@ -56,7 +75,7 @@ class PortableGraphModule:
         graph = gm.graph
         self.codegen = graph._codegen
         self.tracer_cls = getattr(graph, "_tracer_cls", None)
-        self.nodes = [_NodeRecord(n.name, n.op, n.target, fx.node.map_arg(n.args, lambda a: _Ref(a.name)),
+        self.nodes = [_NodeRecord(n.name, n.op, _OpRef.of(n.target), fx.node.map_arg(n.args, lambda a: _Ref(a.name)),
                                   fx.node.map_arg(n.kwargs, lambda a: _Ref(a.name)), n.type, dict(n.meta))
                       for n in graph.nodes]
 
@@ -78,7 +97,8 @@ class PortableGraphModule:
             return a
 
         for r in self.nodes:
-            node = graph.create_node(r.op, r.target, resolve(r.args), resolve(r.kwargs), r.name, r.type)
+            target = r.target.resolve() if isinstance(r.target, _OpRef) else r.target
+            node = graph.create_node(r.op, target, resolve(r.args), resolve(r.kwargs), r.name, r.type)
             node.meta = r.meta
             env[r.name] = node
         root = torch.nn.Module()

@@ -39,11 +39,13 @@ class StateLayout:
     dtypes: dict[str, str]
     original: tuple[str, ...]  # the original model's keys
     rebuilt: tuple[str, ...]  # original keys without a value (layers the rewrite replaced)
+    split: dict = None  # table split per field -> {"rows": n, "pieces": [[key, start, stop, step], ...]}
 
     @classmethod
     def build(cls, dmt: Any, sharded: Any) -> "StateLayout":
         names = dmt.state_names
-        key_of_path = {}
+        keys = names.piece_keys()  # tables split per field are checkpointed as their pieces
+        key_of_path = {k: k for k in keys if k not in names.path and k.startswith("dmt.")}
         for key in names.keys:
             if key in names.path:
                 for p in (names.path[key], *names.aliases.get(key, ())):
@@ -63,12 +65,16 @@ class StateLayout:
                 entries.append(Entry(key_of_path[path_of[id(t)]], t, "owned" if id(t) in owned else "replicated"))
         for key in names.held:
             entries.append(Entry(key, getattr(dmt.held_state, held_key(key)), "replicated"))
-        full = dmt.state_dict()
-        order = {k: i for i, k in enumerate(names.keys)}
+        full = dict(dmt.state_dict())
+        graph_state = dmt.graph_module.state_dict()
+        full.update({k: graph_state[k] for k in keys if k not in full})
+        order = {k: i for i, k in enumerate(keys)}
         entries.sort(key=lambda e: (order[e.key], e.start))
-        return cls(tuple(entries), tuple(names.keys), {k: tuple(v.shape) for k, v in full.items()},
-                   {k: str(v.dtype).removeprefix("torch.") for k, v in full.items()}, tuple(names.original),
-                   tuple(names.rebuilt))
+        split = {t: {"rows": s.rows, "pieces": [[p.parameter, p.start, p.stop, p.step] for p in s.pieces]}
+                 for t, s in names.split.items()}
+        return cls(tuple(entries), keys, {k: tuple(full[k].shape) for k in keys},
+                   {k: str(full[k].dtype).removeprefix("torch.") for k in keys}, tuple(names.original),
+                   tuple(names.rebuilt), split)
 
     def counts(self) -> dict[str, int]:
         out = {"owned": 0, "rows": 0, "replicated": 0}

@@ -14,10 +14,13 @@ captured graph used); `resolve_state_names` then sorts every tensor into one of:
 * **added** — parameters and buffers of modules the compiler added, under the `dmt.` prefix.
 * **hidden** — graph constants (`_tensor_constant*`, non-persistent buffers): not in the state
   dict, as torch does for constants.
+* **split** — a table `split-tables` cut into one table per field (`dmt.split_*` pieces): the state
+  dict shows it whole under its original name (rebuilt from the pieces), and loading a whole table
+  cuts it back into the pieces; distributed checkpoints keep the pieces (`piece_keys`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import torch
@@ -68,13 +71,23 @@ class StateNames:
     rebuilt: tuple[str, ...]  # original keys whose layer the rewrite replaced
     hidden: tuple[str, ...]  # graph-module paths left out of the state dict (constants)
     original: tuple[str, ...]  # the original model's state-dict keys, in its order
+    split: Mapping[str, Any] = field(default_factory=dict)  # original table key -> its TableSplit
 
     @property
     def added(self) -> tuple[str, ...]:
         return tuple(k for k in self.keys if k not in set(self.original))
 
+    def piece_keys(self) -> tuple[str, ...]:
+        """The keys with the split tables replaced by their pieces (the tensors the graph really holds)."""
+        out: list[str] = []
+        for key in self.keys:
+            out += [p.parameter for p in self.split[key].pieces] if key in self.split else [key]
+        return tuple(out)
+
     def targets(self, key: str) -> list[str]:
         """Paths relative to the DmtModel that hold `key` (graph module and aliases, or the held state)."""
+        if key in self.split:
+            return [f"graph_module.{p.parameter}" for p in self.split[key].pieces]
         if key in self.path:
             return [f"graph_module.{p}" for p in (self.path[key], *self.aliases.get(key, ()))]
         return [f"held_state.{held_key(key)}"]
@@ -96,9 +109,13 @@ def _added_module(gm: fx.GraphModule, owner: Any, path: str, originals: Original
     return owner is not gm and id(owner) not in originals.module_ids and type(owner) is not torch.nn.Module
 
 
-def resolve_state_names(gm: fx.GraphModule, originals: OriginalState | None
+def resolve_state_names(gm: fx.GraphModule, originals: OriginalState | None, splits: Any = None
                         ) -> tuple[StateNames, dict[str, torch.Tensor]]:
-    """(the names, the original tensors to hold beside the graph) for a rewritten graph module."""
+    """(the names, the original tensors to hold beside the graph) for a rewritten graph module.
+
+    `splits` (`ir.table_splits.TableSplits`) names the tables split per field: neither rebuilt nor held.
+    """
+    split = {s.table: s for s in getattr(splits, "splits", ())}
     state = gm.state_dict(keep_vars=True)
     if originals is None:  # built without a record: the graph's own names are the names
         originals = OriginalState(torch.nn.Module())
@@ -110,6 +127,8 @@ def resolve_state_names(gm: fx.GraphModule, originals: OriginalState | None
     path, aliases, held, rebuilt, claimed = {}, {}, [], [], set()
     for key, tensor in originals.tensors.items():
         paths = by_id.get(id(tensor))
+        if key in split:
+            continue
         if paths:
             main = key if key in paths else paths[0]
             path[key] = main
@@ -120,6 +139,8 @@ def resolve_state_names(gm: fx.GraphModule, originals: OriginalState | None
         else:
             held.append(key)
     keys = [k for k in originals.tensors if k not in rebuilt]
+    for table_split in split.values():  # the pieces are the whole table's state, not added tensors
+        claimed.update(piece.parameter for piece in table_split.pieces)
     hidden = []
     for p, t in state.items():
         if p in claimed:
@@ -134,7 +155,7 @@ def resolve_state_names(gm: fx.GraphModule, originals: OriginalState | None
             hidden.append(p)
     held_buffers = frozenset(k for k in held if not isinstance(originals.tensors[k], torch.nn.Parameter))
     names = StateNames(tuple(keys), path, {k: v for k, v in aliases.items() if v}, tuple(held), held_buffers,
-                       tuple(rebuilt), tuple(hidden), tuple(originals.tensors))
+                       tuple(rebuilt), tuple(hidden), tuple(originals.tensors), split)
     return names, {k: originals.tensors[k] for k in held}
 
 

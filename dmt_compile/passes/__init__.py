@@ -21,6 +21,7 @@ def _loader(module: str, cls: str) -> Callable[[], type]:
 
 PASSES: dict[str, Callable[[], type]] = {
     "split-collections": _loader("split_collections", "SplitCollections"),
+    "split-tables": _loader("split_tables", "SplitTables"),
     "detect": _loader("detect", "Detect"),
     "plan-towers": _loader("plan_towers", "PlanTowers"),
     "plan-feed": _loader("plan_feed", "PlanFeed"),

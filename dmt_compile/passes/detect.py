@@ -4,7 +4,8 @@ Analysis only (plus `dmt.lookup` / `dmt.features` / `dmt.group` on lookup nodes)
 land in one *feature group* when they share a table or share an id source (an atom, see
 `ir.id_sources`); a group is never split across towers. Also found: "dense embedding" features,
 inputs that enter the interaction's `torch.cat`/`torch.stack` next to looked-up embeddings
-without a lookup (`Linear(1, D)` per dense feature); they stay data-parallel.
+without a lookup (`Linear(1, D)` per dense feature), and lookups of constant ids (positional
+embeddings: `pos(torch.arange(L))`); they stay data-parallel.
 """
 from __future__ import annotations
 
@@ -78,7 +79,16 @@ class Detect(Pass):
         display = _leaf_feature_names(ctx.input_spec)
         batch = batch_size_of(ctx.reference_output)
         cache: dict[fx.Node, frozenset] = {}
-        raw = [(n, kind) for n in gm.graph.nodes if (kind := classify_lookup(gm, n)) is not None]
+        raw, constant = [], []
+        for n in gm.graph.nodes:
+            kind = classify_lookup(gm, n)
+            if kind is None:
+                continue
+            ids = id_nodes(n, kind.id_args)
+            if ids and not atoms_of(ids[0], cache):  # e.g. positions: torch.arange(L) looked up, no input ids
+                constant.append(f"{n.name} (lookup of constant ids)")
+                continue
+            raw.append((n, kind))
         if not raw:
             raise DetectionError(
                 "the model has no embedding lookup (nn.Embedding, nn.EmbeddingBag, F.embedding, "
@@ -101,7 +111,7 @@ class Detect(Pass):
         for g in groups:
             for i in g.lookups:
                 raw[i][0].meta[GROUP] = g.index
-        dense = _dense_features(gm, {lk.node for lk in lookups}, cache, display)
+        dense = _dense_features(gm, {lk.node for lk in lookups}, cache, display) + tuple(constant)
         features = tuple(f for g in groups for f in g.features)
         return PassResult(gm, False, (Detection(batch, tuple(lookups), groups, features, dense),))
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch.fx as fx
 
 from dmt_compile.ir.feed import FeedPlan, TowerFeed
-from dmt_compile.ir.graph import VIEW_METHODS, TowerNodes, call_module, tag, tower_nodes
+from dmt_compile.ir.graph import is_impure, VIEW_METHODS, TowerNodes, call_module, tag, tower_nodes
 from dmt_compile.ir.meta import Role
 from dmt_compile.passes.base import Pass, PassContext, PassResult
 from dmt_compile.passes.sptt_rewrite import TOWER_ROOT
@@ -55,7 +55,7 @@ class InsertTowerModules(Pass):
                 self._decoder(gm, towers[tf.tower], tf)
             else:
                 self._direct(gm, towers[tf.tower], tf)
-        gm.graph.eliminate_dead_code()
+        gm.graph.eliminate_dead_code(is_impure_node=is_impure)
         return PassResult(gm, True)
 
     def _reroute_payload(self, graph: fx.Graph, tn: TowerNodes, count: int) -> fx.Node:

@@ -22,7 +22,7 @@ import torch.fx as fx
 from dmt_compile.errors import TowerModuleError
 from dmt_compile.ir.detection import Detection
 from dmt_compile.ir.feed import FEEDS, FeedPlan, SiteUse, TowerFeed
-from dmt_compile.ir.graph import VIEW_METHODS, copy_graph
+from dmt_compile.ir.graph import is_impure, VIEW_METHODS, copy_graph
 from dmt_compile.ir.meta import DTYPE, LOOKUP, SHAPE
 from dmt_compile.ir.plan import TowerPlan
 from dmt_compile.ir.shapes import tree_shapes_equal
@@ -153,7 +153,7 @@ def _trial(gm: fx.GraphModule, ctx: PassContext, towers: list[TowerFeed], nodes:
             kept = [x for x in items if x not in elements]
             site.args = (kept[:first] + [fake] * tf.pieces + kept[first:], *site.args[1:])
     trial = fx.GraphModule(gm, graph)
-    trial.graph.eliminate_dead_code()
+    trial.graph.eliminate_dead_code(is_impure_node=is_impure)
     trial.recompile()
     modes = {name: m.training for name, m in trial.named_modules()}
     trial.eval()

@@ -127,6 +127,9 @@ def format_compact(gm: fx.GraphModule, width: int = 120) -> str:
         if n.op == "output":
             lines.append(_clip(f"return {_fmt(n.args[0])}", width))
             continue
+        if n.op == "get_attr":
+            lines.append(_clip(f"{n.name} = get_attr {n.target}", width))
+            continue
         shape, tower, role = n.meta.get(SHAPE), n.meta.get(TOWER), n.meta.get(ROLE)
         note = " ".join(x for x in ("x".join(map(str, shape)) if shape else "",
                                     "" if tower is None else f"t{tower}", str(role or "")) if x)

@@ -18,6 +18,9 @@ def add_transform_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--partitioner", default="balanced", help="balanced | learned | random | contiguous")
     p.add_argument("--calibration", type=int, default=0, metavar="N",
                    help="calibration batches from the factory for the learned partitioner")
+    p.add_argument("--capture", default="auto", choices=("auto", "symbolic", "specialize", "specialize+leaf", "export",
+                                                         "export-static"),
+                   help="capture path (auto: the first of them that reproduces the model)")
 
 
 def calibration_from_spec(spec: str, n: int) -> list[tuple]:
@@ -47,4 +50,5 @@ def transform_from_args(args: argparse.Namespace, callback=None):
     torch.manual_seed(args.seed)
     return transform(model, args.topology, inputs, num_towers=args.towers, tower_module=args.tower_module,
                      compression=args.compression, feed=args.feed, callback=callback,
-                     partitioner=args.partitioner, calibration_batches=calibration, seed=args.seed)
+                     partitioner=args.partitioner, calibration_batches=calibration, seed=args.seed,
+                     capture_paths=getattr(args, "capture", "auto"))

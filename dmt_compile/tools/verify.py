@@ -101,7 +101,9 @@ def make_optimizers(params_by_name: dict[str, torch.nn.Parameter], table_names: 
 
 
 def _table_param_names(dmt: Any) -> set[str]:
-    return {t for lk in dmt.detection.lookups for t in lk.tables}
+    """Embedding tables (Adagrad in `--optimizer adagrad`), including tables split per field and their pieces."""
+    splits = getattr(getattr(dmt, "table_splits", None), "splits", ())
+    return {t for lk in dmt.detection.lookups for t in lk.tables} | {s.table for s in splits}
 
 
 def _transform(opts: VerifyOptions, model, inputs, topology):
@@ -127,6 +129,17 @@ def _reference_step(opts: VerifyOptions, reference, dmt_ref, inputs, flat, label
     for o in make_optimizers(ref_params, tables, opts.optimizer, opts.lr):
         o.step()
     return out_ref, ref_grads, ref_params
+
+
+def _alias_split_tables(splits: Any, ref_grads: dict, ref_params: dict) -> None:
+    """Name each piece of a table split per field after the rows of the reference table it came from."""
+    for split in getattr(splits, "splits", ()):
+        for piece in split.pieces:
+            rows = slice(piece.start, piece.stop, piece.step)
+            if split.table in ref_grads:
+                ref_grads[piece.parameter] = ref_grads[split.table][rows]
+            if split.table in ref_params:
+                ref_params[piece.parameter] = ref_params[split.table].detach()[rows]
 
 
 def _compare(opts: VerifyOptions, sharded, names, ref_grads, ref_params, tables) -> tuple[float, float, list, int]:
@@ -186,6 +199,8 @@ def verify_worker(rank: int, opts: VerifyOptions) -> dict:
         model_ref.eval()
         dmt_ref.eval()
     out_ref, ref_grads, ref_params = _reference_step(opts, reference, dmt_ref, inputs, flat, labels, tables)
+    if reference is not dmt_ref.graph_module:  # the original model: its tables are whole
+        _alias_split_tables(getattr(dmt_run, "table_splits", None), ref_grads, ref_params)
     names = {id(p): n for n, p in dmt_run.graph_module.named_parameters()}
     with recording() as stats:
         sharded = ShardedDmt(dmt_run, groups, strategy="flat" if opts.strategy == "flat" else "sptt",

@@ -28,6 +28,7 @@ ZOO: dict[str, str] = {
     "dlrm_list_inputs": "m15_dlrm_list_inputs",
     "widedeep_dim_check": "m16_widedeep_dim_check",
     "torchrec_ec_sequence": "m17_torchrec_ec_sequence",
+    "export_only_type_check": "m18_export_only_type_check",
 }
 
 # Entries whose factory imports torchrec (skip them when it is absent).
@@ -43,6 +44,7 @@ NOT_FX_TRACEABLE: dict[str, tuple[str, type]] = {
     "autoint_dense_linear": ("if len(x.shape) != 3: raise ValueError in a submodule", RuntimeError),
     "dlrm_list_inputs": ("enumerate(list input) in root + len(x.shape) in a submodule", TraceError),
     "widedeep_dim_check": ("if x.dim() > 1: on an input in the root forward", TraceError),
+    "export_only_type_check": ("isinstance(ids, torch.Tensor) check in the root forward", TypeError),
 }
 
 # Entries that carry a second trace breaker inside a submodule: name -> submodule attribute.
@@ -50,7 +52,7 @@ SUBMODULE_IDIOMS: dict[str, str] = {"dlrm_list_inputs": "interaction"}
 
 # Entries whose train-mode output for one sample depends on the rest of the batch
 # (BatchNorm1d in the MLP): compare them in eval() mode or on identical full batches.
-BATCH_COUPLED: set[str] = {"xdeepfm_offsets_buffer"}
+BATCH_COUPLED: set[str] = {"xdeepfm_offsets_buffer", "export_only_type_check"}
 
 # Output structure of the entries that do not return a plain [B, 1] tensor.
 OUTPUT_KIND: dict[str, str] = {"shared_fibinet": "tuple", "embbag_jagged_widedeep": "dict"}

@@ -1,0 +1,49 @@
+"""The torch.fx capture paths: `symbolic`, `specialize` (value carrying + guards), `specialize+leaf`.
+
+`trace_fx` runs the `CaptureTracer` on the flattened inputs and cleans the result: dead code is
+removed except in-place methods (`p.unsqueeze_(1)`, whose result is often unused) and guards, and
+`x.new_tensor(constant)` (numpy offsets turned into tensors) becomes a plain `constant.to(x)`.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+import torch.fx as fx
+
+from dmt_compile.capture.inputs import InputSpec
+from dmt_compile.capture.tracer import CaptureTracer, traced_factories, value_proxies
+from dmt_compile.ir.graph import is_impure
+
+__all__ = ["trace_fx"]
+
+
+def _plain_new_tensor(gm: fx.GraphModule) -> bool:
+    """`x.new_tensor(c)` with a constant `c` -> `c.to(device=x.device, dtype=x.dtype)` (no copy warning)."""
+    changed = False
+    for n in list(gm.graph.nodes):
+        if n.op == "call_method" and n.target == "new_tensor" and len(n.args) == 2 and not n.kwargs \
+                and isinstance(n.args[1], fx.Node) and n.args[1].op == "get_attr":
+            x, const = n.args
+            with gm.graph.inserting_before(n):
+                dtype = gm.graph.call_function(getattr, (x, "dtype"))
+                device = gm.graph.call_function(getattr, (x, "device"))
+                new = gm.graph.call_method("to", (const,), {"device": device, "dtype": dtype})
+            n.replace_all_uses_with(new)
+            gm.graph.erase_node(n)
+            changed = True
+    return changed
+
+
+def trace_fx(model: torch.nn.Module, spec: InputSpec, flat: list[Any], *, carry_values: bool,
+             leaves: tuple[str, ...] = ()) -> tuple[fx.GraphModule, CaptureTracer]:
+    """One fx capture of `model` (already inside the caller's preserved-state context)."""
+    tracer = CaptureTracer(spec, flat, carry_values=carry_values, extra_leaves=leaves)
+    with traced_factories(tracer), (value_proxies() if carry_values else contextlib.nullcontext()):
+        graph = tracer.trace(model)
+    gm = fx.GraphModule(tracer.root, graph, type(model).__name__)
+    changed = _plain_new_tensor(gm)
+    if gm.graph.eliminate_dead_code(is_impure_node=is_impure) or changed:
+        gm.recompile()
+    return gm, tracer

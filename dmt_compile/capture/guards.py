@@ -1,0 +1,98 @@
+"""Guards: every value-dependent answer the specialising tracer baked into the graph is checked again at call time.
+
+The `specialize` capture path answers `bool()`, `int()`, `len()` and `iter()` of a traced value
+from the example inputs. An answer that depends only on static facts (a tensor's rank, dtype or a
+non-batch dimension) is safe to bake. Any other answer — one computed from tensor *values* (`if
+x.sum() > 0`, `int(ids.max())`) or from the batch size — becomes a `dmt_guard` node that recomputes
+it on every call and raises `SpecializationError` naming the line of model code when a later input
+would take the other branch, so a specialised graph never returns a silently wrong result.
+
+`value_dependence(node)` classifies a traced node: `"static"`, `"batch"` (depends on the batch
+size only) or `"data"` (depends on tensor values: inputs, parameters, buffers).
+"""
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import torch.fx as fx
+from torch.fx.node import has_side_effect
+
+from dmt_compile.errors import SpecializationError
+
+__all__ = ["dmt_guard", "value_dependence", "GUARD_KINDS"]
+
+GUARD_KINDS = ("bool", "int", "len")
+_STATIC_META = {"dim", "ndimension", "dtype", "device", "ndim", "is_cuda", "layout", "is_sparse"}
+
+
+def _answer(kind: str, value: Any) -> Any:
+    if kind == "bool":
+        return bool(value)
+    if kind == "int":
+        return int(value)
+    return len(value)
+
+
+@has_side_effect
+def dmt_guard(value: Any, kind: str, expected: Any, where: str) -> None:
+    """Raise `SpecializationError` unless `kind(value) == expected` (the answer baked into the graph)."""
+    actual = _answer(kind, value)
+    if actual != expected:
+        raise SpecializationError(
+            f"this call takes a different branch than the example inputs at {where}: {kind}(...) is {actual!r} "
+            f"now but was {expected!r} when the model was captured, and the graph holds only that branch",
+            "transform the model again with example inputs that take this branch, or make the branch "
+            "independent of tensor values (e.g. torch.where) so it can be traced",
+        )
+
+
+def _static_index(node: fx.Node) -> Any:
+    return node.args[1] if len(node.args) > 1 else None
+
+
+def value_dependence(node: fx.Node, cache: dict[fx.Node, str] | None = None) -> str:
+    """"static", "batch" or "data": what the value of `node` can change with between calls."""
+    cache = {} if cache is None else cache
+    if node in cache:
+        return cache[node]
+    kind = _dependence(node, cache)
+    cache[node] = kind
+    return kind
+
+
+def _join(kinds: list[str]) -> str:
+    return "data" if "data" in kinds else "batch" if "batch" in kinds else "static"
+
+
+def _dependence(node: fx.Node, cache: dict[fx.Node, str]) -> str:
+    if node.op == "placeholder":
+        return "data"
+    if node.op == "get_attr":
+        return "static" if str(node.target).startswith("_tensor_constant") else "data"
+    inputs = [value_dependence(a, cache) for a in node.all_input_nodes]
+    base = node.args[0] if node.args and isinstance(node.args[0], fx.Node) else None
+    if node.op == "call_method" and node.target in _STATIC_META:
+        return "static"
+    if node.op == "call_method" and node.target == "size":
+        index = _static_index(node)
+        if index is None:
+            return "shape"
+        return "batch" if index == 0 else "static"
+    if node.op == "call_function" and node.target is getattr and node.args[1] in _STATIC_META:
+        return "static"
+    if node.op == "call_function" and node.target is getattr and node.args[1] == "shape":
+        return "shape"
+    if node.op == "call_function" and node.target is operator.getitem and base is not None \
+            and cache.get(base) == "shape":
+        return "batch" if node.args[1] in (0, slice(None)) or isinstance(node.args[1], slice) else "static"
+    if node.op == "call_method" and node.target == "numel":
+        return "batch"
+    if all(k in ("static", "batch", "shape") for k in inputs) and _is_scalar_math(node):
+        return _join(["batch" if k == "shape" else k for k in inputs])
+    return "data" if inputs or node.op != "call_function" else "static"
+
+
+def _is_scalar_math(node: fx.Node) -> bool:
+    """Python arithmetic / comparisons on metadata values (sizes, ranks)."""
+    return node.op == "call_function" and getattr(node.target, "__module__", None) in ("_operator", "operator")

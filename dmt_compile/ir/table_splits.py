@@ -1,0 +1,72 @@
+"""`TableSplits`: concatenated tables that `split-tables` cut into one table per field, and the id range check.
+
+Many CTR libraries keep ONE `nn.Embedding(sum(vocab), D)` for all fields and add per-field offsets
+to the ids. `split-tables` replaces such a table by one table per field (rows `[start, stop)` of
+the original); `TableSplits` records where each piece came from, so the original table can be
+rebuilt (`torch.cat` of the pieces in order) for a flat checkpoint. `check_field_ids` is the graph
+op that checks, on the rank that owns the samples and before any exchange, that a field's ids fall
+in its row range — out-of-range ids would otherwise read another field's rows in the original
+model and fail deep inside torch in the split one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from dmt_compile.errors import InputError
+
+__all__ = ["TablePiece", "TableSplit", "TableSplits", "check_field_ids"]
+
+
+@dataclass(frozen=True)
+class TablePiece:
+    parameter: str  # the new table's parameter name in the transformed graph
+    start: int  # first row of the original table
+    stop: int  # rows start, start + step, ... below stop
+    feature: str  # the field served (display name of the id column)
+    step: int = 1  # 1 for a contiguous block; F for interleaved field-aware ids (`id * F + field`)
+
+    @property
+    def rows(self) -> range:
+        return range(self.start, self.stop, self.step)
+
+
+@dataclass(frozen=True)
+class TableSplit:
+    table: str  # parameter name of the original table
+    pieces: tuple[TablePiece, ...]
+    source: str  # "offsets in the graph" | "interleaved ids in the graph" | "declared ranges"
+    rows: int  # rows of the original table
+
+    def whole(self, pieces: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The original table from its pieces (`pieces[piece.parameter]`); rows no field owns are zero."""
+        first = pieces[self.pieces[0].parameter]
+        table = first.new_zeros((self.rows, *first.shape[1:]))
+        for piece in self.pieces:
+            table[piece.start:piece.stop:piece.step] = pieces[piece.parameter]
+        return table
+
+
+@dataclass(frozen=True)
+class TableSplits:
+    splits: tuple[TableSplit, ...] = ()
+    notes: tuple[str, ...] = ()  # why tables that look concatenated were left whole
+
+    def rebuild(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The original tables from their pieces in `state` (rows of unused ranges are zero)."""
+        return {split.table: split.whole(state) for split in self.splits}
+
+
+def check_field_ids(ids: torch.Tensor, start: int, stop: int, feature: str, table: str) -> torch.Tensor:
+    """`ids` unchanged when every id is in `[start, stop)`, else a typed error naming the field."""
+    if ids.numel():
+        lo, hi = int(ids.min()), int(ids.max())
+        if lo < start or hi >= stop:
+            bad = lo if lo < start else hi
+            raise InputError(
+                f"feature {feature} has id {bad}, outside its rows [{start}, {stop}) of table {table}",
+                "feed ids in each field's range (the table was split per field when the model was transformed; "
+                "declare the ranges with table_ranges= if the ids are pre-offset differently)",
+            )
+    return ids

@@ -1,0 +1,170 @@
+"""split-tables alone: concatenated tables with per-field offsets become one table per field."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from harness import compact, prepare, run_alone
+
+from dmt_compile.errors import InputError, PlanError
+from dmt_compile.ir.table_splits import TableSplits
+from dmt_compile.passes.split_tables import SplitTables
+
+DIMS = (3, 5, 4)
+
+
+class OffsetTable(nn.Module):
+    """One nn.Embedding(sum(dims), D) plus a dim-1 linear-part table, offsets in a buffer."""
+
+    def __init__(self, dims=DIMS, dim=4):
+        super().__init__()
+        self.embedding = nn.Embedding(sum(dims), dim)
+        self.linear = nn.Embedding(sum(dims), 1)
+        offsets = torch.tensor([0, dims[0], dims[0] + dims[1]])
+        self.register_buffer("offsets", offsets)
+
+    def forward(self, x):
+        x = x + self.offsets.unsqueeze(0)
+        return self.embedding(x).sum((1, 2)).unsqueeze(1) + self.linear(x).sum(1)
+
+
+def _ids(batch=6, dims=DIMS, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.stack([torch.randint(0, d, (batch,), generator=g) for d in dims], dim=1)
+
+
+EXPECTED = """\
+inputs: x
+getitem = operator.getitem(%x, (:, 0))   # 6
+check_field_ids = dmt_compile.ir.table_splits.check_field_ids(%getitem, 0, 3, 'x[:,0]', 'embedding.weight')   # 6
+dmt_split_embedding_f0 = dmt.split_embedding_f0 [Embedding](%check_field_ids)   # 6x4"""
+
+
+def test_offset_table_is_split_exactly_and_recorded():
+    model = OffsetTable()
+    gm, ctx = prepare(model, (_ids(),))
+    gm, added, removed = run_alone(SplitTables(), gm, ctx)
+    splits = ctx.get(TableSplits)
+    assert [(s.table, [(p.start, p.stop) for p in s.pieces], s.source) for s in splits.splits] == [
+        ("embedding.weight", [(0, 3), (3, 8), (8, 12)], "offsets in the graph"),
+        ("linear.weight", [(0, 3), (3, 8), (8, 12)], "offsets in the graph")]
+    assert compact(gm).startswith(EXPECTED)
+    assert added["Embedding"] == 4 and "offsets" not in str(gm.code)  # 2 tables -> 6 tables, offsets folded away
+    assert not hasattr(gm, "embedding") and not hasattr(gm, "linear")  # the originals are gone
+    for batch, seed in ((6, 1), (2, 2)):
+        x = _ids(batch, seed=seed)
+        assert torch.allclose(gm(x), model(x), atol=1e-6)
+    state = {k: v for k, v in gm.state_dict().items() if k.startswith("dmt.")}
+    assert torch.equal(splits.rebuild(state)["embedding.weight"], model.embedding.weight.detach())
+
+
+def test_ids_outside_a_fields_rows_are_a_typed_error_naming_the_field():
+    gm, ctx = prepare(OffsetTable(), (_ids(),))
+    gm, _, _ = run_alone(SplitTables(), gm, ctx)
+    x = _ids()
+    x[2, 1] = 5  # field 1 has 5 rows: 0..4
+    with pytest.raises(InputError, match=r"feature x\[:,1\] has id 5, outside its rows \[0, 5\)"):
+        gm.forward(x)
+
+
+class FieldAware(nn.Module):
+    """FFM: F tables, each looked up by every field with the same offsets."""
+
+    def __init__(self, dims=DIMS, dim=2):
+        super().__init__()
+        self.embeddings = nn.ModuleList(nn.Embedding(sum(dims), dim) for _ in dims)
+        self.register_buffer("offsets", torch.tensor([0, dims[0], dims[0] + dims[1]]))
+
+    def forward(self, x):
+        x = x + self.offsets
+        xs = [t(x) for t in self.embeddings]
+        return (xs[1][:, 0] * xs[0][:, 1] + xs[2][:, 0] * xs[0][:, 2]).sum(1, keepdim=True)
+
+
+def test_field_aware_tables_are_split_the_same_way():
+    model = FieldAware()
+    gm, ctx = prepare(model, (_ids(),))
+    gm, added, _ = run_alone(SplitTables(), gm, ctx)
+    assert len(ctx.get(TableSplits).splits) == 3 and added["Embedding"] == 6
+    assert torch.allclose(gm(_ids(seed=3)), model(_ids(seed=3)), atol=1e-6)
+
+
+class PreOffset(nn.Module):
+    """Ids arrive pre-offset in the input: no offsets in the graph."""
+
+    def __init__(self):
+        super().__init__()
+        self.embedding = nn.Embedding(12, 4)
+
+    def forward(self, x):
+        return self.embedding(x).sum((1, 2)).unsqueeze(1)
+
+
+def test_pre_offset_ids_stay_whole_and_the_note_says_how_to_split():
+    gm, ctx = prepare(PreOffset(), (_ids() + torch.tensor([0, 3, 8]),))
+    before = compact(gm)
+    gm, added, removed = run_alone(SplitTables(), gm, ctx)
+    assert compact(gm) == before and not added
+    assert "declare each field's rows with table_ranges=" in ctx.get(TableSplits).notes[0]
+
+
+def test_declared_ranges_split_and_check_at_run_time():
+    model = PreOffset()
+    x = _ids() + torch.tensor([0, 3, 8])
+    gm, ctx = prepare(model, (x,))
+    gm, _, _ = run_alone(SplitTables(table_ranges={"embedding": [3, 5, 4]}), gm, ctx)
+    assert ctx.get(TableSplits).splits[0].source == "declared ranges"
+    assert torch.allclose(gm(x), model(x), atol=1e-6)
+    with pytest.raises(InputError, match=r"feature x\[:,0\] has id 3, outside its rows \[0, 3\)"):
+        gm.forward(torch.tensor([[3, 3, 8]]))
+
+
+@pytest.mark.parametrize("ranges, message", [
+    ({"nope": [3, 5, 4]}, "table_ranges names 'nope'"),
+    ({"embedding": [3, 5]}, "lists 2 fields but its lookups read"),
+    ({"embedding": [(0, 5), (3, 8), (8, 12)]}, "overlapping ranges"),
+    ({"embedding": [(0, 3), (3, 8), (8, 13)]}, "outside the table's 12 rows"),
+    ({"embedding": [3]}, "at least two fields"),
+    ([3, 5, 4], "must be a dict"),
+])
+def test_bad_declared_ranges_are_typed_errors(ranges, message):
+    gm, ctx = prepare(PreOffset(), (_ids() + torch.tensor([0, 3, 8]),))
+    with pytest.raises(PlanError, match=message):
+        run_alone(SplitTables(table_ranges=ranges), gm, ctx)
+
+
+class Interleaved(nn.Module):
+    """Field-aware hashing: row = id * F + field, one table for all fields."""
+
+    def __init__(self, fields=3, buckets=5, dim=2):
+        super().__init__()
+        self.fields = fields
+        self.table = nn.Embedding(buckets * fields, dim)
+        self.register_buffer("field", torch.arange(fields), persistent=False)
+
+    def forward(self, ids):
+        return self.table(ids * self.fields + self.field).sum((1, 2)).unsqueeze(1)
+
+
+def test_interleaved_field_ids_are_split_into_strided_pieces():
+    model = Interleaved()
+    x = torch.randint(0, 5, (6, 3), generator=torch.Generator().manual_seed(0))
+    gm, ctx = prepare(model, (x,))
+    gm, _, _ = run_alone(SplitTables(), gm, ctx)
+    (split,) = ctx.get(TableSplits).splits
+    assert split.source == "interleaved ids in the graph"
+    assert [(p.start, p.step, len(p.rows)) for p in split.pieces] == [(0, 3, 5), (1, 3, 5), (2, 3, 5)]
+    assert torch.allclose(gm(x), model(x), atol=1e-6)
+    state = {k: v for k, v in gm.state_dict().items() if k.startswith("dmt.")}
+    assert torch.equal(split_rebuilt := ctx.get(TableSplits).rebuild(state)["table.weight"], model.table.weight.detach())
+    assert split_rebuilt.shape == (15, 2)
+
+
+def test_example_ids_outside_the_implied_rows_leave_the_table_whole():
+    model = OffsetTable()
+    x = _ids()
+    x[0, 0] = 7  # field 0 owns 3 rows by the offsets; 7 reads field 1's rows in the original model
+    gm, ctx = prepare(model, (x,))
+    gm, added, _ = run_alone(SplitTables(), gm, ctx)
+    assert not added and "span [" in ctx.get(TableSplits).notes[0]
