@@ -44,3 +44,25 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def bad_ids_on_rank(rank: int, culprit: int, strategy: str) -> None:
+    """Every rank runs its share of a DLRM batch; `culprit` feeds C5 an id one past its 300-row table."""
+    import dmt_compile
+    from dmt_compile.capture.model_spec import load_model_spec
+    from dmt_compile.lowering.sharded import ShardedDmt
+    from dmt_compile.topo import Topology
+
+    groups = HierarchicalGroups.build("2x2")
+    model, (dense, sparse) = load_model_spec(os.path.join(ROOT, "examples", "dlrm.py:factory"), batch_size=8)
+    topo = Topology(1, 4) if strategy == "flat" else "2x2"
+    dmt = dmt_compile.transform(model, topo, (dense, sparse), num_towers=1 if strategy == "flat" else None)
+    sharded = ShardedDmt(dmt, groups, strategy=strategy)
+    mine = slice(2 * rank, 2 * rank + 2)
+    dense, sparse = dense[mine], {k: v[mine].clone() for k, v in sparse.items()}
+    if rank == culprit:
+        sparse["C5"][1] = 300
+    sharded(dense, sparse)
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
