@@ -48,6 +48,14 @@ class IdBound:
     table: str
 
 
+def _values(f: IdField, ids: Sequence[Any]) -> torch.Tensor:
+    """The field's ids as one 1-D tensor (a view; the hot path of the check)."""
+    x = ids[f.positions[0]]
+    if f.kind == "kjt":
+        return x.values()
+    return x if x.dim() == 1 else x.reshape(-1)
+
+
 def _ids_of(bound: IdBound, ids: Sequence[Any]) -> tuple[torch.Tensor, int]:
     """(the field's ids as one 1-D tensor, samples) without copying where possible."""
     f = bound.field
@@ -81,6 +89,7 @@ class IdRangeCheck:
         self.bounds = merged
         self.enabled = ids_check_enabled() if enabled is None else bool(enabled)
         self.num_fields = sum(len(v) for v in merged.values())
+        self._cache: dict[tuple, torch.Tensor] = {}
 
     def __repr__(self) -> str:
         return f"IdRangeCheck(fields={self.num_fields}, enabled={self.enabled})"
@@ -88,25 +97,34 @@ class IdRangeCheck:
     def __call__(self, tower_ids: Sequence[Sequence[Any] | None]) -> None:
         if not self.enabled or not self.num_fields:
             return
-        values, limits = [], []
+        values, rows = [], []
         for i, t in enumerate(self.bounds):
             if tower_ids[i] is None:
                 continue
             for b in self.bounds[t]:
-                v, _ = _ids_of(b, tower_ids[i])
+                v = _values(b.field, tower_ids[i])
                 if v.numel():
                     values.append(v)
-                    limits.append((b.rows, v.numel()))
+                    rows.append(b.rows)
         if not values:
             return
         flat = torch.cat(values) if len(values) > 1 else values[0]
-        if len(limits) == 1 or len({r for r, _ in limits}) == 1:
-            high: Any = limits[0][0]
-        else:
-            rows = torch.tensor([r for r, _ in limits], device=flat.device)
-            high = torch.repeat_interleave(rows, torch.tensor([n for _, n in limits], device=flat.device))
-        if bool(((flat < 0) | (flat >= high)).any()):
+        if bool(((flat < 0) | (flat >= self._limits(rows, values, flat.device))).any()):
             self._raise(tower_ids)
+
+    def _limits(self, rows: list[int], values: list[torch.Tensor], device: torch.device) -> Any:
+        """Each id's bound, one tensor per layout of the batch (cached: batches repeat their layout)."""
+        if len(set(rows)) == 1:
+            return rows[0]
+        key = (tuple(int(v.numel()) for v in values), tuple(rows), str(device))
+        limits = self._cache.get(key)
+        if limits is None:
+            counts = torch.tensor(key[0], device=device)
+            limits = torch.repeat_interleave(torch.tensor(rows, dtype=values[0].dtype, device=device), counts)
+            if len(self._cache) > 64:
+                self._cache.clear()
+            self._cache[key] = limits
+        return limits
 
     def _raise(self, tower_ids: Sequence[Sequence[Any] | None]) -> None:
         """Find the first id out of range, field by field, and raise naming it."""
