@@ -87,8 +87,12 @@ def _killed(rank: int, out_dir: str, start: float, now: float) -> RankFailure:
     beat = _read_result(os.path.join(out_dir, f"rank{rank}.beat"))
     inside = beat.get("in_collective") if isinstance(beat, dict) else None
     idle = (start + now - beat["since"]) if isinstance(beat, dict) and inside is False else None
-    return RankFailure(rank, "killed", now, traceback=("stack when killed:\n" + stack) if stack else None,
-                       at=start + now, in_collective=inside, idle_s=idle, where=innermost_own_frame(stack))
+    text = ("stack when killed:\n" + stack) if stack else None
+    if not stack and beat is None:
+        text = ("no stack: the rank had not reached its own code yet (spawning a rank and importing torch can "
+                "take many seconds on a busy machine)")
+    return RankFailure(rank, "killed", now, traceback=text, at=start + now, in_collective=inside, idle_s=idle,
+                       where=innermost_own_frame(stack))
 
 
 def _stop(procs: Sequence[Any], out_dir: str, start: float, failures: dict[int, RankFailure],
