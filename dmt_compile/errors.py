@@ -19,6 +19,7 @@ __all__ = [
     "RuntimeSetupError",
     "CollectiveError",
     "ModelSpecError",
+    "OutputError",
 ]
 
 
@@ -88,3 +89,7 @@ class CollectiveError(DmtError):
 
 class ModelSpecError(DmtError, ValueError):
     """A MODEL_SPEC (`path.py:factory` or `pkg.mod:factory`) cannot be loaded."""
+
+
+class OutputError(DmtError):
+    """A file or folder dmt_compile was asked to write cannot be written (checked before the work starts)."""

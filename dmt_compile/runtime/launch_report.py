@@ -24,6 +24,7 @@ from dmt_compile.topo.topology import Topology
 
 __all__ = ["RankFailure", "failure_error", "main_thread_stack"]
 
+_HEADLINE_CHARS = 240  # of a rank's error message in the first line (the full text follows below)
 _VICTIM_LINES = 6  # lines of a victim's traceback quoted (the error and the frame it came from)
 _CONSEQUENCE = re.compile(r"timed? ?out|timeout|connection (closed|reset)|broken pipe|closed by peer|"
                           r"another rank|peer", re.I)
@@ -66,7 +67,9 @@ class RankFailure:
     def headline(self) -> str:
         if self.kind == "raised":
             first = (self.message or "").strip().splitlines()
-            return f"rank {self.rank} raised {self.exc_type}" + (f": {first[0]}" if first else "")
+            line = first[0] if first else ""
+            line = line if len(line) <= _HEADLINE_CHARS else line[:_HEADLINE_CHARS] + " ..."
+            return f"rank {self.rank} raised {self.exc_type}" + (f": {line}" if line else "")
         if self.kind == "exited":
             code = self.exitcode
             how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with code {code}"
