@@ -94,7 +94,8 @@ def test_stuck_peer_cut_short_by_group_timeout():
     failures = info.value.failures
     assert failures[0].kind == "raised" and "intra" in failures[0].message
     assert failures[1].kind == "killed" and "worker_stuck" in (failures[1].traceback or "")
-    assert time.time() - start < 30
+    assert info.value.culprits == [1] and "rank 1 hung" in str(info.value).splitlines()[0]
+    assert time.time() - start < 60  # spawning + importing torch alone can take 20 s on a loaded box
     _no_children_left()
 
 
