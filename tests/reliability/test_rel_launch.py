@@ -105,7 +105,7 @@ def test_identical_failures_are_reported_once():
     assert text.splitlines()[0].startswith("launch_local(1x2) failed: ranks [0, 1] failed with the same error")
     assert "ranks [0, 1] raised the same ValueError" in text
     assert text.count("Traceback") == 1  # one traceback for both ranks
-    assert text.count("ValueError: the factory failed") == 1  # the traceback's last line, once
+    assert text.count("| ValueError: the factory failed") == 1  # the traceback's last line, quoted once
     assert sorted(info.value.failures) == [0, 1]
 
 
