@@ -33,7 +33,8 @@ __all__ = ["child_main", "write_atomic", "COLLECTIVE_PATHS", "frame_in_collectiv
 
 #: Source paths whose frames mean "this thread waits inside a collective".
 COLLECTIVE_PATHS = (f"torch{os.sep}distributed{os.sep}", f"dmt_compile{os.sep}runtime{os.sep}collectives.py")
-_BEAT_S = 0.1  # watchdog period: parent check and heartbeat sample
+_BEAT_S = 1.0  # watchdog period: heartbeat sample and fallback parent check (PR_SET_PDEATHSIG is instant);
+# slow on purpose: each wake-up takes the GIL from the rank, which stalls it on an overloaded box
 _PR_SET_PDEATHSIG = 1
 
 
