@@ -10,6 +10,7 @@ import torch.fx as fx
 from dmt_compile.capture import PATHS, CaptureReport, capture, copy_model
 from dmt_compile.capture.inputs import InputSpec
 from dmt_compile.errors import CheckpointError, InputError
+from dmt_compile.input_checks import check_model_and_inputs
 from dmt_compile.ir.detection import Detection
 from dmt_compile.ir.plan import TowerPlan
 from dmt_compile.ir.table_splits import TableSplits
@@ -236,6 +237,7 @@ def run_passes(
     `transform` is `run_passes(..., default_pipeline(options))` wrapped in a `DmtModel`; this entry
     point runs any pipeline (e.g. `parse_pipeline("split-collections,detect")` from `dmt-compile dump --passes`).
     """
+    check_model_and_inputs(model, example_inputs, example_kwargs, calibration_batches)  # typed errors, before capture
     topo = as_topology(topology)
     if example_inputs is None:
         raise InputError("example_inputs are required", "pass example_inputs=(dense, sparse) as the model takes them")

@@ -21,6 +21,7 @@ __all__ = [
     "ModelSpecError",
     "CheckpointError",
     "SpecializationError",
+    "OutputError",
 ]
 
 
@@ -98,3 +99,7 @@ class ModelSpecError(DmtError, ValueError):
 
 class CheckpointError(DmtError):
     """A state dict or checkpoint does not fit the model (keys, shapes, topology, rebuilt layers)."""
+
+
+class OutputError(DmtError):
+    """A file or folder dmt_compile was asked to write cannot be written (checked before the work starts)."""

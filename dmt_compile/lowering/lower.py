@@ -28,6 +28,7 @@ from dmt_compile.lowering.fields import (collection_layout, lookup_call, payload
                                          tower_fields)
 from dmt_compile.lowering.owners import ROW_WISE, table_owners
 from dmt_compile.runtime.exchanges import PeerIdsExchange, PeerOutputsExchange, TowerLookup
+from dmt_compile.runtime.id_check import IdBound, IdRangeCheck
 from dmt_compile.runtime.row_wise import RowShard
 
 __all__ = ["RankLayout", "Lowered", "lower_for_rank"]
@@ -93,9 +94,21 @@ def _exchanges(dmt: Any, src_towers: dict[int, TowerNodes], layout: RankLayout):
     dtypes = {p.meta.get(DTYPE) for t in order for p in src_towers[t].payload} - {"KeyedTensor"}
     out_dtype = getattr(torch, dtypes.pop()) if len(dtypes) == 1 else torch.float32
     keyed = {t: [payload_layout(src, src_towers[t], p) for p in src_towers[t].payload] for t in order}
-    ids_mod = PeerIdsExchange(fields, tower_host, layout.host, layout.num_hosts, layout.peer_group)
+    ids_mod = PeerIdsExchange(fields, tower_host, layout.host, layout.num_hosts, layout.peer_group,
+                              id_check=_id_check(dmt, src_towers, order))
     out_mod = PeerOutputsExchange(ids_mod, payload_shapes, out_dtype, layout.peer_group, payload_keyed=keyed)
     return ids_mod, out_mod
+
+
+def _id_check(dmt: Any, src_towers: dict[int, TowerNodes], order: list[int]) -> IdRangeCheck:
+    """Table size and feature names of every tower's id fields, for the check before the id exchange."""
+    bounds = {}
+    for t in order:
+        _, per_lookup = tower_fields(dmt.graph_module, dmt.detection, src_towers[t])
+        lookups = [dmt.detection.lookup_of(n) for n in src_towers[t].lookups]
+        bounds[t] = [IdBound(f, lk.rows, lk.features, lk.tables[0]) for fs, lk in zip(per_lookup, lookups)
+                     for f in fs if f.kind != "rows" or "int" in f.dtype]  # not float per-sample weights
+    return IdRangeCheck(bounds)
 
 
 def _build(src: fx.GraphModule, graph: fx.Graph, modules: dict[str, Any]) -> fx.GraphModule:

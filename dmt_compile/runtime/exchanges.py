@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from dmt_compile.runtime.id_check import IdRangeCheck, check_ids
 from dmt_compile.runtime.wire import (
     IdField, Stream, decode_sources, encode, exchange_ids, exchange_rows, keyed, unkeyed,
 )
@@ -29,10 +30,10 @@ class PeerIdsExchange(nn.Module):
     """All towers' ids to their hosts over the peer group (see module docstring)."""
 
     def __init__(self, fields: dict[int, list[IdField]], tower_host: dict[int, int], my_host: int,
-                 num_hosts: int, group: Any, label: str = "cross"):
+                 num_hosts: int, group: Any, label: str = "cross", id_check: IdRangeCheck | None = None):
         super().__init__()
         self.fields, self.tower_host, self.my_host, self.num_hosts = fields, tower_host, my_host, num_hosts
-        self.group, self.label = group, label
+        self.group, self.label, self.id_check = group, label, id_check
         self.local_towers = sorted(t for t, h in tower_host.items() if h == my_host)
         self.with_weights = any(f.positions[2] is not None for fs in fields.values() for f in fs if f.kind == "jagged")
         self.samples_from: dict[int, list[int]] = {}  # local tower -> samples received from each member
@@ -43,6 +44,7 @@ class PeerIdsExchange(nn.Module):
                 f"fields={sum(len(f) for f in self.fields.values())}, label={self.label!r}")
 
     def forward(self, *tower_ids: Sequence[torch.Tensor]):
+        check_ids(self.id_check, tower_ids)  # ids out of range fail here, naming the feature and this rank
         towers = sorted(self.fields)
         self.my_samples = next((num_samples(self.fields[t][0], tower_ids[i]) for i, t in enumerate(towers)
                                 if self.fields[t]), 0)

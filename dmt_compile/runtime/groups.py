@@ -232,18 +232,49 @@ class HierarchicalGroups:
         raise RuntimeSetupError(f"unknown group label {label!r}", f"use one of {GROUP_LABELS}")
 
 
+_DIGEST_BYTES = 32  # sha256
+_PREVIEW_BYTES = 120  # what the error quotes of each rank's fingerprint (utf-8, cut on a character boundary)
+
+
+def _fingerprint_tensor(digest: bytes, preview: str, device: torch.device) -> torch.Tensor:
+    """``[digest | preview length | preview, zero padded]`` as one uint8 tensor of fixed size."""
+    text = preview.encode("utf-8")[:_PREVIEW_BYTES].decode("utf-8", errors="ignore").encode("utf-8")
+    raw = digest + bytes([len(text)]) + text + bytes(_PREVIEW_BYTES - len(text))
+    return torch.tensor(list(raw), dtype=torch.uint8, device=device)
+
+
+def _decode_fingerprint(row: torch.Tensor) -> tuple[str, str]:
+    raw = bytes(row.cpu().tolist())
+    n = raw[_DIGEST_BYTES]
+    return raw[:_DIGEST_BYTES].hex(), raw[_DIGEST_BYTES + 1: _DIGEST_BYTES + 1 + n].decode("utf-8", errors="replace")
+
+
+def _group_device(group: Any) -> torch.device:
+    """The device collectives of `group` run on: CUDA for NCCL-only groups, else the CPU (gloo)."""
+    backend = str(dist.get_backend(group)).lower()
+    if "nccl" in backend and "gloo" not in backend and torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def check_fingerprint(fingerprint: str, group: Any = None, *, what: str = "plan") -> str:
     """Check that every rank of ``group`` passed the same ``fingerprint`` (collective).
 
     Returns the fingerprint's sha256 hex digest. Raises :class:`RuntimeSetupError` on every rank
     when they differ, naming which ranks hold which value (the group of the lowest rank is taken as
     the reference; the others are "the ranks that differ").
+
+    The digests travel as fixed-size uint8 tensors in one ``all_gather`` (no pickling, so no
+    dependency on numpy, which ``all_gather_object`` needs).
     """
-    digest = hashlib.sha256(fingerprint.encode("utf-8")).hexdigest()
+    raw = hashlib.sha256(fingerprint.encode("utf-8")).digest()
+    digest = raw.hex()
     preview = fingerprint if len(fingerprint) <= 60 else fingerprint[:57] + "..."
     size = dist.get_world_size(group)
-    gathered: list[Any] = [None] * size
-    dist.all_gather_object(gathered, (digest, preview), group=group)
+    mine = _fingerprint_tensor(raw, preview, _group_device(group))
+    rows = [torch.empty_like(mine) for _ in range(size)]
+    dist.all_gather(rows, mine, group=group)
+    gathered = [_decode_fingerprint(r) for r in rows]
     ranks = list(dist.get_process_group_ranks(group)) if group is not None else list(range(size))
     by_digest: dict[str, list[int]] = {}
     previews: dict[str, str] = {}

@@ -1,36 +1,42 @@
 """Starting a DMT run: N x L local processes (:func:`launch_local`) or under torchrun (:func:`init_from_env`).
 
-:func:`launch_local` never hangs and never leaves child processes behind: a rank that raises,
-exits or outlives the overall ``timeout_s`` makes it kill every child and raise
-:class:`~dmt_compile.errors.CollectiveError` naming the rank(s) and quoting their tracebacks (and,
-for ranks that had to be killed, their Python stacks at that moment).
+:func:`launch_local` never hangs and never leaves a process or a file behind:
+
+* a rank that raises, exits or outlives the overall ``timeout_s`` makes it kill every rank and raise
+  :class:`~dmt_compile.errors.CollectiveError` whose first line names the culprit: the rank that
+  failed first, or the rank that hung (alive, outside any collective) while the others timed out
+  waiting for it (``launch_report``); tracebacks follow, culprits first, identical ones once;
+* ranks die with their launcher, however it dies: ``PR_SET_PDEATHSIG`` (Linux) and a watchdog
+  thread in every rank (``launch_child``); a SIGTERM to the launcher stops the ranks and removes
+  the run's temporary folder before the launcher dies of it; a small janitor process removes the
+  folder when the launcher is killed outright (SIGKILL);
+* bad arguments (a lambda or nested function, which the rank processes cannot import; timeouts
+  that are not positive) are refused before any process starts.
 
 Process-group timeout: ``pg_timeout_s`` (default 30 s) bounds how long a rank waits in a
 collective for a peer that is alive but stuck; a peer that *died* is detected by gloo as soon as
-its sockets close (about a second), long before that.
+its sockets close (about a second), long before that. A stuck rank is therefore reported within
+``pg_timeout_s + failure_grace_s`` (40 s by default).
 """
 from __future__ import annotations
 
 import datetime
-import faulthandler
 import logging
 import os
 import pickle
-import shutil
 import signal
-import sys
-import tempfile
 import time
-import traceback
-from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from dmt_compile.errors import CollectiveError, RuntimeSetupError
+from dmt_compile.errors import RuntimeSetupError
 from dmt_compile.runtime.groups import HierarchicalGroups, validate_world
+from dmt_compile.runtime.launch_child import child_main
+from dmt_compile.runtime.launch_guard import RunFolder, SigtermGuard, Signalled, check_launch_args
+from dmt_compile.runtime.launch_report import RankFailure, failure_error, innermost_own_frame, main_thread_stack
 from dmt_compile.topo.spec import as_topology
 from dmt_compile.topo.topology import Topology
 
@@ -38,121 +44,9 @@ __all__ = ["launch_local", "init_from_env", "RankFailure", "DEFAULT_PG_TIMEOUT_S
 
 logger = logging.getLogger(__name__)
 
-#: Default process-group timeout (seconds): well under the 60 s in which survivors must fail.
+#: Default process-group timeout (seconds): well under the 60 s in which a hang must be reported.
 DEFAULT_PG_TIMEOUT_S = 30.0
 _POLL_S = 0.05
-
-
-@dataclass
-class RankFailure:
-    """Why one rank of a :func:`launch_local` run did not return a result."""
-
-    rank: int
-    kind: str  # "raised" | "exited" | "no_result" | "killed" (still running when the run was cut short)
-    elapsed_s: float  # seconds from launch until the rank raised / was seen dead / was killed
-    exitcode: int | None = None
-    exc_type: str | None = None
-    message: str | None = None
-    traceback: str | None = None  # the child's traceback, or its stack when killed
-    at: float = 0.0  # wall-clock time (time.time()) of the same event
-
-    @property
-    def is_consequence(self) -> bool:
-        """True when the rank failed in a collective (CollectiveError), i.e. probably because of another rank."""
-        return self.kind == "killed" or (self.kind == "raised" and self.exc_type == "CollectiveError")
-
-    def describe(self) -> str:
-        if self.kind == "raised":
-            head = f"rank {self.rank} raised {self.exc_type} after {self.elapsed_s:.1f} s"
-        elif self.kind == "exited":
-            code = self.exitcode
-            how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with code {code}"
-            head = f"rank {self.rank} {how} without a Python error after {self.elapsed_s:.1f} s"
-        elif self.kind == "no_result":
-            head = f"rank {self.rank} exited cleanly but left no result after {self.elapsed_s:.1f} s"
-        else:
-            head = f"rank {self.rank} was still running after {self.elapsed_s:.1f} s and was killed"
-        body = (self.traceback or self.message or "").rstrip()
-        if body:
-            body = "\n".join("    | " + line for line in body.splitlines())
-            return f"{head}:\n{body}"
-        return head
-
-
-# --------------------------------------------------------------------------- child side
-
-
-def _write_atomic(path: str, payload: Any) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        pickle.dump(payload, f)
-    os.replace(tmp, path)
-
-
-def _set_rank_env(rank: int, num_hosts: int, local_size: int, env: Mapping[str, str] | None) -> None:
-    """torchrun's variables for `rank`, then the caller's extra environment."""
-    os.environ.update({
-        "RANK": str(rank),
-        "WORLD_SIZE": str(num_hosts * local_size),
-        "LOCAL_RANK": str(rank % local_size),
-        "LOCAL_WORLD_SIZE": str(local_size),
-        "GROUP_RANK": str(rank // local_size),
-    })
-    if env:
-        os.environ.update({str(k): str(v) for k, v in env.items()})
-
-
-def _child_main(
-    rank: int,
-    topo: tuple[int, int],
-    fn: Callable[..., Any],
-    args: tuple,
-    init_file: str,
-    out_dir: str,
-    backend: str,
-    env: Mapping[str, str] | None,
-    pg_timeout_s: float,
-    child_setup: Callable[[int], None] | None = None,
-) -> None:
-    num_hosts, local_size = topo
-    _set_rank_env(rank, num_hosts, local_size, env)
-    stack_file = open(os.path.join(out_dir, f"rank{rank}.stack"), "w")
-    if hasattr(signal, "SIGUSR1"):
-        faulthandler.register(signal.SIGUSR1, file=stack_file, all_threads=True)
-    if "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(1)  # N*L processes share the box
-    result_path = os.path.join(out_dir, f"rank{rank}.pkl")
-    try:
-        if child_setup is not None:
-            child_setup(rank)
-        if backend == "nccl":
-            torch.cuda.set_device(rank % local_size)
-        dist.init_process_group(
-            backend,
-            init_method=f"file://{init_file}",
-            rank=rank,
-            world_size=num_hosts * local_size,
-            timeout=datetime.timedelta(seconds=pg_timeout_s),
-        )
-        result = fn(rank, *args)
-        try:
-            dist.barrier()  # nobody tears down while a peer still talks to it
-        except RuntimeError as exc:
-            raise CollectiveError(
-                f"rank {rank} finished but the closing barrier failed: {exc}",
-                "another rank failed or exited early; see its error",
-            ) from exc
-        dist.destroy_process_group()
-        _write_atomic(result_path, ("ok", result, time.time()))
-    except BaseException as exc:  # noqa: BLE001 - reported to the parent
-        try:
-            _write_atomic(
-                result_path, ("error", type(exc).__name__, str(exc), traceback.format_exc(), time.time())
-            )
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(1)  # skip gloo teardown and atexit, which can block on dead peers
 
 
 # --------------------------------------------------------------------------- parent side
@@ -183,10 +77,29 @@ def _await_stacks(out_dir: str, ranks: list[int], timeout_s: float) -> None:
     time.sleep(0.05)  # let the last writer finish its lines
 
 
-def _stop(procs: Sequence[Any], out_dir: str, start: float, failures: dict[int, RankFailure]) -> None:
-    """Dump the stacks of live children, then terminate, kill and reap every child."""
+def _killed(rank: int, out_dir: str, start: float, now: float) -> RankFailure:
+    """A rank that was still running: its stack, and whether it waited inside a collective (its heartbeat)."""
+    try:
+        with open(os.path.join(out_dir, f"rank{rank}.stack")) as f:
+            stack = main_thread_stack(f.read())
+    except OSError:
+        stack = ""
+    beat = _read_result(os.path.join(out_dir, f"rank{rank}.beat"))
+    inside = beat.get("in_collective") if isinstance(beat, dict) else None
+    idle = (start + now - beat["since"]) if isinstance(beat, dict) and inside is False else None
+    text = ("stack when killed:\n" + stack) if stack else None
+    if not stack and beat is None:
+        text = ("no stack: the rank had not reached its own code yet (spawning a rank and importing torch can "
+                "take many seconds on a busy machine)")
+    return RankFailure(rank, "killed", now, traceback=text, at=start + now, in_collective=inside, idle_s=idle,
+                       where=innermost_own_frame(stack))
+
+
+def _stop(procs: Sequence[Any], out_dir: str, start: float, failures: dict[int, RankFailure],
+          stacks: bool = True) -> None:
+    """Dump the stacks of live children (when asked), then terminate, kill and reap every child."""
     alive = [(r, p) for r, p in enumerate(procs) if p.is_alive()]
-    if alive and hasattr(signal, "SIGUSR1"):
+    if alive and stacks and hasattr(signal, "SIGUSR1"):
         for _, p in alive:
             try:
                 os.kill(p.pid, signal.SIGUSR1)
@@ -194,16 +107,9 @@ def _stop(procs: Sequence[Any], out_dir: str, start: float, failures: dict[int, 
                 pass
         _await_stacks(out_dir, [r for r, _ in alive], timeout_s=3.0)
     now = time.time() - start
-    for r, p in alive:
+    for r, _ in alive:
         if r not in failures:
-            try:
-                with open(os.path.join(out_dir, f"rank{r}.stack")) as f:
-                    stack = f.read()
-            except OSError:
-                stack = ""
-            failures[r] = RankFailure(
-                r, "killed", now, traceback=("stack when killed:\n" + stack) if stack else None, at=start + now
-            )
+            failures[r] = _killed(r, out_dir, start, now)
     for _, p in alive:
         p.terminate()
     for _, p in alive:
@@ -231,54 +137,67 @@ def launch_local(
 
     Each child has ``torch.distributed`` initialised (``backend``, ``file://`` store in a fresh temp
     dir, timeout ``pg_timeout_s``) and RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, GROUP_RANK
-    set (plus ``env``). ``fn`` must be picklable (a module-level function) and so must its result.
+    set (plus ``env``). ``fn`` must be importable (a module-level function) and picklable, and so
+    must ``args`` and its result; a lambda or nested function is refused with
+    :class:`RuntimeSetupError` before anything starts.
 
     If a rank raises or exits, the others get ``failure_grace_s`` to finish or fail on their own
     (they usually raise within a second, as gloo sees the closed connection); then every child is
-    killed and :class:`CollectiveError` is raised. Its ``failures`` attribute maps rank ->
-    :class:`RankFailure`; ``elapsed_s`` is the run's duration. The same happens when the whole run
-    exceeds ``timeout_s`` (ranks still running are reported as "killed" with their stacks).
+    killed and :class:`CollectiveError` is raised, culprit first (module docstring). Its
+    ``failures`` attribute maps rank -> :class:`RankFailure`, ``culprits`` lists the ranks blamed,
+    ``elapsed_s`` is the run's duration. The same happens when the whole run exceeds ``timeout_s``
+    (ranks still running are reported as "killed" with their stacks).
 
     ``child_setup`` (optional, picklable) is called as ``child_setup(rank)`` in each child after the
     environment is set and before ``torch.distributed`` is initialised (e.g. to enter a network
     namespace); an exception there is reported like one from ``fn``.
     """
     topo = as_topology(topology)
-    out_dir = tempfile.mkdtemp(prefix="dmt_launch_")
-    start = time.time()
+    check_launch_args(fn, child_setup, timeout_s, pg_timeout_s, failure_grace_s)
     procs: list[Any] = []
+    folder = RunFolder(procs)
+    start = time.time()
     results: dict[int, Any] = {}
     failures: dict[int, RankFailure] = {}
     timed_out = False
     logger.info("launch_local: %d ranks (%s), backend %s, timeout %.0f s", topo.world_size, topo, backend, timeout_s)
-    try:
-        procs = _spawn(fn, topo, args, out_dir, backend, env, pg_timeout_s, child_setup)
-        timed_out = _wait(procs, out_dir, start, start + timeout_s, failure_grace_s, results, failures)
-    finally:
-        _stop(procs, out_dir, start, failures)
-        shutil.rmtree(out_dir, ignore_errors=True)
+    with SigtermGuard() as guard:
+        try:
+            _spawn(procs, fn, topo, args, folder.path, backend, env, pg_timeout_s, child_setup)
+            timed_out = _wait(procs, folder.path, start, start + timeout_s, failure_grace_s, results, failures)
+        except Signalled as sig:
+            guard.signalled = sig.signum
+        finally:
+            _stop(procs, folder.path, start, failures, stacks=guard.signalled is None)
+            folder.remove()
+    guard.die_if_signalled(f"launch_local({topo})")
     elapsed = time.time() - start
     if failures:
-        raise _failure_error(topo, failures, elapsed, timeout_s, timed_out)
+        raise failure_error(topo, failures, elapsed, timeout_s, timed_out)
     logger.info("launch_local: %d ranks finished in %.1f s", topo.world_size, elapsed)
     return [results[r] for r in range(topo.world_size)]
 
 
-def _spawn(fn, topo: Topology, args: tuple, out_dir: str, backend: str, env, pg_timeout_s: float,
-           child_setup) -> list[Any]:
+def _spawn(procs: list, fn, topo: Topology, args: tuple, out_dir: str, backend: str, env, pg_timeout_s: float,
+           child_setup) -> None:
     ctx = mp.get_context("spawn")
     init_file = os.path.join(out_dir, "store")
-    procs = []
     for rank in range(topo.world_size):
         p = ctx.Process(
-            target=_child_main,
+            target=child_main,
             args=(rank, (topo.num_hosts, topo.local_size), fn, tuple(args), init_file, out_dir, backend,
-                  dict(env) if env else None, float(pg_timeout_s), child_setup),
+                  dict(env) if env else None, float(pg_timeout_s), child_setup, os.getpid()),
             name=f"dmt-rank{rank}",
         )
-        p.start()
+        try:
+            p.start()
+        except (pickle.PicklingError, AttributeError, TypeError) as exc:
+            raise RuntimeSetupError(
+                f"launch_local: the arguments of {getattr(fn, '__qualname__', fn)!r} cannot be sent to the rank "
+                f"processes ({type(exc).__name__}: {exc})",
+                "pass only picklable values in args= (tensors, numbers, strings, dataclasses of module-level "
+                "classes), not lambdas, open files or locks") from None
         procs.append(p)
-    return procs
 
 
 def _collect(rank: int, p: Any, out_dir: str, start: float, results: dict, failures: dict) -> None:
@@ -318,28 +237,6 @@ def _wait(procs, out_dir: str, start: float, deadline: float, grace_s: float, re
         if time.time() >= stop_at:
             return not failures
         time.sleep(_POLL_S)
-
-
-def _failure_error(topo: Topology, failures: dict[int, RankFailure], elapsed: float, timeout_s: float,
-                   timed_out: bool) -> CollectiveError:
-    # root causes first: a rank that exited or raised its own error, before ranks that only saw it in a collective
-    ordered = sorted(failures.values(), key=lambda f: (f.kind == "killed", f.is_consequence, f.elapsed_s, f.rank))
-    if timed_out:
-        problem = f"launch_local({topo}) timed out after {timeout_s:.0f} s; ranks {sorted(failures)} were still running"
-        fix = "look at the stacks below for the collective each rank waits in; raise timeout_s if the work is just slow"
-    else:
-        problem = (f"launch_local({topo}) failed: rank {ordered[0].rank} failed first; failing ranks {sorted(failures)} "
-                   f"(after {elapsed:.1f} s)")
-        fix = "fix the first failing rank's error (the others usually fail because it died)"
-        stuck = sorted(f.rank for f in ordered if f.kind == "killed")
-        if stuck and all(f.is_consequence for f in ordered):
-            fix = (f"ranks {stuck} were alive but stuck (their stacks are above); the others timed out "
-                   "waiting for them in a collective")
-    err = CollectiveError(problem + "\n" + "\n".join(f.describe() for f in ordered), fix)
-    err.failures = failures  # type: ignore[attr-defined]
-    err.elapsed_s = elapsed  # type: ignore[attr-defined]
-    err.timed_out = timed_out  # type: ignore[attr-defined]
-    return err
 
 
 # --------------------------------------------------------------------------- torchrun

@@ -11,7 +11,8 @@ import os
 from typing import IO
 
 from dmt_compile.passes import PASSES
-from dmt_compile.tools.transform_args import add_transform_args, transform_from_args
+from dmt_compile.tools.transform_args import (add_transform_args, check_transform_args, transform_from_args,
+                                               writable_dir)
 
 __all__ = ["register", "run_dump"]
 
@@ -36,6 +37,7 @@ def register(sub) -> None:
 
 
 def _pass_dumper(directory: str):
+    from dmt_compile.errors import OutputError
     from dmt_compile.ir.plan import TowerPlan
     from dmt_compile.printing import format_graph
 
@@ -45,8 +47,13 @@ def _pass_dumper(directory: str):
         text = format_graph(gm)
         if ctx.has(TowerPlan):
             text = f"{ctx.get(TowerPlan)}\n\n{text}"
-        with open(os.path.join(directory, f"{index:02d}_{name}.txt"), "w") as fh:
-            fh.write(text + "\n")
+        path = os.path.join(directory, f"{index:02d}_{name}.txt")
+        try:
+            with open(path, "w") as fh:
+                fh.write(text + "\n")
+        except OSError as exc:
+            raise OutputError(f"--dump-dir: cannot write {path!r}: {exc.strerror or exc}",
+                              "free space or pass another --dump-dir") from None
 
     return callback
 
@@ -79,7 +86,8 @@ def run_dump(args, stdout: IO[str]) -> int:
         raise InputError("--png draws a transformed model; --passes prints a partial pipeline", "drop one of them")
     if args.png:
         _dot_program()  # fail fast, before the transform
-    callback = _pass_dumper(args.dump_dir) if args.dump_dir else None
+    check_transform_args(args)
+    callback = _pass_dumper(writable_dir(args.dump_dir, "--dump-dir")) if args.dump_dir else None
     if args.passes:
         stdout.write(_run_pipeline(args, callback))
         return 0

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from typing import IO
 
-from dmt_compile.tools.transform_args import add_transform_args, transform_from_args
+from dmt_compile.tools.transform_args import (add_transform_args, check_transform_args, transform_from_args,
+                                               writable_file)
 
 __all__ = ["register", "run_plan"]
 
@@ -21,6 +22,9 @@ def run_plan(args, stdout: IO[str]) -> int:
     from dmt_compile.partition.affinity import AffinityRecorder, feature_graph_dot
     from dmt_compile.tools.cmd_train import write_feature_graph
 
+    check_transform_args(args)
+    if args.graph:
+        writable_file(args.graph, "--graph")
     recorder = AffinityRecorder() if args.graph else None
     dmt = transform_from_args(args, recorder)
     stdout.write((dmt.plan.to_json() if args.format == "json" else str(dmt.plan)) + "\n")

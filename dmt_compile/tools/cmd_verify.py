@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import math
 from typing import IO
 
 from tabulate import tabulate
+
+from dmt_compile.errors import InputError
 
 __all__ = ["register", "run_verify", "TOLERANCE"]
 
@@ -31,6 +34,17 @@ def register(sub) -> None:
     p.set_defaults(func=run_verify)
 
 
+def _preflight(opts) -> None:
+    """Load MODEL_SPEC and check the transform options once here, so a factory or an option that fails
+    does not fail identically on every rank."""
+    from dmt_compile.capture.model_spec import load_model_spec
+    from dmt_compile.options import TransformOptions
+
+    load_model_spec(opts.spec)
+    if opts.strategy == "sptt":
+        TransformOptions(tower_module=opts.tower_module, compression=opts.compression).validated()
+
+
 def run_verify(args: argparse.Namespace, stdout: IO[str]) -> int:
     from dmt_compile.runtime.comm_stats import summary_table
     from dmt_compile.runtime.launch import launch_local
@@ -38,9 +52,13 @@ def run_verify(args: argparse.Namespace, stdout: IO[str]) -> int:
     from dmt_compile.topo import as_topology
 
     topo = as_topology(args.topology)
+    if not math.isfinite(args.timeout) or args.timeout <= 0:
+        raise InputError(f"--timeout must be a positive number of seconds, got {args.timeout:g}",
+                         "e.g. --timeout 300 (every rank is killed after that long)")
     opts = VerifyOptions(args.model, str(topo), args.tower_module, args.compression, args.batch_per_rank,
                          args.optimizer, args.lr, strategy=args.strategy, row_wise=args.row_wise,
                          device=args.device)
+    _preflight(opts)
     backend = "nccl" if args.device == "cuda" else "gloo"
     results = launch_local(verify_worker, topo, args=(opts,), timeout_s=args.timeout, backend=backend)
     rows = [[r["rank"], f"{r['output']:.3g}", f"{r['grad']:.3g}", f"{r['param']:.3g}", r["owned_tables"],

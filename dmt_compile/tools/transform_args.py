@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 
-__all__ = ["add_transform_args", "transform_from_args", "calibration_from_spec"]
+__all__ = ["add_transform_args", "transform_from_args", "calibration_from_spec", "check_transform_args",
+           "writable_dir", "writable_file"]
 
 
 def add_transform_args(p: argparse.ArgumentParser) -> None:
@@ -38,6 +41,56 @@ def calibration_from_spec(spec: str, n: int) -> list[tuple]:
     return batches
 
 
+def check_transform_args(args: argparse.Namespace) -> None:
+    """Refuse option values argparse lets through (typed errors naming the option)."""
+    from dmt_compile.errors import InputError
+
+    calibration = getattr(args, "calibration", 0)
+    if calibration < 0:
+        raise InputError(f"--calibration must be 0 or a positive number of batches, got {calibration}",
+                         "e.g. --partitioner learned --calibration 8 (0: the example inputs only)")
+    if args.towers is not None and args.towers < 1:
+        raise InputError(f"--towers must be a positive number of towers, got {args.towers}",
+                         "e.g. --towers 2, or leave it out for one tower per host")
+
+
+def _output_error(path: str, option: str, exc: OSError | str):
+    from dmt_compile.errors import OutputError
+
+    why = exc if isinstance(exc, str) else (exc.strerror or type(exc).__name__)
+    return OutputError(f"{option} {path!r} cannot be written: {why}",
+                       f"pass a {'folder' if option == '--dump-dir' else 'file'} path you can write, e.g. in /tmp")
+
+
+def writable_dir(path: str, option: str) -> str:
+    """Create `path` if needed and prove a file can be written in it, before any work starts."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".dmt_write_check_"):
+            pass
+    except OSError as exc:
+        raise _output_error(path, option, exc) from None
+    return path
+
+
+def writable_file(path: str, option: str) -> str:
+    """Prove `path` can be written (its folder exists and takes a file), before any work starts."""
+    if os.path.isdir(path):
+        raise _output_error(path, option, "it is a folder")
+    folder = os.path.dirname(path) or "."
+    if not os.path.isdir(folder):
+        raise _output_error(path, option, f"folder {folder!r} does not exist")
+    existed = os.path.exists(path)
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as exc:
+        raise _output_error(path, option, exc) from None
+    if not existed:
+        os.remove(path)
+    return path
+
+
 def transform_from_args(args: argparse.Namespace, callback=None):
     """Load MODEL_SPEC and transform it as the command line says."""
     import torch
@@ -45,6 +98,7 @@ def transform_from_args(args: argparse.Namespace, callback=None):
     from dmt_compile.api import transform
     from dmt_compile.capture.model_spec import load_model_spec
 
+    check_transform_args(args)
     model, inputs = load_model_spec(args.model)
     calibration = calibration_from_spec(args.model, args.calibration) if getattr(args, "calibration", 0) else None
     torch.manual_seed(args.seed)

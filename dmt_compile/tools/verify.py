@@ -9,6 +9,7 @@ transformed model for a compressing one. Communication per group is recorded too
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,21 @@ class VerifyOptions:
     strategy: str = "sptt"  # sptt | flat
     row_wise: str = "auto"  # auto | never | always (tables sharded by rows inside a host)
     device: str = "cpu"  # cpu (gloo) | cuda (NCCL; each rank on cuda:<local rank>)
+
+    def __post_init__(self) -> None:
+        """Refuse options no run can use before any process starts (typed errors naming the option)."""
+        b = self.per_rank_batch
+        if not isinstance(b, int) or isinstance(b, bool) or b < 1:
+            raise InputError(f"per_rank_batch (--batch-per-rank) must be a positive integer, got {b!r}",
+                             "give each rank at least one sample, e.g. --batch-per-rank 4")
+        if not isinstance(self.lr, (int, float)) or not math.isfinite(self.lr) or self.lr <= 0:
+            raise InputError(f"lr (--lr) must be a positive finite number, got {self.lr!r}", "e.g. --lr 0.1")
+        for name, value, allowed in (("strategy", self.strategy, ("sptt", "flat")),
+                                     ("optimizer", self.optimizer, ("sgd", "adagrad")),
+                                     ("row_wise", self.row_wise, ("auto", "never", "always")),
+                                     ("device", self.device, ("cpu", "cuda"))):
+            if value not in allowed:
+                raise InputError(f"{name} must be one of {allowed}, got {value!r}", f"pick one of {allowed}")
 
 
 def first_tensor(out: Any) -> torch.Tensor:
@@ -125,7 +141,7 @@ def _reference_step(opts: VerifyOptions, reference, dmt_ref, inputs, flat, label
     ref_params = dict(reference.named_parameters())
     out_ref = dmt_ref.graph_module(*flat) if reference is dmt_ref.graph_module else reference(*inputs)
     _bce(out_ref, labels).backward()
-    ref_grads = {n: p.grad.clone() for n, p in ref_params.items() if p.grad is not None}
+    ref_grads = {n: _dense(p.grad).clone() for n, p in ref_params.items() if p.grad is not None}
     for o in make_optimizers(ref_params, tables, opts.optimizer, opts.lr):
         o.step()
     return out_ref, ref_grads, ref_params
@@ -142,16 +158,21 @@ def _alias_split_tables(splits: Any, ref_grads: dict, ref_params: dict) -> None:
                 ref_params[piece.parameter] = ref_params[split.table].detach()[rows]
 
 
+def _dense(grad: torch.Tensor) -> torch.Tensor:
+    """Gradients of ``sparse=True`` embeddings are sparse COO tensors; compare them as dense ones."""
+    return grad.to_dense() if grad.is_sparse else grad
+
+
 def _compare(opts: VerifyOptions, sharded, names, ref_grads, ref_params, tables) -> tuple[float, float, list, int]:
     """Step the sharded model's optimizers; largest gradient and parameter differences to the reference."""
     mine = {names[id(p)]: p for p in sharded.parameters() if id(p) in names}
-    grad_diff = max((float((p.grad - ref_grads[n]).abs().max()) for n, p in mine.items()
+    grad_diff = max((float((_dense(p.grad) - ref_grads[n]).abs().max()) for n, p in mine.items()
                      if p.grad is not None and n in ref_grads), default=0.0)
     missing = sorted(n for n, p in mine.items() if (p.grad is None) != (n not in ref_grads))
     shards = list(sharded.row_shards)
     for p, n, a, z in shards:  # row shards: compare with the rows of the reference table
         if p.grad is not None and n in ref_grads:
-            grad_diff = max(grad_diff, float((p.grad - ref_grads[n][a:z]).abs().max()))
+            grad_diff = max(grad_diff, float((_dense(p.grad) - ref_grads[n][a:z]).abs().max()))
     opt_params = dict(mine)
     opt_params.update({f"{n}[{a}:{z}]": p for p, n, a, z in shards})
     tables = tables | {f"{n}[{a}:{z}]" for _, n, a, z in shards}

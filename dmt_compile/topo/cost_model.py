@@ -25,6 +25,7 @@ seconds and per-rank bytes). Formulas: :mod:`dmt_compile.topo.cost_exprs`.
 """
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -38,9 +39,12 @@ from dmt_compile.topo.cost_symbols import SYMBOLS, CostParams
 from dmt_compile.topo.spec import as_topology
 from dmt_compile.topo.topology import Topology
 
-__all__ = ["Workload", "CostBreakdown", "RESULT_KEYS", "COMM_TERMS", "bind", "evaluate",
+__all__ = ["Workload", "CostBreakdown", "RESULT_KEYS", "COMM_TERMS", "MAX_COST_HOSTS", "bind", "evaluate",
            "split_features", "predict_sptt", "predict_flat"]
 
+#: Largest host count the per-host loads are computed for (524,288 GPUs at 8 per host): beyond any
+#: cluster, and it keeps `split_features` under a few seconds and ~100 MB (issue 12: h100:800000000).
+MAX_COST_HOSTS = 65_536
 COMM_TERMS = ("id_dist", "id_intra", "emb_intra", "tm_sync", "emb_dist")
 RESULT_KEYS = (*TERMS, "fwd", "bwd", "comm", "compute", "total")
 _ARGS = tuple(sym for sym, _, _ in SYMBOLS.values())
@@ -167,6 +171,11 @@ def split_features(widths: Sequence[float], ids: Sequence[float], num_hosts: int
     host gets D/N; a feature cut in k pieces sends its ids to k hosts). ``table``: whole
     tables, largest first onto the least-loaded host (deterministic LPT).
     """
+    if not isinstance(num_hosts, int) or isinstance(num_hosts, bool) or not 1 <= num_hosts <= MAX_COST_HOSTS:
+        raise CostModelError(
+            f"the cost model prices up to {MAX_COST_HOSTS:,} hosts; got num_hosts={num_hosts!r}",
+            f"use a topology with at most {MAX_COST_HOSTS:,} hosts (e.g. h100:{8 * MAX_COST_HOSTS}); per-host "
+            "loads are kept per host, and no cluster is larger")
     w, p = _floats("feature_widths", widths), _floats("ids_per_sample", ids, len(widths))
     loads = [[0.0, 0.0, 0.0] for _ in range(num_hosts)]
     if split == "column":
@@ -184,9 +193,11 @@ def split_features(widths: Sequence[float], ids: Sequence[float], num_hosts: int
                     break
             start = end
     elif split == "table":
+        free = [(0.0, j) for j in range(num_hosts)]  # (load, host): the least-loaded host first, ties by index
         for f in sorted(range(len(w)), key=lambda i: (-w[i], i)):
-            h = min(range(num_hosts), key=lambda j: (loads[j][0], j))
+            _, h = heapq.heappop(free)
             loads[h][0] += w[f]
+            heapq.heappush(free, (loads[h][0], h))
             loads[h][1] += p[f]
             loads[h][2] += p[f] * w[f]
     else:
@@ -245,11 +256,12 @@ def predict_sptt(topology: "Topology | str", *, batch_per_rank: float, tower_in_
         if len(hosts) != n or any(not isinstance(h, int) or not 0 <= h < topo.num_hosts for h in hosts):
             raise CostModelError(f"tower_hosts {hosts} must give a host in 0..{topo.num_hosts - 1} per tower",
                                  "give one host index per tower")
-    per_host = [[0.0] * 6 for _ in range(topo.num_hosts)]
+    per_host: dict[int, list[float]] = {}  # only hosts with a tower: O(towers), not O(hosts)
     for t, h in enumerate(hosts):
+        row = per_host.setdefault(h, [0.0] * 6)
         for k, val in enumerate((d_in[t], ids[t], rows[t], d_out[t], flops[t], prm[t])):
-            per_host[h][k] += val
-    top = [max(row[k] for row in per_host) for k in range(6)]
+            row[k] += val
+    top = [max(row[k] for row in per_host.values()) for k in range(6)]
     w = Workload(batch_per_rank, sum(d_in), sum(ids), sum(rows), top[0], top[1], top[2], top[3],
                  top[4], top[5], bytes_per_element)
     return evaluate(topo, "sptt_tm" if tm else "sptt", w, params).summary()

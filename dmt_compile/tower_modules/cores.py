@@ -64,7 +64,7 @@ class FieldSplit(nn.Module):
         fields = []
         for k, p in enumerate(parts):
             p = self.proj[str(k)](p) if str(k) in self.proj else p
-            fields.append(p.reshape(p.shape[0], -1, self.dim))
+            fields.append(p.reshape(p.shape[0], p.shape[1] // self.dim, self.dim))  # explicit: batch 0 too
         return torch.cat(fields, dim=1) if len(fields) > 1 else fields[0]
 
 

@@ -17,9 +17,10 @@ __all__ = ["IdentityTowerModule", "CompressingTowerModule", "TowerDecoder", "Dir
 
 
 def _flat(x) -> torch.Tensor:
+    """One row per sample; the width is explicit so an empty batch (0 samples) reshapes too."""
     if type(x).__name__ == "KeyedTensor":
         x = x.values()
-    return x.reshape(x.shape[0], -1)
+    return x.reshape(x.shape[0], math.prod(x.shape[1:]))
 
 
 class IdentityTowerModule(nn.Module):

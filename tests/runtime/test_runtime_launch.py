@@ -94,20 +94,23 @@ def test_stuck_peer_cut_short_by_group_timeout():
     failures = info.value.failures
     assert failures[0].kind == "raised" and "intra" in failures[0].message
     assert failures[1].kind == "killed" and "worker_stuck" in (failures[1].traceback or "")
-    assert time.time() - start < 30
+    assert info.value.culprits == [1] and "rank 1 hung" in str(info.value).splitlines()[0]
+    assert time.time() - start < 60  # spawning + importing torch alone can take 20 s on a loaded box
     _no_children_left()
 
 
 def test_overall_timeout_kills_everything():
+    # 40 s: on a loaded 2-core box spawning a rank and importing torch alone can take 20 s, and the
+    # stacks quoted below exist only once a rank runs its own code
     start = time.time()
     with pytest.raises(CollectiveError) as info:
-        launch_local(worker_sleepy, "1x2", timeout_s=8)
+        launch_local(worker_sleepy, "1x2", timeout_s=40)
     elapsed = time.time() - start
-    assert info.value.timed_out and "timed out after 8 s" in str(info.value)
+    assert info.value.timed_out and "timed out after 40 s" in str(info.value)
     assert sorted(info.value.failures) == [0, 1]
     assert all(f.kind == "killed" for f in info.value.failures.values())
     assert "worker_sleepy" in str(info.value)  # the stacks of the hung ranks are quoted
-    assert elapsed < 20
+    assert elapsed < 60
     _no_children_left()
 
 
