@@ -210,10 +210,10 @@ class PeerOutputsExchange(nn.Module):
             return tuple(tuple(p) for p in local_payloads)  # KeyedTensors stay as they are
         sends: list[list[torch.Tensor]] = [[] for _ in range(ex.num_hosts)]
         for t, payload in zip(ex.local_towers, local_payloads):
-            start = 0
-            for s, count in enumerate(ex.samples_from[t]):
-                sends[s] += [unkeyed(p)[start: start + count] for p in payload]
-                start += count
+            # one split per payload tensor (not a slice per source: see wire.split_received)
+            per_source = [torch.split(unkeyed(p), ex.samples_from[t]) for p in payload]
+            for s in range(ex.num_hosts):
+                sends[s] += [pieces[s] for pieces in per_source]
         layout = [[shape for t in towers if ex.tower_host[t] == g for shape in self.payload_shapes[t]]
                   for g in range(ex.num_hosts)]
         got = exchange_rows(sends, layout, [ex.my_samples] * ex.num_hosts, self.group, self.label, "outputs",

@@ -16,7 +16,7 @@ import torch
 from dmt_compile.runtime.collectives import all_to_all_jagged, all_to_all_rows
 
 __all__ = ["IdField", "Stream", "encode", "decode", "decode_sources", "exchange_ids", "exchange_rows",
-           "num_samples", "keyed", "unkeyed"]
+           "num_samples", "keyed", "unkeyed", "split_received"]
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ def _cat(streams: list[Stream], with_weights: bool, device: torch.device | None 
 
 def _device(group: Any) -> torch.device:
     """Where a rank with nothing to send keeps its (empty) buffers: the backend's device."""
-    from dmt_compile.runtime.collectives import _comm_device
+    from dmt_compile.runtime.duplex import comm_device as _comm_device
 
     return _comm_device(group)
 
@@ -197,13 +197,18 @@ def exchange_rows(sends: Sequence[Sequence[torch.Tensor]], recv_layout: Sequence
     recv_counts = [recv_samples[s] * sum(int(torch.Size(shape).numel()) for shape in recv_layout[s])
                    for s in range(len(recv_layout))]
     got = all_to_all_rows(flat, [b.numel() for b in blocks], recv_counts, group, label, op=op, hosts=hosts)
-    out: list[list[torch.Tensor]] = []
-    at = 0
-    for s, shapes in enumerate(recv_layout):
-        parts = []
-        for shape in shapes:
-            n = recv_samples[s] * int(torch.Size(shape).numel())
-            parts.append(got[at: at + n].reshape(recv_samples[s], *shape))
-            at += n
-        out.append(parts)
-    return out
+    return split_received(got, recv_layout, recv_samples)
+
+
+def split_received(got: torch.Tensor, recv_layout: Sequence[Sequence[tuple]],
+                   recv_samples: Sequence[int]) -> list[list[torch.Tensor]]:
+    """Cut a flat receive buffer into `[recv_samples[s], *shape]` tensors with ONE `torch.split`.
+
+    Never one slice per tensor: in autograd each `got[a:b]` slice's backward zero-fills a
+    gradient the size of the whole buffer and the slices' gradients are summed (O(pieces x
+    buffer)); `torch.split`'s backward writes every piece's gradient into one buffer once.
+    """
+    sizes = [recv_samples[s] * int(torch.Size(shape).numel()) for s, shapes in enumerate(recv_layout)
+             for shape in shapes]
+    pieces = iter(torch.split(got, sizes) if sizes else ())
+    return [[next(pieces).view(recv_samples[s], *shape) for shape in shapes] for s, shapes in enumerate(recv_layout)]
