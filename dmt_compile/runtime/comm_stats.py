@@ -200,8 +200,9 @@ _observers: list = []
 
 
 def add_observer(fn) -> None:
-    """Call ``fn(event: ExchangeEvent)`` after every collective of the runtime (this process)."""
-    _observers.append(fn)
+    """Call ``fn(event: ExchangeEvent)`` after every collective of the runtime (this process); idempotent."""
+    if fn not in _observers:
+        _observers.append(fn)
 
 
 def remove_observer(fn) -> None:

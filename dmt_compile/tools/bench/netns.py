@@ -34,7 +34,7 @@ from dmt_compile.errors import DmtError
 
 __all__ = ["NetnsUnavailable", "EmulationError", "Emulation", "LinkSpec", "parse_rate", "parse_time",
            "check_netns_permitted", "cleanup_leftovers", "list_leftovers", "enter_netns", "PREFIX",
-           "HOST_IFNAME", "SUBNET"]
+           "HOST_IFNAME", "SUBNET", "RankNetns", "rank_cores", "host_ns"]
 
 PREFIX = "dmtb"
 SWITCH_NS = PREFIX + "sw"
@@ -228,6 +228,13 @@ class Emulation:
             self._lock.close()
             self._lock = None
 
+    def set_link(self, link: LinkSpec) -> None:
+        """Reshape every host NIC (both veth ends) to ``link`` while the emulation is up."""
+        self.link = link
+        for h in range(self.num_hosts):
+            for cmd in link.tc_args(HOST_IFNAME, host_ns(h)) + link.tc_args(f"s{h}", SWITCH_NS):
+                _run(*cmd)
+
     def qdisc_stats(self) -> dict[str, str]:
         """`tc -s qdisc` of every host NIC (for debugging drops/overlimits)."""
         out = {}
@@ -284,12 +291,20 @@ def enter_netns(name: str) -> None:
         os.close(fd)
 
 
-class RankNetns:
-    """Picklable per-rank hook for ``launch_local(child_setup=...)``: rank r joins host r // L's namespace."""
+def rank_cores(world: int, cores: list[int]) -> list[int]:
+    """The core each rank is pinned to: consecutive ranks share a core (a host's ranks stay together)."""
+    return [cores[r * len(cores) // world] for r in range(world)]
 
-    def __init__(self, local_size: int):
-        self.local_size = local_size
+
+class RankNetns:
+    """Picklable per-rank hook for ``launch_local(child_setup=...)``: rank r joins host r // L's namespace
+    and, when ``cores`` is given, is pinned to ``cores[r]`` (before any thread, so gloo's threads too)."""
+
+    def __init__(self, local_size: int, cores: list[int] | None = None):
+        self.local_size, self.cores = local_size, cores
 
     def __call__(self, rank: int) -> None:
         enter_netns(host_ns(rank // self.local_size))
         os.environ["GLOO_SOCKET_IFNAME"] = HOST_IFNAME
+        if self.cores is not None:
+            os.sched_setaffinity(0, {self.cores[rank]})
