@@ -134,6 +134,9 @@ def test_smoke_2x2_runs_tears_down_and_counts_consistently():
             assert key in r
         assert 0 < r["cpu_busy"] and r["cores"] >= 1 and r["cpu_bound_s"] > 0
         assert r["nic"]["profile"] is not None and r["nic"]["median_step_timeline_10ms"]
+        # the cost model's step: compute calibrated before the run, network probed; every term >= 0
+        assert r["predicted_step_s"] > 0 and r["step_prediction_error"] is not None
+        assert r["predicted_terms"]["dense"] > 0 and all(v >= 0 for v in r["predicted_terms"].values())
         assert r["step_time_median_s"] > 0 and r["exchange_time_median_s"] > 0
         # bytes on the wire == the runtime's own counters, per rank
         assert r["bytes_consistent"] is True
@@ -141,6 +144,8 @@ def test_smoke_2x2_runs_tears_down_and_counts_consistently():
         assert 1.0 <= r["cross_bytes_vs_min"] < 1.10
     assert rows[("flat", None)]["speedup_vs_flat"] == pytest.approx(1.0)
     assert rows[("sptt_tm", 4.0)]["feed"] and rows[("sptt", None)]["feed"] == ["identity"]
+    assert rows[("sptt_tm", 4.0)]["predicted_terms"]["tm"] > 0 and "tm" not in rows[("sptt", None)]["predicted_terms"]
+    assert set(report["compute_calibration"]) >= {"flat", "sptt", "sptt_tm@4"}
     assert report["machine"]["loadavg_before"] and report["config"]["pinned_cores"]
     assert 0 < report["wire_share"] < 1 and rows[("flat", None)]["amdahl_bound"] == pytest.approx(1.0)
     # identity SPTT moves the same embedding bytes across hosts as flat; c=4 about a quarter

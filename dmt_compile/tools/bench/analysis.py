@@ -31,7 +31,7 @@ import math
 import statistics
 from typing import Any, Sequence
 
-__all__ = ["summarize", "analytic_min_cross", "cost_model_prediction", "WIRE_EFFICIENCY", "add_ratios",
+__all__ = ["summarize", "analytic_min_cross", "WIRE_EFFICIENCY", "add_ratios",
            "add_bounds", "BOX_BOUND"]
 
 WIRE_EFFICIENCY = 1448 / 1514
@@ -85,30 +85,6 @@ def _exchange_per_step(results: list[dict[str, Any]]) -> tuple[list[float], list
     return span, critical, waited
 
 
-def cost_model_prediction(strategy: str, towers: list[dict[str, Any]], num_hosts: int, local_size: int,
-                          b: int, rate_bytes: float, probe: dict[str, float], delay_s: float) -> dict[str, float]:
-    """The cost model's seconds for the same emulated topology (per-rank NIC share = rate / L)."""
-    from dmt_compile.topo.cost_model import predict_flat, predict_sptt
-    from dmt_compile.topo.cost_symbols import CostParams
-    from dmt_compile.topo.topology import Topology
-
-    topo = Topology(num_hosts, local_size, intra_bw=probe.get("intra_bw", 5e8), inter_bw=rate_bytes / local_size,
-                    intra_latency=probe.get("intra_latency", 2e-4),
-                    inter_latency=probe.get("cross_latency", 2e-4) + 2 * delay_s, hbm_bw=1e10, flop_rate=1e10)
-    params = CostParams(eta_intra=1.0, eta_inter=WIRE_EFFICIENCY)
-    if strategy in ("flat", "torchrec_tw"):
-        widths = [t["width_in"] / max(1, t["ids"]) for t in towers for _ in range(t["ids"])]
-        out = predict_flat(topo, batch_per_rank=b, feature_widths=widths, ids_per_sample=[1.0] * len(widths),
-                           strategy="flat", host_split="table", params=params)
-    else:
-        tm = strategy == "sptt_tm"
-        out = predict_sptt(topo, batch_per_rank=b, tower_in_widths=[t["width_in"] for t in towers],
-                           ids_per_sample=[t["ids"] for t in towers], tower_hosts=[t["host"] for t in towers],
-                           tower_out_widths=[t["width_out"] for t in towers] if tm else None, params=params)
-    exchange = out["id_dist"] + out["id_intra"] + out["emb_intra"] + out["emb_dist"]
-    return {"exchange_s": exchange, "cross_s": out["id_dist"] + out["emb_dist"], "total_s": out["total"]}
-
-
 def _cpu(results: list[dict[str, Any]], step: list[float], cores: int) -> dict[str, Any]:
     steps = len(step)
     total = [sum(r["cpu_s"][i] for r in results) for i in range(steps)]
@@ -159,15 +135,6 @@ def summarize(strategy: str, compression: float | None, results: list[dict[str, 
         "exchange_vs_nic_limit": exch / nic_limit if nic_limit else None,
         **_cpu(results, step, cores),
     }
-    try:
-        pred = cost_model_prediction(strategy, towers, num_hosts, local_size, b, rate_bytes, probe, delay_s)
-        row["predicted_exchange_s"] = pred["exchange_s"]
-        row["predicted_cross_s"] = pred["cross_s"]
-        row["prediction_error"] = pred["exchange_s"] / exch - 1 if exch else None
-    except Exception as exc:  # noqa: BLE001 - the prediction is informative only
-        row["predicted_exchange_s"] = None
-        row["prediction_error"] = None
-        row["prediction_failed"] = f"{type(exc).__name__}: {exc}"
     stats = [r.get("stats") or {} for r in results]
     row["bytes_consistent"] = _consistent(results, steps) if any(stats) else None
     if any(stats):

@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from dmt_compile.tools.bench.analysis import WIRE_EFFICIENCY, add_bounds, add_ratios, summarize
 from dmt_compile.tools.bench.model import MODEL_SPEC
+from dmt_compile.tools.bench.predict import calibrate_runs, predict
 from dmt_compile.tools.bench.netns import (HOST_IFNAME, Emulation, EmulationError, LinkSpec, RankNetns,
                                            check_netns_permitted, host_ns, list_leftovers, rank_cores)
 from dmt_compile.tools.bench.torchrec_worker import torchrec_available
@@ -158,6 +159,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] | None = None) ->
     opts = BenchOptions(tuple(runs), cfg.spec, cfg.num_hosts, cfg.local_size, cfg.per_rank_batch, cfg.steps,
                         cfg.warmup, feed=cfg.feed, dense_sync=cfg.dense_sync, interleave=cfg.interleave)
     load_before, started = loadavg(), time.time()
+    calib = calibrate_runs(runs, opts, log)
     rate = cfg.inter_bw_bits or 1e9
     calibration: dict[str, float] = {}
     trace: list = []
@@ -187,6 +189,13 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] | None = None) ->
         row["feed"] = sorted({t.get("feed") or "-" for t in towers}) if strategy.startswith("sptt") else None
         if trace:
             row["nic"] = _nic(trace, per_rank, cfg, rate)
+        key = run_key(strategy, c)
+        if key in calib and probe:
+            row.update(predict(row, calib[key], num_hosts=cfg.num_hosts, local_size=cfg.local_size, rate_bits=rate,
+                               probe=probe, ranks_per_core=cfg.num_hosts * cfg.local_size / ncores,
+                               delay_s=cfg.inter_delay_s))
+            row["step_prediction_error"] = row["predicted_step_s"] / row["step_time_median_s"] - 1
+            row["prediction_error"] = row["predicted_exchange_s"] / row["exchange_time_median_s"] - 1
         rows.append(row)
     add_ratios(rows)
     w = add_bounds(rows)
@@ -198,7 +207,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] | None = None) ->
                    "all_to_all": cfg.all_to_all, "wire_share_target": cfg.wire_share},
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
                     "loadavg_before": load_before, "loadavg_after": load_after},
-        "calibration": calibration, "wire_share": w, "probe": probe, "results": rows, "skipped": skipped,
+        "calibration": calibration, "compute_calibration": calib, "wire_share": w, "probe": probe, "results": rows, "skipped": skipped,
         "teardown": {"clean": not leftovers, "leftover_namespaces": leftovers}, "elapsed_s": time.time() - started,
     }
 
