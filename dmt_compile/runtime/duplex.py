@@ -35,7 +35,7 @@ import torch.distributed as dist
 from dmt_compile.errors import CollectiveError
 from dmt_compile.runtime import comm_stats
 
-__all__ = ["MODES", "mode", "use_mode", "uses_p2p", "post", "Pending", "exchange", "start",
+__all__ = ["MODES", "mode", "use_mode", "uses_p2p", "post", "Pending", "exchange", "start", "finish",
            "group_info", "comm_device", "fail", "check_counts", "row_bytes"]
 
 MODES = ("auto", "p2p", "collective")
@@ -201,3 +201,23 @@ def exchange(x: torch.Tensor, send: list[int], recv: list[int], group: Any, labe
              hosts: Sequence[int] | None = None, kind: str = "exchange") -> torch.Tensor:
     """Blocking, instrumented all-to-all of row blocks on dim 0 (:func:`start` + wait)."""
     return start(x, send, recv, group, label, op, hosts, kind).wait()
+
+
+class _Finish(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, pending, send, recv, group, label, op):  # type: ignore[override]
+        ctx.args = (send, recv, group, label, op)
+        return pending.wait()
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        send, recv, group, label, op = ctx.args
+        return exchange(grad_out, recv, send, group, label, op + ".bwd"), None, None, None, None, None, None
+
+
+def finish(x: torch.Tensor, pending: Pending, send: list[int], recv: list[int], group: Any, label: str,
+           op: str) -> torch.Tensor:
+    """Wait for ``pending = start(x, send, recv, ...)``; differentiable in ``x``: backward sends the
+    gradient of the received rows back (synchronously, counted as ``op + ".bwd"``), so compute
+    placed between :func:`start` and :func:`finish` overlaps the forward transfer."""
+    return _Finish.apply(x, pending, send, recv, group, label, op)

@@ -6,7 +6,9 @@
 * `TowerLookup` — inside the host: ids routed to the rank that owns each table (table-wise), looked
   up and pooled there over all samples of the host, rows sent back (one id and one row exchange).
 * `PeerOutputsExchange` — the Tower Modules' outputs go back peer-first to the sample owners, all
-  towers in ONE exchange; differentiable, so backward mirrors it.
+  towers in ONE exchange; differentiable, so backward mirrors it. Lowered as `OutputsStart` (right
+  after my host's Tower Modules) and `OutputsWait` (right before the first use of an output), so
+  the compute in between overlaps the transfer.
 
 With a 1 x W topology (the flat baseline) the peer stage is the identity and `TowerLookup` runs
 over the whole world: one global AlltoAll for ids and one for embeddings.
@@ -19,10 +21,10 @@ import torch
 from torch import nn
 
 from dmt_compile.runtime.wire import (
-    IdField, Stream, decode_sources, encode, exchange_ids, exchange_rows, keyed, unkeyed,
+    IdField, Stream, decode_sources, encode, exchange_ids, exchange_rows, finish_rows, keyed, start_rows, unkeyed,
 )
 
-__all__ = ["PeerIdsExchange", "TowerLookup", "PeerOutputsExchange", "LookupCall"]
+__all__ = ["PeerIdsExchange", "TowerLookup", "PeerOutputsExchange", "LookupCall", "OutputsStart", "OutputsWait"]
 
 
 class PeerIdsExchange(nn.Module):
@@ -204,10 +206,15 @@ class PeerOutputsExchange(nn.Module):
         return f"payload_shapes={self.payload_shapes}, label={self.label!r}"
 
     def forward(self, *local_payloads: Sequence[torch.Tensor]):
+        """Blocking exchange: :meth:`finish` of :meth:`start`."""
+        return self.finish(self.start(*local_payloads))
+
+    def start(self, *local_payloads: Sequence[torch.Tensor]) -> Any:
+        """Post the exchange of my host's tower outputs (returns at once); see :class:`OutputsWait`."""
         ex = self.ids_exchange[0]
-        towers = sorted(self.payload_shapes)
         if ex.num_hosts == 1:
             return tuple(tuple(p) for p in local_payloads)  # KeyedTensors stay as they are
+        towers = sorted(self.payload_shapes)
         sends: list[list[torch.Tensor]] = [[] for _ in range(ex.num_hosts)]
         for t, payload in zip(ex.local_towers, local_payloads):
             # one split per payload tensor (not a slice per source: see wire.split_received)
@@ -216,13 +223,46 @@ class PeerOutputsExchange(nn.Module):
                 sends[s] += [pieces[s] for pieces in per_source]
         layout = [[shape for t in towers if ex.tower_host[t] == g for shape in self.payload_shapes[t]]
                   for g in range(ex.num_hosts)]
-        got = exchange_rows(sends, layout, [ex.my_samples] * ex.num_hosts, self.group, self.label, "outputs",
-                            dtype=self.dtype)
+        return start_rows(sends, layout, [ex.my_samples] * ex.num_hosts, self.group, self.label, "outputs",
+                          dtype=self.dtype)
+
+    def finish(self, pending: Any):
+        """Wait for :meth:`start`'s exchange: per tower (sorted), its payload for my samples."""
+        ex = self.ids_exchange[0]
+        if ex.num_hosts == 1:
+            return pending
+        got = finish_rows(pending)
         result, taken = [], [0] * ex.num_hosts
-        for t in towers:
+        for t in sorted(self.payload_shapes):
             g = ex.tower_host[t]
             count = len(self.payload_shapes[t])
             result.append(tuple(keyed(x, lay) for x, lay in zip(got[g][taken[g]: taken[g] + count],
                                                                  self.payload_keyed[t])))
             taken[g] += count
         return tuple(result)
+
+
+class OutputsStart(nn.Module):
+    """Graph node: post the output exchange as soon as my host's Tower Modules are done."""
+
+    def __init__(self, outputs: PeerOutputsExchange):
+        super().__init__()
+        self.outputs = [outputs]  # shared, not a submodule
+
+    def forward(self, *local_payloads: Sequence[torch.Tensor]):
+        return self.outputs[0].start(*local_payloads)
+
+
+class OutputsWait(nn.Module):
+    """Graph node, placed right before the first use of any tower output: wait for the exchange.
+
+    What runs between :class:`OutputsStart` and this node (e.g. a bottom MLP that does not read the
+    embeddings) overlaps the transfer; backward sends the gradients back synchronously.
+    """
+
+    def __init__(self, outputs: PeerOutputsExchange):
+        super().__init__()
+        self.outputs = [outputs]
+
+    def forward(self, pending: Any):
+        return self.outputs[0].finish(pending)

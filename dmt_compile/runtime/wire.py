@@ -13,10 +13,10 @@ from typing import Any, Sequence
 
 import torch
 
-from dmt_compile.runtime.collectives import all_to_all_jagged, all_to_all_rows
+from dmt_compile.runtime.collectives import all_to_all_jagged
 
 __all__ = ["IdField", "Stream", "encode", "decode", "decode_sources", "exchange_ids", "exchange_rows",
-           "num_samples", "keyed", "unkeyed", "split_received"]
+           "num_samples", "keyed", "unkeyed", "split_received", "start_rows", "finish_rows", "RowsPending"]
 
 
 @dataclass(frozen=True)
@@ -180,13 +180,27 @@ def exchange_ids(sends: Sequence[Sequence[Stream]], recv_mults: Sequence[Sequenc
     return out
 
 
-def exchange_rows(sends: Sequence[Sequence[torch.Tensor]], recv_layout: Sequence[Sequence[tuple]],
-                  recv_samples: Sequence[int], group: Any, label: str, op: str,
-                  dtype: torch.dtype = torch.float32, hosts: Sequence[int] | None = None) -> list[list[torch.Tensor]]:
-    """Send batch-major tensors `sends[j]` to member j as one flat block; differentiable.
+@dataclass
+class RowsPending:
+    """An :func:`start_rows` exchange in flight (finish it with :func:`finish_rows`)."""
 
-    `recv_layout[s]` lists the per-sample shapes member s sends me, each for `recv_samples[s]` rows.
-    """
+    flat: torch.Tensor
+    send: list
+    recv: list
+    pending: Any
+    recv_layout: Sequence[Sequence[tuple]]
+    recv_samples: Sequence[int]
+    group: Any
+    label: str
+    op: str
+
+
+def start_rows(sends: Sequence[Sequence[torch.Tensor]], recv_layout: Sequence[Sequence[tuple]],
+               recv_samples: Sequence[int], group: Any, label: str, op: str,
+               dtype: torch.dtype = torch.float32, hosts: Sequence[int] | None = None) -> RowsPending:
+    """Post the exchange of :func:`exchange_rows` and return at once (full duplex on gloo)."""
+    from dmt_compile.runtime.duplex import start
+
     device = next((t.device for ts in sends for t in ts), _device(group))
     blocks = [torch.cat([t.reshape(-1).to(dtype) for t in ts]) if ts else torch.zeros(0, dtype=dtype, device=device)
               for ts in sends]
@@ -194,10 +208,30 @@ def exchange_rows(sends: Sequence[Sequence[torch.Tensor]], recv_layout: Sequence
     if torch.is_grad_enabled() and not flat.requires_grad:
         # a rank with nothing to send must still join the backward exchange, or its peers wait forever
         flat = flat.detach().requires_grad_()
-    recv_counts = [recv_samples[s] * sum(int(torch.Size(shape).numel()) for shape in recv_layout[s])
-                   for s in range(len(recv_layout))]
-    got = all_to_all_rows(flat, [b.numel() for b in blocks], recv_counts, group, label, op=op, hosts=hosts)
-    return split_received(got, recv_layout, recv_samples)
+    flat = flat.contiguous()
+    send = [b.numel() for b in blocks]
+    recv = [recv_samples[s] * sum(int(torch.Size(shape).numel()) for shape in recv_layout[s])
+            for s in range(len(recv_layout))]
+    pending = start(flat, send, recv, group, label, op, hosts)
+    return RowsPending(flat, send, recv, pending, recv_layout, recv_samples, group, label, op)
+
+
+def finish_rows(p: RowsPending) -> list[list[torch.Tensor]]:
+    """Wait for a :func:`start_rows` exchange; the received tensors, differentiable."""
+    from dmt_compile.runtime.duplex import finish
+
+    got = finish(p.flat, p.pending, p.send, p.recv, p.group, p.label, p.op)
+    return split_received(got, p.recv_layout, p.recv_samples)
+
+
+def exchange_rows(sends: Sequence[Sequence[torch.Tensor]], recv_layout: Sequence[Sequence[tuple]],
+                  recv_samples: Sequence[int], group: Any, label: str, op: str,
+                  dtype: torch.dtype = torch.float32, hosts: Sequence[int] | None = None) -> list[list[torch.Tensor]]:
+    """Send batch-major tensors `sends[j]` to member j as one flat block; differentiable.
+
+    `recv_layout[s]` lists the per-sample shapes member s sends me, each for `recv_samples[s]` rows.
+    """
+    return finish_rows(start_rows(sends, recv_layout, recv_samples, group, label, op, dtype, hosts))
 
 
 def split_received(got: torch.Tensor, recv_layout: Sequence[Sequence[tuple]],
