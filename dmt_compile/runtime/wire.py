@@ -13,10 +13,10 @@ from typing import Any, Sequence
 
 import torch
 
-from dmt_compile.runtime.collectives import all_to_all_jagged
 
 __all__ = ["IdField", "Stream", "encode", "decode", "decode_sources", "exchange_ids", "exchange_rows",
-           "num_samples", "keyed", "unkeyed", "split_received", "start_rows", "finish_rows", "RowsPending"]
+           "num_samples", "keyed", "unkeyed", "split_received", "start_rows", "finish_rows", "RowsPending",
+           "start_ids", "finish_ids", "IdsPending"]
 
 
 @dataclass(frozen=True)
@@ -149,6 +149,69 @@ def _device(group: Any) -> torch.device:
     return _comm_device(group)
 
 
+@dataclass
+class IdsPending:
+    """A :func:`start_ids` exchange in flight: counts are known, lengths / values / weights travel."""
+
+    lengths: Any
+    values: Any
+    weights: Any
+    segments: list
+    value_counts: list
+    recv_mults: Sequence[Sequence[int]]
+
+    def wait(self) -> list[list[Stream]]:
+        return finish_ids(self)
+
+
+def start_ids(sends: Sequence[Sequence[Stream]], recv_mults: Sequence[Sequence[int]], group: Any, label: str,
+              op: str, with_weights: bool, hosts: Sequence[int] | None = None, tag: int = 0) -> IdsPending:
+    """:func:`exchange_ids` up to the transfer: exchanges the counts (small, blocking), then posts
+    lengths, values (and weights) and returns; :func:`finish_ids` waits and splits."""
+    from dmt_compile.runtime.collectives import exchange_counts
+    from dmt_compile.runtime.duplex import start
+
+    device = next((st.values.device for s in sends for st in s), _device(group))
+    packed = [_cat(list(s), with_weights, device) for s in sends]
+    total = _cat(packed, with_weights, device)
+    seg, nvals = [p.lengths.numel() for p in packed], [p.values.numel() for p in packed]
+    counts = exchange_counts([[a, b] for a, b in zip(seg, nvals)], group, label, op=op + ".counts", hosts=hosts)
+    rseg, rvals = [c[0] for c in counts], [c[1] for c in counts]
+    lengths = start(total.lengths.contiguous(), seg, rseg, group, label, op + ".lengths", hosts, tag=tag)
+    values = start(total.values.contiguous(), nvals, rvals, group, label, op + ".values", hosts, tag=tag)
+    weights = None
+    if with_weights:
+        weights = start(total.weights.detach().contiguous(), nvals, rvals, group, label, op + ".weights", hosts,
+                        tag=tag)
+    return IdsPending(lengths, values, weights, rseg, rvals, recv_mults)
+
+
+def finish_ids(p: IdsPending) -> list[list[Stream]]:
+    """Wait for :func:`start_ids`; per member, its streams (split by the statically known layout)."""
+    lengths, values = p.lengths.wait(), p.values.wait()
+    weights = p.weights.wait() if p.weights is not None else None
+    sizes = []  # length entries of every stream, in order
+    for s, seg in enumerate(p.segments):
+        mults = list(p.recv_mults[s])
+        samples = seg // sum(mults) if mults else 0
+        sizes += [samples * m for m in mults]
+    ends = torch.tensor(sizes, dtype=torch.int64).cumsum(0)
+    csum = torch.cat([lengths.new_zeros(1), lengths.cumsum(0)])
+    bounds = csum[ends.to(csum.device)].tolist() if sizes else []
+    lens = torch.split(lengths, sizes) if sizes else ()
+    out: list[list[Stream]] = []
+    k, val_at = 0, 0
+    for s in range(len(p.segments)):
+        streams: list[Stream] = []
+        for _ in p.recv_mults[s]:
+            n = int(bounds[k]) - val_at
+            w = weights[val_at: val_at + n] if weights is not None else None
+            streams.append(Stream(values[val_at: val_at + n], lens[k], w))
+            val_at, k = val_at + n, k + 1
+        out.append(streams)
+    return out
+
+
 def exchange_ids(sends: Sequence[Sequence[Stream]], recv_mults: Sequence[Sequence[int]], group: Any, label: str,
                  op: str, with_weights: bool, hosts: Sequence[int] | None = None) -> list[list[Stream]]:
     """Send `sends[j]` (streams for member j) in one jagged exchange; split what arrives.
@@ -157,27 +220,7 @@ def exchange_ids(sends: Sequence[Sequence[Stream]], recv_mults: Sequence[Sequenc
     ids and bags; k for a row-wise lookup of k ids per sample). Both sides know these statically,
     so the n samples of member s are `segment / sum(mults)` and each stream has `n * mult` entries.
     """
-    device = next((st.values.device for s in sends for st in s), _device(group))
-    packed = [_cat(list(s), with_weights, device) for s in sends]
-    total = _cat(packed, with_weights, device)
-    got = all_to_all_jagged(total.values, total.lengths, [p.lengths.numel() for p in packed], group, label,
-                            weights=total.weights, op=op, hosts=hosts)
-    out: list[list[Stream]] = []
-    len_at, val_at = 0, 0
-    for s, (seg, nvals) in enumerate(zip(got.segments, got.value_counts)):
-        mults = list(recv_mults[s])
-        streams: list[Stream] = []
-        if mults:
-            samples = seg // sum(mults)
-            for mult in mults:
-                per = samples * mult
-                lengths = got.lengths[len_at: len_at + per]
-                n = int(lengths.sum())
-                weights = got.weights[val_at: val_at + n] if got.weights is not None else None
-                streams.append(Stream(got.values[val_at: val_at + n], lengths, weights))
-                len_at, val_at = len_at + per, val_at + n
-        out.append(streams)
-    return out
+    return finish_ids(start_ids(sends, recv_mults, group, label, op, with_weights, hosts))
 
 
 @dataclass

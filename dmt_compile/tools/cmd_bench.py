@@ -68,6 +68,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "all-reduce across, all-gather in)")
     p.add_argument("--all-to-all", choices=("auto", "collective"), default="auto",
                    help="auto: full-duplex point-to-point on gloo; collective: gloo all_to_all_single (half duplex)")
+    p.add_argument("--pipeline", action="store_true",
+                   help="SPTT: exchange the next step's ids while this step computes (IdsPipeline)")
     p.add_argument("--no-pin", action="store_true", help="do not pin ranks to cores")
     p.add_argument("--no-interleave", action="store_true", help="run strategies one after another")
     p.add_argument("--no-nic-trace", action="store_true", help="do not sample host 0's NIC")
@@ -94,7 +96,7 @@ def run_bench(args: argparse.Namespace, stdout: IO[str] | None = None) -> int:
                           compressions=tuple(args.compression), torchrec=not args.no_torchrec,
                           timeout_s=args.timeout, feed=args.feed, dense_sync=args.dense_sync,
                           all_to_all=args.all_to_all, pin=not args.no_pin, interleave=not args.no_interleave,
-                          nic_trace=not args.no_nic_trace,
+                          nic_trace=not args.no_nic_trace, pipeline=args.pipeline,
                           strategies=tuple(s.strip() for s in args.strategies.split(",") if s.strip()))
         report = run_benchmark(cfg, log=lambda msg: print(f"[bench] {msg}", file=sys.stderr, flush=True))
     except NetnsUnavailable as exc:

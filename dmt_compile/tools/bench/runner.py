@@ -51,6 +51,7 @@ class BenchConfig:
     interleave: bool = True
     nic_trace: bool = True
     all_to_all: str = "auto"  # auto (full-duplex p2p on gloo) | collective (all_to_all_single)
+    pipeline: bool = False  # prefetch the next step's ids (IdsPipeline)
     calibration_bw_bits: float = 10e9
     calibration_steps: int = 6
 
@@ -157,7 +158,8 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] | None = None) ->
     runs, skipped = strategy_list(cfg)
     cores = _cores(cfg)
     opts = BenchOptions(tuple(runs), cfg.spec, cfg.num_hosts, cfg.local_size, cfg.per_rank_batch, cfg.steps,
-                        cfg.warmup, feed=cfg.feed, dense_sync=cfg.dense_sync, interleave=cfg.interleave)
+                        cfg.warmup, feed=cfg.feed, dense_sync=cfg.dense_sync, interleave=cfg.interleave,
+                        pipeline=cfg.pipeline)
     load_before, started = loadavg(), time.time()
     calib = calibrate_runs(runs, opts, log)
     rate = cfg.inter_bw_bits or 1e9
@@ -204,7 +206,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] | None = None) ->
                    "inter_delay_s": cfg.inter_delay_s, "model": cfg.spec, "per_rank_batch": cfg.per_rank_batch,
                    "steps": cfg.steps, "warmup": cfg.warmup, "compressions": list(cfg.compressions),
                    "feed": cfg.feed, "dense_sync": cfg.dense_sync, "pinned_cores": cores, "interleaved": cfg.interleave,
-                   "all_to_all": cfg.all_to_all, "wire_share_target": cfg.wire_share},
+                   "all_to_all": cfg.all_to_all, "wire_share_target": cfg.wire_share, "pipeline": cfg.pipeline},
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
                     "loadavg_before": load_before, "loadavg_after": load_after},
         "calibration": calibration, "compute_calibration": calib, "wire_share": w, "probe": probe, "results": rows, "skipped": skipped,

@@ -40,6 +40,7 @@ class BenchOptions:
     feed: str = "auto"
     dense_sync: str = "hierarchical"  # hierarchical | flat
     interleave: bool = True
+    pipeline: bool = False  # prefetch the next step's ids while this one computes (IdsPipeline)
     seed: int = 0
     lr: float = 0.01
     probe: bool = True
@@ -135,11 +136,16 @@ class DmtRun:
         self.sharded = ShardedDmt(dmt, groups, strategy="flat" if strategy == "flat" else "sptt")
         self.groups, self.dense_sync, self.strategy = groups, opts.dense_sync, strategy
         self.opt = torch.optim.SGD(self.sharded.parameters(), lr=opts.lr)
+        self.pipe = None
+        if opts.pipeline and strategy != "flat":
+            from dmt_compile.lowering.pipeline import IdsPipeline
+
+            self.pipe = IdsPipeline(self.sharded)  # every step trains on the same batch: it is also the next one
 
     def step(self) -> None:
         from dmt_compile.tools.verify import first_tensor
 
-        out = self.sharded.gm(*self.local)
+        out = self.pipe.forward_flat(self.local, self.local) if self.pipe else self.sharded.gm(*self.local)
         loss = torch.nn.functional.binary_cross_entropy_with_logits(first_tensor(out).reshape(-1, 1), self.labels)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -217,6 +223,9 @@ def bench_worker(rank: int, opts: BenchOptions) -> dict[str, Any]:
         r["cpu_s"].append(time.process_time() - c0)
         r["t0"].append(t0)
         r["timer"].new_step()
+    for run in runs.values():
+        if getattr(run, "pipe", None) is not None:
+            run.pipe.reset()  # the last prefetched exchange has no step: complete it on every rank
     return {"rank": rank, "probe": probe, "runs": {
         run_key(*k): {"step_s": r["step_s"], "cpu_s": r["cpu_s"], "t0": r["t0"], "timer": r["timer"].records(),
                       "stats": r["stats"].snapshot(), "stats_by_op": r["stats"].snapshot(by_op=True),
