@@ -60,6 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--compression", type=_compressions, default=(4.0, 16.0),
                    help="SPTT+TM(linear) compressions to run, comma-separated (default 4,16)")
     p.add_argument("--feed", default="auto", help="Tower-Module feed for sptt_tm: auto|direct|decoder|hierarchical")
+    p.add_argument("--tower-module", default="linear", help="compressing Tower Module of sptt_tm (default linear)")
     p.add_argument("--strategies", default="flat,torchrec_tw,sptt,sptt_tm",
                    help="subset to run (default flat,torchrec_tw,sptt,sptt_tm)")
     p.add_argument("--no-torchrec", action="store_true", help="skip the TorchRec DMP baseline")
@@ -94,7 +95,7 @@ def run_bench(args: argparse.Namespace, stdout: IO[str] | None = None) -> int:
                           wire_share=args.wire_share, inter_delay_s=parse_time(args.inter_delay), spec=args.model,
                           per_rank_batch=args.batch_per_rank, steps=args.steps, warmup=args.warmup,
                           compressions=tuple(args.compression), torchrec=not args.no_torchrec,
-                          timeout_s=args.timeout, feed=args.feed, dense_sync=args.dense_sync,
+                          timeout_s=args.timeout, feed=args.feed, tower_module=args.tower_module, dense_sync=args.dense_sync,
                           all_to_all=args.all_to_all, pin=not args.no_pin, interleave=not args.no_interleave,
                           nic_trace=not args.no_nic_trace, pipeline=args.pipeline,
                           strategies=tuple(s.strip() for s in args.strategies.split(",") if s.strip()))

@@ -35,7 +35,7 @@ def _head(report: dict[str, Any]) -> list[str]:
     lines = [f"emulated {cfg['emulate']} hosts x ranks, {cfg['inter_bw_bits'] / 1e6:.1f} Mbit/s per host NIC{delay}; "
              f"model {cfg['model']}, batch/rank {cfg['per_rank_batch']}, {cfg['steps']} steps after "
              f"{cfg['warmup']} warm-up, {'interleaved' if cfg.get('interleaved') else 'one strategy after another'}",
-             f"feed {cfg.get('feed')}, dense sync {cfg.get('dense_sync')}, all-to-all {cfg.get('all_to_all')}, "
+             f"sptt_tm: {cfg.get('tower_module', 'linear')} Tower Module, feed {cfg.get('feed')}, dense sync {cfg.get('dense_sync')}, all-to-all {cfg.get('all_to_all')}, "
              f"ranks pinned to cores {pins if pins else 'no'}; load average before {m.get('loadavg_before')} "
              f"after {m.get('loadavg_after')} ({m.get('cpus')} CPUs)"]
     w, target = report.get("wire_share"), cfg.get("wire_share_target")

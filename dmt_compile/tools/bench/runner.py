@@ -46,6 +46,7 @@ class BenchConfig:
     timeout_s: float = 900.0
     strategies: tuple[str, ...] = field(default=STRATEGIES)
     feed: str = "auto"
+    tower_module: str = "linear"
     dense_sync: str = "hierarchical"
     pin: bool = True
     interleave: bool = True
@@ -94,6 +95,11 @@ def _check(cfg: BenchConfig) -> None:
     if cfg.feed not in FEEDS:
         raise EmulationError(f"--feed {cfg.feed!r} is not available in this build (feeds: {', '.join(FEEDS)})",
                              "choose one of those feeds; 'hierarchical' needs the hierarchical Tower-Module feed")
+    from dmt_compile.tower_modules import TOWER_MODULES
+
+    if cfg.tower_module not in TOWER_MODULES or cfg.tower_module == "identity":
+        raise EmulationError(f"--tower-module {cfg.tower_module!r} is not a compressing Tower Module",
+                             "choose one of " + ", ".join(sorted(set(TOWER_MODULES) - {"identity"})))
     if cfg.wire_share is not None and not 0.0 < cfg.wire_share < 1.0:
         raise EmulationError(f"--wire-share {cfg.wire_share} is not in (0, 1)", "give e.g. 0.84 or 0.275")
     if cfg.dense_sync not in ("hierarchical", "flat"):
@@ -158,7 +164,8 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] | None = None) ->
     runs, skipped = strategy_list(cfg)
     cores = _cores(cfg)
     opts = BenchOptions(tuple(runs), cfg.spec, cfg.num_hosts, cfg.local_size, cfg.per_rank_batch, cfg.steps,
-                        cfg.warmup, feed=cfg.feed, dense_sync=cfg.dense_sync, interleave=cfg.interleave,
+                        cfg.warmup, feed=cfg.feed, tower_module=cfg.tower_module, dense_sync=cfg.dense_sync,
+                        interleave=cfg.interleave,
                         pipeline=cfg.pipeline)
     load_before, started = loadavg(), time.time()
     calib = calibrate_runs(runs, opts, log)
@@ -205,7 +212,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] | None = None) ->
         "config": {"emulate": f"{cfg.num_hosts}x{cfg.local_size}", "inter_bw_bits": rate,
                    "inter_delay_s": cfg.inter_delay_s, "model": cfg.spec, "per_rank_batch": cfg.per_rank_batch,
                    "steps": cfg.steps, "warmup": cfg.warmup, "compressions": list(cfg.compressions),
-                   "feed": cfg.feed, "dense_sync": cfg.dense_sync, "pinned_cores": cores, "interleaved": cfg.interleave,
+                   "feed": cfg.feed, "tower_module": cfg.tower_module, "dense_sync": cfg.dense_sync, "pinned_cores": cores, "interleaved": cfg.interleave,
                    "all_to_all": cfg.all_to_all, "wire_share_target": cfg.wire_share, "pipeline": cfg.pipeline},
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
                     "loadavg_before": load_before, "loadavg_after": load_after},

@@ -2,8 +2,8 @@
 
 Strategies: ``flat`` (``ShardedDmt.flat`` on the 1xW one-tower transform: table-wise hybrid
 parallelism with one global AlltoAll), ``torchrec_tw`` (TorchRec DMP, table-wise, see
-:mod:`.torchrec_worker`), ``sptt`` (identity Tower Module) and ``sptt_tm`` (linear Tower Module
-with compression ``c`` and the chosen ``feed``). Every rank builds every strategy from the
+:mod:`.torchrec_worker`), ``sptt`` (identity Tower Module) and ``sptt_tm`` (a compressing Tower
+Module, ``linear`` by default, with compression ``c`` and the chosen ``feed``). Every rank builds every strategy from the
 MODEL_SPEC (same seed), slices its share of one fixed global batch, then runs rounds: in round
 ``k`` each strategy does one training step (forward, BCE loss, backward, gradient sync, SGD), in
 an order rotated by ``k``, so slow drifts of the machine (other jobs, thermal) hit every
@@ -38,6 +38,7 @@ class BenchOptions:
     steps: int
     warmup: int
     feed: str = "auto"
+    tower_module: str = "linear"  # the compressing Tower Module of sptt_tm
     dense_sync: str = "hierarchical"  # hierarchical | flat
     interleave: bool = True
     pipeline: bool = False  # prefetch the next step's ids while this one computes (IdsPipeline)
@@ -112,8 +113,8 @@ def _transform(strategy: str, compression: float | None, opts: BenchOptions, mod
         return dmt_compile.transform(model, Topology(1, opts.world), inputs, num_towers=1)
     if strategy == "sptt":
         return dmt_compile.transform(model, Topology(opts.num_hosts, opts.local_size), inputs, tower_module="identity")
-    return dmt_compile.transform(model, Topology(opts.num_hosts, opts.local_size), inputs, tower_module="linear",
-                                 compression=compression, feed=opts.feed)
+    return dmt_compile.transform(model, Topology(opts.num_hosts, opts.local_size), inputs,
+                                 tower_module=opts.tower_module, compression=compression, feed=opts.feed)
 
 
 class DmtRun:
