@@ -28,6 +28,8 @@ def _netns_skip_reason() -> str | None:
         netns.check_netns_permitted()
     except netns.NetnsUnavailable as exc:
         return f"network namespaces are not permitted here: {exc}"
+    if netns.bench_running():
+        return "another emulated benchmark runs on this machine now (it holds the namespaces' lock)"
     return None
 
 

@@ -34,7 +34,7 @@ from dmt_compile.errors import DmtError
 
 __all__ = ["NetnsUnavailable", "EmulationError", "Emulation", "LinkSpec", "parse_rate", "parse_time",
            "check_netns_permitted", "cleanup_leftovers", "list_leftovers", "enter_netns", "PREFIX",
-           "HOST_IFNAME", "SUBNET", "RankNetns", "rank_cores", "host_ns"]
+           "HOST_IFNAME", "SUBNET", "RankNetns", "rank_cores", "host_ns", "bench_running"]
 
 PREFIX = "dmtb"
 SWITCH_NS = PREFIX + "sw"
@@ -137,6 +137,20 @@ def check_netns_permitted() -> None:
     if proc.returncode != 0:
         raise NetnsUnavailable(f"`ip netns add` is not permitted here: {proc.stderr.strip()}",
                                "run on a Linux host (or a privileged container) where network namespaces work")
+
+
+def bench_running() -> bool:
+    """Whether another emulated benchmark holds the machine's lock right now."""
+    try:
+        with open(LOCK_FILE, "a") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return True
+            fcntl.flock(f, fcntl.LOCK_UN)
+    except OSError:
+        return False
+    return False
 
 
 def list_leftovers() -> list[str]:

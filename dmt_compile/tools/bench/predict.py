@@ -6,8 +6,9 @@ at the per-rank batch and measures its training step on this machine
 Tower Modules, decoders and lookups, plus the optimizer step). A rank of a balanced run does
 the same work as that one process: its share of every lookup and Tower Module adds up to one
 process's worth, and the dense part and decoders are data-parallel. :func:`predict` then
-evaluates ``predict_flat`` / ``predict_sptt`` with those compute terms (per sample), ``k`` = ranks
-per core (the CPU share), three start-ups per id exchange, the probed loopback bandwidth and
+evaluates ``predict_flat`` / ``predict_sptt`` with those compute terms (per sample), ``k`` = 1 /
+the CPU share a rank gets while all ranks compute (measured by the workers before and after the
+run: ~cores / ranks on an idle box, less when other jobs share it), three start-ups per id exchange, the probed loopback bandwidth and
 latencies, and the NIC rate shared by the host's L ranks (or the probed cross-host rate if the
 CPU cannot push that much). The prediction is the sum of the terms: stages do not overlap.
 """

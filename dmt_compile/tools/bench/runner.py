@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
@@ -187,6 +188,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] | None = None) ->
     leftovers = list_leftovers()
     load_after = loadavg()
     probe = results[0]["probe"]
+    share = statistics.fmean(x for r in results for x in r.get("cpu_share", [])) if results[0].get("cpu_share") else None
     ncores = len(set(rank_cores(cfg.num_hosts * cfg.local_size, cores))) if cores else (os.cpu_count() or 1)
     rows, flat_towers = [], None
     for strategy, c in runs:
@@ -201,7 +203,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] | None = None) ->
         key = run_key(strategy, c)
         if key in calib and probe:
             row.update(predict(row, calib[key], num_hosts=cfg.num_hosts, local_size=cfg.local_size, rate_bits=rate,
-                               probe=probe, ranks_per_core=cfg.num_hosts * cfg.local_size / ncores,
+                               probe=probe, ranks_per_core=1 / share if share else cfg.num_hosts * cfg.local_size / ncores,
                                delay_s=cfg.inter_delay_s))
             row["step_prediction_error"] = row["predicted_step_s"] / row["step_time_median_s"] - 1
             row["prediction_error"] = row["predicted_exchange_s"] / row["exchange_time_median_s"] - 1
@@ -216,7 +218,8 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] | None = None) ->
                    "all_to_all": cfg.all_to_all, "wire_share_target": cfg.wire_share, "pipeline": cfg.pipeline},
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
                     "loadavg_before": load_before, "loadavg_after": load_after},
-        "calibration": calibration, "compute_calibration": calib, "wire_share": w, "probe": probe, "results": rows, "skipped": skipped,
+        "calibration": calibration, "compute_calibration": calib, "cpu_share_per_rank": share, "wire_share": w,
+        "probe": probe, "results": rows, "skipped": skipped,
         "teardown": {"clean": not leftovers, "leftover_namespaces": leftovers}, "elapsed_s": time.time() - started,
     }
 

@@ -90,6 +90,17 @@ def probe_links(groups: Any, nbytes: int = 2 << 20, reps: int = 5) -> dict[str, 
     return out
 
 
+def cpu_share(seconds: float = 0.4) -> float:
+    """Fraction of one core this rank gets while every rank computes (all start after a barrier):
+    ~cores / ranks on an idle box, less when other jobs share it; the cost model's 1 / k."""
+    a = torch.randn(128, 128)
+    dist.barrier()
+    w0, c0 = time.perf_counter(), time.thread_time()
+    while time.perf_counter() - w0 < seconds:
+        a = torch.tanh(a @ a)
+    return (time.thread_time() - c0) / (time.perf_counter() - w0)
+
+
 def tower_info(dmt: Any) -> list[dict[str, Any]]:
     """Per tower: host, features, ids per sample (one per lookup), widths in and out (elements), feed."""
     return [{"host": d.host, "features": len(d.features), "ids": len(d.lookups), "width_in": d.width_in,
@@ -207,6 +218,7 @@ def bench_worker(rank: int, opts: BenchOptions) -> dict[str, Any]:
 
     groups = HierarchicalGroups.build(Topology(opts.num_hosts, opts.local_size))
     probe = probe_links(groups) if opts.probe else {}
+    share = [cpu_share()]
     runs = {tuple(k): _build(tuple(k), opts, groups, rank) for k in opts.runs}
     rec = {k: {"step_s": [], "cpu_s": [], "t0": [], "timer": ExchangeTimer(opts.local_size), "stats": CommStats(rank)}
            for k in runs}
@@ -224,10 +236,11 @@ def bench_worker(rank: int, opts: BenchOptions) -> dict[str, Any]:
         r["cpu_s"].append(time.process_time() - c0)
         r["t0"].append(t0)
         r["timer"].new_step()
+    share.append(cpu_share())
     for run in runs.values():
         if getattr(run, "pipe", None) is not None:
             run.pipe.reset()  # the last prefetched exchange has no step: complete it on every rank
-    return {"rank": rank, "probe": probe, "runs": {
+    return {"rank": rank, "probe": probe, "cpu_share": share, "runs": {
         run_key(*k): {"step_s": r["step_s"], "cpu_s": r["cpu_s"], "t0": r["t0"], "timer": r["timer"].records(),
                       "stats": r["stats"].snapshot(), "stats_by_op": r["stats"].snapshot(by_op=True),
                       "towers": getattr(runs[k], "towers", []), "batch_per_rank": runs[k].batch_per_rank}
