@@ -27,6 +27,7 @@ import re
 import shutil
 import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,7 +180,8 @@ def host_addr(host: int) -> str:
 class Emulation:
     """``with Emulation(num_hosts, LinkSpec(1e9, 100e-6)) as emu:`` builds the network, always removes it."""
 
-    def __init__(self, num_hosts: int, link: LinkSpec):
+    def __init__(self, num_hosts: int, link: LinkSpec, lock_wait_s: float = 0.0):
+        self.lock_wait_s = lock_wait_s  # wait this long for another run's lock before giving up
         if not 1 <= num_hosts <= 200:
             raise EmulationError(f"{num_hosts} hosts is out of range", "emulate 1..200 hosts")
         self.num_hosts = num_hosts
@@ -192,13 +194,18 @@ class Emulation:
     def setup(self) -> None:
         check_netns_permitted()
         self._lock = open(LOCK_FILE, "w")
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self._lock.close()
-            self._lock = None
-            raise EmulationError("another emulated benchmark is running on this machine (it holds "
-                                 f"{LOCK_FILE})", "wait for it to finish; runs cannot share the namespaces")
+        deadline = time.monotonic() + self.lock_wait_s
+        while True:
+            try:
+                fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if time.monotonic() >= deadline:
+                    self._lock.close()
+                    self._lock = None
+                    raise EmulationError("another emulated benchmark is running on this machine (it holds "
+                                         f"{LOCK_FILE})", "wait for it to finish; runs cannot share the namespaces")
+                time.sleep(1.0)
         cleanup_leftovers()
         ip = _ip_bin()
         try:

@@ -173,7 +173,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] | None = None) ->
     rate = cfg.inter_bw_bits or 1e9
     calibration: dict[str, float] = {}
     trace: list = []
-    with Emulation(cfg.num_hosts, LinkSpec(rate, cfg.inter_delay_s)) as emu:
+    with Emulation(cfg.num_hosts, LinkSpec(rate, cfg.inter_delay_s), lock_wait_s=cfg.timeout_s) as emu:
         if cfg.wire_share is not None and cfg.inter_bw_bits is None:
             calibration = _calibrate(cfg, opts, cores, emu, log)
             rate = calibration["rate_bits"]
