@@ -42,7 +42,7 @@ def _head(report: dict[str, Any]) -> list[str]:
     if w is not None:
         lines.append(f"flat wire share (NIC limit / step) {w:.3f}" + (f" (target {target:g})" if target else ""))
     if report.get("cpu_share_per_rank"):
-        lines.append(f"CPU share per rank while all compute (measured before and after): "
+        lines.append(f"CPU share per rank while all compute (sampled every round): "
                      f"{report['cpu_share_per_rank']:.2f} of a core (cost model k = {1 / report['cpu_share_per_rank']:.2f})")
     if cfg["steps"] < 10:
         lines.append(f"WARNING: {cfg['steps']} measured steps; medians of fewer than 10 steps are not a measurement")

@@ -92,7 +92,8 @@ def probe_links(groups: Any, nbytes: int = 2 << 20, reps: int = 5) -> dict[str, 
 
 def cpu_share(seconds: float = 0.4) -> float:
     """Fraction of one core this rank gets while every rank computes (all start after a barrier):
-    ~cores / ranks on an idle box, less when other jobs share it; the cost model's 1 / k."""
+    ~cores / ranks on an idle box, less when other jobs share it; the cost model's 1 / k. Sampled
+    before, during (every round) and after the run."""
     a = torch.randn(128, 128)
     dist.barrier()
     w0, c0 = time.perf_counter(), time.thread_time()
@@ -222,7 +223,11 @@ def bench_worker(rank: int, opts: BenchOptions) -> dict[str, Any]:
     runs = {tuple(k): _build(tuple(k), opts, groups, rank) for k in opts.runs}
     rec = {k: {"step_s": [], "cpu_s": [], "t0": [], "timer": ExchangeTimer(opts.local_size), "stats": CommStats(rank)}
            for k in runs}
+    last_round = -1
     for rnd, key in schedule(tuple(runs), opts.warmup + opts.steps, opts.interleave):
+        if rnd != last_round and opts.interleave:  # the box's load drifts: sample the CPU share every round
+            share.append(cpu_share(0.2))
+            last_round = rnd
         r, run = rec[key], runs[key]
         if rnd == opts.warmup and r["step_s"] and len(r["step_s"]) == opts.warmup:
             r["timer"].discard()
