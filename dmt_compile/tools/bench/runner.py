@@ -134,19 +134,30 @@ def _per_run(results: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
     return [dict(r["runs"][key], rank=r["rank"]) for r in results]
 
 
-def _calibrate(cfg: BenchConfig, opts: BenchOptions, cores, emu: Emulation, log) -> dict[str, float]:
-    emu.set_link(LinkSpec(cfg.calibration_bw_bits, cfg.inter_delay_s))
+def _flat_once(cfg: BenchConfig, opts: BenchOptions, cores, emu: Emulation, rate: float) -> dict[str, Any]:
+    emu.set_link(LinkSpec(rate, cfg.inter_delay_s))
     flat = replace(opts, runs=(("flat", None),), steps=cfg.calibration_steps, warmup=1, probe=False)
     rows = _per_run(_launch(cfg, flat, cores), run_key("flat", None))
-    row = summarize("flat", None, rows, num_hosts=cfg.num_hosts, local_size=cfg.local_size,
-                    rate_bytes=cfg.calibration_bw_bits / 8, delay_s=cfg.inter_delay_s, towers=[], probe={})
-    rate = rate_for_wire_share(row["step_time_median_s"], row["nic_bytes_busiest_direction"],
-                               cfg.calibration_bw_bits, cfg.wire_share)
-    log(f"calibration: flat {row['step_time_median_s'] * 1e3:.1f} ms at {cfg.calibration_bw_bits / 1e9:g} Gbit/s, "
-        f"{row['nic_bytes_busiest_direction'] / 1e6:.2f} MB per NIC direction -> {rate / 1e6:.1f} Mbit/s "
-        f"for a flat wire share of {cfg.wire_share:g}")
-    return {"calibration_rate_bits": cfg.calibration_bw_bits, "flat_step_s": row["step_time_median_s"],
-            "nic_bytes": row["nic_bytes_busiest_direction"], "rate_bits": rate}
+    return summarize("flat", None, rows, num_hosts=cfg.num_hosts, local_size=cfg.local_size, rate_bytes=rate / 8,
+                     delay_s=cfg.inter_delay_s, towers=[], probe={})
+
+
+def _calibrate(cfg: BenchConfig, opts: BenchOptions, cores, emu: Emulation, log) -> dict[str, float]:
+    """Two passes: flat at the fast calibration rate gives its non-wire time and the rate for the
+    target share; flat again at that rate corrects the non-wire time (it changes with the rate
+    and the box's load) and gives the rate used."""
+    rate, passes = cfg.calibration_bw_bits, []
+    for _ in range(2):
+        row = _flat_once(cfg, opts, cores, emu, rate)
+        new = rate_for_wire_share(row["step_time_median_s"], row["nic_bytes_busiest_direction"], rate,
+                                  cfg.wire_share)
+        passes.append({"rate_bits": rate, "flat_step_s": row["step_time_median_s"],
+                       "nic_bytes": row["nic_bytes_busiest_direction"], "wire_share": row["nic_limit_s"] /
+                       row["step_time_median_s"], "next_rate_bits": new})
+        log(f"calibration: flat {row['step_time_median_s'] * 1e3:.1f} ms at {rate / 1e6:.1f} Mbit/s "
+            f"(wire share {passes[-1]['wire_share']:.3f}) -> {new / 1e6:.1f} Mbit/s for {cfg.wire_share:g}")
+        rate = new
+    return {"passes": passes, "rate_bits": rate}
 
 
 def _cores(cfg: BenchConfig) -> list[int] | None:
