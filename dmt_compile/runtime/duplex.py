@@ -39,7 +39,7 @@ __all__ = ["MODES", "mode", "use_mode", "uses_p2p", "post", "Pending", "exchange
            "group_info", "comm_device", "fail", "check_counts", "row_bytes"]
 
 MODES = ("auto", "p2p", "collective")
-_mode: list[str] = [os.environ.get("DMT_ALL_TO_ALL", "auto")]
+_mode: list[str | None] = [None]  # None: the environment decides (read at each call, after launch sets it)
 
 
 def _check_mode(name: str, where: str) -> str:
@@ -51,7 +51,7 @@ def _check_mode(name: str, where: str) -> str:
 
 def mode() -> str:
     """The active implementation choice (``auto``, ``p2p`` or ``collective``)."""
-    return _mode[0]
+    return _mode[0] or os.environ.get("DMT_ALL_TO_ALL", "auto")
 
 
 @contextlib.contextmanager

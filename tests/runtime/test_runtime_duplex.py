@@ -119,6 +119,11 @@ def worker(rank: int, topology: str) -> dict:
             checks += _check_group(group, seed)
             _check_tags(group)
     res = {"checks": checks, "hier": _check_hierarchical(groups)}
+    import os
+
+    os.environ["DMT_ALL_TO_ALL"] = "collective"  # read at each call, so a launcher's env takes effect
+    res["env_collective"] = not duplex.uses_p2p(groups.peer)
+    del os.environ["DMT_ALL_TO_ALL"]
     try:
         with duplex.use_mode("fast"):
             pass
@@ -137,7 +142,7 @@ def test_p2p_exact_and_hierarchical_all_reduce(topology):
     topo = Topology(*map(int, topology.split("x")))
     N, L = topo.num_hosts, topo.local_size
     for rank, res in enumerate(results):
-        assert res["checks"] > 0
+        assert res["checks"] > 0 and res["env_collective"]
         assert "unknown all-to-all mode 'fast'" in res["bad_mode"] and "auto" in res["bad_mode"]
         me = rank % L
         for key, stats in res["hier"].items():
