@@ -5,7 +5,9 @@ Reads the boundary nodes of `sptt-rewrite` and writes a new GraphModule for rank
     dist_ids    = dist.ids(*[ids of tower t for every t])     # PeerIdsExchange (one collective)
     tower{t}_lk = dist.tower{t}_lookup(ids of t)              # TowerLookup, only for towers on host h
     <TM of t>                                                 # unchanged, only for towers on host h
-    dist_out    = dist.outputs(*[payload of my towers])       # PeerOutputsExchange (one collective)
+    dist_out    = dist.outputs(*[payload of my towers])       # posts the output exchange (one collective)
+    ...                                                       # compute that needs no tower output overlaps it
+    wait        = dist.outputs_wait(dist_out)                 # right before the first use of an output
 
 Lookups and Tower Modules of towers on other hosts are removed; their tables and TMs are not
 referenced, so this rank holds no copy. Inside the host every table is owned by one rank
@@ -27,7 +29,7 @@ from dmt_compile.ir.meta import DTYPE, SHAPE, Role
 from dmt_compile.lowering.fields import (collection_layout, lookup_call, payload_layout, row_wise_lookup,
                                          tower_fields)
 from dmt_compile.lowering.owners import ROW_WISE, table_owners
-from dmt_compile.runtime.exchanges import PeerIdsExchange, PeerOutputsExchange, TowerLookup
+from dmt_compile.runtime.exchanges import OutputsStart, OutputsWait, PeerIdsExchange, PeerOutputsExchange, TowerLookup
 from dmt_compile.runtime.id_check import IdBound, IdRangeCheck
 from dmt_compile.runtime.row_wise import RowShard
 
@@ -97,7 +99,44 @@ def _exchanges(dmt: Any, src_towers: dict[int, TowerNodes], layout: RankLayout):
     ids_mod = PeerIdsExchange(fields, tower_host, layout.host, layout.num_hosts, layout.peer_group,
                               id_check=_id_check(dmt, src_towers, order))
     out_mod = PeerOutputsExchange(ids_mod, payload_shapes, out_dtype, layout.peer_group, payload_keyed=keyed)
-    return ids_mod, out_mod
+    return ids_mod, OutputsStart(out_mod), OutputsWait(out_mod)
+
+
+def _place_outputs(placement: Placement, graph: fx.Graph, towers: dict, mine: list[int], index: dict,
+                   dist_out: fx.Node, wait: fx.Node, t_out: list[fx.Node]) -> None:
+    """Post the output exchange right after my host's last Tower Module; compute that reads no
+    tower output moves after it, and the wait goes right before the first use of an output."""
+    order = sorted(towers)
+    anchor = max((towers[t].out for t in mine), key=index.__getitem__)
+    items = [u for t in order for u in towers[t].out.users]
+    first_use = min((c for u in items for c in u.users), key=index.__getitem__, default=None)
+    early = _independent(graph, towers, order, index[anchor])
+    if first_use is None or index[first_use] <= index[anchor]:
+        placement.after(anchor, dist_out, *early, wait, *t_out)
+    else:
+        placement.after(anchor, dist_out, *early)
+        placement.before(first_use, wait, *t_out, *items)
+
+
+def _independent(graph: fx.Graph, towers: dict, order: list[int], before: int) -> list[fx.Node]:
+    """Nodes placed before the last tower boundary that neither feed a tower nor read its output
+    (e.g. a bottom MLP): they move after the output exchange starts, to overlap its transfer."""
+    needed: set[fx.Node] = set()
+    stack = [n for t in order for n in (*towers[t].payload, towers[t].ids)]
+    while stack:
+        n = stack.pop()
+        if n not in needed:
+            needed.add(n)
+            stack.extend(n.all_input_nodes)
+    after: set[fx.Node] = set()
+    stack = [towers[t].out for t in order]
+    while stack:
+        n = stack.pop()
+        if n not in after:
+            after.add(n)
+            stack.extend(n.users)
+    return [n for i, n in enumerate(graph.nodes) if i < before and n not in needed and n not in after
+            and n.op in ("call_module", "call_function", "call_method")]
 
 
 def _id_check(dmt: Any, src_towers: dict[int, TowerNodes], order: list[int]) -> IdRangeCheck:
@@ -137,8 +176,8 @@ def lower_for_rank(dmt: Any, layout: RankLayout) -> Lowered:
     src_towers, towers = tower_nodes(src.graph), tower_nodes(graph)
     order = sorted(towers)
     local = [t for t in order if dmt.plan.details[t].host == layout.host]
-    ids_mod, out_mod = _exchanges(dmt, src_towers, layout)
-    modules: dict[str, Any] = {"dist.ids": ids_mod, "dist.outputs": out_mod}
+    ids_mod, start_mod, wait_mod = _exchanges(dmt, src_towers, layout)
+    modules: dict[str, Any] = {"dist.ids": ids_mod, "dist.outputs": start_mod, "dist.outputs_wait": wait_mod}
     lowered = Lowered(gm=None)  # type: ignore[arg-type]
     placement = Placement(graph)
     output = next(n for n in graph.nodes if n.op == "output")
@@ -147,13 +186,15 @@ def lower_for_rank(dmt: Any, layout: RankLayout) -> Lowered:
                                    "dist_ids"), "lower", role=Role.IDS_EXCHANGE)
         dist_out = tag(call_module(graph, "dist.outputs", tuple(towers[t].payload for t in local), "dist_outputs"),
                        "lower", role=Role.OUTPUTS_EXCHANGE)
+        wait = tag(call_module(graph, "dist.outputs_wait", (dist_out,), "dist_outputs_wait"), "lower",
+                   role=Role.OUTPUTS_EXCHANGE)
         t_ids = [tag(graph.call_function(operator.getitem, (dist_ids, i), name=f"tower{t}_ids_in"), "lower", tower=t)
                  for i, t in enumerate(order)]
-        t_out = [tag(graph.call_function(operator.getitem, (dist_out, i), name=f"tower{t}_out_in"), "lower", tower=t)
+        t_out = [tag(graph.call_function(operator.getitem, (wait, i), name=f"tower{t}_out_in"), "lower", tower=t)
                  for i, t in enumerate(order)]
     index = {n: i for i, n in enumerate(graph.nodes)}
     placement.before(min((towers[t].ids for t in order), key=index.__getitem__), dist_ids, *t_ids)
-    placement.after(max((towers[t].out for t in order), key=index.__getitem__), dist_out, *t_out)
+    _place_outputs(placement, graph, towers, local or order, index, dist_out, wait, t_out)
     for i, t in enumerate(order):
         tn = towers[t]
         for user in list(tn.out.users):

@@ -7,6 +7,7 @@ from dmt_compile.runtime.collectives import (
     all_reduce_mean_grads,
     all_reduce_sum_grads,
     all_to_all_jagged,
+    hierarchical_all_reduce_,
     all_to_all_rows,
     exchange_counts,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "JaggedExchange",
     "all_gather_rows",
     "all_reduce_",
+    "hierarchical_all_reduce_",
     "all_reduce_grads",
     "all_reduce_mean_grads",
     "all_reduce_sum_grads",

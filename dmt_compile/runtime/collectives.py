@@ -1,7 +1,11 @@
-"""Differentiable, instrumented collectives over ``torch.distributed.all_to_all_single``.
+"""Differentiable, instrumented collectives: all-to-all of rows, jagged ids, all-gather, all-reduce.
 
-All exchanges use ``all_to_all_single`` (on gloo in torch 2.13 the list ``all_to_all`` fails for
-uneven sizes), so they run unchanged on gloo (CPU tensors) and NCCL (CUDA tensors).
+Every all-to-all goes through :func:`dmt_compile.runtime.duplex.exchange`: on gloo a full-duplex
+point-to-point exchange (every receive posted before any send; gloo's ``all_to_all_single``
+runs a two-member exchange one direction at a time), on NCCL ``all_to_all_single``. So the
+same code runs on gloo (CPU tensors) and NCCL (CUDA tensors). :func:`hierarchical_all_reduce_`
+is the topology-aware all-reduce for data-parallel parameters (reduce-scatter inside the host,
+all-reduce across hosts, all-gather inside).
 
 Conventions, for a group of ``g`` ranks in which this rank has index ``me = dist.get_rank(group)``
 (``group=None`` is the world):
@@ -23,81 +27,23 @@ Conventions, for a group of ``g`` ranks in which this rank has index ``me = dist
 from __future__ import annotations
 
 import logging
-import math
+import time
 from typing import Any, NamedTuple, Sequence
 
 import torch
 import torch.distributed as dist
 
 from dmt_compile.errors import CollectiveError
-from dmt_compile.runtime import comm_stats
+from dmt_compile.runtime import comm_stats, duplex
 
-__all__ = [
-    "all_to_all_rows",
-    "exchange_counts",
-    "all_to_all_jagged",
-    "JaggedExchange",
-    "all_gather_rows",
-    "all_reduce_",
-    "all_reduce_grads",
-    "all_reduce_mean_grads",
-    "all_reduce_sum_grads",
-]
+__all__ = ["all_to_all_rows", "exchange_counts", "all_to_all_jagged", "JaggedExchange", "all_gather_rows",
+           "all_reduce_", "hierarchical_all_reduce_", "all_reduce_grads", "all_reduce_mean_grads",
+           "all_reduce_sum_grads"]
 
 logger = logging.getLogger(__name__)
 
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _group_info(group: Any) -> tuple[int, int]:
-    return dist.get_world_size(group), dist.get_rank(group)
-
-
-def _comm_device(group: Any) -> torch.device:
-    if str(dist.get_backend(group)).lower() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
-
-
-def _fail(label: str, op: str, exc: BaseException) -> CollectiveError:
-    rank = dist.get_rank() if dist.is_initialized() else -1
-    return CollectiveError(
-        f"rank {rank}: collective {op!r} on group {label!r} failed: {type(exc).__name__}: {exc}",
-        "another rank probably crashed, exited or hung; check that rank's error and log",
-    )
-
-
-def _check_counts(name: str, counts: Sequence[int], size: int, label: str, op: str) -> list[int]:
-    out = [int(c) for c in counts]
-    if len(out) != size:
-        raise CollectiveError(
-            f"{op} on group {label!r}: {name} has {len(out)} entries but the group has {size} ranks",
-            f"give one count per group member ({size})",
-        )
-    if any(c < 0 for c in out):
-        raise CollectiveError(f"{op} on group {label!r}: negative entry in {name} {out}", "counts are >= 0")
-    return out
-
-
-def _row_bytes(x: torch.Tensor) -> int:
-    return math.prod(x.shape[1:]) * x.element_size()
-
-
-def _a2a_impl(
-    x: torch.Tensor, send: list[int], recv: list[int], group: Any, label: str, op: str,
-    hosts: Sequence[int] | None = None,
-) -> torch.Tensor:
-    """Uninstrumented-checked all_to_all_single on dim 0 (counts already validated); records stats."""
-    x = x.contiguous()
-    out = x.new_empty((sum(recv), *x.shape[1:]))
-    try:
-        dist.all_to_all_single(out, x, output_split_sizes=recv, input_split_sizes=send, group=group)
-    except RuntimeError as exc:
-        raise _fail(label, op, exc) from exc
-    rb = _row_bytes(x)
-    comm_stats.record(label, op, [c * rb for c in send], [c * rb for c in recv], dist.get_rank(group), hosts)
-    return out
+_group_info, _comm_device, _fail, _check_counts = duplex.group_info, duplex.comm_device, duplex.fail, duplex.check_counts
+_a2a_impl = duplex.exchange  # the helpers live in duplex.py
 
 
 # --------------------------------------------------------------------------- counts
@@ -315,10 +261,11 @@ def all_gather_rows(
 # --------------------------------------------------------------------------- all_reduce
 
 
-def _record_all_reduce(numel: int, element_size: int, group: Any, label: str, op: str) -> None:
+def _record_all_reduce(numel: int, element_size: int, group: Any, label: str, op: str, start: float) -> None:
     size, me = _group_info(group)
     chunks = [numel // size + (1 if i < numel % size else 0) for i in range(size)]
     delta = comm_stats.Counters(calls=1)
+    per_member = [0] * size
     for j in range(size):
         if j == me:
             continue
@@ -326,21 +273,66 @@ def _record_all_reduce(numel: int, element_size: int, group: Any, label: str, op
             if c:
                 delta.bytes_sent += c * element_size
                 delta.messages_sent += 1
+                per_member[j] += c * element_size
     delta.bytes_recv, delta.messages_recv = delta.bytes_sent, delta.messages_sent
     comm_stats.get_comm_stats().add(label, op, delta)
+    if comm_stats.observed():
+        comm_stats.notify(comm_stats.ExchangeEvent("sync", label, op, group, tuple(per_member), tuple(per_member),
+                                                   start, time.perf_counter()))
 
 
 def all_reduce_(
     tensor: torch.Tensor, group: Any = None, label: str = "world", *, average: bool = False, op: str = "all_reduce"
 ) -> torch.Tensor:
     """In-place sum (or mean with ``average=True``) of ``tensor`` over the group (no autograd); returns it."""
+    start = time.perf_counter()
     try:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM, group=group)
     except RuntimeError as exc:
         raise _fail(label, op, exc) from exc
-    _record_all_reduce(tensor.numel(), tensor.element_size(), group, label, op)
+    _record_all_reduce(tensor.numel(), tensor.element_size(), group, label, op, start)
     if average:
         tensor.div_(dist.get_world_size(group))
+    return tensor
+
+
+def hierarchical_all_reduce_(
+    tensor: torch.Tensor, intra_group: Any, peer_group: Any, *, average: bool = False,
+    op: str = "hier_all_reduce", labels: tuple[str, str] = ("intra", "cross"),
+) -> torch.Tensor:
+    """In-place sum (mean: ``average=True``) of ``tensor`` over the world, topology-aware; returns it.
+
+    1. reduce-scatter inside the host (``intra_group``, L ranks): member ``i`` gets the host's
+       sum of chunk ``i`` (``tensor_split`` into L chunks), as one all-to-all + a local sum;
+    2. all-reduce of that chunk across hosts (``peer_group``: the ranks with my local index);
+    3. all-gather of the chunks inside the host.
+
+    Only ``1/L`` of the tensor crosses the NICs per rank. Every rank ends with bitwise the same
+    result. Any shape and dtype (written in place), e.g. one flat gradient bucket; same numel on
+    every rank. Counted under ``labels`` as ``op + ".rs" / ".ar" / ".ag"``; failures raise
+    :class:`CollectiveError`.
+    """
+    L, me = _group_info(intra_group)
+    n_hosts = dist.get_world_size(peer_group)
+    flat = tensor.detach().reshape(-1)
+    numel = flat.numel()
+    sizes = [numel // L + (1 if i < numel % L else 0) for i in range(L)]
+    intra, cross = labels
+    if L > 1:  # 1) reduce-scatter: chunk j to member j, sum what arrives
+        got = _a2a_impl(flat, sizes, [sizes[me]] * L, intra_group, intra, op + ".rs", kind="sync")
+        mine = got.view(L, sizes[me]).sum(0)
+    else:
+        mine = flat.clone()
+    if n_hosts > 1:  # 2) across hosts, one chunk per rank
+        all_reduce_(mine, peer_group, cross, op=op + ".ar")
+    if L > 1:  # 3) all-gather the chunks back in member order
+        full = _a2a_impl(mine.repeat(L), [sizes[me]] * L, sizes, intra_group, intra, op + ".ag", kind="sync")
+    else:
+        full = mine
+    if average:
+        full = full / (L * n_hosts) if full.is_floating_point() else full // (L * n_hosts)
+    with torch.no_grad():
+        tensor.copy_(full.view_as(tensor))
     return tensor
 
 

@@ -29,6 +29,10 @@ How each collective is modelled (algorithm-independent, so counts do not depend 
 
 The counters are per process, i.e. per rank; gather them with ``torch.distributed.all_gather_object``
 (or return :meth:`CommStats.snapshot` from a :func:`~dmt_compile.runtime.launch.launch_local` worker).
+
+Observers (:func:`add_observer`) additionally see every executed collective as an
+:class:`ExchangeEvent` with its wall-clock interval (``time.perf_counter``): the benchmark's
+timer uses them to time exchanges that do not go through ``all_to_all_single``.
 """
 from __future__ import annotations
 
@@ -46,6 +50,11 @@ __all__ = [
     "record",
     "summary_table",
     "host_split",
+    "ExchangeEvent",
+    "add_observer",
+    "remove_observer",
+    "observed",
+    "notify",
 ]
 
 logger = logging.getLogger(__name__)
@@ -171,6 +180,43 @@ def host_split(sent_bytes: Sequence[int], recv_bytes: Sequence[int], my_index: i
         out[kind] = _counters([b if keep(hosts[j]) else 0 for j, b in enumerate(sent_bytes)],
                               [b if keep(hosts[j]) else 0 for j, b in enumerate(recv_bytes)], my_index, calls)
     return out
+
+
+@dataclass(frozen=True)
+class ExchangeEvent:
+    """One executed collective as an observer sees it."""
+
+    kind: str  # "exchange" (an all-to-all of the model's data) | "sync" (gradient reduction)
+    label: str
+    op: str
+    group: object  # the ProcessGroup (None = world)
+    sent_bytes: tuple  # bytes to each group member (own block included; observers skip it)
+    recv_bytes: tuple
+    start: float  # time.perf_counter() when the call started
+    end: float  # ... and when its data had arrived
+
+
+_observers: list = []
+
+
+def add_observer(fn) -> None:
+    """Call ``fn(event: ExchangeEvent)`` after every collective of the runtime (this process); idempotent."""
+    if fn not in _observers:
+        _observers.append(fn)
+
+
+def remove_observer(fn) -> None:
+    if fn in _observers:
+        _observers.remove(fn)
+
+
+def observed() -> bool:
+    return bool(_observers)
+
+
+def notify(event: ExchangeEvent) -> None:
+    for fn in list(_observers):
+        fn(event)
 
 
 _active: CommStats = CommStats()

@@ -6,24 +6,29 @@
 * `TowerLookup` — inside the host: ids routed to the rank that owns each table (table-wise), looked
   up and pooled there over all samples of the host, rows sent back (one id and one row exchange).
 * `PeerOutputsExchange` — the Tower Modules' outputs go back peer-first to the sample owners, all
-  towers in ONE exchange; differentiable, so backward mirrors it.
+  towers in ONE exchange; differentiable, so backward mirrors it. Lowered as `OutputsStart` (right
+  after my host's Tower Modules) and `OutputsWait` (right before the first use of an output), so
+  the compute in between overlaps the transfer.
 
 With a 1 x W topology (the flat baseline) the peer stage is the identity and `TowerLookup` runs
 over the whole world: one global AlltoAll for ids and one for embeddings.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
 from torch import nn
 
+from dmt_compile.errors import RuntimeSetupError
 from dmt_compile.runtime.id_check import IdRangeCheck, check_ids
 from dmt_compile.runtime.wire import (
-    IdField, Stream, decode_sources, encode, exchange_ids, exchange_rows, keyed, unkeyed,
+    IdField, Stream, decode_sources, encode, exchange_ids, exchange_rows, finish_ids, finish_rows, keyed, start_ids,
+    start_rows, unkeyed,
 )
 
-__all__ = ["PeerIdsExchange", "TowerLookup", "PeerOutputsExchange", "LookupCall"]
+__all__ = ["PeerIdsExchange", "TowerLookup", "PeerOutputsExchange", "LookupCall", "OutputsStart", "OutputsWait"]
 
 
 class PeerIdsExchange(nn.Module):
@@ -38,24 +43,65 @@ class PeerIdsExchange(nn.Module):
         self.with_weights = any(f.positions[2] is not None for fs in fields.values() for f in fs if f.kind == "jagged")
         self.samples_from: dict[int, list[int]] = {}  # local tower -> samples received from each member
         self.my_samples = 0
+        self._prefetched: list = []  # id exchanges of later batches, started by prefetch()
 
     def extra_repr(self) -> str:
         return (f"towers={sorted(self.fields)}, my_host={self.my_host}, local_towers={self.local_towers}, "
                 f"fields={sum(len(f) for f in self.fields.values())}, label={self.label!r}")
 
     def forward(self, *tower_ids: Sequence[torch.Tensor]):
+        pending = self._take_prefetched(tower_ids)
+        return self.finish(pending if pending is not None else self.start(*tower_ids))
+
+    def start(self, *tower_ids: Sequence[torch.Tensor], tag: int = 0) -> "_IdsInFlight":
+        """Count and post the exchange of these ids; :meth:`finish` waits and decodes."""
         check_ids(self.id_check, tower_ids)  # ids out of range fail here, naming the feature and this rank
         towers = sorted(self.fields)
-        self.my_samples = next((num_samples(self.fields[t][0], tower_ids[i]) for i, t in enumerate(towers)
-                                if self.fields[t]), 0)
+        my_samples = next((num_samples(self.fields[t][0], tower_ids[i]) for i, t in enumerate(towers)
+                           if self.fields[t]), 0)
         if self.num_hosts == 1:  # flat baseline: no peer stage
-            self.samples_from = {t: [self.my_samples] for t in self.local_towers}
-            return tuple(tuple(tower_ids[i]) if t in self.local_towers else None for i, t in enumerate(towers))
+            return _IdsInFlight(my_samples, None, tower_ids)
         sends: list[list[Stream]] = [[] for _ in range(self.num_hosts)]
         for i, t in enumerate(towers):
             sends[self.tower_host[t]] += [encode(f, tower_ids[i]) for f in self.fields[t]]
         mults = [f.mult for t in self.local_towers for f in self.fields[t]]
-        got = exchange_ids(sends, [mults] * self.num_hosts, self.group, self.label, "ids", self.with_weights)
+        pending = start_ids(sends, [mults] * self.num_hosts, self.group, self.label, "ids", self.with_weights,
+                            tag=tag)
+        return _IdsInFlight(my_samples, pending, tower_ids)
+
+    def prefetch(self, *tower_ids: Sequence[torch.Tensor]) -> None:
+        """Start the exchange of a LATER batch's ids now (on its own tag); the forward of that batch
+        uses it. Every rank must prefetch the same batches in the same order (:class:`IdsPipeline`)."""
+        self._prefetched.append(self.start(*tower_ids, tag=PREFETCH_TAG + len(self._prefetched) % 2))
+
+    def prefetched(self) -> int:
+        """How many prefetched exchanges wait for their forward."""
+        return len(self._prefetched)
+
+    def drop_prefetched(self) -> None:
+        """Complete and forget prefetched exchanges whose batches will not run (on every rank)."""
+        for p in self._prefetched:
+            if p.pending is not None:
+                finish_ids(p.pending)
+        self._prefetched.clear()
+
+    def _take_prefetched(self, tower_ids: tuple) -> "_IdsInFlight | None":
+        if not self._prefetched:
+            return None
+        pending = self._prefetched.pop(0)
+        if not _same_ids(pending.tower_ids, tower_ids):
+            self._prefetched.clear()
+            raise RuntimeSetupError("the ids prefetched for this step belong to another batch",
+                                    "prefetch exactly the batches you then run, in order (see IdsPipeline)")
+        return pending
+
+    def finish(self, p: "_IdsInFlight"):
+        towers = sorted(self.fields)
+        self.my_samples = p.my_samples
+        if p.pending is None:
+            self.samples_from = {t: [self.my_samples] for t in self.local_towers}
+            return tuple(tuple(p.tower_ids[i]) if t in self.local_towers else None for i, t in enumerate(towers))
+        got = finish_ids(p.pending)
         result: dict[int, tuple] = {}
         at = 0
         for t in self.local_towers:
@@ -69,6 +115,32 @@ class PeerIdsExchange(nn.Module):
             result[t] = tuple(ids[p] for p in sorted(ids))
             at += count
         return tuple(result.get(t) for t in towers)
+
+
+PREFETCH_TAG = 7  # point-to-point tags of prefetched id exchanges (alternating 7, 8)
+
+
+@dataclass
+class _IdsInFlight:
+    my_samples: int
+    pending: Any  # wire.IdsPending, or None for the flat baseline
+    tower_ids: tuple
+
+
+def _same_ids(a: Sequence[Any], b: Sequence[Any]) -> bool:
+    """Every id tensor (or KJT) of two batches is equal."""
+    fa, fb = _flat_ids(a), _flat_ids(b)
+    return len(fa) == len(fb) and all(x.shape == y.shape and torch.equal(x, y) for x, y in zip(fa, fb))
+
+
+def _flat_ids(ids: Any) -> list[torch.Tensor]:
+    if isinstance(ids, torch.Tensor):
+        return [ids]
+    if isinstance(ids, (tuple, list)):
+        return [t for x in ids for t in _flat_ids(x)]
+    if hasattr(ids, "values") and hasattr(ids, "lengths"):  # a torchrec KeyedJaggedTensor
+        return [ids.values(), ids.lengths()]
+    return []
 
 
 def num_samples(field: IdField, ids: Sequence[Any]) -> int:
@@ -206,25 +278,63 @@ class PeerOutputsExchange(nn.Module):
         return f"payload_shapes={self.payload_shapes}, label={self.label!r}"
 
     def forward(self, *local_payloads: Sequence[torch.Tensor]):
+        """Blocking exchange: :meth:`finish` of :meth:`start`."""
+        return self.finish(self.start(*local_payloads))
+
+    def start(self, *local_payloads: Sequence[torch.Tensor]) -> Any:
+        """Post the exchange of my host's tower outputs (returns at once); see :class:`OutputsWait`."""
         ex = self.ids_exchange[0]
-        towers = sorted(self.payload_shapes)
         if ex.num_hosts == 1:
             return tuple(tuple(p) for p in local_payloads)  # KeyedTensors stay as they are
+        towers = sorted(self.payload_shapes)
         sends: list[list[torch.Tensor]] = [[] for _ in range(ex.num_hosts)]
         for t, payload in zip(ex.local_towers, local_payloads):
-            start = 0
-            for s, count in enumerate(ex.samples_from[t]):
-                sends[s] += [unkeyed(p)[start: start + count] for p in payload]
-                start += count
+            # one split per payload tensor (not a slice per source: see wire.split_received)
+            per_source = [torch.split(unkeyed(p), ex.samples_from[t]) for p in payload]
+            for s in range(ex.num_hosts):
+                sends[s] += [pieces[s] for pieces in per_source]
         layout = [[shape for t in towers if ex.tower_host[t] == g for shape in self.payload_shapes[t]]
                   for g in range(ex.num_hosts)]
-        got = exchange_rows(sends, layout, [ex.my_samples] * ex.num_hosts, self.group, self.label, "outputs",
-                            dtype=self.dtype)
+        return start_rows(sends, layout, [ex.my_samples] * ex.num_hosts, self.group, self.label, "outputs",
+                          dtype=self.dtype)
+
+    def finish(self, pending: Any):
+        """Wait for :meth:`start`'s exchange: per tower (sorted), its payload for my samples."""
+        ex = self.ids_exchange[0]
+        if ex.num_hosts == 1:
+            return pending
+        got = finish_rows(pending)
         result, taken = [], [0] * ex.num_hosts
-        for t in towers:
+        for t in sorted(self.payload_shapes):
             g = ex.tower_host[t]
             count = len(self.payload_shapes[t])
             result.append(tuple(keyed(x, lay) for x, lay in zip(got[g][taken[g]: taken[g] + count],
                                                                  self.payload_keyed[t])))
             taken[g] += count
         return tuple(result)
+
+
+class OutputsStart(nn.Module):
+    """Graph node: post the output exchange as soon as my host's Tower Modules are done."""
+
+    def __init__(self, outputs: PeerOutputsExchange):
+        super().__init__()
+        self.outputs = [outputs]  # shared, not a submodule
+
+    def forward(self, *local_payloads: Sequence[torch.Tensor]):
+        return self.outputs[0].start(*local_payloads)
+
+
+class OutputsWait(nn.Module):
+    """Graph node, placed right before the first use of any tower output: wait for the exchange.
+
+    What runs between :class:`OutputsStart` and this node (e.g. a bottom MLP that does not read the
+    embeddings) overlaps the transfer; backward sends the gradients back synchronously.
+    """
+
+    def __init__(self, outputs: PeerOutputsExchange):
+        super().__init__()
+        self.outputs = [outputs]
+
+    def forward(self, pending: Any):
+        return self.outputs[0].finish(pending)

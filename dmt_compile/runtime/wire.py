@@ -13,10 +13,10 @@ from typing import Any, Sequence
 
 import torch
 
-from dmt_compile.runtime.collectives import all_to_all_jagged, all_to_all_rows
 
 __all__ = ["IdField", "Stream", "encode", "decode", "decode_sources", "exchange_ids", "exchange_rows",
-           "num_samples", "keyed", "unkeyed"]
+           "num_samples", "keyed", "unkeyed", "split_received", "start_rows", "finish_rows", "RowsPending",
+           "start_ids", "finish_ids", "IdsPending"]
 
 
 @dataclass(frozen=True)
@@ -144,9 +144,72 @@ def _cat(streams: list[Stream], with_weights: bool, device: torch.device | None 
 
 def _device(group: Any) -> torch.device:
     """Where a rank with nothing to send keeps its (empty) buffers: the backend's device."""
-    from dmt_compile.runtime.collectives import _comm_device
+    from dmt_compile.runtime.duplex import comm_device as _comm_device
 
     return _comm_device(group)
+
+
+@dataclass
+class IdsPending:
+    """A :func:`start_ids` exchange in flight: counts are known, lengths / values / weights travel."""
+
+    lengths: Any
+    values: Any
+    weights: Any
+    segments: list
+    value_counts: list
+    recv_mults: Sequence[Sequence[int]]
+
+    def wait(self) -> list[list[Stream]]:
+        return finish_ids(self)
+
+
+def start_ids(sends: Sequence[Sequence[Stream]], recv_mults: Sequence[Sequence[int]], group: Any, label: str,
+              op: str, with_weights: bool, hosts: Sequence[int] | None = None, tag: int = 0) -> IdsPending:
+    """:func:`exchange_ids` up to the transfer: exchanges the counts (small, blocking), then posts
+    lengths, values (and weights) and returns; :func:`finish_ids` waits and splits."""
+    from dmt_compile.runtime.collectives import exchange_counts
+    from dmt_compile.runtime.duplex import start
+
+    device = next((st.values.device for s in sends for st in s), _device(group))
+    packed = [_cat(list(s), with_weights, device) for s in sends]
+    total = _cat(packed, with_weights, device)
+    seg, nvals = [p.lengths.numel() for p in packed], [p.values.numel() for p in packed]
+    counts = exchange_counts([[a, b] for a, b in zip(seg, nvals)], group, label, op=op + ".counts", hosts=hosts)
+    rseg, rvals = [c[0] for c in counts], [c[1] for c in counts]
+    lengths = start(total.lengths.contiguous(), seg, rseg, group, label, op + ".lengths", hosts, tag=tag)
+    values = start(total.values.contiguous(), nvals, rvals, group, label, op + ".values", hosts, tag=tag)
+    weights = None
+    if with_weights:
+        weights = start(total.weights.detach().contiguous(), nvals, rvals, group, label, op + ".weights", hosts,
+                        tag=tag)
+    return IdsPending(lengths, values, weights, rseg, rvals, recv_mults)
+
+
+def finish_ids(p: IdsPending) -> list[list[Stream]]:
+    """Wait for :func:`start_ids`; per member, its streams (split by the statically known layout)."""
+    lengths, values = p.lengths.wait(), p.values.wait()
+    weights = p.weights.wait() if p.weights is not None else None
+    sizes = []  # length entries of every stream, in order
+    for s, seg in enumerate(p.segments):
+        mults = list(p.recv_mults[s])
+        samples = seg // sum(mults) if mults else 0
+        sizes += [samples * m for m in mults]
+    ends = torch.tensor(sizes, dtype=torch.int64).cumsum(0)
+    csum = torch.cat([lengths.new_zeros(1), lengths.cumsum(0)])
+    bounds = csum[ends.to(csum.device)].tolist() if sizes else []
+    lens = torch.split(lengths, sizes) if sizes else ()
+    out: list[list[Stream]] = []
+    k, val_at = 0, 0
+    for s in range(len(p.segments)):
+        streams: list[Stream] = []
+        for _ in p.recv_mults[s]:
+            n = int(bounds[k]) - val_at
+            w = weights[val_at: val_at + n] if weights is not None else None
+            streams.append(Stream(values[val_at: val_at + n], lens[k], w))
+            val_at, k = val_at + n, k + 1
+        out.append(streams)
+    return out
 
 
 def exchange_ids(sends: Sequence[Sequence[Stream]], recv_mults: Sequence[Sequence[int]], group: Any, label: str,
@@ -157,27 +220,51 @@ def exchange_ids(sends: Sequence[Sequence[Stream]], recv_mults: Sequence[Sequenc
     ids and bags; k for a row-wise lookup of k ids per sample). Both sides know these statically,
     so the n samples of member s are `segment / sum(mults)` and each stream has `n * mult` entries.
     """
-    device = next((st.values.device for s in sends for st in s), _device(group))
-    packed = [_cat(list(s), with_weights, device) for s in sends]
-    total = _cat(packed, with_weights, device)
-    got = all_to_all_jagged(total.values, total.lengths, [p.lengths.numel() for p in packed], group, label,
-                            weights=total.weights, op=op, hosts=hosts)
-    out: list[list[Stream]] = []
-    len_at, val_at = 0, 0
-    for s, (seg, nvals) in enumerate(zip(got.segments, got.value_counts)):
-        mults = list(recv_mults[s])
-        streams: list[Stream] = []
-        if mults:
-            samples = seg // sum(mults)
-            for mult in mults:
-                per = samples * mult
-                lengths = got.lengths[len_at: len_at + per]
-                n = int(lengths.sum())
-                weights = got.weights[val_at: val_at + n] if got.weights is not None else None
-                streams.append(Stream(got.values[val_at: val_at + n], lengths, weights))
-                len_at, val_at = len_at + per, val_at + n
-        out.append(streams)
-    return out
+    return finish_ids(start_ids(sends, recv_mults, group, label, op, with_weights, hosts))
+
+
+@dataclass
+class RowsPending:
+    """An :func:`start_rows` exchange in flight (finish it with :func:`finish_rows`)."""
+
+    flat: torch.Tensor
+    send: list
+    recv: list
+    pending: Any
+    recv_layout: Sequence[Sequence[tuple]]
+    recv_samples: Sequence[int]
+    group: Any
+    label: str
+    op: str
+
+
+def start_rows(sends: Sequence[Sequence[torch.Tensor]], recv_layout: Sequence[Sequence[tuple]],
+               recv_samples: Sequence[int], group: Any, label: str, op: str,
+               dtype: torch.dtype = torch.float32, hosts: Sequence[int] | None = None) -> RowsPending:
+    """Post the exchange of :func:`exchange_rows` and return at once (full duplex on gloo)."""
+    from dmt_compile.runtime.duplex import start
+
+    device = next((t.device for ts in sends for t in ts), _device(group))
+    blocks = [torch.cat([t.reshape(-1).to(dtype) for t in ts]) if ts else torch.zeros(0, dtype=dtype, device=device)
+              for ts in sends]
+    flat = torch.cat(blocks) if blocks else torch.zeros(0, dtype=dtype, device=device)
+    if torch.is_grad_enabled() and not flat.requires_grad:
+        # a rank with nothing to send must still join the backward exchange, or its peers wait forever
+        flat = flat.detach().requires_grad_()
+    flat = flat.contiguous()
+    send = [b.numel() for b in blocks]
+    recv = [recv_samples[s] * sum(int(torch.Size(shape).numel()) for shape in recv_layout[s])
+            for s in range(len(recv_layout))]
+    pending = start(flat, send, recv, group, label, op, hosts)
+    return RowsPending(flat, send, recv, pending, recv_layout, recv_samples, group, label, op)
+
+
+def finish_rows(p: RowsPending) -> list[list[torch.Tensor]]:
+    """Wait for a :func:`start_rows` exchange; the received tensors, differentiable."""
+    from dmt_compile.runtime.duplex import finish
+
+    got = finish(p.flat, p.pending, p.send, p.recv, p.group, p.label, p.op)
+    return split_received(got, p.recv_layout, p.recv_samples)
 
 
 def exchange_rows(sends: Sequence[Sequence[torch.Tensor]], recv_layout: Sequence[Sequence[tuple]],
@@ -187,23 +274,18 @@ def exchange_rows(sends: Sequence[Sequence[torch.Tensor]], recv_layout: Sequence
 
     `recv_layout[s]` lists the per-sample shapes member s sends me, each for `recv_samples[s]` rows.
     """
-    device = next((t.device for ts in sends for t in ts), _device(group))
-    blocks = [torch.cat([t.reshape(-1).to(dtype) for t in ts]) if ts else torch.zeros(0, dtype=dtype, device=device)
-              for ts in sends]
-    flat = torch.cat(blocks) if blocks else torch.zeros(0, dtype=dtype, device=device)
-    if torch.is_grad_enabled() and not flat.requires_grad:
-        # a rank with nothing to send must still join the backward exchange, or its peers wait forever
-        flat = flat.detach().requires_grad_()
-    recv_counts = [recv_samples[s] * sum(int(torch.Size(shape).numel()) for shape in recv_layout[s])
-                   for s in range(len(recv_layout))]
-    got = all_to_all_rows(flat, [b.numel() for b in blocks], recv_counts, group, label, op=op, hosts=hosts)
-    out: list[list[torch.Tensor]] = []
-    at = 0
-    for s, shapes in enumerate(recv_layout):
-        parts = []
-        for shape in shapes:
-            n = recv_samples[s] * int(torch.Size(shape).numel())
-            parts.append(got[at: at + n].reshape(recv_samples[s], *shape))
-            at += n
-        out.append(parts)
-    return out
+    return finish_rows(start_rows(sends, recv_layout, recv_samples, group, label, op, dtype, hosts))
+
+
+def split_received(got: torch.Tensor, recv_layout: Sequence[Sequence[tuple]],
+                   recv_samples: Sequence[int]) -> list[list[torch.Tensor]]:
+    """Cut a flat receive buffer into `[recv_samples[s], *shape]` tensors with ONE `torch.split`.
+
+    Never one slice per tensor: in autograd each `got[a:b]` slice's backward zero-fills a
+    gradient the size of the whole buffer and the slices' gradients are summed (O(pieces x
+    buffer)); `torch.split`'s backward writes every piece's gradient into one buffer once.
+    """
+    sizes = [recv_samples[s] * int(torch.Size(shape).numel()) for s, shapes in enumerate(recv_layout)
+             for shape in shapes]
+    pieces = iter(torch.split(got, sizes) if sizes else ())
+    return [[next(pieces).view(recv_samples[s], *shape) for shape in shapes] for s, shapes in enumerate(recv_layout)]

@@ -22,9 +22,16 @@ Tower Module: rail id exchange, intra id exchange, lookup, intra output AlltoAll
 output AlltoAll) and ``sptt_tm`` (SPTT with a Tower Module of output width o_t and
 phi FLOPs per sample, plus its intra-host gradient all-reduce).
 
-Each strategy maps ``(term, phase)`` to an expression, terms :data:`TERMS`, phases
-``fwd``/``bwd``. Dense parts common to all strategies (bottom/top MLP, their all-reduce)
-are left out: they cancel in the comparison.
+Compute of the rest of the step (zero unless its workload symbols are given; measured by
+:mod:`dmt_compile.topo.calibrate` or estimated from FLOPs): ``dense`` (bottom MLP, interaction,
+top MLP, loss: ``b·t_d``), ``decoder`` (sptt_tm's per-tower decoders, ``b·t_x``), the Tower
+Module's measured time ``N·b·t_t`` (added to its FLOP term), lookups' measured time per id
+``t_l`` (added to the memory template), ``optimizer`` (``t_o`` per step) and ``dense_sync``
+(the hierarchical all-reduce of the ``M_d`` data-parallel gradients: reduce-scatter and
+all-gather inside the host, an all-reduce of 1/L of them across hosts). Measured fwd + bwd
+times are split 1 : β between the phases. Every compute term is multiplied by ``k``, the ranks
+sharing one core or device (1 on a GPU cluster, 2 on an emulation of 4 ranks on 2 cores). Id
+exchanges pay ``n_c`` start-up latencies (counts, lengths, values).
 """
 from __future__ import annotations
 
@@ -39,7 +46,8 @@ __all__ = ["STRATEGIES", "TERMS", "PHASES", "strategy_exprs", "byte_exprs", "for
            "flat_a2a", "rail_a2a", "intra_a2a"]
 
 STRATEGIES = ("flat", "rw", "twrw", "sptt", "sptt_tm")
-TERMS = ("id_dist", "id_intra", "lookup", "emb_intra", "tm", "tm_sync", "emb_dist", "permute")
+TERMS = ("id_dist", "id_intra", "lookup", "emb_intra", "tm", "tm_sync", "emb_dist", "permute",
+         "dense", "decoder", "optimizer", "dense_sync")
 PHASES = ("fwd", "bwd")
 
 Expr = sp.Expr
@@ -91,8 +99,30 @@ def intra_a2a(size: Expr, rounds: int = 1) -> Expr:
 
 
 def _lookup(ids: Expr, rows: Expr, out: Expr) -> Expr:
-    """TorchRec's compute template with a = b = c = 1: read ids, rows, write outputs (s)."""
-    return (ids * S.s_id + rows * S.s_e + out * S.s_e) / S.B_m
+    """TorchRec's compute template with a = b = c = 1 (read ids, rows, write outputs), plus the
+    measured time per id; on a shared core or device (s, forward)."""
+    return S.k * ((ids * S.s_id + rows * S.s_e + out * S.s_e) / S.B_m + ids * S.t_l / (1 + S.beta))
+
+
+def _split(e: dict, term: str, total: Expr) -> None:
+    """A measured fwd + bwd time, split 1 : β between the phases."""
+    e[term, "fwd"], e[term, "bwd"] = total / (1 + S.beta), total * S.beta / (1 + S.beta)
+
+
+def _ids(collective: Expr, alpha: Expr) -> Expr:
+    """An id exchange: the collective plus n_c - 1 more start-ups (counts, lengths before values)."""
+    return collective + (S.n_c - 1) * alpha
+
+
+def _rest(e: dict, strategy: str) -> None:
+    """Dense part, decoders, optimizer and the hierarchical dense all-reduce (module docstring)."""
+    b, L = S.b, S.L
+    _split(e, "dense", S.k * b * S.t_d)
+    if strategy == "sptt_tm":
+        _split(e, "decoder", S.k * b * S.t_x)
+    e["optimizer", "bwd"] = S.k * S.t_o
+    grads = S.M_d * S.s_e
+    e["dense_sync", "bwd"] = sp.Min(1, S.M_d) * (2 * intra_a2a(grads) + 2 * rail_a2a(grads / L))
 
 
 @lru_cache(maxsize=None)
@@ -103,37 +133,39 @@ def strategy_exprs(strategy: str) -> dict[tuple[str, str], Expr]:
     N, L, b, beta = S.N, S.L, S.b, S.beta
     W = N * L
     e: dict[tuple[str, str], Expr] = {(t, p): sp.Integer(0) for t in TERMS for p in PHASES}
+    alpha_flat = S.alpha_i + _multi_host() * (S.alpha_e - S.alpha_i)
     if strategy == "flat":
-        e["id_dist", "fwd"] = flat_a2a(b * S.I * S.s_id)
+        e["id_dist", "fwd"] = _ids(flat_a2a(b * S.I * S.s_id), alpha_flat)
         look = _lookup(b * S.I, b * S.R, b * S.D)
         emb = flat_a2a(b * S.D * S.s_e)
         e["emb_dist", "fwd"] = e["emb_dist", "bwd"] = emb
     elif strategy == "rw":
-        e["id_dist", "fwd"] = flat_a2a(b * S.I * S.s_id)
+        e["id_dist", "fwd"] = _ids(flat_a2a(b * S.I * S.s_id), alpha_flat)
         look = _lookup(b * S.I, b * S.R, W * b * S.D)
         emb = flat_a2a(W * b * S.D * S.s_e)  # reduce-scatter fwd / all-gather bwd of partial sums
         e["emb_dist", "fwd"] = e["emb_dist", "bwd"] = emb
     elif strategy == "twrw":
-        e["id_dist", "fwd"] = flat_a2a(N * b * S.I_t * S.s_id)
+        e["id_dist", "fwd"] = _ids(flat_a2a(N * b * S.I_t * S.s_id), alpha_flat)
         look = _lookup(N * b * S.I_t, N * b * S.R_t, W * b * S.D_t)
         e["emb_intra", "fwd"] = e["emb_intra", "bwd"] = intra_a2a(W * b * S.D_t * S.s_e)
         e["emb_dist", "fwd"] = e["emb_dist", "bwd"] = rail_a2a(N * b * S.D_t * S.s_e)
-        e["permute", "fwd"] = e["permute", "bwd"] = 4 * N * b * S.D_t * S.s_e / S.B_m
+        e["permute", "fwd"] = e["permute", "bwd"] = S.k * 4 * N * b * S.D_t * S.s_e / S.B_m
     else:  # sptt, sptt_tm
         out = S.o_t if strategy == "sptt_tm" else S.D_t
-        e["id_dist", "fwd"] = rail_a2a(N * b * S.I_t * S.s_id)
-        e["id_intra", "fwd"] = intra_a2a(N * b * S.I_t * S.s_id)
+        e["id_dist", "fwd"] = _ids(rail_a2a(N * b * S.I_t * S.s_id), _multi_host() * S.alpha_e)
+        e["id_intra", "fwd"] = _ids(intra_a2a(N * b * S.I_t * S.s_id), _multi_local() * S.alpha_i)
         look = _lookup(N * b * S.I_t, N * b * S.R_t, N * b * S.D_t)
         e["emb_intra", "fwd"] = e["emb_intra", "bwd"] = intra_a2a(N * b * S.D_t * S.s_e)
         e["emb_dist", "fwd"] = e["emb_dist", "bwd"] = rail_a2a(N * b * out * S.s_e)
-        perm = 2 * N * b * (S.D_t + out) * S.s_e / S.B_m
+        perm = S.k * 2 * N * b * (S.D_t + out) * S.s_e / S.B_m
         e["permute", "fwd"] = e["permute", "bwd"] = perm
         if strategy == "sptt_tm":
-            e["tm", "fwd"] = N * b * S.phi / S.F
-            e["tm", "bwd"] = beta * N * b * S.phi / S.F
+            tm = S.k * N * b * (S.phi / S.F + S.t_t / (1 + beta))
+            e["tm", "fwd"], e["tm", "bwd"] = tm, beta * tm
             e["tm_sync", "bwd"] = intra_a2a(S.M_t * S.s_e, rounds=2)
     e["lookup", "fwd"] = look
     e["lookup", "bwd"] = beta * look
+    _rest(e, strategy)
     return e
 
 

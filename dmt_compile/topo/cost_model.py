@@ -18,9 +18,11 @@ strategy="flat", host_split="column", bytes_per_element=4, params=None) -> dict[
     The baselines: ``flat`` (balanced table/column-wise, one global AlltoAll), ``rw``,
     ``twrw`` (tables placed on hosts by ``host_split``).
 
-Both return the keys :data:`RESULT_KEYS`: each term of :data:`~dmt_compile.topo.cost_exprs.TERMS`
-(fwd + bwd), ``fwd``, ``bwd``, ``comm`` (all collectives), ``compute`` (lookup, TM,
-permute) and ``total``. :func:`evaluate` gives the full :class:`CostBreakdown` (per-phase
+Both take ``compute={field: value}`` for the rest of the step (:data:`COMPUTE_FIELDS`: dense
+part, decoders, Tower-Module traffic, runtime operators, held parameters; all 0 by default,
+i.e. the embedding stage only) and return the keys :data:`RESULT_KEYS`: each term of
+:data:`~dmt_compile.topo.cost_exprs.TERMS` (fwd + bwd), ``fwd``, ``bwd``, ``comm`` (all
+collectives), ``compute`` (:data:`COMPUTE_TERMS`) and ``total``. :func:`evaluate` gives the full :class:`CostBreakdown` (per-phase
 seconds and per-rank bytes). Formulas: :mod:`dmt_compile.topo.cost_exprs`.
 """
 from __future__ import annotations
@@ -39,13 +41,16 @@ from dmt_compile.topo.cost_symbols import SYMBOLS, CostParams
 from dmt_compile.topo.spec import as_topology
 from dmt_compile.topo.topology import Topology
 
-__all__ = ["Workload", "CostBreakdown", "RESULT_KEYS", "COMM_TERMS", "MAX_COST_HOSTS", "bind", "evaluate",
-           "split_features", "predict_sptt", "predict_flat"]
+__all__ = ["Workload", "CostBreakdown", "RESULT_KEYS", "COMM_TERMS", "COMPUTE_TERMS", "COMPUTE_FIELDS",
+           "MAX_COST_HOSTS", "bind", "evaluate", "split_features", "predict_sptt", "predict_flat"]
 
 #: Largest host count the per-host loads are computed for (524,288 GPUs at 8 per host): beyond any
 #: cluster, and it keeps `split_features` under a few seconds and ~100 MB (issue 12: h100:800000000).
 MAX_COST_HOSTS = 65_536
-COMM_TERMS = ("id_dist", "id_intra", "emb_intra", "tm_sync", "emb_dist")
+COMM_TERMS = ("id_dist", "id_intra", "emb_intra", "tm_sync", "emb_dist", "dense_sync")
+COMPUTE_TERMS = ("lookup", "tm", "permute", "dense", "decoder", "optimizer")
+#: Workload fields of the rest of the step (dense part, decoders, TM traffic, runtime, held parameters).
+COMPUTE_FIELDS = ("t_d", "t_x", "t_t", "t_l", "t_o", "M_d")
 RESULT_KEYS = (*TERMS, "fwd", "bwd", "comm", "compute", "total")
 _ARGS = tuple(sym for sym, _, _ in SYMBOLS.values())
 
@@ -65,6 +70,13 @@ class Workload:
     phi: float = 0.0
     M_t: float = 0.0
     bytes_per_element: float = 4.0
+    # the rest of the step (see cost_symbols; 0 leaves a term out)
+    t_d: float = 0.0
+    t_x: float = 0.0
+    t_t: float = 0.0
+    t_l: float = 0.0
+    t_o: float = 0.0
+    M_d: float = 0.0
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
@@ -91,7 +103,7 @@ class CostBreakdown:
         out["fwd"] = sum(self.seconds[t, "fwd"] for t in TERMS)
         out["bwd"] = sum(self.seconds[t, "bwd"] for t in TERMS)
         out["comm"] = sum(out[t] for t in COMM_TERMS)
-        out["compute"] = out["lookup"] + out["tm"] + out["permute"]
+        out["compute"] = sum(out[t] for t in COMPUTE_TERMS)
         out["total"] = out["fwd"] + out["bwd"]
         return out
 
@@ -128,6 +140,8 @@ def bind(topology: "Topology | str", workload: Workload, params: CostParams | No
         "n_i": p.n_half_intra, "n_e": p.n_half_inter, "eta_i": p.eta_intra,
         "eta_e": p.eta_inter, "kappa_c": p.congestion, "q_0": p.fan_in_ref,
         "sigma": topo.network_taper(), "beta": p.bwd_multiplier,
+        "k": p.ranks_per_device, "n_c": p.id_collectives,
+        **{name: getattr(workload, name) for name in COMPUTE_FIELDS},
     }
     return {SYMBOLS[k][0]: float(val) for k, val in v.items()}
 
@@ -208,7 +222,7 @@ def split_features(widths: Sequence[float], ids: Sequence[float], num_hosts: int
 def predict_flat(topology: "Topology | str", *, batch_per_rank: float, feature_widths: Sequence[float],
                  ids_per_sample: Sequence[float] | None = None, strategy: str = "flat",
                  host_split: str = "column", bytes_per_element: float = 4,
-                 params: CostParams | None = None) -> dict[str, float]:
+                 params: CostParams | None = None, compute: Mapping[str, float] | None = None) -> dict[str, float]:
     """Seconds per term of a baseline (``flat``, ``rw`` or ``twrw``); see the module docstring."""
     if strategy not in ("flat", "rw", "twrw"):
         raise CostModelError(f"predict_flat prices flat/rw/twrw, not {strategy!r}",
@@ -221,15 +235,23 @@ def predict_flat(topology: "Topology | str", *, batch_per_rank: float, feature_w
     loads = split_features(widths, ids, topo.num_hosts, host_split)
     w = Workload(batch_per_rank, sum(widths), sum(ids), sum(a * b for a, b in zip(widths, ids)),
                  max(x[0] for x in loads), max(x[1] for x in loads), max(x[2] for x in loads),
-                 max(x[0] for x in loads), bytes_per_element=bytes_per_element)
+                 max(x[0] for x in loads), bytes_per_element=bytes_per_element, **_compute_fields(compute))
     return evaluate(topo, strategy, w, params).summary()
+
+
+def _compute_fields(compute: Mapping[str, float] | None) -> dict[str, float]:
+    unknown = sorted(set(compute or {}) - set(COMPUTE_FIELDS))
+    if unknown:
+        raise CostModelError(f"unknown compute field(s) {unknown}", f"use {', '.join(COMPUTE_FIELDS)}")
+    return {k: float(v) for k, v in (compute or {}).items()}
 
 
 def predict_sptt(topology: "Topology | str", *, batch_per_rank: float, tower_in_widths: Sequence[float],
                  ids_per_sample: Sequence[float], tower_out_widths: Sequence[float] | None = None,
                  rows_per_sample: Sequence[float] | None = None, tower_hosts: Sequence[int] | None = None,
                  tm_flops_per_sample: Sequence[float] | None = None, tm_params: Sequence[float] | None = None,
-                 bytes_per_element: float = 4, params: CostParams | None = None) -> dict[str, float]:
+                 bytes_per_element: float = 4, params: CostParams | None = None,
+                 compute: Mapping[str, float] | None = None) -> dict[str, float]:
     """Seconds per term of SPTT (identity TM) or SPTT+TM; see the module docstring."""
     topo = as_topology(topology)
     d_in = _floats("tower_in_widths", tower_in_widths)
@@ -263,5 +285,5 @@ def predict_sptt(topology: "Topology | str", *, batch_per_rank: float, tower_in_
             row[k] += val
     top = [max(row[k] for row in per_host.values()) for k in range(6)]
     w = Workload(batch_per_rank, sum(d_in), sum(ids), sum(rows), top[0], top[1], top[2], top[3],
-                 top[4], top[5], bytes_per_element)
+                 top[4], top[5], bytes_per_element, **_compute_fields(compute))
     return evaluate(topo, "sptt_tm" if tm else "sptt", w, params).summary()

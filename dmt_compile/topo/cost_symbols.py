@@ -54,6 +54,15 @@ _SPEC: dict[str, tuple[str, str]] = {
     "q_0": ("rank", "fan-in below which there is no congestion"),
     "sigma": ("1", "network taper: worst tier slowdown from oversubscription (>= 1)"),
     "beta": ("1", "backward/forward compute ratio (TorchRec: 2)"),
+    # compute of the rest of the step (cost_exprs "dense", "decoder", "optimizer"; 0 = left out)
+    "t_d": ("s/sample", "dense part (bottom MLP, interaction, top MLP, loss) fwd + bwd time per sample, one device"),
+    "t_x": ("s/sample", "decoders' fwd + bwd time per sample (decoder feed)"),
+    "t_t": ("s/sample", "Tower-Module fwd + bwd time per sample (measured; adds to phi/F)"),
+    "t_l": ("s/id", "lookup fwd + bwd time per id beyond the memory template (measured)"),
+    "t_o": ("s", "optimizer step and fixed per-step work of one rank"),
+    "M_d": ("element", "data-parallel parameters (gradient all-reduce)"),
+    "k": ("rank/device", "ranks sharing one core or device: compute runs 1/k as fast"),
+    "n_c": ("1", "collectives per id exchange (ours: counts, lengths, values = 3)"),
 }
 
 #: name -> (Symbol, unit, description)
@@ -102,6 +111,8 @@ class CostParams:
     fan_in_ref     rank      8       fan-in where congestion starts
     bwd_multiplier 1         2.0     backward compute / forward compute (TorchRec)
     id_bytes       byte/id   8       int64 ids (TorchRec BIGINT_DTYPE)
+    ranks_per_device rank    1.0     k: ranks sharing one core/device (an emulation on few cores)
+    id_collectives 1         1.0     n_c: collectives per id exchange (our runtime: 3)
     intra_latency  s         None    override the topology's intra-host latency
     inter_latency  s         None    override the topology's cross-host latency
     hbm_bw         byte/s    None    override the topology's HBM bandwidth
@@ -119,6 +130,8 @@ class CostParams:
     fan_in_ref: float = 8.0
     bwd_multiplier: float = 2.0
     id_bytes: float = 8.0
+    ranks_per_device: float = 1.0
+    id_collectives: float = 1.0
     intra_latency: float | None = None
     inter_latency: float | None = None
     hbm_bw: float | None = None
@@ -140,7 +153,7 @@ class CostParams:
                     f"{name} must be in (0, 1], got {getattr(self, name)!r}",
                     "give the achievable fraction of peak bandwidth, e.g. 0.9",
                 )
-        for name in ("fan_in_ref", "id_bytes", "hbm_bw", "flop_rate"):
+        for name in ("fan_in_ref", "id_bytes", "hbm_bw", "flop_rate", "ranks_per_device", "id_collectives"):
             if getattr(self, name) == 0:
                 raise CostModelError(f"{name} must be positive", f"give a positive {name}")
 

@@ -17,6 +17,13 @@ Definitions (all per training step, after warm-up; medians over the measured ste
   raw embedding width for flat/identity). Placement-independent as a mean over ranks.
 * **NIC limit**: the busiest host NIC direction's payload bytes / (rate x 1448/1514) (TCP/IPv4
   with timestamps in 1500-byte Ethernet frames; tbf counts whole frames).
+* **CPU validity**: per step, the CPU seconds of all ranks (every thread of each process) / the
+  cores they run on = the step time the box needs at the very least; ``cpu_busy`` = that / the
+  step time. Near 1 the box, not the network, sets the step time (``box_bound``).
+* **flat wire share** ``w`` = flat's NIC limit / flat's step time; a strategy moving ``r`` times
+  fewer NIC bytes than flat is bounded, if its compute is unchanged, by Amdahl's
+  ``1 / ((1 - w) + w / r)`` (``amdahl_bound``); ``efficiency`` = measured speedup / bound. A
+  strategy that also cuts compute (hierarchical feed) can exceed 1.
 """
 from __future__ import annotations
 
@@ -24,9 +31,11 @@ import math
 import statistics
 from typing import Any, Sequence
 
-__all__ = ["summarize", "analytic_min_cross", "cost_model_prediction", "WIRE_EFFICIENCY", "add_ratios"]
+__all__ = ["summarize", "analytic_min_cross", "WIRE_EFFICIENCY", "add_ratios",
+           "add_bounds", "BOX_BOUND"]
 
 WIRE_EFFICIENCY = 1448 / 1514
+BOX_BOUND = 0.8  # cpu_busy above this: the box, not the network, sets the step time
 ID_BYTES, ELEM_BYTES = 8, 4
 
 
@@ -76,33 +85,19 @@ def _exchange_per_step(results: list[dict[str, Any]]) -> tuple[list[float], list
     return span, critical, waited
 
 
-def cost_model_prediction(strategy: str, towers: list[dict[str, Any]], num_hosts: int, local_size: int,
-                          b: int, rate_bytes: float, probe: dict[str, float], delay_s: float) -> dict[str, float]:
-    """The cost model's seconds for the same emulated topology (per-rank NIC share = rate / L)."""
-    from dmt_compile.topo.cost_model import predict_flat, predict_sptt
-    from dmt_compile.topo.cost_symbols import CostParams
-    from dmt_compile.topo.topology import Topology
-
-    topo = Topology(num_hosts, local_size, intra_bw=probe.get("intra_bw", 5e8), inter_bw=rate_bytes / local_size,
-                    intra_latency=probe.get("intra_latency", 2e-4),
-                    inter_latency=probe.get("cross_latency", 2e-4) + 2 * delay_s, hbm_bw=1e10, flop_rate=1e10)
-    params = CostParams(eta_intra=1.0, eta_inter=WIRE_EFFICIENCY)
-    if strategy in ("flat", "torchrec_tw"):
-        widths = [t["width_in"] / max(1, t["ids"]) for t in towers for _ in range(t["ids"])]
-        out = predict_flat(topo, batch_per_rank=b, feature_widths=widths, ids_per_sample=[1.0] * len(widths),
-                           strategy="flat", host_split="table", params=params)
-    else:
-        tm = strategy == "sptt_tm"
-        out = predict_sptt(topo, batch_per_rank=b, tower_in_widths=[t["width_in"] for t in towers],
-                           ids_per_sample=[t["ids"] for t in towers], tower_hosts=[t["host"] for t in towers],
-                           tower_out_widths=[t["width_out"] for t in towers] if tm else None, params=params)
-    exchange = out["id_dist"] + out["id_intra"] + out["emb_intra"] + out["emb_dist"]
-    return {"exchange_s": exchange, "cross_s": out["id_dist"] + out["emb_dist"], "total_s": out["total"]}
+def _cpu(results: list[dict[str, Any]], step: list[float], cores: int) -> dict[str, Any]:
+    steps = len(step)
+    total = [sum(r["cpu_s"][i] for r in results) for i in range(steps)]
+    busy = [t / cores / s for t, s in zip(total, step)]
+    med = _median(busy)
+    return {"cpu_s_per_step_all_ranks": _median(total), "cpu_bound_s": _median(total) / cores,
+            "cpu_busy": med, "cores": cores, "box_bound": bool(med > BOX_BOUND)}
 
 
 def summarize(strategy: str, compression: float | None, results: list[dict[str, Any]], *, num_hosts: int,
               local_size: int, rate_bytes: float, delay_s: float, towers: list[dict[str, Any]],
-              probe: dict[str, float]) -> dict[str, Any]:
+              probe: dict[str, float], cores: int = 1) -> dict[str, Any]:
+    """One report row from the per-rank records of one run (each with its ``rank``)."""
     world = num_hosts * local_size
     steps = min(len(r["step_s"]) for r in results)
     step = [max(r["step_s"][i] for r in results) for i in range(steps)]
@@ -138,16 +133,8 @@ def summarize(strategy: str, compression: float | None, results: list[dict[str, 
         "cross_bytes_vs_min": cross / amin if amin else None,
         "nic_bytes_busiest_direction": nic, "nic_limit_s": nic_limit,
         "exchange_vs_nic_limit": exch / nic_limit if nic_limit else None,
+        **_cpu(results, step, cores),
     }
-    try:
-        pred = cost_model_prediction(strategy, towers, num_hosts, local_size, b, rate_bytes, probe, delay_s)
-        row["predicted_exchange_s"] = pred["exchange_s"]
-        row["predicted_cross_s"] = pred["cross_s"]
-        row["prediction_error"] = pred["exchange_s"] / exch - 1 if exch else None
-    except Exception as exc:  # noqa: BLE001 - the prediction is informative only
-        row["predicted_exchange_s"] = None
-        row["prediction_error"] = None
-        row["prediction_failed"] = f"{type(exc).__name__}: {exc}"
     stats = [r.get("stats") or {} for r in results]
     row["bytes_consistent"] = _consistent(results, steps) if any(stats) else None
     if any(stats):
@@ -161,21 +148,40 @@ def _consistent(results: list[dict[str, Any]], steps: int) -> bool:
     """Per rank: all-to-all bytes seen on the wire (timer) == the runtime's own counters.
 
     Compared: the total over both link classes against every all-to-all op of the runtime's
-    counters (gradient all-reduces, ops ending in ``grads``, excluded), and for SPTT the cross-host
-    bytes against the ``cross`` label. (The runtime's ``world:cross-host`` split of the flat
-    baseline counts forward exchanges only, so it cannot be compared with the wire.)
+    counters, and for SPTT the cross-host bytes against the ``cross`` label; gradient reductions
+    (ops named ``*grads*``) are excluded on both sides. (The flat baseline's world exchanges are
+    split by host on the wire; the sum over both link classes is compared.)
     """
+    def exchanged(key: str) -> bool:
+        label, _, op = key.partition("/")
+        return ":" not in label and "grads" not in op
+
     for r in results:
         by_op = r.get("stats_by_op") or {}
-        counted = sum(c["bytes_sent"] for key, c in by_op.items()
-                      if ":" not in key.split("/")[0] and not key.split("/")[-1].endswith("grads"))
+        counted = sum(c["bytes_sent"] for key, c in by_op.items() if exchanged(key))
         seen = sum(s["links"][k]["bytes_sent"] for s in r["timer"] for k in ("intra", "cross"))
         if counted != seen or len(r["timer"]) != steps:
             return False
-        if "cross" in r["stats"] and r["stats"]["cross"]["bytes_sent"] != sum(
-                s["links"]["cross"]["bytes_sent"] for s in r["timer"]):
+        cross = sum(c["bytes_sent"] for key, c in by_op.items() if key.startswith("cross/") and exchanged(key))
+        if cross and cross != sum(s["links"]["cross"]["bytes_sent"] for s in r["timer"]):
             return False
     return True
+
+
+def add_bounds(rows: list[dict[str, Any]]) -> float | None:
+    """Flat's wire share w, and each row's Amdahl bound and efficiency (module docstring); returns w."""
+    flat = next((r for r in rows if r["strategy"] == "flat"), None)
+    if flat is None or not flat["step_time_median_s"]:
+        return None
+    w = min(1.0, flat["nic_limit_s"] / flat["step_time_median_s"])
+    for r in rows:
+        ratio = flat["nic_bytes_busiest_direction"] / r["nic_bytes_busiest_direction"] \
+            if r["nic_bytes_busiest_direction"] else math.inf
+        r["wire_share"] = w
+        r["byte_ratio_vs_flat"] = ratio
+        r["amdahl_bound"] = 1.0 / ((1.0 - w) + w / ratio)
+        r["efficiency"] = r["speedup_vs_flat"] / r["amdahl_bound"] if r.get("speedup_vs_flat") else None
+    return w
 
 
 def add_ratios(rows: list[dict[str, Any]]) -> None:

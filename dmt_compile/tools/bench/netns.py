@@ -27,6 +27,7 @@ import re
 import shutil
 import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +35,7 @@ from dmt_compile.errors import DmtError
 
 __all__ = ["NetnsUnavailable", "EmulationError", "Emulation", "LinkSpec", "parse_rate", "parse_time",
            "check_netns_permitted", "cleanup_leftovers", "list_leftovers", "enter_netns", "PREFIX",
-           "HOST_IFNAME", "SUBNET"]
+           "HOST_IFNAME", "SUBNET", "RankNetns", "rank_cores", "host_ns", "bench_running"]
 
 PREFIX = "dmtb"
 SWITCH_NS = PREFIX + "sw"
@@ -139,6 +140,20 @@ def check_netns_permitted() -> None:
                                "run on a Linux host (or a privileged container) where network namespaces work")
 
 
+def bench_running() -> bool:
+    """Whether another emulated benchmark holds the machine's lock right now."""
+    try:
+        with open(LOCK_FILE, "a") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return True
+            fcntl.flock(f, fcntl.LOCK_UN)
+    except OSError:
+        return False
+    return False
+
+
 def list_leftovers() -> list[str]:
     """Names of this module's namespaces that currently exist."""
     proc = subprocess.run([_ip_bin(), "netns", "list"], capture_output=True, text=True)
@@ -165,7 +180,8 @@ def host_addr(host: int) -> str:
 class Emulation:
     """``with Emulation(num_hosts, LinkSpec(1e9, 100e-6)) as emu:`` builds the network, always removes it."""
 
-    def __init__(self, num_hosts: int, link: LinkSpec):
+    def __init__(self, num_hosts: int, link: LinkSpec, lock_wait_s: float = 0.0):
+        self.lock_wait_s = lock_wait_s  # wait this long for another run's lock before giving up
         if not 1 <= num_hosts <= 200:
             raise EmulationError(f"{num_hosts} hosts is out of range", "emulate 1..200 hosts")
         self.num_hosts = num_hosts
@@ -178,13 +194,18 @@ class Emulation:
     def setup(self) -> None:
         check_netns_permitted()
         self._lock = open(LOCK_FILE, "w")
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self._lock.close()
-            self._lock = None
-            raise EmulationError("another emulated benchmark is running on this machine (it holds "
-                                 f"{LOCK_FILE})", "wait for it to finish; runs cannot share the namespaces")
+        deadline = time.monotonic() + self.lock_wait_s
+        while True:
+            try:
+                fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if time.monotonic() >= deadline:
+                    self._lock.close()
+                    self._lock = None
+                    raise EmulationError("another emulated benchmark is running on this machine (it holds "
+                                         f"{LOCK_FILE})", "wait for it to finish; runs cannot share the namespaces")
+                time.sleep(1.0)
         cleanup_leftovers()
         ip = _ip_bin()
         try:
@@ -227,6 +248,13 @@ class Emulation:
         finally:
             self._lock.close()
             self._lock = None
+
+    def set_link(self, link: LinkSpec) -> None:
+        """Reshape every host NIC (both veth ends) to ``link`` while the emulation is up."""
+        self.link = link
+        for h in range(self.num_hosts):
+            for cmd in link.tc_args(HOST_IFNAME, host_ns(h)) + link.tc_args(f"s{h}", SWITCH_NS):
+                _run(*cmd)
 
     def qdisc_stats(self) -> dict[str, str]:
         """`tc -s qdisc` of every host NIC (for debugging drops/overlimits)."""
@@ -284,12 +312,20 @@ def enter_netns(name: str) -> None:
         os.close(fd)
 
 
-class RankNetns:
-    """Picklable per-rank hook for ``launch_local(child_setup=...)``: rank r joins host r // L's namespace."""
+def rank_cores(world: int, cores: list[int]) -> list[int]:
+    """The core each rank is pinned to: consecutive ranks share a core (a host's ranks stay together)."""
+    return [cores[r * len(cores) // world] for r in range(world)]
 
-    def __init__(self, local_size: int):
-        self.local_size = local_size
+
+class RankNetns:
+    """Picklable per-rank hook for ``launch_local(child_setup=...)``: rank r joins host r // L's namespace
+    and, when ``cores`` is given, is pinned to ``cores[r]`` (before any thread, so gloo's threads too)."""
+
+    def __init__(self, local_size: int, cores: list[int] | None = None):
+        self.local_size, self.cores = local_size, cores
 
     def __call__(self, rank: int) -> None:
         enter_netns(host_ns(rank // self.local_size))
         os.environ["GLOO_SOCKET_IFNAME"] = HOST_IFNAME
+        if self.cores is not None:
+            os.sched_setaffinity(0, {self.cores[rank]})

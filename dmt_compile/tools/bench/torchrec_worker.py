@@ -1,4 +1,4 @@
-"""One rank of the TorchRec baseline: ``DistributedModelParallel`` with a hand-built table-wise plan.
+"""The TorchRec baseline on one rank: ``DistributedModelParallel`` with a hand-built table-wise plan.
 
 The same model as :mod:`dmt_compile.tools.bench.model` (same tables, same dense part) with a TorchRec
 ``EmbeddingBagCollection``; tables are placed whole on ranks round-robin (largest first, all are
@@ -11,15 +11,11 @@ Only for the default model (``dmt_compile.tools.bench.model:factory``); other MO
 """
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import torch
-import torch.distributed as dist
 
-from dmt_compile.tools.bench.worker import BenchOptions
-
-__all__ = ["torchrec_available", "torchrec_worker"]
+__all__ = ["torchrec_available", "TorchRecRun"]
 
 
 def torchrec_available() -> str | None:
@@ -32,54 +28,44 @@ def torchrec_available() -> str | None:
     return None
 
 
-def torchrec_worker(rank: int, opts: BenchOptions) -> dict[str, Any]:
-    import logging
-    import warnings
+class TorchRecRun:
+    """TorchRec DMP of the benchmark model on this rank; ``step()`` is one training step."""
 
-    logging.getLogger("torchrec").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore")
-    from torchrec.distributed import DistributedModelParallel
-    from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
-    from torchrec.distributed.planner.types import ParameterConstraints  # noqa: F401 - import check
-    from torchrec.distributed.sharding_plan import construct_module_sharding_plan, table_wise
-    from torchrec.distributed.types import ShardingPlan
+    def __init__(self, opts: Any, rank: int):
+        import logging
+        import warnings
 
-    from dmt_compile.tools.bench.exchange_timer import ExchangeTimer
-    from dmt_compile.tools.bench.model import TorchRecDLRM, factory, make_inputs, to_kjt
+        logging.getLogger("torchrec").setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore")
+        from torchrec.distributed import DistributedModelParallel
+        from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
+        from torchrec.distributed.sharding_plan import construct_module_sharding_plan, table_wise
+        from torchrec.distributed.types import ShardingPlan
 
-    world, L = opts.world, opts.local_size
-    b = opts.per_rank_batch
-    ref, _ = factory(batch_size=1, seed=opts.seed)
-    model = TorchRecDLRM(len(ref.names), ref.tables[ref.names[0]].embedding_dim,
-                         ref.tables[ref.names[0]].num_embeddings, device="meta")
-    model.dense_arch.load_state_dict(ref.dense_arch.state_dict())
-    sharder = EmbeddingBagCollectionSharder()
-    per_param = {f"t_{n}": table_wise(rank=i % world, compute_kernel="dense") for i, n in enumerate(model.names)}
-    plan = ShardingPlan({"ebc": construct_module_sharding_plan(
-        model.ebc, per_param, sharder=sharder, local_size=L, world_size=world, device_type="cpu")})
-    dmp = DistributedModelParallel(model, device=torch.device("cpu"), plan=plan, sharders=[sharder])
-    dense, sparse = make_inputs(world * b, opts.seed, len(ref.names), ref.tables[ref.names[0]].num_embeddings)
-    dense = dense[rank * b:(rank + 1) * b]
-    kjt = to_kjt({k: v[rank * b:(rank + 1) * b] for k, v in sparse.items()})
-    labels = (torch.rand(world * b, 1, generator=torch.Generator().manual_seed(1234)) > 0.5).float()[rank * b:(rank + 1) * b]
-    opt = torch.optim.SGD(dmp.parameters(), lr=opts.lr)
-    timer = ExchangeTimer().install(L)
-    step_s: list[float] = []
-    try:
-        for step in range(opts.warmup + opts.steps):
-            if step == opts.warmup:
-                timer.discard()
-                step_s.clear()
-            dist.barrier()
-            t0 = time.perf_counter()
-            out = dmp(dense, kjt)
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(out.reshape(-1, 1), labels)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step_s.append(time.perf_counter() - t0)
-            timer.new_step()
-    finally:
-        timer.uninstall()
-    return {"rank": rank, "step_s": step_s, "timer": timer.records(), "stats": {}, "stats_by_op": {},
-            "towers": [], "batch_per_rank": b, "probe": {}, "param_bytes": {}}
+        from dmt_compile.tools.bench.model import TorchRecDLRM, factory, make_inputs, to_kjt
+
+        world, L, b = opts.world, opts.local_size, opts.per_rank_batch
+        ref, _ = factory(batch_size=1, seed=opts.seed)
+        rows, dim = ref.tables[ref.names[0]].num_embeddings, ref.tables[ref.names[0]].embedding_dim
+        model = TorchRecDLRM(len(ref.names), dim, rows, device="meta")
+        model.dense_arch.load_state_dict(ref.dense_arch.state_dict())
+        sharder = EmbeddingBagCollectionSharder()
+        per_param = {f"t_{n}": table_wise(rank=i % world, compute_kernel="dense") for i, n in enumerate(model.names)}
+        plan = ShardingPlan({"ebc": construct_module_sharding_plan(
+            model.ebc, per_param, sharder=sharder, local_size=L, world_size=world, device_type="cpu")})
+        self.dmp = DistributedModelParallel(model, device=torch.device("cpu"), plan=plan, sharders=[sharder])
+        dense, sparse = make_inputs(world * b, opts.seed, len(ref.names), rows)
+        self.dense = dense[rank * b:(rank + 1) * b]
+        self.kjt = to_kjt({k: v[rank * b:(rank + 1) * b] for k, v in sparse.items()})
+        gen = torch.Generator().manual_seed(1234)
+        self.labels = (torch.rand(world * b, 1, generator=gen) > 0.5).float()[rank * b:(rank + 1) * b]
+        self.opt = torch.optim.SGD(self.dmp.parameters(), lr=opts.lr)
+        self.batch_per_rank = b
+        self.towers: list = []
+
+    def step(self) -> None:
+        out = self.dmp(self.dense, self.kjt)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(out.reshape(-1, 1), self.labels)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()

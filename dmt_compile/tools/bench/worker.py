@@ -1,14 +1,19 @@
-"""One rank of one benchmarked strategy on our runtime (runs inside ``launch_local``).
+"""One rank of the benchmark: every strategy in one process, steps interleaved (runs inside ``launch_local``).
 
 Strategies: ``flat`` (``ShardedDmt.flat`` on the 1xW one-tower transform: table-wise hybrid
-parallelism with one global AlltoAll), ``sptt`` (identity Tower Module) and ``sptt_tm`` (linear
-Tower Module with compression ``c``). Every rank builds the model from the MODEL_SPEC (same seed),
-transforms and shards it, slices its share of a fixed global batch and runs ``warmup + steps``
-training steps (forward, BCE loss, backward, ``sync_gradients``, SGD step). Each step starts
-after a barrier, so its wall time on a rank is that rank's step time; the report takes the
-slowest rank per step. Exchanges are timed and counted by :class:`ExchangeTimer`; the runtime's
-own :mod:`~dmt_compile.runtime.comm_stats` counters are returned too (the smoke test checks that
-both agree).
+parallelism with one global AlltoAll), ``torchrec_tw`` (TorchRec DMP, table-wise, see
+:mod:`.torchrec_worker`), ``sptt`` (identity Tower Module) and ``sptt_tm`` (a compressing Tower
+Module, ``linear`` by default, with compression ``c`` and the chosen ``feed``). Every rank builds every strategy from the
+MODEL_SPEC (same seed), slices its share of one fixed global batch, then runs rounds: in round
+``k`` each strategy does one training step (forward, BCE loss, backward, gradient sync, SGD), in
+an order rotated by ``k``, so slow drifts of the machine (other jobs, thermal) hit every
+strategy alike. Each step starts after a barrier; the report takes the slowest rank per step.
+
+Per step and rank: wall time, CPU time of the process (all its threads, gloo's included, for
+the CPU-validity check), and the exchanges (:class:`ExchangeTimer`). Gradient sync of our
+strategies: ``dense_sync="hierarchical"`` all-reduces data-parallel gradients with
+:func:`~dmt_compile.runtime.collectives.hierarchical_all_reduce_`, ``"flat"`` with
+``ShardedDmt.sync_gradients`` (one all-reduce over the world).
 """
 from __future__ import annotations
 
@@ -20,22 +25,26 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-__all__ = ["BenchOptions", "dmt_worker", "probe_links", "tower_info"]
+__all__ = ["BenchOptions", "bench_worker", "probe_links", "tower_info", "run_key"]
 
 
 @dataclass(frozen=True)
 class BenchOptions:
-    strategy: str  # flat | sptt | sptt_tm | torchrec_tw
+    runs: tuple  # ((strategy, compression or None), ...)
     spec: str
     num_hosts: int
     local_size: int
     per_rank_batch: int
     steps: int
     warmup: int
-    compression: float | None = None
+    feed: str = "auto"
+    tower_module: str = "linear"  # the compressing Tower Module of sptt_tm
+    dense_sync: str = "hierarchical"  # hierarchical | flat
+    interleave: bool = True
+    pipeline: bool = False  # prefetch the next step's ids while this one computes (IdsPipeline)
     seed: int = 0
     lr: float = 0.01
-    probe: bool = False
+    probe: bool = True
 
     @property
     def world(self) -> int:
@@ -45,12 +54,18 @@ class BenchOptions:
         return asdict(self)
 
 
+def run_key(strategy: str, compression: float | None) -> str:
+    return strategy + ("" if compression is None else f"@{compression:g}")
+
+
 def probe_links(groups: Any, nbytes: int = 2 << 20, reps: int = 5) -> dict[str, float]:
     """Per-rank all-to-all bandwidth (bytes/s each rank sends to others) and small-message latency.
 
     ``intra``: the host's ranks over loopback; ``cross``: the peer group (one rank per host), all
     hosts' ranks at once, so a host's NIC is shared by its L ranks as in the real exchanges.
     """
+    from dmt_compile.runtime.duplex import exchange
+
     out: dict[str, float] = {}
     for label, group in (("intra", groups.intra), ("cross", groups.peer)):
         g = dist.get_world_size(group)
@@ -58,32 +73,42 @@ def probe_links(groups: Any, nbytes: int = 2 << 20, reps: int = 5) -> dict[str, 
             continue
         rows = max(1, nbytes // 4 // g)
         x = torch.ones(rows * g)
-        y = torch.empty_like(x)
-        dist.all_to_all_single(y, x, group=group)  # connect
+        exchange(x, [rows] * g, [rows] * g, group, "probe", "bw")  # connect
         times = []
         for _ in range(reps):
             dist.barrier(group=group)
             t0 = time.perf_counter()
-            dist.all_to_all_single(y, x, group=group)
+            exchange(x, [rows] * g, [rows] * g, group, "probe", "bw")
             times.append(time.perf_counter() - t0)
         out[f"{label}_bw"] = rows * 4 * (g - 1) / statistics.median(times)
-        tiny, tiny_out = torch.ones(g), torch.empty(g)
         lat = []
         for _ in range(20):
             t0 = time.perf_counter()
-            dist.all_to_all_single(tiny_out, tiny, group=group)
+            exchange(torch.ones(g), [1] * g, [1] * g, group, "probe", "lat")
             lat.append(time.perf_counter() - t0)
         out[f"{label}_latency"] = statistics.median(lat)
     return out
 
 
+def cpu_share(seconds: float = 0.4) -> float:
+    """Fraction of one core this rank gets while every rank computes (all start after a barrier):
+    ~cores / ranks on an idle box, less when other jobs share it; the cost model's 1 / k. Sampled
+    before, during (every round) and after the run."""
+    a = torch.randn(128, 128)
+    dist.barrier()
+    w0, c0 = time.perf_counter(), time.thread_time()
+    while time.perf_counter() - w0 < seconds:
+        a = torch.tanh(a @ a)
+    return (time.thread_time() - c0) / (time.perf_counter() - w0)
+
+
 def tower_info(dmt: Any) -> list[dict[str, Any]]:
-    """Per tower: host, features, ids per sample (one per lookup), widths in and out (elements)."""
+    """Per tower: host, features, ids per sample (one per lookup), widths in and out (elements), feed."""
     return [{"host": d.host, "features": len(d.features), "ids": len(d.lookups), "width_in": d.width_in,
-             "width_out": d.width_out or d.width_in} for d in dmt.plan.details]
+             "width_out": d.width_out or d.width_in, "feed": getattr(d, "feed", None)} for d in dmt.plan.details]
 
 
-def _load(spec: str, batch: int, seed: int):
+def _load(spec: str, batch: int):
     from dmt_compile.capture.model_spec import load_model_spec
     from dmt_compile.tools.verify import _factory_params
 
@@ -92,61 +117,136 @@ def _load(spec: str, batch: int, seed: int):
     return load_model_spec(spec)
 
 
-def dmt_worker(rank: int, opts: BenchOptions) -> dict[str, Any]:
+def _transform(strategy: str, compression: float | None, opts: BenchOptions, model: Any, inputs: Any) -> Any:
     import dmt_compile
-    from dmt_compile.tools.bench.exchange_timer import ExchangeTimer
-    from dmt_compile.runtime.batching import infer_batch_layout
-    from dmt_compile.runtime.comm_stats import recording
-    from dmt_compile.runtime.groups import HierarchicalGroups
-    from dmt_compile.lowering.sharded import ShardedDmt
-    from dmt_compile.tools.verify import first_tensor
     from dmt_compile.topo import Topology
 
-    topo = Topology(opts.num_hosts, opts.local_size)
-    world = opts.world
-    groups = HierarchicalGroups.build(topo)
+    if strategy == "flat":
+        return dmt_compile.transform(model, Topology(1, opts.world), inputs, num_towers=1)
+    if strategy == "sptt":
+        return dmt_compile.transform(model, Topology(opts.num_hosts, opts.local_size), inputs, tower_module="identity")
+    return dmt_compile.transform(model, Topology(opts.num_hosts, opts.local_size), inputs,
+                                 tower_module=opts.tower_module, compression=compression, feed=opts.feed)
+
+
+class DmtRun:
+    """One of our strategies on this rank: the sharded model, its batch share and optimizer."""
+
+    def __init__(self, strategy: str, compression: float | None, opts: BenchOptions, groups: Any, rank: int):
+        from dmt_compile.lowering.sharded import ShardedDmt
+        from dmt_compile.runtime.batching import infer_batch_layout
+
+        model, inputs = _load(opts.spec, opts.world * opts.per_rank_batch)
+        torch.manual_seed(opts.seed)
+        dmt = _transform(strategy, compression, opts, model, inputs)
+        self.towers = tower_info(dmt)
+        layout = infer_batch_layout(dmt)
+        b = layout.batch // opts.world
+        self.batch_per_rank = b
+        self.local = layout.slice(dmt.input_spec.flatten(inputs, {}), rank * b, (rank + 1) * b)
+        gen = torch.Generator().manual_seed(1234)
+        self.labels = (torch.rand(layout.batch, 1, generator=gen) > 0.5).float()[rank * b:(rank + 1) * b]
+        self.sharded = ShardedDmt(dmt, groups, strategy="flat" if strategy == "flat" else "sptt")
+        self.groups, self.dense_sync, self.strategy = groups, opts.dense_sync, strategy
+        self.opt = torch.optim.SGD(self.sharded.parameters(), lr=opts.lr)
+        self.pipe = None
+        if opts.pipeline and strategy != "flat":
+            from dmt_compile.lowering.pipeline import IdsPipeline
+
+            self.pipe = IdsPipeline(self.sharded)  # every step trains on the same batch: it is also the next one
+
+    def step(self) -> None:
+        from dmt_compile.tools.verify import first_tensor
+
+        out = self.pipe.forward_flat(self.local, self.local) if self.pipe else self.sharded.gm(*self.local)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(first_tensor(out).reshape(-1, 1), self.labels)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.sync()
+        self.opt.step()
+
+    @torch.no_grad()
+    def sync(self) -> None:
+        """``ShardedDmt.sync_gradients``, with the dense all-reduce hierarchical when asked."""
+        if self.dense_sync == "flat":
+            self.sharded.sync_gradients()
+            return
+        from dmt_compile.runtime.collectives import all_reduce_grads, hierarchical_all_reduce_
+
+        s, g = self.sharded, self.groups
+        world = g.topology.world_size
+        dense = [p for p in s.dense_params if p.requires_grad]
+        if dense:
+            bucket = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in dense])
+            hierarchical_all_reduce_(bucket, g.intra, g.peer, average=True, op="dense_grads")
+            for p, chunk in zip(dense, torch.split(bucket, [p.numel() for p in dense])):
+                p.grad = chunk.view_as(p)
+        if s.tower_params and self.strategy == "flat":  # the one "tower" spans the world
+            all_reduce_grads(s.tower_params, g.world, "world", average=True, op="tm_grads")
+        elif s.tower_params:  # host t saw every sample of its tower: sum over the host, / W
+            all_reduce_grads(s.tower_params, g.intra, "intra", average=False, op="tm_grads")
+            for p in s.tower_params:
+                if p.grad is not None:
+                    p.grad.div_(world)
+        for p in s.embedding_params:
+            if p.grad is not None:
+                p.grad.div_(world)
+
+
+def _build(key: tuple, opts: BenchOptions, groups: Any, rank: int) -> Any:
+    strategy, c = key
+    if strategy == "torchrec_tw":
+        from dmt_compile.tools.bench.torchrec_worker import TorchRecRun
+
+        return TorchRecRun(opts, rank)
+    return DmtRun(strategy, c, opts, groups, rank)
+
+
+def schedule(runs: tuple, rounds: int, interleave: bool) -> list[tuple[int, tuple]]:
+    """(round, run) in execution order: rotated per round when interleaved, else run by run."""
+    if not interleave:
+        return [(k, run) for run in runs for k in range(rounds)]
+    n = len(runs)
+    return [(k, runs[(k + i) % n]) for k in range(rounds) for i in range(n)]
+
+
+def bench_worker(rank: int, opts: BenchOptions) -> dict[str, Any]:
+    """Build every run, execute the schedule, return per-run step/CPU/exchange records of this rank."""
+    from dmt_compile.runtime.comm_stats import CommStats, recording
+    from dmt_compile.runtime.groups import HierarchicalGroups
+    from dmt_compile.tools.bench.exchange_timer import ExchangeTimer
+    from dmt_compile.topo import Topology
+
+    groups = HierarchicalGroups.build(Topology(opts.num_hosts, opts.local_size))
     probe = probe_links(groups) if opts.probe else {}
-    model, inputs = _load(opts.spec, world * opts.per_rank_batch, opts.seed)
-    torch.manual_seed(opts.seed)
-    if opts.strategy == "flat":
-        dmt = dmt_compile.transform(model, Topology(1, world), inputs, num_towers=1)
-    elif opts.strategy == "sptt":
-        dmt = dmt_compile.transform(model, topo, inputs, tower_module="identity")
-    elif opts.strategy == "sptt_tm":
-        dmt = dmt_compile.transform(model, topo, inputs, tower_module="linear", compression=opts.compression)
-    else:
-        raise ValueError(f"unknown strategy {opts.strategy!r}")
-    towers = tower_info(dmt)
-    layout = infer_batch_layout(dmt)
-    batch = layout.batch
-    b = batch // world
-    flat = dmt.input_spec.flatten(inputs, {})
-    local = layout.slice(flat, rank * b, (rank + 1) * b)
-    labels = (torch.rand(batch, 1, generator=torch.Generator().manual_seed(1234)) > 0.5).float()[rank * b:(rank + 1) * b]
-    sharded = ShardedDmt(dmt, groups, strategy="flat" if opts.strategy == "flat" else "sptt")
-    del dmt, model
-    opt = torch.optim.SGD(sharded.parameters(), lr=opts.lr)
-    timer = ExchangeTimer().install(opts.local_size)
-    step_s: list[float] = []
-    try:
-        with recording() as stats:
-            for step in range(opts.warmup + opts.steps):
-                if step == opts.warmup:
-                    stats.reset()
-                    timer.discard()
-                    step_s.clear()
-                dist.barrier()
-                t0 = time.perf_counter()
-                out = sharded.gm(*local)
-                loss = torch.nn.functional.binary_cross_entropy_with_logits(first_tensor(out).reshape(-1, 1), labels)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                sharded.sync_gradients()
-                opt.step()
-                step_s.append(time.perf_counter() - t0)
-                timer.new_step()
-    finally:
-        timer.uninstall()
-    return {"rank": rank, "step_s": step_s, "timer": timer.records(), "stats": stats.snapshot(),
-            "stats_by_op": stats.snapshot(by_op=True), "towers": towers, "batch_per_rank": b,
-            "probe": probe, "param_bytes": sharded.parameter_bytes()}
+    share = [cpu_share()]
+    runs = {tuple(k): _build(tuple(k), opts, groups, rank) for k in opts.runs}
+    rec = {k: {"step_s": [], "cpu_s": [], "t0": [], "timer": ExchangeTimer(opts.local_size), "stats": CommStats(rank)}
+           for k in runs}
+    last_round = -1
+    for rnd, key in schedule(tuple(runs), opts.warmup + opts.steps, opts.interleave):
+        if rnd != last_round and opts.interleave:  # the box's load drifts: sample the CPU share every round
+            share.append(cpu_share(0.2))
+            last_round = rnd
+        r, run = rec[key], runs[key]
+        if rnd == opts.warmup and r["step_s"] and len(r["step_s"]) == opts.warmup:
+            r["timer"].discard()
+            r["stats"].reset()
+            r["step_s"].clear(), r["cpu_s"].clear(), r["t0"].clear()
+        dist.barrier()
+        c0, t0 = time.process_time(), time.perf_counter()
+        with recording(r["stats"]), r["timer"].active(patch_all_to_all=key[0] == "torchrec_tw"):
+            run.step()
+        r["step_s"].append(time.perf_counter() - t0)
+        r["cpu_s"].append(time.process_time() - c0)
+        r["t0"].append(t0)
+        r["timer"].new_step()
+    share.append(cpu_share())
+    for run in runs.values():
+        if getattr(run, "pipe", None) is not None:
+            run.pipe.reset()  # the last prefetched exchange has no step: complete it on every rank
+    return {"rank": rank, "probe": probe, "cpu_share": share, "runs": {
+        run_key(*k): {"step_s": r["step_s"], "cpu_s": r["cpu_s"], "t0": r["t0"], "timer": r["timer"].records(),
+                      "stats": r["stats"].snapshot(), "stats_by_op": r["stats"].snapshot(by_op=True),
+                      "towers": getattr(runs[k], "towers", []), "batch_per_rank": runs[k].batch_per_rank}
+        for k, r in rec.items()}}
