@@ -41,7 +41,7 @@ def _rewritten(model, inputs, feed, **plan):
 
 
 def test_decoder_before_expected():
-    gm, ctx = _rewritten(TwoTables(), (ids(),), PlanFeed("linear", 2.0), num_towers=1)
+    gm, ctx = _rewritten(TwoTables(), (ids(),), PlanFeed("linear", 2.0, "decoder"), num_towers=1)
     gm, added, removed = run_alone(InsertTowerModules(), gm, ctx)
     assert compact(gm) == DECODER
     # two payload getitems are replaced by the compressed payload and its reassembly (net zero)
