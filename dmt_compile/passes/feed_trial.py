@@ -123,6 +123,7 @@ class _Trial(fx.Interpreter):
 
     def __init__(self, gm: fx.GraphModule, ref: dict[str, Any], state: _State | None):
         super().__init__(gm)
+        self.extra_traceback = False  # our messages name the node already
         self.ref, self.state = ref, state
 
     def run_node(self, n: fx.Node) -> Any:
@@ -320,8 +321,9 @@ def _check_buffer_uses(gm: fx.GraphModule, state: _State) -> None:
         if n.op != "get_attr" or n.target not in state.buffers:
             continue
         for user in n.users:
-            ends = [user] if user.name in state.index_users else list(user.users) \
-                if user.op == "call_function" and user.target is operator.getitem else [user]
+            row = user.op == "call_function" and user.target is operator.getitem and user.args[0] is n \
+                and isinstance(user.args[1], int)
+            ends = list(user.users) if row else [user]
             stray = [u.name for u in ends if u.name not in state.index_users]
             if stray:
                 raise FeedNotApplicable(f"the buffer {n.target} is also used by {stray[0]}, whose size does not change; "
