@@ -105,6 +105,7 @@ class TowerFeed:
     pieces: int = 0  # direct/hierarchical: embeddings cut from the core output
     piece_shape: tuple[int, ...] = ()  # direct/hierarchical: per-sample shape of each piece
     uses: tuple[SiteUse, ...] = ()  # direct/hierarchical: where the compressed lookups enter the interaction
+    embedding_dim: int = 0  # direct/hierarchical: dim of the whole embeddings the core emits (0: a flat slice)
     shapes: tuple[tuple[int, ...], ...] = ()  # decoder: per-sample shape of each lookup
     keyed: tuple = ()  # decoder: (keys, lengths) of lookups returning a torchrec KeyedTensor, else None
 

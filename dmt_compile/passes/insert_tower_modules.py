@@ -82,7 +82,7 @@ class InsertTowerModules(Pass):
             return PassResult(gm, False)
         towers = tower_nodes(gm.graph)
         for tf in feed.towers:
-            core = make_core(feed.tower_module, tf.in_widths, tf.core_width)
+            core = make_core(feed.tower_module, tf.in_widths, tf.core_width, tf.embedding_dim)
             gm.get_submodule(TOWER_ROOT).add_module(f"tower{tf.tower}_tm", CompressingTowerModule(core, tf.compress))
             if tf.feed == "decoder":
                 self._decoder(gm, towers[tf.tower], tf)

@@ -7,7 +7,9 @@ in the number of embeddings, `hierarchical` when it is once the layers whose wid
 that number are rebuilt (DLRM's top MLP and triangle indices, DCN's cross layers and deep
 input); otherwise a per-tower `decoder` restores the original tensors (see `ir.feed`).
 
-`feed="auto"` (the default) takes the first that applies: direct, hierarchical, decoder. The
+`feed="auto"` (the default) takes the first that applies: direct, hierarchical (for Tower Modules
+that compute interactions inside the tower: dot, cross, wukong; a linear TM would hand the global
+interaction linear codes only and lose every feature pair within a tower), decoder. The
 check is structural first (the tower's lookups reach one cat/stack site through views, with one
 element shape), then a trial run on a scratch copy of the graph with each tower's compressed
 embeddings at the site (`feed_trial.run_trial`): the model must run, with the rebuilt layers, and
@@ -32,7 +34,7 @@ from dmt_compile.ir.meta import DTYPE, LOOKUP, SHAPE
 from dmt_compile.ir.plan import TowerPlan
 from dmt_compile.passes.base import Pass, PassContext, PassResult
 from dmt_compile.passes.feed_trial import FeedNotApplicable, run_trial
-from dmt_compile.tower_modules import TOWER_MODULES, compressed_width
+from dmt_compile.tower_modules import TOWER_MODULES, compressed_count, compressed_width, interacts
 
 __all__ = ["PlanFeed", "FeedNotApplicable"]
 
@@ -76,9 +78,9 @@ def _site_layout(entries: dict[fx.Node, list[fx.Node]]) -> tuple[tuple[int, ...]
 def _direct_tower(t: int, lookups: list[fx.Node], c: float, whole: bool) -> TowerFeed:
     """The tower's compressed embeddings for its interaction site.
 
-    A stack gets ⌈F_t/c⌉ embeddings of the element shape. A cat gets one piece along its dim:
-    ⌈F_t·w/c⌉ elements (`whole=False`, exactly c), or ⌈F_t/c⌉ whole embeddings (`whole=True`,
-    for models that view the cat as embeddings again).
+    A stack gets k ≈ F_t/c embeddings of the element shape (the whole number whose ratio is
+    closest to c). A cat gets one piece along its dim: ⌈F_t·w/c⌉ elements (`whole=False`,
+    exactly c), or k whole embeddings (`whole=True`, for models that view the cat as embeddings).
     """
     chains = [_element_chains(n) for n in lookups]
     if not any(chains):
@@ -101,8 +103,8 @@ def _direct_tower(t: int, lookups: list[fx.Node], c: float, whole: bool) -> Towe
     elem_shape, count, stacked, dim = _site_layout(entries)
     w = 1 if stacked else elem_shape[dim - 1]
     try:
-        if stacked or whole:
-            new_count = compressed_width(count, c, f"tower {t}'s number of embeddings")
+        if stacked or whole or w == 1:  # whole embeddings ([B, 1, D] elements are whole already)
+            new_count = compressed_count(count, c, f"tower {t}'s number of embeddings")
             slots = new_count * w
         else:
             new_count, slots = 1, compressed_width(count * w, c, f"tower {t}'s embedding width")
@@ -112,9 +114,14 @@ def _direct_tower(t: int, lookups: list[fx.Node], c: float, whole: bool) -> Towe
     if not stacked:
         piece[dim - 1] = slots
     core = (new_count if stacked else 1) * math.prod(piece)
+    # whole embeddings: of the element's shape (stack), of its last dim when the cat runs along another
+    # axis ([B, 1, D] pieces), of the element's width for a cat of flat embeddings (`whole`)
+    emb = math.prod(elem_shape) if stacked and len(elem_shape) == 1 else \
+        elem_shape[-1] if not stacked and len(elem_shape) == 2 and dim == 1 else \
+        elem_shape[0] if not stacked and whole and len(elem_shape) == 1 else 0
     passed = sum(_width(n) for n, s in zip(lookups, compress) if not s)
     return TowerFeed(t, "direct", compress, tuple(_width(n) for n, s in zip(lookups, compress) if s), core,
-                     core + passed, new_count if stacked else 1, tuple(piece), tuple(uses))
+                     core + passed, new_count if stacked else 1, tuple(piece), tuple(uses), emb)
 
 
 def _keyed_layout(gm: fx.GraphModule, node: fx.Node):
@@ -173,24 +180,35 @@ class PlanFeed(Pass):
                     raise TowerModuleError(
                         f"lookup {n.name} returns unpooled sequences (torchrec EmbeddingCollection); tower {d.index} "
                         "holding it cannot be compressed", 'use tower_module="identity" for this model')
-        c, notes, towers, rebuilt = float(self.compression), [], None, ()
-        if self.feed != "decoder":
-            try:
-                towers, rebuilt = self._direct(gm, ctx, plan, nodes, c, rebuild=self.feed != "direct")
-            except FeedNotApplicable as exc:
-                if self.feed == "direct":
-                    raise TowerModuleError(f"direct feed of compressed towers is not possible: {exc}",
-                                           _FIX_DIRECT) from None
-                if self.feed == "hierarchical":
-                    raise TowerModuleError(f"hierarchical feed of compressed towers is not possible: {exc}",
-                                           'use feed="decoder" (or "auto") for this model') from None
-                notes.append(f"direct/hierarchical feed not possible ({exc}); using per-tower decoders")
+        c = float(self.compression)
+        towers, rebuilt, notes = self._decide(gm, ctx, plan, nodes, c)
         if towers is None:
             towers = [_decoder_tower(gm, d.index, lookups, c) for d, lookups in zip(plan.details, nodes)]
         if rebuilt:
             notes.append(f"hierarchical feed: the interaction consumes the compressed tower outputs; {len(rebuilt)} "
                          "layer(s) whose width depends on the number of embeddings rebuilt (see 'rebuilt' below)")
         return self._result(gm, plan, FeedPlan(self.tower_module, c, tuple(towers), tuple(notes), rebuilt))
+
+    def _decide(self, gm, ctx, plan: TowerPlan, nodes, c: float):
+        """(direct/hierarchical towers or None for decoders, layers to rebuild, notes) as `feed` asks."""
+        if self.feed == "decoder":
+            return None, (), []
+        try:
+            towers, rebuilt = self._direct(gm, ctx, plan, nodes, c, rebuild=self.feed != "direct")
+        except FeedNotApplicable as exc:
+            if self.feed == "direct":
+                raise TowerModuleError(f"direct feed of compressed towers is not possible: {exc}", _FIX_DIRECT) from None
+            if self.feed == "hierarchical":
+                raise TowerModuleError(f"hierarchical feed of compressed towers is not possible: {exc}",
+                                       'use feed="decoder" (or "auto") for this model') from None
+            return None, (), [f"direct/hierarchical feed not possible ({exc}); using per-tower decoders"]
+        if rebuilt and self.feed == "auto" and not interacts(self.tower_module):
+            return None, (), [
+                f"hierarchical feed is possible ({len(rebuilt)} layer(s) to rebuild) but not chosen by feed='auto' "
+                f"for the {self.tower_module} Tower Module, which computes no interaction inside the tower: the "
+                "global interaction would lose every feature pair within a tower; using per-tower decoders "
+                "(feed='hierarchical' forces it)"]
+        return towers, rebuilt, []
 
     def _direct(self, gm, ctx, plan: TowerPlan, nodes, c: float, rebuild: bool):
         """(towers fed directly, layers to rebuild); FeedNotApplicable when compressed embeddings do not fit.

@@ -86,7 +86,7 @@ return %top"""
 
 
 def _hierarchical(model, inputs, **feed):
-    gm, ctx = _rewritten(model, inputs, PlanFeed("linear", 4.0, **feed), num_towers=1)
+    gm, ctx = _rewritten(model, inputs, PlanFeed("dot", 4.0, **feed), num_towers=1)
     before = {k: v.clone() for k, v in gm.state_dict().items()}
     gm, added, removed = run_alone(InsertTowerModules(), gm, ctx)
     return gm, ctx, before, added, removed
@@ -148,7 +148,7 @@ def test_rebuild_init_default_starts_every_rebuilt_layer_afresh():
 
 
 def test_a_stale_feed_plan_is_a_typed_error():
-    gm, ctx = _rewritten(TinyDLRM(), dense_ids(), PlanFeed("linear", 4.0), num_towers=1)
+    gm, ctx = _rewritten(TinyDLRM(), dense_ids(), PlanFeed("dot", 4.0), num_towers=1)
     gm.top = nn.Linear(20, 1)  # the model changed after plan-feed
     with pytest.raises(TowerModuleError, match="top has shape") as info:
         run_alone(InsertTowerModules(), gm, ctx)

@@ -140,8 +140,17 @@ def test_polymorphic_interaction_gets_direct_feed():
     assert all(u.site == "stack" for t in feed.towers for u in t.uses) and not feed.rebuilt
 
 
-def test_fixed_width_layer_after_the_interaction_is_rebuilt():
+def test_linear_tower_module_gets_hierarchical_feed_only_when_asked():
+    """auto: a linear TM computes no in-tower interaction, so it keeps decoders (and says why)."""
     feed, plan = _feed(TwoTables(), (ids(),), PlanFeed("linear", 2.0), num_towers=1)
+    assert [t.feed for t in feed.towers] == ["decoder"] and not feed.rebuilt
+    assert "not chosen by feed='auto' for the linear Tower Module" in feed.notes[0]
+    feed, plan = _feed(TwoTables(), (ids(),), PlanFeed("linear", 2.0, "hierarchical"), num_towers=1)
+    assert [t.feed for t in feed.towers] == ["hierarchical"] and [r.target for r in feed.rebuilt] == ["top"]
+
+
+def test_fixed_width_layer_after_the_interaction_is_rebuilt():
+    feed, plan = _feed(TwoTables(), (ids(),), PlanFeed("dot", 2.0), num_towers=1)
     assert [(t.feed, t.pieces, t.piece_shape) for t in feed.towers] == [("hierarchical", 1, (4,))]
     (top,) = feed.rebuilt
     assert (top.target, top.kind, top.old_shape, top.new_shape, top.init) == ("top", "linear", (1, 8), (1, 4), "copy")
@@ -155,10 +164,10 @@ def test_fixed_width_layer_after_the_interaction_is_rebuilt():
 def test_dlrm_pair_indices_and_top_mlp_are_rebuilt(split, offset):
     # offset -1: tril below the diagonal, the same pairs seen from below
     model = TinyDLRM(split_buffers=split, offset=offset, pairs=torch.tril_indices if offset < 0 else torch.triu_indices)
-    feed, plan = _feed(model, dense_ids(), PlanFeed("linear", 4.0), num_towers=2)
+    feed, plan = _feed(model, dense_ids(), PlanFeed("dot", 4.0), num_towers=2)
     # 4 fields in 2 towers of 2: c=4 is larger than a tower, so use one tower
     assert [t.feed for t in feed.towers] == ["decoder"] * 2
-    feed, plan = _feed(model, dense_ids(), PlanFeed("linear", 4.0), num_towers=1)
+    feed, plan = _feed(model, dense_ids(), PlanFeed("dot", 4.0), num_towers=1)
     kind = "tril_indices" if offset < 0 else "triu_indices"
     new_pairs = {1: 1, 0: 3, -1: 1}[offset]  # 2 vectors (dense + one compressed) instead of 5
     old_pairs = {1: 10, 0: 15, -1: 10}[offset]
@@ -177,7 +186,7 @@ def test_dlrm_pair_indices_and_top_mlp_are_rebuilt(split, offset):
 
 
 def test_dcn_cross_layers_are_rebuilt_in_both_dims():
-    feed, _ = _feed(TinyDCN(), dense_ids(), PlanFeed("linear", 4.0), num_towers=1)
+    feed, _ = _feed(TinyDCN(), dense_ids(), PlanFeed("dot", 4.0), num_towers=1)
     assert [t.piece_shape for t in feed.towers] == [(4,)]  # 16 elements -> 4
     layers = {r.target: r for r in feed.rebuilt}
     assert list(layers) == ["cross.0", "cross.1", "norm", "head"]
@@ -190,7 +199,7 @@ def test_dcn_cross_layers_are_rebuilt_in_both_dims():
 
 
 def test_low_rank_cross_rebuilds_the_input_of_u_and_the_output_of_v():
-    feed, _ = _feed(TinyDCN(low_rank=True), dense_ids(), PlanFeed("linear", 4.0), num_towers=1)
+    feed, _ = _feed(TinyDCN(low_rank=True), dense_ids(), PlanFeed("dot", 4.0), num_towers=1)
     layers = {r.target: r for r in feed.rebuilt}
     assert (layers["cross.0.0"].old_shape, layers["cross.0.0"].new_shape) == ((2, 19), (2, 7))
     assert (layers["cross.0.1"].old_shape, layers["cross.0.1"].new_shape) == ((19, 2), (7, 2))
@@ -198,7 +207,7 @@ def test_low_rank_cross_rebuilds_the_input_of_u_and_the_output_of_v():
 
 
 def test_rebuild_init_default_copies_nothing():
-    feed, plan = _feed(TinyDCN(), dense_ids(), PlanFeed("linear", 4.0, rebuild_init="default"), num_towers=1)
+    feed, plan = _feed(TinyDCN(), dense_ids(), PlanFeed("dot", 4.0, rebuild_init="default"), num_towers=1)
     assert {r.init for r in feed.rebuilt} == {"default"} and all(not r.in_runs and not r.out_runs for r in feed.rebuilt)
     assert "PyTorch default init" in str(plan)
 
@@ -210,7 +219,7 @@ def test_rebuild_init_default_copies_nothing():
     (OddPairs(), dense_ids(), "which is not triu/tril_indices(5, 5, k)"),
 ])
 def test_what_cannot_be_rebuilt_falls_back_to_decoders_and_says_why(model, inputs, why):
-    feed, plan = _feed(model, inputs, PlanFeed("linear", 2.0), num_towers=1)
+    feed, plan = _feed(model, inputs, PlanFeed("dot", 2.0), num_towers=1)
     assert [t.feed for t in feed.towers] == ["decoder"] and not feed.rebuilt and not plan.rebuilt
     assert "direct/hierarchical feed not possible" in feed.notes[0] and why in feed.notes[0], feed.notes[0]
 
@@ -239,7 +248,7 @@ def test_the_trial_leaves_the_global_rng_alone():
     gm, ctx = _planned(TinyDCN(), dense_ids(), num_towers=1)
     torch.manual_seed(7)
     state = torch.get_rng_state()
-    run_alone(PlanFeed("linear", 4.0), gm, ctx)
+    run_alone(PlanFeed("dot", 4.0), gm, ctx)
     assert torch.equal(torch.get_rng_state(), state)
 
 
