@@ -169,7 +169,7 @@ class _Trial(fx.Interpreter):
             raise FeedNotApplicable(f"{target} normalises over {tuple(mod.normalized_shape)}, whose size changes with "
                                     "the number of embeddings; only a LayerNorm over the last dim is rebuilt")
         in_runs = self._runs(n.args[0], x, axis) if width != expected else None
-        st.modules[target] = sub = self._rebuilt(target, mod, kind, width, expected, in_runs)
+        st.modules[target] = sub = self._rebuilt(target, mod, kind, width, expected, in_runs).eval()
         return sub(*args, **kwargs)
 
     def _rebuilt(self, target: str, mod: nn.Module, kind: str, width: int, expected: int, in_runs) -> nn.Module:

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from harness import FourFields, TwoTables, compact, ids, prepare, run_alone
-from test_plan_feed import TinyDCN, TinyDLRM, dense_ids
+from test_plan_feed import TinyDCN, TinyDLRM, WideBN, dense_ids
 
 from dmt_compile.errors import TowerModuleError
 
@@ -139,6 +139,14 @@ def test_dcn_cross_layers_keep_the_dense_block():
     assert after["head.weight"].shape == (1, 7) and torch.equal(after["head.bias"], before["head.bias"])
     dense, x = dense_ids(batch=4)
     assert gm(dense, x).shape == (4, 1)
+
+
+def test_batch_norm_keeps_the_running_statistics_that_still_exist():
+    gm, ctx, before, _, _ = _hierarchical(WideBN(), dense_ids())
+    bn = gm.bn
+    assert type(bn) is torch.nn.BatchNorm1d and bn.num_features == 7
+    assert torch.equal(bn.running_mean[:3], before["bn.running_mean"][:3]) and bn.running_mean[3:].eq(0).all()
+    assert bn.running_var[3:].eq(1).all() and torch.equal(bn.num_batches_tracked, before["bn.num_batches_tracked"])
 
 
 def test_rebuild_init_default_starts_every_rebuilt_layer_afresh():

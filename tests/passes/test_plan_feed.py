@@ -206,6 +206,27 @@ def test_low_rank_cross_rebuilds_the_input_of_u_and_the_output_of_v():
     assert layers["cross.0.1"].out_runs == ((0, 0, 3),) and layers["cross.0.1"].in_runs == ()
 
 
+class WideBN(nn.Module):
+    """cat(dense, embeddings) -> BatchNorm1d -> Linear: the batch norm's features follow the width."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables = nn.ModuleList(nn.Embedding(20, 4) for _ in range(4))
+        self.bn = nn.BatchNorm1d(3 + 16)
+        self.bn.running_mean.uniform_()
+        self.head = nn.Linear(19, 1)
+
+    def forward(self, dense, x):
+        return self.head(self.bn(torch.cat([dense] + [t(x[:, i]) for i, t in enumerate(self.tables)], dim=1)))
+
+
+def test_batch_norm_is_rebuilt_with_the_statistics_that_still_exist():
+    feed, _ = _feed(WideBN(), dense_ids(), PlanFeed("dot", 4.0), num_towers=1)
+    layers = {r.target: r for r in feed.rebuilt}
+    assert (layers["bn"].kind, layers["bn"].old_shape, layers["bn"].new_shape) == ("batch_norm", (19,), (7,))
+    assert layers["bn"].in_runs == ((0, 0, 3),) and layers["head"].in_runs == ((0, 0, 3),)
+
+
 def test_rebuild_init_default_copies_nothing():
     feed, plan = _feed(TinyDCN(), dense_ids(), PlanFeed("dot", 4.0, rebuild_init="default"), num_towers=1)
     assert {r.init for r in feed.rebuilt} == {"default"} and all(not r.in_runs and not r.out_runs for r in feed.rebuilt)
