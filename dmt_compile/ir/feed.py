@@ -79,10 +79,15 @@ class RebuiltLayer:
             return f"{head}: PyTorch default init"
         cols, rows = self.copied
         width_in = self.new_shape[-1]
-        parts = [f"{cols} of {width_in} input columns" if self.kind == "linear" else f"{cols} of {width_in} entries"]
-        if self.kind == "linear" and self.new_shape[0] != self.old_shape[0]:
-            parts.append(f"{rows} of {self.new_shape[0]} output rows")
-        return f"{head}: kept the trained values of {' and '.join(parts)} that still exist, PyTorch default init for the rest"
+        if self.kind != "linear":
+            parts = [f"{cols} of {width_in} entries"]
+        else:
+            same_in = width_in == self.old_shape[-1]
+            parts = [f"all {width_in} input columns" if same_in else f"{cols} of {width_in} input columns"]
+            if self.new_shape[0] != self.old_shape[0]:
+                parts.append(f"{rows} of {self.new_shape[0]} output rows")
+        return (f"{head}: kept the trained values of {' and '.join(parts)} that still exist, "
+                "PyTorch default init for the rest")
 
 
 @dataclass(frozen=True)

@@ -204,6 +204,7 @@ def test_low_rank_cross_rebuilds_the_input_of_u_and_the_output_of_v():
     assert (layers["cross.0.0"].old_shape, layers["cross.0.0"].new_shape) == ((2, 19), (2, 7))
     assert (layers["cross.0.1"].old_shape, layers["cross.0.1"].new_shape) == ((19, 2), (7, 2))
     assert layers["cross.0.1"].out_runs == ((0, 0, 3),) and layers["cross.0.1"].in_runs == ()
+    assert "kept the trained values of all 2 input columns and 3 of 7 output rows" in layers["cross.0.1"].describe()
 
 
 class WideBN(nn.Module):
