@@ -54,7 +54,7 @@ def test_linear_tm_compresses_and_trains(key):
     torch.manual_seed(0)
     dmt = dmt_compile.transform(model, "2x2", inputs, tower_module="linear", compression=4)
     for d in dmt.plan.details:
-        assert d.feed in ("direct", "decoder")
+        assert d.feed in ("direct", "hierarchical", "decoder")
         assert d.width_out < d.width_in or d.width_in < 4
     dmt.train()
     losses = train_steps(dmt, inputs, steps=8)

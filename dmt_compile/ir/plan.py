@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, field, replace
 
 from tabulate import tabulate
 
+from dmt_compile.ir.feed import RebuiltLayer
+
 __all__ = ["TowerPlan", "TowerDetail"]
 
 
@@ -20,7 +22,7 @@ class TowerDetail:
     width_in: int  # elements looked up per sample
     table_elements: int  # rows x dim over the tower's tables
     width_out: int  # elements per sample leaving the tower (after its Tower Module)
-    feed: str = "identity"  # identity | direct | decoder
+    feed: str = "identity"  # identity | direct | hierarchical | decoder
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class TowerPlan:
     compression: float = 1.0
     notes: tuple[str, ...] = field(default=())
     metrics: tuple[tuple[str, float], ...] = field(default=())  # e.g. affinity captured, from the partitioner
+    rebuilt: tuple[RebuiltLayer, ...] = field(default=())  # hierarchical feed: layers rebuilt for the new width
 
     @property
     def towers(self) -> tuple[tuple[str, ...], ...]:
@@ -89,6 +92,7 @@ class TowerPlan:
             lines.append("dense (data-parallel, not in towers): " + _clip(", ".join(self.dense_features), 200))
         lines += [f"metric: {k} = {v:.4g}" for k, v in self.metrics]
         lines += [f"note: {n}" for n in self.notes]
+        lines += [f"rebuilt: {r.describe()}" for r in self.rebuilt]
         return "\n".join(lines)
 
 

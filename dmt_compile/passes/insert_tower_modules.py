@@ -6,9 +6,14 @@ Mutation only; every decision was made by `plan-feed`. Per compressing tower t:
   lookups; pass-through lookups follow its output in the payload);
 * `decoder`: after the exchange `dmt.tower{t}_decoder` restores every original tensor, and the
   reassembly getitems read from it;
-* `direct`: after the exchange `dmt.tower{t}_feed` cuts the core output into embeddings that
-  replace the compressed lookups' elements in the interaction's cat/stack; the view chains that
-  led there are erased.
+* `direct` / `hierarchical`: after the exchange `dmt.tower{t}_feed` cuts the core output into
+  embeddings that replace the compressed lookups' elements in the interaction's cat/stack; the
+  view chains that led there are erased.
+
+Then every layer in `FeedPlan.rebuilt` is replaced under its own name (state_dict keys keep
+their names): Linear / LayerNorm / BatchNorm1d rebuilt for the new width (`tower_modules.rebuild`:
+PyTorch's default init, plus the trained values of the columns and rows that still exist when the
+plan says `copy`), triu/tril index buffers recomputed for the new number of vectors.
 """
 from __future__ import annotations
 
@@ -16,13 +21,16 @@ import operator
 from dataclasses import dataclass
 
 import torch.fx as fx
+from torch import nn
 
-from dmt_compile.ir.feed import FeedPlan, TowerFeed
-from dmt_compile.ir.graph import is_impure, VIEW_METHODS, TowerNodes, call_module, tag, tower_nodes
+from dmt_compile.errors import TowerModuleError
+from dmt_compile.ir.feed import FeedPlan, RebuiltLayer, TowerFeed
+from dmt_compile.ir.graph import VIEW_METHODS, TowerNodes, call_module, is_impure, tag, tower_nodes
 from dmt_compile.ir.meta import Role
 from dmt_compile.passes.base import Pass, PassContext, PassResult
 from dmt_compile.passes.sptt_rewrite import TOWER_ROOT
 from dmt_compile.tower_modules import CompressingTowerModule, DirectFeed, TowerDecoder, make_core
+from dmt_compile.tower_modules.rebuild import pair_indices, rebuild_linear, rebuild_norm
 
 __all__ = ["InsertTowerModules"]
 
@@ -38,6 +46,31 @@ def _erase_view_chain(graph: fx.Graph, node: fx.Node) -> None:
         stack.extend(i for i in inputs if i.op == "call_method" and i.target in VIEW_METHODS)
 
 
+def _rebuild(gm: fx.GraphModule, layer: RebuiltLayer) -> None:
+    """Replace the module or buffer `layer.target` by its rebuilt version (same name)."""
+    parent_name, _, name = layer.target.rpartition(".")
+    parent = gm.get_submodule(parent_name)
+    old = getattr(parent, name)
+    if layer.kind in ("triu_indices", "tril_indices"):
+        idx = pair_indices(layer.kind, layer.vectors[-1], layer.offset, old)
+        value = idx if layer.row < 0 else idx[layer.row]
+        parent.register_buffer(name, value, persistent=name not in parent._non_persistent_buffers_set)
+        return
+    if tuple(old.weight.shape) != layer.old_shape:
+        raise TowerModuleError(f"{layer.target} has shape {tuple(old.weight.shape)}, the feed plan expected "
+                               f"{layer.old_shape}", "run plan-feed again on this graph")
+    copy = layer.init == "copy"
+    changed_in = layer.new_shape[-1] != layer.old_shape[-1]
+    in_runs = (layer.in_runs if changed_in else None) if copy else ()
+    if layer.kind == "linear":
+        changed_out = layer.new_shape[0] != layer.old_shape[0]
+        out_runs = (layer.out_runs if changed_out else None) if copy else ()
+        new: nn.Module = rebuild_linear(old, layer.new_shape[1], layer.new_shape[0], in_runs, out_runs)
+    else:
+        new = rebuild_norm(old, layer.new_shape[0], in_runs if copy else ())
+    setattr(parent, name, new)
+
+
 @dataclass(frozen=True)
 class InsertTowerModules(Pass):
     name = "insert-tower-modules"
@@ -49,12 +82,14 @@ class InsertTowerModules(Pass):
             return PassResult(gm, False)
         towers = tower_nodes(gm.graph)
         for tf in feed.towers:
-            core = make_core(feed.tower_module, tf.in_widths, tf.core_width)
+            core = make_core(feed.tower_module, tf.in_widths, tf.core_width, tf.embedding_dim)
             gm.get_submodule(TOWER_ROOT).add_module(f"tower{tf.tower}_tm", CompressingTowerModule(core, tf.compress))
             if tf.feed == "decoder":
                 self._decoder(gm, towers[tf.tower], tf)
             else:
                 self._direct(gm, towers[tf.tower], tf)
+        for layer in feed.rebuilt:
+            _rebuild(gm, layer)
         gm.graph.eliminate_dead_code(is_impure_node=is_impure)
         return PassResult(gm, True)
 

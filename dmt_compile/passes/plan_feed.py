@@ -1,39 +1,42 @@
 """plan-feed: decide, before any graph change, how each tower's Tower Module output is fed.
 
 Analysis only. With `tower_module="identity"` every tower is an identity tower. A compressing
-Tower Module (ratio c) is fed `direct` when the interaction is shape-polymorphic in the number
-of embeddings, else through a per-tower `decoder` (see `ir.feed`). `feed="auto"` checks direct
-feed structurally (the tower's lookups reach one cat/stack site through views, with one element
-shape), then by a trial shape propagation on a scratch copy of the graph in which each tower's
-compressed embeddings replace its lookups at the site: the model must run and return the same
-output structure and shapes, and the towers must really compress. Only failures of the model's
-own code in the trial are read as "not polymorphic"; any other exception is a bug and propagates.
-The refined `TowerPlan` (width out, feed per tower) is final before `sptt-rewrite` runs.
+Tower Module (ratio c) compresses the tower's F_t embeddings into ⌈F_t/c⌉ embeddings of the same
+shape that feed the interaction's cat/stack directly: `direct` when the model is shape-polymorphic
+in the number of embeddings, `hierarchical` when it is once the layers whose width depends on
+that number are rebuilt (DLRM's top MLP and triangle indices, DCN's cross layers and deep
+input); otherwise a per-tower `decoder` restores the original tensors (see `ir.feed`).
+
+`feed="auto"` (the default) takes the first that applies: direct, hierarchical (for Tower Modules
+that compute interactions inside the tower: dot, cross, wukong; a linear TM would hand the global
+interaction linear codes only and lose every feature pair within a tower), decoder. The
+check is structural first (the tower's lookups reach one cat/stack site through views, with one
+element shape), then a trial run on a scratch copy of the graph with each tower's compressed
+embeddings at the site (`feed_trial.run_trial`): the model must run, with the rebuilt layers, and
+return the same output structure and shapes, and the towers must really compress. Only failures
+of the model's own code in the trial are read as "not possible"; any other exception is a bug and
+propagates. `feed="direct" | "hierarchical" | "decoder"` forces one (a typed error when it cannot
+apply). The refined `TowerPlan` (width out, feed per tower, rebuilt layers) is final before
+`sptt-rewrite` runs; `insert-tower-modules` applies it.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any
-
 import torch
 import torch.fx as fx
 
 from dmt_compile.errors import TowerModuleError
 from dmt_compile.ir.detection import Detection
-from dmt_compile.ir.feed import FEEDS, FeedPlan, SiteUse, TowerFeed
-from dmt_compile.ir.graph import is_impure, VIEW_METHODS, copy_graph
+from dmt_compile.ir.feed import FEEDS, REBUILD_INITS, FeedPlan, SiteUse, TowerFeed
+from dmt_compile.ir.graph import VIEW_METHODS
 from dmt_compile.ir.meta import DTYPE, LOOKUP, SHAPE
 from dmt_compile.ir.plan import TowerPlan
-from dmt_compile.ir.shapes import tree_shapes_equal
 from dmt_compile.passes.base import Pass, PassContext, PassResult
-from dmt_compile.tower_modules import TOWER_MODULES, compressed_width
+from dmt_compile.passes.feed_trial import FeedNotApplicable, run_trial
+from dmt_compile.tower_modules import TOWER_MODULES, compressed_count, compressed_width, interacts
 
 __all__ = ["PlanFeed", "FeedNotApplicable"]
-
-
-class FeedNotApplicable(Exception):
-    """Direct feed does not fit this model (the message says why); decoders are used instead."""
 
 
 def _width(node: fx.Node) -> int:
@@ -55,7 +58,7 @@ def _element_chains(node: fx.Node) -> list[tuple[fx.Node, fx.Node]] | None:
 
 
 def _site_layout(entries: dict[fx.Node, list[fx.Node]]) -> tuple[tuple[int, ...], int, bool, int]:
-    """(element shape, slots, stacked?, dim) shared by every site the tower's compressed lookups enter."""
+    """(element shape, embeddings, stacked?, dim) shared by every site the tower's compressed lookups enter."""
     layouts = set()
     for site, elements in entries.items():
         stacked = site.target is torch.stack
@@ -66,13 +69,19 @@ def _site_layout(entries: dict[fx.Node, list[fx.Node]]) -> tuple[tuple[int, ...]
         shape = shapes.pop()
         ndim = len(shape) + (1 if stacked else 0)
         dim = dim % (ndim + 1) if dim < 0 else dim
-        layouts.add((shape, len(elements) if stacked else len(elements) * shape[dim - 1], stacked, dim))
+        layouts.add((shape, len(elements), stacked, dim))
     if len(layouts) != 1:
         raise FeedNotApplicable("tower embeddings enter several interaction sites differently")
     return layouts.pop()
 
 
-def _direct_tower(t: int, lookups: list[fx.Node], c: float) -> TowerFeed:
+def _direct_tower(t: int, lookups: list[fx.Node], c: float, whole: bool) -> TowerFeed:
+    """The tower's compressed embeddings for its interaction site.
+
+    A stack gets k ≈ F_t/c embeddings of the element shape (the whole number whose ratio is
+    closest to c). A cat gets one piece along its dim: ⌈F_t·w/c⌉ elements (`whole=False`,
+    exactly c), or k whole embeddings (`whole=True`, for models that view the cat as embeddings).
+    """
     chains = [_element_chains(n) for n in lookups]
     if not any(chains):
         raise FeedNotApplicable(f"tower {t}'s embeddings do not enter a cat/stack")
@@ -91,18 +100,28 @@ def _direct_tower(t: int, lookups: list[fx.Node], c: float) -> TowerFeed:
         for site, element in chain if compress[k] else ():
             entries.setdefault(site, []).append(element)
             uses.append(SiteUse(site.name, None if element is n else element.name, k))
-    elem_shape, slots, stacked, dim = _site_layout(entries)
+    elem_shape, count, stacked, dim = _site_layout(entries)
+    w = 1 if stacked else elem_shape[dim - 1]
     try:
-        new_slots = compressed_width(slots, c, f"tower {t}'s number of embeddings")
+        if stacked or whole or w == 1:  # whole embeddings ([B, 1, D] elements are whole already)
+            new_count = compressed_count(count, c, f"tower {t}'s number of embeddings")
+            slots = new_count * w
+        else:
+            new_count, slots = 1, compressed_width(count * w, c, f"tower {t}'s embedding width")
     except TowerModuleError as exc:
         raise FeedNotApplicable(exc.problem) from None
     piece = list(elem_shape)
     if not stacked:
-        piece[dim - 1] = new_slots
-    core = (new_slots if stacked else 1) * math.prod(piece)
+        piece[dim - 1] = slots
+    core = (new_count if stacked else 1) * math.prod(piece)
+    # whole embeddings: of the element's shape (stack), of its last dim when the cat runs along another
+    # axis ([B, 1, D] pieces), of the element's width for a cat of flat embeddings (`whole`)
+    emb = math.prod(elem_shape) if stacked and len(elem_shape) == 1 else \
+        elem_shape[-1] if not stacked and len(elem_shape) == 2 and dim == 1 else \
+        elem_shape[0] if not stacked and whole and len(elem_shape) == 1 else 0
     passed = sum(_width(n) for n, s in zip(lookups, compress) if not s)
     return TowerFeed(t, "direct", compress, tuple(_width(n) for n, s in zip(lookups, compress) if s), core,
-                     core + passed, new_slots if stacked else 1, tuple(piece), tuple(uses))
+                     core + passed, new_count if stacked else 1, tuple(piece), tuple(uses), emb)
 
 
 def _keyed_layout(gm: fx.GraphModule, node: fx.Node):
@@ -122,49 +141,8 @@ def _decoder_tower(gm: fx.GraphModule, t: int, lookups: list[fx.Node], c: float)
                      keyed=tuple(_keyed_layout(gm, n) for n in lookups))
 
 
-def _rows_of_zeros(ref: Any, shape: tuple[int, ...]) -> torch.Tensor:
-    """Trial stand-in for a compressed embedding: zeros of per-sample `shape` for `ref`'s batch."""
-    return ref.new_zeros((ref.shape[0], *shape))
-
-
-class _Trial(fx.Interpreter):
-    def run_node(self, n: fx.Node) -> Any:
-        try:
-            return super().run_node(n)
-        except Exception as exc:  # the model's own code, run on fewer embeddings
-            text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
-            raise FeedNotApplicable(f"the model's {n.name} fails with fewer embeddings ({text})") from None
-
-
-def _trial(gm: fx.GraphModule, ctx: PassContext, towers: list[TowerFeed], nodes: list[list[fx.Node]]) -> None:
-    """Run the model with every tower's compressed embeddings spliced into its sites (scratch copy)."""
-    graph, env = copy_graph(gm.graph)
-    by_name = {n.name: env[n] for n in gm.graph.nodes if n in env}
-    for tf, lookups in zip(towers, nodes):
-        sites: dict[str, list[fx.Node]] = {}
-        for use in tf.uses:
-            sites.setdefault(use.site, []).append(by_name[use.element or lookups[use.lookup].name])
-        for site_name, elements in sites.items():
-            site = by_name[site_name]
-            with graph.inserting_before(site):
-                fake = graph.call_function(_rows_of_zeros, (env[lookups[0]], tf.piece_shape))
-            items = list(site.args[0])
-            first = min(items.index(e) for e in elements)
-            kept = [x for x in items if x not in elements]
-            site.args = (kept[:first] + [fake] * tf.pieces + kept[first:], *site.args[1:])
-    trial = fx.GraphModule(gm, graph)
-    trial.graph.eliminate_dead_code(is_impure_node=is_impure)
-    trial.recompile()
-    modes = {name: m.training for name, m in trial.named_modules()}
-    trial.eval()
-    try:
-        with torch.no_grad():
-            out = _Trial(trial).run(*ctx.flat_inputs)
-    finally:
-        for name, m in trial.named_modules():
-            m.training = modes[name]
-    if not tree_shapes_equal(out, ctx.reference_output):
-        raise FeedNotApplicable("the interaction is not shape-polymorphic (the output shapes change)")
+_FIX_DIRECT = ('use feed="hierarchical" (rebuilds the layers whose width depends on the number of embeddings) '
+               'or feed="decoder"')
 
 
 @dataclass(frozen=True)
@@ -175,7 +153,8 @@ class PlanFeed(Pass):
 
     tower_module: str = "identity"  # identity | linear | dot | cross | wukong
     compression: float = 1.0  # ratio c of a compressing Tower Module
-    feed: str = "auto"  # auto | direct | decoder
+    feed: str = "auto"  # auto | direct | hierarchical | decoder
+    rebuild_init: str = "copy"  # hierarchical feed: copy (keep the values that still exist) | default
 
     def requires(self, gm: fx.GraphModule, ctx: PassContext) -> None:
         if self.tower_module not in TOWER_MODULES:
@@ -183,6 +162,9 @@ class PlanFeed(Pass):
                                    "choose one of: " + ", ".join(sorted(TOWER_MODULES)))
         if self.feed not in FEEDS:
             raise TowerModuleError(f"unknown feed {self.feed!r}", "choose one of: " + ", ".join(FEEDS))
+        if self.rebuild_init not in REBUILD_INITS:
+            raise TowerModuleError(f"unknown rebuild_init {self.rebuild_init!r}",
+                                   "choose one of: " + ", ".join(REBUILD_INITS))
 
     def call(self, gm: fx.GraphModule, ctx: PassContext) -> PassResult:
         det, plan = ctx.get(Detection), ctx.get(TowerPlan)
@@ -198,33 +180,69 @@ class PlanFeed(Pass):
                     raise TowerModuleError(
                         f"lookup {n.name} returns unpooled sequences (torchrec EmbeddingCollection); tower {d.index} "
                         "holding it cannot be compressed", 'use tower_module="identity" for this model')
-        c, notes, towers = float(self.compression), [], None
-        if self.feed in ("auto", "direct"):
-            try:
-                towers = self._direct(gm, ctx, plan, nodes, c)
-            except FeedNotApplicable as exc:
-                if self.feed == "direct":
-                    raise TowerModuleError(f"direct feed of compressed towers is not possible: {exc}",
-                                           'use feed="decoder" (or "auto") for this model') from None
-                notes.append(f"direct feed not possible ({exc}); using per-tower decoders")
+        c = float(self.compression)
+        towers, rebuilt, notes = self._decide(gm, ctx, plan, nodes, c)
         if towers is None:
             towers = [_decoder_tower(gm, d.index, lookups, c) for d, lookups in zip(plan.details, nodes)]
-        return self._result(gm, plan, FeedPlan(self.tower_module, c, tuple(towers), tuple(notes)))
+        if rebuilt:
+            notes.append(f"hierarchical feed: the interaction consumes the compressed tower outputs; {len(rebuilt)} "
+                         "layer(s) whose width depends on the number of embeddings rebuilt (see 'rebuilt' below)")
+        return self._result(gm, plan, FeedPlan(self.tower_module, c, tuple(towers), tuple(notes), rebuilt))
 
-    def _direct(self, gm, ctx, plan: TowerPlan, nodes, c: float) -> list[TowerFeed]:
-        towers = [_direct_tower(d.index, lookups, c) for d, lookups in zip(plan.details, nodes)]
+    def _decide(self, gm, ctx, plan: TowerPlan, nodes, c: float):
+        """(direct/hierarchical towers or None for decoders, layers to rebuild, notes) as `feed` asks."""
+        if self.feed == "decoder":
+            return None, (), []
+        try:
+            towers, rebuilt = self._direct(gm, ctx, plan, nodes, c, rebuild=self.feed != "direct")
+        except FeedNotApplicable as exc:
+            if self.feed == "direct":
+                raise TowerModuleError(f"direct feed of compressed towers is not possible: {exc}", _FIX_DIRECT) from None
+            if self.feed == "hierarchical":
+                raise TowerModuleError(f"hierarchical feed of compressed towers is not possible: {exc}",
+                                       'use feed="decoder" (or "auto") for this model') from None
+            return None, (), [f"direct/hierarchical feed not possible ({exc}); using per-tower decoders"]
+        if rebuilt and self.feed == "auto" and not interacts(self.tower_module):
+            return None, (), [
+                f"hierarchical feed is possible ({len(rebuilt)} layer(s) to rebuild) but not chosen by feed='auto' "
+                f"for the {self.tower_module} Tower Module, which computes no interaction inside the tower: the "
+                "global interaction would lose every feature pair within a tower; using per-tower decoders "
+                "(feed='hierarchical' forces it)"]
+        return towers, rebuilt, []
+
+    def _direct(self, gm, ctx, plan: TowerPlan, nodes, c: float, rebuild: bool):
+        """(towers fed directly, layers to rebuild); FeedNotApplicable when compressed embeddings do not fit.
+
+        A cat site first gets exactly c-fold fewer elements, then (if the model needs whole
+        embeddings, e.g. it views the cat as [B, n, d]) ⌈F_t/c⌉ whole embeddings."""
+        reasons: list[str] = []
+        tried: list[list[TowerFeed]] = []
+        for whole in (False, True):
+            try:
+                towers = [_direct_tower(d.index, lookups, c, whole) for d, lookups in zip(plan.details, nodes)]
+                if towers in tried:
+                    continue
+                tried.append(towers)
+                return self._trial(gm, ctx, plan, nodes, c, towers, rebuild)
+            except FeedNotApplicable as exc:
+                if str(exc) not in reasons:
+                    reasons.append(str(exc) if not whole else f"with whole embeddings: {exc}")
+        raise FeedNotApplicable("; ".join(reasons))
+
+    def _trial(self, gm, ctx, plan: TowerPlan, nodes, c: float, towers: list[TowerFeed], rebuild: bool):
         total_in = sum(d.width_in for d in plan.details)
         total_out = sum(tf.width_out for tf in towers)
         if total_out > 2 * math.ceil(total_in / c):
             raise FeedNotApplicable(f"it would leave {total_out} of {total_in} elements per sample uncompressed "
                                     "(embeddings that also feed other layers pass through)")
-        _trial(gm, ctx, towers, nodes)
-        return towers
+        rebuilt = run_trial(gm, ctx.flat_inputs, ctx.reference_output, towers, nodes, rebuild, self.rebuild_init)
+        if rebuilt:
+            towers = [replace(tf, feed="hierarchical") for tf in towers]
+        return towers, rebuilt
 
     @staticmethod
     def _result(gm: fx.GraphModule, plan: TowerPlan, feed: FeedPlan) -> PassResult:
         details = tuple(replace(d, width_out=tf.width_out, feed=tf.feed) for d, tf in zip(plan.details, feed.towers))
         refined = plan.with_towers(details, tower_module=feed.tower_module, compression=feed.compression,
-                                   notes=plan.notes + feed.notes)
+                                   notes=plan.notes + feed.notes, rebuilt=feed.rebuilt)
         return PassResult(gm, False, (feed, refined))
-

@@ -38,6 +38,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma-separated Tower Modules (default: all five)")
     p.add_argument("--partitioners", default="learned,random", help="DMT partitioners to train (default learned,random)")
     p.add_argument("--compression", type=float, default=4.0, help="compression c of the Tower Modules (default 4)")
+    p.add_argument("--feeds", default="auto",
+                   help="comma-separated feeds of the compressing TMs: auto (default), hierarchical, decoder, direct")
     p.add_argument("--epochs", type=int, default=8, help="total epochs per variant, pre-training included")
     p.add_argument("--pretrain-epochs", type=int, default=2, help="flat epochs before the transform")
     p.add_argument("--batch-size", type=int, default=512)
@@ -83,6 +85,8 @@ def run_train(args, stdout: IO[str]) -> int:
     """Train flat and DMT variants over seeds; print the Markdown tables (and JSON with --json)."""
     import torch
 
+    from dmt_compile.errors import TowerModuleError
+    from dmt_compile.ir.feed import FEEDS
     from dmt_compile.tools.quality import TrainConfig, baselines_table, plan_baselines, results_table, run_experiment, summarize
 
     if args.epochs <= args.pretrain_epochs:
@@ -103,7 +107,12 @@ def run_train(args, stdout: IO[str]) -> int:
         calibration=args.calibration, progress=not args.no_progress,
     )
     seeds = [int(s) for s in _csv(args.seeds)]
-    variants = [(p, tm) for tm in _csv(args.tower_modules) for p in _csv(args.partitioners)]
+    feeds = _csv(args.feeds) or ["auto"]
+    unknown = [f for f in feeds if f not in FEEDS]
+    if unknown:
+        raise TowerModuleError(f"unknown feed {unknown[0]!r} in --feeds", "choose from: " + ", ".join(FEEDS))
+    variants = [(p, tm, f) for tm in _csv(args.tower_modules) for f in (["auto"] if tm == "identity" else feeds)
+                for p in _csv(args.partitioners)]
     stdout.write(f"## {data.name}: {len(train)} train / {len(test)} test rows, {len(data.feature_names)} sparse "
                  f"features, {cfg.num_towers} towers on {cfg.topology}, c = {cfg.compression:g}, "
                  f"{cfg.epochs} epochs ({cfg.pretrain_epochs} flat pre-training), seeds {seeds}\n\n")

@@ -5,6 +5,8 @@ import argparse
 import os
 import tempfile
 
+from dmt_compile.ir.feed import FEEDS
+
 __all__ = ["add_transform_args", "transform_from_args", "calibration_from_spec", "check_transform_args",
            "writable_dir", "writable_file"]
 
@@ -15,8 +17,9 @@ def add_transform_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--towers", type=int, default=None, help="number of towers (default: one per host)")
     p.add_argument("--tower-module", default="identity", help="identity | linear | dot | cross | wukong")
     p.add_argument("--compression", type=float, default=None, help="compression ratio c of the tower module")
-    p.add_argument("--feed", default="auto", choices=("auto", "direct", "decoder"),
-                   help="how compressed towers reach the interaction")
+    p.add_argument("--feed", default="auto", choices=FEEDS,
+                   help="how compressed towers reach the interaction (auto: direct, else hierarchical for "
+                        "interacting TMs, else decoder)")
     p.add_argument("--seed", type=int, default=0, help="torch seed for new Tower Module weights")
     p.add_argument("--partitioner", default="balanced", help="balanced | learned | random | contiguous")
     p.add_argument("--calibration", type=int, default=0, metavar="N",

@@ -8,6 +8,15 @@
 `dot` and `wukong` see the tower as fields of one common dim (`FieldSplit`): a lookup whose width
 is a multiple of it is cut into several fields, any other width is projected to it, so towers with
 one feature or odd widths (1, 3*16, ...) work.
+
+Output head. For a decoder (`embedding_dim=0`) the last step is a dense projection of everything
+onto `out_width` elements: `2 * width * out_width` FLOPs per sample (for 13 fields of 64 compressed
+4x: 2 * 832 * 208 = 346k, twice a flat DLRM's whole dense part). When the output feeds the
+interaction as k = out_width / d embeddings of the fields' dim d (direct / hierarchical feed), the
+head is embedding-wise instead (`EmbeddingHead`): Wukong's linear compress block `W X` with
+`W: [k, n]` mixes the n fields into k embeddings (`2 k n d` FLOPs), and the core's scalar
+interactions (dot: the pairwise dots) reach the k embeddings through a rank-16 projection — a
+Tower Module that cuts compute rather than adding it.
 """
 from __future__ import annotations
 
@@ -19,18 +28,53 @@ from torch import nn
 
 from dmt_compile.errors import TowerModuleError
 
-__all__ = ["LinearCore", "FieldSplit", "DotCore", "CrossCore", "WukongLayer", "WukongCore"]
+__all__ = ["LinearCore", "FieldSplit", "DotCore", "CrossCore", "WukongLayer", "WukongCore", "EmbeddingHead"]
+
+SCALAR_RANK = 16  # rank of the projection of a core's scalar interactions onto the output embeddings
+
+
+class EmbeddingHead(nn.Module):
+    """`[N, n, d]` fields (and `[N, s]` scalars) -> `[N, k*d]`: k embeddings of dim d.
+
+    `W X` (`W: [k, n]`, Wukong's LCB) plus a bias, plus `U V s` (rank <= 16) when scalars are given.
+    """
+
+    def __init__(self, n: int, d: int, k: int, scalars: int = 0):
+        super().__init__()
+        self.k, self.d = k, d
+        self.lcb = nn.Linear(n, k, bias=False)
+        self.bias = nn.Parameter(torch.zeros(k * d))
+        rank = min(SCALAR_RANK, scalars, k * d)
+        self.scalars = nn.Sequential(nn.Linear(scalars, rank, bias=False), nn.Linear(rank, k * d, bias=False)) \
+            if scalars else None
+
+    def forward(self, fields: torch.Tensor, scalars: torch.Tensor | None = None) -> torch.Tensor:
+        y = self.lcb(fields.transpose(1, 2)).transpose(1, 2).flatten(1) + self.bias
+        return y if self.scalars is None else y + self.scalars(scalars)
+
+
+def _head_shape(fields: "FieldSplit", out_width: int, embedding_dim: int) -> int:
+    """k when the output can be k embeddings of the fields' dim (an embedding-wise head), else 0."""
+    d = fields.dim
+    return out_width // d if embedding_dim == d and out_width % d == 0 else 0
 
 
 class LinearCore(nn.Module):
     """`linear`: one projection of the concatenated tower embeddings, `[F_t*D] -> [F_t*D / c]`."""
 
-    def __init__(self, in_widths: Sequence[int], out_width: int):
+    interacts = False  # no feature interaction inside the tower
+
+    def __init__(self, in_widths: Sequence[int], out_width: int, embedding_dim: int = 0):
         super().__init__()
-        self.proj = nn.Linear(sum(in_widths), out_width)
+        fields = FieldSplit(in_widths) if embedding_dim else None
+        k = _head_shape(fields, out_width, embedding_dim) if fields is not None else 0
+        if k:  # embedding-wise: W X over the tower's fields
+            self.fields, self.head = fields, EmbeddingHead(fields.num_fields, fields.dim, k)
+        else:
+            self.proj = nn.Linear(sum(in_widths), out_width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x)
+        return self.head(self.fields(x)) if hasattr(self, "head") else self.proj(x)
 
 
 class FieldSplit(nn.Module):
@@ -74,17 +118,25 @@ class DotCore(nn.Module):
     One field has no pair: the core is then a projection of the field alone.
     """
 
-    def __init__(self, in_widths: Sequence[int], out_width: int):
+    interacts = True  # computes feature interactions inside the tower
+
+    def __init__(self, in_widths: Sequence[int], out_width: int, embedding_dim: int = 0):
         super().__init__()
         self.fields = FieldSplit(in_widths)
         n = self.fields.num_fields
         triu = torch.triu_indices(n, n, offset=1)
         self.register_buffer("triu", triu, persistent=False)
-        self.proj = nn.Linear(n * self.fields.dim + triu.shape[1], out_width)
+        k = _head_shape(self.fields, out_width, embedding_dim)
+        if k:  # embedding-wise: W X + U V dots
+            self.head = EmbeddingHead(n, self.fields.dim, k, triu.shape[1])
+        else:
+            self.proj = nn.Linear(n * self.fields.dim + triu.shape[1], out_width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.fields(x)  # [N, n, d]
         dots = torch.bmm(f, f.transpose(1, 2))[:, self.triu[0], self.triu[1]]
+        if hasattr(self, "head"):
+            return self.head(f, dots)
         return self.proj(torch.cat([f.flatten(1), dots], dim=1))
 
 
@@ -94,7 +146,10 @@ class CrossCore(nn.Module):
     `W_l` is full rank up to width 256 and low rank (`U V`, rank 64) above, as in DCN-v2.
     """
 
-    def __init__(self, in_widths: Sequence[int], out_width: int, layers: int = 2, max_full: int = 256):
+    interacts = True  # computes feature interactions inside the tower
+
+    def __init__(self, in_widths: Sequence[int], out_width: int, layers: int = 2, max_full: int = 256,
+                 embedding_dim: int = 0):
         super().__init__()
         w = sum(in_widths)
         rank = 64 if w > max_full else None
@@ -102,13 +157,18 @@ class CrossCore(nn.Module):
             nn.Linear(w, w) if rank is None else nn.Sequential(nn.Linear(w, rank, bias=False), nn.Linear(rank, w))
             for _ in range(layers)
         )
-        self.proj = nn.Linear(w, out_width)
+        fields = FieldSplit(in_widths) if embedding_dim else None
+        k = _head_shape(fields, out_width, embedding_dim) if fields is not None else 0
+        if k:  # embedding-wise head over the crossed fields (the cross layers keep the field layout)
+            self.fields, self.head = fields, EmbeddingHead(fields.num_fields, fields.dim, k)
+        else:
+            self.proj = nn.Linear(w, out_width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x0, h = x, x
         for layer in self.layers:
             h = x0 * layer(h) + h
-        return self.proj(h)
+        return self.head(self.fields(h)) if hasattr(self, "head") else self.proj(h)
 
 
 class WukongLayer(nn.Module):
@@ -142,7 +202,10 @@ class WukongLayer(nn.Module):
 class WukongCore(nn.Module):
     """`wukong`: a stack of Wukong layers over the tower's fields, flattened and projected."""
 
-    def __init__(self, in_widths: Sequence[int], out_width: int, layers: int = 2, hidden: int = 64):
+    interacts = True  # computes feature interactions inside the tower
+
+    def __init__(self, in_widths: Sequence[int], out_width: int, layers: int = 2, hidden: int = 64,
+                 embedding_dim: int = 0):
         super().__init__()
         self.fields = FieldSplit(in_widths)
         n, d = self.fields.num_fields, self.fields.dim
@@ -154,7 +217,12 @@ class WukongCore(nn.Module):
             n = n_f + n_l
             k = max(1, min(n, 8))
         self.blocks = nn.Sequential(*blocks)
-        self.proj = nn.Linear(n * d, out_width)
+        k = _head_shape(self.fields, out_width, embedding_dim)
+        if k:  # embedding-wise: W X over the last layer's embeddings
+            self.head = EmbeddingHead(n, d, k)
+        else:
+            self.proj = nn.Linear(n * d, out_width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(self.blocks(self.fields(x)).flatten(1))
+        h = self.blocks(self.fields(x))
+        return self.head(h) if hasattr(self, "head") else self.proj(h.flatten(1))

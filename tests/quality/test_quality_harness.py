@@ -29,6 +29,31 @@ def test_run_seed_flat_vs_dmt_side_by_side():
     assert "dmt/random/dot" in table and "ΔAUC" in table
 
 
+def test_feeds_are_variants_and_the_feed_used_is_recorded():
+    data = make_planted(1500, num_groups=2, group_size=4, cardinality=12, rank=2, clusters=4, seed=0)
+    train, test = data.split(0.3, seed=0)
+    cfg = TrainConfig(epochs=2, pretrain_epochs=1, batch_size=256, dim=8, topology="2x1", num_towers=2,
+                      calibration=2, progress=False)
+    results = run_seed(train, test, 0, cfg, [("learned", "dot"), ("learned", "dot", "decoder"),
+                                             ("learned", "linear", "hierarchical")])
+    assert [(r.key, r.feed) for r in results] == [
+        ("flat", ""), ("dmt/learned/dot", "hierarchical"), ("dmt/learned/dot/decoder", "decoder"),
+        ("dmt/learned/linear/hierarchical", "hierarchical")]
+    rows = summarize(results)
+    assert [r["feed"] for r in rows] == ["—", "hierarchical", "decoder", "hierarchical"]
+    assert "| dmt/learned/dot/decoder | decoder |" in results_table(rows)
+
+
+def test_unknown_feed_is_a_typed_error_naming_it():
+    from dmt_compile.errors import TowerModuleError
+
+    args = _parser().parse_args(["train", "--samples", "600", "--seeds", "0", "--feeds", "hierarchical,sideways",
+                                 "--no-progress", "--no-baselines"])
+    with pytest.raises(TowerModuleError, match="unknown feed 'sideways' in --feeds") as info:
+        args.func(args, io.StringIO())
+    assert "hierarchical" in info.value.fix
+
+
 def _parser():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="command")

@@ -5,7 +5,9 @@ import torch
 import dmt_compile
 from dmt_compile.errors import InputError, TowerModuleError
 from dmt_compile.tools.quality.model import FlatCTR
-from dmt_compile.tower_modules import TOWER_MODULES, FieldSplit, compressed_width, make_core
+from dmt_compile.tower_modules import (
+    TOWER_MODULES, EmbeddingHead, FieldSplit, compressed_count, compressed_width, interacts, make_core,
+)
 
 CORES = ("linear", "dot", "cross", "wukong")
 WIDTHS = [[16], [1], [3], [16, 16, 16], [1, 16, 48], [1, 1], [8, 8, 8, 8, 8, 8, 8, 8], [300, 16]]
@@ -31,6 +33,45 @@ def test_core_shapes_and_gradients(name, widths):
     assert core(torch.randn(1, sum(widths))).shape == (1, out)  # a batch of one
 
 
+@pytest.mark.parametrize("name", CORES)
+@pytest.mark.parametrize("widths, k", [([16] * 4, 1), ([16] * 13, 3), ([16, 16], 1), ([1, 16, 48], 2)], ids=str)
+def test_embedding_heads_shapes_gradients_and_cost(name, widths, k):
+    """Fed as k embeddings of the fields' dim, every core ends in W X (+ U V dots): far cheaper than a dense head."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    core = make_core(name, widths, k * 16, embedding_dim=16)
+    dense = make_core(name, widths, k * 16)
+    assert isinstance(core.head, EmbeddingHead) and not hasattr(core, "proj") and hasattr(dense, "proj")
+    x = torch.randn(6, sum(widths), requires_grad=True)
+    y = core(x)
+    assert y.shape == (6, k * 16)
+    (y * torch.randn_like(y)).sum().backward()
+    assert x.grad.abs().sum() > 0 and all(p.grad is not None for p in core.parameters())
+    counts = []
+    for m in (core, dense):
+        with FlopCounterMode(display=False) as fc, torch.no_grad():
+            m(x.detach())
+        counts.append(fc.get_total_flops())
+    assert counts[0] < counts[1], counts
+
+
+def test_embedding_head_is_wukongs_linear_compress_block():
+    head = EmbeddingHead(n=4, d=3, k=2)
+    f = torch.randn(5, 4, 3)
+    expected = torch.einsum("kn,bnd->bkd", head.lcb.weight, f).flatten(1) + head.bias
+    assert torch.allclose(head(f), expected, atol=1e-6)
+    assert make_core("dot", [16, 16], 16, embedding_dim=8).proj is not None  # fields of 16 cannot make 8-dim embeddings
+
+
+def test_interacting_tower_modules_and_whole_embedding_counts():
+    assert [interacts(n) for n in ("identity", "linear", "dot", "cross", "wukong")] == [False, False, True, True, True]
+    # the whole number of embeddings whose ratio is closest to c (ties: more embeddings)
+    assert [compressed_count(n, 4, "x") for n in (4, 5, 6, 7, 13, 16, 26)] == [1, 1, 2, 2, 3, 4, 7]
+    with pytest.raises(TowerModuleError, match="compression 4 is larger than x"):
+        compressed_count(3, 4, "x")
+
+
 def test_field_split_cuts_multiples_and_projects_odd_widths():
     fs = FieldSplit([1, 16, 48])
     assert fs.dim == 16 and fs.num_fields == 1 + 1 + 3
@@ -53,6 +94,8 @@ def test_transform_with_each_tower_module_trains(name, feed):
     out.sum().backward()
     grads = [p.grad for n, p in dmt.named_parameters() if "tower" in n and "_tm" in n]
     assert name == "identity" or (grads and all(gr is not None for gr in grads))
+    # a one-feature tower cannot give up whole embeddings at c = 4: decoders for every compressing TM
+    assert {d.feed for d in dmt.plan.details} == {"identity" if name == "identity" else "decoder"}
 
 
 def test_compression_larger_than_a_tower_is_a_typed_error():

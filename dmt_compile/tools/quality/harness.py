@@ -5,9 +5,11 @@ Protocol per seed `s` (paired: every variant sees the same initialisation, batch
 1. Build the flat model from seed `s`; train it `pretrain_epochs` (the "briefly pre-trained by
    us" model whose embeddings the learned partitioner reads).
 2. flat: continue the pre-trained model for `epochs - pretrain_epochs` epochs.
-3. each DMT variant `(partitioner, tower_module)`: `dmt_compile.transform` of a copy of the
-   pre-trained model (`calibration_batches` drawn from the training set), then the same
+3. each DMT variant `(partitioner, tower_module[, feed])`: `dmt_compile.transform` of a copy of
+   the pre-trained model (`calibration_batches` drawn from the training set), then the same
    `epochs - pretrain_epochs` epochs. A fresh Adam optimizer starts phase 2 for every variant.
+   `feed` is `auto` unless given (`hierarchical`, `decoder`, `direct`); the feed the plan used is
+   recorded.
 
 Each run records test AUC / log-loss, and for DMT runs the plan's towers, balance, affinity
 captured and (on planted data) the adjusted Rand index of the towers vs the planted groups.
@@ -64,10 +66,15 @@ class RunResult:
     balance: float | None = None
     affinity_captured: float | None = None
     towers: tuple = field(default=())
+    feed: str = ""  # the feed the plan used (identity, direct, hierarchical, decoder); "" for flat
+    requested_feed: str = "auto"
 
     @property
     def key(self) -> str:
-        return "flat" if self.variant == "flat" else f"dmt/{self.partitioner}/{self.tower_module}"
+        if self.variant == "flat":
+            return "flat"
+        base = f"dmt/{self.partitioner}/{self.tower_module}"
+        return base if self.requested_feed == "auto" else f"{base}/{self.requested_feed}"
 
 
 def _bar(total: int, desc: str, enabled: bool):
@@ -155,12 +162,13 @@ def tower_ari(plan, groups: Sequence[Sequence[str]]) -> float | None:
     return adjusted_rand_index([truth[f] for f in feats], [plan.tower_of(f) for f in feats])
 
 
-def _transform(model, train: CTRData, cfg: TrainConfig, partitioner: str, tm: str, seed: int, calib):
+def _transform(model, train: CTRData, cfg: TrainConfig, partitioner: str, tm: str, seed: int, calib,
+               feed: str = "auto"):
     torch.manual_seed(seed)
-    example = train.inputs(torch.arange(min(8, len(train))))
+    example = train.inputs(torch.arange(min(64, len(train))))
     return dmt_compile.transform(
         model, cfg.topology, example, num_towers=cfg.num_towers, tower_module=tm,
-        compression=None if tm == "identity" else cfg.compression, partitioner=partitioner,
+        compression=None if tm == "identity" else cfg.compression, partitioner=partitioner, feed=feed,
         calibration_batches=calib if partitioner == "learned" else None, seed=seed,
     )
 
@@ -168,13 +176,14 @@ def _transform(model, train: CTRData, cfg: TrainConfig, partitioner: str, tm: st
 def _plan_fields(plan, groups) -> dict:
     metrics = dict(plan.metrics)
     return {"ari": tower_ari(plan, groups), "balance": plan.balance(),
-            "affinity_captured": metrics.get("affinity_captured"), "towers": plan.towers}
+            "affinity_captured": metrics.get("affinity_captured"), "towers": plan.towers,
+            "feed": ",".join(sorted({d.feed for d in plan.details}))}
 
 
 def run_seed(train: CTRData, test: CTRData, seed: int, cfg: TrainConfig,
-             variants: Iterable[tuple[str, str]], report: Callable[[RunResult], None] | None = None
+             variants: Iterable[tuple[str, ...]], report: Callable[[RunResult], None] | None = None
              ) -> list[RunResult]:
-    """Flat and every `(partitioner, tower_module)` variant for one seed (see the module docstring)."""
+    """Flat and every `(partitioner, tower_module[, feed])` variant for one seed (see the module docstring)."""
     rest = cfg.epochs - cfg.pretrain_epochs
     t0 = time.perf_counter()
     flat = flat_model_for(train, cfg.dim, seed)
@@ -194,16 +203,17 @@ def run_seed(train: CTRData, test: CTRData, seed: int, cfg: TrainConfig,
     train_epochs(flat, train, rest, cfg, seed, f"[seed {seed}] flat", epoch_offset=cfg.pretrain_epochs)
     a, ll = evaluate(flat, test)
     done(RunResult(train.name, "flat", "", "", seed, a, ll, pre_seconds + time.perf_counter() - t0))
-    for partitioner, tm in variants:
+    for variant in variants:
+        partitioner, tm, feed = (*variant, "auto")[:3]
         t0 = time.perf_counter()
         base = flat_model_for(train, cfg.dim, seed)
         base.load_state_dict(snapshot)
-        dmt = _transform(base, train, cfg, partitioner, tm, seed, calib)
-        train_epochs(dmt, train, rest, cfg, seed, f"[seed {seed}] dmt {partitioner}/{tm}",
+        dmt = _transform(base, train, cfg, partitioner, tm, seed, calib, feed)
+        train_epochs(dmt, train, rest, cfg, seed, f"[seed {seed}] dmt {partitioner}/{tm}/{feed}",
                      epoch_offset=cfg.pretrain_epochs)
         a, ll = evaluate(dmt, test)
         done(RunResult(train.name, "dmt", partitioner, tm, seed, a, ll, pre_seconds + time.perf_counter() - t0,
-                       **_plan_fields(dmt.plan, train.groups)))
+                       requested_feed=feed, **_plan_fields(dmt.plan, train.groups)))
     return results
 
 
@@ -229,7 +239,7 @@ def plan_baselines(train: CTRData, seed: int, cfg: TrainConfig,
 
 
 def run_experiment(train: CTRData, test: CTRData, seeds: Sequence[int], cfg: TrainConfig,
-                   variants: Sequence[tuple[str, str]], report: Callable[[RunResult], None] | None = None
+                   variants: Sequence[tuple[str, ...]], report: Callable[[RunResult], None] | None = None
                    ) -> list[RunResult]:
     """`run_seed` for every seed."""
     out: list[RunResult] = []

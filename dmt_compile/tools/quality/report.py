@@ -36,6 +36,7 @@ def summarize(results: Iterable[RunResult]) -> list[dict]:
             vals = [getattr(r, name) for r in runs if getattr(r, name) is not None]
             row[name] = statistics.fmean(vals) if vals else None
         row["seconds"] = statistics.fmean(r.seconds for r in runs)
+        row["feed"] = ",".join(sorted({r.feed for r in runs if r.feed})) or "—"
         rows.append(row)
     return rows
 
@@ -45,13 +46,14 @@ def _f(v, digits: int = 4) -> str:
 
 
 def results_table(rows: Sequence[dict]) -> str:
-    """Markdown: variant, AUC ± spread, log-loss ± spread, ΔAUC vs flat, ARI, balance, affinity, time."""
-    head = ("| data | variant | seeds | AUC | log-loss | ΔAUC vs flat (paired) | ARI | balance max/mean "
+    """Markdown: variant, feed used, AUC ± spread, log-loss ± spread, ΔAUC vs flat, ARI, balance, affinity, time."""
+    head = ("| data | variant | feed | seeds | AUC | log-loss | ΔAUC vs flat (paired) | ARI | balance max/mean "
             "| affinity captured | s/run |")
-    lines = [head, "|" + "---|" * 10]
+    lines = [head, "|" + "---|" * 11]
     for r in rows:
         lines.append(
-            f"| {r['data']} | {r['variant']} | {r['seeds']} | {r['auc']:.4f} ± {r['auc_spread']:.4f} "
+            f"| {r['data']} | {r['variant']} | {r.get('feed', '—')} | {r['seeds']} "
+            f"| {r['auc']:.4f} ± {r['auc_spread']:.4f} "
             f"| {r['log_loss']:.4f} ± {r['log_loss_spread']:.4f} | {r['d_auc']:+.4f} ± {r['d_auc_spread']:.4f} "
             f"| {_f(r['ari'], 3)} | {_f(r['balance'], 3)} | {_f(r['affinity_captured'], 3)} | {r['seconds']:.1f} |"
         )

@@ -1,0 +1,365 @@
+"""The trial behind `plan-feed` (a helper of that pass, not a pass): can compressed embeddings feed
+the interaction, and which layers must be rebuilt for it?
+
+`run_trial` runs the model on a scratch copy of its graph in which each tower's compressed
+embeddings (zeros of the piece shape) replace its lookups at the interaction site. With
+`rebuild=False` (direct feed) any failure of the model's own code, or a change of the output
+shapes, means "not polymorphic". With `rebuild=True` (hierarchical feed) the trial repairs, as it
+goes, exactly the layers whose width depends on the number of vectors:
+
+* an `nn.Linear` / `nn.LayerNorm` / `nn.BatchNorm1d` whose input width changed is rebuilt for the
+  new width (the same module at another call site with an unchanged width is a conflict);
+* an element-wise op that fails because a Linear's output (through activations) still has the old
+  width while the other operand has the new one (DCN: `x0 * W x + x`) marks that Linear for an
+  output rebuild too, and the trial restarts;
+* indexing the interaction matrix with a buffer that is exactly `triu_indices(n, n, k)` or
+  `tril_indices` (DLRM) recomputes that buffer for the new n.
+
+Anything else that fails stops hierarchical feed with the node and the reason. Which input
+columns / output rows of a rebuilt layer still exist is read from values: a second scratch copy
+runs the original model with the same embeddings replaced by zeros, and a column of the rebuilt
+layer's input that equals a non-constant column of the original layer's input on every sample is
+the same feature (`column_runs`). Only exceptions raised by the model's own nodes are read as
+"not possible"; bugs here propagate.
+"""
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+from torch import nn
+
+from dmt_compile.ir.feed import RebuiltLayer, TowerFeed
+from dmt_compile.ir.graph import copy_graph, is_impure
+from dmt_compile.ir.meta import SHAPE
+from dmt_compile.ir.shapes import tree_shapes_equal
+from dmt_compile.tower_modules.rebuild import (
+    REBUILDABLE, column_runs, match_pair_indices, pair_indices, rebuild_linear, rebuild_norm,
+)
+
+__all__ = ["FeedNotApplicable", "run_trial"]
+
+_ELEMENTWISE_FUNCS = {operator.add, operator.mul, operator.sub, operator.truediv, torch.add, torch.mul,
+                      torch.sub, torch.div, torch.multiply}
+_ELEMENTWISE_METHODS = {"add", "mul", "sub", "div", "multiply"}
+_PASS_MODULES = (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.SiLU, nn.LeakyReLU, nn.ELU, nn.Dropout, nn.Identity)
+_PASS_FUNCS = {torch.relu, torch.sigmoid, torch.tanh, F.relu, F.gelu, F.silu, F.leaky_relu, F.elu, F.dropout}
+_PASS_METHODS = {"relu", "sigmoid", "tanh"}
+_REBUILT_WHAT = "nn.Linear, nn.LayerNorm, nn.BatchNorm1d and triu/tril index buffers"
+
+
+class FeedNotApplicable(Exception):
+    """Compressed embeddings cannot feed this model's interaction (the message says why)."""
+
+
+class _Restart(Exception):
+    """A Linear was marked for an output rebuild; run the trial again."""
+
+
+def _rows_of_zeros(ref: Any, shape: tuple[int, ...]) -> torch.Tensor:
+    """Trial stand-in for a compressed embedding: zeros of per-sample `shape` for `ref`'s batch."""
+    return ref.new_zeros((ref.shape[0], *shape))
+
+
+def _splice(gm: fx.GraphModule, towers: list[TowerFeed], nodes: list[list[fx.Node]], compressed: bool) -> fx.GraphModule:
+    """Scratch copy: each tower's site elements replaced by its pieces (or, `compressed=False`, by zeros in place)."""
+    graph, env = copy_graph(gm.graph)
+    by_name = {n.name: env[n] for n in gm.graph.nodes if n in env}
+    for tf, lookups in zip(towers, nodes):
+        sites: dict[str, list[fx.Node]] = {}
+        for use in tf.uses:
+            sites.setdefault(use.site, []).append(by_name[use.element or lookups[use.lookup].name])
+        for site_name, elements in sites.items():
+            site = by_name[site_name]
+            items = list(site.args[0])
+            with graph.inserting_before(site):
+                if compressed:
+                    fake = graph.call_function(_rows_of_zeros, (env[lookups[0]], tf.piece_shape))
+                    first = min(items.index(e) for e in elements)
+                    kept = [x for x in items if x not in elements]
+                    items = kept[:first] + [fake] * tf.pieces + kept[first:]
+                else:
+                    items = [graph.call_function(torch.zeros_like, (x,)) if x in elements else x for x in items]
+            site.args = (items, *site.args[1:])
+    out = fx.GraphModule(gm, graph)
+    out.graph.eliminate_dead_code(is_impure_node=is_impure)
+    out.recompile()
+    return out
+
+
+def _eval_run(interp: fx.Interpreter, inputs: list[Any]) -> Any:
+    module = interp.module
+    modes = {name: m.training for name, m in module.named_modules()}
+    module.eval()
+    try:
+        with torch.no_grad():
+            return interp.run(*inputs)
+    finally:
+        for name, m in module.named_modules():
+            m.training = modes[name]
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+
+
+@dataclass
+class _State:
+    init: str
+    out: dict[str, tuple[int, tuple]] = field(default_factory=dict)  # Linear target -> (new out width, row runs)
+    modules: dict[str, nn.Module] = field(default_factory=dict)
+    plain: set[str] = field(default_factory=set)  # rebuildable modules seen with their original width
+    layers: dict[str, RebuiltLayer] = field(default_factory=dict)
+    buffers: dict[str, torch.Tensor] = field(default_factory=dict)
+    index_users: set[str] = field(default_factory=set)
+
+
+class _Trial(fx.Interpreter):
+    """Runs the spliced copy; with `state`, rebuilds layers as described in the module docstring."""
+
+    def __init__(self, gm: fx.GraphModule, ref: dict[str, Any], state: _State | None):
+        super().__init__(gm)
+        self.extra_traceback = False  # our messages name the node already
+        self.ref, self.state = ref, state
+
+    def run_node(self, n: fx.Node) -> Any:
+        args, kwargs = self.fetch_args_kwargs_from_env(n)
+        if self.state is not None:
+            if n.op == "call_module" and type(self.module.get_submodule(n.target)) in REBUILDABLE:
+                return self._module(n, args, kwargs)
+            if n.op == "call_function" and n.target is operator.getitem:
+                done, value = self._index(n, args)
+                if done:
+                    return value
+        try:
+            return getattr(self, n.op)(n.target, args, kwargs)
+        except Exception as exc:  # the model's own code, run on fewer embeddings
+            if self.state is not None:
+                self._repair_elementwise(n, args)
+            hint = f"; hierarchical feed rebuilds {_REBUILT_WHAT} only" if self.state is not None else ""
+            raise FeedNotApplicable(f"the model's {n.name} fails with fewer embeddings ({_first_line(exc)}){hint}") from None
+
+    # --- rebuildable modules -------------------------------------------------------------------------
+    def _module(self, n: fx.Node, args: tuple, kwargs: dict) -> Any:
+        st, target = self.state, n.target
+        mod = self.module.get_submodule(target)
+        kind = REBUILDABLE[type(mod)]
+        x = args[0] if args else None
+        if not isinstance(x, torch.Tensor):
+            return self.call_module(target, args, kwargs)
+        axis, width = _width_axis(mod, kind, x)
+        if target in st.modules:
+            sub = st.modules[target]
+            if width != _expected_width(sub, kind):
+                raise FeedNotApplicable(f"{target} is applied to inputs of different widths once the embeddings are "
+                                        "compressed; it cannot be rebuilt for one of them")
+            return sub(*args, **kwargs)
+        expected = _expected_width(mod, kind)
+        if width == expected and target not in st.out:
+            st.plain.add(target)
+            return self.call_module(target, args, kwargs)
+        if target in st.plain:
+            raise FeedNotApplicable(f"{target} is applied both to an input whose width changes with the number of "
+                                    "embeddings and to one whose width does not")
+        if kind == "layer_norm" and len(mod.normalized_shape) != 1:
+            raise FeedNotApplicable(f"{target} normalises over {tuple(mod.normalized_shape)}, whose size changes with "
+                                    "the number of embeddings; only a LayerNorm over the last dim is rebuilt")
+        in_runs = self._runs(n.args[0], x, axis) if width != expected else None
+        st.modules[target] = sub = self._rebuilt(target, mod, kind, width, expected, in_runs).eval()
+        return sub(*args, **kwargs)
+
+    def _rebuilt(self, target: str, mod: nn.Module, kind: str, width: int, expected: int, in_runs) -> nn.Module:
+        st = self.state
+        copy = st.init == "copy"
+        if kind == "linear":
+            out_w, out_runs = st.out.get(target, (mod.out_features, None))
+            sub = rebuild_linear(mod, width, out_w, in_runs if copy else (), out_runs if copy else ())
+            old_shape, new_shape = (mod.out_features, mod.in_features), (out_w, width)
+            why = [f"input width {expected} -> {width}"] if width != expected else []
+            if target in st.out:
+                why.append(f"output meets a tensor of width {out_w} element-wise")
+        else:
+            sub = rebuild_norm(mod, width, in_runs if copy else ())
+            old_shape, new_shape, out_runs, why = (expected,), (width,), None, [f"width {expected} -> {width}"]
+        st.layers[target] = RebuiltLayer(target, kind, old_shape, new_shape, "copy" if copy else "default",
+                                         ", ".join(why), tuple(in_runs or ()) if copy else (),
+                                         tuple(out_runs or ()) if copy else ())
+        return sub
+
+    def _runs(self, node: Any, value: torch.Tensor, axis: int) -> tuple:
+        if self.state.init != "copy" or not isinstance(node, fx.Node):
+            return ()
+        return column_runs(value, self.ref.get(node.name), axis)
+
+    # --- element-wise partner of a Linear (DCN cross layers) -----------------------------------------
+    def _repair_elementwise(self, n: fx.Node, args: tuple) -> None:
+        """Mark the Linear behind the operand that kept the old width for an output rebuild; raise _Restart."""
+        if not (n.op == "call_function" and n.target in _ELEMENTWISE_FUNCS
+                or n.op == "call_method" and n.target in _ELEMENTWISE_METHODS):
+            return
+        tensors = [(a, v) for a, v in zip(n.args, args) if isinstance(a, fx.Node) and isinstance(v, torch.Tensor)]
+        if len(tensors) != 2 or any(a.meta.get(SHAPE) is None for a, _ in tensors):
+            return
+        is_changed = [tuple(v.shape) != tuple(a.meta[SHAPE]) for a, v in tensors]
+        if is_changed.count(True) != 1:
+            return
+        changed, same = tensors[is_changed.index(True)], tensors[is_changed.index(False)]
+        if changed[1].shape[-1] == same[1].shape[-1]:
+            return
+        producer = _producer_linear(self.module, same[0])
+        if producer is None or producer.target in self.state.out:
+            return
+        partner, value = changed
+        self.state.out[producer.target] = (value.shape[-1], self._runs(partner, value, -1))
+        raise _Restart
+
+    # --- triu/tril index buffers (DLRM) --------------------------------------------------------------
+    def _index(self, n: fx.Node, args: tuple) -> tuple[bool, Any]:
+        items = n.args[1] if isinstance(n.args[1], tuple) else (n.args[1],)
+        values = args[1] if isinstance(args[1], tuple) else (args[1],)
+        sources = [_buffer_source(self.module, it) for it in items]
+        if not any(sources) or not isinstance(args[0], torch.Tensor) or n.args[0].meta.get(SHAPE) is None:
+            return False, None
+        old, new = n.args[0].meta[SHAPE], tuple(args[0].shape)
+        pos = [k for k, s in enumerate(sources) if s is not None]
+        if old == new:
+            return False, None
+        bad = len(pos) != 2 or pos[1] != pos[0] + 1 or any(
+            not (isinstance(v, slice) and v == slice(None)) for v in values[:pos[0]])
+        p = pos[0]
+        if bad or old[p] != old[p + 1] or new[p] != new[p + 1]:
+            raise FeedNotApplicable(f"the model's {n.name} indexes a tensor whose size changes with the number of "
+                                    f"embeddings ({old} -> {new}) with the buffer {sources[pos[0]][0]}; only "
+                                    "triu/tril pair indices of a square interaction matrix are recomputed")
+        match = match_pair_indices(values[p], values[p + 1], old[p])
+        if match is None:
+            raise FeedNotApplicable(f"the model's {n.name} indexes the {old[p]}x{old[p]} interaction with "
+                                    f"{sources[p][0]}, which is not triu/tril_indices({old[p]}, {old[p]}, k); "
+                                    "only those are recomputed for the new number of vectors")
+        kind, offset = match
+        idx = pair_indices(kind, new[p], offset, values[p])
+        self._record_buffers(sources[p], sources[p + 1], idx, kind, offset, old[p], new[p])
+        self.state.index_users.add(n.name)
+        out = list(values)
+        out[p], out[p + 1] = idx[0], idx[1]
+        return True, operator.getitem(args[0], tuple(out))
+
+    def _record_buffers(self, a, b, idx: torch.Tensor, kind: str, offset: int, old_n: int, new_n: int) -> None:
+        why = f"pair indices of the {old_n}x{old_n} interaction -> {new_n}x{new_n}"
+        if a[0] == b[0] and (a[1], b[1]) == (0, 1):
+            updates = {a[0]: (idx, -1)}
+        elif a[1] is None and b[1] is None and a[0] != b[0]:
+            updates = {a[0]: (idx[0], 0), b[0]: (idx[1], 1)}
+        else:
+            raise FeedNotApplicable(f"pair indices {a[0]} / {b[0]} are laid out in a way hierarchical feed does not "
+                                    "rebuild (one [2, M] buffer indexed [0] and [1], or two [M] buffers)")
+        for target, (value, row) in updates.items():
+            if target in self.state.buffers and not torch.equal(self.state.buffers[target], value):
+                raise FeedNotApplicable(f"the buffer {target} indexes interactions of different sizes")
+            old = _attr(self.module, target)
+            self.state.buffers[target] = value
+            self.state.layers.setdefault(target, RebuiltLayer(
+                target, kind, tuple(old.shape), tuple(value.shape), "recomputed", why, offset=offset,
+                vectors=(old_n, new_n), row=row))
+
+
+def _attr(root: nn.Module, target: str) -> Any:
+    obj = root
+    for atom in target.split("."):
+        obj = getattr(obj, atom)
+    return obj
+
+
+def _buffer_source(root: nn.Module, item: Any) -> tuple[str, int | None] | None:
+    """(buffer target, row or None) when an index item is a tensor buffer or `buffer[row]`."""
+    if not isinstance(item, fx.Node):
+        return None
+    if item.op == "get_attr" and isinstance(_attr(root, item.target), torch.Tensor):
+        return item.target, None
+    if (item.op == "call_function" and item.target is operator.getitem and isinstance(item.args[1], int)
+            and isinstance(item.args[0], fx.Node) and item.args[0].op == "get_attr"):
+        return item.args[0].target, item.args[1]
+    return None
+
+
+def _width_axis(mod: nn.Module, kind: str, x: torch.Tensor) -> tuple[int, int]:
+    axis = 1 if kind == "batch_norm" else -1
+    return axis, x.shape[axis] if x.dim() >= 2 or axis == -1 and x.dim() == 1 else -1
+
+
+def _expected_width(mod: nn.Module, kind: str) -> int:
+    if kind == "linear":
+        return mod.in_features
+    if kind == "layer_norm":
+        return mod.normalized_shape[-1]
+    return mod.num_features
+
+
+def _producer_linear(root: nn.Module, node: fx.Node) -> fx.Node | None:
+    """The nn.Linear call whose output reaches `node` through activations / dropout only, else None."""
+    while isinstance(node, fx.Node):
+        if node.op == "call_module":
+            mod = root.get_submodule(node.target)
+            if type(mod) is nn.Linear:
+                return node
+            if not isinstance(mod, _PASS_MODULES):
+                return None
+        elif not (node.op == "call_function" and node.target in _PASS_FUNCS
+                  or node.op == "call_method" and node.target in _PASS_METHODS):
+            return None
+        node = node.args[0] if node.args else None
+    return None
+
+
+def _check_buffer_uses(gm: fx.GraphModule, state: _State) -> None:
+    """Every use of a recomputed index buffer must be one of the interaction indexings that changed size."""
+    for n in gm.graph.nodes:
+        if n.op != "get_attr" or n.target not in state.buffers:
+            continue
+        for user in n.users:
+            row = user.op == "call_function" and user.target is operator.getitem and user.args[0] is n \
+                and isinstance(user.args[1], int)
+            ends = list(user.users) if row else [user]
+            stray = [u.name for u in ends if u.name not in state.index_users]
+            if stray:
+                raise FeedNotApplicable(f"the buffer {n.target} is also used by {stray[0]}, whose size does not change; "
+                                        "it cannot be recomputed for the interaction alone")
+
+
+def run_trial(gm: fx.GraphModule, flat_inputs: list[Any], reference_output: Any, towers: list[TowerFeed],
+              nodes: list[list[fx.Node]], rebuild: bool, init: str = "copy") -> tuple[RebuiltLayer, ...]:
+    """Run the model with every tower's compressed embeddings at its sites; the layers to rebuild.
+
+    Raises FeedNotApplicable when the model cannot take them (`rebuild=False`: any failure or
+    output shape change; `rebuild=True`: anything but the layers listed in the module docstring).
+    The global RNG is left as it was (trial layers draw their default init from a forked RNG).
+    """
+    trial = _splice(gm, towers, nodes, compressed=True)
+    ref: dict[str, Any] = {}
+    if rebuild and init == "copy":
+        zeroed = _splice(gm, towers, nodes, compressed=False)
+        interp = fx.Interpreter(zeroed, garbage_collect_values=False)
+        _eval_run(interp, flat_inputs)
+        ref = {n.name: v for n, v in interp.env.items()}
+    limit = 2 + sum(isinstance(m, nn.Linear) for m in gm.modules())
+    marks: dict[str, tuple[int, tuple]] = {}
+    with torch.random.fork_rng(devices=[]):
+        for _ in range(limit):
+            state = _State(init, out=dict(marks)) if rebuild else None
+            try:
+                out = _eval_run(_Trial(trial, ref, state), flat_inputs)
+                break
+            except _Restart:
+                marks = state.out
+        else:  # pragma: no cover - each restart marks one more Linear, so this is not reached
+            raise FeedNotApplicable("the element-wise repairs of rebuilt layers do not converge")
+    if not tree_shapes_equal(out, reference_output):
+        raise FeedNotApplicable("the interaction is not shape-polymorphic (the output shapes change)")
+    if state is None:
+        return ()
+    _check_buffer_uses(trial, state)
+    return tuple(state.layers.values())
