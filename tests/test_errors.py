@@ -128,7 +128,7 @@ def test_identity_cannot_compress():
         dmt_compile.transform(model, "2x2", inputs, compression=4)
 
 
-def test_compression_larger_than_tower_width():
+def test_compression_larger_than_tower_width_is_clamped_with_a_note():
     class Narrow(nn.Module):  # 4-wide embeddings: a one-feature tower has width 4
         def __init__(self):
             super().__init__()
@@ -137,10 +137,14 @@ def test_compression_larger_than_tower_width():
         def forward(self, x):
             return torch.cat([t(x[:, i]) for i, t in enumerate(self.t)], 1).sum(1, keepdim=True)
 
-    with pytest.raises(errors.TowerModuleError, match="larger than") as info:
-        dmt_compile.transform(Narrow(), "2x2", (torch.randint(0, 10, (4, 3)),), tower_module="linear",
-                              compression=8, towers=[["x[:,0]"], ["x[:,1]", "x[:,2]"]])
-    _has_fix(info.value)
+    model, x = Narrow(), torch.randint(0, 10, (4, 3))
+    dmt = dmt_compile.transform(model, "2x2", (x,), tower_module="linear", compression=8,
+                                towers=[["x[:,0]"], ["x[:,1]", "x[:,2]"]])
+    assert [d.width_out for d in dmt.plan.details] == [1, 1]  # widths 4 and 8: both leave as one element
+    assert [n for n in dmt.plan.notes if "not 8" in n] == [
+        "tower 0 compresses by 4, not 8: its embedding width is 4 (it leaves as one; fewer towers or a smaller "
+        "compression keep the ratio)"]
+    assert dmt(x).shape == model(x).shape
 
 
 @pytest.mark.parametrize("c", [0.5, 17, "4", True])

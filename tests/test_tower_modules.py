@@ -85,7 +85,7 @@ def test_compression_ratio_shrinks_tower_outputs(tm):
         dmt = dmt_compile.transform(model, "2x2", inputs, tower_module=tm, compression=c)
         widths[c] = sum(d.width_out for d in dmt.plan.details)
         for d in dmt.plan.details:  # decoder: ⌈width/c⌉; hierarchical: whole 16-wide embeddings, ratio closest to c
-            hier = compressed_count(len(d.features), c, "") * 16
+            hier = compressed_count(len(d.features), c) * 16
             assert d.width_out == (-(-d.width_in // c) if d.feed == "decoder" else hier)
     assert widths[2] > widths[4] > widths[13]
 

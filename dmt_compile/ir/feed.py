@@ -113,6 +113,7 @@ class TowerFeed:
     embedding_dim: int = 0  # direct/hierarchical: dim of the whole embeddings the core emits (0: a flat slice)
     shapes: tuple[tuple[int, ...], ...] = ()  # decoder: per-sample shape of each lookup
     keyed: tuple = ()  # decoder: (keys, lengths) of lookups returning a torchrec KeyedTensor, else None
+    note: str = ""  # why this tower compresses by less than c (it is narrower than c), else ''
 
 
 @dataclass(frozen=True)

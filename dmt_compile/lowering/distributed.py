@@ -29,7 +29,9 @@ from dmt_compile.runtime.batching import infer_batch_layout
 from dmt_compile.runtime.groups import HierarchicalGroups
 from dmt_compile.topo import Topology, as_topology
 
-__all__ = ["distribute", "DistributedDmt"]
+__all__ = ["distribute", "DistributedDmt", "DENSE_SYNCS"]
+
+DENSE_SYNCS = ("world", "hierarchical")
 
 
 def _groups(dmt: Any, where: Any) -> HierarchicalGroups:
@@ -46,7 +48,7 @@ def _groups(dmt: Any, where: Any) -> HierarchicalGroups:
 
 def distribute(dmt: Any, topology_or_groups: Topology | str | HierarchicalGroups | None = None, *,
                row_wise: str = "auto", init_sync: str = "broadcast", bucket_cap_mb: float = 25.0,
-               strategy: str = "sptt") -> "DistributedDmt":
+               strategy: str = "sptt", dense_sync: str = "world") -> "DistributedDmt":
     """This rank's `DistributedDmt` of a transformed model (every rank calls it, with the same model).
 
     `topology_or_groups`: the `HierarchicalGroups` to run on, or a topology (default: the one the
@@ -54,20 +56,26 @@ def distribute(dmt: Any, topology_or_groups: Topology | str | HierarchicalGroups
     `row_wise`: "auto" | "never" | "always" (tables sharded by rows inside a host). `init_sync`:
     "broadcast" (default) | "check" | "off" for replicated parameters at start-up.
     `bucket_cap_mb`: gradient bucket size. `strategy`: "sptt" or "flat" (a one-tower `1xW` transform).
+    `dense_sync`: "world" (default: one asynchronous all-reduce per bucket over the world, overlapping
+    the rest of backward) | "hierarchical" (reduce-scatter in the host, all-reduce across hosts,
+    all-gather in the host: 1/L of the dense gradients cross the NICs; each bucket blocks while it runs).
 
     The returned module shares its tables and layers with `dmt` (and registers gradient hooks on
     them): train through the returned module, not through `dmt` in the same process.
     """
     return DistributedDmt(dmt, _groups(dmt, topology_or_groups), row_wise=row_wise, init_sync=init_sync,
-                          bucket_cap_mb=bucket_cap_mb, strategy=strategy)
+                          bucket_cap_mb=bucket_cap_mb, strategy=strategy, dense_sync=dense_sync)
 
 
 class DistributedDmt(nn.Module):
     """One rank's share of a transformed model, trainable with any `torch.optim` optimizer (module docstring)."""
 
     def __init__(self, dmt: Any, groups: HierarchicalGroups, *, row_wise: str = "auto",
-                 init_sync: str = "broadcast", bucket_cap_mb: float = 25.0, strategy: str = "sptt"):
+                 init_sync: str = "broadcast", bucket_cap_mb: float = 25.0, strategy: str = "sptt",
+                 dense_sync: str = "world"):
         super().__init__()
+        if dense_sync not in DENSE_SYNCS:
+            raise RuntimeSetupError(f"unknown dense_sync {dense_sync!r}", "choose one of: " + ", ".join(DENSE_SYNCS))
         self.sharded = ShardedDmt(dmt, groups, strategy=strategy, row_wise=row_wise, init_sync=init_sync)
         self.held_state = dmt.held_state  # original tensors the graph never used: kept for checkpoints
         self.groups = groups
@@ -76,17 +84,19 @@ class DistributedDmt(nn.Module):
         self.input_spec = dmt.input_spec
         self.batch_layout = infer_batch_layout(dmt)
         self.layout = StateLayout.build(dmt, self.sharded)
+        self.dense_sync = dense_sync
         self.reducer = self._reducer(bucket_cap_mb)
 
     def _reducer(self, bucket_cap_mb: float) -> GradReducer:
         s, topo = self.sharded, self.topology
+        hier = (s.groups.intra, s.groups.peer) if self.dense_sync == "hierarchical" else None
         dense = backward_order(s.gm, s.dense_params)
         towers = backward_order(s.gm, s.tower_params)
         if s.strategy == "flat":
-            specs = [ReduceSpec("world", s.groups.world, tuple(towers + dense), "grads")]
+            specs = [ReduceSpec("world", s.groups.world, tuple(towers + dense), "grads", hier)]
         else:
             specs = [ReduceSpec("intra", s.groups.intra, tuple(towers), "tm_grads"),
-                     ReduceSpec("world", s.groups.world, tuple(dense), "dense_grads")]
+                     ReduceSpec("world", s.groups.world, tuple(dense), "dense_grads", hier)]
         return GradReducer([sp for sp in specs if sp.params], s.embedding_params, topo.world_size, bucket_cap_mb)
 
     @property

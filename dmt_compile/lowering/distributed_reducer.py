@@ -23,6 +23,7 @@ the gradient accumulated locally since then.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -30,7 +31,7 @@ import torch
 import torch.distributed as dist
 
 from dmt_compile.errors import CollectiveError
-from dmt_compile.runtime.collectives import _record_all_reduce
+from dmt_compile.runtime.collectives import _record_all_reduce, hierarchical_all_reduce_
 
 __all__ = ["GradReducer", "ReduceSpec", "backward_order"]
 
@@ -43,6 +44,10 @@ class ReduceSpec:
     group: Any
     params: tuple[torch.nn.Parameter, ...]
     op: str  # comm_stats op name
+    #: (intra-host group, cross-host peer group): reduce each bucket with the topology-aware
+    #: hierarchical all-reduce (reduce-scatter in the host, all-reduce across, all-gather in) instead
+    #: of one all-reduce over `group`; it runs when the bucket launches (blocking, still during backward)
+    hierarchy: tuple[Any, Any] | None = None
 
 
 @dataclass
@@ -171,16 +176,22 @@ class GradReducer:
             self.launches["during_backward"] += 1
 
     def _launch(self, b: _Bucket) -> None:
-        """Start the all_reduce of one bucket. The one place to switch dense gradients to a
-        hierarchical all-reduce (runtime.collectives.hierarchical_all_reduce_) when it exists."""
+        """Start the all_reduce of one bucket (asynchronous), or run its hierarchical all-reduce."""
         if b.buf is None:
             p = b.params[0]
             b.buf = torch.zeros(b.numel + len(b.params), dtype=p.dtype, device=p.device)
+        if b.spec.hierarchy is not None:  # counted by the collective itself, per stage and link
+            intra, peer = b.spec.hierarchy
+            hierarchical_all_reduce_(b.buf, intra, peer, op=b.spec.op)  # CollectiveError on failure
+            b.work, b.launched = _Done(), True
+            return
+        start = time.perf_counter()
         try:
             b.work = dist.all_reduce(b.buf, op=dist.ReduceOp.SUM, group=b.spec.group, async_op=True)
         except RuntimeError as exc:
             raise _failed(b, exc) from exc
-        _record_all_reduce(b.buf.numel(), b.buf.element_size(), b.spec.group, b.spec.label, b.spec.op)
+        # counted at launch (an observer sees the launch, not the completion, of an asynchronous bucket)
+        _record_all_reduce(b.buf.numel(), b.buf.element_size(), b.spec.group, b.spec.label, b.spec.op, start)
         b.launched = True
 
     @torch.no_grad()
@@ -230,3 +241,11 @@ def _failed(b: _Bucket, exc: BaseException) -> CollectiveError:
         f"rank {rank}: gradient all_reduce over '{b.spec.label}' ({b.spec.op}, {b.numel} elements) failed: "
         f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
         "another rank probably died or left the step early; see the first failing rank's error")
+
+
+class _Done:
+    """The finished work of a bucket reduced synchronously."""
+
+    @staticmethod
+    def wait() -> bool:
+        return True

@@ -34,7 +34,7 @@ from dmt_compile.ir.meta import DTYPE, LOOKUP, SHAPE
 from dmt_compile.ir.plan import TowerPlan
 from dmt_compile.passes.base import Pass, PassContext, PassResult
 from dmt_compile.passes.feed_trial import FeedNotApplicable, run_trial
-from dmt_compile.tower_modules import TOWER_MODULES, compressed_count, compressed_width, interacts
+from dmt_compile.tower_modules import TOWER_MODULES, clamp_note, compressed_count, compressed_width, interacts
 
 __all__ = ["PlanFeed", "FeedNotApplicable"]
 
@@ -102,14 +102,12 @@ def _direct_tower(t: int, lookups: list[fx.Node], c: float, whole: bool) -> Towe
             uses.append(SiteUse(site.name, None if element is n else element.name, k))
     elem_shape, count, stacked, dim = _site_layout(entries)
     w = 1 if stacked else elem_shape[dim - 1]
-    try:
-        if stacked or whole or w == 1:  # whole embeddings ([B, 1, D] elements are whole already)
-            new_count = compressed_count(count, c, f"tower {t}'s number of embeddings")
-            slots = new_count * w
-        else:
-            new_count, slots = 1, compressed_width(count * w, c, f"tower {t}'s embedding width")
-    except TowerModuleError as exc:
-        raise FeedNotApplicable(exc.problem) from None
+    if stacked or whole or w == 1:  # whole embeddings ([B, 1, D] elements are whole already)
+        new_count = compressed_count(count, c)
+        slots, note = new_count * w, clamp_note(count, c, t, "number of embeddings")
+    else:
+        new_count, slots = 1, compressed_width(count * w, c)
+        note = clamp_note(count * w, c, t, "embedding width")
     piece = list(elem_shape)
     if not stacked:
         piece[dim - 1] = slots
@@ -121,7 +119,7 @@ def _direct_tower(t: int, lookups: list[fx.Node], c: float, whole: bool) -> Towe
         elem_shape[0] if not stacked and whole and len(elem_shape) == 1 else 0
     passed = sum(_width(n) for n, s in zip(lookups, compress) if not s)
     return TowerFeed(t, "direct", compress, tuple(_width(n) for n, s in zip(lookups, compress) if s), core,
-                     core + passed, new_count if stacked else 1, tuple(piece), tuple(uses), emb)
+                     core + passed, new_count if stacked else 1, tuple(piece), tuple(uses), emb, note=note)
 
 
 def _keyed_layout(gm: fx.GraphModule, node: fx.Node):
@@ -136,9 +134,10 @@ def _keyed_layout(gm: fx.GraphModule, node: fx.Node):
 def _decoder_tower(gm: fx.GraphModule, t: int, lookups: list[fx.Node], c: float) -> TowerFeed:
     shapes = tuple(tuple(n.meta[SHAPE][1:]) for n in lookups)
     widths = tuple(math.prod(s) for s in shapes)
-    core = compressed_width(sum(widths), c, f"tower {t}'s looked-up width")
+    core = compressed_width(sum(widths), c)
     return TowerFeed(t, "decoder", (True,) * len(lookups), widths, core, core, shapes=shapes,
-                     keyed=tuple(_keyed_layout(gm, n) for n in lookups))
+                     keyed=tuple(_keyed_layout(gm, n) for n in lookups),
+                     note=clamp_note(sum(widths), c, t, "looked-up width"))
 
 
 _FIX_DIRECT = ('use feed="hierarchical" (rebuilds the layers whose width depends on the number of embeddings) '
@@ -184,6 +183,7 @@ class PlanFeed(Pass):
         towers, rebuilt, notes = self._decide(gm, ctx, plan, nodes, c)
         if towers is None:
             towers = [_decoder_tower(gm, d.index, lookups, c) for d, lookups in zip(plan.details, nodes)]
+        notes += [tf.note for tf in towers if tf.note]
         if rebuilt:
             notes.append(f"hierarchical feed: the interaction consumes the compressed tower outputs; {len(rebuilt)} "
                          "layer(s) whose width depends on the number of embeddings rebuilt (see 'rebuilt' below)")

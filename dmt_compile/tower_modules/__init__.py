@@ -1,8 +1,9 @@
 """Tower Modules: the nn.Modules a tower runs before the cross-host exchange (cores, wrappers, decoders).
 
 `TOWER_MODULES` maps a name to its core class (`None` for `identity`); `make_core` builds one for
-a tower's lookup widths; `compressed_width` is ⌈width / c⌉ with a typed error when c is too large,
-`compressed_count` the number of whole embeddings whose ratio is closest to c;
+a tower's lookup widths; `compressed_width` is ⌈width / c⌉ (at least one element),
+`compressed_count` the number of whole embeddings whose ratio is closest to c, `clamp_note` the
+plan's note for a tower narrower than c (it compresses to one element or embedding);
 `interacts(name)` says whether the core computes feature interactions inside the tower (what
 hierarchical feed relies on: the global interaction then only sees the compressed outputs).
 """
@@ -22,7 +23,7 @@ from dmt_compile.tower_modules.wrappers import CompressingTowerModule, DirectFee
 __all__ = [
     "IdentityTowerModule", "CompressingTowerModule", "TowerDecoder", "DirectFeed",
     "TOWER_MODULES", "make_core", "compressed_width", "LinearCore", "DotCore", "CrossCore",
-    "WukongCore", "WukongLayer", "FieldSplit", "interacts", "compressed_count", "EmbeddingHead",
+    "WukongCore", "WukongLayer", "FieldSplit", "interacts", "compressed_count", "clamp_note", "EmbeddingHead",
 ]
 
 
@@ -52,19 +53,21 @@ def interacts(name: str) -> bool:
     return bool(getattr(core, "interacts", False))
 
 
-def compressed_count(count: int, compression: float, what: str) -> int:
+def compressed_count(count: int, compression: float) -> int:
     """Whole embeddings out of `count`: the k in {⌊count/c⌋, ⌈count/c⌉} whose ratio count/k is closest
-    to c (ties: the larger k); a TowerModuleError when c is larger than `count`."""
-    compressed_width(count, compression, what)
+    to c (ties: the larger k); one when c is at least `count` (see :func:`clamp_note`)."""
     lo, hi = max(1, math.floor(count / compression)), max(1, math.ceil(count / compression))
     return lo if abs(count / lo - compression) < abs(count / hi - compression) else hi
 
 
-def compressed_width(width: int, compression: float, what: str) -> int:
-    """⌈width / c⌉; a TowerModuleError when c is larger than `width` (nothing left to compress)."""
-    if width < compression:
-        raise TowerModuleError(
-            f"compression {compression:g} is larger than {what} (width {width})",
-            f"use compression <= {width}, or fewer towers so each holds more embeddings",
-        )
+def compressed_width(width: int, compression: float) -> int:
+    """⌈width / c⌉, at least one element (a tower narrower than c compresses to one element)."""
     return max(1, math.ceil(width / compression))
+
+
+def clamp_note(size: int, compression: float, tower: int, what: str) -> str:
+    """The plan note of a tower whose `size` (embeddings or width) is smaller than c, else ''."""
+    if size >= compression:
+        return ""
+    return (f"tower {tower} compresses by {size:g}, not {compression:g}: its {what} is {size} "
+            "(it leaves as one; fewer towers or a smaller compression keep the ratio)")

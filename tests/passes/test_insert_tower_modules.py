@@ -77,8 +77,8 @@ HIERARCHICAL = """\
 stack = torch.stack([%bottom, %tower0_emb_0], dim=1)   # 8x2x4
 transpose = .transpose(%stack, 1, 2)   # 8x4x2
 bmm = torch.bmm(%stack, %transpose)   # 8x2x2
-rows = rows()   # 1
-cols = cols()   # 1
+rows = get_attr rows
+cols = get_attr cols
 getitem_4 = operator.getitem(%bmm, (:, %rows, %cols))   # 8x1
 cat = torch.cat([%bottom, %getitem_4], dim=1)   # 8x5
 top = top [Linear](%cat)   # 8x1

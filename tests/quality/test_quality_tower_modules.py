@@ -6,7 +6,7 @@ import dmt_compile
 from dmt_compile.errors import InputError, TowerModuleError
 from dmt_compile.tools.quality.model import FlatCTR
 from dmt_compile.tower_modules import (
-    TOWER_MODULES, EmbeddingHead, FieldSplit, compressed_count, compressed_width, interacts, make_core,
+    TOWER_MODULES, EmbeddingHead, FieldSplit, clamp_note, compressed_count, compressed_width, interacts, make_core,
 )
 
 CORES = ("linear", "dot", "cross", "wukong")
@@ -67,9 +67,9 @@ def test_embedding_head_is_wukongs_linear_compress_block():
 def test_interacting_tower_modules_and_whole_embedding_counts():
     assert [interacts(n) for n in ("identity", "linear", "dot", "cross", "wukong")] == [False, False, True, True, True]
     # the whole number of embeddings whose ratio is closest to c (ties: more embeddings)
-    assert [compressed_count(n, 4, "x") for n in (4, 5, 6, 7, 13, 16, 26)] == [1, 1, 2, 2, 3, 4, 7]
-    with pytest.raises(TowerModuleError, match="compression 4 is larger than x"):
-        compressed_count(3, 4, "x")
+    assert [compressed_count(n, 4) for n in (1, 3, 4, 5, 6, 7, 13, 16, 26)] == [1, 1, 1, 1, 2, 2, 3, 4, 7]
+    assert clamp_note(4, 4, 0, "x") == ""
+    assert clamp_note(3, 4, 1, "number of embeddings").startswith("tower 1 compresses by 3, not 4")
 
 
 def test_field_split_cuts_multiples_and_projects_odd_widths():
@@ -98,13 +98,21 @@ def test_transform_with_each_tower_module_trains(name, feed):
     assert {d.feed for d in dmt.plan.details} == {"identity" if name == "identity" else "decoder"}
 
 
-def test_compression_larger_than_a_tower_is_a_typed_error():
-    with pytest.raises(TowerModuleError, match="compression 8 is larger"):
-        compressed_width(4, 8, "tower 0's looked-up width")
-    model = FlatCTR({"a": 10, "b": 10}, 2, dim=4)
+@pytest.mark.parametrize("feed", ["decoder", "auto"])
+def test_a_tower_narrower_than_c_compresses_to_one_element_and_the_plan_says_so(feed):
+    assert [compressed_width(w, 8) for w in (1, 4, 8, 9, 64)] == [1, 1, 1, 2, 8]
+    model = FlatCTR({"a": 10, "b": 10}, 2, dim=4)  # one 4-wide feature per tower
     inputs = (torch.randn(4, 2), {"a": torch.zeros(4, dtype=torch.long), "b": torch.ones(4, dtype=torch.long)})
-    with pytest.raises(dmt_compile.errors.DmtError, match="larger than"):
-        dmt_compile.transform(model, "2x1", inputs, tower_module="dot", compression=8, feed="decoder")
+    dmt = dmt_compile.transform(model, "2x1", inputs, tower_module="dot", compression=8, feed=feed)
+    widths = [d.width_out for d in dmt.plan.details]
+    if feed == "decoder":
+        assert widths == [1, 1]
+    else:  # one whole 4-wide embedding per tower (direct) or one element (decoder): never wider than the input
+        assert all(w <= 4 for w in widths), widths
+    notes = [n for n in dmt.plan.notes if "not 8" in n]
+    assert len(notes) == 2 and {n.split()[1] for n in notes} == {"0", "1"}, dmt.plan.notes
+    assert "not 8" in dmt.dump("summary")
+    assert dmt(*inputs).shape == model(*inputs).shape
 
 
 def test_unknown_tower_module_lists_the_valid_ones():

@@ -25,6 +25,8 @@ CASES = [
     dict(spec=DLRM, topology="2x2", steps=3, strategy="flat"),
     # gradient accumulation over two backward passes (no_sync, synchronised twice, zeroed grads)
     dict(kind="accumulation", spec=DLRM, topology="2x2"),
+    # dense gradients through the hierarchical all-reduce (reduce-scatter in host, across, all-gather)
+    dict(spec=DLRM, topology="2x2", steps=3, tm="linear", dense_sync="hierarchical", bucket_cap_mb=0.004),
 ]
 
 
@@ -70,6 +72,33 @@ def test_gradient_accumulation_is_exact(adam_2x2):
     for r in adam_2x2[3]:
         assert r["params"] > 10
         assert r["no_sync"] <= 1e-6 and r["twice"] <= 1e-6 and r["zeros"] <= 1e-6, r
+
+
+def test_hierarchical_dense_sync_matches_one_process_and_sends_a_third_across_hosts(adam_2x2):
+    flat, hier = adam_2x2[1], adam_2x2[4]
+    for r, f in zip(hier, flat):
+        assert r["out"] <= TOL and r["param"] <= TOL, r
+        assert "world/dense_grads" not in r["stats"]  # no flat all-reduce of dense gradients
+        steps = 3 * r["buckets"] - r["stats"]["intra/tm_grads"]["calls"]  # dense buckets x 3 steps
+        assert r["stats"]["intra/dense_grads.rs"]["calls"] == steps and r["stats"]["intra/dense_grads.ag"]["calls"] == steps
+        assert r["stats"]["cross/dense_grads.ar"]["calls"] == steps
+        assert r["launches"]["during_backward"] > 0
+        # S bytes of dense gradients: a ring over the world of W = 4 sends 2 (W-1)/W S = 1.5 S per rank;
+        # across H = 2 hosts only S/L (L = 2) goes out, 2 (H-1)/H S/L = 0.5 S: a third
+        cross = r["stats"]["cross/dense_grads.ar"]["bytes_sent"]
+        world = f["stats"]["world/dense_grads"]["bytes_sent"]
+        assert abs(3 * cross - world) <= 0.01 * world, (cross, world)
+
+
+def test_unknown_dense_sync_is_a_typed_error():
+    import dmt_compile
+    from dmt_compile.errors import RuntimeSetupError
+    from dmt_compile.lowering.distributed import DistributedDmt
+
+    with pytest.raises(RuntimeSetupError, match="unknown dense_sync 'ring'") as info:
+        DistributedDmt(None, None, dense_sync="ring")
+    assert "hierarchical" in info.value.fix
+    assert dmt_compile.distribute is not None
 
 
 def test_replicated_parameters_start_equal_by_broadcast():

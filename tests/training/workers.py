@@ -23,7 +23,7 @@ def _batch(spec: str, world: int, per_rank: int, step: int):
 
 def adam_matches_one_process(rank: int, spec: str, topology: str, steps: int, tm: str = "identity",
                              row_wise: str = "auto", lr: float = 1e-3, bucket_cap_mb: float = 25.0,
-                             strategy: str = "sptt") -> dict:
+                             strategy: str = "sptt", dense_sync: str = "world") -> dict:
     """Train the model through `distribute` with a plain Adam loop and one process on the global batch."""
     import dmt_compile
     from dmt_compile.capture.model_spec import load_model_spec
@@ -41,7 +41,7 @@ def adam_matches_one_process(rank: int, spec: str, topology: str, steps: int, tm
     ref = model if tm == "identity" else dmt_ref
     ref_opt = torch.optim.Adam(ref.parameters(), lr=lr)
     dist_model = dmt_compile.distribute(dmt, topology, row_wise=row_wise, bucket_cap_mb=bucket_cap_mb,
-                                        strategy=strategy)
+                                        strategy=strategy, dense_sync=dense_sync)
     opt = torch.optim.Adam(dist_model.parameters(), lr=lr)
     out_diff = 0.0
     with recording() as stats:
