@@ -103,8 +103,21 @@ def _eval_run(interp: fx.Interpreter, inputs: list[Any]) -> Any:
             m.training = modes[name]
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+def _what_failed(gm: fx.GraphModule, n: fx.Node, args: tuple) -> str:
+    """Plain words for a node the compressed embeddings break: what it is and the shapes it got
+    (never torch's own exception text, which names no layer of the user's model)."""
+    if n.op == "call_module":
+        mod = gm.get_submodule(n.target)
+        what = f"{type(mod).__name__} {n.target}"
+        if isinstance(mod, nn.Linear):
+            what += f" ({mod.in_features} -> {mod.out_features})"
+    else:
+        what = getattr(n.target, "__name__", str(n.target))
+    shapes: list[str] = []
+    fx.node.map_aggregate(args, lambda a: shapes.append("x".join(map(str, a.shape)))
+                          if isinstance(a, torch.Tensor) else None)
+    got = f" receives {' and '.join(shapes)}" if shapes else ""
+    return f"the model's {n.name} ({what}){got} and cannot run"
 
 
 @dataclass
@@ -141,7 +154,7 @@ class _Trial(fx.Interpreter):
             if self.state is not None:
                 self._repair_elementwise(n, args)
             hint = f"; hierarchical feed rebuilds {_REBUILT_WHAT} only" if self.state is not None else ""
-            raise FeedNotApplicable(f"the model's {n.name} fails with fewer embeddings ({_first_line(exc)}){hint}") from None
+            raise FeedNotApplicable(f"{_what_failed(self.module, n, args)} with fewer embeddings{hint}") from None
 
     # --- rebuildable modules -------------------------------------------------------------------------
     def _module(self, n: fx.Node, args: tuple, kwargs: dict) -> Any:

@@ -201,7 +201,8 @@ class PlanFeed(Pass):
             if self.feed == "hierarchical":
                 raise TowerModuleError(f"hierarchical feed of compressed towers is not possible: {exc}",
                                        'use feed="decoder" (or "auto") for this model') from None
-            return None, (), [f"direct/hierarchical feed not possible ({exc}); using per-tower decoders"]
+            return None, (), [f"compressed towers cannot feed the interaction directly: {exc}; using per-tower "
+                              "decoders (they rebuild the original widths)"]
         if rebuilt and self.feed == "auto" and not interacts(self.tower_module):
             return None, (), [
                 f"hierarchical feed is possible ({len(rebuilt)} layer(s) to rebuild) but not chosen by feed='auto' "

@@ -24,15 +24,10 @@ WIDTH = 120
 _ITEMSIZE = {"float64": 8, "int64": 8, "float32": 4, "int32": 4, "float16": 2, "bfloat16": 2, "int16": 2,
              "int8": 1, "uint8": 1, "bool": 1, "KeyedJaggedTensor": 8, "KeyedTensor": 4}
 _KEPT = re.compile(r"^kept together in tower (\d+): (.+) \((.+)\)$")
-_FAILS = re.compile(r"^direct feed not possible \(the model's (\S+) fails with fewer embeddings \(.*\)\)?\)?"
-                    r"(; using per-tower decoders)?$", re.S)
-_NOT_DIRECT = re.compile(r"^direct feed not possible \((.*)\); using per-tower decoders$", re.S)
-_RAW_TORCH = ("shapes cannot be multiplied", "size of tensor", "is invalid for input of size", "Sizes of tensors",
-              "Expected", "expected", "must match")
 
 
 def plain_notes(notes: tuple[str, ...] | list[str]) -> list[str]:
-    """The plan's notes for people: exact repeats merged, per-feature notes grouped, raw torch errors reworded."""
+    """The plan's notes for people: exact repeats merged, per-feature notes grouped."""
     kept: dict[str, dict[int, list[str]]] = {}
     out: list[str] = []
     for note in dict.fromkeys(notes):
@@ -41,18 +36,6 @@ def plain_notes(notes: tuple[str, ...] | list[str]) -> list[str]:
             reason = re.sub(r"the ids of \S+", "the same ids", m.group(3))
             kept.setdefault(reason, {}).setdefault(int(m.group(1)), []).append(m.group(2))
             continue
-        m = _FAILS.match(note)
-        if m:
-            out.append(f"direct feed not possible: the model's layer {m.group(1)} takes the embeddings at their "
-                       "original count (its input size is fixed), so each compressed tower is decoded back to "
-                       "the original widths (per-tower decoders)")
-            continue
-        m = _NOT_DIRECT.match(note)
-        if m:
-            note = f"direct feed not possible: {m.group(1)}; using per-tower decoders"
-        if any(s in note for s in _RAW_TORCH):
-            note = re.sub(r" \((?:[^()]|\([^()]*\))*(?:" + "|".join(map(re.escape, _RAW_TORCH)) +
-                          r")(?:[^()]|\([^()]*\))*\)", "", note)
         out.append(note)
     for reason, towers in kept.items():
         where = "; ".join(f"tower {t}: {', '.join(fs)}" for t, fs in sorted(towers.items()))

@@ -205,19 +205,19 @@ def exchange(x: torch.Tensor, send: list[int], recv: list[int], group: Any, labe
 
 class _Finish(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, pending, send, recv, group, label, op):  # type: ignore[override]
-        ctx.args = (send, recv, group, label, op)
+    def forward(ctx, x, pending, send, recv, group, label, op, hosts):  # type: ignore[override]
+        ctx.args = (send, recv, group, label, op, hosts)
         return pending.wait()
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
-        send, recv, group, label, op = ctx.args
-        return exchange(grad_out, recv, send, group, label, op + ".bwd"), None, None, None, None, None, None
+        send, recv, group, label, op, hosts = ctx.args
+        return (exchange(grad_out, recv, send, group, label, op + ".bwd", hosts),) + (None,) * 7
 
 
 def finish(x: torch.Tensor, pending: Pending, send: list[int], recv: list[int], group: Any, label: str,
-           op: str) -> torch.Tensor:
+           op: str, hosts: Sequence[int] | None = None) -> torch.Tensor:
     """Wait for ``pending = start(x, send, recv, ...)``; differentiable in ``x``: backward sends the
     gradient of the received rows back (synchronously, counted as ``op + ".bwd"``), so compute
     placed between :func:`start` and :func:`finish` overlaps the forward transfer."""
-    return _Finish.apply(x, pending, send, recv, group, label, op)
+    return _Finish.apply(x, pending, send, recv, group, label, op, hosts)

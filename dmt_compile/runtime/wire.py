@@ -236,6 +236,7 @@ class RowsPending:
     group: Any
     label: str
     op: str
+    hosts: Sequence[int] | None = None  # host of each group member: the backward is host-split too
 
 
 def start_rows(sends: Sequence[Sequence[torch.Tensor]], recv_layout: Sequence[Sequence[tuple]],
@@ -256,14 +257,14 @@ def start_rows(sends: Sequence[Sequence[torch.Tensor]], recv_layout: Sequence[Se
     recv = [recv_samples[s] * sum(int(torch.Size(shape).numel()) for shape in recv_layout[s])
             for s in range(len(recv_layout))]
     pending = start(flat, send, recv, group, label, op, hosts)
-    return RowsPending(flat, send, recv, pending, recv_layout, recv_samples, group, label, op)
+    return RowsPending(flat, send, recv, pending, recv_layout, recv_samples, group, label, op, hosts)
 
 
 def finish_rows(p: RowsPending) -> list[list[torch.Tensor]]:
     """Wait for a :func:`start_rows` exchange; the received tensors, differentiable."""
     from dmt_compile.runtime.duplex import finish
 
-    got = finish(p.flat, p.pending, p.send, p.recv, p.group, p.label, p.op)
+    got = finish(p.flat, p.pending, p.send, p.recv, p.group, p.label, p.op, p.hosts)
     return split_received(got, p.recv_layout, p.recv_samples)
 
 

@@ -165,8 +165,10 @@ def test_dlrm_pair_indices_and_top_mlp_are_rebuilt(split, offset):
     # offset -1: tril below the diagonal, the same pairs seen from below
     model = TinyDLRM(split_buffers=split, offset=offset, pairs=torch.tril_indices if offset < 0 else torch.triu_indices)
     feed, plan = _feed(model, dense_ids(), PlanFeed("dot", 4.0), num_towers=2)
-    # 4 fields in 2 towers of 2: c=4 is larger than a tower, so use one tower
-    assert [t.feed for t in feed.towers] == ["decoder"] * 2
+    # 4 fields in 2 towers of 2: c=4 is larger than a tower; each compresses to one embedding and says so
+    assert [(t.feed, t.pieces) for t in feed.towers] == [("hierarchical", 1)] * 2
+    assert [n.split(":")[0] for n in feed.notes if "not 4" in n] == ["tower 0 compresses by 2, not 4",
+                                                                      "tower 1 compresses by 2, not 4"]
     feed, plan = _feed(model, dense_ids(), PlanFeed("dot", 4.0), num_towers=1)
     kind = "tril_indices" if offset < 0 else "triu_indices"
     new_pairs = {1: 1, 0: 3, -1: 1}[offset]  # 2 vectors (dense + one compressed) instead of 5
@@ -234,8 +236,12 @@ def test_rebuild_init_default_copies_nothing():
     assert "PyTorch default init" in str(plan)
 
 
+RAW_TORCH = ("shapes cannot be multiplied", "size of tensor", "is invalid for input of size", "Sizes of tensors",
+             "Expected", "expected", "must match", "mat1", "While executing")
+
+
 @pytest.mark.parametrize("model, inputs, why", [
-    (RawWeight(), (ids(),), "the model's matmul fails with fewer embeddings"),
+    (RawWeight(), (ids(),), "the model's matmul (matmul) receives"),
     (SharedTop(), (torch.randn(6, 3), ids(fields=4)), "top is applied"),
     (StrayBuffer(), dense_ids(), "the buffer rows is also used by"),
     (OddPairs(), dense_ids(), "which is not triu/tril_indices(5, 5, k)"),
@@ -243,7 +249,8 @@ def test_rebuild_init_default_copies_nothing():
 def test_what_cannot_be_rebuilt_falls_back_to_decoders_and_says_why(model, inputs, why):
     feed, plan = _feed(model, inputs, PlanFeed("dot", 2.0), num_towers=1)
     assert [t.feed for t in feed.towers] == ["decoder"] and not feed.rebuilt and not plan.rebuilt
-    assert "direct/hierarchical feed not possible" in feed.notes[0] and why in feed.notes[0], feed.notes[0]
+    assert "cannot feed the interaction directly" in feed.notes[0] and why in feed.notes[0], feed.notes[0]
+    assert not any(raw in feed.notes[0] for raw in RAW_TORCH), feed.notes[0]  # plain words, never torch's text
 
 
 def test_forced_direct_feed_that_needs_rebuilt_layers_is_a_typed_error_naming_hierarchical():
