@@ -129,6 +129,9 @@ class _Watch(TorchFunctionMode):
         self.where, self.spec = where, spec
         self.params = {id(p): n for n, p in model.named_parameters()}
         self.leaves = [(i, t) for i, t in enumerate(leaves) if isinstance(t, torch.Tensor) and not t.is_floating_point()]
+        self.by_storage: dict[int, list[tuple[int, torch.Tensor]]] = {}  # one dict probe per lookup, not a scan
+        for i, t in self.leaves:
+            self.by_storage.setdefault(t.untyped_storage().data_ptr(), []).append((i, t))
         self.direct: list[_Direct] = []
         self.computed = False
 
@@ -148,9 +151,7 @@ class _Watch(TorchFunctionMode):
 
     def _source(self, ids: torch.Tensor) -> tuple[int, int | None, str, str] | None:
         """(leaf index, column, feature, display) when `ids` is an input leaf or a column of one."""
-        for i, leaf in self.leaves:
-            if leaf.untyped_storage().data_ptr() != ids.untyped_storage().data_ptr():
-                continue
+        for i, leaf in self.by_storage.get(ids.untyped_storage().data_ptr(), ()):
             meta = self.spec.leaves[i]
             if ids.shape == leaf.shape and ids.storage_offset() == leaf.storage_offset():
                 return i, None, meta.feature, meta.display
