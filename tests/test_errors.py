@@ -189,3 +189,12 @@ def test_pass_failure_names_the_pass(monkeypatch):
         dmt_compile.transform(model, "2x2", inputs)
     assert info.value.prior == ["split-collections", "split-tables", "detect", "plan-towers", "plan-feed"]
     assert isinstance(info.value.__cause__, RuntimeError)
+
+
+def test_unknown_dump_format_is_a_typed_error_listing_the_formats():
+    model, inputs = _dlrm()
+    dmt = dmt_compile.transform(model, "2x2", inputs)
+    with pytest.raises(errors.InputError, match="unknown dump format 'plan'") as info:
+        dmt.dump("plan")
+    assert "summary" in info.value.fix and "json" in info.value.fix
+    assert isinstance(info.value, ValueError)  # still a ValueError for callers that caught that

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dmt_compile.errors import InputError
 from dmt_compile.printing.dot import summary_label, to_dot
 from dmt_compile.printing.graph import (ROLE_COLOURS, format_compact, format_graph, format_modules, target_name,
                                         to_json, unpacked_items)
@@ -44,4 +45,4 @@ def render(dmt: Any, fmt: str = "table") -> str:
         return to_dot(gm, "dmt", summary_label(dmt), dmt.plan)
     if fmt == "json":
         return to_json(gm, dmt.plan)
-    raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    raise InputError(f"unknown dump format {fmt!r}", f"choose one of: {', '.join(FORMATS)}")
