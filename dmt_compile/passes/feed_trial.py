@@ -113,6 +113,9 @@ def _what_failed(gm: fx.GraphModule, n: fx.Node, args: tuple) -> str:
             what += f" ({mod.in_features} -> {mod.out_features})"
     else:
         what = getattr(n.target, "__name__", str(n.target))
+    if n.target is operator.getitem and isinstance(args[0], (tuple, list)) and isinstance(args[1], int):
+        return (f"the model's {n.name} takes item {args[1]} of {len(args[0])} pieces (it expects a fixed number "
+                "of pieces, e.g. a loop over chunks specialised at capture)")
     shapes: list[str] = []
     fx.node.map_aggregate(args, lambda a: shapes.append("x".join(map(str, a.shape)))
                           if isinstance(a, torch.Tensor) else None)
