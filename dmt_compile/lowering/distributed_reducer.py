@@ -33,7 +33,11 @@ import torch.distributed as dist
 from dmt_compile.errors import CollectiveError
 from dmt_compile.runtime.collectives import _record_all_reduce, hierarchical_all_reduce_
 
-__all__ = ["GradReducer", "ReduceSpec", "backward_order"]
+__all__ = ["GradReducer", "ReduceSpec", "backward_order", "SYNC_TAG"]
+
+#: point-to-point tag of the in-host stages of a hierarchical dense sync (the model's exchanges use 0,
+#: prefetched id exchanges 7 and 8)
+SYNC_TAG = 11
 
 
 @dataclass(frozen=True)
@@ -182,7 +186,8 @@ class GradReducer:
             b.buf = torch.zeros(b.numel + len(b.params), dtype=p.dtype, device=p.device)
         if b.spec.hierarchy is not None:  # counted by the collective itself, per stage and link
             intra, peer = b.spec.hierarchy
-            hierarchical_all_reduce_(b.buf, intra, peer, op=b.spec.op)  # CollectiveError on failure
+            # own tag: a bucket can fill while this rank's backward exchanges run on the same host group
+            hierarchical_all_reduce_(b.buf, intra, peer, op=b.spec.op, tag=SYNC_TAG)  # CollectiveError on failure
             b.work, b.launched = _Done(), True
             return
         start = time.perf_counter()

@@ -298,7 +298,7 @@ def all_reduce_(
 
 def hierarchical_all_reduce_(
     tensor: torch.Tensor, intra_group: Any, peer_group: Any, *, average: bool = False,
-    op: str = "hier_all_reduce", labels: tuple[str, str] = ("intra", "cross"),
+    op: str = "hier_all_reduce", labels: tuple[str, str] = ("intra", "cross"), tag: int = 0,
 ) -> torch.Tensor:
     """In-place sum (mean: ``average=True``) of ``tensor`` over the world, topology-aware; returns it.
 
@@ -310,7 +310,8 @@ def hierarchical_all_reduce_(
     Only ``1/L`` of the tensor crosses the NICs per rank. Every rank ends with bitwise the same
     result. Any shape and dtype (written in place), e.g. one flat gradient bucket; same numel on
     every rank. Counted under ``labels`` as ``op + ".rs" / ".ar" / ".ag"``; failures raise
-    :class:`CollectiveError`.
+    :class:`CollectiveError`. ``tag``: the point-to-point tag of the two in-host stages; give calls
+    that may interleave with other exchanges on ``intra_group`` their own (gloo matches per pair and tag).
     """
     L, me = _group_info(intra_group)
     n_hosts = dist.get_world_size(peer_group)
@@ -319,14 +320,14 @@ def hierarchical_all_reduce_(
     sizes = [numel // L + (1 if i < numel % L else 0) for i in range(L)]
     intra, cross = labels
     if L > 1:  # 1) reduce-scatter: chunk j to member j, sum what arrives
-        got = _a2a_impl(flat, sizes, [sizes[me]] * L, intra_group, intra, op + ".rs", kind="sync")
+        got = _a2a_impl(flat, sizes, [sizes[me]] * L, intra_group, intra, op + ".rs", kind="sync", tag=tag)
         mine = got.view(L, sizes[me]).sum(0)
     else:
         mine = flat.clone()
     if n_hosts > 1:  # 2) across hosts, one chunk per rank
         all_reduce_(mine, peer_group, cross, op=op + ".ar")
     if L > 1:  # 3) all-gather the chunks back in member order
-        full = _a2a_impl(mine.repeat(L), [sizes[me]] * L, sizes, intra_group, intra, op + ".ag", kind="sync")
+        full = _a2a_impl(mine.repeat(L), [sizes[me]] * L, sizes, intra_group, intra, op + ".ag", kind="sync", tag=tag)
     else:
         full = mine
     if average:

@@ -198,9 +198,9 @@ def start(x: torch.Tensor, send: list[int], recv: list[int], group: Any, label: 
 
 
 def exchange(x: torch.Tensor, send: list[int], recv: list[int], group: Any, label: str, op: str,
-             hosts: Sequence[int] | None = None, kind: str = "exchange") -> torch.Tensor:
+             hosts: Sequence[int] | None = None, kind: str = "exchange", tag: int = 0) -> torch.Tensor:
     """Blocking, instrumented all-to-all of row blocks on dim 0 (:func:`start` + wait)."""
-    return start(x, send, recv, group, label, op, hosts, kind).wait()
+    return start(x, send, recv, group, label, op, hosts, kind, tag=tag).wait()
 
 
 class _Finish(torch.autograd.Function):
