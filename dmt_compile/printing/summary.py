@@ -24,11 +24,13 @@ WIDTH = 120
 _ITEMSIZE = {"float64": 8, "int64": 8, "float32": 4, "int32": 4, "float16": 2, "bfloat16": 2, "int16": 2,
              "int8": 1, "uint8": 1, "bool": 1, "KeyedJaggedTensor": 8, "KeyedTensor": 4}
 _KEPT = re.compile(r"^kept together in tower (\d+): (.+) \((.+)\)$")
+_PER_TOWER = re.compile(r"^tower (\d+) (.+)$")  # the same remark about several towers: said once
 
 
 def plain_notes(notes: tuple[str, ...] | list[str]) -> list[str]:
-    """The plan's notes for people: exact repeats merged, per-feature notes grouped."""
+    """The plan's notes for people: exact repeats merged, per-feature and per-tower notes grouped."""
     kept: dict[str, dict[int, list[str]]] = {}
+    towers: dict[str, list[str]] = {}  # remark -> towers it is about, in order of first mention
     out: list[str] = []
     for note in dict.fromkeys(notes):
         m = _KEPT.match(note)
@@ -36,7 +38,15 @@ def plain_notes(notes: tuple[str, ...] | list[str]) -> list[str]:
             reason = re.sub(r"the ids of \S+", "the same ids", m.group(3))
             kept.setdefault(reason, {}).setdefault(int(m.group(1)), []).append(m.group(2))
             continue
+        m = _PER_TOWER.match(note)
+        if m:
+            if m.group(2) not in towers:
+                out.append(m.group(2))  # placeholder: replaced below, keeps the notes' order
+            towers.setdefault(m.group(2), []).append(m.group(1))
+            continue
         out.append(note)
+    out = [(f"tower {towers[n][0]} {n}" if len(towers[n]) == 1 else f"towers {', '.join(towers[n])}: each {n}")
+           if n in towers else n for n in out]
     for reason, towers in kept.items():
         where = "; ".join(f"tower {t}: {', '.join(fs)}" for t, fs in sorted(towers.items()))
         out.insert(0, f"kept together ({reason}): {where}")
@@ -136,6 +146,9 @@ def format_summary(dmt: Any, cost: str = "") -> str:
     if notes:
         parts += ["", "notes:"] + [textwrap.fill(n, WIDTH, initial_indent="  - ", subsequent_indent="    ")
                                    for n in notes]
+    if plan.rebuilt:
+        parts += ["", "rebuilt for the compressed width (hierarchical feed):"] + [
+            textwrap.fill(r.describe(), WIDTH, initial_indent="  - ", subsequent_indent="    ") for r in plan.rebuilt]
     if cost:
         parts += ["", cost]
     parts += ["", "more: --format full (node table, modules added), --format dot [--png FILE], --rank R (one rank)"]

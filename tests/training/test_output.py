@@ -95,6 +95,25 @@ def test_plan_notes_in_plain_words_and_merged():
     assert len(notes) == 2
 
 
+def test_the_same_remark_about_several_towers_is_said_once():
+    notes = plain_notes(["tower 0 compresses by 3, not 4: its number of embeddings is 3",
+                         "hierarchical feed: ...",
+                         "tower 2 compresses by 3, not 4: its number of embeddings is 3",
+                         "tower 1 compresses by 2, not 4: its number of embeddings is 2"])
+    assert notes == ["towers 0, 2: each compresses by 3, not 4: its number of embeddings is 3",
+                     "hierarchical feed: ...",
+                     "tower 1 compresses by 2, not 4: its number of embeddings is 2"]
+
+
+def test_summary_lists_the_layers_rebuilt_for_the_compressed_width():
+    text = run("dump", os.path.join(ROOT, "examples", "dlrm.py") + ":factory", "--topology", "h100:64",
+               "--tower-module", "dot", "--compression", "4")
+    assert "rebuilt for the compressed width (hierarchical feed):" in text
+    assert "top_mlp.0 (linear 64x367 -> 64x52" in text and "triu_indices(9, 9, offset=1)" in text
+    assert text.count("compresses by 3, not 4") == 1  # six towers, one note
+    assert max(map(len, text.splitlines())) <= 120
+
+
 def test_real_model_notes_never_show_torch_errors():
     # the DLRM's top MLP takes the embeddings at their original count: direct feed fails inside torch
     text = run("dump", os.path.join(ROOT, "examples", "dlrm.py") + ":factory", "--topology", "2x4",
