@@ -23,6 +23,8 @@ CASES = {  # case -> (model, topology, transform options)
     "fm_linear_decoder_4x2": (fm_factory, "4x2", {"tower_module": "linear", "compression": 2}),
     "fibinet_shared_specialize_4x2": ("zoo:shared_fibinet", "4x2", {}),
     "torchrec_dlrm_identity_2x4": ("zoo:torchrec_dlrm", "2x4", {}),
+    # hierarchical feed: compressed tower outputs feed the dot interaction, pair indices and top MLP rebuilt
+    "dlrm_dot_hierarchical_2x4": ("example:dlrm", "2x4", {"tower_module": "dot", "compression": 4}),
 }
 
 

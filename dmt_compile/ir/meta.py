@@ -33,7 +33,8 @@ class Role(str, Enum):
     TOWER_MODULE = "tower_module"  # the Tower Module and its payload
     OUTPUTS_EXCHANGE = "outputs_exchange"  # the payload goes back to the sample owners
     REASSEMBLE = "reassemble"  # the payload, unpacked for the rest of the graph
-    DECODER = "decoder"  # decoder or direct feed after the exchange
+    DECODER = "decoder"  # a per-tower decoder after the exchange (rebuilds the original widths)
+    FEED = "feed"  # direct or hierarchical feed: compressed embeddings cut for the interaction
 
     def __str__(self) -> str:
         return self.value

@@ -127,12 +127,12 @@ class InsertTowerModules(Pass):
         y = self._reroute_payload(graph, tn, 1 + tf.compress.count(False))
         with graph.inserting_after(y):
             feed = tag(call_module(graph, f"{TOWER_ROOT}.tower{t}_feed", (y,), name=f"tower{t}_feed"),
-                       self.name, tower=t, role=Role.DECODER)
+                       self.name, tower=t, role=Role.FEED)
         fed, prev = [], feed
         for i in range(tf.pieces):
             with graph.inserting_after(prev):
                 prev = tag(graph.call_function(operator.getitem, (feed, i), name=f"tower{t}_emb_{i}"),
-                           self.name, tower=t, role=Role.DECODER)
+                           self.name, tower=t, role=Role.FEED)
             fed.append(prev)
         sites: dict[str, list[fx.Node]] = {}
         for use in tf.uses:

@@ -22,9 +22,10 @@ __all__ = ["to_dot"]
 _ROLE_TEXT = {
     Role.IDS_EXCHANGE: "ids exchange (to the tower's host)", Role.LOOKUP: "embedding lookups",
     Role.TOWER_MODULE: "Tower Module", Role.OUTPUTS_EXCHANGE: "outputs exchange (back to sample owners)",
-    Role.REASSEMBLE: "reassembly", Role.DECODER: "decoder / direct feed",
+    Role.REASSEMBLE: "reassembly", Role.DECODER: "decoder", Role.FEED: "direct / hierarchical feed",
 }
-_ORDER = [Role.IDS_EXCHANGE, Role.LOOKUP, Role.TOWER_MODULE, Role.OUTPUTS_EXCHANGE, Role.REASSEMBLE, Role.DECODER]
+_ORDER = [Role.IDS_EXCHANGE, Role.LOOKUP, Role.TOWER_MODULE, Role.OUTPUTS_EXCHANGE, Role.REASSEMBLE, Role.DECODER,
+          Role.FEED]
 _DENSE = "#dddddd"
 
 
@@ -77,9 +78,8 @@ def _label(key: tuple, nodes: list[fx.Node], gm: fx.GraphModule, plan: Any = Non
             if not feats:  # lowered: one host-local lookup exchange, unpacked per table
                 return f"host-local lookups\\n{len(nodes) - 1} tables"
             return f"{len(nodes)} lookups\\n" + _wrap(list(dict.fromkeys(feats)), 22)
-        calls = [n for n in nodes if n.op == "call_module"]
-        if role == Role.DECODER:
-            return "decoder" if calls else "direct feed"
+        if role == Role.FEED:
+            return "direct feed"
         if role == Role.TOWER_MODULE and plan is not None and key[1] < len(plan.details):
             d = plan.details[key[1]]
             return f"Tower Module\\n{plan.tower_module}: {d.width_in} -> {d.width_out}"

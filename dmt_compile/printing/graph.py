@@ -29,7 +29,7 @@ _MODULE_ALIASES = {
 }
 ROLE_COLOURS = {
     Role.IDS_EXCHANGE: "#f4a261", Role.OUTPUTS_EXCHANGE: "#e76f51", Role.LOOKUP: "#2a9d8f",
-    Role.TOWER_MODULE: "#e9c46a", Role.REASSEMBLE: "#a8dadc", Role.DECODER: "#b5838d",
+    Role.TOWER_MODULE: "#e9c46a", Role.REASSEMBLE: "#a8dadc", Role.DECODER: "#b5838d", Role.FEED: "#cdb4db",
 }
 MAX_ARG_CHARS = 120
 
