@@ -58,7 +58,8 @@ def distribute(dmt: Any, topology_or_groups: Topology | str | HierarchicalGroups
     `bucket_cap_mb`: gradient bucket size. `strategy`: "sptt" or "flat" (a one-tower `1xW` transform).
     `dense_sync`: "world" (default: one asynchronous all-reduce per bucket over the world, overlapping
     the rest of backward) | "hierarchical" (reduce-scatter in the host, all-reduce across hosts,
-    all-gather in the host: 1/L of the dense gradients cross the NICs; each bucket blocks while it runs).
+    all-gather in the host: 1/L of the dense gradients cross the NICs; the reduce-scatter overlaps backward,
+    the rest runs when backward ends).
 
     The returned module shares its tables and layers with `dmt` (and registers gradient hooks on
     them): train through the returned module, not through `dmt` in the same process.

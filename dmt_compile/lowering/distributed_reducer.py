@@ -31,7 +31,8 @@ import torch
 import torch.distributed as dist
 
 from dmt_compile.errors import CollectiveError
-from dmt_compile.runtime.collectives import _record_all_reduce, hierarchical_all_reduce_
+from dmt_compile.runtime.collectives import _record_all_reduce
+from dmt_compile.runtime.hierarchical_all_reduce import start_hierarchical_all_reduce_
 
 __all__ = ["GradReducer", "ReduceSpec", "backward_order", "SYNC_TAG"]
 
@@ -186,9 +187,11 @@ class GradReducer:
             b.buf = torch.zeros(b.numel + len(b.params), dtype=p.dtype, device=p.device)
         if b.spec.hierarchy is not None:  # counted by the collective itself, per stage and link
             intra, peer = b.spec.hierarchy
-            # own tag: a bucket can fill while this rank's backward exchanges run on the same host group
-            hierarchical_all_reduce_(b.buf, intra, peer, op=b.spec.op, tag=SYNC_TAG)  # CollectiveError on failure
-            b.work, b.launched = _Done(), True
+            # the in-host reduce-scatter overlaps the rest of backward; the cross-host all-reduce and the
+            # all-gather run when the bucket is waited for (in bucket order, like the launches). Own tag:
+            # this rank's backward exchanges run on the same host group meanwhile
+            b.work = start_hierarchical_all_reduce_(b.buf, intra, peer, op=b.spec.op, tag=SYNC_TAG)
+            b.launched = True
             return
         start = time.perf_counter()
         try:
@@ -247,10 +250,3 @@ def _failed(b: _Bucket, exc: BaseException) -> CollectiveError:
         f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
         "another rank probably died or left the step early; see the first failing rank's error")
 
-
-class _Done:
-    """The finished work of a bucket reduced synchronously."""
-
-    @staticmethod
-    def wait() -> bool:
-        return True

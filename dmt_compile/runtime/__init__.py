@@ -7,10 +7,10 @@ from dmt_compile.runtime.collectives import (
     all_reduce_mean_grads,
     all_reduce_sum_grads,
     all_to_all_jagged,
-    hierarchical_all_reduce_,
     all_to_all_rows,
     exchange_counts,
 )
+from dmt_compile.runtime.hierarchical_all_reduce import hierarchical_all_reduce_, start_hierarchical_all_reduce_
 from dmt_compile.runtime.comm_stats import CommStats, Counters, get_comm_stats, recording, summary_table
 from dmt_compile.runtime.groups import HierarchicalGroups, check_fingerprint, validate_world
 from dmt_compile.runtime.launch import RankFailure, init_from_env, launch_local
@@ -31,6 +31,7 @@ __all__ = [
     "all_gather_rows",
     "all_reduce_",
     "hierarchical_all_reduce_",
+    "start_hierarchical_all_reduce_",
     "all_reduce_grads",
     "all_reduce_mean_grads",
     "all_reduce_sum_grads",

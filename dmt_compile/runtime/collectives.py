@@ -3,7 +3,7 @@
 Every all-to-all goes through :func:`dmt_compile.runtime.duplex.exchange`: on gloo a full-duplex
 point-to-point exchange (every receive posted before any send; gloo's ``all_to_all_single``
 runs a two-member exchange one direction at a time), on NCCL ``all_to_all_single``. So the
-same code runs on gloo (CPU tensors) and NCCL (CUDA tensors). :func:`hierarchical_all_reduce_`
+same code runs on gloo (CPU tensors) and NCCL (CUDA tensors). :func:`~dmt_compile.runtime.hierarchical_all_reduce.hierarchical_all_reduce_`
 is the topology-aware all-reduce for data-parallel parameters (reduce-scatter inside the host,
 all-reduce across hosts, all-gather inside).
 
@@ -37,7 +37,7 @@ from dmt_compile.errors import CollectiveError
 from dmt_compile.runtime import comm_stats, duplex
 
 __all__ = ["all_to_all_rows", "exchange_counts", "all_to_all_jagged", "JaggedExchange", "all_gather_rows",
-           "all_reduce_", "hierarchical_all_reduce_", "all_reduce_grads", "all_reduce_mean_grads",
+           "all_reduce_", "all_reduce_grads", "all_reduce_mean_grads",
            "all_reduce_sum_grads"]
 
 logger = logging.getLogger(__name__)
@@ -293,47 +293,6 @@ def all_reduce_(
     _record_all_reduce(tensor.numel(), tensor.element_size(), group, label, op, start)
     if average:
         tensor.div_(dist.get_world_size(group))
-    return tensor
-
-
-def hierarchical_all_reduce_(
-    tensor: torch.Tensor, intra_group: Any, peer_group: Any, *, average: bool = False,
-    op: str = "hier_all_reduce", labels: tuple[str, str] = ("intra", "cross"), tag: int = 0,
-) -> torch.Tensor:
-    """In-place sum (mean: ``average=True``) of ``tensor`` over the world, topology-aware; returns it.
-
-    1. reduce-scatter inside the host (``intra_group``, L ranks): member ``i`` gets the host's
-       sum of chunk ``i`` (``tensor_split`` into L chunks), as one all-to-all + a local sum;
-    2. all-reduce of that chunk across hosts (``peer_group``: the ranks with my local index);
-    3. all-gather of the chunks inside the host.
-
-    Only ``1/L`` of the tensor crosses the NICs per rank. Every rank ends with bitwise the same
-    result. Any shape and dtype (written in place), e.g. one flat gradient bucket; same numel on
-    every rank. Counted under ``labels`` as ``op + ".rs" / ".ar" / ".ag"``; failures raise
-    :class:`CollectiveError`. ``tag``: the point-to-point tag of the two in-host stages; give calls
-    that may interleave with other exchanges on ``intra_group`` their own (gloo matches per pair and tag).
-    """
-    L, me = _group_info(intra_group)
-    n_hosts = dist.get_world_size(peer_group)
-    flat = tensor.detach().reshape(-1)
-    numel = flat.numel()
-    sizes = [numel // L + (1 if i < numel % L else 0) for i in range(L)]
-    intra, cross = labels
-    if L > 1:  # 1) reduce-scatter: chunk j to member j, sum what arrives
-        got = _a2a_impl(flat, sizes, [sizes[me]] * L, intra_group, intra, op + ".rs", kind="sync", tag=tag)
-        mine = got.view(L, sizes[me]).sum(0)
-    else:
-        mine = flat.clone()
-    if n_hosts > 1:  # 2) across hosts, one chunk per rank
-        all_reduce_(mine, peer_group, cross, op=op + ".ar")
-    if L > 1:  # 3) all-gather the chunks back in member order
-        full = _a2a_impl(mine.repeat(L), [sizes[me]] * L, sizes, intra_group, intra, op + ".ag", kind="sync", tag=tag)
-    else:
-        full = mine
-    if average:
-        full = full / (L * n_hosts) if full.is_floating_point() else full // (L * n_hosts)
-    with torch.no_grad():
-        tensor.copy_(full.view_as(tensor))
     return tensor
 
 

@@ -12,7 +12,7 @@ strategy alike. Each step starts after a barrier; the report takes the slowest r
 Per step and rank: wall time, CPU time of the process (all its threads, gloo's included, for
 the CPU-validity check), and the exchanges (:class:`ExchangeTimer`). Gradient sync of our
 strategies: ``dense_sync="hierarchical"`` all-reduces data-parallel gradients with
-:func:`~dmt_compile.runtime.collectives.hierarchical_all_reduce_`, ``"flat"`` with
+:func:`~dmt_compile.runtime.hierarchical_all_reduce.hierarchical_all_reduce_`, ``"flat"`` with
 ``ShardedDmt.sync_gradients`` (one all-reduce over the world).
 """
 from __future__ import annotations
@@ -171,7 +171,8 @@ class DmtRun:
         if self.dense_sync == "flat":
             self.sharded.sync_gradients()
             return
-        from dmt_compile.runtime.collectives import all_reduce_grads, hierarchical_all_reduce_
+        from dmt_compile.runtime.collectives import all_reduce_grads
+        from dmt_compile.runtime.hierarchical_all_reduce import hierarchical_all_reduce_
 
         s, g = self.sharded, self.groups
         world = g.topology.world_size
