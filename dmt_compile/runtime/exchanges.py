@@ -25,7 +25,7 @@ from dmt_compile.errors import RuntimeSetupError
 from dmt_compile.runtime.id_check import IdRangeCheck, check_ids
 from dmt_compile.runtime.wire import (
     IdField, Stream, decode_sources, encode, exchange_ids, exchange_rows, finish_ids, finish_rows, keyed, start_ids,
-    start_rows, unkeyed,
+    start_rows, unkeyed, weights_dtype,
 )
 
 __all__ = ["PeerIdsExchange", "TowerLookup", "PeerOutputsExchange", "LookupCall", "OutputsStart", "OutputsWait"]
@@ -40,7 +40,8 @@ class PeerIdsExchange(nn.Module):
         self.fields, self.tower_host, self.my_host, self.num_hosts = fields, tower_host, my_host, num_hosts
         self.group, self.label, self.id_check = group, label, id_check
         self.local_towers = sorted(t for t, h in tower_host.items() if h == my_host)
-        self.with_weights = any(f.positions[2] is not None for fs in fields.values() for f in fs if f.kind == "jagged")
+        # the dtype weights travel in (None: no weights); from the plan, so every member agrees
+        self.with_weights = weights_dtype([f for fs in fields.values() for f in fs if f.kind == "jagged"])
         self.samples_from: dict[int, list[int]] = {}  # local tower -> samples received from each member
         self.my_samples = 0
         self._prefetched: list = []  # id exchanges of later batches, started by prefetch()
@@ -193,8 +194,9 @@ class TowerLookup(nn.Module):
         self.row_wise = row_wise or {}  # k -> RowWiseLookup (spec, how to read its ids as bags, row starts)
         self.shards = nn.ModuleDict(shards or {})  # table key -> RowShard (my rows of row-wise tables)
         self.keyed_out = keyed_out or [None] * len(owners)  # (keys, lengths) when lookup k returns a KeyedTensor
-        self.with_weights = any(f.kind == "jagged" and f.positions[2] is not None for fs in lookup_fields for f in fs)
-        self.with_weights |= any(r.weights_pos is not None for r in self.row_wise.values())
+        self.with_weights = weights_dtype([f for fs in lookup_fields for f in fs if f.kind == "jagged"])
+        if self.with_weights is None and any(r.weights_pos is not None for r in self.row_wise.values()):
+            self.with_weights = torch.float32
 
     def extra_repr(self) -> str:
         mine = [k for k, o in enumerate(self.owners) if o == self.my_index]

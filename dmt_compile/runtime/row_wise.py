@@ -64,7 +64,7 @@ def to_bags(kind: str, ids, positions: tuple, weights_pos, last_offset: bool, mo
         bounds = offsets if last_offset else torch.cat([offsets, offsets.new_tensor([x.numel()])])
         lengths = bounds[1:] - bounds[:-1]
         w = ids[weights_pos] if weights_pos is not None else None
-        return Stream(x.to(torch.int64), lengths, None if w is None else w.detach().float())
+        return Stream(x.to(torch.int64), lengths, None if w is None else w.detach())  # weights keep their dtype
     if mode == "bag2d":  # EmbeddingBag with a 2-D input: each row is one bag
         return Stream(x.reshape(-1).to(torch.int64),
                       torch.full((x.shape[0],), x.shape[1], dtype=torch.int64, device=x.device), None)

@@ -16,7 +16,7 @@ import torch
 
 __all__ = ["IdField", "Stream", "encode", "decode", "decode_sources", "exchange_ids", "exchange_rows",
            "num_samples", "keyed", "unkeyed", "split_received", "start_rows", "finish_rows", "RowsPending",
-           "start_ids", "finish_ids", "IdsPending"]
+           "start_ids", "finish_ids", "IdsPending", "weights_dtype"]
 
 
 @dataclass(frozen=True)
@@ -130,15 +130,28 @@ def keyed(x: torch.Tensor, layout) -> Any:
     return KeyedTensor(keys=list(layout[0]), length_per_key=list(layout[1]), values=x)
 
 
-def _cat(streams: list[Stream], with_weights: bool, device: torch.device | None = None) -> Stream:
+def weights_dtype(fields: Sequence[IdField]) -> torch.dtype | None:
+    """The dtype per-sample weights travel in for these fields (the same on every rank: read from the
+    plan's fields): float64 if any field's weights are float64, float32 otherwise; None without weights."""
+    dtypes = [f.weights_dtype or "float32" for f in fields
+              if (f.kind == "jagged" and f.positions[2] is not None) or (f.kind == "kjt" and f.weighted)]
+    if not dtypes:
+        return None
+    return torch.float64 if "float64" in dtypes else torch.float32
+
+
+def _cat(streams: list[Stream], with_weights: "bool | torch.dtype | None", device: torch.device | None = None) -> Stream:
+    """One stream of `streams`; weights (ones where a stream has none) in `with_weights`' dtype
+    (True: float32), so every member sends and expects the same dtype."""
+    wdt = with_weights if isinstance(with_weights, torch.dtype) else torch.float32
     if not streams:
-        w = torch.zeros(0, device=device) if with_weights else None
+        w = torch.zeros(0, dtype=wdt, device=device) if with_weights else None
         empty = torch.zeros(0, dtype=torch.int64, device=device)
         return Stream(empty, empty.clone(), w)
     weights = None
     if with_weights:
-        weights = torch.cat([s.weights.float() if s.weights is not None
-                             else torch.ones(s.values.numel(), device=s.values.device) for s in streams])
+        weights = torch.cat([s.weights.to(wdt) if s.weights is not None
+                             else torch.ones(s.values.numel(), dtype=wdt, device=s.values.device) for s in streams])
     return Stream(torch.cat([s.values for s in streams]), torch.cat([s.lengths for s in streams]), weights)
 
 
@@ -165,7 +178,8 @@ class IdsPending:
 
 
 def start_ids(sends: Sequence[Sequence[Stream]], recv_mults: Sequence[Sequence[int]], group: Any, label: str,
-              op: str, with_weights: bool, hosts: Sequence[int] | None = None, tag: int = 0) -> IdsPending:
+              op: str, with_weights: "bool | torch.dtype | None", hosts: Sequence[int] | None = None,
+              tag: int = 0) -> IdsPending:
     """:func:`exchange_ids` up to the transfer: exchanges the counts (small, blocking), then posts
     lengths, values (and weights) and returns; :func:`finish_ids` waits and splits."""
     from dmt_compile.runtime.collectives import exchange_counts
@@ -213,7 +227,8 @@ def finish_ids(p: IdsPending) -> list[list[Stream]]:
 
 
 def exchange_ids(sends: Sequence[Sequence[Stream]], recv_mults: Sequence[Sequence[int]], group: Any, label: str,
-                 op: str, with_weights: bool, hosts: Sequence[int] | None = None) -> list[list[Stream]]:
+                 op: str, with_weights: "bool | torch.dtype | None", hosts: Sequence[int] | None = None,
+                 ) -> list[list[Stream]]:
     """Send `sends[j]` (streams for member j) in one jagged exchange; split what arrives.
 
     `recv_mults[s]` lists, for each stream member s sends me, its length entries per sample (1 for

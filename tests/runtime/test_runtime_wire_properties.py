@@ -90,16 +90,30 @@ def test_row_shard_partial_sums_add_up_to_the_full_bag(lengths, members, weighte
     for j, part in enumerate(parts):
         shard = RowShard(table, starts[j], starts[j + 1], "t")
         shard.weight.data = shard.weight.data.double()
-        if part.weights is not None:
-            part = Stream(part.values, part.lengths, part.weights.double())
+        assert part.weights is None or part.weights.dtype == torch.float64
         total = total + shard(part)
     if not lengths:
         return
     mode = "mean" if mean else "sum"
     if mean:
         total = total / bags.lengths.clamp(min=1).unsqueeze(1).double()
-    # the wire carries per-sample weights as float32: compare with the weights it carried (a float64
-    # comparison of near-zero bags failed at rtol 1e-5 once in ~300 random tables)
-    carried = weights.float().double() if weights is not None else None
-    expected = F.embedding_bag(values, table, offsets, mode=mode, per_sample_weights=carried)
+    # float64 weights stay float64 (they once travelled as float32: a near-zero bag then missed rtol)
+    expected = F.embedding_bag(values, table, offsets, mode=mode, per_sample_weights=weights)
     assert torch.allclose(total, expected, atol=1e-12)
+
+
+def test_weights_travel_in_the_fields_dtype():
+    from dmt_compile.runtime.wire import IdField, _cat, weights_dtype
+
+    f32 = IdField("jagged", (0, 1, 2), weights_dtype="float32")
+    f64 = IdField("jagged", (0, 1, 2), weights_dtype="float64")
+    plain = IdField("jagged", (0, 1, None))
+    assert weights_dtype([plain]) is None
+    assert weights_dtype([plain, f32]) is torch.float32 and weights_dtype([f32, f64]) is torch.float64
+    w = torch.tensor([0.1, 0.2], dtype=torch.float64)
+    s = Stream(torch.tensor([1, 2]), torch.tensor([2]), w)
+    bare = Stream(torch.tensor([3]), torch.tensor([1]), None)
+    out = _cat([s, bare], torch.float64)
+    assert out.weights.dtype == torch.float64 and torch.equal(out.weights, torch.tensor([0.1, 0.2, 1.0], dtype=torch.float64))
+    assert _cat([], torch.float64).weights.dtype == torch.float64  # an empty member sends the same dtype
+    assert _cat([s], True).weights.dtype == torch.float32  # plain True keeps the old float32
