@@ -75,17 +75,22 @@ def _meta(model: Any, optimizer: Any) -> str:
     }, sort_keys=True)
 
 
+def _entry_of(model: Any, p: torch.Tensor) -> Any:
+    """The state entry of a parameter the optimizer holds; a typed error for a foreign tensor."""
+    e = model.layout.entry_of(p)
+    if e is None:
+        raise CheckpointError(f"the optimizer holds a tensor of shape {tuple(p.shape)} that is not a "
+                              "parameter of the distributed model", "build the optimizer from dist_model.parameters()")
+    return e
+
+
 def _optimizer_entries(model: Any, optimizer: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     groups = []
     for group in optimizer.param_groups:
         groups.append({k: v for k, v in group.items() if k != "params"})
         for p in group["params"]:
-            e = model.layout.entry_of(p)
-            if e is None:
-                raise CheckpointError(f"the optimizer holds a tensor of shape {tuple(p.shape)} that is not a "
-                                      "parameter of the distributed model",
-                                      "build the optimizer from dist_model.parameters()")
+            e = _entry_of(model, p)
             for name, value in optimizer.state.get(p, {}).items():
                 if isinstance(value, torch.Tensor) and value.shape == p.shape:
                     out[f"{OPTIM}{e.key}/{name}"] = _placed(model, e, value.detach())
@@ -174,11 +179,7 @@ def _optimizer_templates(model: Any, optimizer: Any, md: Any) -> tuple[dict[str,
             by_key.setdefault(key, []).append(name)
     for group in optimizer.param_groups:
         for p in group["params"]:
-            e = model.layout.entry_of(p)
-            if e is None:
-                raise CheckpointError(f"the optimizer holds a tensor of shape {tuple(p.shape)} that is not a "
-                                      "parameter of the distributed model",
-                                      "build the optimizer from dist_model.parameters()")
+            e = _entry_of(model, p)
             for name in by_key.get(e.key, []):
                 k = f"{OPTIM}{e.key}/{name}"
                 m = md.state_dict_metadata[k]

@@ -20,7 +20,6 @@ pytestmark = pytest.mark.distributed
 
 EXPORT_ONLY = "zoo.m18_export_only_type_check:factory"
 SPLIT_TABLE = "zoo.m08_xdeepfm_offsets_buffer:factory"  # one offset table + a dim-1 table, split per field
-TORCHFM = "real_zoo.zoo_torchfm:make_torchfm_dfm"  # pytorch-fm DeepFM: numpy offsets, one table per model part
 CASES = [
     VerifyOptions(EXPORT_ONLY, "2x2"),
     VerifyOptions(EXPORT_ONLY, "2x2", "linear", 4),
@@ -52,8 +51,19 @@ def test_verify_exact_on_2x2(results, index):
     _assert_exact(results[index])
 
 
-def test_verify_exact_on_a_real_library_model():
-    if not real_zoo.installed("torchfm"):
-        pytest.skip("torchfm is not installed (.ci/run installs the real-package zoos)")
-    for case in _run([VerifyOptions(TORCHFM, "2x2"), VerifyOptions(TORCHFM, "2x2", "linear", 4)]):
+# one model per real library: torchfm (numpy offsets, one table per model part), deepctr-torch (one
+# input matrix sliced per feature), torch-rechub (dict inputs, DCN cross layers), torchctr (wide & deep)
+REAL = {
+    "torchfm": "real_zoo.zoo_torchfm:make_torchfm_dfm",
+    "deepctr": "real_zoo.zoo_deepctr:make_deepctr_deepfm",
+    "rechub": "real_zoo.zoo_rechub:make_rechub_dcn",
+    "torchctr": "real_zoo.zoo_torchctr:make_torchctr_wideanddeepmodel",
+}
+
+
+@pytest.mark.parametrize("lib", sorted(REAL))
+def test_verify_exact_on_a_real_library_model(lib):
+    if not real_zoo.installed(lib):
+        pytest.skip(f"{real_zoo.LIBRARIES[lib][0]} is not installed (.ci/run installs the real-package zoos)")
+    for case in _run([VerifyOptions(REAL[lib], "2x2"), VerifyOptions(REAL[lib], "2x2", "linear", 4)]):
         _assert_exact(case)
