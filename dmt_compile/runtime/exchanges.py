@@ -194,9 +194,8 @@ class TowerLookup(nn.Module):
         self.row_wise = row_wise or {}  # k -> RowWiseLookup (spec, how to read its ids as bags, row starts)
         self.shards = nn.ModuleDict(shards or {})  # table key -> RowShard (my rows of row-wise tables)
         self.keyed_out = keyed_out or [None] * len(owners)  # (keys, lengths) when lookup k returns a KeyedTensor
+        # row-wise lookups are among lookup_fields too: their bag weights travel in the same dtype
         self.with_weights = weights_dtype([f for fs in lookup_fields for f in fs if f.kind == "jagged"])
-        if self.with_weights is None and any(r.weights_pos is not None for r in self.row_wise.values()):
-            self.with_weights = torch.float32
 
     def extra_repr(self) -> str:
         mine = [k for k, o in enumerate(self.owners) if o == self.my_index]
