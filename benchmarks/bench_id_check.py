@@ -30,7 +30,7 @@ from dmt_compile.runtime.launch import launch_local  # noqa: E402
 
 def _rank(rank: int, args: dict) -> dict:
     import dmt_compile
-    from dmt_compile.lowering.sharded import ShardedDmt
+    from dmt_compile.training.sharded import ShardedDmt
     from dmt_compile.runtime.groups import HierarchicalGroups
     from synthetic_dlrm import factory
 

@@ -24,8 +24,8 @@ DLRM = os.path.join(ROOT, "examples", "dlrm.py") + ":factory"
 def _worker(rank: int, topology: str, b: int, pairs: int, bucket_cap_mb: float, ckpt_dir: str) -> dict:
     import dmt_compile
     from dmt_compile.capture.model_spec import load_model_spec
-    from dmt_compile.lowering.sharded import ShardedDmt
-    from dmt_compile.runtime.batching import infer_batch_layout
+    from dmt_compile.training.sharded import ShardedDmt
+    from dmt_compile.training.batching import infer_batch_layout
     from dmt_compile.runtime.groups import HierarchicalGroups
     from dmt_compile.topo import as_topology
 

@@ -1,7 +1,7 @@
 """dmt_compile: turn a flat recommendation model into a Disaggregated Multi-Tower model."""
 from dmt_compile.api import DmtModel, flat_state_dict, transform
 from dmt_compile.errors import DmtError
-from dmt_compile.lowering.distributed import DistributedDmt, distribute
+from dmt_compile.training.distributed import DistributedDmt, distribute
 from dmt_compile.ir.plan import TowerDetail, TowerPlan
 from dmt_compile.topo import Topology
 

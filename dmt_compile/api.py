@@ -14,8 +14,8 @@ from dmt_compile.input_checks import check_model_and_inputs
 from dmt_compile.ir.detection import Detection
 from dmt_compile.ir.plan import TowerPlan
 from dmt_compile.ir.table_splits import TableSplits
-from dmt_compile.lowering.checkpoint_graph import PortableGraphModule, clean_types
-from dmt_compile.lowering.checkpoint_names import (OriginalState, flat_state_dict, held_key, rebuilt_layers,
+from dmt_compile.model.portable_graph import PortableGraphModule, clean_types
+from dmt_compile.model.state_names import (OriginalState, flat_state_dict, held_key, rebuilt_layers,
                                                    resolve_state_names)
 from dmt_compile.options import TransformOptions
 from dmt_compile.passes.base import Pass, PassContext, PassPipeline

@@ -27,7 +27,7 @@ import torch
 import dmt_compile
 from dmt_compile.capture.model_spec import load_model_spec
 from dmt_compile.errors import CollectiveError, DmtError
-from dmt_compile.lowering.distributed_log import TrainingLog
+from dmt_compile.training.log import TrainingLog
 from dmt_compile.runtime import HierarchicalGroups, init_from_env, launch_local
 from dmt_compile.topo import as_topology
 

@@ -1,7 +1,8 @@
 """The package's layers point one way, and no module imports another in a cycle.
 
     errors < ir < {topo, capture, tower_modules} < partition < passes < {printing, runtime}
-           < lowering < api (api.py, options.py, input_checks.py, __init__.py) < interop < tools (and __main__.py)
+           < model < lowering < training < api (api.py, options.py, input_checks.py, __init__.py)
+           < interop < tools (and __main__.py)
 
 Every `import` / `from ... import` in a module counts, also those inside functions (lazy
 imports), so a layer cannot reach up even lazily. Components of one tier do not import each
@@ -20,7 +21,7 @@ ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 
 TIERS = {
     "errors": 0, "ir": 1, "topo": 2, "capture": 2, "tower_modules": 2, "partition": 3, "passes": 4,
-    "printing": 5, "runtime": 5, "lowering": 6, "api": 7, "interop": 8, "tools": 9,
+    "printing": 5, "runtime": 5, "model": 6, "lowering": 7, "training": 8, "api": 9, "interop": 10, "tools": 11,
 }
 COMPONENT_OF_FILE = {"api.py": "api", "options.py": "api", "input_checks.py": "api", "__init__.py": "api",
                      "__main__.py": "tools",

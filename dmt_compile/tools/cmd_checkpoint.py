@@ -26,7 +26,7 @@ def _summary(path: str) -> str:
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 
-    from dmt_compile.lowering.checkpoint import read_meta
+    from dmt_compile.training.checkpoint import read_meta
 
     meta = read_meta(path)
     md = dcp.FileSystemReader(path).read_metadata().state_dict_metadata
@@ -56,7 +56,7 @@ def run_checkpoint(args, stdout: IO[str]) -> int:
         return 0
     import torch
 
-    from dmt_compile.lowering.checkpoint import flat_state_from_checkpoint
+    from dmt_compile.training.checkpoint import flat_state_from_checkpoint
 
     state = flat_state_from_checkpoint(args.dir, strict=not args.partial)
     torch.save(state, args.to_flat)

@@ -187,8 +187,8 @@ def _compare(opts: VerifyOptions, sharded, names, ref_grads, ref_params, tables)
 
 def verify_worker(rank: int, opts: VerifyOptions) -> dict:
     """One rank of `verify` (runs inside `launch_local`); returns max differences and comm stats."""
-    from dmt_compile.lowering.sharded import ShardedDmt
-    from dmt_compile.runtime.batching import infer_batch_layout
+    from dmt_compile.training.sharded import ShardedDmt
+    from dmt_compile.training.batching import infer_batch_layout
     from dmt_compile.runtime.comm_stats import recording
     from dmt_compile.runtime.groups import HierarchicalGroups
     from dmt_compile.topo import Topology, as_topology

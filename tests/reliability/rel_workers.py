@@ -50,7 +50,7 @@ def bad_ids_on_rank(rank: int, culprit: int, strategy: str) -> None:
     """Every rank runs its share of a DLRM batch; `culprit` feeds C5 an id one past its 300-row table."""
     import dmt_compile
     from dmt_compile.capture.model_spec import load_model_spec
-    from dmt_compile.lowering.sharded import ShardedDmt
+    from dmt_compile.training.sharded import ShardedDmt
     from dmt_compile.topo import Topology
 
     groups = HierarchicalGroups.build("2x2")

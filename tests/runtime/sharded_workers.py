@@ -18,7 +18,7 @@ def die_mid_step(rank: int, spec: str, topology: str) -> float:
     import dmt_compile
     from dmt_compile.capture.model_spec import load_model_spec
     from dmt_compile.runtime.groups import HierarchicalGroups
-    from dmt_compile.lowering.sharded import ShardedDmt
+    from dmt_compile.training.sharded import ShardedDmt
     from dmt_compile.topo import as_topology
 
     groups = HierarchicalGroups.build(as_topology(topology))
@@ -40,7 +40,7 @@ def different_plan(rank: int, spec: str, topology: str) -> None:
     import dmt_compile
     from dmt_compile.capture.model_spec import load_model_spec
     from dmt_compile.runtime.groups import HierarchicalGroups
-    from dmt_compile.lowering.sharded import ShardedDmt
+    from dmt_compile.training.sharded import ShardedDmt
     from dmt_compile.topo import as_topology
 
     groups = HierarchicalGroups.build(as_topology(topology))
@@ -53,7 +53,7 @@ def wrong_topology(rank: int, spec: str) -> None:
     import dmt_compile
     from dmt_compile.capture.model_spec import load_model_spec
     from dmt_compile.runtime.groups import HierarchicalGroups
-    from dmt_compile.lowering.sharded import ShardedDmt
+    from dmt_compile.training.sharded import ShardedDmt
     from dmt_compile.topo import as_topology
 
     groups = HierarchicalGroups.build(as_topology("2x2"))
@@ -68,7 +68,7 @@ def table_memory(rank: int, spec: str, topology: str) -> dict:
     import dmt_compile
     from dmt_compile.capture.model_spec import load_model_spec
     from dmt_compile.runtime.groups import HierarchicalGroups
-    from dmt_compile.lowering.sharded import ShardedDmt
+    from dmt_compile.training.sharded import ShardedDmt
     from dmt_compile.topo import as_topology
 
     groups = HierarchicalGroups.build(as_topology(topology))

@@ -20,9 +20,9 @@ JAGGED = "zoo.m05_weighted_bag_youtube:factory"  # jagged EmbeddingBag ids with 
 def _train(spec: str, tower_module: str, compression, pipelined: bool, steps: int = 3):
     import dmt_compile
     from dmt_compile.capture.model_spec import load_model_spec
-    from dmt_compile.lowering.pipeline import IdsPipeline
-    from dmt_compile.lowering.sharded import ShardedDmt
-    from dmt_compile.runtime.batching import infer_batch_layout
+    from dmt_compile.training.pipeline import IdsPipeline
+    from dmt_compile.training.sharded import ShardedDmt
+    from dmt_compile.training.batching import infer_batch_layout
     from dmt_compile.runtime.comm_stats import recording
     from dmt_compile.runtime.groups import HierarchicalGroups
     from dmt_compile.tools.verify import first_tensor
@@ -65,8 +65,8 @@ def worker(rank: int, spec: str, tower_module: str, compression) -> dict:
     # a forward with other ids than the prefetched ones is refused on every rank
     import dmt_compile
     from dmt_compile.capture.model_spec import load_model_spec
-    from dmt_compile.lowering.pipeline import IdsPipeline
-    from dmt_compile.lowering.sharded import ShardedDmt
+    from dmt_compile.training.pipeline import IdsPipeline
+    from dmt_compile.training.sharded import ShardedDmt
     from dmt_compile.runtime.groups import HierarchicalGroups
 
     refused = "not checked"

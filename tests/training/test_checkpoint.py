@@ -10,7 +10,7 @@ import torch
 from conftest import ROOT
 from dmt_compile.capture.model_spec import load_model_spec
 from dmt_compile.errors import CheckpointError, CollectiveError
-from dmt_compile.lowering.checkpoint import flat_state_from_checkpoint, read_checkpoint, read_meta
+from dmt_compile.training.checkpoint import flat_state_from_checkpoint, read_checkpoint, read_meta
 from dmt_compile.runtime.launch import launch_local
 from dmt_compile.tools.cli import main
 from dmt_compile.topo import as_topology

@@ -93,7 +93,7 @@ def test_hierarchical_dense_sync_matches_one_process_and_sends_a_third_across_ho
 def test_unknown_dense_sync_is_a_typed_error():
     import dmt_compile
     from dmt_compile.errors import RuntimeSetupError
-    from dmt_compile.lowering.distributed import DistributedDmt
+    from dmt_compile.training.distributed import DistributedDmt
 
     with pytest.raises(RuntimeSetupError, match="unknown dense_sync 'ring'") as info:
         DistributedDmt(None, None, dense_sync="ring")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import ROOT
-from dmt_compile.lowering.checkpoint import read_checkpoint
+from dmt_compile.training.checkpoint import read_checkpoint
 
 pytestmark = pytest.mark.distributed
 SCRIPT = os.path.join(ROOT, "examples", "train_distributed.py")

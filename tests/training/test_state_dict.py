@@ -18,7 +18,7 @@ from dmt_compile.api import DmtModel
 from dmt_compile.capture.model_spec import load_model_spec
 from dmt_compile.errors import CheckpointError
 from dmt_compile.ir.graph import tower_nodes
-from dmt_compile.lowering.checkpoint_names import OriginalState
+from dmt_compile.model.state_names import OriginalState
 from helpers import ALL_MODELS, load_model, max_diff, train_steps
 
 UNPOOLED = {"zoo:torchrec_ec_sequence"}  # unpooled sequences: identity towers only

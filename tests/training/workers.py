@@ -118,7 +118,7 @@ def replicas_after_start(rank: int, spec: str, topology: str, init_sync: str) ->
     """Rank r builds the model with seed r (dense and Tower-Module weights differ); what does ShardedDmt hold?"""
     import dmt_compile
     from dmt_compile.capture.model_spec import load_model_spec
-    from dmt_compile.lowering.sharded import ShardedDmt
+    from dmt_compile.training.sharded import ShardedDmt
     from dmt_compile.runtime.groups import HierarchicalGroups
 
     groups = HierarchicalGroups.build(topology)
@@ -138,7 +138,7 @@ def checkpoint_hop(rank: int, spec: str, topology: str, load_from: str | None, s
     """Load `load_from` (if any) on `topology`, check every local tensor against the file, train, save."""
     import dmt_compile
     from dmt_compile.capture.model_spec import load_model_spec
-    from dmt_compile.lowering.checkpoint import read_checkpoint
+    from dmt_compile.training.checkpoint import read_checkpoint
     from dmt_compile.topo import as_topology
 
     topo = as_topology(topology)
@@ -186,7 +186,7 @@ def torchrec_runs_our_plan(rank: int, zoo_name: str, topology: str) -> dict:
     import dmt_compile
     import zoo
     from dmt_compile.interop.torchrec_towers import TowerModel, ebc_sharding_plan, to_torchrec_towers
-    from dmt_compile.runtime.batching import _slice_kjt
+    from dmt_compile.training.batching import _slice_kjt
     from dmt_compile.topo import as_topology
 
     topo = as_topology(topology)

@@ -133,8 +133,8 @@ class DmtRun:
     """One of our strategies on this rank: the sharded model, its batch share and optimizer."""
 
     def __init__(self, strategy: str, compression: float | None, opts: BenchOptions, groups: Any, rank: int):
-        from dmt_compile.lowering.sharded import ShardedDmt
-        from dmt_compile.runtime.batching import infer_batch_layout
+        from dmt_compile.training.sharded import ShardedDmt
+        from dmt_compile.training.batching import infer_batch_layout
 
         model, inputs = _load(opts.spec, opts.world * opts.per_rank_batch)
         torch.manual_seed(opts.seed)
@@ -151,7 +151,7 @@ class DmtRun:
         self.opt = torch.optim.SGD(self.sharded.parameters(), lr=opts.lr)
         self.pipe = None
         if opts.pipeline and strategy != "flat":
-            from dmt_compile.lowering.pipeline import IdsPipeline
+            from dmt_compile.training.pipeline import IdsPipeline
 
             self.pipe = IdsPipeline(self.sharded)  # every step trains on the same batch: it is also the next one
 

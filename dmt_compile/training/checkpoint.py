@@ -31,7 +31,7 @@ import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 
 from dmt_compile.errors import CheckpointError
-from dmt_compile.lowering.checkpoint_layout import Entry
+from dmt_compile.training.checkpoint_layout import Entry
 from dmt_compile.runtime.row_wise import row_starts
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "read_meta", "flat_state_from_checkpoint",

@@ -22,10 +22,10 @@ import torch.distributed as dist
 from torch import nn
 
 from dmt_compile.errors import RuntimeSetupError
-from dmt_compile.lowering.checkpoint_layout import StateLayout
-from dmt_compile.lowering.distributed_reducer import GradReducer, ReduceSpec, backward_order
-from dmt_compile.lowering.sharded import ShardedDmt
-from dmt_compile.runtime.batching import infer_batch_layout
+from dmt_compile.training.checkpoint_layout import StateLayout
+from dmt_compile.training.reducer import GradReducer, ReduceSpec, backward_order
+from dmt_compile.training.sharded import ShardedDmt
+from dmt_compile.training.batching import infer_batch_layout
 from dmt_compile.runtime.groups import HierarchicalGroups
 from dmt_compile.topo import Topology, as_topology
 
@@ -134,14 +134,14 @@ class DistributedDmt(nn.Module):
         return tuple(parts[name] for name in self.input_spec.arg_names)
 
     def save_checkpoint(self, path: str, optimizer: torch.optim.Optimizer | None = None, extra: Any = None) -> str:
-        """Write a DCP checkpoint (collective; see `lowering.checkpoint.save_checkpoint`)."""
-        from dmt_compile.lowering.checkpoint import save_checkpoint
+        """Write a DCP checkpoint (collective; see `training.checkpoint.save_checkpoint`)."""
+        from dmt_compile.training.checkpoint import save_checkpoint
 
         return save_checkpoint(self, path, optimizer=optimizer, extra=extra)
 
     def load_checkpoint(self, path: str, optimizer: torch.optim.Optimizer | None = None, strict: bool = True) -> Any:
         """Load a DCP checkpoint written on any topology; returns its `extra` (collective)."""
-        from dmt_compile.lowering.checkpoint import load_checkpoint
+        from dmt_compile.training.checkpoint import load_checkpoint
 
         return load_checkpoint(self, path, optimizer=optimizer, strict=strict)
 

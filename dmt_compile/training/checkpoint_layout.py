@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from dmt_compile.lowering.checkpoint_names import held_key
+from dmt_compile.model.state_names import held_key
 
 __all__ = ["Entry", "StateLayout"]
 

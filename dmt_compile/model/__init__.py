@@ -1,0 +1,7 @@
+"""The transformed model a single process holds: `DmtModel`, its state names, its portable graph.
+
+`state_names.py` is the state-dict contract (original names for every original parameter and
+buffer, `flat_state_dict`), `portable_graph.py` keeps the graph picklable across processes.
+
+Tier: above `printing` (`DmtModel.dump`) and below `lowering`, which lowers a `DmtModel` per rank.
+"""
