@@ -29,6 +29,7 @@ from torch.overrides import TorchFunctionMode
 from dmt_compile.capture.inputs import flatten_call
 from dmt_compile.errors import InputError
 from dmt_compile.ir.boundary import BOUNDARY_OPS
+from dmt_compile.model import DmtModel
 from dmt_compile.runtime.exchanges import PeerIdsExchange, PeerOutputsExchange, TowerLookup
 
 __all__ = ["check_model_and_inputs"]
@@ -62,8 +63,8 @@ def _boundary_graph(m: torch.nn.Module) -> bool:
 def _not_transformed(model: torch.nn.Module) -> None:
     for name, m in model.named_modules():
         where = f"its submodule {name!r}" if name else "it"
-        if type(m).__name__ == "DmtModel" or _boundary_graph(m):
-            what = "a DmtModel" if type(m).__name__ == "DmtModel" else "a graph with DMT tower boundaries"
+        if isinstance(m, DmtModel) or _boundary_graph(m):
+            what = "a DmtModel" if isinstance(m, DmtModel) else "a graph with DMT tower boundaries"
             raise InputError(
                 f"the model is already transformed: {where} is {what} (ids_exchange / outputs_exchange nodes); "
                 "transforming it again would nest towers inside towers",

@@ -18,12 +18,15 @@ from __future__ import annotations
 import copy
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 from torch import nn
 
 from dmt_compile.errors import InputError
+
+if TYPE_CHECKING:
+    from dmt_compile.model import DmtModel
 
 __all__ = ["TableRef", "TowerExport", "PooledValues", "TowerModuleInteraction", "TowerModel", "resolve_tables",
            "to_torchrec_towers", "tower_sharding_plan", "ebc_sharding_plan"]
@@ -100,7 +103,7 @@ class TowerModel(nn.Module):
         return self.etc(features)
 
 
-def _original_key(dmt: Any, path: str) -> str:
+def _original_key(dmt: DmtModel, path: str) -> str:
     names = dmt.state_names
     for key in names.keys:
         if names.path.get(key) == path or path in names.aliases.get(key, ()):
@@ -108,7 +111,7 @@ def _original_key(dmt: Any, path: str) -> str:
     return path
 
 
-def resolve_tables(dmt: Any) -> list[list[TableRef]]:
+def resolve_tables(dmt: DmtModel) -> list[list[TableRef]]:
     """The TorchRec tables of every plan tower (config, weight, source collection), in plan order."""
     gm = dmt.graph_module
     towers, used = [], {}
@@ -138,7 +141,7 @@ def _names_by_table(configs: Sequence[Any]) -> list[list[str]]:
     return get_embedding_names_by_table(list(configs))
 
 
-def _tm_arg_keys(dmt: Any, t: int, refs: list[TableRef], names: dict[tuple[str, str], str]) -> list[list[str]]:
+def _tm_arg_keys(dmt: DmtModel, t: int, refs: list[TableRef], names: dict[tuple[str, str], str]) -> list[list[str]]:
     gm = dmt.graph_module
     node = next(n for n in gm.graph.nodes if n.op == "call_module" and n.target == f"dmt.tower{t}_tm")
     by_weight = {id(r.weight): r for r in refs}
@@ -153,12 +156,12 @@ def _tm_arg_keys(dmt: Any, t: int, refs: list[TableRef], names: dict[tuple[str, 
     return out
 
 
-def _source_keys(dmt: Any, r: TableRef) -> dict[tuple[str, str], str]:
+def _source_keys(dmt: DmtModel, r: TableRef) -> dict[tuple[str, str], str]:
     configs = dmt.graph_module.get_submodule(r.source).embedding_bag_configs()
     return {(c.name, f): n for c, nm in zip(configs, _names_by_table(configs)) for f, n in zip(c.feature_names, nm)}
 
 
-def _tower(dmt: Any, t: int, refs: list[TableRef], export: TowerExport) -> Any:
+def _tower(dmt: DmtModel, t: int, refs: list[TableRef], export: TowerExport) -> Any:
     """One EmbeddingTower; records its keys, their sources and its width in `export`."""
     from torchrec.modules.embedding_modules import EmbeddingBagCollection
     from torchrec.modules.embedding_tower import EmbeddingTower
@@ -189,7 +192,7 @@ def _tower(dmt: Any, t: int, refs: list[TableRef], export: TowerExport) -> Any:
     return EmbeddingTower(ebc, interaction)
 
 
-def to_torchrec_towers(dmt: Any, *, world_size: int | None = None, local_size: int | None = None):
+def to_torchrec_towers(dmt: DmtModel, *, world_size: int | None = None, local_size: int | None = None):
     """(EmbeddingTowerCollection, its {table: ParameterSharding}, TowerExport) for `dmt`'s plan (module docstring)."""
     from torchrec.modules.embedding_tower import EmbeddingTowerCollection
 
@@ -215,7 +218,7 @@ def tower_sharding_plan(etc: nn.Module, export: TowerExport, *, world_size: int,
                                           local_size=local_size, world_size=world_size, device_type="cpu")
 
 
-def ebc_sharding_plan(dmt: Any, model: nn.Module, *, sharding: str = "table_wise",
+def ebc_sharding_plan(dmt: DmtModel, model: nn.Module, *, sharding: str = "table_wise",
                       world_size: int | None = None, local_size: int | None = None) -> Any:
     """A ShardingPlan for the original `model`: each table on its tower's host (module docstring).
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.fx as fx
@@ -32,6 +32,9 @@ from dmt_compile.lowering.owners import ROW_WISE, table_owners
 from dmt_compile.runtime.exchanges import OutputsStart, OutputsWait, PeerIdsExchange, PeerOutputsExchange, TowerLookup
 from dmt_compile.runtime.id_check import IdBound, IdRangeCheck
 from dmt_compile.runtime.row_wise import RowShard
+
+if TYPE_CHECKING:
+    from dmt_compile.model import DmtModel
 
 __all__ = ["RankLayout", "Lowered", "lower_for_rank"]
 
@@ -63,7 +66,7 @@ class Lowered:
     row_shards: list = field(default_factory=list)  # (parameter, full table name, start row, stop row)
 
 
-def _tower_lookup(dmt: Any, tn: TowerNodes, layout: RankLayout, lowered: Lowered) -> TowerLookup:
+def _tower_lookup(dmt: DmtModel, tn: TowerNodes, layout: RankLayout, lowered: Lowered) -> TowerLookup:
     """The TowerLookup module of one local tower (source-graph nodes in `tn`)."""
     src, det, t = dmt.graph_module, dmt.detection, tn.tower
     lookups = [det.lookup_of(n) for n in tn.lookups]
@@ -88,7 +91,7 @@ def _tower_lookup(dmt: Any, tn: TowerNodes, layout: RankLayout, lowered: Lowered
                        [collection_layout(src, n) for n in tn.lookups])
 
 
-def _exchanges(dmt: Any, src_towers: dict[int, TowerNodes], layout: RankLayout):
+def _exchanges(dmt: DmtModel, src_towers: dict[int, TowerNodes], layout: RankLayout):
     src, order = dmt.graph_module, sorted(src_towers)
     tower_host = {d.index: d.host for d in dmt.plan.details}
     fields = {t: tower_fields(src, dmt.detection, src_towers[t])[0] for t in order}
@@ -139,7 +142,7 @@ def _independent(graph: fx.Graph, towers: dict, order: list[int], before: int) -
             and n.op in ("call_module", "call_function", "call_method")]
 
 
-def _id_check(dmt: Any, src_towers: dict[int, TowerNodes], order: list[int]) -> IdRangeCheck:
+def _id_check(dmt: DmtModel, src_towers: dict[int, TowerNodes], order: list[int]) -> IdRangeCheck:
     """Table size and feature names of every tower's id fields, for the check before the id exchange."""
     bounds = {}
     for t in order:
@@ -169,7 +172,7 @@ def _classify_parameters(gm: fx.GraphModule, local: list[int], lowered: Lowered)
         kind.append(p)
 
 
-def lower_for_rank(dmt: Any, layout: RankLayout) -> Lowered:
+def lower_for_rank(dmt: DmtModel, layout: RankLayout) -> Lowered:
     """This rank's program: the tower boundaries lowered to the runtime's exchanges (module docstring)."""
     src: fx.GraphModule = dmt.graph_module
     graph, _ = copy_graph(src.graph)

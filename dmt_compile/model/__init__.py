@@ -5,7 +5,7 @@ buffer, `flat_state_dict`), `portable_graph.py` keeps the graph picklable across
 
 Tier: above `printing` (`DmtModel.dump`) and below `lowering`, which lowers a `DmtModel` per rank.
 """
-from dmt_compile.model.dmt_model import DmtModel
-from dmt_compile.model.state_names import OriginalState, flat_state_dict
+from dmt_compile.model.dmt_model import DmtModel, flat_state_dict
+from dmt_compile.model.state_names import OriginalState
 
 __all__ = ["DmtModel", "OriginalState", "flat_state_dict"]

@@ -1,4 +1,5 @@
-"""`DmtModel`: the transformed model one process holds, with the original model's state names."""
+"""`DmtModel`: the transformed model one process holds, with the original model's state names;
+`flat_state_dict`: the flat model's state dict from it."""
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -17,7 +18,7 @@ from dmt_compile.model.portable_graph import PortableGraphModule, clean_types
 from dmt_compile.model.state_names import OriginalState, held_key, rebuilt_layers, resolve_state_names
 from dmt_compile.topo import Topology
 
-__all__ = ["DmtModel"]
+__all__ = ["DmtModel", "flat_state_dict"]
 
 
 class DmtModel(torch.nn.Module):
@@ -131,3 +132,23 @@ class DmtModel(torch.nn.Module):
         super().__setstate__(state)
         if portable is not None:
             self._modules = {"graph_module": portable.rebuild(), **self._modules}
+
+
+def flat_state_dict(dmt: DmtModel, strict: bool = True) -> dict[str, torch.Tensor]:
+    """The original model's `state_dict` from a transformed model: exactly its keys, in its order.
+
+    The tensors are the transformed model's own (bitwise equal to what the flat model would hold
+    wherever the rewrite kept the original layers: identity Tower Modules, or compressing ones
+    with decoders). Where the rewrite rebuilt a layer there is no flat counterpart:
+    `CheckpointError` names the layers; `strict=False` returns everything else (load it with
+    `flat.load_state_dict(sd, strict=False)`).
+    """
+    names = dmt.state_names
+    if names.rebuilt and strict:
+        raise CheckpointError(
+            f"the rewrite rebuilt layer(s) {', '.join(rebuilt_layers(names))} (their tensors "
+            f"{', '.join(names.rebuilt)} have no counterpart in the flat model)",
+            "take the tables and unchanged layers only: flat_state_dict(dmt, strict=False), then "
+            "flat.load_state_dict(sd, strict=False)")
+    state = dmt.state_dict()
+    return {k: state[k] for k in names.original if k in state}

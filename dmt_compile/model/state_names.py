@@ -26,9 +26,7 @@ from typing import Any, Callable, Mapping
 import torch
 import torch.fx as fx
 
-from dmt_compile.errors import CheckpointError
-
-__all__ = ["OriginalState", "StateNames", "resolve_state_names", "flat_state_dict", "ADDED_PREFIX", "held_key",
+__all__ = ["OriginalState", "StateNames", "resolve_state_names", "ADDED_PREFIX", "held_key",
            "rebuilt_layers"]
 
 ADDED_PREFIX = "dmt."
@@ -162,23 +160,3 @@ def resolve_state_names(gm: fx.GraphModule, originals: OriginalState | None, spl
 def rebuilt_layers(names: StateNames) -> list[str]:
     """The layers (module paths) whose tensors the rewrite replaced, each once."""
     return sorted({k.rpartition(".")[0] or k for k in names.rebuilt})
-
-
-def flat_state_dict(dmt: Any, strict: bool = True) -> dict[str, torch.Tensor]:
-    """The original model's `state_dict` from a transformed model: exactly its keys, in its order.
-
-    The tensors are the transformed model's own (bitwise equal to what the flat model would hold
-    wherever the rewrite kept the original layers: identity Tower Modules, or compressing ones
-    with decoders). Where the rewrite rebuilt a layer there is no flat counterpart:
-    `CheckpointError` names the layers; `strict=False` returns everything else (load it with
-    `flat.load_state_dict(sd, strict=False)`).
-    """
-    names: StateNames = dmt.state_names
-    if names.rebuilt and strict:
-        raise CheckpointError(
-            f"the rewrite rebuilt layer(s) {', '.join(rebuilt_layers(names))} (their tensors "
-            f"{', '.join(names.rebuilt)} have no counterpart in the flat model)",
-            "take the tables and unchanged layers only: flat_state_dict(dmt, strict=False), then "
-            "flat.load_state_dict(sd, strict=False)")
-    state = dmt.state_dict()
-    return {k: state[k] for k in names.original if k in state}

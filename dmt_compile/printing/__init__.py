@@ -8,12 +8,11 @@
 """
 from __future__ import annotations
 
-from typing import Any
-
 from dmt_compile.errors import InputError
 from dmt_compile.printing.dot import summary_label, to_dot
 from dmt_compile.printing.graph import (ROLE_COLOURS, format_compact, format_graph, format_modules, target_name,
                                         to_json, unpacked_items)
+from dmt_compile.printing.subject import PrintedModel
 from dmt_compile.printing.summary import format_summary, plain_notes, tower_traffic
 
 __all__ = ["format_graph", "format_compact", "format_modules", "to_dot", "to_json", "render", "target_name",
@@ -22,13 +21,13 @@ __all__ = ["format_graph", "format_compact", "format_modules", "to_dot", "to_jso
 FORMATS = ("summary", "full", "table", "code", "dot", "json")
 
 
-def _cost(dmt: Any) -> str:
+def _cost(dmt: PrintedModel) -> str:
     from dmt_compile.partition.plan_cost import format_plan_cost
 
     return format_plan_cost(dmt.plan, dmt.detection, dmt.topology)
 
 
-def render(dmt: Any, fmt: str = "table") -> str:
+def render(dmt: PrintedModel, fmt: str = "table") -> str:
     """Render a transformed model (`DmtModel`) as summary, full (= table), code, dot or json."""
     gm = dmt.graph_module
     if fmt == "summary":

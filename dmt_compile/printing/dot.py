@@ -16,6 +16,7 @@ import torch.fx as fx
 
 from dmt_compile.ir.meta import FEATURES, FROM_PASS, ROLE, TOWER, Role
 from dmt_compile.printing.graph import ROLE_COLOURS, target_name
+from dmt_compile.printing.subject import PrintedModel
 
 __all__ = ["to_dot"]
 
@@ -155,7 +156,7 @@ def to_dot(gm: fx.GraphModule, title: str = "dmt", summary: str = "", plan: Any 
     return "\n".join(lines) + "\n"
 
 
-def summary_label(dmt: Any) -> str:
+def summary_label(dmt: PrintedModel) -> str:
     """One or two lines for the picture's label: towers, topology, Tower Module."""
     plan, topo = dmt.plan, dmt.topology
     tm = "identity Tower Modules" if plan.tower_module == "identity" else \

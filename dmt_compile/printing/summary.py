@@ -17,6 +17,7 @@ from tabulate import tabulate
 
 from dmt_compile.ir.graph import tower_nodes
 from dmt_compile.ir.meta import DTYPE, SHAPE
+from dmt_compile.printing.subject import PrintedModel
 
 __all__ = ["format_summary", "plain_notes", "tower_traffic", "WIDTH"]
 
@@ -60,7 +61,7 @@ def _bytes_per_sample(node: Any, batch: int) -> float:
     return math.prod(shape) * _ITEMSIZE.get(dtype, 4) / max(batch, 1)
 
 
-def tower_traffic(dmt: Any) -> dict[int, tuple[float, float]]:
+def tower_traffic(dmt: PrintedModel) -> dict[int, tuple[float, float]]:
     """Per tower: (id bytes a sample sends to the tower's host, result bytes it gets back), example inputs."""
     batch = dmt.detection.batch_size
     out = {}
@@ -75,7 +76,7 @@ def _size(n: float) -> str:
     return f"{n:.0f} B" if n < 10_000 else f"{n / 1024:.1f} KB"
 
 
-def _plan_table(dmt: Any) -> str:
+def _plan_table(dmt: PrintedModel) -> str:
     plan, traffic = dmt.plan, tower_traffic(dmt)
     rows = []
     for d in plan.details:
@@ -87,7 +88,7 @@ def _plan_table(dmt: Any) -> str:
                     colalign=("right", "right", "left", "right", "right", "left", "right", "right", "right"))
 
 
-def _captured(dmt: Any) -> list[str]:
+def _captured(dmt: PrintedModel) -> list[str]:
     det, report = dmt.detection, dmt.capture_report
     kinds = Counter(lk.kind for lk in det.lookups)
     tables = {t for lk in det.lookups for t in lk.tables}
@@ -106,7 +107,7 @@ def _captured(dmt: Any) -> list[str]:
     return lines
 
 
-def _rewritten(dmt: Any) -> list[str]:
+def _rewritten(dmt: PrintedModel) -> list[str]:
     plan = dmt.plan
     feeds = Counter(d.feed for d in plan.details)
     tm = "identity Tower Module (exact)" if plan.tower_module == "identity" else \
@@ -127,7 +128,7 @@ def _kinds(names: list[str]) -> list[str]:
     return [f"{v} x {k}" for k, v in sorted(counts.items())] or ["none"]
 
 
-def format_summary(dmt: Any, cost: str = "") -> str:
+def format_summary(dmt: PrintedModel, cost: str = "") -> str:
     """The short report (module docstring); `cost` is the cost-model section, if any."""
     plan, topo = dmt.plan, dmt.topology
     name = topo.name or f"{topo.num_hosts}x{topo.local_size}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.fx as fx
@@ -16,6 +16,9 @@ import torch.fx as fx
 from dmt_compile.errors import InputError
 from dmt_compile.ir.boundary import ids_exchange
 from dmt_compile.ir.meta import DTYPE, INPUT_PATH, SHAPE
+
+if TYPE_CHECKING:
+    from dmt_compile.model import DmtModel
 
 __all__ = ["BatchLayout", "infer_batch_layout"]
 
@@ -75,7 +78,7 @@ def _slice_kjt(kjt: Any, start: int, stop: int) -> Any:
                                                weights=torch.cat(weights) if weights else None)
 
 
-def infer_batch_layout(dmt: Any) -> BatchLayout:
+def infer_batch_layout(dmt: DmtModel) -> BatchLayout:
     gm: fx.GraphModule = dmt.graph_module
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     index = {n: i for i, n in enumerate(placeholders)}

@@ -13,11 +13,15 @@ Graph constants (`_tensor_constant*`) are not state and are left out.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
 from dmt_compile.model.state_names import held_key
+
+if TYPE_CHECKING:
+    from dmt_compile.model import DmtModel
+    from dmt_compile.training.sharded import ShardedDmt
 
 __all__ = ["Entry", "StateLayout"]
 
@@ -42,7 +46,7 @@ class StateLayout:
     split: dict = None  # table split per field -> {"rows": n, "pieces": [[key, start, stop, step], ...]}
 
     @classmethod
-    def build(cls, dmt: Any, sharded: Any) -> "StateLayout":
+    def build(cls, dmt: DmtModel, sharded: ShardedDmt) -> "StateLayout":
         names = dmt.state_names
         keys = names.piece_keys()  # tables split per field are checkpointed as their pieces
         key_of_path = {k: k for k in keys if k not in names.path and k.startswith("dmt.")}

@@ -15,7 +15,7 @@ parameters start equal (`init_sync`, see `ShardedDmt`). Checkpoints: `lowering/c
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 import torch.distributed as dist
@@ -29,12 +29,15 @@ from dmt_compile.training.batching import infer_batch_layout
 from dmt_compile.runtime.groups import HierarchicalGroups
 from dmt_compile.topo import Topology, as_topology
 
+if TYPE_CHECKING:
+    from dmt_compile.model import DmtModel
+
 __all__ = ["distribute", "DistributedDmt", "DENSE_SYNCS"]
 
 DENSE_SYNCS = ("world", "hierarchical")
 
 
-def _groups(dmt: Any, where: Any) -> HierarchicalGroups:
+def _groups(dmt: DmtModel, where: Any) -> HierarchicalGroups:
     if isinstance(where, HierarchicalGroups):
         return where
     topo = dmt.topology if where is None else as_topology(where)
@@ -46,7 +49,7 @@ def _groups(dmt: Any, where: Any) -> HierarchicalGroups:
     return HierarchicalGroups.build(topo)
 
 
-def distribute(dmt: Any, topology_or_groups: Topology | str | HierarchicalGroups | None = None, *,
+def distribute(dmt: DmtModel, topology_or_groups: Topology | str | HierarchicalGroups | None = None, *,
                row_wise: str = "auto", init_sync: str = "broadcast", bucket_cap_mb: float = 25.0,
                strategy: str = "sptt", dense_sync: str = "world") -> "DistributedDmt":
     """This rank's `DistributedDmt` of a transformed model (every rank calls it, with the same model).
@@ -71,7 +74,7 @@ def distribute(dmt: Any, topology_or_groups: Topology | str | HierarchicalGroups
 class DistributedDmt(nn.Module):
     """One rank's share of a transformed model, trainable with any `torch.optim` optimizer (module docstring)."""
 
-    def __init__(self, dmt: Any, groups: HierarchicalGroups, *, row_wise: str = "auto",
+    def __init__(self, dmt: DmtModel, groups: HierarchicalGroups, *, row_wise: str = "auto",
                  init_sync: str = "broadcast", bucket_cap_mb: float = 25.0, strategy: str = "sptt",
                  dense_sync: str = "world"):
         super().__init__()

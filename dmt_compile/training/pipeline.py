@@ -16,11 +16,14 @@ order; a forward whose ids differ from the prefetched ones raises ``RuntimeSetup
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch.fx as fx
 
 from dmt_compile.errors import RuntimeSetupError
+
+if TYPE_CHECKING:
+    from dmt_compile.training.sharded import ShardedDmt
 
 __all__ = ["IdsPipeline"]
 
@@ -46,7 +49,7 @@ def _prologue(gm: fx.GraphModule, ids_node: fx.Node) -> fx.GraphModule:
 class IdsPipeline:
     """Prefetch the next batch's ids of a ``ShardedDmt`` (module docstring)."""
 
-    def __init__(self, sharded: Any):
+    def __init__(self, sharded: ShardedDmt):
         gm = sharded.gm
         node = next((n for n in gm.graph.nodes if n.op == "call_module" and n.target == "dist.ids"), None)
         if node is None:

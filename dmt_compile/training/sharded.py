@@ -19,7 +19,7 @@ and Tower-Module ones over the host, so they must start equal, as DDP requires. 
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
@@ -32,19 +32,22 @@ from dmt_compile.runtime.collectives import all_reduce_grads
 from dmt_compile.runtime.comm_stats import record
 from dmt_compile.runtime.groups import HierarchicalGroups, check_fingerprint
 
+if TYPE_CHECKING:
+    from dmt_compile.model import DmtModel
+
 __all__ = ["ShardedDmt", "plan_fingerprint", "INIT_SYNC_MODES"]
 
 INIT_SYNC_MODES = ("broadcast", "check", "off")
 
 
-def plan_fingerprint(dmt: Any, layout_kind: str) -> str:
+def plan_fingerprint(dmt: DmtModel, layout_kind: str) -> str:
     """What every rank must agree on: strategy, topology, plan and the single-process graph's code."""
     text = "\n".join([layout_kind, str(dmt.topology), dmt.plan.to_json(), dmt.graph_module.code])
     return hashlib.sha256(text.encode()).hexdigest()
 
 
 class ShardedDmt(nn.Module):
-    def __init__(self, dmt: Any, groups: HierarchicalGroups, *, strategy: str = "sptt", row_wise: str = "auto",
+    def __init__(self, dmt: DmtModel, groups: HierarchicalGroups, *, strategy: str = "sptt", row_wise: str = "auto",
                  init_sync: str = "broadcast"):
         super().__init__()
         if init_sync not in INIT_SYNC_MODES:
