@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from dmt_compile.errors import InputError
+from dmt_compile.ir.module_paths import tower_module
 
 if TYPE_CHECKING:
     from dmt_compile.model import DmtModel
@@ -143,7 +144,7 @@ def _names_by_table(configs: Sequence[Any]) -> list[list[str]]:
 
 def _tm_arg_keys(dmt: DmtModel, t: int, refs: list[TableRef], names: dict[tuple[str, str], str]) -> list[list[str]]:
     gm = dmt.graph_module
-    node = next(n for n in gm.graph.nodes if n.op == "call_module" and n.target == f"dmt.tower{t}_tm")
+    node = next(n for n in gm.graph.nodes if n.op == "call_module" and n.target == tower_module(t))
     by_weight = {id(r.weight): r for r in refs}
     out = []
     for a in node.args:
@@ -186,7 +187,7 @@ def _tower(dmt: DmtModel, t: int, refs: list[TableRef], export: TowerExport) -> 
         interaction = PooledValues()
         export.widths.append(sum(c.embedding_dim * len(c.feature_names) for c in configs))
     else:
-        tm = copy.deepcopy(dmt.graph_module.get_submodule(f"dmt.tower{t}_tm"))
+        tm = copy.deepcopy(dmt.graph_module.get_submodule(tower_module(t)))
         interaction = TowerModuleInteraction(tm, _tm_arg_keys(dmt, t, refs, names))
         export.widths.append(dmt.plan.details[t].width_out)
     return EmbeddingTower(ebc, interaction)

@@ -12,23 +12,32 @@ Reads the boundary nodes of `sptt-rewrite` and writes a new GraphModule for rank
 Lookups and Tower Modules of towers on other hosts are removed; their tables and TMs are not
 referenced, so this rank holds no copy. Inside the host every table is owned by one rank
 (table-wise, balanced by table size; lookups sharing a table share the owner) or sharded by rows.
+
+`LowerForRank(layout)` is the pass (it needs `Detection` and `TowerPlan`, produces `Lowered`);
+`lower_for_rank(dmt, layout)` runs it on a `DmtModel`. The program's exchanges need the process
+group, so the pipeline does not re-propagate shapes after it (`propagates_shapes = False`).
 """
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import torch
 import torch.fx as fx
 
 from dmt_compile.errors import RuntimeSetupError
+from dmt_compile.ir.boundary import BOUNDARY_OPS
+from dmt_compile.ir.detection import Detection
 from dmt_compile.ir.graph import Placement, TowerNodes, call_module, copy_graph, erase_unused, get_attr_value, tag, \
     tower_nodes
 from dmt_compile.ir.meta import DTYPE, SHAPE, Role
+from dmt_compile.ir.module_paths import DIST_IDS, DIST_OUTPUTS, DIST_OUTPUTS_WAIT, tower_lookup, tower_module
+from dmt_compile.ir.plan import TowerPlan
 from dmt_compile.lowering.fields import (collection_layout, lookup_call, payload_layout, row_wise_lookup,
                                          tower_fields)
 from dmt_compile.lowering.owners import ROW_WISE, table_owners
+from dmt_compile.passes.base import Pass, PassContext, PassPipeline, PassResult
 from dmt_compile.runtime.exchanges import OutputsStart, OutputsWait, PeerIdsExchange, PeerOutputsExchange, TowerLookup
 from dmt_compile.runtime.id_check import IdBound, IdRangeCheck
 from dmt_compile.runtime.row_wise import RowShard
@@ -36,7 +45,7 @@ from dmt_compile.runtime.row_wise import RowShard
 if TYPE_CHECKING:
     from dmt_compile.model import DmtModel
 
-__all__ = ["RankLayout", "Lowered", "lower_for_rank"]
+__all__ = ["RankLayout", "Lowered", "LowerForRank", "lower_for_rank"]
 
 
 @dataclass(frozen=True)
@@ -56,8 +65,18 @@ class RankLayout:
     row_wise: str = "auto"  # auto: a table larger than one rank's fair share is sharded by rows; never; always
 
 
-@dataclass
+class LoweringSource(NamedTuple):
+    """What lowering reads of a transformed model (a `DmtModel` has each)."""
+
+    graph_module: fx.GraphModule
+    plan: TowerPlan
+    detection: Detection
+
+
+@dataclass(frozen=True)
 class Lowered:
+    """One rank's program and its parameters by kind (the lists fill while the pass builds it)."""
+
     gm: fx.GraphModule
     embedding_params: list = field(default_factory=list)  # owned tables: no sync
     tower_params: list = field(default_factory=list)  # Tower Modules of my host: host-local sync
@@ -66,7 +85,7 @@ class Lowered:
     row_shards: list = field(default_factory=list)  # (parameter, full table name, start row, stop row)
 
 
-def _tower_lookup(dmt: DmtModel, tn: TowerNodes, layout: RankLayout, lowered: Lowered) -> TowerLookup:
+def _tower_lookup(dmt: LoweringSource, tn: TowerNodes, layout: RankLayout, lowered: Lowered) -> TowerLookup:
     """The TowerLookup module of one local tower (source-graph nodes in `tn`)."""
     src, det, t = dmt.graph_module, dmt.detection, tn.tower
     lookups = [det.lookup_of(n) for n in tn.lookups]
@@ -91,7 +110,7 @@ def _tower_lookup(dmt: DmtModel, tn: TowerNodes, layout: RankLayout, lowered: Lo
                        [collection_layout(src, n) for n in tn.lookups])
 
 
-def _exchanges(dmt: DmtModel, src_towers: dict[int, TowerNodes], layout: RankLayout):
+def _exchanges(dmt: LoweringSource, src_towers: dict[int, TowerNodes], layout: RankLayout):
     src, order = dmt.graph_module, sorted(src_towers)
     tower_host = {d.index: d.host for d in dmt.plan.details}
     fields = {t: tower_fields(src, dmt.detection, src_towers[t])[0] for t in order}
@@ -142,7 +161,7 @@ def _independent(graph: fx.Graph, towers: dict, order: list[int], before: int) -
             and n.op in ("call_module", "call_function", "call_method")]
 
 
-def _id_check(dmt: DmtModel, src_towers: dict[int, TowerNodes], order: list[int]) -> IdRangeCheck:
+def _id_check(dmt: LoweringSource, src_towers: dict[int, TowerNodes], order: list[int]) -> IdRangeCheck:
     """Table size and feature names of every tower's id fields, for the check before the id exchange."""
     bounds = {}
     for t in order:
@@ -164,32 +183,65 @@ def _build(src: fx.GraphModule, graph: fx.Graph, modules: dict[str, Any]) -> fx.
 
 
 def _classify_parameters(gm: fx.GraphModule, local: list[int], lowered: Lowered) -> None:
-    emb_ids = {id(p) for t in local for p in gm.get_submodule(f"dist.tower{t}_lookup").parameters()}
-    tm_ids = {id(p) for t in local for p in gm.get_submodule(f"dmt.tower{t}_tm").parameters()}
+    emb_ids = {id(p) for t in local for p in gm.get_submodule(tower_lookup(t)).parameters()}
+    tm_ids = {id(p) for t in local for p in gm.get_submodule(tower_module(t)).parameters()}
     for _, p in sorted(gm.named_parameters(), key=lambda kv: kv[0]):
         kind = lowered.embedding_params if id(p) in emb_ids else lowered.tower_params if id(p) in tm_ids \
             else lowered.dense_params
         kind.append(p)
 
 
-def lower_for_rank(dmt: DmtModel, layout: RankLayout) -> Lowered:
+@dataclass(frozen=True)
+class LowerForRank(Pass):
     """This rank's program: the tower boundaries lowered to the runtime's exchanges (module docstring)."""
+
+    name: ClassVar[str] = "lower"
+    needs: ClassVar[tuple[type, ...]] = (Detection, TowerPlan)
+    produces: ClassVar[tuple[type, ...]] = (Lowered,)
+    propagates_shapes: ClassVar[bool] = False
+    layout: RankLayout | None = None
+
+    def requires(self, gm: fx.GraphModule, ctx: PassContext) -> None:
+        if self.layout is None:
+            raise RuntimeSetupError("lower needs the rank's layout", "build it as LowerForRank(layout=RankLayout(...))")
+        if not tower_nodes(gm.graph):
+            raise RuntimeSetupError("the graph has no tower boundaries to lower", "run sptt-rewrite first")
+
+    def call(self, gm: fx.GraphModule, ctx: PassContext) -> PassResult:
+        lowered = _lower(LoweringSource(gm, ctx.get(TowerPlan), ctx.get(Detection)), self.layout)
+        return PassResult(lowered.gm, True, (lowered,))
+
+    def ensures(self, gm: fx.GraphModule, ctx: PassContext) -> None:
+        left = [n.name for n in gm.graph.nodes if n.op == "call_function" and n.target in BOUNDARY_OPS]
+        if left:
+            raise RuntimeSetupError(f"lowering left tower boundaries {left}", "report this as a bug")
+
+
+def lower_for_rank(dmt: DmtModel, layout: RankLayout) -> Lowered:
+    """Run `LowerForRank(layout)` on a transformed model; its graph stays as it was."""
+    ctx = PassContext(dmt.topology, dmt.input_spec, [], None, analyses={Detection: dmt.detection, TowerPlan: dmt.plan})
+    PassPipeline([LowerForRank(layout)])(dmt.graph_module, ctx)
+    return ctx.get(Lowered)
+
+
+def _lower(dmt: LoweringSource, layout: RankLayout) -> Lowered:
+    """The body of `LowerForRank`: one rank's program from the boundary nodes of `dmt`'s graph."""
     src: fx.GraphModule = dmt.graph_module
     graph, _ = copy_graph(src.graph)
     src_towers, towers = tower_nodes(src.graph), tower_nodes(graph)
     order = sorted(towers)
     local = [t for t in order if dmt.plan.details[t].host == layout.host]
     ids_mod, start_mod, wait_mod = _exchanges(dmt, src_towers, layout)
-    modules: dict[str, Any] = {"dist.ids": ids_mod, "dist.outputs": start_mod, "dist.outputs_wait": wait_mod}
+    modules: dict[str, Any] = {DIST_IDS: ids_mod, DIST_OUTPUTS: start_mod, DIST_OUTPUTS_WAIT: wait_mod}
     lowered = Lowered(gm=None)  # type: ignore[arg-type]
     placement = Placement(graph)
     output = next(n for n in graph.nodes if n.op == "output")
     with graph.inserting_before(output):
-        dist_ids = tag(call_module(graph, "dist.ids", tuple(list(towers[t].ids.args[1:]) for t in order),
+        dist_ids = tag(call_module(graph, DIST_IDS, tuple(list(towers[t].ids.args[1:]) for t in order),
                                    "dist_ids"), "lower", role=Role.IDS_EXCHANGE)
-        dist_out = tag(call_module(graph, "dist.outputs", tuple(towers[t].payload for t in local), "dist_outputs"),
+        dist_out = tag(call_module(graph, DIST_OUTPUTS, tuple(towers[t].payload for t in local), "dist_outputs"),
                        "lower", role=Role.OUTPUTS_EXCHANGE)
-        wait = tag(call_module(graph, "dist.outputs_wait", (dist_out,), "dist_outputs_wait"), "lower",
+        wait = tag(call_module(graph, DIST_OUTPUTS_WAIT, (dist_out,), "dist_outputs_wait"), "lower",
                    role=Role.OUTPUTS_EXCHANGE)
         t_ids = [tag(graph.call_function(operator.getitem, (dist_ids, i), name=f"tower{t}_ids_in"), "lower", tower=t)
                  for i, t in enumerate(order)]
@@ -203,9 +255,9 @@ def lower_for_rank(dmt: DmtModel, layout: RankLayout) -> Lowered:
         for user in list(tn.out.users):
             user.args = (t_out[i], user.args[1])
         if t in local:
-            modules[f"dist.tower{t}_lookup"] = _tower_lookup(dmt, src_towers[t], layout, lowered)
+            modules[tower_lookup(t)] = _tower_lookup(dmt, src_towers[t], layout, lowered)
             with graph.inserting_before(output):
-                look = tag(call_module(graph, f"dist.tower{t}_lookup", (t_ids[i],), f"tower{t}_lookup"), "lower",
+                look = tag(call_module(graph, tower_lookup(t), (t_ids[i],), f"tower{t}_lookup"), "lower",
                            tower=t, role=Role.LOOKUP)
                 items = [tag(graph.call_function(operator.getitem, (look, k), name=f"{n.name}_rows"), "lower",
                              tower=t, role=Role.LOOKUP) for k, n in enumerate(tn.lookups)]
@@ -222,7 +274,7 @@ def lower_for_rank(dmt: DmtModel, layout: RankLayout) -> Lowered:
             raise RuntimeSetupError(f"lowering left nodes that are still used: {[n.name for n in stuck]}",
                                     "report this as a bug")
     placement.apply()
-    lowered.gm = _build(src, graph, modules)
+    lowered = replace(lowered, gm=_build(src, graph, modules))
     _classify_parameters(lowered.gm, local, lowered)
     return lowered
 

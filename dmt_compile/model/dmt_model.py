@@ -12,6 +12,7 @@ from dmt_compile.capture import CaptureReport
 from dmt_compile.capture.inputs import InputSpec
 from dmt_compile.errors import CheckpointError
 from dmt_compile.ir.detection import Detection
+from dmt_compile.ir.module_paths import ADDED_PREFIX
 from dmt_compile.ir.plan import TowerPlan
 from dmt_compile.ir.table_splits import TableSplits
 from dmt_compile.model.portable_graph import PortableGraphModule, clean_types
@@ -72,7 +73,8 @@ class DmtModel(torch.nn.Module):
             meta[(prefix + key) if key else prefix[:-1]] = value
         for key in self.state_names.keys:
             if key in self.state_names.split:  # a table split per field: shown whole, rebuilt from its pieces
-                pieces = {p: local[f"graph_module.{p}"] for p in self.state_names.piece_keys() if p.startswith("dmt.")}
+                pieces = {p: local[f"graph_module.{p}"] for p in self.state_names.piece_keys()
+                          if p.startswith(ADDED_PREFIX)}
                 out[prefix + key] = self.state_names.split[key].whole(pieces)
             else:
                 out[prefix + key] = local[self.state_names.targets(key)[0]]

@@ -26,10 +26,10 @@ from typing import Any, Callable, Mapping
 import torch
 import torch.fx as fx
 
-__all__ = ["OriginalState", "StateNames", "resolve_state_names", "ADDED_PREFIX", "held_key",
-           "rebuilt_layers"]
+from dmt_compile.ir.module_paths import ADDED_PREFIX
 
-ADDED_PREFIX = "dmt."
+__all__ = ["OriginalState", "StateNames", "resolve_state_names", "held_key", "rebuilt_layers"]
+
 
 
 def held_key(name: str) -> str:

@@ -65,6 +65,7 @@ class Pass:
     name: ClassVar[str] = "pass"
     needs: ClassVar[tuple[type, ...]] = ()
     produces: ClassVar[tuple[type, ...]] = ()
+    propagates_shapes: ClassVar[bool] = True  # False: the result cannot run on the example inputs alone
 
     def requires(self, gm: fx.GraphModule, ctx: PassContext) -> None:
         """Raise if the graph is not in the state this pass expects."""
@@ -117,7 +118,8 @@ class PassPipeline:
         if modified:  # analyses leave the graph alone: lint, regenerate code and shapes only after mutations
             gm.graph.lint()
             gm.recompile()
-            record_shapes(gm, ctx.flat_inputs)
+            if p.propagates_shapes:
+                record_shapes(gm, ctx.flat_inputs)
         produced = {type(a) for a in analyses}
         if produced != set(p.produces):
             raise RuntimeError(f"produced {sorted(t.__name__ for t in produced)}, "

@@ -27,8 +27,8 @@ from dmt_compile.errors import TowerModuleError
 from dmt_compile.ir.feed import FeedPlan, RebuiltLayer, TowerFeed
 from dmt_compile.ir.graph import VIEW_METHODS, TowerNodes, call_module, is_impure, tag, tower_nodes
 from dmt_compile.ir.meta import Role
+from dmt_compile.ir.module_paths import tower_decoder, tower_feed, tower_module
 from dmt_compile.passes.base import Pass, PassContext, PassResult
-from dmt_compile.passes.sptt_rewrite import TOWER_ROOT
 from dmt_compile.tower_modules import CompressingTowerModule, DirectFeed, TowerDecoder, make_core
 from dmt_compile.tower_modules.rebuild import pair_indices, rebuild_linear, rebuild_norm
 
@@ -83,7 +83,7 @@ class InsertTowerModules(Pass):
         towers = tower_nodes(gm.graph)
         for tf in feed.towers:
             core = make_core(feed.tower_module, tf.in_widths, tf.core_width, tf.embedding_dim)
-            gm.get_submodule(TOWER_ROOT).add_module(f"tower{tf.tower}_tm", CompressingTowerModule(core, tf.compress))
+            gm.add_submodule(tower_module(tf.tower), CompressingTowerModule(core, tf.compress))
             if tf.feed == "decoder":
                 self._decoder(gm, towers[tf.tower], tf)
             else:
@@ -108,12 +108,11 @@ class InsertTowerModules(Pass):
 
     def _decoder(self, gm: fx.GraphModule, tn: TowerNodes, tf: TowerFeed) -> None:
         t, graph = tn.tower, gm.graph
-        gm.get_submodule(TOWER_ROOT).add_module(f"tower{t}_decoder",
-                                                TowerDecoder(tf.core_width, tf.shapes, tf.keyed))
+        gm.add_submodule(tower_decoder(t), TowerDecoder(tf.core_width, tf.shapes, tf.keyed))
         parts = tn.parts
         y = self._reroute_payload(graph, tn, 1)
         with graph.inserting_after(y):
-            dec = tag(call_module(graph, f"{TOWER_ROOT}.tower{t}_decoder", (y,), name=f"tower{t}_decoder"),
+            dec = tag(call_module(graph, tower_decoder(t), (y,), name=f"tower{t}_decoder"),
                       self.name, tower=t, role=Role.DECODER)
         for k, part in enumerate(parts):
             part.args = (dec, k)
@@ -121,12 +120,12 @@ class InsertTowerModules(Pass):
 
     def _direct(self, gm: fx.GraphModule, tn: TowerNodes, tf: TowerFeed) -> None:
         t, graph = tn.tower, gm.graph
-        gm.get_submodule(TOWER_ROOT).add_module(f"tower{t}_feed", DirectFeed(tf.pieces, tf.piece_shape))
+        gm.add_submodule(tower_feed(t), DirectFeed(tf.pieces, tf.piece_shape))
         parts = tn.parts
         by_name = {n.name: n for n in graph.nodes}
         y = self._reroute_payload(graph, tn, 1 + tf.compress.count(False))
         with graph.inserting_after(y):
-            feed = tag(call_module(graph, f"{TOWER_ROOT}.tower{t}_feed", (y,), name=f"tower{t}_feed"),
+            feed = tag(call_module(graph, tower_feed(t), (y,), name=f"tower{t}_feed"),
                        self.name, tower=t, role=Role.FEED)
         fed, prev = [], feed
         for i in range(tf.pieces):

@@ -20,6 +20,7 @@ import torch.fx as fx
 
 from dmt_compile.ir.graph import call_module, tag
 from dmt_compile.ir.meta import ID_ATOMS
+from dmt_compile.ir.module_paths import collection_piece
 from dmt_compile.ir.torchrec_ops import jt_merge, kjt_split, kt_merge, sub_collection
 from dmt_compile.passes.base import Pass, PassContext, PassResult
 
@@ -68,7 +69,7 @@ class SplitCollections(Pass):
                 item = tag(graph.call_function(operator.getitem, (split, i), name=f"{base}_kjt_{cfg.name}"),
                            self.name)
                 item.meta[ID_ATOMS] = frozenset((source, k) for k in cfg.feature_names)
-                path = f"dmt.{base}_{cfg.name}"
+                path = collection_piece(base, cfg.name)
                 gm.add_submodule(path, sub_collection(collection, [cfg.name]))
                 parts.append(tag(call_module(graph, path, (item,), f"{base}_{cfg.name}"), self.name))
             merge = kt_merge if pooled else jt_merge

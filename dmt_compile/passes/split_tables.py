@@ -33,6 +33,7 @@ from dmt_compile.errors import PlanError
 from dmt_compile.ir.graph import get_attr_value, is_impure, tag
 from dmt_compile.ir.lookups import classify_lookup, id_nodes
 from dmt_compile.ir.meta import DTYPE, INPUT_PATH, SHAPE
+from dmt_compile.ir.module_paths import split_table
 from dmt_compile.ir.shapes import evaluation
 from dmt_compile.ir.table_splits import TablePiece, TableSplit, TableSplits, check_field_ids
 from dmt_compile.passes.base import Pass, PassContext, PassResult
@@ -228,12 +229,10 @@ class SplitTables(Pass):
     def _apply(self, gm, table, uses, pieces, source, rows) -> TableSplit:
         weight = gm.get_parameter(table)
         key = re.sub(r"\W", "_", table.removesuffix(".weight"))
-        if not hasattr(gm, "dmt"):
-            gm.add_module("dmt", torch.nn.Module())
         paths = []
         for f, (start, stop, step) in enumerate(pieces):
-            gm.get_submodule("dmt").add_module(f"split_{key}_f{f}", _new_table(gm, uses[0].node, weight, start, stop, step))
-            paths.append(f"dmt.split_{key}_f{f}")
+            paths.append(split_table(key, f))
+            gm.add_submodule(paths[-1], _new_table(gm, uses[0].node, weight, start, stop, step))
         declared = source == "declared ranges"
         for use in uses:
             self._rewrite(gm, use, pieces, paths, table, declared)

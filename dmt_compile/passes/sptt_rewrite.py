@@ -17,7 +17,6 @@ from __future__ import annotations
 import operator
 from dataclasses import dataclass
 
-import torch
 import torch.fx as fx
 
 from dmt_compile.errors import RewriteError
@@ -25,23 +24,12 @@ from dmt_compile.ir.boundary import ids_exchange, outputs_exchange
 from dmt_compile.ir.detection import Detection, Lookup
 from dmt_compile.ir.graph import Placement, call_module, tag
 from dmt_compile.ir.meta import FROM_PASS, LOOKUP, ROLE, Role
+from dmt_compile.ir.module_paths import added_root, tower_module
 from dmt_compile.ir.plan import TowerDetail, TowerPlan
 from dmt_compile.passes.base import Pass, PassContext, PassResult
 from dmt_compile.tower_modules import IdentityTowerModule
 
-__all__ = ["SpttRewrite", "TOWER_ROOT", "tower_module_path"]
-
-TOWER_ROOT = "dmt"  # submodule holding every module the compiler adds
-
-
-def tower_module_path(t: int) -> str:
-    return f"{TOWER_ROOT}.tower{t}_tm"
-
-
-def _ensure_root(gm: fx.GraphModule) -> torch.nn.Module:
-    if not hasattr(gm, TOWER_ROOT):
-        gm.add_module(TOWER_ROOT, torch.nn.Module())
-    return getattr(gm, TOWER_ROOT)
+__all__ = ["SpttRewrite"]
 
 
 def _ancestors(node: fx.Node) -> set[fx.Node]:
@@ -77,7 +65,7 @@ class SpttRewrite(Pass):
         by_name = {n.name: n for n in gm.graph.nodes}
         all_lookups = {by_name[lk.node] for lk in det.lookups}
         placement = Placement(gm.graph)
-        _ensure_root(gm)
+        added_root(gm)
         for detail in plan.details:
             self._tower(gm, detail, det, by_name, all_lookups, placement)
         placement.apply()
@@ -100,8 +88,8 @@ class SpttRewrite(Pass):
                 for id_node in lk.id_nodes(n):
                     n.replace_input_with(id_node, moved[id_node])
                 tag(n, n.meta.get(FROM_PASS, "capture"), tower=t, role=Role.LOOKUP)
-            gm.get_submodule(TOWER_ROOT).add_module(f"tower{t}_tm", IdentityTowerModule(len(nodes)))
-            tm = tag(call_module(graph, tower_module_path(t), tuple(nodes), name=f"tower{t}_tm"),
+            gm.add_submodule(tower_module(t), IdentityTowerModule(len(nodes)))
+            tm = tag(call_module(graph, tower_module(t), tuple(nodes), name=f"tower{t}_tm"),
                      self.name, tower=t, role=Role.TOWER_MODULE)
             payload = [tag(graph.call_function(operator.getitem, (tm, k), name=f"tower{t}_payload_{k}"),
                            self.name, tower=t, role=Role.TOWER_MODULE) for k in range(len(nodes))]

@@ -23,6 +23,7 @@ from torch import nn
 
 from dmt_compile.errors import RuntimeSetupError
 from dmt_compile.runtime.id_check import IdRangeCheck, check_ids
+from dmt_compile.runtime.tags import PREFETCH_TAGS
 from dmt_compile.runtime.wire import (
     IdField, Stream, decode_sources, encode, exchange_ids, exchange_rows, finish_ids, finish_rows, keyed, start_ids,
     start_rows, unkeyed, weights_dtype,
@@ -73,7 +74,7 @@ class PeerIdsExchange(nn.Module):
     def prefetch(self, *tower_ids: Sequence[torch.Tensor]) -> None:
         """Start the exchange of a LATER batch's ids now (on its own tag); the forward of that batch
         uses it. Every rank must prefetch the same batches in the same order (:class:`IdsPipeline`)."""
-        self._prefetched.append(self.start(*tower_ids, tag=PREFETCH_TAG + len(self._prefetched) % 2))
+        self._prefetched.append(self.start(*tower_ids, tag=PREFETCH_TAGS[len(self._prefetched) % 2]))
 
     def prefetched(self) -> int:
         """How many prefetched exchanges wait for their forward."""
@@ -116,9 +117,6 @@ class PeerIdsExchange(nn.Module):
             result[t] = tuple(ids[p] for p in sorted(ids))
             at += count
         return tuple(result.get(t) for t in towers)
-
-
-PREFETCH_TAG = 7  # point-to-point tags of prefetched id exchanges (alternating 7, 8)
 
 
 @dataclass

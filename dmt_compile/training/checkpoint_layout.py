@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from dmt_compile.ir.module_paths import ADDED_PREFIX
 from dmt_compile.model.state_names import held_key
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ class StateLayout:
     def build(cls, dmt: DmtModel, sharded: ShardedDmt) -> "StateLayout":
         names = dmt.state_names
         keys = names.piece_keys()  # tables split per field are checkpointed as their pieces
-        key_of_path = {k: k for k in keys if k not in names.path and k.startswith("dmt.")}
+        key_of_path = {k: k for k in keys if k not in names.path and k.startswith(ADDED_PREFIX)}
         for key in names.keys:
             if key in names.path:
                 for p in (names.path[key], *names.aliases.get(key, ())):

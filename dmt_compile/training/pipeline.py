@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import torch.fx as fx
 
 from dmt_compile.errors import RuntimeSetupError
+from dmt_compile.ir.module_paths import DIST_IDS
 
 if TYPE_CHECKING:
     from dmt_compile.training.sharded import ShardedDmt
@@ -51,12 +52,12 @@ class IdsPipeline:
 
     def __init__(self, sharded: ShardedDmt):
         gm = sharded.gm
-        node = next((n for n in gm.graph.nodes if n.op == "call_module" and n.target == "dist.ids"), None)
+        node = next((n for n in gm.graph.nodes if n.op == "call_module" and n.target == DIST_IDS), None)
         if node is None:
             raise RuntimeSetupError("this program has no dist.ids exchange to prefetch",
                                     "build the pipeline on a ShardedDmt (lowered program)")
         self.gm, self.spec = gm, sharded.input_spec
-        self.ids = gm.get_submodule("dist.ids")
+        self.ids = gm.get_submodule(DIST_IDS)
         self.prologue = _prologue(gm, node)
 
     def _flat(self, args: tuple, kwargs: dict | None) -> list:

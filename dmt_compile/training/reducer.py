@@ -33,13 +33,9 @@ import torch.distributed as dist
 from dmt_compile.errors import CollectiveError
 from dmt_compile.runtime.collectives import _record_all_reduce
 from dmt_compile.runtime.hierarchical_all_reduce import start_hierarchical_all_reduce_
+from dmt_compile.runtime.tags import SYNC_TAG
 
-__all__ = ["GradReducer", "ReduceSpec", "backward_order", "SYNC_TAG"]
-
-#: point-to-point tag of the in-host stages of a hierarchical dense sync (the model's exchanges use 0,
-#: prefetched id exchanges 7 and 8)
-SYNC_TAG = 11
-
+__all__ = ["GradReducer", "ReduceSpec", "backward_order"]
 
 @dataclass(frozen=True)
 class ReduceSpec:

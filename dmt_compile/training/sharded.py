@@ -26,6 +26,7 @@ import torch.distributed as dist
 from torch import nn
 
 from dmt_compile.errors import RuntimeSetupError
+from dmt_compile.ir.module_paths import RUNTIME_ROOT, is_tower_module
 from dmt_compile.lowering.lower import RankLayout, lower_for_rank
 from dmt_compile.lowering.owners import ROW_WISE_MODES
 from dmt_compile.runtime.collectives import all_reduce_grads
@@ -91,10 +92,10 @@ class ShardedDmt(nn.Module):
     def replicas(self) -> list[tuple[str, list[torch.Tensor], Any, int]]:
         """(label, tensors, group, source rank) of each replicated set: dense over the world, TMs over the host."""
         owned = {id(p) for p in self.embedding_params} | {id(p) for p, *_ in self.row_shards}
-        owned |= {id(b) for name, m in self.gm.named_children() if name == "dist" for b in m.buffers()}
+        owned |= {id(b) for name, m in self.gm.named_children() if name == RUNTIME_ROOT for b in m.buffers()}
         tm = {id(t) for t in self.tower_params}
         for name, m in self.gm.named_modules():
-            if name.startswith("dmt.tower") and name.endswith("_tm"):
+            if is_tower_module(name):
                 tm |= {id(b) for b in m.buffers()}
         dense = [p for p in self.dense_params if id(p) not in tm] + [b for b in self.gm.buffers()
                                                                      if id(b) not in owned | tm]
