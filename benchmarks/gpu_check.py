@@ -66,7 +66,7 @@ def _timer(device: torch.device) -> Callable[[Callable[[], Any], int, int], floa
 
 def check_overhead(device: torch.device, batch: int, reps: int, trials: int) -> dict[str, Any]:
     import dmt_compile
-    from dmt_compile.tools.bench.model import factory
+    from benchmarks.emulated.model import factory
 
     model, (dense, sparse) = factory(batch_size=batch)
     dmt = dmt_compile.transform(model, "2x4", (dense, sparse))  # identity Tower Modules

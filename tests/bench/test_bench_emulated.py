@@ -9,11 +9,11 @@ import subprocess
 
 import pytest
 
-from dmt_compile.tools.bench import netns
-from dmt_compile.tools.bench.analysis import _union_length, add_bounds, analytic_min_cross
-from dmt_compile.tools.bench.nic import duplex_profile, timeline
-from dmt_compile.tools.bench.runner import rate_for_wire_share
-from dmt_compile.tools.bench.worker import schedule
+from benchmarks.emulated import netns
+from benchmarks.emulated.analysis import _union_length, add_bounds, analytic_min_cross
+from benchmarks.emulated.nic import duplex_profile, timeline
+from benchmarks.emulated.runner import rate_for_wire_share
+from benchmarks.emulated.worker import schedule
 from dmt_compile.tools.cmd_bench import register, parse_emulate
 
 

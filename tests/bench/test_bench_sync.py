@@ -18,8 +18,8 @@ def worker(rank: int) -> dict:
 
     from dmt_compile.runtime.comm_stats import recording
     from dmt_compile.runtime.groups import HierarchicalGroups
-    from dmt_compile.tools.bench.model import MODEL_SPEC
-    from dmt_compile.tools.bench.worker import BenchOptions, DmtRun
+    from benchmarks.emulated.model import MODEL_SPEC
+    from benchmarks.emulated.worker import BenchOptions, DmtRun
 
     groups = HierarchicalGroups.build("2x2")
     opts = BenchOptions((), MODEL_SPEC, 2, 2, 16, 1, 0, dense_sync="hierarchical")

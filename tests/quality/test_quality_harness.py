@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from dmt_compile.tools.quality import (
+from benchmarks.quality import (
     TrainConfig, adult_available, load_adult, make_planted, results_table, run_seed, summarize,
 )
 from dmt_compile.tools.cmd_train import register

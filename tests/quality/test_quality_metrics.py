@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dmt_compile.tools.quality.metrics import adjusted_rand_index, auc, log_loss
+from benchmarks.quality.metrics import adjusted_rand_index, auc, log_loss
 
 
 def _auc_brute(y, s):

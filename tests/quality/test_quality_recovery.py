@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from dmt_compile.tools.quality import TrainConfig, make_planted, plan_baselines
+from benchmarks.quality import TrainConfig, make_planted, plan_baselines
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import torch
 
 import dmt_compile
 from dmt_compile.errors import InputError, TowerModuleError
-from dmt_compile.tools.quality.model import FlatCTR
+from benchmarks.quality.model import FlatCTR
 from dmt_compile.tower_modules import (
     TOWER_MODULES, EmbeddingHead, FieldSplit, clamp_note, compressed_count, compressed_width, interacts, make_core,
 )

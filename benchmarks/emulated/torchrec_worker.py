@@ -1,13 +1,13 @@
 """The TorchRec baseline on one rank: ``DistributedModelParallel`` with a hand-built table-wise plan.
 
-The same model as :mod:`dmt_compile.tools.bench.model` (same tables, same dense part) with a TorchRec
+The same model as :mod:`benchmarks.emulated.model` (same tables, same dense part) with a TorchRec
 ``EmbeddingBagCollection``; tables are placed whole on ranks round-robin (largest first, all are
 equal here), like our flat baseline, with ``construct_module_sharding_plan(..., device_type="cpu")``
 and the ``dense`` compute kernel (the CPU recipe of ``shared/reference/torchrec-anchor.md`` §4).
 DMP wraps the dense part in DDP (gloo all-reduce, overlapped with backward by DDP itself).
 Exchanges (``KJTAllToAll`` for ids, ``PooledEmbeddingsAllToAll`` for embeddings, fwd and bwd) go
 through ``all_to_all_single`` and are timed and counted by the same :class:`ExchangeTimer`.
-Only for the default model (``dmt_compile.tools.bench.model:factory``); other MODEL_SPECs skip it.
+Only for the default model (``benchmarks.emulated.model:factory``); other MODEL_SPECs skip it.
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ class TorchRecRun:
         from torchrec.distributed.sharding_plan import construct_module_sharding_plan, table_wise
         from torchrec.distributed.types import ShardingPlan
 
-        from dmt_compile.tools.bench.model import TorchRecDLRM, factory, make_inputs, to_kjt
+        from benchmarks.emulated.model import TorchRecDLRM, factory, make_inputs, to_kjt
 
         world, L, b = opts.world, opts.local_size, opts.per_rank_batch
         ref, _ = factory(batch_size=1, seed=opts.seed)

@@ -197,7 +197,7 @@ class DmtRun:
 def _build(key: tuple, opts: BenchOptions, groups: Any, rank: int) -> Any:
     strategy, c = key
     if strategy == "torchrec_tw":
-        from dmt_compile.tools.bench.torchrec_worker import TorchRecRun
+        from benchmarks.emulated.torchrec_worker import TorchRecRun
 
         return TorchRecRun(opts, rank)
     return DmtRun(strategy, c, opts, groups, rank)
@@ -215,7 +215,7 @@ def bench_worker(rank: int, opts: BenchOptions) -> dict[str, Any]:
     """Build every run, execute the schedule, return per-run step/CPU/exchange records of this rank."""
     from dmt_compile.runtime.comm_stats import CommStats, recording
     from dmt_compile.runtime.groups import HierarchicalGroups
-    from dmt_compile.tools.bench.exchange_timer import ExchangeTimer
+    from benchmarks.emulated.exchange_timer import ExchangeTimer
     from dmt_compile.topo import Topology
 
     groups = HierarchicalGroups.build(Topology(opts.num_hosts, opts.local_size))

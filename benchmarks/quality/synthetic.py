@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from dmt_compile.errors import InputError
-from dmt_compile.tools.quality.data import CTRData
+from benchmarks.quality.data import CTRData
 
 __all__ = ["make_planted"]
 

@@ -12,7 +12,7 @@ from typing import Dict, Sequence
 import torch
 from torch import nn
 
-from dmt_compile.tools.quality.data import CTRData
+from benchmarks.quality.data import CTRData
 
 __all__ = ["FlatCTR", "flat_model_for"]
 

@@ -5,7 +5,7 @@ import statistics
 from collections import OrderedDict
 from typing import Iterable, Sequence
 
-from dmt_compile.tools.quality.harness import RunResult
+from benchmarks.quality.harness import RunResult
 
 __all__ = ["summarize", "results_table", "baselines_table", "mean_spread"]
 

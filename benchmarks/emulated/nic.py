@@ -1,6 +1,6 @@
 """A 10 ms NIC sampler for one emulated host, and what its trace says about duplex use of the link.
 
-``python -m dmt_compile.tools.bench.nic OUT IFNAME`` (run inside a host namespace with
+``python -m benchmarks.emulated.nic OUT IFNAME`` (run inside a host namespace with
 ``ip netns exec``) appends ``perf_counter tx_bytes rx_bytes`` of ``IFNAME`` (from that namespace's
 ``/proc/net/dev``) every 10 ms until SIGTERM, then writes ``OUT``. ``perf_counter`` is
 ``CLOCK_MONOTONIC``, the clock the ranks stamp their exchanges with, so the trace lines up with
@@ -70,7 +70,7 @@ class NicSampler:
         os.close(fd)
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
         self._proc = subprocess.Popen(["ip", "netns", "exec", self.netns, sys.executable, "-m",
-                                       "dmt_compile.tools.bench.nic", self._path, self.ifname], env=env)
+                                       "benchmarks.emulated.nic", self._path, self.ifname], env=env)
         time.sleep(0.3)  # let it start sampling
         return self
 

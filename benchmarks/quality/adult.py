@@ -14,7 +14,7 @@ import os
 import torch
 
 from dmt_compile.errors import InputError
-from dmt_compile.tools.quality.data import CTRData
+from benchmarks.quality.data import CTRData
 
 __all__ = ["ADULT_PATH", "CATEGORICAL", "NUMERIC", "adult_available", "load_adult"]
 

@@ -26,9 +26,9 @@ from typing import Callable, Iterable, Sequence
 import torch
 
 import dmt_compile
-from dmt_compile.tools.quality.data import CTRData
-from dmt_compile.tools.quality.metrics import adjusted_rand_index, auc, log_loss
-from dmt_compile.tools.quality.model import flat_model_for
+from benchmarks.quality.data import CTRData
+from benchmarks.quality.metrics import adjusted_rand_index, auc, log_loss
+from benchmarks.quality.model import flat_model_for
 
 __all__ = ["TrainConfig", "RunResult", "train_epochs", "evaluate", "calibration_batches", "tower_ari",
            "run_seed", "run_experiment", "plan_baselines"]

@@ -1,6 +1,6 @@
 """Run every strategy on one emulated network, interleaved, and collect the report (see :mod:`.analysis`).
 
-:func:`run_benchmark` builds the namespaces once (:class:`~dmt_compile.tools.bench.netns.Emulation`)
+:func:`run_benchmark` builds the namespaces once (:class:`~benchmarks.emulated.netns.Emulation`)
 and always tears them down (``finally``, SIGINT/SIGTERM). With a target flat wire share
 (``wire_share``) it first measures flat alone at a fast calibration rate: its step time there is
 (almost) all non-wire time ``C``, and its busiest NIC direction carries ``X`` bytes per step, so
@@ -18,13 +18,13 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
-from dmt_compile.tools.bench.analysis import WIRE_EFFICIENCY, add_bounds, add_ratios, summarize
-from dmt_compile.tools.bench.model import MODEL_SPEC
-from dmt_compile.tools.bench.predict import calibrate_runs, predict
-from dmt_compile.tools.bench.netns import (HOST_IFNAME, Emulation, EmulationError, LinkSpec, RankNetns,
+from benchmarks.emulated.analysis import WIRE_EFFICIENCY, add_bounds, add_ratios, summarize
+from benchmarks.emulated.model import MODEL_SPEC
+from benchmarks.emulated.predict import calibrate_runs, predict
+from benchmarks.emulated.netns import (HOST_IFNAME, Emulation, EmulationError, LinkSpec, RankNetns,
                                            check_netns_permitted, host_ns, list_leftovers, rank_cores)
-from dmt_compile.tools.bench.torchrec_worker import torchrec_available
-from dmt_compile.tools.bench.worker import BenchOptions, bench_worker, run_key
+from benchmarks.emulated.torchrec_worker import torchrec_available
+from benchmarks.emulated.worker import BenchOptions, bench_worker, run_key
 
 __all__ = ["BenchConfig", "run_benchmark", "strategy_list", "rate_for_wire_share", "loadavg"]
 
@@ -168,7 +168,7 @@ def _cores(cfg: BenchConfig) -> list[int] | None:
 
 def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Long: one orchestration (check, calibrate, run, summarise) kept in one readable sequence."""
-    from dmt_compile.tools.bench.nic import NicSampler
+    from benchmarks.emulated.nic import NicSampler
 
     log = log or (lambda msg: None)
     check_netns_permitted()
@@ -237,7 +237,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] | None = None) ->
 
 def _nic(trace: list, per_rank: list[dict[str, Any]], cfg: BenchConfig, rate_bits: float) -> dict[str, Any]:
     """Host 0's NIC during this run's cross-host exchanges, and a 10 ms timeline of its median step."""
-    from dmt_compile.tools.bench.nic import duplex_profile, timeline
+    from benchmarks.emulated.nic import duplex_profile, timeline
 
     host0 = [r for r in per_rank if r["rank"] // cfg.local_size == 0]
     windows = [(a, b) for r in host0 for s in r["timer"] for a, b, sent, got in s["spans"] if sent or got]

@@ -36,7 +36,7 @@ def part_of_names(tm: set[str], decoders: set[str], lookups: set[str]):
 
 def _parts(strategy: str, c: float | None, opts: Any) -> dict[str, Any]:
     from dmt_compile.topo.calibrate import time_parts
-    from dmt_compile.tools.bench.worker import _load, _transform, tower_info
+    from benchmarks.emulated.worker import _load, _transform, tower_info
     from dmt_compile.tools.verify import first_tensor
 
     model, inputs = _load(opts.spec, opts.per_rank_batch)
@@ -67,7 +67,7 @@ def _parts(strategy: str, c: float | None, opts: Any) -> dict[str, Any]:
 
 def calibrate_runs(runs: list[tuple[str, float | None]], opts: Any, log=None) -> dict[str, Any]:
     """Per run key: measured compute (see module docstring). TorchRec uses flat's (the same model)."""
-    from dmt_compile.tools.bench.worker import run_key
+    from benchmarks.emulated.worker import run_key
 
     out: dict[str, Any] = {}
     for strategy, c in runs:
@@ -88,7 +88,7 @@ def predict(row: dict[str, Any], calib: dict[str, Any], *, num_hosts: int, local
     from dmt_compile.topo.cost_model import predict_flat, predict_sptt
     from dmt_compile.topo.cost_symbols import CostParams
     from dmt_compile.topo.topology import Topology
-    from dmt_compile.tools.bench.analysis import WIRE_EFFICIENCY
+    from benchmarks.emulated.analysis import WIRE_EFFICIENCY
 
     N, L, b = num_hosts, local_size, row["batch_per_rank"]
     W = N * L

@@ -2,15 +2,15 @@
 
 See `docs/QUALITY.md` for the protocol and the measured numbers.
 """
-from dmt_compile.tools.quality.adult import adult_available, load_adult
-from dmt_compile.tools.quality.data import CTRData
-from dmt_compile.tools.quality.harness import (
+from benchmarks.quality.adult import adult_available, load_adult
+from benchmarks.quality.data import CTRData
+from benchmarks.quality.harness import (
     RunResult, TrainConfig, evaluate, plan_baselines, run_experiment, run_seed, tower_ari, train_epochs,
 )
-from dmt_compile.tools.quality.metrics import adjusted_rand_index, auc, log_loss
-from dmt_compile.tools.quality.model import FlatCTR, flat_model_for
-from dmt_compile.tools.quality.report import baselines_table, results_table, summarize
-from dmt_compile.tools.quality.synthetic import make_planted
+from benchmarks.quality.metrics import adjusted_rand_index, auc, log_loss
+from benchmarks.quality.model import FlatCTR, flat_model_for
+from benchmarks.quality.report import baselines_table, results_table, summarize
+from benchmarks.quality.synthetic import make_planted
 
 __all__ = [
     "CTRData", "make_planted", "load_adult", "adult_available", "auc", "log_loss", "adjusted_rand_index",

@@ -8,7 +8,7 @@ the dense part is small (about 37 K parameters, 150 KB of gradients) so that its
 compute of 8 ranks on 2 cores stay well below the exchange (with a per-rank batch of 1,024 the
 flat baseline moves about 13.6 MB of embeddings per host and direction per step, ~110 ms at 1 Gbit/s).
 
-MODEL_SPEC: ``dmt_compile.tools.bench.model:factory``. :func:`torchrec_factory` builds the same model
+MODEL_SPEC: ``benchmarks.emulated.model:factory``. :func:`torchrec_factory` builds the same model
 with a TorchRec ``EmbeddingBagCollection`` (sum pooling of one id = the same lookup) for the
 TorchRec DMP baseline.
 """
@@ -23,7 +23,7 @@ NUM_SPARSE = 26
 EMBEDDING_DIM = 64
 ROWS = 2000
 NUM_DENSE = 13
-MODEL_SPEC = "dmt_compile.tools.bench.model:factory"
+MODEL_SPEC = "benchmarks.emulated.model:factory"
 
 
 def feature_names(n: int = NUM_SPARSE) -> list[str]:
