@@ -83,3 +83,37 @@ def test_python_dash_m_entry_point():
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert "TowerPlan" in proc.stdout
+
+
+def test_bench_and_train_without_the_applications_say_how_to_get_them(monkeypatch, capsys):
+    """An installed wheel has no `benchmarks` package: the typed error (problem, fix), no traceback."""
+    import pytest
+
+    from dmt_compile.tools import applications
+
+    for name in [m for m in sys.modules if m == "benchmarks" or m.startswith("benchmarks.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "benchmarks", None)  # import benchmarks -> ModuleNotFoundError
+    monkeypatch.setattr(applications, "_checkout_root", lambda: None)
+    for command in ("bench", "train"):
+        assert main([command]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 2 and err[0].startswith("dmt-compile: error: InputError:"), err
+        assert f"`{command}` needs the `benchmarks` package" in err[0]
+        assert err[1].strip().startswith("fix: run it from a checkout") and f"dmt_compile {command}" in err[1]
+
+    def missing_dependency(name):
+        raise ModuleNotFoundError("No module named 'matplotlib'", name="matplotlib")
+
+    monkeypatch.setattr(applications.importlib, "import_module", missing_dependency)
+    with pytest.raises(ModuleNotFoundError, match="matplotlib"):  # what the application lacks is not hidden
+        applications.load_application("emulated.report", "bench")
+
+
+def test_applications_load_from_the_checkout_when_not_on_the_path(monkeypatch):
+    from dmt_compile.tools import applications
+
+    for name in [m for m in sys.modules if m == "benchmarks" or m.startswith("benchmarks.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if os.path.abspath(p or ".") != ROOT])
+    assert applications.load_application("quality.metrics", "train").auc is not None

@@ -151,6 +151,16 @@ def test_tools_are_not_imported_by_the_library():
     assert not users, f"library modules import tools/: {dict(users)}"
 
 
+def test_the_library_never_imports_the_applications():
+    users = []
+    for m, path in sorted(MODULES.items()):
+        for node in ast.walk(ast.parse(open(path).read(), path)):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            users += [f"{m} imports {n}" for n in names if n == "benchmarks" or n.startswith("benchmarks.")]
+    assert not users, "the applications (benchmarks/) are loaded by name, never imported: " + "; ".join(users)
+
+
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_module_and_function_sizes(module):
     path = MODULES[module]

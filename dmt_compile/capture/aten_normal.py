@@ -28,7 +28,6 @@ __all__ = ["normalize_exported", "EXPORT_ROOT"]
 aten = torch.ops.aten
 EXPORT_ROOT = "dmt_export"  # submodule holding modules the normalisation adds (dropouts)
 _BIG = 2**62
-_BAG_MODES = {0: "sum", 1: "mean", 2: "max"}
 
 
 def _arg(node: fx.Node, i: int, name: str, default: Any) -> Any:

@@ -20,9 +20,8 @@ from torch.fx.node import has_side_effect
 
 from dmt_compile.errors import SpecializationError
 
-__all__ = ["dmt_guard", "value_dependence", "GUARD_KINDS"]
+__all__ = ["dmt_guard", "value_dependence"]
 
-GUARD_KINDS = ("bool", "int", "len")
 _STATIC_META = {"dim", "ndimension", "dtype", "device", "ndim", "is_cuda", "layout", "is_sparse"}
 
 

@@ -52,7 +52,6 @@ __all__ = [
     "host_split",
     "ExchangeEvent",
     "add_observer",
-    "remove_observer",
     "observed",
     "notify",
 ]
@@ -203,11 +202,6 @@ def add_observer(fn) -> None:
     """Call ``fn(event: ExchangeEvent)`` after every collective of the runtime (this process); idempotent."""
     if fn not in _observers:
         _observers.append(fn)
-
-
-def remove_observer(fn) -> None:
-    if fn in _observers:
-        _observers.remove(fn)
 
 
 def observed() -> bool:

@@ -1,4 +1,5 @@
-"""Applications on top of the library: the CLI and its commands, the quality harness, the emulated bench.
+"""The command line: the CLI shell (`cli.py`), one module per command (`cmd_*.py`), `verify`.
 
-Nothing in the library imports this package.
+Nothing in the library imports this package. `bench` and `train` run the applications of the
+`benchmarks` package beside `dmt_compile` (`applications.py` loads them by name, from a checkout).
 """

@@ -37,8 +37,6 @@ def _share(text: str) -> float:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from dmt_compile.tools.bench.model import MODEL_SPEC
-
     p = subparsers.add_parser(
         "bench", help="emulated multi-host benchmark: flat vs TorchRec TW vs SPTT vs SPTT+TM (needs root)",
         description="Build N network namespaces (hosts) with L ranks each, shape every host NIC with tc, "
@@ -53,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="choose the NIC rate so that flat spends this share of its step on the wire "
                            "(measured: flat runs once at a fast rate first), e.g. 0.84 or 0.275")
     p.add_argument("--inter-delay", default="0", help="extra delay per NIC egress (netem; e.g. 100us; default 0)")
-    p.add_argument("--model", default=MODEL_SPEC, help=f"MODEL_SPEC (default {MODEL_SPEC})")
+    p.add_argument("--model", default=None, help="MODEL_SPEC (default benchmarks.emulated.model:factory)")
     p.add_argument("--batch-per-rank", type=int, default=1024, help="samples per rank per step (default 1024)")
     p.add_argument("--steps", type=int, default=10, help="measured steps per strategy (default 10; medians need >= 10)")
     p.add_argument("--warmup", type=int, default=2, help="warm-up steps per strategy (default 2)")
@@ -83,16 +81,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_bench(args: argparse.Namespace, stdout: IO[str] | None = None) -> int:
     from dmt_compile.errors import DmtError
-    from dmt_compile.tools.bench.netns import NetnsUnavailable, parse_rate, parse_time
-    from dmt_compile.tools.bench.report import render_json, render_plot, render_table
-    from dmt_compile.tools.bench.runner import BenchConfig, run_benchmark
+    from dmt_compile.tools.applications import load_application
+
+    netns, report_mod = load_application("emulated.netns", "bench"), load_application("emulated.report", "bench")
+    runner = load_application("emulated.runner", "bench")
+    NetnsUnavailable, parse_rate, parse_time = netns.NetnsUnavailable, netns.parse_rate, netns.parse_time
+    render_json, render_plot, render_table = report_mod.render_json, report_mod.render_plot, report_mod.render_table
+    BenchConfig, run_benchmark = runner.BenchConfig, runner.run_benchmark
 
     out = stdout or sys.stdout
     n, l = args.emulate
     try:
         cfg = BenchConfig(num_hosts=n, local_size=l,
                           inter_bw_bits=parse_rate(args.inter_bw) if args.inter_bw else None,
-                          wire_share=args.wire_share, inter_delay_s=parse_time(args.inter_delay), spec=args.model,
+                          wire_share=args.wire_share, inter_delay_s=parse_time(args.inter_delay),
+                          spec=args.model or load_application("emulated.model", "bench").MODEL_SPEC,
                           per_rank_batch=args.batch_per_rank, steps=args.steps, warmup=args.warmup,
                           compressions=tuple(args.compression), torchrec=not args.no_torchrec,
                           timeout_s=args.timeout, feed=args.feed, tower_module=args.tower_module, dense_sync=args.dense_sync,

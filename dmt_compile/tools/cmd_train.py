@@ -72,7 +72,10 @@ def register(subparsers) -> None:
 
 
 def _load_data(args):
-    from dmt_compile.tools.quality import load_adult, make_planted
+    from dmt_compile.tools.applications import load_application
+
+    quality = load_application("quality", "train")
+    load_adult, make_planted = quality.load_adult, quality.make_planted
 
     defaults = DATA_DEFAULTS[args.data]
     data = make_planted(args.samples, seed=0, cardinality=20, rank=8, clusters=5) if args.data == "synthetic" \
@@ -87,7 +90,11 @@ def run_train(args, stdout: IO[str]) -> int:
 
     from dmt_compile.errors import TowerModuleError
     from dmt_compile.ir.feed import FEEDS
-    from dmt_compile.tools.quality import TrainConfig, baselines_table, plan_baselines, results_table, run_experiment, summarize
+    from dmt_compile.tools.applications import load_application
+
+    quality = load_application("quality", "train")
+    TrainConfig, run_experiment, summarize = quality.TrainConfig, quality.run_experiment, quality.summarize
+    baselines_table, plan_baselines, results_table = quality.baselines_table, quality.plan_baselines, quality.results_table
 
     if args.epochs <= args.pretrain_epochs:
         from dmt_compile.errors import InputError

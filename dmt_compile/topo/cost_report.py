@@ -23,7 +23,7 @@ from dmt_compile.topo.spec import as_topology
 from dmt_compile.topo.topology import Topology
 
 __all__ = ["Config", "compare", "sweep", "format_compare", "format_sweep", "report_json",
-           "plot_sweep", "strategy_label", "DEFAULT_STRATEGIES"]
+           "strategy_label", "DEFAULT_STRATEGIES"]
 
 log = logging.getLogger(__name__)
 DEFAULT_STRATEGIES = ("flat", "rw", "twrw", "sptt", "sptt_tm")
@@ -129,29 +129,3 @@ def report_json(topology: Topology, config: Config, rows: Any, *, swept: bool = 
     data = {"topology": topology.to_dict(), "config": config.to_dict(), "units": "seconds",
             ("sweep" if swept else "strategies"): {str(k): v for k, v in rows.items()} if swept else rows}
     return json.dumps(data, sort_keys=True, indent=2) + "\n"
-
-
-def plot_sweep(result: dict[int, dict[str, dict[str, float]]], path: str, title: str = "") -> None:
-    """Speedup vs GPUs, one line per strategy (needs matplotlib, the ``plot`` extra)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise CostModelError("--plot needs matplotlib, which is not installed",
-                             "pip install 'dmt_compile[plot]' (or matplotlib), or drop --plot") from exc
-    gpus = sorted(result)
-    names = [n for n in result[gpus[0]] if n != "flat"]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for n in names:
-        ax.plot(gpus, [result[g][n]["speedup"] for g in gpus], marker="o", label=n)
-    ax.axhline(1.0, color="grey", lw=0.8)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("GPUs")
-    ax.set_ylabel("speedup over flat (embedding stage)")
-    ax.set_title(title)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
