@@ -1,4 +1,4 @@
-"""What the call-time input checks of `transform` cost (dmt_compile/input_checks.py): one watched forward.
+"""What the call-time input checks of `transform` cost (dmt_compile/capture/preconditions.py): one watched forward.
 
 Times `check_model_and_inputs` (already-transformed / meta-device / id range checks on the example
 inputs) and a whole `transform` of the synthetic DLRM, interleaved, and reports the medians and the
@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import dmt_compile  # noqa: E402
-from dmt_compile.input_checks import check_model_and_inputs  # noqa: E402
+from dmt_compile.capture.preconditions import check_model_and_inputs  # noqa: E402
 from synthetic_dlrm import factory  # noqa: E402
 
 

@@ -9,12 +9,12 @@ import torch.fx as fx
 from dmt_compile.capture import PATHS, CaptureReport, capture, copy_model
 from dmt_compile.capture.inputs import InputSpec
 from dmt_compile.errors import InputError
-from dmt_compile.input_checks import check_model_and_inputs
+from dmt_compile.capture.preconditions import check_model_and_inputs
 from dmt_compile.ir.detection import Detection
 from dmt_compile.ir.plan import TowerPlan
 from dmt_compile.ir.table_splits import TableSplits
 from dmt_compile.model import DmtModel, OriginalState, flat_state_dict
-from dmt_compile.options import TransformOptions
+from dmt_compile.passes.options import TransformOptions
 from dmt_compile.passes.base import Pass, PassContext, PassPipeline
 from dmt_compile.passes.detect import Detect
 from dmt_compile.passes.insert_tower_modules import InsertTowerModules

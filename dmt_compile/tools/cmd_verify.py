@@ -38,7 +38,7 @@ def _preflight(opts) -> None:
     """Load MODEL_SPEC and check the transform options once here, so a factory or an option that fails
     does not fail identically on every rank."""
     from dmt_compile.capture.model_spec import load_model_spec
-    from dmt_compile.options import TransformOptions
+    from dmt_compile.passes.options import TransformOptions
 
     load_model_spec(opts.spec)
     if opts.strategy == "sptt":

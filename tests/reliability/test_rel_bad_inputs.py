@@ -151,7 +151,7 @@ def test_computed_ids_are_checked_by_running_the_model():
 
 def test_check_leaves_the_model_untouched():
     """The id check's run must not move BatchNorm statistics, max_norm weights, RNG or training flags."""
-    from dmt_compile.input_checks import check_model_and_inputs
+    from dmt_compile.capture.preconditions import check_model_and_inputs
 
     class M(nn.Module):
         def __init__(self):
