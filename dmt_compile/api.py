@@ -9,11 +9,12 @@ import torch.fx as fx
 from dmt_compile.capture import PATHS, CaptureReport, capture, copy_model
 from dmt_compile.capture.inputs import InputSpec
 from dmt_compile.errors import InputError
-from dmt_compile.capture.preconditions import check_model_and_inputs
+from dmt_compile.capture.preconditions import check_model
 from dmt_compile.ir.detection import Detection
 from dmt_compile.ir.plan import TowerPlan
 from dmt_compile.ir.table_splits import TableSplits
 from dmt_compile.model import DmtModel, OriginalState, flat_state_dict
+from dmt_compile.model.refuse_transformed import refuse_transformed
 from dmt_compile.passes.options import TransformOptions
 from dmt_compile.passes.base import Pass, PassContext, PassPipeline
 from dmt_compile.passes.detect import Detect
@@ -121,7 +122,8 @@ def run_passes(
     `transform` is `run_passes(..., default_pipeline(options))` wrapped in a `DmtModel`; this entry
     point runs any pipeline (e.g. `parse_pipeline("split-collections,detect")` from `dmt-compile dump --passes`).
     """
-    check_model_and_inputs(model, example_inputs, example_kwargs, calibration_batches)  # typed errors, before capture
+    refuse_transformed(model)
+    check_model(model, example_inputs, example_kwargs)  # typed errors, before capture (which checks the ids)
     topo = as_topology(topology)
     if example_inputs is None:
         raise InputError("example_inputs are required", "pass example_inputs=(dense, sparse) as the model takes them")
@@ -131,7 +133,7 @@ def run_passes(
     paths = PATHS if capture_paths == "auto" else (capture_paths,) if isinstance(capture_paths, str) \
         else tuple(capture_paths)
     captured = capture(work, example_inputs if isinstance(example_inputs, tuple) else (example_inputs,),
-                       dict(example_kwargs or {}), paths)
+                       dict(example_kwargs or {}), paths, calibration_batches)
     ctx = PassContext(topo, captured.spec, captured.flat_inputs, captured.reference_output,
                       _flatten_calibration(captured.spec, calibration_batches))
     if callback is not None:

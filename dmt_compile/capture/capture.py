@@ -7,11 +7,9 @@ earlier ones were skipped, what was specialised (and guarded) and which modules 
 """
 from __future__ import annotations
 
-import contextlib
 import logging
-import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.fx as fx
@@ -19,8 +17,10 @@ import torch.fx as fx
 from dmt_compile.capture.export_path import ExportNotApplicable, trace_export
 from dmt_compile.capture.fx_trace import trace_fx
 from dmt_compile.capture.inputs import InputSpec, flatten_call
+from dmt_compile.capture.preconditions import IdWatch, check_calibration, watched_run
 from dmt_compile.capture.tracer import Specialization, contains_embedding
 from dmt_compile.errors import CaptureError, InputError
+from dmt_compile.ir.evaluation import preserved
 from dmt_compile.ir.shapes import record_shapes, tree_max_abs_diff
 
 __all__ = ["capture", "Captured", "CaptureReport", "PATHS"]
@@ -59,44 +59,14 @@ class Captured:
     reference_output: Any = field(repr=False, default=None)
 
 
-@contextlib.contextmanager
-def quiet_torch():
-    """Torch's own warnings and log lines while tracing (fx, export, dynamo) are not the user's concern."""
-    logger = logging.getLogger("torch")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logger.setLevel(level)
-
-
-@contextlib.contextmanager
-def preserved(model: torch.nn.Module):
-    """Run model code without changing it: buffers, RNG state and training flags are restored."""
-    buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
-    modes = {name: m.training for name, m in model.named_modules()}
-    rng = torch.get_rng_state()
-    try:
-        with torch.no_grad(), quiet_torch():
-            yield
-    finally:
-        torch.set_rng_state(rng)
-        for name, m in model.named_modules():
-            m.training = modes.get(name, m.training)
-        with torch.no_grad():
-            for name, b in model.named_buffers():
-                if name in buffers and b.shape == buffers[name].shape:
-                    b.copy_(buffers[name])
-
-
-def _eager_reference(model, args, kwargs):
+def _eager_reference(model, args, kwargs, watch: IdWatch):
+    """The model's output on the example inputs: its one eager run, every lookup's ids checked on the way."""
     with preserved(model):
         model.eval()
         try:
-            return model(*args, **kwargs)
+            return watched_run(model, args, kwargs, watch)
+        except InputError:
+            raise
         except Exception as exc:
             raise InputError(
                 f"the model does not run on example_inputs: {type(exc).__name__}: {exc}",
@@ -173,8 +143,12 @@ class _Attempts:
 
 
 def capture(model: torch.nn.Module, example_inputs: tuple, example_kwargs: dict | None = None,
-            paths: tuple[str, ...] = PATHS) -> Captured:
-    """Capture `model` called as `model(*example_inputs, **example_kwargs)`, trying `paths` in order."""
+            paths: tuple[str, ...] = PATHS, calibration: Sequence[Any] | None = None) -> Captured:
+    """Capture `model` called as `model(*example_inputs, **example_kwargs)`, trying `paths` in order.
+
+    First contact: the inputs are flattened once and the model runs eagerly once (the reference
+    output), with the ids of every lookup checked against its table, then those of `calibration`.
+    """
     if not isinstance(model, torch.nn.Module):
         raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}", "pass an nn.Module")
     unknown = [p for p in paths if p not in PATHS]
@@ -184,7 +158,9 @@ def capture(model: torch.nn.Module, example_inputs: tuple, example_kwargs: dict 
         example_inputs = (example_inputs,)
     kwargs = dict(example_kwargs or {})
     spec, flat = flatten_call(model.forward, example_inputs, kwargs)
-    attempts = _Attempts(model, spec, flat, _eager_reference(model, example_inputs, kwargs))
+    watch = IdWatch(model, flat, spec, "example inputs", renormalise=True)
+    attempts = _Attempts(model, spec, flat, _eager_reference(model, example_inputs, kwargs, watch))
+    check_calibration(model, spec, watch, calibration)
     done = None
     for path in paths:
         if path == "specialize+leaf":

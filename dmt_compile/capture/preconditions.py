@@ -1,9 +1,8 @@
-"""Checks of what `transform` / `run_passes` is given, before anything is captured.
+"""Checks of what `transform` / `run_passes` is given, before anything is captured
+(whether the model is already transformed is `model.refuse_transformed`, run before these).
 
 Each failure is an :class:`~dmt_compile.errors.InputError` naming the problem and the fix:
 
-* the model is already transformed (a `DmtModel`, a graph with tower boundaries, or a lowered
-  per-rank program): transforming it again would nest towers inside towers;
 * the model (or an example input) lives on the ``meta`` device: there are no values to run;
 * an id of the example inputs or of a calibration batch is outside its table: the message names
   the feature, the input it came from, the table, the sample and the value, and says "example
@@ -22,58 +21,38 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import torch
-import torch.fx as fx
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from dmt_compile.capture.inputs import flatten_call
 from dmt_compile.errors import InputError
-from dmt_compile.ir.boundary import BOUNDARY_OPS
-from dmt_compile.model import DmtModel
-from dmt_compile.runtime.exchanges import PeerIdsExchange, PeerOutputsExchange, TowerLookup
+from dmt_compile.ir.evaluation import preserved
 
-__all__ = ["check_model_and_inputs"]
+__all__ = ["check_model", "check_model_and_inputs", "check_calibration", "IdWatch", "watched_run"]
 
 _LOOKUP_FUNCTIONS = (F.embedding, F.embedding_bag)
 _COLLECTIONS = ("EmbeddingBagCollection", "EmbeddingCollection")
 
 
-def check_model_and_inputs(model: Any, example_inputs: Any, example_kwargs: Mapping[str, Any] | None = None,
-                           calibration_batches: Sequence[Any] | None = None) -> None:
-    """Raise :class:`InputError` for a model or inputs that cannot be transformed (module docstring)."""
+def check_model(model: Any, example_inputs: Any, example_kwargs: Mapping[str, Any] | None = None) -> None:
+    """The checks that need no run: the model is an `nn.Module` with values, the inputs have values."""
     if not isinstance(model, torch.nn.Module):
         raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}",
                          "pass the model object itself (e.g. dlrm), not its class or its output")
-    _not_transformed(model)
     _not_on_meta(model, example_inputs, example_kwargs)
+
+
+def check_model_and_inputs(model: Any, example_inputs: Any, example_kwargs: Mapping[str, Any] | None = None,
+                           calibration_batches: Sequence[Any] | None = None) -> None:
+    """Raise :class:`InputError` for a model or inputs that cannot be transformed (module docstring).
+
+    Standalone, with a watched run of its own; `capture` makes the same checks during its one eager run.
+    """
+    check_model(model, example_inputs, example_kwargs)
     if example_inputs is None:
         return  # run_passes says what is missing
     args = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
     _ids_in_range(model, args, dict(example_kwargs or {}), calibration_batches)
-
-
-# ----------------------------------------------------------------------------- already transformed
-
-
-def _boundary_graph(m: torch.nn.Module) -> bool:
-    return isinstance(m, fx.GraphModule) and any(
-        n.op == "call_function" and n.target in BOUNDARY_OPS for n in m.graph.nodes)
-
-
-def _not_transformed(model: torch.nn.Module) -> None:
-    for name, m in model.named_modules():
-        where = f"its submodule {name!r}" if name else "it"
-        if isinstance(m, DmtModel) or _boundary_graph(m):
-            what = "a DmtModel" if isinstance(m, DmtModel) else "a graph with DMT tower boundaries"
-            raise InputError(
-                f"the model is already transformed: {where} is {what} (ids_exchange / outputs_exchange nodes); "
-                "transforming it again would nest towers inside towers",
-                "pass the original model to transform, or use the DmtModel you have (dmt(...), dmt.plan); "
-                "for another plan, transform the original model again")
-        if isinstance(m, (PeerIdsExchange, PeerOutputsExchange, TowerLookup)):
-            raise InputError(
-                f"the model is already lowered for one rank: {where} is a {type(m).__name__} of the distributed "
-                "runtime", "transform the original model; ShardedDmt lowers it per rank")
 
 
 # ----------------------------------------------------------------------------- meta device
@@ -122,12 +101,16 @@ class _Direct:
     display: str
 
 
-class _Watch(TorchFunctionMode):
-    """Checks every embedding lookup of one eager run against its table (see module docstring)."""
+class IdWatch(TorchFunctionMode):
+    """Checks every embedding lookup of one eager run against its table (see module docstring).
 
-    def __init__(self, model: torch.nn.Module, leaves: Sequence[Any], spec: Any, where: str):
+    `renormalise=False` skips `max_norm` renormalisation (the user's own model); capture's run on
+    its copy keeps it, so the reference output is what the model computes.
+    """
+
+    def __init__(self, model: torch.nn.Module, leaves: Sequence[Any], spec: Any, where: str, renormalise: bool = False):
         super().__init__()
-        self.where, self.spec = where, spec
+        self.where, self.spec, self.renormalise = where, spec, renormalise
         self.params = {id(p): n for n, p in model.named_parameters()}
         self.leaves = [(i, t) for i, t in enumerate(leaves) if isinstance(t, torch.Tensor) and not t.is_floating_point()]
         self.by_storage: dict[int, list[tuple[int, torch.Tensor]]] = {}  # one dict probe per lookup, not a scan
@@ -144,9 +127,9 @@ class _Watch(TorchFunctionMode):
             offsets = (args[2] if len(args) > 2 else kwargs.get("offsets")) if func is F.embedding_bag else None
             if isinstance(ids, torch.Tensor) and isinstance(weight, torch.Tensor):
                 self.check(ids, offsets, int(weight.shape[0]), self.params.get(id(weight), "an embedding table"))
-            if kwargs.get("max_norm") is not None:  # no in-place renormalisation of the user's weights
+            if not self.renormalise and kwargs.get("max_norm") is not None:  # the user's weights stay
                 kwargs["max_norm"] = None
-            if len(args) > 3 and args[3] is not None:  # max_norm is the 4th argument of both functions
+            if not self.renormalise and len(args) > 3 and args[3] is not None:  # 4th argument of both
                 args = (*args[:3], None, *args[4:])
         return func(*args, **kwargs)
 
@@ -206,27 +189,31 @@ def _range_error(where: str, feature: str, display: str, table: str, rows: int, 
         f"fix the ids of {feature!r} in the {where} (hashing / vocabulary size), or give table {table} more rows")
 
 
-def _run(model: torch.nn.Module, args: tuple, kwargs: dict, watch: _Watch) -> bool:
-    """One watched eager run; True when it got through (False: capture will report why it does not run)."""
+def watched_run(model: torch.nn.Module, args: tuple, kwargs: dict, watch: IdWatch) -> Any:
+    """`model(*args, **kwargs)` with every lookup checked by `watch`; the caller sets the mode (`preserved`)."""
     hooks = [m.register_forward_pre_hook(lambda mod, a, kw: watch.check_collection(mod, a[0] if a else
                                                                                    next(iter(kw.values()))),
                                          with_kwargs=True)
              for m in model.modules() if type(m).__name__ in _COLLECTIONS]
-    flags = {m: m.training for m in model.modules()}
     try:
-        model.eval()
-        with torch.random.fork_rng(devices=[]), torch.no_grad(), watch:
-            model(*args, **kwargs)
+        with watch:
+            return model(*args, **kwargs)
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+def _run(model: torch.nn.Module, args: tuple, kwargs: dict, watch: IdWatch) -> bool:
+    """One watched eager run; True when it got through (False: capture will report why it does not run)."""
+    try:
+        with preserved(model):
+            model.eval()
+            watched_run(model, args, kwargs, watch)
         return True
     except InputError:
         raise
     except Exception:  # noqa: BLE001 - the model fails for another reason: capture reports it with context
         return False
-    finally:
-        for h in hooks:
-            h.remove()
-        for m, flag in flags.items():
-            m.training = flag
 
 
 def _ids_in_range(model: torch.nn.Module, args: tuple, kwargs: dict, calibration: Sequence[Any] | None) -> None:
@@ -234,14 +221,18 @@ def _ids_in_range(model: torch.nn.Module, args: tuple, kwargs: dict, calibration
         spec, leaves = flatten_call(model.forward, args, kwargs)
     except Exception:  # noqa: BLE001 - capture reports inputs it cannot read
         return
-    watch = _Watch(model, leaves, spec, "example inputs")
-    if not _run(model, args, kwargs, watch):
-        return
+    watch = IdWatch(model, leaves, spec, "example inputs")
+    if _run(model, args, kwargs, watch):
+        check_calibration(model, spec, watch, calibration)
+
+
+def check_calibration(model: torch.nn.Module, spec: Any, watch: IdWatch, calibration: Sequence[Any] | None) -> None:
+    """The ids of each calibration batch, as `watch` saw the example inputs read them (module docstring)."""
     for i, batch in enumerate(calibration or ()):
         batch = batch if isinstance(batch, tuple) else (batch,)
         where = f"calibration batch {i}"
         if watch.computed:
-            _run(model, batch, {}, _Watch(model, _flat(spec, batch), spec, where))
+            _run(model, batch, {}, IdWatch(model, _flat(spec, batch), spec, where))
             continue
         flat = _flat(spec, batch)
         for d in watch.direct:

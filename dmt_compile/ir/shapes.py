@@ -1,15 +1,15 @@
 """Shape propagation (`dmt.shape`/`dmt.dtype` on every node) and tree comparison of outputs."""
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import torch
 import torch.fx as fx
 
+from dmt_compile.ir.evaluation import evaluation
 from dmt_compile.ir.meta import DTYPE, SHAPE
 
-__all__ = ["record_shapes", "tree_max_abs_diff", "tree_shapes_equal", "value_meta", "evaluation"]
+__all__ = ["record_shapes", "tree_max_abs_diff", "tree_shapes_equal", "value_meta"]
 
 
 def value_meta(value: Any) -> tuple[tuple[int, ...] | None, str | None]:
@@ -29,19 +29,6 @@ class _ShapeRecorder(fx.Interpreter):
         n.meta[SHAPE] = shape
         n.meta[DTYPE] = dtype
         return result
-
-
-@contextlib.contextmanager
-def evaluation(gm: torch.nn.Module):
-    """Eval mode and no grad inside the block (BatchNorm statistics and dropout untouched), modes restored."""
-    was_training = {name: m.training for name, m in gm.named_modules()}
-    gm.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        for name, m in gm.named_modules():
-            m.training = was_training.get(name, m.training)
 
 
 def record_shapes(gm: fx.GraphModule, flat_inputs: list[Any]) -> Any:

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import torch
 import torch.fx as fx
 
 from dmt_compile.ir.detection import Detection
+from dmt_compile.ir.evaluation import evaluation
 
 __all__ = ["collect_lookup_outputs"]
 
@@ -29,15 +29,10 @@ def collect_lookup_outputs(gm: fx.GraphModule, detection: Detection, flat_batche
     """Run the (not yet rewritten) graph on calibration batches; each lookup's outputs per batch."""
     wanted = {lk.node: lk.index for lk in detection.lookups}
     out: dict[int, list] = {i: [] for i in wanted.values()}
-    was_training = gm.training
-    gm.eval()
-    try:
-        with torch.no_grad():
-            for flat in flat_batches:
-                rec = _LookupRecorder(gm, wanted)
-                rec.run(*flat)
-                for i, v in rec.seen.items():
-                    out[i].append(v)
-    finally:
-        gm.train(was_training)
+    with evaluation(gm):
+        for flat in flat_batches:
+            rec = _LookupRecorder(gm, wanted)
+            rec.run(*flat)
+            for i, v in rec.seen.items():
+                out[i].append(v)
     return out

@@ -30,11 +30,11 @@ import torch
 import torch.fx as fx
 
 from dmt_compile.errors import PlanError
+from dmt_compile.ir.evaluation import evaluation
 from dmt_compile.ir.graph import get_attr_value, is_impure, tag
 from dmt_compile.ir.lookups import classify_lookup, id_nodes
 from dmt_compile.ir.meta import DTYPE, INPUT_PATH, SHAPE
 from dmt_compile.ir.module_paths import split_table
-from dmt_compile.ir.shapes import evaluation
 from dmt_compile.ir.table_splits import TablePiece, TableSplit, TableSplits, check_field_ids
 from dmt_compile.passes.base import Pass, PassContext, PassResult
 from dmt_compile.passes.table_ranges import normalize_ranges
