@@ -15,40 +15,46 @@ goes, exactly the layers whose width depends on the number of vectors:
 * indexing the interaction matrix with a buffer that is exactly `triu_indices(n, n, k)` or
   `tril_indices` (DLRM) recomputes that buffer for the new n.
 
-Anything else that fails stops hierarchical feed with the node and the reason. Which input
-columns / output rows of a rebuilt layer still exist is read from values: a second scratch copy
-runs the original model with the same embeddings replaced by zeros, and a column of the rebuilt
-layer's input that equals a non-constant column of the original layer's input on every sample is
-the same feature (`column_runs`). Only exceptions raised by the model's own nodes are read as
-"not possible"; bugs here propagate.
+These rules are `REPAIRS`, one `(match, repair)` pair each. Anything else that fails stops
+hierarchical feed with the node and the reason (the model's exception chained as the cause and
+logged at DEBUG). Which input columns / output rows of a rebuilt layer still exist is read from
+values: a second scratch copy runs the original model with the same embeddings replaced by zeros,
+and a column of the rebuilt layer's input that equals a non-constant column of the original
+layer's input on every sample is the same feature (`column_runs`).
+
+The stand-in embeddings are inputs of the scratch copies (placeholders, made before the run), so
+only the model's own nodes run inside the guarded region: an exception there is read as "not
+possible"; the repairs and everything else here run outside it, so their bugs propagate (the
+pipeline reports them as a `PassError`). A restart after an element-wise repair is a value the
+trial returns, not an exception.
 """
 from __future__ import annotations
 
+import logging
 import operator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, NamedTuple
 
 import torch
 import torch.fx as fx
-import torch.nn.functional as F
 from torch import nn
 
+from dmt_compile.ir.evaluation import evaluation
 from dmt_compile.ir.feed import RebuiltLayer, TowerFeed
-from dmt_compile.ir.graph import copy_graph, is_impure
 from dmt_compile.ir.meta import SHAPE
 from dmt_compile.ir.shapes import tree_shapes_equal
+from dmt_compile.passes.feed_trial_graph import attr, buffer_source, producer_linear, splice
 from dmt_compile.tower_modules.rebuild import (
     REBUILDABLE, column_runs, match_pair_indices, pair_indices, rebuild_linear, rebuild_norm,
 )
 
-__all__ = ["FeedNotApplicable", "run_trial"]
+__all__ = ["FeedNotApplicable", "run_trial", "REPAIRS"]
+
+log = logging.getLogger(__name__)
 
 _ELEMENTWISE_FUNCS = {operator.add, operator.mul, operator.sub, operator.truediv, torch.add, torch.mul,
                       torch.sub, torch.div, torch.multiply}
 _ELEMENTWISE_METHODS = {"add", "mul", "sub", "div", "multiply"}
-_PASS_MODULES = (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.SiLU, nn.LeakyReLU, nn.ELU, nn.Dropout, nn.Identity)
-_PASS_FUNCS = {torch.relu, torch.sigmoid, torch.tanh, F.relu, F.gelu, F.silu, F.leaky_relu, F.elu, F.dropout}
-_PASS_METHODS = {"relu", "sigmoid", "tanh"}
 _REBUILT_WHAT = "nn.Linear, nn.LayerNorm, nn.BatchNorm1d and triu/tril index buffers"
 
 
@@ -56,51 +62,15 @@ class FeedNotApplicable(Exception):
     """Compressed embeddings cannot feed this model's interaction (the message says why)."""
 
 
-class _Restart(Exception):
-    """A Linear was marked for an output rebuild; run the trial again."""
+class _Restart(NamedTuple):
+    """A Linear was marked for an output rebuild: the trial stops and runs again (a value, not an exception)."""
 
-
-def _rows_of_zeros(ref: Any, shape: tuple[int, ...]) -> torch.Tensor:
-    """Trial stand-in for a compressed embedding: zeros of per-sample `shape` for `ref`'s batch."""
-    return ref.new_zeros((ref.shape[0], *shape))
-
-
-def _splice(gm: fx.GraphModule, towers: list[TowerFeed], nodes: list[list[fx.Node]], compressed: bool) -> fx.GraphModule:
-    """Scratch copy: each tower's site elements replaced by its pieces (or, `compressed=False`, by zeros in place)."""
-    graph, env = copy_graph(gm.graph)
-    by_name = {n.name: env[n] for n in gm.graph.nodes if n in env}
-    for tf, lookups in zip(towers, nodes):
-        sites: dict[str, list[fx.Node]] = {}
-        for use in tf.uses:
-            sites.setdefault(use.site, []).append(by_name[use.element or lookups[use.lookup].name])
-        for site_name, elements in sites.items():
-            site = by_name[site_name]
-            items = list(site.args[0])
-            with graph.inserting_before(site):
-                if compressed:
-                    fake = graph.call_function(_rows_of_zeros, (env[lookups[0]], tf.piece_shape))
-                    first = min(items.index(e) for e in elements)
-                    kept = [x for x in items if x not in elements]
-                    items = kept[:first] + [fake] * tf.pieces + kept[first:]
-                else:
-                    items = [graph.call_function(torch.zeros_like, (x,)) if x in elements else x for x in items]
-            site.args = (items, *site.args[1:])
-    out = fx.GraphModule(gm, graph)
-    out.graph.eliminate_dead_code(is_impure_node=is_impure)
-    out.recompile()
-    return out
+    target: str
 
 
 def _eval_run(interp: fx.Interpreter, inputs: list[Any]) -> Any:
-    module = interp.module
-    modes = {name: m.training for name, m in module.named_modules()}
-    module.eval()
-    try:
-        with torch.no_grad():
-            return interp.run(*inputs)
-    finally:
-        for name, m in module.named_modules():
-            m.training = modes[name]
+    with evaluation(interp.module):
+        return interp.run(*inputs)
 
 
 def _what_failed(gm: fx.GraphModule, n: fx.Node, args: tuple) -> str:
@@ -141,25 +111,32 @@ class _Trial(fx.Interpreter):
         super().__init__(gm)
         self.extra_traceback = False  # our messages name the node already
         self.ref, self.state = ref, state
+        self.restart: _Restart | None = None  # set by a repair: the rest of this run is skipped
 
     def run_node(self, n: fx.Node) -> Any:
+        if self.restart is not None or n.op in ("placeholder", "output"):
+            return None if self.restart is not None else super().run_node(n)
         args, kwargs = self.fetch_args_kwargs_from_env(n)
-        if self.state is not None:
-            if n.op == "call_module" and type(self.module.get_submodule(n.target)) in REBUILDABLE:
-                return self._module(n, args, kwargs)
-            if n.op == "call_function" and n.target is operator.getitem:
-                done, value = self._index(n, args)
-                if done:
-                    return value
+        rules = REPAIRS if self.state is not None else ()
+        for rule in rules:
+            if not rule.after_failure and rule.match(self, n, args):
+                return rule.repair(self, n, args, kwargs)
         try:
-            return getattr(self, n.op)(n.target, args, kwargs)
+            return getattr(self, n.op)(n.target, args, kwargs)  # the guarded region: one node of the model
         except Exception as exc:  # the model's own code, run on fewer embeddings
-            if self.state is not None:
-                self._repair_elementwise(n, args)
-            hint = f"; hierarchical feed rebuilds {_REBUILT_WHAT} only" if self.state is not None else ""
-            raise FeedNotApplicable(f"{_what_failed(self.module, n, args)} with fewer embeddings{hint}") from None
+            failure = exc
+        for rule in rules:  # outside the guarded region: a bug in a repair propagates
+            if rule.after_failure and rule.match(self, n, args):
+                self.restart = rule.repair(self, n, args, kwargs)
+                return None
+        log.debug("feed trial: %s fails on the stand-in embeddings", n.name, exc_info=failure)
+        hint = f"; hierarchical feed rebuilds {_REBUILT_WHAT} only" if self.state is not None else ""
+        raise FeedNotApplicable(f"{_what_failed(self.module, n, args)} with fewer embeddings{hint}") from failure
 
     # --- rebuildable modules -------------------------------------------------------------------------
+    def _is_rebuildable(self, n: fx.Node, args: tuple) -> bool:
+        return n.op == "call_module" and type(self.module.get_submodule(n.target)) in REBUILDABLE
+
     def _module(self, n: fx.Node, args: tuple, kwargs: dict) -> Any:
         st, target = self.state, n.target
         mod = self.module.get_submodule(target)
@@ -212,38 +189,48 @@ class _Trial(fx.Interpreter):
         return column_runs(value, self.ref.get(node.name), axis)
 
     # --- element-wise partner of a Linear (DCN cross layers) -----------------------------------------
-    def _repair_elementwise(self, n: fx.Node, args: tuple) -> None:
-        """Mark the Linear behind the operand that kept the old width for an output rebuild; raise _Restart."""
+    def _width_partner(self, n: fx.Node, args: tuple) -> tuple[fx.Node, tuple, fx.Node] | None:
+        """(Linear call that kept the old width, (operand, value) that changed) for a failed element-wise op."""
         if not (n.op == "call_function" and n.target in _ELEMENTWISE_FUNCS
                 or n.op == "call_method" and n.target in _ELEMENTWISE_METHODS):
-            return
+            return None
         tensors = [(a, v) for a, v in zip(n.args, args) if isinstance(a, fx.Node) and isinstance(v, torch.Tensor)]
         if len(tensors) != 2 or any(a.meta.get(SHAPE) is None for a, _ in tensors):
-            return
+            return None
         is_changed = [tuple(v.shape) != tuple(a.meta[SHAPE]) for a, v in tensors]
         if is_changed.count(True) != 1:
-            return
+            return None
         changed, same = tensors[is_changed.index(True)], tensors[is_changed.index(False)]
         if changed[1].shape[-1] == same[1].shape[-1]:
-            return
-        producer = _producer_linear(self.module, same[0])
+            return None
+        producer = producer_linear(self.module, same[0])
         if producer is None or producer.target in self.state.out:
-            return
-        partner, value = changed
+            return None
+        return producer, changed, n
+
+    def _repair_elementwise(self, n: fx.Node, args: tuple, kwargs: dict) -> _Restart:
+        """Mark the Linear behind the operand that kept the old width for an output rebuild."""
+        producer, (partner, value), _ = self._width_partner(n, args)
         self.state.out[producer.target] = (value.shape[-1], self._runs(partner, value, -1))
-        raise _Restart
+        return _Restart(producer.target)
 
     # --- triu/tril index buffers (DLRM) --------------------------------------------------------------
-    def _index(self, n: fx.Node, args: tuple) -> tuple[bool, Any]:
+    def _indexes_resized(self, n: fx.Node, args: tuple) -> bool:
+        """A getitem of a tensor whose size changed, with a tensor buffer among its indices."""
+        if not (n.op == "call_function" and n.target is operator.getitem):
+            return False
+        items = n.args[1] if isinstance(n.args[1], tuple) else (n.args[1],)
+        if not any(buffer_source(self.module, it) for it in items) or not isinstance(args[0], torch.Tensor):
+            return False
+        old = n.args[0].meta.get(SHAPE)
+        return old is not None and tuple(old) != tuple(args[0].shape)
+
+    def _index(self, n: fx.Node, args: tuple, kwargs: dict) -> Any:
         items = n.args[1] if isinstance(n.args[1], tuple) else (n.args[1],)
         values = args[1] if isinstance(args[1], tuple) else (args[1],)
-        sources = [_buffer_source(self.module, it) for it in items]
-        if not any(sources) or not isinstance(args[0], torch.Tensor) or n.args[0].meta.get(SHAPE) is None:
-            return False, None
+        sources = [buffer_source(self.module, it) for it in items]
         old, new = n.args[0].meta[SHAPE], tuple(args[0].shape)
         pos = [k for k, s in enumerate(sources) if s is not None]
-        if old == new:
-            return False, None
         bad = len(pos) != 2 or pos[1] != pos[0] + 1 or any(
             not (isinstance(v, slice) and v == slice(None)) for v in values[:pos[0]])
         p = pos[0]
@@ -262,7 +249,7 @@ class _Trial(fx.Interpreter):
         self.state.index_users.add(n.name)
         out = list(values)
         out[p], out[p + 1] = idx[0], idx[1]
-        return True, operator.getitem(args[0], tuple(out))
+        return operator.getitem(args[0], tuple(out))
 
     def _record_buffers(self, a, b, idx: torch.Tensor, kind: str, offset: int, old_n: int, new_n: int) -> None:
         why = f"pair indices of the {old_n}x{old_n} interaction -> {new_n}x{new_n}"
@@ -276,30 +263,30 @@ class _Trial(fx.Interpreter):
         for target, (value, row) in updates.items():
             if target in self.state.buffers and not torch.equal(self.state.buffers[target], value):
                 raise FeedNotApplicable(f"the buffer {target} indexes interactions of different sizes")
-            old = _attr(self.module, target)
+            old = attr(self.module, target)
             self.state.buffers[target] = value
             self.state.layers.setdefault(target, RebuiltLayer(
                 target, kind, tuple(old.shape), tuple(value.shape), "recomputed", why, offset=offset,
                 vectors=(old_n, new_n), row=row))
 
 
-def _attr(root: nn.Module, target: str) -> Any:
-    obj = root
-    for atom in target.split("."):
-        obj = getattr(obj, atom)
-    return obj
+class Repair(NamedTuple):
+    """One rule of hierarchical feed: where it applies, and what runs instead of (or after) the node."""
+
+    match: Callable[[_Trial, fx.Node, tuple], bool]  # (trial, model node, its argument values)
+    repair: Callable[[_Trial, fx.Node, tuple, dict], Any]  # the node's value, or a _Restart mark
+    after_failure: bool = False  # False: runs instead of the node; True: only once the node has failed
 
 
-def _buffer_source(root: nn.Module, item: Any) -> tuple[str, int | None] | None:
-    """(buffer target, row or None) when an index item is a tensor buffer or `buffer[row]`."""
-    if not isinstance(item, fx.Node):
-        return None
-    if item.op == "get_attr" and isinstance(_attr(root, item.target), torch.Tensor):
-        return item.target, None
-    if (item.op == "call_function" and item.target is operator.getitem and isinstance(item.args[1], int)
-            and isinstance(item.args[0], fx.Node) and item.args[0].op == "get_attr"):
-        return item.args[0].target, item.args[1]
-    return None
+REPAIRS: list[Repair] = [
+    # an nn.Linear / LayerNorm / BatchNorm1d whose input width changed runs rebuilt for the new width
+    Repair(_Trial._is_rebuildable, _Trial._module),
+    # a triu/tril_indices buffer indexing the interaction matrix (DLRM) is recomputed for the new n
+    Repair(_Trial._indexes_resized, _Trial._index),
+    # an element-wise op that failed because a Linear's output kept the old width (DCN `x0 * W x + x`)
+    # marks that Linear for an output rebuild, and the trial runs again
+    Repair(lambda trial, n, args: trial._width_partner(n, args) is not None, _Trial._repair_elementwise, True),
+]
 
 
 def _width_axis(mod: nn.Module, kind: str, x: torch.Tensor) -> tuple[int, int]:
@@ -313,22 +300,6 @@ def _expected_width(mod: nn.Module, kind: str) -> int:
     if kind == "layer_norm":
         return mod.normalized_shape[-1]
     return mod.num_features
-
-
-def _producer_linear(root: nn.Module, node: fx.Node) -> fx.Node | None:
-    """The nn.Linear call whose output reaches `node` through activations / dropout only, else None."""
-    while isinstance(node, fx.Node):
-        if node.op == "call_module":
-            mod = root.get_submodule(node.target)
-            if type(mod) is nn.Linear:
-                return node
-            if not isinstance(mod, _PASS_MODULES):
-                return None
-        elif not (node.op == "call_function" and node.target in _PASS_FUNCS
-                  or node.op == "call_method" and node.target in _PASS_METHODS):
-            return None
-        node = node.args[0] if node.args else None
-    return None
 
 
 def _check_buffer_uses(gm: fx.GraphModule, state: _State) -> None:
@@ -354,23 +325,24 @@ def run_trial(gm: fx.GraphModule, flat_inputs: list[Any], reference_output: Any,
     output shape change; `rebuild=True`: anything but the layers listed in the module docstring).
     The global RNG is left as it was (trial layers draw their default init from a forked RNG).
     """
-    trial = _splice(gm, towers, nodes, compressed=True)
+    trial, stand_ins = splice(gm, towers, nodes, compressed=True)
     ref: dict[str, Any] = {}
     if rebuild and init == "copy":
-        zeroed = _splice(gm, towers, nodes, compressed=False)
+        zeroed, zeros = splice(gm, towers, nodes, compressed=False)
         interp = fx.Interpreter(zeroed, garbage_collect_values=False)
-        _eval_run(interp, flat_inputs)
+        _eval_run(interp, [*flat_inputs, *zeros])
         ref = {n.name: v for n, v in interp.env.items()}
     limit = 2 + sum(isinstance(m, nn.Linear) for m in gm.modules())
     marks: dict[str, tuple[int, tuple]] = {}
     with torch.random.fork_rng(devices=[]):
         for _ in range(limit):
             state = _State(init, out=dict(marks)) if rebuild else None
-            try:
-                out = _eval_run(_Trial(trial, ref, state), flat_inputs)
+            run = _Trial(trial, ref, state)
+            out = _eval_run(run, [*flat_inputs, *stand_ins])
+            if run.restart is None:
                 break
-            except _Restart:
-                marks = state.out
+            log.debug("feed trial: %s is rebuilt for a new output width too; running again", run.restart.target)
+            marks = state.out
         else:  # pragma: no cover - each restart marks one more Linear, so this is not reached
             raise FeedNotApplicable("the element-wise repairs of rebuilt layers do not converge")
     if not tree_shapes_equal(out, reference_output):

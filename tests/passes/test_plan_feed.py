@@ -287,3 +287,27 @@ def test_unknown_options_are_refused_before_running(option, value):
     with pytest.raises(TowerModuleError, match=f"unknown {option}") as info:
         run_alone(PlanFeed("linear", 2.0, **{option: value}), gm, ctx)
     assert "choose one of" in info.value.fix
+
+
+def test_a_repair_that_raises_is_a_pass_error_not_a_decoder_fallback(monkeypatch):
+    """Only the model's own nodes run in the trial's guarded region: a bug in a repair propagates."""
+    from dmt_compile.errors import PassError
+    from dmt_compile.passes import feed_trial
+
+    def broken(trial, n, args, kwargs):
+        raise AttributeError("a bug in a repair")
+
+    monkeypatch.setattr(feed_trial, "REPAIRS", [feed_trial.REPAIRS[0]._replace(repair=broken), *feed_trial.REPAIRS[1:]])
+    gm, ctx = _planned(TwoTables(), (ids(),), num_towers=1)
+    with pytest.raises(PassError, match="plan-feed") as info:
+        run_alone(PlanFeed("dot", 2.0), gm, ctx)
+    assert isinstance(info.value.__cause__, AttributeError) and "a bug in a repair" in str(info.value.__cause__)
+
+
+def test_a_model_node_that_fails_in_the_trial_is_chained_and_logged(caplog):
+    """The model's own exception is the cause of "not possible" and shows at DEBUG."""
+    with caplog.at_level("DEBUG", logger="dmt_compile.passes.feed_trial"):
+        feed, _ = _feed(RawWeight(), (ids(),), PlanFeed("dot", 2.0), num_towers=1)
+    assert [t.feed for t in feed.towers] == ["decoder"]
+    failed = [r for r in caplog.records if "fails on the stand-in embeddings" in r.getMessage()]
+    assert failed and failed[0].exc_info and isinstance(failed[0].exc_info[1], RuntimeError)
