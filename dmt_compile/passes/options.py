@@ -1,6 +1,6 @@
 """`TransformOptions`: every option of `transform`, validated once, frozen.
 
-`default_pipeline(options)` (in `api`) turns it into the pass list; each pass receives only the
+`default_pipeline(options)` (`passes/pipeline.py`) turns it into the pass list; each pass receives only the
 fields it uses, as its own dataclass fields.
 """
 from __future__ import annotations
