@@ -1,4 +1,5 @@
-"""The compiler passes, one per module, and a registry by kebab-case name.
+"""The compiler passes, one per module, `TransformOptions` (`options.py`), `default_pipeline`
+(`pipeline.py`), and a registry by kebab-case name.
 
 `PASSES` maps a pass name to a loader of its class (imported on first use);
 `parse_pipeline("detect,plan-towers{partitioner=learned,num-towers=2}")` builds pass objects

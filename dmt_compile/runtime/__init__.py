@@ -1,4 +1,5 @@
-"""Distributed runtime of dmt_compile: process groups, instrumented collectives, launching."""
+"""Distributed runtime of dmt_compile: process groups, instrumented collectives, the wire format,
+tower exchanges, point-to-point tags (`tags.py`), launching; no knowledge of passes or models."""
 from dmt_compile.runtime.collectives import (
     JaggedExchange,
     all_gather_rows,
