@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from dmt_compile.errors import PlanError, TowerModuleError
-from dmt_compile.ir.feed import FEEDS
 from dmt_compile.partition.registry import PARTITIONERS
-from dmt_compile.tower_modules import TOWER_MODULES
+from dmt_compile.passes.plan_feed import PlanFeed
 
 __all__ = ["TransformOptions", "MAX_COMPRESSION"]
 
@@ -35,11 +34,7 @@ class TransformOptions:
 
     def validated(self) -> "TransformOptions":
         """A copy with defaults filled in (compression); raises a typed error naming a bad option."""
-        if self.tower_module not in TOWER_MODULES:
-            raise TowerModuleError(f"unknown tower_module {self.tower_module!r}",
-                                   "choose one of: " + ", ".join(sorted(TOWER_MODULES)))
-        if self.feed not in FEEDS:
-            raise TowerModuleError(f"unknown feed {self.feed!r}", "choose one of: " + ", ".join(FEEDS))
+        PlanFeed(self.tower_module, 1.0, self.feed).check_fields()  # the pass validates its own fields
         if self.partitioner not in PARTITIONERS:
             raise PlanError(f"unknown partitioner {self.partitioner!r}",
                             "choose one of: " + ", ".join(sorted(PARTITIONERS)))

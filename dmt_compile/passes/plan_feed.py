@@ -158,6 +158,10 @@ class PlanFeed(Pass):
     rebuild_init: str = "copy"  # hierarchical feed: copy (keep the values that still exist) | default
 
     def requires(self, gm: fx.GraphModule, ctx: PassContext) -> None:
+        self.check_fields()
+
+    def check_fields(self) -> None:
+        """A typed error naming an unknown `tower_module`, `feed` or `rebuild_init` (no graph needed)."""
         if self.tower_module not in TOWER_MODULES:
             raise TowerModuleError(f"unknown tower_module {self.tower_module!r}",
                                    "choose one of: " + ", ".join(sorted(TOWER_MODULES)))

@@ -5,35 +5,13 @@ import pytest
 import torch
 
 from harness import TwoTables, compact, ids, prepare, run_alone
+from test_sptt_rewrite import EXPECTED as BEFORE  # the graph sptt-rewrite leaves is what lower reads
 
 from dmt_compile.errors import RuntimeSetupError
 from dmt_compile.lowering.lower import Lowered, LowerForRank, RankLayout
 from dmt_compile.passes.detect import Detect
 from dmt_compile.passes.plan_towers import PlanTowers
 from dmt_compile.passes.sptt_rewrite import SpttRewrite
-
-BEFORE = """\
-inputs: x
-getitem = operator.getitem(%x, (:, 0))   # 6
-tower0_ids = dmt.ids_exchange(0, %getitem)   # t0 ids_exchange
-tower0_ids_0 = operator.getitem(%tower0_ids, 0)   # 6 t0 ids_exchange
-a = a [Embedding](%tower0_ids_0)   # 6x4 t0 lookup
-tower0_tm = dmt.tower0_tm [IdentityTowerModule](%a)   # t0 tower_module
-tower0_payload_0 = operator.getitem(%tower0_tm, 0)   # 6x4 t0 tower_module
-tower0_out = dmt.outputs_exchange(0, %tower0_payload_0)   # t0 outputs_exchange
-tower0_out_0 = operator.getitem(%tower0_out, 0)   # 6x4 t0 reassemble
-getitem_1 = operator.getitem(%x, (:, 1))   # 6
-tower1_ids = dmt.ids_exchange(1, %getitem_1)   # t1 ids_exchange
-tower1_ids_0 = operator.getitem(%tower1_ids, 0)   # 6 t1 ids_exchange
-b = b [Embedding](%tower1_ids_0)   # 6x4 t1 lookup
-tower1_tm = dmt.tower1_tm [IdentityTowerModule](%b)   # t1 tower_module
-tower1_payload_0 = operator.getitem(%tower1_tm, 0)   # 6x4 t1 tower_module
-tower1_out = dmt.outputs_exchange(1, %tower1_payload_0)   # t1 outputs_exchange
-tower1_out_0 = operator.getitem(%tower1_out, 0)   # 6x4 t1 reassemble
-stack = torch.stack([%tower0_out_0, %tower1_out_0], dim=1)   # 6x2x4
-flatten = .flatten(%stack, 1)   # 6x8
-top = top [Linear](%flatten)   # 6x1
-return %top"""
 
 # host 0 keeps tower 0's lookup (now a TowerLookup) and Tower Module; tower 1's table and TM are gone
 EXPECTED = """\
