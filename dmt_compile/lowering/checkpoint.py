@@ -163,12 +163,17 @@ def _raise_first(every: list[Any]) -> None:
             raise item
 
 
-def _nbytes(state: dict[str, Any]) -> int:
+def _nbytes(model: Any, state: dict[str, Any]) -> int:
+    """The bytes this rank will write (a replicated tensor counted on rank 0 only: DCP writes it once)."""
+    kinds = {e.key: e.kind for e in model.layout.entries}
     total = 0
-    for v in state.values():
+    for k, v in state.items():
+        key = k[len(MODEL):] if k.startswith(MODEL) else k[len(OPTIM):].rpartition("/")[0] if k.startswith(OPTIM) \
+            else None
+        if model.rank != 0 and kinds.get(key) == "replicated":
+            continue
         t = v.local_shards()[0].tensor if hasattr(v, "local_shards") else v
-        if isinstance(t, torch.Tensor):
-            total += t.numel() * t.element_size()
+        total += t.numel() * t.element_size() if isinstance(t, torch.Tensor) else len(v) if isinstance(v, bytes) else 0
     return total
 
 
@@ -216,7 +221,7 @@ def save_checkpoint(model: Any, path: str, optimizer: torch.optim.Optimizer | No
     path = os.path.abspath(path)
     try:
         state, extra = _build_state(model, optimizer), _plain_extra(extra)
-        local: Any = _nbytes(state)
+        local: Any = _nbytes(model, state)
     except CheckpointError as exc:
         local = exc
     every = _agree(model, local)

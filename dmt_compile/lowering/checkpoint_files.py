@@ -27,7 +27,8 @@ from typing import Any, Iterable
 from dmt_compile.errors import CheckpointDamaged, CheckpointError
 
 __all__ = ["MANIFEST", "FORMAT", "read_manifest", "is_ours", "file_digests", "write_manifest", "verify_files",
-           "claim_target", "commit", "remove_ours", "acquire_lock", "release_lock", "os_error", "leftovers"]
+           "claim_target", "commit", "remove_ours", "acquire_lock", "lock_holder", "release_lock", "os_error",
+           "leftovers"]
 
 FORMAT = "dmt_compile-checkpoint/2"
 MANIFEST = "dmt_checkpoint.json"
@@ -141,8 +142,9 @@ def claim_target(path: str, overwrite: bool) -> list[str]:
         if empty:
             os.rmdir(path)
         elif not overwrite:
-            what = ("a run's checkpoint root (it holds dmt_run.json)" if os.path.isfile(os.path.join(path, "dmt_run.json"))
-                    else "a directory that is not a dmt_compile checkpoint" if os.path.isdir(path) else "a file")
+            root = os.path.isfile(os.path.join(path, "dmt_run.json"))
+            what = "a run's checkpoint root (it holds dmt_run.json)" if root else \
+                "a directory that is not a dmt_compile checkpoint" if os.path.isdir(path) else "a file"
             raise CheckpointError(f"will not write checkpoint {path}: it is {what}, and nothing that is not "
                                   "provably a dmt_compile checkpoint is replaced",
                                   "choose a new or empty path (e.g. <root>/step_N), or pass overwrite=True "
@@ -214,6 +216,19 @@ def _alive(holder: dict) -> bool:
     except (PermissionError, ValueError, TypeError):
         return True
     return True
+
+
+def lock_holder(lock: str) -> CheckpointError | None:
+    """The error a writer would meet at `lock` (held by a live process), or None."""
+    if not os.path.exists(lock):
+        return None
+    holder = _holder(lock)
+    if not _alive(holder) or (holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname()):
+        return None
+    return CheckpointError(f"{os.path.dirname(lock)} is being written by another process (pid "
+                           f"{holder.get('pid', '?')} on {holder.get('host', '?')} holds {lock})",
+                           "wait for that run to finish, or write elsewhere; delete the lock file only if that "
+                           "process is gone")
 
 
 def acquire_lock(lock: str, what: str) -> str | None:

@@ -39,6 +39,11 @@ def locate(path: str) -> tuple[str, str | None]:
                                     "resume with --resume (it falls back to the newest intact step) or pass "
                                     "a step directory")
         return os.path.join(path, name), f"{path} is a run's checkpoint root; its latest is {name}"
+    if os.path.isfile(os.path.join(path, RUN_FILE)):
+        steps = sorted((n for n in os.listdir(path) if n.startswith("step_")), key=lambda n: (len(n), n))
+        raise CheckpointDamaged(f"{path} is a run's checkpoint root without a latest pointer "
+                                f"(steps: {', '.join(steps[-3:]) or 'none'})",
+                                "pass one of its step directories, or resume the run with --resume")
     return path, None
 
 
