@@ -38,7 +38,7 @@ from dmt_compile.lowering import checkpoint_files as files
 from dmt_compile.lowering.checkpoint_layout import Entry
 from dmt_compile.lowering.checkpoint_read import (MODEL, OPTIM, flat_state_from_checkpoint, locate, open_manifest,
                                                   read_checkpoint, read_meta, read_metadata, verify)
-from dmt_compile.lowering.checkpoint_safety import SafeLoadPlanner, SafeReader, dcp_calls, safe_torch_load
+from dmt_compile.lowering.checkpoint_safety import SafeLoadPlanner, SafeReader, dcp_calls, quiet, safe_torch_load
 from dmt_compile.runtime.row_wise import row_starts
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "read_meta", "flat_state_from_checkpoint",
@@ -64,7 +64,8 @@ def _row_sharded(model: Any, e: Entry, local: torch.Tensor) -> Any:
     metas = [ShardMetadata([starts[j]] + [0] * (len(shape) - 1), [starts[j + 1] - starts[j], *shape[1:]],
                            f"rank:{r}/{local.device if r == model.rank else 'cpu'}") for j, r in enumerate(members)]
     global_meta = ShardedTensorMetadata(metas, torch.Size(shape), TensorProperties(dtype=local.dtype))
-    return ShardedTensor._init_from_local_shards_and_global_metadata([Shard(local, metas[me])], global_meta)
+    with quiet():
+        return ShardedTensor._init_from_local_shards_and_global_metadata([Shard(local, metas[me])], global_meta)
 
 
 def _placed(model: Any, e: Entry, tensor: torch.Tensor) -> Any:
@@ -139,12 +140,10 @@ def _plain_extra(extra: Any) -> Any:
                               "store the step, positions and names; save objects with their own state_dict()") from None
 
 
-def _check_complete(model: Any) -> None:
+def _check_complete(model: Any, held: list[list[str]]) -> None:
     """Every key of the model is held by some rank (else the checkpoint could not be loaded anywhere)."""
-    mine = sorted({e.key for e in model.layout.entries})
-    every: list[Any] = [None] * model.topology.world_size
-    dist.all_gather_object(every, mine, group=model.groups.world)
-    missing = [k for k in model.layout.keys if not any(k in held for held in every)]
+    every = set().union(*held)
+    missing = [k for k in model.layout.keys if k not in every]
     if missing:
         raise CheckpointError(f"no rank holds {missing}; the checkpoint would be incomplete", "report this as a bug")
 
@@ -200,7 +199,7 @@ def _prepare(path: str, overwrite: bool, needed: int) -> str:
                                                                   "directory")
             partial = f"{path}.partial-{uuid.uuid4().hex[:8]}"
             os.makedirs(partial)
-            files.write_manifest(partial, complete=False)
+            files.write_manifest(partial, durable=False, complete=False)  # the marker
         except BaseException:
             files.release_lock(path + ".lock")
             raise
@@ -217,16 +216,16 @@ def save_checkpoint(model: Any, path: str, optimizer: torch.optim.Optimizer | No
     is refused unless `overwrite=True`, which moves it aside. `run` (the run id and step) goes into
     the manifest. Every rank raises the same `CheckpointError` when any rank cannot go on.
     """
-    _check_complete(model)
     path = os.path.abspath(path)
     try:
         state, extra = _build_state(model, optimizer), _plain_extra(extra)
         local: Any = _nbytes(model, state)
     except CheckpointError as exc:
         local = exc
-    every = _agree(model, local)
-    _raise_first(every)
-    needed, partial = sum(every), None
+    every = _agree(model, (sorted({e.key for e in model.layout.entries}), local))
+    _raise_first([b for _, b in every])
+    _check_complete(model, [keys for keys, _ in every])
+    needed, partial = sum(b for _, b in every), None
     if model.rank == 0:
         try:
             partial = _prepare(path, overwrite, needed)

@@ -28,7 +28,7 @@ from dmt_compile.errors import CheckpointDamaged, CheckpointError
 
 __all__ = ["MANIFEST", "FORMAT", "read_manifest", "is_ours", "file_digests", "write_manifest", "verify_files",
            "claim_target", "commit", "remove_ours", "acquire_lock", "lock_holder", "release_lock", "os_error",
-           "leftovers"]
+           "leftovers", "write_failure"]
 
 FORMAT = "dmt_compile-checkpoint/2"
 MANIFEST = "dmt_checkpoint.json"
@@ -48,6 +48,24 @@ def os_error(exc: OSError, path: str, needed: int | None = None) -> CheckpointEr
                            "free space on that file system or choose another directory"
                            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else
                            "fix the path or its permissions")
+
+
+def write_failure(path: str, reason: str, needed: int | None) -> CheckpointError:
+    """A write that failed without an OSError (torch's zip writer reports a short write as a
+    RuntimeError): say what the file system allows, the bytes needed and free."""
+    import resource
+
+    parent = os.path.dirname(os.path.abspath(path))
+    free = shutil.disk_usage(parent).free if os.path.isdir(parent) else None
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if needed and free is not None and free < needed:
+        reason = "no space left on the file system"
+    elif limit != resource.RLIM_INFINITY and (not needed or limit < needed):
+        reason = f"files are limited to {limit:,} bytes here (ulimit -f)"
+    sizes = (f"; the checkpoint needs {needed:,} bytes" if needed else "") + \
+        (f", {free:,} are free" if free is not None else "")
+    return CheckpointError(f"cannot write checkpoint {path}: {reason}{sizes}",
+                           "free space (or raise the limit) on that file system, or choose another directory")
 
 
 def read_manifest(path: str) -> dict | None:
@@ -86,13 +104,14 @@ def file_digests(directory: str, names: Iterable[str]) -> dict[str, dict]:
     return out
 
 
-def write_manifest(directory: str, **fields: Any) -> None:
-    """Write (atomically) the manifest of `directory`."""
+def write_manifest(directory: str, durable: bool = True, **fields: Any) -> None:
+    """Write (atomically; `durable`: on disk before it is renamed in) the manifest of `directory`."""
     tmp = os.path.join(directory, MANIFEST + ".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump({"format": FORMAT, **fields}, fh, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
+        if durable:
+            fh.flush()
+            os.fsync(fh.fileno())
     os.replace(tmp, os.path.join(directory, MANIFEST))
 
 

@@ -31,9 +31,9 @@ import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
 
 from dmt_compile.errors import CheckpointDamaged, CheckpointError
-from dmt_compile.lowering.checkpoint_files import os_error
+from dmt_compile.lowering.checkpoint_files import os_error, write_failure
 
-__all__ = ["MetadataUnpickler", "SafeReader", "SafeLoadPlanner", "dcp_calls", "safe_torch_load", "METADATA"]
+__all__ = ["MetadataUnpickler", "SafeReader", "SafeLoadPlanner", "dcp_calls", "quiet", "safe_torch_load", "METADATA"]
 
 METADATA = ".metadata"
 _DCP_CLASSES = {
@@ -121,17 +121,26 @@ def _is_verbose() -> bool:
 
 
 @contextlib.contextmanager
-def dcp_calls(path: str, writing: bool = False, needed: int | None = None) -> Iterator[None]:
-    """Around a call into DCP: the warnings we understand filtered (unless -v); DCP's errors typed."""
+def quiet() -> Iterator[None]:
+    """The DCP / ShardedTensor warnings we understand, filtered (unless logging is at INFO: -v)."""
     with warnings.catch_warnings():
         if not _is_verbose():
             for category, message in _QUIET:
                 warnings.filterwarnings("ignore", message=message, category=category)
+        yield
+
+
+@contextlib.contextmanager
+def dcp_calls(path: str, writing: bool = False, needed: int | None = None) -> Iterator[None]:
+    """Around a call into DCP: the warnings we understand filtered (unless -v); DCP's errors typed."""
+    from torch.distributed.checkpoint.api import CheckpointException  # a BaseException, not an Exception
+
+    with quiet():
         try:
             yield
         except CheckpointError:
             raise
-        except Exception as exc:  # noqa: BLE001 - DCP's own failures, one line each
+        except (Exception, CheckpointException) as exc:  # noqa: BLE001 - DCP's own failures, one line each
             raise _typed(exc, path, writing, needed) from None
 
 
@@ -149,6 +158,6 @@ def _typed(exc: BaseException, path: str, writing: bool, needed: int | None) -> 
         return os_error(cause, path, needed)
     text = f"{type(cause).__name__}: {str(cause).strip().splitlines()[0] if str(cause).strip() else ''}"[:300]
     if writing:
-        return CheckpointError(f"cannot write checkpoint {path}: {text}", "see the chained error with -v")
+        return write_failure(path, text, needed)
     return CheckpointDamaged(f"checkpoint {path} cannot be read: {text}",
                              "point at a complete checkpoint written by save_checkpoint")

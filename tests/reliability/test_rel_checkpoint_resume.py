@@ -56,6 +56,19 @@ def test_the_run_root_records_its_run(run_root):
     assert {read_manifest(os.path.join(run_root, f"step_00000{i}"))["run_id"] for i in range(1, 5)} == {run_id}
 
 
+def test_checkpoint_command_follows_latest(run_root):
+    """`dmt-compile checkpoint DIR` on the trainer's directory reads its latest step, saying so."""
+    import io
+
+    from dmt_compile.tools.cli import main
+
+    text = io.StringIO()
+    assert main(["checkpoint", run_root], stdout=text) == 0
+    out = text.getvalue()
+    assert "is a run's checkpoint root; its latest is step_000004" in out
+    assert "(step 4)" in out and "every checksum verified" in out and "{'step': 4" in out
+
+
 def test_flag_mistakes_are_refused_before_any_rank_starts(run_root, tmp_path):
     cases = {
         ("--resume", "--checkpoint-dir", str(tmp_path / "mistyped")): "does not exist, so there is nothing to resume",
@@ -107,6 +120,7 @@ def test_damaged_latest_falls_back_to_the_newest_intact_step(run_root, tmp_path)
     assert "step_000004 is damaged: __0_0.distcp is missing; falling back to step_000003" in out
     assert "step_000003 is damaged: " in out and "does not match its SHA-256; falling back to step_000002" in out
     assert "step_000002 at step 2" in out
+    assert "unavailable or uninitialized" not in done.stderr and "deprecating ShardedTensor" not in done.stderr
     assert open(os.path.join(root, "latest")).read().strip() == "step_000005"
     assert not os.path.exists(os.path.join(root, runs.LOCK))
 

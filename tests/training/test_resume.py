@@ -78,16 +78,3 @@ def test_setup_error_under_torchrun_is_reported_once(tmp_path):
     assert len(ours) == 1, done.stderr[-3000:]
     assert "world size is 2" in ours[0] and "needs 2 hosts x 2 ranks" in ours[0]
 
-
-def test_checkpoint_command_follows_latest(runs):
-    """`dmt-compile checkpoint DIR` on the trainer's directory reads its latest step, saying so."""
-    import io
-
-    from dmt_compile.tools.cli import main
-
-    d, *_ = runs
-    text = io.StringIO()
-    assert main(["checkpoint", str(d / "crash")], stdout=text) == 0
-    out = text.getvalue()
-    assert "is a run's checkpoint root; its latest is step_000006" in out
-    assert "(step 6)" in out and "every checksum verified" in out and "{'step': 6" in out
