@@ -190,6 +190,10 @@ def main(argv=None) -> int:
     try:
         if args.checkpoint_dir:  # refused in seconds, before any rank starts
             check_root(args.checkpoint_dir, args.resume, args.overwrite)
+    except CheckpointError as exc:
+        print(f"train_distributed: error: CheckpointError: {exc}", file=sys.stderr)
+        return 2
+    try:
         if args.local:
             launch_local(train, as_topology(args.topology), args=(args,), timeout_s=600)
         else:
