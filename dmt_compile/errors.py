@@ -20,6 +20,7 @@ __all__ = [
     "CollectiveError",
     "ModelSpecError",
     "CheckpointError",
+    "CheckpointDamaged",
     "SpecializationError",
     "OutputError",
 ]
@@ -99,6 +100,13 @@ class ModelSpecError(DmtError, ValueError):
 
 class CheckpointError(DmtError):
     """A state dict or checkpoint does not fit the model (keys, shapes, topology, rebuilt layers)."""
+
+    def __reduce__(self):  # sent between ranks: keep problem and fix apart
+        return type(self), (self.problem, self.fix)
+
+
+class CheckpointDamaged(CheckpointError):
+    """A checkpoint's files are missing, truncated or do not match their checksums (resume falls back)."""
 
 
 class OutputError(DmtError):

@@ -26,7 +26,8 @@ import torch
 
 import dmt_compile
 from dmt_compile.capture.model_spec import load_model_spec
-from dmt_compile.errors import CollectiveError, DmtError
+from dmt_compile.errors import CheckpointError, CollectiveError, DmtError
+from dmt_compile.training.checkpoint_run import CheckpointRun, check_root
 from dmt_compile.training.log import TrainingLog
 from dmt_compile.runtime import HierarchicalGroups, init_from_env, launch_local
 from dmt_compile.topo import as_topology
@@ -63,26 +64,19 @@ class ShuffledBatches:
         self.epoch, self.position = state["epoch"], state["position"]
 
 
-def _latest(directory: str) -> str | None:
-    """The newest complete checkpoint under `directory` (the `latest` pointer, else the highest step)."""
-    pointer = os.path.join(directory, "latest")
-    if os.path.isfile(pointer):
-        return os.path.join(directory, open(pointer).read().strip())
-    steps = sorted(d for d in os.listdir(directory) if d.startswith("step_") and not d.endswith((".partial", ".old"))
-                   and os.path.isfile(os.path.join(directory, d, ".metadata"))) if os.path.isdir(directory) else []
-    return os.path.join(directory, steps[-1]) if steps else None
-
-
-def _save(dist_model, opt, data: ShuffledBatches, step: int, directory: str) -> str:
-    name = f"step_{step:06d}"
-    path = dist_model.save_checkpoint(os.path.join(directory, name), optimizer=opt,
-                                      extra={"step": step, "data": data.state_dict()})
-    if dist_model.rank == 0:  # the pointer moves only after every rank finished writing
-        tmp = os.path.join(directory, "latest.tmp")
-        with open(tmp, "w") as fh:
-            fh.write(name + "\n")
-        os.replace(tmp, os.path.join(directory, "latest"))
-    return path
+def _resume(run: CheckpointRun, dist_model, opt, data: ShuffledBatches, rank: int) -> tuple[int, str | None]:
+    """(first step, checkpoint resumed from): the newest intact checkpoint of the run, damage named."""
+    extra, resumed_from, notes = run.resume(dist_model, opt)
+    if rank == 0:
+        for note in run.notes + notes:
+            print(f"resume: {note}", flush=True)
+    if resumed_from is None:
+        return 0, None
+    if not isinstance(extra, dict) or not isinstance(extra.get("step"), int) or "data" not in extra:
+        raise CheckpointError(f"{resumed_from} was not written by this trainer (its extra is {extra!r:.80})",
+                              "resume from a directory this script wrote")
+    data.load_state_dict(extra["data"])
+    return extra["step"], resumed_from
 
 
 def train(rank: int, args: argparse.Namespace, groups: HierarchicalGroups | None = None) -> dict:
@@ -96,13 +90,22 @@ def train(rank: int, args: argparse.Namespace, groups: HierarchicalGroups | None
     dist_model = dmt_compile.distribute(dmt, groups)
     opt = OPTIMIZERS[args.optimizer](dist_model.parameters(), lr=args.lr)
     data = ShuffledBatches(args.model, world * b, args.num_batches, seed=args.seed)
-    start, resumed_from = 0, None
-    if args.resume:
-        resumed_from = _latest(args.checkpoint_dir)
-        if resumed_from is not None:
-            extra = dist_model.load_checkpoint(resumed_from, optimizer=opt)
-            start = extra["step"]
-            data.load_state_dict(extra["data"])
+    run = CheckpointRun.open(dist_model, args.checkpoint_dir, resume=args.resume, overwrite=args.overwrite) \
+        if args.checkpoint_dir else None
+    try:
+        return _train_steps(rank, args, dist_model, opt, data, run)
+    finally:
+        if run is not None:
+            run.close(dist_model)
+
+
+def _train_steps(rank: int, args: argparse.Namespace, dist_model, opt, data: ShuffledBatches,
+                 run: CheckpointRun | None) -> dict:
+    b = args.batch_per_rank
+    start, resumed_from = _resume(run, dist_model, opt, data, rank) if args.resume else (0, None)
+    if rank == 0 and run is not None and not args.resume:
+        for note in run.notes:
+            print(f"checkpoints: {note}", flush=True)
     crash_step, crash_rank = args.simulate_crash or (None, None)
     log = TrainingLog(dist_model, args.steps, every=args.log_every, first_step=start)
     if rank == 0 and resumed_from:
@@ -119,8 +122,10 @@ def train(rank: int, args: argparse.Namespace, groups: HierarchicalGroups | None
         loss.backward()
         opt.step()
         log.step(step + 1, loss.detach(), samples=b)
-        if args.checkpoint_dir and args.checkpoint_every and (step + 1) % args.checkpoint_every == 0:
-            saved.append(_save(dist_model, opt, data, step + 1, args.checkpoint_dir))
+        every = args.checkpoint_every or args.steps  # without --checkpoint-every: once, at the end
+        if run is not None and (step + 1) % every == 0:
+            saved.append(run.save(dist_model, step + 1, optimizer=opt,
+                                  extra={"step": step + 1, "data": data.state_dict()}))
     log.close(f"checkpoints: {', '.join(saved)}" if saved else "")
     return {"rank": rank, "describe": dist_model.describe(), "saved": saved, "start": start}
 
@@ -143,9 +148,16 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-every", type=int, default=1, help="print a progress line every K steps (rank 0)")
-    p.add_argument("--checkpoint-dir", default=None, help="write DCP checkpoints to DIR/step_NNNNNN")
-    p.add_argument("--checkpoint-every", type=int, default=0, help="checkpoint every K steps")
-    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --checkpoint-dir")
+    p.add_argument("--checkpoint-dir", default=None,
+                   help="write DCP checkpoints to DIR/step_NNNNNN (DIR/latest names the newest)")
+    p.add_argument("--checkpoint-every", type=int, default=0,
+                   help="checkpoint every K steps (default with --checkpoint-dir: once, after the last step)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --checkpoint-dir from its latest checkpoint (the newest intact one "
+                        "if latest is damaged); refused if the directory holds no run")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new run in a --checkpoint-dir that holds another run (its checkpoints are "
+                        "deleted) or other files (left untouched)")
     p.add_argument("--simulate-crash", type=_crash, default=None, metavar="STEP:RANK",
                    help="SIGKILL rank RANK at the start of step STEP (to try --resume)")
     p.add_argument("--local", action="store_true", help="start all ranks on this machine")
@@ -168,7 +180,19 @@ def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
     if args.resume and not args.checkpoint_dir:
         get_parser().error("--resume needs --checkpoint-dir")
+    if args.checkpoint_every and not args.checkpoint_dir:
+        get_parser().error("--checkpoint-every needs --checkpoint-dir (where to write the checkpoints)")
+    if args.checkpoint_every < 0:
+        get_parser().error(f"--checkpoint-every must be >= 0, not {args.checkpoint_every}")
+    if args.resume and args.overwrite:
+        get_parser().error("--resume continues a run, --overwrite starts a new one: pass one of them")
     rank = int(os.environ.get("RANK", "0"))
+    try:
+        if args.checkpoint_dir:  # refused in seconds, before any rank starts
+            check_root(args.checkpoint_dir, args.resume, args.overwrite)
+    except CheckpointError as exc:
+        print(f"train_distributed: error: CheckpointError: {exc}", file=sys.stderr)
+        return 2
     try:
         if args.local:
             launch_local(train, as_topology(args.topology), args=(args,), timeout_s=600)

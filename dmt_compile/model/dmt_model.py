@@ -16,7 +16,8 @@ from dmt_compile.ir.module_paths import ADDED_PREFIX
 from dmt_compile.ir.plan import TowerPlan
 from dmt_compile.ir.table_splits import TableSplits
 from dmt_compile.model.portable_graph import PortableGraphModule, clean_types
-from dmt_compile.model.state_names import OriginalState, held_key, rebuilt_layers, resolve_state_names
+from dmt_compile.model.state_names import (OriginalState, added_module_names, held_key, rebuilt_layers,
+                                           resolve_state_names)
 from dmt_compile.topo import Topology
 
 __all__ = ["DmtModel", "flat_state_dict"]
@@ -139,18 +140,23 @@ class DmtModel(torch.nn.Module):
 def flat_state_dict(dmt: DmtModel, strict: bool = True) -> dict[str, torch.Tensor]:
     """The original model's `state_dict` from a transformed model: exactly its keys, in its order.
 
-    The tensors are the transformed model's own (bitwise equal to what the flat model would hold
-    wherever the rewrite kept the original layers: identity Tower Modules, or compressing ones
-    with decoders). Where the rewrite rebuilt a layer there is no flat counterpart:
-    `CheckpointError` names the layers; `strict=False` returns everything else (load it with
-    `flat.load_state_dict(sd, strict=False)`).
+    Only a model whose trained function is the flat model's (identity Tower Modules, nothing
+    added, nothing rebuilt) converts strictly; the tensors are the transformed model's own. Where
+    the compiler added modules (Tower Modules, decoders) or rebuilt layers, the flat model with
+    these tensors would compute another function: `CheckpointError` names them;
+    `strict=False` returns the original tensors anyway (load with
+    `flat.load_state_dict(sd, strict=False)`); `dmt.state_dict()` is the whole state.
     """
     names = dmt.state_names
-    if names.rebuilt and strict:
+    added = added_module_names(names)
+    if (names.rebuilt or added) and strict:
+        parts = ([f"rebuilt layer(s) {', '.join(rebuilt_layers(names))} (their tensors "
+                  f"{', '.join(names.rebuilt)} have no counterpart in the flat model)"] if names.rebuilt else []) + \
+            ([f"modules the compiler added ({', '.join(added)})"] if added else [])
         raise CheckpointError(
-            f"the rewrite rebuilt layer(s) {', '.join(rebuilt_layers(names))} (their tensors "
-            f"{', '.join(names.rebuilt)} have no counterpart in the flat model)",
-            "take the tables and unchanged layers only: flat_state_dict(dmt, strict=False), then "
+            f"the trained model needs {' and '.join(parts)}: the flat model would compute another function",
+            "keep the whole DMT state (dmt.state_dict(), or dmt-compile checkpoint DIR --to-dmt), or take "
+            "the original tensors only: flat_state_dict(dmt, strict=False), then "
             "flat.load_state_dict(sd, strict=False)")
     state = dmt.state_dict()
     return {k: state[k] for k in names.original if k in state}

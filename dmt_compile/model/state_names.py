@@ -28,7 +28,7 @@ import torch.fx as fx
 
 from dmt_compile.ir.module_paths import ADDED_PREFIX
 
-__all__ = ["OriginalState", "StateNames", "resolve_state_names", "held_key", "rebuilt_layers"]
+__all__ = ["OriginalState", "StateNames", "resolve_state_names", "held_key", "rebuilt_layers", "added_module_names"]
 
 
 
@@ -160,3 +160,9 @@ def resolve_state_names(gm: fx.GraphModule, originals: OriginalState | None, spl
 def rebuilt_layers(names: StateNames) -> list[str]:
     """The layers (module paths) whose tensors the rewrite replaced, each once."""
     return sorted({k.rpartition(".")[0] or k for k in names.rebuilt})
+
+
+def added_module_names(names: StateNames) -> list[str]:
+    """The modules the compiler added (Tower Modules, decoders, rebuilt layers), each once."""
+    return sorted({k.rpartition(".")[0] or k for k in names.added})
+

@@ -8,21 +8,24 @@ One DCP checkpoint per directory, keyed by the model's state names (the original
   tensor that several ranks hold from one of them).
 * `optim/<key>/<state>` — optimizer state (SGD momentum, Adagrad sums, Adam moments and steps...):
   tensors shaped like their parameter are placed like it (owner, row shards, replicas), the rest
-  written once; `optim_groups` holds the hyper-parameters of each param group.
-* `meta` (JSON: format, topology, keys, shapes, the original model's keys), `rng/<rank>`, `extra`
-  (any picklable object, e.g. the step and the data loader's position).
+  written once; `optim_groups` holds the hyper-parameters of each param group (plain data).
+* `rng/<rank>` — each rank's RNG state.
+* `dmt_checkpoint.json` (ours, JSON): the marker, `meta` (topology, keys, shapes, the original
+  model's keys, the optimizer's class), `extra` (plain JSON data: the step, the data position...)
+  and every file's size and SHA-256.
 
 Loading reads what this rank needs from whatever ranks wrote it (DCP resharding), so a
-checkpoint written on 2x2 loads on 1x4, 1x1 or 2x4 with bitwise-equal tensors. A save goes to
-`<dir>.partial` and is renamed into place only when every rank finished: an interrupted save
-never leaves a half-written checkpoint under `<dir>`.
+checkpoint written on 2x2 loads on 1x4, 1x1 or 2x4 with bitwise-equal tensors. Loading runs no
+code from the files (`checkpoint_safety`) and verifies the checksums first, spread over the
+ranks. Saving writes a fresh sibling and commits it with one rename (`checkpoint_files`); it
+replaces only what carries our marker.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
-import pickle
-import shutil
+import uuid
 from typing import Any
 
 import torch
@@ -30,15 +33,18 @@ import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 
-from dmt_compile.errors import CheckpointError
+from dmt_compile.errors import CheckpointDamaged, CheckpointError
+from dmt_compile.training import checkpoint_files as files
 from dmt_compile.training.checkpoint_layout import Entry
+from dmt_compile.training.checkpoint_read import (MODEL, OPTIM, flat_state_from_checkpoint, locate, open_manifest,
+                                                  read_checkpoint, read_meta, read_metadata, verify)
+from dmt_compile.training.checkpoint_safety import SafeLoadPlanner, SafeReader, dcp_calls, quiet, safe_torch_load
 from dmt_compile.runtime.row_wise import row_starts
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "read_meta", "flat_state_from_checkpoint",
            "FORMAT"]
 
-FORMAT = "dmt_compile-checkpoint/1"
-MODEL, OPTIM = "model/", "optim/"
+FORMAT = files.FORMAT
 
 
 def _row_sharded(model: Any, e: Entry, local: torch.Tensor) -> Any:
@@ -58,21 +64,23 @@ def _row_sharded(model: Any, e: Entry, local: torch.Tensor) -> Any:
     metas = [ShardMetadata([starts[j]] + [0] * (len(shape) - 1), [starts[j + 1] - starts[j], *shape[1:]],
                            f"rank:{r}/{local.device if r == model.rank else 'cpu'}") for j, r in enumerate(members)]
     global_meta = ShardedTensorMetadata(metas, torch.Size(shape), TensorProperties(dtype=local.dtype))
-    return ShardedTensor._init_from_local_shards_and_global_metadata([Shard(local, metas[me])], global_meta)
+    with quiet():
+        return ShardedTensor._init_from_local_shards_and_global_metadata([Shard(local, metas[me])], global_meta)
 
 
 def _placed(model: Any, e: Entry, tensor: torch.Tensor) -> Any:
     return _row_sharded(model, e, tensor) if e.kind == "rows" else tensor
 
 
-def _meta(model: Any, optimizer: Any) -> str:
+def _meta(model: Any, optimizer: Any) -> dict:
     lay = model.layout
-    return json.dumps({
-        "format": FORMAT, "topology": f"{model.topology.num_hosts}x{model.topology.local_size}",
-        "world_size": model.topology.world_size, "keys": list(lay.keys), "shapes": lay.shapes, "dtypes": lay.dtypes,
-        "original": list(lay.original), "rebuilt": list(lay.rebuilt), "split": lay.split or {},
+    return {
+        "topology": f"{model.topology.num_hosts}x{model.topology.local_size}",
+        "world_size": model.topology.world_size, "keys": list(lay.keys), "shapes": {k: list(v) for k, v in
+                                                                                    lay.shapes.items()},
+        "dtypes": lay.dtypes, "original": list(lay.original), "rebuilt": list(lay.rebuilt), "split": lay.split or {},
         "optimizer": type(optimizer).__name__ if optimizer is not None else None,
-    }, sort_keys=True)
+    }
 
 
 def _entry_of(model: Any, p: torch.Tensor) -> Any:
@@ -82,6 +90,27 @@ def _entry_of(model: Any, p: torch.Tensor) -> Any:
         raise CheckpointError(f"the optimizer holds a tensor of shape {tuple(p.shape)} that is not a "
                               "parameter of the distributed model", "build the optimizer from dist_model.parameters()")
     return e
+
+
+def _plain(value: Any, what: str) -> bytes:
+    """`value` as `torch.save` bytes (one DCP record, not flattened) if `torch.load(weights_only=True)`
+    reads it back (plain data, tensors); else a typed error."""
+    buf = io.BytesIO()
+    try:
+        torch.save(value, buf)
+        buf.seek(0)
+        safe_torch_load(buf, what)
+    except CheckpointError:
+        raise CheckpointError(f"{what} holds objects other than plain data and tensors ({type(value).__name__})",
+                              "keep numbers, strings, lists, dicts and tensors there") from None
+    except Exception as exc:  # noqa: BLE001 - whatever torch.save refuses
+        raise CheckpointError(f"{what} cannot be saved ({type(exc).__name__}: {exc})",
+                              "keep numbers, strings, lists, dicts and tensors there") from None
+    return buf.getvalue()
+
+
+def _unwrap(value: Any, what: str) -> Any:
+    return safe_torch_load(io.BytesIO(value), what) if isinstance(value, bytes) else value
 
 
 def _optimizer_entries(model: Any, optimizer: Any) -> dict[str, Any]:
@@ -94,63 +123,151 @@ def _optimizer_entries(model: Any, optimizer: Any) -> dict[str, Any]:
             for name, value in optimizer.state.get(p, {}).items():
                 if isinstance(value, torch.Tensor) and value.shape == p.shape:
                     out[f"{OPTIM}{e.key}/{name}"] = _placed(model, e, value.detach())
+                elif isinstance(value, torch.Tensor):
+                    out[f"{OPTIM}{e.key}/{name}"] = value.detach()
                 else:
-                    out[f"{OPTIM}{e.key}/{name}"] = value.detach() if isinstance(value, torch.Tensor) else value
-    out["optim_groups"] = pickle.dumps(groups)
+                    out[f"{OPTIM}{e.key}/{name}"] = _plain(value, f"optimizer state {name!r}")
+    out["optim_groups"] = _plain(groups, "the optimizer's param groups")
     return out
 
 
-def _check_complete(model: Any) -> None:
+def _plain_extra(extra: Any) -> Any:
+    """`extra` as JSON data (what is read back), or a typed error."""
+    try:
+        return json.loads(json.dumps(extra, allow_nan=True))
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"extra= must be plain data (JSON: numbers, strings, lists, dicts): {exc}",
+                              "store the step, positions and names; save objects with their own state_dict()") from None
+
+
+def _check_complete(model: Any, held: list[list[str]]) -> None:
     """Every key of the model is held by some rank (else the checkpoint could not be loaded anywhere)."""
-    mine = sorted({e.key for e in model.layout.entries})
-    every: list[Any] = [None] * model.topology.world_size
-    dist.all_gather_object(every, mine, group=model.groups.world)
-    missing = [k for k in model.layout.keys if not any(k in held for held in every)]
+    every = set().union(*held)
+    missing = [k for k in model.layout.keys if k not in every]
     if missing:
         raise CheckpointError(f"no rank holds {missing}; the checkpoint would be incomplete", "report this as a bug")
 
 
-def save_checkpoint(model: Any, path: str, optimizer: torch.optim.Optimizer | None = None, extra: Any = None) -> str:
-    """Write `model` (and `optimizer`, and `extra`) to the directory `path` (collective; module docstring)."""
-    _check_complete(model)
+def _agree(model: Any, value: Any) -> list[Any]:
+    """Every rank's `value` (one all_gather_object)."""
+    every: list[Any] = [None] * model.topology.world_size
+    dist.all_gather_object(every, value, group=model.groups.world)
+    return every
+
+
+def _raise_first(every: list[Any]) -> None:
+    """Raise, on every rank alike, the first error any rank reported."""
+    for item in every:
+        if isinstance(item, BaseException):
+            raise item
+
+
+def _nbytes(model: Any, state: dict[str, Any]) -> int:
+    """The bytes this rank will write (a replicated tensor counted on rank 0 only: DCP writes it once)."""
+    kinds = {e.key: e.kind for e in model.layout.entries}
+    total = 0
+    for k, v in state.items():
+        key = k[len(MODEL):] if k.startswith(MODEL) else k[len(OPTIM):].rpartition("/")[0] if k.startswith(OPTIM) \
+            else None
+        if model.rank != 0 and kinds.get(key) == "replicated":
+            continue
+        t = v.local_shards()[0].tensor if hasattr(v, "local_shards") else v
+        total += t.numel() * t.element_size() if isinstance(t, torch.Tensor) else len(v) if isinstance(v, bytes) else 0
+    return total
+
+
+def _build_state(model: Any, optimizer: Any) -> dict[str, Any]:
     state: dict[str, Any] = {MODEL + e.key: _placed(model, e, e.tensor.detach()) for e in model.layout.entries}
     if optimizer is not None:
         state.update(_optimizer_entries(model, optimizer))
-    state["meta"] = _meta(model, optimizer)
     state[f"rng/{model.rank}"] = torch.get_rng_state()
-    if extra is not None:
-        state["extra"] = pickle.dumps(extra)
+    return state
+
+
+def _prepare(path: str, overwrite: bool, needed: int) -> str:
+    """Rank 0: lock `path`, clear the way (`claim_target`), check the space, create the partial sibling."""
+    parent = os.path.dirname(path)
+    try:
+        os.makedirs(parent, exist_ok=True)
+        files.acquire_lock(path + ".lock", f"checkpoint {path}")
+        try:
+            files.claim_target(path, overwrite)
+            free = files.shutil.disk_usage(parent).free
+            if free < needed:
+                raise CheckpointError(f"cannot write checkpoint {path}: it needs about {needed:,} bytes and "
+                                      f"{free:,} are free there", "free space on that file system or choose another "
+                                                                  "directory")
+            partial = f"{path}.partial-{uuid.uuid4().hex[:8]}"
+            os.makedirs(partial)
+            files.write_manifest(partial, durable=False, complete=False)  # the marker
+        except BaseException:
+            files.release_lock(path + ".lock")
+            raise
+    except OSError as exc:
+        raise files.os_error(exc, path, needed) from None
+    return partial
+
+
+def save_checkpoint(model: Any, path: str, optimizer: torch.optim.Optimizer | None = None, extra: Any = None,
+                    overwrite: bool = False, run: dict | None = None) -> str:
+    """Write `model` (and `optimizer`, and plain-data `extra`) to the directory `path` (collective).
+
+    `path` may not exist, be empty or be one of our checkpoints (replaced atomically); anything else
+    is refused unless `overwrite=True`, which moves it aside. `run` (the run id and step) goes into
+    the manifest. Every rank raises the same `CheckpointError` when any rank cannot go on.
+    """
     path = os.path.abspath(path)
-    partial, world = path + ".partial", model.groups.world
+    try:
+        state, extra = _build_state(model, optimizer), _plain_extra(extra)
+        local: Any = _nbytes(model, state)
+    except CheckpointError as exc:
+        local = exc
+    every = _agree(model, (sorted({e.key for e in model.layout.entries}), local))
+    _raise_first([b for _, b in every])
+    _check_complete(model, [keys for keys, _ in every])
+    needed, partial = sum(b for _, b in every), None
     if model.rank == 0:
-        shutil.rmtree(partial, ignore_errors=True)
-        os.makedirs(partial)
-    dist.barrier(group=world)
-    dcp.save(state, storage_writer=dcp.FileSystemWriter(partial), process_group=world)
-    dist.barrier(group=world)
-    if model.rank == 0:
-        old = path + ".old"
-        if os.path.exists(path):
-            os.replace(path, old)
-        os.replace(partial, path)
-        shutil.rmtree(old, ignore_errors=True)
-    dist.barrier(group=world)
+        try:
+            partial = _prepare(path, overwrite, needed)
+        except CheckpointError as exc:
+            partial = exc
+    partial = _agree(model, partial)[0]
+    _raise_first([partial])
+    try:
+        with dcp_calls(path, writing=True, needed=needed):
+            dcp.save(state, storage_writer=dcp.FileSystemWriter(partial), process_group=model.groups.world)
+        _commit(model, partial, path, extra, optimizer, run)
+    finally:
+        if model.rank == 0:
+            if os.path.isdir(partial):
+                files.remove_ours(partial)
+            files.release_lock(path + ".lock")
     return path
 
 
-def read_meta(path: str) -> dict:
-    """The checkpoint's `meta` record (one process, no collectives)."""
-    if not os.path.isfile(os.path.join(path, ".metadata")):
-        hint = " (an interrupted save leaves <dir>.partial)" if os.path.isdir(path + ".partial") else ""
-        raise CheckpointError(f"{path!r} is not a complete checkpoint: no DCP .metadata file{hint}",
-                              "point at a directory written by save_checkpoint")
-    state: dict[str, Any] = {"meta": ""}
-    dcp.load(state, storage_reader=dcp.FileSystemReader(path), no_dist=True)
-    meta = json.loads(state["meta"])
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path!r} has format {meta.get('format')!r}, expected {FORMAT!r}",
-                              "write it with this version of dmt_compile")
-    return meta
+def _commit(model: Any, partial: str, path: str, extra: Any, optimizer: Any, run: dict | None) -> None:
+    """Checksums of every rank's files, the manifest, the rename (rank 0); every rank learns the outcome."""
+    try:
+        mine = sorted(n for n in os.listdir(partial) if n.startswith(f"__{model.rank}_"))
+        digests: Any = files.file_digests(partial, mine)
+    except OSError as exc:
+        digests = files.os_error(exc, path)
+    every = _agree(model, digests)
+    _raise_first(every)
+    outcome = None
+    if model.rank == 0:
+        try:
+            known = {k: v for d in every for k, v in d.items()}
+            rest = [n for n in os.listdir(partial) if n not in known and not n.startswith(files.MANIFEST)]
+            known.update(files.file_digests(partial, rest))
+            files.write_manifest(partial, complete=True, files=known, meta=_meta(model, optimizer), extra=extra,
+                                 **(run or {}))
+            files.commit(partial, path)
+        except OSError as exc:
+            outcome = files.os_error(exc, path)
+        except CheckpointError as exc:
+            outcome = exc
+    _raise_first(_agree(model, outcome))
 
 
 def _check_compatible(layout: Any, meta: dict, strict: bool, path: str) -> None:
@@ -166,6 +283,17 @@ def _check_compatible(layout: Any, meta: dict, strict: bool, path: str) -> None:
             f"checkpoint {path!r} (written on {meta['topology']}) does not fit this model: " + "; ".join(parts),
             "transform with the same tower module, compression and towers as the run that wrote it"
             + ("" if shapes else ", or load with strict=False to take the keys both have"))
+
+
+def _check_optimizer(meta: dict, optimizer: Any, path: str) -> None:
+    saved = meta.get("optimizer")
+    if saved is None:
+        raise CheckpointError(f"checkpoint {path!r} holds no optimizer state",
+                              "load it without optimizer=, or save with optimizer=")
+    if saved != type(optimizer).__name__:
+        raise CheckpointError(f"checkpoint {path!r} holds {saved} state, but this run's optimizer is "
+                              f"{type(optimizer).__name__}", f"resume with the optimizer the run was saved with "
+                                                             f"({saved}), or load without optimizer=")
 
 
 def _optimizer_templates(model: Any, optimizer: Any, md: Any) -> tuple[dict[str, Any], dict[int, dict[str, str]]]:
@@ -198,77 +326,67 @@ def _local(value: Any) -> Any:
 
 
 def _load_optimizer(optimizer: Any, state: dict[str, Any], where: dict[int, dict[str, str]]) -> None:
-    groups = pickle.loads(state["optim_groups"])
-    if len(groups) != len(optimizer.param_groups):
-        raise CheckpointError(f"the checkpoint's optimizer has {len(groups)} param groups, this one "
-                              f"{len(optimizer.param_groups)}", "build the optimizer the way the saving run did")
+    groups = _unwrap(state["optim_groups"], "the checkpoint's optimizer param groups")
+    if not isinstance(groups, list) or len(groups) != len(optimizer.param_groups):
+        raise CheckpointError(f"the checkpoint's optimizer has {len(groups) if isinstance(groups, list) else '?'} "
+                              f"param groups, this one {len(optimizer.param_groups)}",
+                              "build the optimizer the way the saving run did")
     index, out_state, out_groups = 0, {}, []
     for saved, group in zip(groups, optimizer.param_groups):
+        missing = sorted(set(group) - set(saved) - {"params"})
+        if missing:
+            raise CheckpointError(f"the checkpoint's param groups lack {missing} of this optimizer",
+                                  "resume with the optimizer (class and options) the run was saved with")
         ids = []
         for p in group["params"]:
             if id(p) in where:
-                out_state[index] = {name: _local(state[k]) for name, k in where[id(p)].items()}
+                out_state[index] = {name: _unwrap(_local(state[k]), k) for name, k in where[id(p)].items()}
             ids.append(index)
             index += 1
         out_groups.append({**saved, "params": ids})
     optimizer.load_state_dict({"state": out_state, "param_groups": out_groups})
 
 
+def _verified(model: Any, path: str) -> tuple[dict, Any]:
+    """(manifest, DCP metadata) after every file was checked, the work spread over the ranks (collective)."""
+    try:
+        manifest: Any = open_manifest(path)
+        names = sorted(manifest["files"])
+        verify(path, manifest, names[model.rank::model.topology.world_size])
+        md: Any = read_metadata(path, manifest)
+    except CheckpointError as exc:
+        manifest = md = exc
+    _raise_first(_agree(model, manifest))
+    return manifest, md
+
+
 def load_checkpoint(model: Any, path: str, optimizer: torch.optim.Optimizer | None = None, strict: bool = True) -> Any:
-    """Load `path` into `model` (and `optimizer`) in place; returns the saved `extra` (collective)."""
-    path = os.path.abspath(path)
-    meta = read_meta(path)
-    _check_compatible(model.layout, meta, strict, path)
-    reader = dcp.FileSystemReader(path)
-    md = reader.read_metadata()
+    """Load `path` (a checkpoint, or a run's root: its `latest`) into `model` (and `optimizer`) in
+    place; returns the saved `extra` (collective). Damage raises `CheckpointDamaged` on every rank
+    before anything is loaded."""
+    path, _ = locate(path)
+    manifest, md = _verified(model, path)
+    meta = manifest["meta"]
+    try:
+        _check_compatible(model.layout, meta, strict, path)
+        if optimizer is not None:
+            _check_optimizer(meta, optimizer, path)
+    except CheckpointError as exc:
+        _raise_first([exc])
     state: dict[str, Any] = {MODEL + e.key: _placed(model, e, e.tensor.detach()) for e in model.layout.entries
                              if MODEL + e.key in md.state_dict_metadata}
     where: dict[int, dict[str, str]] = {}
     if optimizer is not None:
-        if meta["optimizer"] is None:
-            raise CheckpointError(f"checkpoint {path!r} holds no optimizer state",
-                                  "load it without optimizer=, or save with optimizer=")
         opt_state, where = _optimizer_templates(model, optimizer, md)
         state.update(opt_state)
-        state["optim_groups"] = b""
-    same_world = meta["world_size"] == model.topology.world_size
+        state["optim_groups"] = None
     rng = f"rng/{model.rank}"
-    if same_world and rng in md.state_dict_metadata:
+    if meta["world_size"] == model.topology.world_size and rng in md.state_dict_metadata:
         state[rng] = torch.get_rng_state()
-    if "extra" in md.state_dict_metadata:
-        state["extra"] = b""
-    dcp.load(state, storage_reader=reader, process_group=model.groups.world)
+    with dcp_calls(path):
+        dcp.load(state, storage_reader=SafeReader(path), planner=SafeLoadPlanner(), process_group=model.groups.world)
     if optimizer is not None:
         _load_optimizer(optimizer, state, where)
     if rng in state:
         torch.set_rng_state(state[rng])
-    return pickle.loads(state["extra"]) if "extra" in state else None
-
-
-def read_checkpoint(path: str) -> tuple[dict, dict[str, Any]]:
-    """(meta, every entry as a full tensor or object) in one process, without collectives."""
-    meta = read_meta(path)
-    reader = dcp.FileSystemReader(path)
-    md = reader.read_metadata()
-    state: dict[str, Any] = {}
-    for k, m in md.state_dict_metadata.items():
-        state[k] = torch.empty(tuple(m.size), dtype=m.properties.dtype) if isinstance(m, TensorStorageMetadata) \
-            else None
-    dcp.load(state, storage_reader=reader, no_dist=True)
-    return meta, state
-
-
-def flat_state_from_checkpoint(path: str, strict: bool = True) -> dict[str, torch.Tensor]:
-    """The original model's `state_dict` (its keys, its order) from a distributed checkpoint."""
-    meta, state = read_checkpoint(path)
-    if meta["rebuilt"] and strict:
-        raise CheckpointError(
-            f"the rewrite rebuilt layers whose tensors {meta['rebuilt']} have no flat counterpart",
-            "convert with strict=False (--partial) and load with flat.load_state_dict(sd, strict=False)")
-    for table, split in meta.get("split", {}).items():  # tables split per field: their pieces, whole again
-        first = state[MODEL + split["pieces"][0][0]]
-        whole = first.new_zeros((split["rows"], *first.shape[1:]))
-        for key, start, stop, step in split["pieces"]:
-            whole[start:stop:step] = state[MODEL + key]
-        state[MODEL + table] = whole
-    return {k: state[MODEL + k] for k in meta["original"] if MODEL + k in state}
+    return manifest.get("extra")

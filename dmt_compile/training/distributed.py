@@ -10,7 +10,7 @@
 Tower Modules only on their host) and synchronises gradients during `backward()` with bucketed
 hooks (`distributed_reducer`): dense parameters over the world, Tower-Module parameters inside the
 host, tables on their owners, so every `torch.optim` optimizer works unchanged. Replicated
-parameters start equal (`init_sync`, see `ShardedDmt`). Checkpoints: `lowering/checkpoint.py`.
+parameters start equal (`init_sync`, see `ShardedDmt`). Checkpoints: `training/checkpoint.py`.
 """
 from __future__ import annotations
 
@@ -136,11 +136,13 @@ class DistributedDmt(nn.Module):
         parts = self.input_spec.unflatten(self.batch_layout.slice(flat, self.rank * b, (self.rank + 1) * b))
         return tuple(parts[name] for name in self.input_spec.arg_names)
 
-    def save_checkpoint(self, path: str, optimizer: torch.optim.Optimizer | None = None, extra: Any = None) -> str:
-        """Write a DCP checkpoint (collective; see `training.checkpoint.save_checkpoint`)."""
+    def save_checkpoint(self, path: str, optimizer: torch.optim.Optimizer | None = None, extra: Any = None,
+                        overwrite: bool = False) -> str:
+        """Write a DCP checkpoint; `extra` is plain (JSON) data; a path that is not one of our checkpoints
+        is refused unless `overwrite=True` (collective; see `training.checkpoint.save_checkpoint`)."""
         from dmt_compile.training.checkpoint import save_checkpoint
 
-        return save_checkpoint(self, path, optimizer=optimizer, extra=extra)
+        return save_checkpoint(self, path, optimizer=optimizer, extra=extra, overwrite=overwrite)
 
     def load_checkpoint(self, path: str, optimizer: torch.optim.Optimizer | None = None, strict: bool = True) -> Any:
         """Load a DCP checkpoint written on any topology; returns its `extra` (collective)."""

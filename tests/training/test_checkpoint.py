@@ -56,9 +56,9 @@ def test_checkpoint_loads_bitwise_across_topologies(hops):
 
 def _writers(path: str, fqn: str) -> list[tuple[tuple[int, ...], int]]:
     """(offset, writing rank) of every stored piece of `fqn`."""
-    import torch.distributed.checkpoint as dcp
+    from dmt_compile.training.checkpoint_safety import SafeReader
 
-    md = dcp.FileSystemReader(path).read_metadata()
+    md = SafeReader(path).read_metadata()
     return sorted((tuple(k.offset), int(v.relative_path.split("_")[2])) for k, v in md.storage_data.items()
                   if k.fqn == fqn)
 
@@ -98,6 +98,9 @@ def test_a_checkpoint_of_another_tower_module_is_refused(hops):
 
 
 def test_incomplete_checkpoint_is_named(tmp_path):
-    os.makedirs(tmp_path / "ck.partial")
-    with pytest.raises(CheckpointError, match="not a complete checkpoint.*partial"):
+    from dmt_compile.training.checkpoint_files import write_manifest
+
+    os.makedirs(tmp_path / "ck.partial-0123abcd")
+    write_manifest(str(tmp_path / "ck.partial-0123abcd"), complete=False)
+    with pytest.raises(CheckpointError, match="ck does not exist .an interrupted save left .*ck.partial-0123abcd"):
         flat_state_from_checkpoint(str(tmp_path / "ck"))

@@ -19,4 +19,4 @@ def test_train_refuses_epochs_that_leave_no_dmt_step(epochs, pretrain, capsys):
 
 def test_checkpoint_command_names_a_directory_that_is_not_a_checkpoint(tmp_path, capsys):
     assert main(["checkpoint", str(tmp_path)], stdout=io.StringIO()) == 2
-    assert "not a complete checkpoint" in capsys.readouterr().err
+    assert "is not a dmt_compile checkpoint: no dmt_checkpoint.json" in capsys.readouterr().err

@@ -54,7 +54,10 @@ def test_state_dict_uses_original_names_and_round_trips(key, tm):
     if tm == "identity":
         assert not added  # nothing added: the flat model loads it as it is, and back
         copy.deepcopy(model).load_state_dict(state)
-    flat_sd = dmt_compile.flat_state_dict(dmt)
+    if added:  # the trained function needs the added modules: no silent flat conversion
+        with pytest.raises(CheckpointError, match="modules the compiler added .*dmt\\.tower"):
+            dmt_compile.flat_state_dict(dmt)
+    flat_sd = dmt_compile.flat_state_dict(dmt, strict=not added)
     _equal_state(flat_sd, original)  # bitwise: the rewrite kept every original layer
     flat = copy.deepcopy(model)
     flat.load_state_dict(flat_sd, strict=True)
