@@ -22,6 +22,7 @@ __all__ = [
     "CheckpointError",
     "SpecializationError",
     "OutputError",
+    "NonFiniteError",
 ]
 
 
@@ -103,3 +104,7 @@ class CheckpointError(DmtError):
 
 class OutputError(DmtError):
     """A file or folder dmt_compile was asked to write cannot be written (checked before the work starts)."""
+
+
+class NonFiniteError(DmtError, FloatingPointError):
+    """A NaN or inf met the opt-in guard (`distribute(check_finite=True)`); names the rank and the step."""
