@@ -20,7 +20,6 @@ its sockets close (about a second), long before that. A stuck rank is therefore 
 """
 from __future__ import annotations
 
-import datetime
 import logging
 import os
 import pickle
@@ -33,8 +32,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from dmt_compile.errors import RuntimeSetupError
-from dmt_compile.runtime.groups import HierarchicalGroups, validate_world
+from dmt_compile.runtime.groups import HierarchicalGroups
 from dmt_compile.runtime.launch_child import child_main
+from dmt_compile.runtime.launch_env import read_torchrun_env, rendezvous
 from dmt_compile.runtime.launch_guard import RunFolder, SigtermGuard, Signalled, check_launch_args
 from dmt_compile.runtime.launch_report import RankFailure, failure_error, innermost_own_frame, main_thread_stack
 from dmt_compile.topo.spec import as_topology
@@ -247,43 +247,23 @@ def init_from_env(
     backend: str | None = None,
     *,
     timeout_s: float = DEFAULT_PG_TIMEOUT_S,
+    join_timeout_s: float | None = None,
 ) -> HierarchicalGroups:
     """Initialise the default group from torchrun's environment and build the topology's groups.
 
-    Reads RANK, WORLD_SIZE, LOCAL_WORLD_SIZE (and LOCAL_RANK) and checks them against ``topology``
-    (:class:`RuntimeSetupError` says how they differ). ``backend`` defaults to NCCL when CUDA is
-    available, else gloo. Initialises with ``env://`` (MASTER_ADDR/MASTER_PORT from torchrun) unless
-    ``torch.distributed`` is already initialised. Collective: every rank must call it.
+    Reads RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT and checks them
+    against each other and ``topology`` before anything waits (``launch_env``: each mistake is a
+    :class:`RuntimeSetupError` naming the variable and the fix). ``backend`` defaults to NCCL when CUDA
+    is available, else gloo. Unless ``torch.distributed`` is already initialised, rank 0 (or torchrun's
+    agent) hosts the TCP store at MASTER_ADDR:MASTER_PORT; a port in use, or ranks that do not join
+    within ``join_timeout_s`` (default 20 s), are typed errors. Collective: every rank must call it.
     """
     topo = as_topology(topology)
-    values: dict[str, int | None] = {}
-    for name in ("RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "LOCAL_RANK"):
-        raw = os.environ.get(name)
-        try:
-            values[name] = int(raw) if raw not in (None, "") else None
-        except ValueError:
-            raise RuntimeSetupError(f"environment variable {name}={raw!r} is not an integer", f"unset or fix {name}") from None
-    if values["RANK"] is None or values["WORLD_SIZE"] is None:
-        raise RuntimeSetupError(
-            "RANK and WORLD_SIZE are not set: this process was not started by torchrun",
-            f"run with python -m torch.distributed.run --nnodes={topo.num_hosts} --nproc-per-node={topo.local_size} ..., "
-            "or use dmt_compile.runtime.launch.launch_local on one machine",
-        )
-    rank, world = values["RANK"], values["WORLD_SIZE"]
-    validate_world(topo, world, values["LOCAL_WORLD_SIZE"], source="WORLD_SIZE")
-    local_rank = values["LOCAL_RANK"]
-    if local_rank is not None and local_rank != topo.local_of(rank):
-        raise RuntimeSetupError(
-            f"RANK={rank} has LOCAL_RANK={local_rank}, but topology {topo} puts rank {rank} at local index "
-            f"{topo.local_of(rank)} (ranks must be host-major: rank = host * {topo.local_size} + local)",
-            "start the same number of processes on every node (torchrun --nproc-per-node) so ranks are host-major",
-        )
+    env = read_torchrun_env(topo, need_master=not dist.is_initialized())
     if backend is None:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
     if backend == "nccl":
-        torch.cuda.set_device(topo.local_of(rank))
+        torch.cuda.set_device(topo.local_of(env.rank))
     if not dist.is_initialized():
-        dist.init_process_group(
-            backend, init_method="env://", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=timeout_s)
-        )
+        rendezvous(env, backend, timeout_s, join_timeout_s)
     return HierarchicalGroups.build(topo, timeout_s=timeout_s)
