@@ -55,3 +55,44 @@ def dlrm_step(rank: int, fault: str, culprit: int, check_finite: bool = False, l
         loss = loss * float("inf")
     loss.backward()
     return float(loss.detach())
+
+
+class TableModel(torch.nn.Module):
+    """Two tables read with F.embedding: `frozen` is a parameter without gradient, `held` a buffer or a parameter."""
+
+    def __init__(self, held_as_buffer: bool):
+        super().__init__()
+        g = torch.Generator().manual_seed(3)
+        self.frozen = torch.nn.Parameter(torch.randn(20, 4, generator=g), requires_grad=False)
+        held = torch.randn(30, 4, generator=g)
+        if held_as_buffer:
+            self.register_buffer("held", held)
+        else:
+            self.held = torch.nn.Parameter(held, requires_grad=False)
+        self.top = torch.nn.Linear(8 + 3, 1)
+
+    def forward(self, dense, ids):
+        a = torch.nn.functional.embedding(ids[:, 0], self.frozen)
+        b = torch.nn.functional.embedding(ids[:, 1], self.held)
+        return self.top(torch.cat([a, b, dense], dim=1))
+
+
+def table_model(held_as_buffer: bool = False, batch_size: int = 8):
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(1)
+    ids = torch.stack([torch.randint(0, 20, (batch_size,), generator=g),
+                       torch.randint(0, 30, (batch_size,), generator=g)], 1)
+    return TableModel(held_as_buffer), (torch.randn(batch_size, 3, generator=g), ids)
+
+
+def frozen_tables_step(rank: int) -> tuple:
+    """Frozen (requires_grad=False) tables train on 1x2: this rank's outputs and the top layer's gradient."""
+    import dmt_compile
+
+    model, (dense, ids) = table_model(False)
+    dm = dmt_compile.distribute(dmt_compile.transform(model, "1x2", (dense, ids)), "1x2")
+    dense, ids = dm.local_batch(dense, ids)
+    out = dm(dense, ids)
+    out.pow(2).mean().backward()
+    grad = next(p.grad for n, p in dm.named_parameters() if n.endswith("top.weight"))
+    return out.detach(), grad

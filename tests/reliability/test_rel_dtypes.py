@@ -36,3 +36,33 @@ def test_compressing_tower_module_in_the_models_dtype(dtype, tower_module):
     out.float().pow(2).mean().backward()
     grads = [p.grad for p in tm.values() if p.grad is not None]
     assert grads and all(g.dtype == dtype and torch.isfinite(g).all() for g in grads)
+
+
+def test_table_held_as_a_buffer_is_refused_at_transform():
+    """It was accepted, then `distribute` died in lowering with AttributeError: `held` is not an nn.Parameter."""
+    from dmt_compile.errors import InputError
+    from rel_input_workers import table_model
+
+    model, inputs = table_model(held_as_buffer=True)
+    with pytest.raises(InputError) as info:
+        dmt_compile.transform(model, "1x2", inputs)
+    text = str(info.value)
+    assert text.startswith("embedding table 'held' is a buffer, not a parameter"), text
+    assert "nn.Parameter(tensor, requires_grad=False)" in text
+
+
+@pytest.mark.distributed
+def test_frozen_parameter_tables_train_distributed():
+    """The fix the error names works: frozen tables as parameters run on 1x2 like the original model."""
+    from dmt_compile.runtime.launch import launch_local
+    from rel_input_workers import frozen_tables_step, table_model
+
+    model, (dense, ids) = table_model(False)
+    expected = model(dense, ids)
+    expected.pow(2).mean().backward()
+    results = launch_local(frozen_tables_step, "1x2", timeout_s=240)
+    out = torch.cat([r[0] for r in results])
+    assert torch.allclose(out, expected.detach(), atol=1e-6), (out, expected)
+    # each rank's loss is a mean over its half: the synced gradient is the global-batch mean's
+    assert torch.allclose(results[0][1], model.top.weight.grad, atol=1e-6)
+    assert torch.equal(results[0][1], results[1][1])
