@@ -77,14 +77,29 @@ def _await_stacks(out_dir: str, ranks: list[int], timeout_s: float) -> None:
     time.sleep(0.05)  # let the last writer finish its lines
 
 
+def _process_state(pid: int | None) -> str | None:
+    """The state letter of ``/proc/<pid>/stat`` (R, S, D, T stopped, t traced, Z...), None where unreadable."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0]
+    except (OSError, IndexError, TypeError):
+        return None
+
+
 def _killed(rank: int, out_dir: str, start: float, now: float) -> RankFailure:
-    """A rank that was still running: its stack, and whether it waited inside a collective (its heartbeat)."""
+    """A rank that was still running: its stack, whether it waited inside a collective (its heartbeat), its
+    process state (a rank stopped by SIGSTOP or a debugger cannot dump a stack) and its last heartbeat."""
     try:
         with open(os.path.join(out_dir, f"rank{rank}.stack")) as f:
             stack = main_thread_stack(f.read())
     except OSError:
         stack = ""
-    beat = _read_result(os.path.join(out_dir, f"rank{rank}.beat"))
+    beat_path = os.path.join(out_dir, f"rank{rank}.beat")
+    beat = _read_result(beat_path)
+    try:
+        last_beat = start + now - os.path.getmtime(beat_path)
+    except OSError:
+        last_beat = None
     inside = beat.get("in_collective") if isinstance(beat, dict) else None
     idle = (start + now - beat["since"]) if isinstance(beat, dict) and inside is False else None
     text = ("stack when killed:\n" + stack) if stack else None
@@ -92,13 +107,14 @@ def _killed(rank: int, out_dir: str, start: float, now: float) -> RankFailure:
         text = ("no stack: the rank had not reached its own code yet (spawning a rank and importing torch can "
                 "take many seconds on a busy machine)")
     return RankFailure(rank, "killed", now, traceback=text, at=start + now, in_collective=inside, idle_s=idle,
-                       where=innermost_own_frame(stack))
+                       where=innermost_own_frame(stack), last_beat_s=last_beat)
 
 
 def _stop(procs: Sequence[Any], out_dir: str, start: float, failures: dict[int, RankFailure],
           stacks: bool = True) -> None:
     """Dump the stacks of live children (when asked), then terminate, kill and reap every child."""
     alive = [(r, p) for r, p in enumerate(procs) if p.is_alive()]
+    states = {r: _process_state(p.pid) for r, p in alive}  # before SIGUSR1 / SIGTERM change anything
     if alive and stacks and hasattr(signal, "SIGUSR1"):
         for _, p in alive:
             try:
@@ -110,6 +126,7 @@ def _stop(procs: Sequence[Any], out_dir: str, start: float, failures: dict[int, 
     for r, _ in alive:
         if r not in failures:
             failures[r] = _killed(r, out_dir, start, now)
+            failures[r].process_state = states.get(r)
     for _, p in alive:
         p.terminate()
     for _, p in alive:

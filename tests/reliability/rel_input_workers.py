@@ -96,3 +96,23 @@ def frozen_tables_step(rank: int) -> tuple:
     out.pow(2).mean().backward()
     grad = next(p.grad for n, p in dm.named_parameters() if n.endswith("top.weight"))
     return out.detach(), grad
+
+
+def stopped_inside_collective(rank: int, culprit: int) -> None:
+    """`culprit` enters an exchange first and is stopped (SIGSTOP) while it waits there; the others join later,
+    then wait for it in the next exchange."""
+    import signal
+    import threading
+    import time
+
+    from dmt_compile.runtime import HierarchicalGroups, all_to_all_rows
+
+    groups = HierarchicalGroups.build("2x2")
+    x = torch.ones(8, 4)
+    all_to_all_rows(x, [2] * 4, [2] * 4, None, "world")  # everyone is up
+    if rank == culprit:
+        threading.Thread(target=lambda: (time.sleep(1.0), os.kill(os.getpid(), signal.SIGSTOP)), daemon=True).start()
+    else:
+        time.sleep(3.0)
+    all_to_all_rows(x, [2] * 4, [2] * 4, None, "world")
+    all_to_all_rows(x[:4], [2, 2], [2, 2], groups.peer, "cross")

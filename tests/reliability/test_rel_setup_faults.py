@@ -132,3 +132,21 @@ def test_a_correct_environment_still_starts(tmp_path):
         finally:
             p.kill()
     assert all("sum 3" in o for o in outs), outs
+
+
+@pytest.mark.distributed
+def test_rank_stopped_inside_a_collective_is_named():
+    """SIGSTOP on rank 2 while it waits in an exchange: named from /proc/<pid>/stat, not "no rank stands out"."""
+    from dmt_compile.errors import CollectiveError
+    from dmt_compile.runtime.launch import launch_local
+    from rel_input_workers import stopped_inside_collective
+
+    start = time.monotonic()
+    with pytest.raises(CollectiveError) as info:
+        launch_local(stopped_inside_collective, "2x2", args=(2,), timeout_s=240, pg_timeout_s=10, failure_grace_s=5)
+    first = str(info.value).splitlines()[0]
+    assert info.value.culprits == [2], first
+    assert "rank 2 was stopped by SIGSTOP or Ctrl-Z (process state T in /proc)" in first, first
+    assert "last heartbeat" in first and "no rank stands out" not in first, first
+    assert "kill -CONT" in str(info.value)
+    assert time.monotonic() - start < 120
