@@ -27,6 +27,9 @@ def _spoil(fault: str, dense: torch.Tensor, sparse: dict) -> tuple:
         sparse["C2"][0] = 2**62
     elif fault == "negative_id":
         sparse["C2"][1] = -5
+    elif fault in ("empty_batch", "short_batch"):  # 0 or 1 samples on this rank, 2 on the others
+        n = 0 if fault == "empty_batch" else 1
+        dense, sparse = dense[:n], {k: v[:n] for k, v in sparse.items()}
     elif fault == "nan_dense":
         dense = dense.clone()
         dense[1, 4] = float("nan")
