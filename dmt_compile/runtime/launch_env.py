@@ -134,6 +134,11 @@ def _store(env: TorchrunEnv, join_s: float) -> Any:
 
 def rendezvous(env: TorchrunEnv, backend: str, timeout_s: float, join_timeout_s: float | None = None) -> None:
     """``init_process_group`` on a store built here, each failure a typed line (module docstring)."""
+    for name, value in (("timeout_s", timeout_s), ("join_timeout_s", join_timeout_s)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not 0 < value < float("inf")):
+            raise RuntimeSetupError(f"init_from_env: {name}={value!r} is not a positive number of seconds",
+                                    f"give {name} > 0, e.g. 30")
     join_s = float(join_timeout_s if join_timeout_s is not None else min(DEFAULT_JOIN_TIMEOUT_S, timeout_s))
     store = _store(env, join_s)
     try:

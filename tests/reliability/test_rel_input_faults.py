@@ -173,3 +173,20 @@ def test_check_finite_changes_nothing_on_clean_data():
     on = launch_local(dlrm_step, "2x2", args=("none", 0, True), timeout_s=240)
     off = launch_local(dlrm_step, "2x2", args=("none", 0, False), timeout_s=240)
     assert on == off
+
+
+@pytest.mark.distributed
+def test_uneven_batches_across_ranks_match_the_original_model():
+    """Rank 1 feeds 1 sample, the others 2: no hang, and every rank's loss is the original model's on its samples."""
+    import os
+
+    from dmt_compile.capture.model_spec import load_model_spec
+    from rel_input_workers import ROOT
+
+    losses = launch_local(dlrm_step, "2x2", args=("short_batch", 1), timeout_s=240)
+    torch.manual_seed(0)
+    model, (dense, sparse) = load_model_spec(os.path.join(ROOT, "examples", "dlrm.py:factory"), batch_size=8)
+    for rank, loss in enumerate(losses):
+        take = slice(2 * rank, 2 * rank + (1 if rank == 1 else 2))
+        expected = model(dense[take], {k: v[take] for k, v in sparse.items()}).float().pow(2).mean()
+        assert abs(loss - float(expected)) <= 1e-5 * max(1.0, abs(float(expected))), (rank, loss, float(expected))

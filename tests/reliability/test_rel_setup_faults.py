@@ -150,3 +150,12 @@ def test_rank_stopped_inside_a_collective_is_named():
     assert "last heartbeat" in first and "no rank stands out" not in first, first
     assert "kill -CONT" in str(info.value)
     assert time.monotonic() - start < 120
+
+
+@pytest.mark.parametrize("kw", [dict(timeout_s=0), dict(timeout_s=float("nan")), dict(timeout_s=float("inf")),
+                                dict(join_timeout_s=-1), dict(join_timeout_s="20")])
+def test_bad_timeouts_are_refused(env, kw):
+    env(WORLD_SIZE=1, LOCAL_WORLD_SIZE=1)
+    name = next(iter(kw))
+    text = _refused("1x1", **kw)
+    assert f"{name}=" in text and "is not a positive number of seconds" in text, text
