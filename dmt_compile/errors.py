@@ -23,6 +23,7 @@ __all__ = [
     "CheckpointDamaged",
     "SpecializationError",
     "OutputError",
+    "NonFiniteError",
 ]
 
 
@@ -111,3 +112,7 @@ class CheckpointDamaged(CheckpointError):
 
 class OutputError(DmtError):
     """A file or folder dmt_compile was asked to write cannot be written (checked before the work starts)."""
+
+
+class NonFiniteError(DmtError, FloatingPointError):
+    """A NaN or inf met the opt-in guard (`distribute(check_finite=True)`); names the rank and the step."""

@@ -112,6 +112,7 @@ class IdWatch(TorchFunctionMode):
         super().__init__()
         self.where, self.spec, self.renormalise = where, spec, renormalise
         self.params = {id(p): n for n, p in model.named_parameters()}
+        self.buffers = {id(b): n for n, b in model.named_buffers()}
         self.leaves = [(i, t) for i, t in enumerate(leaves) if isinstance(t, torch.Tensor) and not t.is_floating_point()]
         self.by_storage: dict[int, list[tuple[int, torch.Tensor]]] = {}  # one dict probe per lookup, not a scan
         for i, t in self.leaves:
@@ -125,6 +126,8 @@ class IdWatch(TorchFunctionMode):
             ids = args[0] if args else kwargs.get("input")
             weight = args[1] if len(args) > 1 else kwargs.get("weight")
             offsets = (args[2] if len(args) > 2 else kwargs.get("offsets")) if func is F.embedding_bag else None
+            if isinstance(weight, torch.Tensor) and id(weight) in self.buffers:
+                raise _buffer_table(self.buffers[id(weight)])
             if isinstance(ids, torch.Tensor) and isinstance(weight, torch.Tensor):
                 self.check(ids, offsets, int(weight.shape[0]), self.params.get(id(weight), "an embedding table"))
             if not self.renormalise and kwargs.get("max_norm") is not None:  # the user's weights stay
@@ -173,6 +176,15 @@ class IdWatch(TorchFunctionMode):
                     raise _range_error(self.where, key, f"key {key!r} of the KeyedJaggedTensor", f"{cfg.name}",
                                        cfg.num_embeddings, int(values[i]), sample, values)
         self.computed = True  # KJT ids are not plain input tensors: calibration batches run the model
+
+
+def _buffer_table(name: str) -> InputError:
+    """A lookup reads a table registered as a buffer: the runtime shards, trains and saves tables as parameters."""
+    return InputError(
+        f"embedding table {name!r} is a buffer, not a parameter: DMT places, synchronises and checkpoints tables "
+        "as parameters, so the distributed runtime cannot hold it",
+        f"register {name!r} as nn.Parameter(tensor, requires_grad=False) to keep it frozen "
+        "(or use nn.Embedding.from_pretrained(tensor, freeze=True))")
 
 
 def _sample(ids: torch.Tensor, offsets: Any, index: tuple[int, ...]) -> int:

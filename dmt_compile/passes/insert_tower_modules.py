@@ -30,6 +30,7 @@ from dmt_compile.ir.meta import Role
 from dmt_compile.ir.module_paths import tower_decoder, tower_feed, tower_module
 from dmt_compile.passes.base import Pass, PassContext, PassResult
 from dmt_compile.tower_modules import CompressingTowerModule, DirectFeed, TowerDecoder, make_core
+from dmt_compile.tower_modules.dtypes import tower_tensor
 from dmt_compile.tower_modules.rebuild import pair_indices, rebuild_linear, rebuild_norm
 
 __all__ = ["InsertTowerModules"]
@@ -83,7 +84,11 @@ class InsertTowerModules(Pass):
         towers = tower_nodes(gm.graph)
         for tf in feed.towers:
             core = make_core(feed.tower_module, tf.in_widths, tf.core_width, tf.embedding_dim)
-            gm.add_submodule(tower_module(tf.tower), CompressingTowerModule(core, tf.compress))
+            tm = CompressingTowerModule(core, tf.compress)
+            like = tower_tensor(gm, towers[tf.tower])  # float16/bfloat16/float64 tables: a TM of their dtype
+            if like is not None:
+                tm = tm.to(device=like.device, dtype=like.dtype)
+            gm.add_submodule(tower_module(tf.tower), tm)
             if tf.feed == "decoder":
                 self._decoder(gm, towers[tf.tower], tf)
             else:
@@ -108,7 +113,9 @@ class InsertTowerModules(Pass):
 
     def _decoder(self, gm: fx.GraphModule, tn: TowerNodes, tf: TowerFeed) -> None:
         t, graph = tn.tower, gm.graph
-        gm.add_submodule(tower_decoder(t), TowerDecoder(tf.core_width, tf.shapes, tf.keyed))
+        decoder = TowerDecoder(tf.core_width, tf.shapes, tf.keyed)
+        like = tower_tensor(gm, tn)  # the tables' dtype and device, like the Tower Module's
+        gm.add_submodule(tower_decoder(t), decoder if like is None else decoder.to(device=like.device, dtype=like.dtype))
         parts = tn.parts
         y = self._reroute_payload(graph, tn, 1)
         with graph.inserting_after(y):

@@ -24,7 +24,7 @@ import torch.distributed as dist
 from dmt_compile.errors import InputError
 from dmt_compile.runtime.wire import IdField
 
-__all__ = ["IdBound", "IdRangeCheck", "check_ids", "ids_check_enabled", "ENABLED", "ENV_VAR"]
+__all__ = ["IdBound", "IdRangeCheck", "check_ids", "check_id_dtypes", "ID_DTYPES", "ids_check_enabled", "ENABLED", "ENV_VAR"]
 
 ENV_VAR = "DMT_CHECK_IDS"
 #: Process-wide override of the environment variable: None (follow DMT_CHECK_IDS), True or False.
@@ -95,7 +95,10 @@ class IdRangeCheck:
         return f"IdRangeCheck(fields={self.num_fields}, enabled={self.enabled})"
 
     def __call__(self, tower_ids: Sequence[Sequence[Any] | None]) -> None:
-        if not self.enabled or not self.num_fields:
+        if not self.num_fields:
+            return
+        check_id_dtypes(self.bounds, tower_ids)  # always (dtype metadata only): float ids would be truncated
+        if not self.enabled:
             return
         values, rows = [], []
         for i, t in enumerate(self.bounds):
@@ -175,6 +178,51 @@ def _error(bound: IdBound, ids: Sequence[Any], v: torch.Tensor, index: int, samp
         f"fix the ids {where} feeds for {feature!r} (hashing / vocabulary size), or give the table more rows; "
         f"set {ENV_VAR}=0 to skip this check",
     )
+
+
+#: The index dtypes ``F.embedding`` / ``F.embedding_bag`` accept (the original model refuses any other).
+ID_DTYPES = (torch.int64, torch.int32)
+
+
+def check_id_dtypes(bounds: dict[int, list[IdBound]], tower_ids: Sequence[Sequence[Any] | None]) -> None:
+    """Refuse ids that are not int64/int32 (float, NaN, bool, int16...), naming the rank, feature and a value.
+
+    The exchange would cast them to int64: ``ids + 0.7`` truncated to the id, NaN to INT64_MIN failing on
+    the table's owner. The original model refuses them in ``F.embedding``; so does this, on the rank that
+    holds them, before anything is sent. Costs one dtype comparison per field.
+    """
+    for i, t in enumerate(bounds):
+        if tower_ids[i] is None:
+            continue
+        for b in bounds[t]:
+            v, samples = _ids_of(b, tower_ids[i])
+            if v.dtype not in ID_DTYPES:
+                raise _dtype_error(b, tower_ids[i], v, samples)
+
+
+def _dtype_error(bound: IdBound, ids: Sequence[Any], v: torch.Tensor, samples: int) -> InputError:
+    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else None
+    where = f"rank {rank}" if rank is not None else "this process"
+    shown, feature = "", ", ".join(bound.features)
+    bad = _first_non_integer(v) if v.numel() else None
+    if bad is not None:
+        sample, feature = _locate(bound, ids, bad, samples)
+        shown = f" (first non-integer value {v[bad].item():.6g} at sample {sample})"
+    return InputError(
+        f"{where}: feature {feature!r} has ids of dtype {v.dtype}{shown}; embedding ids must be torch.int64 or "
+        f"torch.int32, as the original model requires (table {bound.table}): the exchange would truncate "
+        "them, and NaN/inf ids have no row",
+        f"feed integer ids for {feature!r} on {where} (round or hash them where they are made, then .long())",
+    )
+
+
+def _first_non_integer(v: torch.Tensor) -> int | None:
+    """Index of the first value that is NaN, infinite or fractional (None if all are whole numbers)."""
+    if not (v.is_floating_point() or v.is_complex()):
+        return None
+    x = v.real if v.is_complex() else v
+    bad = (~torch.isfinite(x) | (x != torch.trunc(x))).nonzero()
+    return int(bad[0, 0]) if bad.numel() else None
 
 
 def check_ids(check: IdRangeCheck | None, tower_ids: Sequence[Sequence[Any] | None]) -> None:

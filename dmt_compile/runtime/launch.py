@@ -20,7 +20,6 @@ its sockets close (about a second), long before that. A stuck rank is therefore 
 """
 from __future__ import annotations
 
-import datetime
 import logging
 import os
 import pickle
@@ -33,8 +32,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from dmt_compile.errors import RuntimeSetupError
-from dmt_compile.runtime.groups import HierarchicalGroups, validate_world
+from dmt_compile.runtime.groups import HierarchicalGroups
 from dmt_compile.runtime.launch_child import child_main
+from dmt_compile.runtime.launch_env import read_torchrun_env, rendezvous
 from dmt_compile.runtime.launch_guard import RunFolder, SigtermGuard, Signalled, check_launch_args
 from dmt_compile.runtime.launch_report import RankFailure, failure_error, innermost_own_frame, main_thread_stack
 from dmt_compile.topo.spec import as_topology
@@ -77,14 +77,29 @@ def _await_stacks(out_dir: str, ranks: list[int], timeout_s: float) -> None:
     time.sleep(0.05)  # let the last writer finish its lines
 
 
+def _process_state(pid: int | None) -> str | None:
+    """The state letter of ``/proc/<pid>/stat`` (R, S, D, T stopped, t traced, Z...), None where unreadable."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0]
+    except (OSError, IndexError, TypeError):
+        return None
+
+
 def _killed(rank: int, out_dir: str, start: float, now: float) -> RankFailure:
-    """A rank that was still running: its stack, and whether it waited inside a collective (its heartbeat)."""
+    """A rank that was still running: its stack, whether it waited inside a collective (its heartbeat), its
+    process state (a rank stopped by SIGSTOP or a debugger cannot dump a stack) and its last heartbeat."""
     try:
         with open(os.path.join(out_dir, f"rank{rank}.stack")) as f:
             stack = main_thread_stack(f.read())
     except OSError:
         stack = ""
-    beat = _read_result(os.path.join(out_dir, f"rank{rank}.beat"))
+    beat_path = os.path.join(out_dir, f"rank{rank}.beat")
+    beat = _read_result(beat_path)
+    try:
+        last_beat = start + now - os.path.getmtime(beat_path)
+    except OSError:
+        last_beat = None
     inside = beat.get("in_collective") if isinstance(beat, dict) else None
     idle = (start + now - beat["since"]) if isinstance(beat, dict) and inside is False else None
     text = ("stack when killed:\n" + stack) if stack else None
@@ -92,13 +107,14 @@ def _killed(rank: int, out_dir: str, start: float, now: float) -> RankFailure:
         text = ("no stack: the rank had not reached its own code yet (spawning a rank and importing torch can "
                 "take many seconds on a busy machine)")
     return RankFailure(rank, "killed", now, traceback=text, at=start + now, in_collective=inside, idle_s=idle,
-                       where=innermost_own_frame(stack))
+                       where=innermost_own_frame(stack), last_beat_s=last_beat)
 
 
 def _stop(procs: Sequence[Any], out_dir: str, start: float, failures: dict[int, RankFailure],
           stacks: bool = True) -> None:
     """Dump the stacks of live children (when asked), then terminate, kill and reap every child."""
     alive = [(r, p) for r, p in enumerate(procs) if p.is_alive()]
+    states = {r: _process_state(p.pid) for r, p in alive}  # before SIGUSR1 / SIGTERM change anything
     if alive and stacks and hasattr(signal, "SIGUSR1"):
         for _, p in alive:
             try:
@@ -110,6 +126,7 @@ def _stop(procs: Sequence[Any], out_dir: str, start: float, failures: dict[int, 
     for r, _ in alive:
         if r not in failures:
             failures[r] = _killed(r, out_dir, start, now)
+            failures[r].process_state = states.get(r)
     for _, p in alive:
         p.terminate()
     for _, p in alive:
@@ -247,43 +264,23 @@ def init_from_env(
     backend: str | None = None,
     *,
     timeout_s: float = DEFAULT_PG_TIMEOUT_S,
+    join_timeout_s: float | None = None,
 ) -> HierarchicalGroups:
     """Initialise the default group from torchrun's environment and build the topology's groups.
 
-    Reads RANK, WORLD_SIZE, LOCAL_WORLD_SIZE (and LOCAL_RANK) and checks them against ``topology``
-    (:class:`RuntimeSetupError` says how they differ). ``backend`` defaults to NCCL when CUDA is
-    available, else gloo. Initialises with ``env://`` (MASTER_ADDR/MASTER_PORT from torchrun) unless
-    ``torch.distributed`` is already initialised. Collective: every rank must call it.
+    Reads RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT and checks them
+    against each other and ``topology`` before anything waits (``launch_env``: each mistake is a
+    :class:`RuntimeSetupError` naming the variable and the fix). ``backend`` defaults to NCCL when CUDA
+    is available, else gloo. Unless ``torch.distributed`` is already initialised, rank 0 (or torchrun's
+    agent) hosts the TCP store at MASTER_ADDR:MASTER_PORT; a port in use, or ranks that do not join
+    within ``join_timeout_s`` (default 20 s), are typed errors. Collective: every rank must call it.
     """
     topo = as_topology(topology)
-    values: dict[str, int | None] = {}
-    for name in ("RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "LOCAL_RANK"):
-        raw = os.environ.get(name)
-        try:
-            values[name] = int(raw) if raw not in (None, "") else None
-        except ValueError:
-            raise RuntimeSetupError(f"environment variable {name}={raw!r} is not an integer", f"unset or fix {name}") from None
-    if values["RANK"] is None or values["WORLD_SIZE"] is None:
-        raise RuntimeSetupError(
-            "RANK and WORLD_SIZE are not set: this process was not started by torchrun",
-            f"run with python -m torch.distributed.run --nnodes={topo.num_hosts} --nproc-per-node={topo.local_size} ..., "
-            "or use dmt_compile.runtime.launch.launch_local on one machine",
-        )
-    rank, world = values["RANK"], values["WORLD_SIZE"]
-    validate_world(topo, world, values["LOCAL_WORLD_SIZE"], source="WORLD_SIZE")
-    local_rank = values["LOCAL_RANK"]
-    if local_rank is not None and local_rank != topo.local_of(rank):
-        raise RuntimeSetupError(
-            f"RANK={rank} has LOCAL_RANK={local_rank}, but topology {topo} puts rank {rank} at local index "
-            f"{topo.local_of(rank)} (ranks must be host-major: rank = host * {topo.local_size} + local)",
-            "start the same number of processes on every node (torchrun --nproc-per-node) so ranks are host-major",
-        )
+    env = read_torchrun_env(topo, need_master=not dist.is_initialized())
     if backend is None:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
     if backend == "nccl":
-        torch.cuda.set_device(topo.local_of(rank))
+        torch.cuda.set_device(topo.local_of(env.rank))
     if not dist.is_initialized():
-        dist.init_process_group(
-            backend, init_method="env://", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=timeout_s)
-        )
+        rendezvous(env, backend, timeout_s, join_timeout_s)
     return HierarchicalGroups.build(topo, timeout_s=timeout_s)

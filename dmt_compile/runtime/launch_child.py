@@ -79,18 +79,24 @@ class _Watchdog(threading.Thread):
         self.state: bool | None = None
 
     def run(self) -> None:
+        touched = 0.0
         while True:
             if os.getppid() != self.parent_pid:
                 os._exit(1)  # the launcher died (PR_SET_PDEATHSIG does this first on Linux)
             frame = sys._current_frames().get(self.main_id)  # noqa: SLF001 - sampling the main thread
             inside = frame_in_collective(frame)
             del frame
-            if inside != self.state:
-                self.state = inside
-                try:
-                    write_atomic(self.beat_path, {"in_collective": inside, "since": time.time()})
-                except OSError:
-                    pass
+            now = time.time()
+            try:
+                if inside != self.state:
+                    self.state = inside
+                    write_atomic(self.beat_path, {"in_collective": inside, "since": now})
+                    touched = now
+                elif now - touched >= 1.0:  # the file's mtime is the last heartbeat (a stopped rank has none)
+                    os.utime(self.beat_path)
+                    touched = now
+            except OSError:
+                pass
             time.sleep(_BEAT_S)
 
 

@@ -46,12 +46,19 @@ class RankFailure:
     in_collective: bool | None = None  # killed ranks: was the main thread inside a collective
     idle_s: float | None = None  # killed ranks outside any collective: seconds since they left the last one
     where: str | None = None  # killed ranks: innermost frame of the rank's own code
+    process_state: str | None = None  # killed ranks: /proc/<pid>/stat state when the run was cut short
+    last_beat_s: float | None = None  # killed ranks: seconds since its watchdog's last heartbeat
+
+    @property
+    def is_stopped(self) -> bool:
+        """Killed while stopped (state T: SIGSTOP / Ctrl-Z, t: a debugger): it cannot take part in anything."""
+        return self.kind == "killed" and self.process_state in ("T", "t")
 
     @property
     def is_consequence(self) -> bool:
         """True when the rank failed in (or waited inside) a collective, i.e. probably because of another rank."""
         if self.kind == "killed":
-            return self.in_collective is not False
+            return self.in_collective is not False and not self.is_stopped
         if self.kind != "raised":
             return False
         if self.exc_type == "CollectiveError":
@@ -62,7 +69,7 @@ class RankFailure:
     @property
     def is_stuck(self) -> bool:
         """Alive when the run was cut short, and outside every collective: the rank the others waited for."""
-        return self.kind == "killed" and self.in_collective is False
+        return self.kind == "killed" and (self.in_collective is False or self.is_stopped)
 
     def headline(self) -> str:
         if self.kind == "raised":
@@ -76,6 +83,12 @@ class RankFailure:
             return f"rank {self.rank} {how} without a Python error"
         if self.kind == "no_result":
             return f"rank {self.rank} exited cleanly but left no result"
+        if self.is_stopped:
+            where = {True: "inside a collective", False: "outside any collective"}.get(self.in_collective, "")
+            beat = f"; last heartbeat {self.last_beat_s:.0f} s before the end" if self.last_beat_s is not None else ""
+            how = "by SIGSTOP or Ctrl-Z" if self.process_state == "T" else "by a debugger (traced)"
+            return (f"rank {self.rank} was stopped {how} (process state {self.process_state} in /proc) "
+                    f"{where}{beat}").replace("  ", " ").rstrip()
         if self.is_stuck:
             idle = f" for {self.idle_s:.0f} s" if self.idle_s is not None else ""
             at = f" (in {self.where})" if self.where else ""
@@ -86,7 +99,8 @@ class RankFailure:
         if self.kind == "raised":
             head = f"rank {self.rank} raised {self.exc_type} after {self.elapsed_s:.1f} s"
         elif self.kind == "killed":
-            state = ("outside any collective" if self.in_collective is False
+            state = ("stopped (process state " + str(self.process_state) + ")" if self.is_stopped
+                     else "outside any collective" if self.in_collective is False
                      else "waiting inside a collective" if self.in_collective else "still running")
             head = f"rank {self.rank} was {state} after {self.elapsed_s:.1f} s and was killed"
         else:
@@ -180,6 +194,10 @@ def failure_error(topo: Topology, failures: dict[int, RankFailure], elapsed: flo
         problem = _headline(topo, culprits, victims, elapsed)
         if roots:
             fix = "fix the first failing rank's error (the others usually fail because it died)"
+        elif any(f.is_stopped for f in stuck):
+            fix = (f"ranks {[f.rank for f in stuck if f.is_stopped]} were stopped (SIGSTOP, Ctrl-Z or a debugger) "
+                   "while the others waited for them: resume them (kill -CONT <pid>) or detach the debugger, and "
+                   "do not stop the ranks of a running job")
         elif stuck:
             fix = (f"ranks {[f.rank for f in stuck]} were alive but stuck outside any collective (stacks below); "
                    "the others timed out waiting for them. Fix what the stuck rank is doing, or raise "

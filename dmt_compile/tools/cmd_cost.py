@@ -16,6 +16,7 @@ import json
 from typing import TextIO
 
 from dmt_compile.errors import CostModelError
+from dmt_compile.topo.cost_limits import MAX_COST_FEATURES
 from dmt_compile.topo.cost_report import (DEFAULT_STRATEGIES, Config, compare, format_compare, format_sweep,
                                           report_json, sweep)
 from dmt_compile.topo.cost_symbols import CostParams
@@ -151,6 +152,9 @@ def run_cost(args: argparse.Namespace, stdout: TextIO) -> int:
     else:
         if args.features < 1 or args.dim < 1 or args.batch < 1:
             raise CostModelError("--features, --dim and --batch must be positive", "e.g. --features 26 --dim 128")
+        if args.features > MAX_COST_FEATURES:  # before building a list of that length
+            raise CostModelError(f"--features must be at most {MAX_COST_FEATURES:,}, got {args.features:,}",
+                                 "give the number of sparse features of a real model, e.g. --features 26")
         widths = [args.dim] * args.features
     config = Config(
         feature_widths=tuple(float(w) for w in widths), batch_per_rank=args.batch,

@@ -17,6 +17,7 @@ from tabulate import tabulate
 
 from dmt_compile.errors import CostModelError
 from dmt_compile.topo.cost_exprs import TERMS
+from dmt_compile.topo.cost_limits import check_config, check_rows
 from dmt_compile.topo.cost_model import predict_flat, predict_sptt, split_features
 from dmt_compile.topo.cost_symbols import CostParams
 from dmt_compile.topo.spec import as_topology
@@ -46,9 +47,8 @@ class Config:
         bad = [s for s in self.strategies if s not in DEFAULT_STRATEGIES]
         if bad or not self.strategies:
             raise CostModelError(f"unknown strategies {bad}", f"choose from {list(DEFAULT_STRATEGIES)}")
-        if any(c < 1 for c in self.compressions):
-            raise CostModelError(f"compression ratios must be >= 1, got {list(self.compressions)}",
-                                 "give ratios like 4 16 (tower output = width / c)")
+        check_config(self.feature_widths, self.batch_per_rank, self.ids_per_sample, self.compressions,
+                     self.bytes_per_element)
 
     def to_dict(self) -> dict[str, Any]:
         return {"feature_widths": list(self.feature_widths), "batch_per_rank": self.batch_per_rank,
@@ -89,6 +89,7 @@ def compare(topology: "Topology | str", config: Config) -> dict[str, dict[str, f
                     topo, tower_out_widths=[x[0] / c for x in loads], **towers, **common)
     for r in rows.values():
         r["speedup"] = flat["total"] / r["total"] if r["total"] > 0 else float("inf")
+    check_rows(rows, f" on {topo}")
     return rows
 
 

@@ -28,12 +28,15 @@ from typing import Any, Mapping
 
 from dmt_compile.errors import TopologyError
 
-__all__ = ["Level", "Topology", "COLLECTIVES"]
+__all__ = ["Level", "Topology", "COLLECTIVES", "MAX_WORLD_SIZE"]
 
 #: Collective kinds of TorchRec's two-tier bandwidth rule (:meth:`Topology.get_bw`).
 COLLECTIVES = ("all_to_all", "reduce_scatter", "all_gather", "all_reduce")
 
 _RESERVED = ("host", "local")
+#: Largest world a Topology describes (16,777,216 ranks, 32x the largest cost-model cluster): past it,
+#: sizes overflow C integers in torch and lists (``99999999999999999999x1`` raised OverflowError).
+MAX_WORLD_SIZE = 1 << 24
 _OPTIONAL_FLOATS = ("intra_bw", "inter_bw", "intra_latency", "inter_latency", "hbm_bw", "flop_rate")
 
 
@@ -118,6 +121,11 @@ class Topology:
             _positive_int(
                 attr, getattr(self, attr), "give at least one host and one rank per host, e.g. '2x4'"
             )
+        if self.num_hosts * self.local_size > MAX_WORLD_SIZE:
+            raise TopologyError(
+                f"topology {self.num_hosts}x{self.local_size} has {self.num_hosts * self.local_size:,} ranks; "
+                f"at most {MAX_WORLD_SIZE:,} are supported",
+                "give the hosts and ranks per host of a real cluster, e.g. '2x4' or 'h100:64'")
         for attr in _OPTIONAL_FLOATS:
             _check_float(attr, getattr(self, attr), allow_zero=attr.endswith("latency"))
         levels = tuple(Level(**lv) if isinstance(lv, Mapping) else lv for lv in self.levels)

@@ -24,6 +24,7 @@ from torch import nn
 from dmt_compile.errors import RuntimeSetupError
 from dmt_compile.training.checkpoint_layout import StateLayout
 from dmt_compile.training.reducer import GradReducer, ReduceSpec, backward_order
+from dmt_compile.training.finite_guard import FiniteGuard
 from dmt_compile.training.sharded import ShardedDmt
 from dmt_compile.training.batching import infer_batch_layout
 from dmt_compile.runtime.groups import HierarchicalGroups
@@ -51,7 +52,7 @@ def _groups(dmt: DmtModel, where: Any) -> HierarchicalGroups:
 
 def distribute(dmt: DmtModel, topology_or_groups: Topology | str | HierarchicalGroups | None = None, *,
                row_wise: str = "auto", init_sync: str = "broadcast", bucket_cap_mb: float = 25.0,
-               strategy: str = "sptt", dense_sync: str = "world") -> "DistributedDmt":
+               strategy: str = "sptt", dense_sync: str = "world", check_finite: bool = False) -> "DistributedDmt":
     """This rank's `DistributedDmt` of a transformed model (every rank calls it, with the same model).
 
     `topology_or_groups`: the `HierarchicalGroups` to run on, or a topology (default: the one the
@@ -62,13 +63,16 @@ def distribute(dmt: DmtModel, topology_or_groups: Topology | str | HierarchicalG
     `dense_sync`: "world" (default: one asynchronous all-reduce per bucket over the world, overlapping
     the rest of backward) | "hierarchical" (reduce-scatter in the host, all-reduce across hosts,
     all-gather in the host: 1/L of the dense gradients cross the NICs; the reduce-scatter overlaps backward,
-    the rest runs when backward ends).
+    the rest runs when backward ends). `check_finite`: opt-in guard that raises `NonFiniteError` naming
+    this rank and the step when an input, an output, the loss gradient or a parameter gradient holds
+    NaN/inf, before it reaches the other ranks (`training/finite_guard.py`).
 
     The returned module shares its tables and layers with `dmt` (and registers gradient hooks on
     them): train through the returned module, not through `dmt` in the same process.
     """
     return DistributedDmt(dmt, _groups(dmt, topology_or_groups), row_wise=row_wise, init_sync=init_sync,
-                          bucket_cap_mb=bucket_cap_mb, strategy=strategy, dense_sync=dense_sync)
+                          bucket_cap_mb=bucket_cap_mb, strategy=strategy, dense_sync=dense_sync,
+                          check_finite=check_finite)
 
 
 class DistributedDmt(nn.Module):
@@ -76,7 +80,7 @@ class DistributedDmt(nn.Module):
 
     def __init__(self, dmt: DmtModel, groups: HierarchicalGroups, *, row_wise: str = "auto",
                  init_sync: str = "broadcast", bucket_cap_mb: float = 25.0, strategy: str = "sptt",
-                 dense_sync: str = "world"):
+                 dense_sync: str = "world", check_finite: bool = False):
         super().__init__()
         if dense_sync not in DENSE_SYNCS:
             raise RuntimeSetupError(f"unknown dense_sync {dense_sync!r}", "choose one of: " + ", ".join(DENSE_SYNCS))
@@ -89,6 +93,8 @@ class DistributedDmt(nn.Module):
         self.batch_layout = infer_batch_layout(dmt)
         self.layout = StateLayout.build(dmt, self.sharded)
         self.dense_sync = dense_sync
+        # before the reducer: parameter hooks run in order, so the guard sees a gradient before it is bucketed
+        self.finite_guard = FiniteGuard(groups.rank, list(self.sharded.named_parameters())) if check_finite else None
         self.reducer = self._reducer(bucket_cap_mb)
 
     def _reducer(self, bucket_cap_mb: float) -> GradReducer:
@@ -109,7 +115,11 @@ class DistributedDmt(nn.Module):
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """This rank's local batch in the original model's call convention -> the local outputs."""
-        return self.sharded(*args, **kwargs)
+        guard = self.finite_guard
+        if guard is None:
+            return self.sharded(*args, **kwargs)
+        guard.check_inputs([leaf.display for leaf in self.input_spec.leaves], self.input_spec.flatten(args, kwargs))
+        return guard.check_outputs(self.sharded(*args, **kwargs))
 
     @contextlib.contextmanager
     def no_sync(self) -> Iterator[None]:

@@ -276,8 +276,10 @@ def test_verify_sparse_embeddings(capsys):
 
 
 def test_absurd_topology_is_refused_fast(capsys):
-    code, err = _cli(["cost", "--topology", "h100:800000000"], capsys)
-    assert code == 2 and "prices up to 65,536 hosts; got num_hosts=100000000" in err
+    code, err = _cli(["cost", "--topology", "h100:8000000"], capsys)
+    assert code == 2 and "prices up to 65,536 hosts; got num_hosts=1000000" in err
+    code, err = _cli(["cost", "--topology", "h100:800000000"], capsys)  # past any Topology: refused by the spec
+    assert code == 2 and "TopologyError: topology 100000000x8 has 800,000,000 ranks; at most 16,777,216" in err
 
 
 @pytest.mark.parametrize("hosts", [0, MAX_COST_HOSTS + 1, 2.5])
