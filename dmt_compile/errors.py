@@ -22,7 +22,18 @@ __all__ = [
     "CheckpointError",
     "SpecializationError",
     "OutputError",
+    "MissingDependencyError",
+    "TORCHREC_RECIPE",
+    "require_torchrec",
 ]
+
+# TorchRec on CPU with pip as it is: torchrec's wheel asks for the CUDA fbgemm-gpu, so install the CPU
+# fbgemm build and torchrec's pure-Python dependencies first, then torchrec without dependencies
+# (the versions move in lockstep with torch 2.13). .ci/run phase 2 runs exactly these two lines.
+TORCHREC_RECIPE = (
+    "pip install -c constraints.txt fbgemm-gpu-cpu==1.8.0 tensordict torchmetrics==1.0.3 tqdm pyre-extensions\n"
+    "pip install -c constraints.txt --no-deps torchrec==1.8.0"
+)
 
 
 class DmtError(Exception):
@@ -103,3 +114,17 @@ class CheckpointError(DmtError):
 
 class OutputError(DmtError):
     """A file or folder dmt_compile was asked to write cannot be written (checked before the work starts)."""
+
+
+class MissingDependencyError(DmtError, ImportError):
+    """An optional package that this feature needs is not installed (the message says how to install it)."""
+
+
+def require_torchrec(feature: str) -> None:
+    """Raise `MissingDependencyError` with the two-line CPU recipe when torchrec cannot be imported."""
+    try:
+        import torchrec  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"{feature} needs torchrec, which is not installed ({type(exc).__name__}: {exc})",
+            "install TorchRec on CPU with these two commands (README, 'TorchRec'):\n" + TORCHREC_RECIPE) from exc

@@ -19,6 +19,7 @@ import torch.fx as fx
 from dmt_compile.capture.export_path import ExportNotApplicable, trace_export
 from dmt_compile.capture.fx_trace import trace_fx
 from dmt_compile.capture.inputs import InputSpec, flatten_call
+from dmt_compile.capture.torch_notices import consume_fx_tracing_notice
 from dmt_compile.capture.tracer import Specialization, contains_embedding
 from dmt_compile.errors import CaptureError, InputError
 from dmt_compile.ir.shapes import record_shapes, tree_max_abs_diff
@@ -62,6 +63,7 @@ class Captured:
 @contextlib.contextmanager
 def quiet_torch():
     """Torch's own warnings and log lines while tracing (fx, export, dynamo) are not the user's concern."""
+    consume_fx_tracing_notice()
     logger = logging.getLogger("torch")
     level = logger.level
     logger.setLevel(logging.ERROR)

@@ -50,7 +50,8 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     c.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="override a CostParams field, e.g. congestion=0.07 (repeatable)")
     c.add_argument("--sweep", help="comma list of GPU counts, e.g. 16,32,64,128,256,512")
-    c.add_argument("--format", choices=("table", "json"), default="table")
+    c.add_argument("--format", choices=("table", "json"), default="table",
+                   help="table (default: one row per strategy) or json (every term of the model)")
     c.add_argument("--plot", metavar="OUT.png",
                    help="with --sweep: draw the predicted speedup vs GPUs at 200 dpi (needs matplotlib)")
     c.set_defaults(func=run_cost)
@@ -58,7 +59,8 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     t = subparsers.add_parser("topo", help="show a topology (text, JSON or Graphviz DOT)",
                               description=f"Describe a topology spec. Presets: {presets}.")
     t.add_argument("spec", help="e.g. 2x4, h100:64, grand-teton:6144, or a JSON dict")
-    t.add_argument("--format", choices=("text", "json", "dot"), default="text")
+    t.add_argument("--format", choices=("text", "json", "dot"), default="text",
+                   help="text (default: hosts, GPUs, links and bandwidths), json, or Graphviz dot")
     t.set_defaults(func=run_topo)
 
 

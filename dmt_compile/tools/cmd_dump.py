@@ -24,7 +24,7 @@ def register(sub) -> None:
     add_transform_args(p)
     p.add_argument("--format", choices=FORMATS, default="summary",
                    help="summary (default), full (= table: + node table, added modules), code, dot, json")
-    p.add_argument("-v", "--full", dest="full", action="store_true", help="same as --format full")
+    p.add_argument("--full", dest="full", action="store_true", help="same as --format full")
     p.add_argument("--png", metavar="FILE", default=None,
                    help="also render the DOT picture to FILE (needs graphviz's `dot` on PATH)")
     p.add_argument("--dump-dir", default=None, help="write the graph after every pass (NN_<pass>.txt)")

@@ -12,7 +12,8 @@ __all__ = ["register", "run_plan"]
 def register(sub) -> None:
     p = sub.add_parser("plan", help="print only the tower plan")
     add_transform_args(p)
-    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--format", choices=("table", "json"), default="table",
+                   help="table (default: the plan in words, one line per tower) or json (the plan as data)")
     p.add_argument("--graph", default=None, metavar="PATH",
                    help="write the feature-affinity graph coloured by tower as DOT (and PNG with graphviz)")
     p.set_defaults(func=run_plan)

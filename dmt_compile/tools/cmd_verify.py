@@ -15,11 +15,16 @@ TOLERANCE = 1e-5
 
 
 def register(sub) -> None:
-    p = sub.add_parser("verify", help="run the transformed model on world-size gloo processes and compare")
-    p.add_argument("model", metavar="MODEL_SPEC")
-    p.add_argument("--topology", default="2x2")
-    p.add_argument("--tower-module", default="identity")
-    p.add_argument("--compression", type=float, default=None)
+    p = sub.add_parser("verify", help="run the transformed model on world-size processes and compare",
+                       description="Transform MODEL_SPEC, run one training step of it on world-size local "
+                                   "processes (gloo on CPU, NCCL on GPUs) and compare outputs, gradients and "
+                                   "updated parameters with one process. Exit code 0 when they agree.")
+    p.add_argument("model", metavar="MODEL_SPEC", help="path/to/file.py:factory or package.module:factory")
+    p.add_argument("--topology", default="2x2", help="hosts x GPUs per host, one process each (default 2x2)")
+    p.add_argument("--tower-module", default="identity",
+                   help="identity (default: compared with the original model), linear, dot, cross, wukong "
+                        "(compared with the single-process transformed model)")
+    p.add_argument("--compression", type=float, default=None, help="compression of the Tower Module (1-16)")
     p.add_argument("--strategy", choices=("sptt", "flat"), default="sptt",
                    help="sptt (towers) or flat (table-wise over the world, one global AlltoAll)")
     p.add_argument("--optimizer", choices=("sgd", "adagrad"), default="sgd",
@@ -28,8 +33,9 @@ def register(sub) -> None:
                    help="shard tables by rows inside a host (auto: tables larger than one rank's share)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="cpu: gloo; cuda: NCCL with one GPU per rank (cuda:<local rank>)")
-    p.add_argument("--batch-per-rank", type=int, default=4)
-    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--batch-per-rank", type=int, default=4,
+                   help="samples per rank; the factory gets batch_size = world x this when it takes one (default 4)")
+    p.add_argument("--lr", type=float, default=0.1, help="learning rate of the one optimizer step (default 0.1)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds before every rank is killed")
     p.set_defaults(func=run_verify)
 
