@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
+import time
 from typing import IO
 
 from tabulate import tabulate
 
 from dmt_compile.errors import InputError
+from dmt_compile.topo import Topology, as_topology
 
 __all__ = ["register", "run_verify", "TOLERANCE"]
 
@@ -40,23 +43,30 @@ def register(sub) -> None:
     p.set_defaults(func=run_verify)
 
 
-def _preflight(opts) -> None:
-    """Load MODEL_SPEC and check the transform options once here, so a factory or an option that fails
-    does not fail identically on every rank."""
-    from dmt_compile.capture.model_spec import load_model_spec
+def _preflight(opts, topo) -> None:
+    """Load MODEL_SPEC and transform it once here, on the CPU, so a factory, an option or a model that
+    cannot be transformed fails in seconds with the usual two-line error instead of identically on
+    every rank after they started."""
     from dmt_compile.options import TransformOptions
+    from dmt_compile.tools.verify import _transform, _load_for_preflight
 
-    load_model_spec(opts.spec)
     if opts.strategy == "sptt":
         TransformOptions(tower_module=opts.tower_module, compression=opts.compression).validated()
+    model, inputs = _load_for_preflight(opts, topo.world_size)
+    _transform(opts, model, inputs, topo if opts.strategy == "sptt" else Topology(1, topo.world_size))
+
+
+def _say(text: str, start: float) -> None:
+    print(f"verify: {text} ({time.monotonic() - start:.1f} s)", file=sys.stderr, flush=True)
 
 
 def run_verify(args: argparse.Namespace, stdout: IO[str]) -> int:
     from dmt_compile.runtime.comm_stats import summary_table
     from dmt_compile.runtime.launch import launch_local
     from dmt_compile.tools.verify import VerifyOptions, verify_worker
-    from dmt_compile.topo import as_topology
+    from dmt_compile.runtime.devices import check_device
 
+    start = time.monotonic()
     topo = as_topology(args.topology)
     if not math.isfinite(args.timeout) or args.timeout <= 0:
         raise InputError(f"--timeout must be a positive number of seconds, got {args.timeout:g}",
@@ -64,9 +74,12 @@ def run_verify(args: argparse.Namespace, stdout: IO[str]) -> int:
     opts = VerifyOptions(args.model, str(topo), args.tower_module, args.compression, args.batch_per_rank,
                          args.optimizer, args.lr, strategy=args.strategy, row_wise=args.row_wise,
                          device=args.device)
-    _preflight(opts)
+    check_device(args.device, topo.local_size)
+    _preflight(opts, topo)
     backend = "nccl" if args.device == "cuda" else "gloo"
+    _say(f"transformed in this process; starting {topo.world_size} ranks ({backend}, {topo})", start)
     results = launch_local(verify_worker, topo, args=(opts,), timeout_s=args.timeout, backend=backend)
+    _say("every rank finished", start)
     rows = [[r["rank"], f"{r['output']:.3g}", f"{r['grad']:.3g}", f"{r['param']:.3g}", r["owned_tables"],
              r["param_bytes"]["embedding"], r["param_bytes"]["tower"], r["param_bytes"]["dense"]]
             for r in results]
