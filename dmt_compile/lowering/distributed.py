@@ -26,6 +26,7 @@ from dmt_compile.lowering.checkpoint_layout import StateLayout
 from dmt_compile.lowering.distributed_reducer import GradReducer, ReduceSpec, backward_order
 from dmt_compile.lowering.sharded import ShardedDmt
 from dmt_compile.runtime.batching import infer_batch_layout
+from dmt_compile.runtime.devices import resolve_rank_device, to_device
 from dmt_compile.runtime.groups import HierarchicalGroups
 from dmt_compile.topo import Topology, as_topology
 
@@ -48,7 +49,8 @@ def _groups(dmt: Any, where: Any) -> HierarchicalGroups:
 
 def distribute(dmt: Any, topology_or_groups: Topology | str | HierarchicalGroups | None = None, *,
                row_wise: str = "auto", init_sync: str = "broadcast", bucket_cap_mb: float = 25.0,
-               strategy: str = "sptt", dense_sync: str = "world") -> "DistributedDmt":
+               strategy: str = "sptt", dense_sync: str = "world",
+               device: torch.device | str | None = None) -> "DistributedDmt":
     """This rank's `DistributedDmt` of a transformed model (every rank calls it, with the same model).
 
     `topology_or_groups`: the `HierarchicalGroups` to run on, or a topology (default: the one the
@@ -60,12 +62,16 @@ def distribute(dmt: Any, topology_or_groups: Topology | str | HierarchicalGroups
     the rest of backward) | "hierarchical" (reduce-scatter in the host, all-reduce across hosts,
     all-gather in the host: 1/L of the dense gradients cross the NICs; the reduce-scatter overlaps backward,
     the rest runs when backward ends).
+    `device`: None / "auto" (default) follows the process group's backend: under NCCL the rank's GPU
+    (`cuda:LOCAL_RANK`, made current), under gloo the CPU; "cpu", "cuda" or "cuda:N" ask for one
+    (a device that is absent raises `RuntimeSetupError`). This rank's tables, layers and buffers move
+    there, and so does every batch given to `forward` / `local_batch`.
 
     The returned module shares its tables and layers with `dmt` (and registers gradient hooks on
     them): train through the returned module, not through `dmt` in the same process.
     """
     return DistributedDmt(dmt, _groups(dmt, topology_or_groups), row_wise=row_wise, init_sync=init_sync,
-                          bucket_cap_mb=bucket_cap_mb, strategy=strategy, dense_sync=dense_sync)
+                          bucket_cap_mb=bucket_cap_mb, strategy=strategy, dense_sync=dense_sync, device=device)
 
 
 class DistributedDmt(nn.Module):
@@ -73,11 +79,13 @@ class DistributedDmt(nn.Module):
 
     def __init__(self, dmt: Any, groups: HierarchicalGroups, *, row_wise: str = "auto",
                  init_sync: str = "broadcast", bucket_cap_mb: float = 25.0, strategy: str = "sptt",
-                 dense_sync: str = "world"):
+                 dense_sync: str = "world", device: torch.device | str | None = None):
         super().__init__()
         if dense_sync not in DENSE_SYNCS:
             raise RuntimeSetupError(f"unknown dense_sync {dense_sync!r}", "choose one of: " + ", ".join(DENSE_SYNCS))
-        self.sharded = ShardedDmt(dmt, groups, strategy=strategy, row_wise=row_wise, init_sync=init_sync)
+        self.device = resolve_rank_device(device)
+        self.sharded = ShardedDmt(dmt, groups, strategy=strategy, row_wise=row_wise, init_sync=init_sync,
+                                  device=self.device)
         self.held_state = dmt.held_state  # original tensors the graph never used: kept for checkpoints
         self.groups = groups
         self.topology = groups.topology
@@ -130,7 +138,8 @@ class DistributedDmt(nn.Module):
             raise InputError(f"the global batch of {total} samples does not split over {world} ranks",
                              f"use a global batch size divisible by {world}")
         b = total // world
-        parts = self.input_spec.unflatten(self.batch_layout.slice(flat, self.rank * b, (self.rank + 1) * b))
+        local = self.batch_layout.slice(flat, self.rank * b, (self.rank + 1) * b)
+        parts = self.input_spec.unflatten([to_device(x, self.device) for x in local])
         return tuple(parts[name] for name in self.input_spec.arg_names)
 
     def save_checkpoint(self, path: str, optimizer: torch.optim.Optimizer | None = None, extra: Any = None) -> str:

@@ -15,7 +15,7 @@ import torch
 
 from dmt_compile.errors import RuntimeSetupError
 
-__all__ = ["DEVICES", "check_device", "rank_device", "to_device"]
+__all__ = ["DEVICES", "check_device", "rank_device", "resolve_rank_device", "to_device"]
 
 DEVICES = ("cpu", "cuda")
 
@@ -51,6 +51,28 @@ def rank_device(backend: str | None = None) -> torch.device:
     index = int(os.environ.get("LOCAL_RANK", torch.cuda.current_device()))
     torch.cuda.set_device(index)
     return torch.device("cuda", index)
+
+
+def resolve_rank_device(device: str | torch.device | None, backend: str | None = None) -> torch.device:
+    """The device `distribute(..., device=)` puts this rank on: None / "auto" follows the backend
+    (NCCL: `cuda:LOCAL_RANK`, gloo: CPU); "cpu" / "cuda" / "cuda:N" ask for one and are checked."""
+    if device is None or device == "auto":
+        return rank_device(backend)
+    device = torch.device(device)
+    if device.type == "cuda":
+        check_device("cuda", (device.index or 0) + 1)
+        torch.cuda.set_device(device.index if device.index is not None else torch.cuda.current_device())
+        return torch.device("cuda", torch.cuda.current_device())
+    if device.type != "cpu":
+        raise RuntimeSetupError(f"unknown device {str(device)!r}", "use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    if backend is None:
+        import torch.distributed as dist
+
+        backend = dist.get_backend() if dist.is_available() and dist.is_initialized() else "gloo"
+    if "nccl" in str(backend).lower():
+        raise RuntimeSetupError("device 'cpu' cannot run under the NCCL backend (NCCL moves CUDA tensors only)",
+                                "use device='auto' (the rank's GPU), or init the process group with gloo")
+    return device
 
 
 def to_device(value: Any, device: torch.device) -> Any:
