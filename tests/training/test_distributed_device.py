@@ -54,3 +54,17 @@ def test_nccl_on_two_gpus_trains_like_one_process():
     results = [r[0] for r in launch_local(adam_cases, Topology(1, 2), timeout_s=300, env=ENV, backend="nccl",
                                           args=([dict(spec=DLRM, topology="1x2", steps=3, tm="linear")],))]
     assert all(r["out"] <= 1e-4 and r["param"] <= 1e-4 for r in results), results
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: the refusal path cannot run")
+def test_trainer_refuses_absent_cuda_before_any_rank(capsys):
+    import sys
+
+    sys.path.insert(0, os.path.join(ROOT, "examples"))
+    try:
+        import train_distributed
+    finally:
+        sys.path.pop(0)
+    assert train_distributed.main(["--local", "--topology", "1x2", "--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert "RuntimeSetupError: device 'cuda' was asked for" in err and "fix: use --device cpu" in err
