@@ -97,7 +97,9 @@ def run_dump(args, stdout: IO[str]) -> int:
         if args.png:
             _render_png(_rank_program(dmt, args.rank, "dot"), args.png)
         return 0
-    stdout.write(dmt.dump(args.format))
+    from dmt_compile.printing import terminal_width
+
+    stdout.write(dmt.dump(args.format, terminal_width()))
     if args.png:
         _render_png(dmt.dump("dot"), args.png)
         if args.format != "json":

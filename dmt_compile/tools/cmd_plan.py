@@ -28,7 +28,9 @@ def run_plan(args, stdout: IO[str]) -> int:
         writable_file(args.graph, "--graph")
     recorder = AffinityRecorder() if args.graph else None
     dmt = transform_from_args(args, recorder)
-    stdout.write((dmt.plan.to_json() if args.format == "json" else str(dmt.plan)) + "\n")
+    from dmt_compile.printing import terminal_width
+
+    stdout.write((dmt.plan.to_json() if args.format == "json" else dmt.plan.format(terminal_width())) + "\n")
     if args.graph:
         written = write_feature_graph(feature_graph_dot(dmt.plan, recorder.affinity), args.graph)
         stdout.write(f"feature graph: {written}\n")

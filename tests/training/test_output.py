@@ -45,7 +45,7 @@ def test_summary_lists_every_feature_of_a_wide_tower():
 
 
 def test_full_dump_folds_getitem_plumbing():
-    text = run("dump", DLRM, "--topology", "2x4", "-v")
+    text = run("dump", DLRM, "--topology", "2x4", "--full")
     assert "dmt.tower0_tm [IdentityTowerModule]" in text and "modules added:" in text
     row = next(line for line in text.splitlines() if re.match(r"^\d+\s+tower0_ids\s", line))
     assert "13 items: tower0_ids_0 .. tower0_ids_12" in row

@@ -1,0 +1,51 @@
+"""One readable output: every feature listed (wrapped, never cut), each note once, the same column names in
+`str(plan)` and the summary, `dmt.dump()` is the summary, width respected, DOT feed labels from the plan."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from dmt_compile.capture.model_spec import load_model_spec
+from dmt_compile.ir.plan_text import PLAN_COLUMNS
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def dmt():
+    import dmt_compile
+
+    model, inputs = load_model_spec(os.path.join(ROOT, "examples", "dlrm.py") + ":factory")
+    return dmt_compile.transform(model, "h100:64", inputs, tower_module="dot", compression=4)
+
+
+def test_plan_lists_every_feature_and_says_each_note_once(dmt):
+    text = str(dmt.plan)
+    for feature in (f for d in dmt.plan.details for f in d.features):
+        assert f" {feature}," in f" {text.replace(chr(10), ',')}," or f"{feature}\n" in text or f"{feature} " in text
+    assert "..." not in text
+    notes = [line for line in text.splitlines() if line.startswith("note:")]
+    assert len(notes) == len(set(notes)) and sum("compresses by 3, not 4" in n for n in notes) == 1
+
+
+@pytest.mark.parametrize("width", [80, 100, 160])
+def test_summary_and_plan_keep_to_the_width_and_share_column_names(dmt, width):
+    summary, plan = dmt.dump(width=width), dmt.plan.format(width)
+    table_rows = {line for line in summary.splitlines() if line.lstrip().startswith(("tower ", "-----"))}
+    for line in summary.splitlines() + plan.splitlines():
+        assert len(line) <= max(width, 112) or line in table_rows, line  # the plan table has a minimum width
+    header = next(line for line in plan.splitlines() if line.lstrip().startswith("tower"))
+    for name in PLAN_COLUMNS:
+        assert name in header and name in summary
+
+
+def test_dump_defaults_to_the_summary(dmt):
+    assert dmt.dump() == dmt.dump("summary") and "modules added:" not in dmt.dump()
+    assert "modules added:" in dmt.dump("full")
+
+
+def test_dot_feed_label_is_the_plans_feed(dmt):
+    dot = dmt.dump("dot")
+    feeds = {d.feed for d in dmt.plan.details}
+    assert feeds == {"hierarchical"} and "hierarchical feed" in dot and "direct feed" not in dot
