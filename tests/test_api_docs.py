@@ -26,3 +26,16 @@ def test_the_main_entry_points_are_documented():
                  "### `launch_local(", "### `init_from_env(", "### `TransformOptions"):
         assert name in text, name
     assert "*function in" in text and "(...)" not in text.split("## Errors")[0]
+
+
+def test_docs_speak_of_the_project_alone():
+    """No process vocabulary ("issue 13") and no documents outside the repository in the user-facing docs."""
+    import re
+
+    paths = [os.path.join(ROOT, "README.md")] + [
+        os.path.join(folder, f) for top in ("docs", "examples") for folder, _, files in os.walk(os.path.join(ROOT, top))
+        for f in files if f.endswith((".md", ".py"))]
+    bad = re.compile(r"\bissues? \d+|-anchor\b|/work/|shared/reference", re.I)
+    found = [f"{os.path.relpath(p, ROOT)}:{i}: {line.strip()[:80]}" for p in paths
+             for i, line in enumerate(open(p, encoding="utf-8"), 1) if bad.search(line)]
+    assert not found, "\n".join(found)
