@@ -49,3 +49,23 @@ def test_dot_feed_label_is_the_plans_feed(dmt):
     dot = dmt.dump("dot")
     feeds = {d.feed for d in dmt.plan.details}
     assert feeds == {"hierarchical"} and "hierarchical feed" in dot and "direct feed" not in dot
+
+
+def test_cost_refuses_a_compression_transform_refuses(capsys):
+    import io
+
+    from dmt_compile.tools.cli import main
+
+    assert main(["cost", "--topology", "h100:16", "--compression", "1000"], stdout=io.StringIO()) == 2
+    err = capsys.readouterr().err
+    assert "CostModelError: --compression must be in [1, 16] as in transform, got 1000" in err
+
+
+def test_too_many_towers_names_the_cli_option_too(capsys):
+    import io
+
+    from dmt_compile.tools.cli import main
+
+    code = main(["plan", os.path.join(ROOT, "examples", "dlrm.py") + ":factory", "--topology", "2x2",
+                 "--towers", "40"], stdout=io.StringIO())
+    assert code == 2 and "--towers 26" in capsys.readouterr().err

@@ -154,6 +154,12 @@ def run_cost(args: argparse.Namespace, stdout: TextIO) -> int:
         if args.features < 1 or args.dim < 1 or args.batch < 1:
             raise CostModelError("--features, --dim and --batch must be positive", "e.g. --features 26 --dim 128")
         widths = [args.dim] * args.features
+    from dmt_compile.options import MAX_COMPRESSION
+
+    bad = [c for c in args.compression if not 1 <= c <= MAX_COMPRESSION]
+    if bad:  # the same range `transform` accepts, so a priced configuration is one that can be built
+        raise CostModelError(f"--compression must be in [1, {MAX_COMPRESSION:g}] as in transform, got {bad[0]:g}",
+                             "DMT compresses up to 16x; e.g. --compression 4 16")
     config = Config(
         feature_widths=tuple(float(w) for w in widths), batch_per_rank=args.batch,
         ids_per_sample=tuple([args.pooling] * len(widths)), compressions=tuple(args.compression),
