@@ -69,3 +69,20 @@ def test_too_many_towers_names_the_cli_option_too(capsys):
     code = main(["plan", os.path.join(ROOT, "examples", "dlrm.py") + ":factory", "--topology", "2x2",
                  "--towers", "40"], stdout=io.StringIO())
     assert code == 2 and "--towers 26" in capsys.readouterr().err
+
+
+def test_affinity_matrix_and_topology_pictures(tmp_path):
+    """`plan --affinity-png` draws the matrix ordered by tower; `topo --png` draws hosts and GPUs."""
+    import io
+
+    pytest.importorskip("matplotlib", reason="matplotlib is not installed (pip install -e '.[plot]')")
+    from dmt_compile.tools.cli import main
+
+    matrix, topo = tmp_path / "aff.png", tmp_path / "topo.png"
+    out = io.StringIO()
+    assert main(["plan", os.path.join(ROOT, "examples", "dlrm.py") + ":factory", "--topology", "2x4", "--towers", "4",
+                 "--partitioner", "learned", "--calibration", "2", "--affinity-png", str(matrix)], stdout=out) == 0
+    assert main(["topo", "h100:64", "--png", str(topo)], stdout=out) == 0
+    for path in (matrix, topo):
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+    assert f"affinity matrix: {matrix}" in out.getvalue() and f"wrote {topo}" in out.getvalue()

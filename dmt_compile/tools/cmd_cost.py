@@ -61,6 +61,8 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     t.add_argument("spec", help="e.g. 2x4, h100:64, grand-teton:6144, or a JSON dict")
     t.add_argument("--format", choices=("text", "json", "dot"), default="text",
                    help="text (default: hosts, GPUs, links and bandwidths), json, or Graphviz dot")
+    t.add_argument("--png", metavar="FILE", default=None,
+                   help="also draw the topology (hosts, GPUs, bandwidths) to FILE (needs matplotlib)")
     t.set_defaults(func=run_topo)
 
 
@@ -206,10 +208,20 @@ def _describe(topo: Topology) -> str:
 def run_topo(args: argparse.Namespace, stdout: TextIO) -> int:
     """Describe a topology spec as text, JSON (sorted keys) or DOT."""
     topo = as_topology(args.spec)
+    if getattr(args, "png", None):
+        from dmt_compile.tools.pictures import require_matplotlib, topology_png
+        from dmt_compile.tools.transform_args import writable_file
+
+        require_matplotlib("--png")
+        writable_file(args.png, "--png")
     if args.format == "json":
         stdout.write(json.dumps(topo.to_dict(), sort_keys=True, indent=2) + "\n")
     elif args.format == "dot":
         stdout.write(to_dot(topo))
     else:
         stdout.write(_describe(topo))
+    if getattr(args, "png", None):
+        topology_png(topo, args.png)
+        if args.format == "text":
+            stdout.write(f"wrote {args.png}\n")
     return 0

@@ -16,6 +16,9 @@ def register(sub) -> None:
                    help="table (default: the plan in words, one line per tower) or json (the plan as data)")
     p.add_argument("--graph", default=None, metavar="PATH",
                    help="write the feature-affinity graph coloured by tower as DOT (and PNG with graphviz)")
+    p.add_argument("--affinity-png", default=None, metavar="FILE",
+                   help="draw the feature-affinity matrix ordered by tower, with tower frames and a colour "
+                        "bar, to FILE (needs matplotlib)")
     p.set_defaults(func=run_plan)
 
 
@@ -26,7 +29,12 @@ def run_plan(args, stdout: IO[str]) -> int:
     check_transform_args(args)
     if args.graph:
         writable_file(args.graph, "--graph")
-    recorder = AffinityRecorder() if args.graph else None
+    if args.affinity_png:
+        from dmt_compile.tools.pictures import require_matplotlib
+
+        require_matplotlib("--affinity-png")
+        writable_file(args.affinity_png, "--affinity-png")
+    recorder = AffinityRecorder() if args.graph or args.affinity_png else None
     dmt = transform_from_args(args, recorder)
     from dmt_compile.printing import terminal_width
 
@@ -34,4 +42,8 @@ def run_plan(args, stdout: IO[str]) -> int:
     if args.graph:
         written = write_feature_graph(feature_graph_dot(dmt.plan, recorder.affinity), args.graph)
         stdout.write(f"feature graph: {written}\n")
+    if args.affinity_png:
+        from dmt_compile.tools.pictures import affinity_matrix_png
+
+        stdout.write(f"affinity matrix: {affinity_matrix_png(dmt.plan, recorder.affinity, args.affinity_png)}\n")
     return 0
