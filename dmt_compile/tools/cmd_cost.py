@@ -179,6 +179,10 @@ def run_cost(args: argparse.Namespace, stdout: TextIO) -> int:
         return 0
     rows = compare(topo, config)
     stdout.write(report_json(topo, config, rows) if args.format == "json" else format_compare(topo, rows))
+    if args.format != "json" and getattr(args, "model", None):
+        stdout.write(f"\nThese rows assume towers of equal width ({args.host_split} split of the model's features) and "
+                     "a generic Tower Module; `dmt-compile dump MODEL --topology ...` prices the plan transform "
+                     "actually builds (its tower widths and Tower Module), so its speedup can differ.\n")
     return 0
 
 
