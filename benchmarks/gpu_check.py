@@ -1,4 +1,4 @@
-"""Single-GPU checks of issue 13 in one short run; skips cleanly without CUDA.
+"""GPU checks in one short run (single-GPU timings, then multi-GPU NCCL training); skips cleanly without CUDA.
 
     python benchmarks/gpu_check.py                       # on a machine with a CUDA GPU (about a minute)
     python benchmarks/gpu_check.py --out gpu_check.json  # also write the JSON
@@ -14,8 +14,11 @@ Checks (every timing: CUDA events around ``reps`` calls after warm-up, median of
 3. **interaction kernel**: the DLRM dot interaction over F + 1 = 27 vectors (the flat model and
    decoder feed) against the hierarchical feed's fewer vectors (towers x ceil(F_t / c) + 1),
    forward + backward;
-4. the **multi-rank NCCL test** needs >= 2 GPUs: with fewer it is reported as skipped (with
-   >= 2 it runs ``pytest tests/runtime -k nccl``).
+4. the **multi-rank NCCL tests** need >= 2 GPUs: with fewer they are reported as skipped; with
+   >= 2 they run the suite's GPU tests (``pytest -m gpu``: verify and ``distribute`` on NCCL against
+   one process) and then the torchrun + NCCL recipe of docs/GPU.md on N = min(GPUs, 8) ranks::
+
+       torchrun --standalone --nproc-per-node N examples/train_distributed.py --topology 1xN --device cuda --steps 5
 
 Prints one JSON document (``--markdown`` adds a table for docs/BENCHMARKS.md). Exit code 0 when
 every check ran or was skipped for a stated reason.
@@ -131,9 +134,16 @@ def check_nccl() -> dict[str, Any]:
     n = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if n < 2:
         return {"skipped": f"the multi-rank NCCL test needs >= 2 GPUs; found {n}"}
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "tests/runtime", "-k", "nccl"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
-    return {"returncode": proc.returncode, "tail": proc.stdout.strip().splitlines()[-1:]}
+    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "tests"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=600)
+    ranks = min(n, 8)
+    recipe = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}",
+              "examples/train_distributed.py", "--topology", f"1x{ranks}", "--device", "cuda", "--steps", "5"]
+    run = subprocess.run(recipe, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "PYTHONPATH": ROOT})
+    return {"returncode": tests.returncode, "tail": tests.stdout.strip().splitlines()[-1:],
+            "torchrun": {"command": " ".join(recipe[1:]), "returncode": run.returncode,
+                         "tail": (run.stdout + run.stderr).strip().splitlines()[-2:]}}
 
 
 def markdown(report: dict[str, Any]) -> str:

@@ -24,7 +24,18 @@ __all__ = [
     "SpecializationError",
     "OutputError",
     "NonFiniteError",
+    "MissingDependencyError",
+    "TORCHREC_RECIPE",
+    "require_torchrec",
 ]
+
+# TorchRec on CPU with pip as it is: torchrec's wheel asks for the CUDA fbgemm-gpu, so install the CPU
+# fbgemm build and torchrec's pure-Python dependencies first, then torchrec without dependencies
+# (the versions move in lockstep with torch 2.13). .ci/run phase 2 runs exactly these two lines.
+TORCHREC_RECIPE = (
+    "pip install -c constraints.txt fbgemm-gpu-cpu==1.8.0 tensordict torchmetrics==1.0.3 tqdm pyre-extensions\n"
+    "pip install -c constraints.txt --no-deps torchrec==1.8.0"
+)
 
 
 class DmtError(Exception):
@@ -116,3 +127,17 @@ class OutputError(DmtError):
 
 class NonFiniteError(DmtError, FloatingPointError):
     """A NaN or inf met the opt-in guard (`distribute(check_finite=True)`); names the rank and the step."""
+
+
+class MissingDependencyError(DmtError, ImportError):
+    """An optional package that this feature needs is not installed (the message says how to install it)."""
+
+
+def require_torchrec(feature: str) -> None:
+    """Raise `MissingDependencyError` with the two-line CPU recipe when torchrec cannot be imported."""
+    try:
+        import torchrec  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"{feature} needs torchrec, which is not installed ({type(exc).__name__}: {exc})",
+            "install TorchRec on CPU with these two commands (README, 'TorchRec'):\n" + TORCHREC_RECIPE) from exc

@@ -1,7 +1,7 @@
 """Train the flat model and DMT variants side by side and print AUC / log-loss tables.
 
     python examples/train.py                      # synthetic planted groups (no data file needed)
-    python examples/train.py --data adult         # UCI Adult from /work/shared/data/adult.csv.gz
+    python examples/train.py --data adult         # UCI Adult (adult.csv.gz, see benchmarks/quality/adult.py)
     python examples/train.py --seeds 0 --tower-modules dot --epochs 4   # a quick look
 
 Same options as `dmt-compile train` (see docs/QUALITY.md).

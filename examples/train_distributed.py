@@ -4,6 +4,9 @@ On a cluster, one process per rank with torchrun (LOCAL_WORLD_SIZE must match th
 
     torchrun --nnodes 2 --nproc-per-node 4 ... examples/train_distributed.py --topology 2x4
 
+On GPUs (NCCL, one GPU per rank, tensors on cuda:LOCAL_RANK), add --device cuda (the default, auto,
+picks cuda when torchrun's machine has CUDA and cpu otherwise); docs/GPU.md has the multi-node recipe.
+
 On one box, the local launcher starts hosts x ranks processes itself:
 
     python examples/train_distributed.py --local --topology 2x2 --steps 6 \
@@ -13,7 +16,9 @@ The loop is the usual one: `dmt_compile.distribute(dmt)` takes each rank's local
 model's own call convention, gradients are synchronised during backward, any torch.optim
 optimizer steps them. Checkpoints (DCP) hold the model, the optimizer, the RNG and the data
 order (epoch and position of a shuffled sequence of batches), so a resumed run continues
-bitwise where the interrupted one stopped. Rank 0 prints progress every --log-every steps.
+bitwise where the interrupted one stopped. Rank 0 prints one line per start-up phase (transform,
+distribute, resume) and progress every --log-every steps; with --local the model is transformed
+in the launching process first, so a model that cannot be transformed fails in seconds.
 """
 from __future__ import annotations
 
@@ -21,14 +26,17 @@ import argparse
 import os
 import signal
 import sys
+import time
 
 import torch
+import torch.distributed as dist
 
 import dmt_compile
 from dmt_compile.capture.model_spec import load_model_spec
 from dmt_compile.errors import CheckpointError, CollectiveError, DmtError
 from dmt_compile.training.checkpoint_run import CheckpointRun, check_root
 from dmt_compile.training.log import TrainingLog
+from dmt_compile.runtime.devices import check_device
 from dmt_compile.runtime import HierarchicalGroups, init_from_env, launch_local
 from dmt_compile.topo import as_topology
 
@@ -79,15 +87,31 @@ def _resume(run: CheckpointRun, dist_model, opt, data: ShuffledBatches, rank: in
     return extra["step"], resumed_from
 
 
+def _phase(rank: int, text: str, started: float) -> None:
+    """One start-up progress line from rank 0 (every rank does the same work)."""
+    if rank == 0:
+        print(f"train_distributed: {text} ({time.monotonic() - started:.1f} s)", flush=True)
+
+
+def _transform(args: argparse.Namespace, topo):
+    model, inputs = load_model_spec(args.model, batch_size=topo.world_size * args.batch_per_rank, seed=0)
+    torch.manual_seed(args.seed)  # Tower-Module weights (replicas are also broadcast from one rank)
+    return dmt_compile.transform(model, topo, inputs, tower_module=args.tower_module,
+                                 compression=None if args.tower_module == "identity" else args.compression)
+
+
 def train(rank: int, args: argparse.Namespace, groups: HierarchicalGroups | None = None) -> dict:
+    started = time.monotonic()
     topo = as_topology(args.topology)
     groups = groups or HierarchicalGroups.build(topo)
     world, b = topo.world_size, args.batch_per_rank
-    model, inputs = load_model_spec(args.model, batch_size=world * b, seed=0)
-    torch.manual_seed(args.seed)  # Tower-Module weights (replicas are also broadcast from one rank)
-    dmt = dmt_compile.transform(model, topo, inputs, tower_module=args.tower_module,
-                                compression=None if args.tower_module == "identity" else args.compression)
-    dist_model = dmt_compile.distribute(dmt, groups)
+    _phase(rank, f"{world} ranks joined ({dist.get_backend()}, {topo})", started)
+    dmt = _transform(args, topo)
+    towers = dmt.plan.num_towers
+    _phase(rank, f"transformed: {towers} tower{'s' if towers != 1 else ''}", started)
+    dist_model = dmt_compile.distribute(dmt, groups, device=None if args.device == "auto" else args.device)
+    _phase(rank, f"distributed on {dist_model.device}: replicas broadcast, {len(dist_model.reducer.buckets)} "
+                 "gradient buckets", started)
     opt = OPTIMIZERS[args.optimizer](dist_model.parameters(), lr=args.lr)
     data = ShuffledBatches(args.model, world * b, args.num_batches, seed=args.seed)
     run = CheckpointRun.open(dist_model, args.checkpoint_dir, resume=args.resume, overwrite=args.overwrite) \
@@ -108,16 +132,14 @@ def _train_steps(rank: int, args: argparse.Namespace, dist_model, opt, data: Shu
             print(f"checkpoints: {note}", flush=True)
     crash_step, crash_rank = args.simulate_crash or (None, None)
     log = TrainingLog(dist_model, args.steps, every=args.log_every, first_step=start)
-    if rank == 0 and resumed_from:
-        print(f"resumed from {resumed_from} at step {start}", flush=True)
     saved = []
     for step in range(start, args.steps):
         if step + 1 == crash_step and rank == crash_rank:
             os.kill(os.getpid(), signal.SIGKILL)  # --simulate-crash: this rank dies without a word
         batch, labels = data.next()
         local = dist_model.local_batch(*batch)
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(dist_model(*local).reshape(-1, 1),
-                                                                    labels[rank * b:(rank + 1) * b])
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(
+            dist_model(*local).reshape(-1, 1), labels[rank * b:(rank + 1) * b].to(dist_model.device))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -137,16 +159,19 @@ def _crash(text: str) -> tuple[int, int]:
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default=DEFAULT_MODEL)
-    p.add_argument("--topology", default="2x2")
-    p.add_argument("--tower-module", default="identity")
-    p.add_argument("--compression", type=float, default=4)
-    p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam")
-    p.add_argument("--steps", type=int, default=6)
-    p.add_argument("--batch-per-rank", type=int, default=8)
+    p.add_argument("--model", default=DEFAULT_MODEL, help="MODEL_SPEC, path/to/file.py:factory (default: DLRM)")
+    p.add_argument("--topology", default="2x2", help="hosts x ranks per host (default 2x2)")
+    p.add_argument("--tower-module", default="identity", help="identity (default), linear, dot, cross, wukong")
+    p.add_argument("--compression", type=float, default=4, help="compression of a compressing Tower Module")
+    p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam", help="torch.optim optimizer")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="cuda: NCCL, one GPU per rank (cuda:LOCAL_RANK); cpu: gloo; auto (default): cuda when "
+                        "CUDA is available under torchrun, cpu with --local unless --device cuda")
+    p.add_argument("--steps", type=int, default=6, help="training steps in all (default 6)")
+    p.add_argument("--batch-per-rank", type=int, default=8, help="samples per rank and step (default 8)")
     p.add_argument("--num-batches", type=int, default=4, help="global batches per epoch (shuffled every epoch)")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 0.001)")
+    p.add_argument("--seed", type=int, default=0, help="seed of Tower-Module weights and the data order")
     p.add_argument("--log-every", type=int, default=1, help="print a progress line every K steps (rank 0)")
     p.add_argument("--checkpoint-dir", default=None,
                    help="write DCP checkpoints to DIR/step_NNNNNN (DIR/latest names the newest)")
@@ -194,10 +219,18 @@ def main(argv=None) -> int:
         print(f"train_distributed: error: CheckpointError: {exc}", file=sys.stderr)
         return 2
     try:
+        topo = as_topology(args.topology)
+        if args.device == "cuda":
+            check_device("cuda", topo.local_size)
         if args.local:
-            launch_local(train, as_topology(args.topology), args=(args,), timeout_s=600)
+            started = time.monotonic()
+            _transform(args, topo)  # in this process first: errors in seconds, before any rank starts
+            backend = "nccl" if args.device == "cuda" else "gloo"
+            _phase(0, f"transformed in this process; starting {topo.world_size} ranks ({backend})", started)
+            launch_local(train, topo, args=(args,), timeout_s=600, backend=backend)
         else:
-            groups = init_from_env(as_topology(args.topology))
+            backend = {"auto": None, "cuda": "nccl", "cpu": "gloo"}[args.device]
+            groups = init_from_env(topo, backend)
             train(groups.rank, args, groups)
     except (DmtError, CollectiveError) as exc:
         _report(exc, rank)

@@ -20,7 +20,7 @@ def load_model(key: str, batch_size: int = 8, seed: int = 0):
     kind, name = key.split(":")
     if kind == "zoo":
         if name in zoo.REQUIRES_TORCHREC and not has_torchrec():
-            pytest.skip("torchrec is not installed (pip install the [torchrec] extra, see README)")
+            pytest.skip("torchrec is not installed (two-line recipe in the README, TorchRec)")
         return zoo.load(name, batch_size=batch_size, seed=seed)
     path = os.path.join(ROOT, "examples", f"{name}.py")
     spec = importlib.util.spec_from_file_location(f"example_{name}", path)

@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from dmt_compile.ir.torch_notices import consume_fx_tracing_notice
+
 from dmt_compile.errors import ModelSpecError
 
 __all__ = ["load_model_spec"]
@@ -49,6 +51,7 @@ def load_model_spec(spec: str, **factory_kwargs: Any) -> tuple[torch.nn.Module, 
             "write path/to/file.py:factory or package.module:factory",
         )
     where, _, attr = spec.rpartition(":")
+    consume_fx_tracing_notice()  # torchrec models build KeyedJaggedTensors (ir/torch_notices.py)
     module = _load_module(where)
     factory = getattr(module, attr, None)
     if not callable(factory):

@@ -1,4 +1,4 @@
-"""Interoperability with TorchRec (optional: needs the `[torchrec]` extra; imported lazily).
+"""Interoperability with TorchRec (optional: needs torchrec, see README "TorchRec"; imported lazily).
 
 Forward (`torchrec_towers`): a transformed torchrec model's plan as an `EmbeddingTowerCollection`
 with a `ParameterSharding` plan, and a `ShardingPlan` that places the original model's tables on
@@ -21,6 +21,10 @@ __all__ = ["to_torchrec_towers", "tower_sharding_plan", "ebc_sharding_plan", "pi
 
 
 def __getattr__(name: str):
+    if name in __all__:
+        from dmt_compile.errors import require_torchrec
+
+        require_torchrec(f"dmt_compile.interop.{name}")
     if name in ("to_torchrec_towers", "tower_sharding_plan", "ebc_sharding_plan"):
         from dmt_compile.interop import torchrec_towers
 

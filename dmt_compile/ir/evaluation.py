@@ -15,12 +15,15 @@ from typing import Iterator
 
 import torch
 
+from dmt_compile.ir.torch_notices import consume_fx_tracing_notice
+
 __all__ = ["evaluation", "preserved", "quiet_torch"]
 
 
 @contextlib.contextmanager
 def quiet_torch() -> Iterator[None]:
     """Torch's own warnings and log lines while tracing (fx, export, dynamo) are not the user's concern."""
+    consume_fx_tracing_notice()
     logger = logging.getLogger("torch")
     level = logger.level
     logger.setLevel(logging.ERROR)

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from dataclasses import asdict, dataclass, field, replace
 
 from tabulate import tabulate
 
 from dmt_compile.ir.feed import RebuiltLayer
+from dmt_compile.ir.plan_text import PLAN_ALIGN, PLAN_COLUMNS, features_width, merged_notes, plan_rows
 
 __all__ = ["TowerPlan", "TowerDetail"]
 
@@ -71,30 +73,22 @@ class TowerPlan:
         return json.dumps(self.to_dict(), sort_keys=True, indent=2)
 
     def __str__(self) -> str:
-        rows = []
-        for d in self.details:
-            rows.append([
-                d.index, d.host, len(d.features), _clip(", ".join(d.features)), d.width_in,
-                d.width_out, d.feed, d.table_elements,
-            ])
-        head = (
-            f"TowerPlan: {self.num_towers} towers on topology {self.topology} "
-            f"(strategy {self.strategy}, tower module {self.tower_module}, compression {self.compression:g}, "
-            f"balance max/mean {self.balance():.3f})"
-        )
-        table = tabulate(
-            rows,
-            headers=["tower", "host", "#feat", "features", "width in", "width out", "feed", "table elems"],
-            tablefmt="simple",
-        )
-        lines = [head, table]
+        """The plan table (`ir.plan_text.PLAN_COLUMNS`: every feature listed, lists wrap) and the notes,
+        each said once."""
+        return self.format()
+
+    def format(self, width: int = 120) -> str:
+        """`str(plan)` at most about `width` columns (the CLI passes the terminal's width)."""
+        head = (f"TowerPlan: {self.num_towers} towers on topology {self.topology} (partitioner {self.strategy}, "
+                f"tower module {self.tower_module}, compression {self.compression:g}, "
+                f"balance max/mean {self.balance():.3f})")
+        table = tabulate(plan_rows(self, features_width(width)), headers=PLAN_COLUMNS, tablefmt="simple",
+                         disable_numparse=True, colalign=PLAN_ALIGN)
+        lines = [textwrap.fill(head, width, subsequent_indent="    "), table]
         if self.dense_features:
-            lines.append("dense (data-parallel, not in towers): " + _clip(", ".join(self.dense_features), 200))
-        lines += [f"metric: {k} = {v:.4g}" for k, v in self.metrics]
-        lines += [f"note: {n}" for n in self.notes]
-        lines += [f"rebuilt: {r.describe()}" for r in self.rebuilt]
+            lines.append(textwrap.fill("dense (data-parallel, not in towers): " + ", ".join(self.dense_features),
+                                       width, subsequent_indent="    "))
+        lines += [textwrap.fill(f"partitioner: {k} = {v:.4g}", width) for k, v in self.metrics]
+        lines += [textwrap.fill(f"note: {n}", width, subsequent_indent="    ") for n in merged_notes(self.notes)]
+        lines += [textwrap.fill(f"rebuilt: {r.describe()}", width, subsequent_indent="    ") for r in self.rebuilt]
         return "\n".join(lines)
-
-
-def _clip(text: str, limit: int = 60) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -58,10 +58,12 @@ class DmtModel(torch.nn.Module):
         # .forward: fx's GraphModule.__call__ prints the generated code's traceback to stderr on errors
         return self.graph_module.forward(*self.input_spec.flatten(args, kwargs))
 
-    def dump(self, fmt: str = "table") -> str:
+    def dump(self, fmt: str = "summary", width: int = 120) -> str:
+        """The transformed model in words: "summary" (default: plan, traffic, what was captured and
+        rewritten, notes, predicted cost), "full" (+ node table and added modules), "code", "dot", "json"."""
         from dmt_compile.printing import render
 
-        return render(self, fmt)
+        return render(self, fmt, width)
 
     def state_dict(self, *args: Any, destination: Any = None, prefix: str = "", keep_vars: bool = False) -> Any:
         """The state under the original model's names (class docstring)."""

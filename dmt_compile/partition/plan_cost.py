@@ -43,5 +43,6 @@ def format_plan_cost(plan: Any, detection: Any, topology: Any, batch_per_rank: i
                      terms["compute"] * 1e6, terms["total"] * 1e6, f"{flat_total / terms['total']:.2f}x"])
     table = tabulate(rows, headers=["strategy", "id_dist µs", "emb_dist µs", "comm µs", "compute µs", "total µs",
                                     "speedup"], tablefmt="simple", floatfmt=".1f")
-    return (f"predicted embedding stage per rank per step on {topology.name or topology} "
-            f"({topology.world_size} GPUs, batch {batch_per_rank} per rank, cost model, fwd+bwd):\n{table}")
+    return (f"predicted embedding stage per rank per step of this plan's towers on {topology.name or topology} "
+            f"({topology.world_size} GPUs, batch {batch_per_rank} per rank, cost model, fwd+bwd; `cost` assumes "
+            f"towers of equal width instead):\n{table}")

@@ -34,7 +34,7 @@ def _tower_count(detection: Detection, topology: Any, num_towers: int | None, pi
         raise PlanError(
             f"{num_towers} towers requested but the model has only {groups} feature group(s) "
             f"({len(detection.features)} features; features sharing a table or ids form one group)",
-            f"pass num_towers={groups} or fewer",
+            f"ask for {groups} towers or fewer (num_towers={groups} in Python, --towers {groups} on the command line)",
         )
     return num_towers
 

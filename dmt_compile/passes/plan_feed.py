@@ -109,7 +109,9 @@ def _direct_tower(t: int, lookups: list[fx.Node], c: float, whole: bool) -> Towe
         new_count, slots = 1, compressed_width(count * w, c)
         note = clamp_note(count * w, c, t, "embedding width")
     if slots >= count * w:  # one embedding cannot shrink as whole embeddings; a decoder can still compress it
-        raise FeedNotApplicable(f"tower {t} has a single embedding, which whole embeddings cannot compress")
+        raise FeedNotApplicable(
+            f"tower {t}'s {count} embedding(s) do not shrink as whole embeddings at compression {c:g}"
+            if count > 1 else f"tower {t} has a single embedding, which whole embeddings cannot compress")
     piece = list(elem_shape)
     if not stacked:
         piece[dim - 1] = slots

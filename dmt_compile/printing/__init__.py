@@ -13,12 +13,20 @@ from dmt_compile.printing.dot import summary_label, to_dot
 from dmt_compile.printing.graph import (ROLE_COLOURS, format_compact, format_graph, format_modules, target_name,
                                         to_json, unpacked_items)
 from dmt_compile.printing.subject import PrintedModel
-from dmt_compile.printing.summary import format_summary, plain_notes, tower_traffic
+from dmt_compile.printing.summary import WIDTH, fit_line, format_summary, plain_notes, tower_traffic
 
 __all__ = ["format_graph", "format_compact", "format_modules", "to_dot", "to_json", "render", "target_name",
-           "format_summary", "plain_notes", "tower_traffic", "unpacked_items", "ROLE_COLOURS", "FORMATS"]
+           "format_summary", "plain_notes", "tower_traffic", "unpacked_items", "ROLE_COLOURS", "FORMATS", "fit_line",
+           "terminal_width"]
 
 FORMATS = ("summary", "full", "table", "code", "dot", "json")
+
+
+def terminal_width(default: int = WIDTH) -> int:
+    """Columns of the terminal the CLI prints to (COLUMNS, else the terminal, else `default`), 60-240."""
+    import shutil
+
+    return max(60, min(240, shutil.get_terminal_size((default, 24)).columns))
 
 
 def _cost(dmt: PrintedModel) -> str:
@@ -27,13 +35,14 @@ def _cost(dmt: PrintedModel) -> str:
     return format_plan_cost(dmt.plan, dmt.detection, dmt.topology)
 
 
-def render(dmt: PrintedModel, fmt: str = "table") -> str:
-    """Render a transformed model (`DmtModel`) as summary, full (= table), code, dot or json."""
+def render(dmt: PrintedModel, fmt: str = "summary", width: int = WIDTH) -> str:
+    """Render a transformed model (`DmtModel`) as summary (default), full (= table), code, dot or json;
+    `summary` and `full` keep to `width` columns where they can (the CLI passes the terminal's width)."""
     gm = dmt.graph_module
     if fmt == "summary":
-        return format_summary(dmt, _cost(dmt))
+        return format_summary(dmt, _cost(dmt), width)
     if fmt in ("table", "full"):
-        parts = [str(dmt.capture_report), "", str(dmt.plan), "", _cost(dmt), "", format_graph(gm, fold=True)]
+        parts = [str(dmt.capture_report), "", dmt.plan.format(width), "", _cost(dmt), "", format_graph(gm, fold=True)]
         mods = format_modules(gm)
         if mods:
             parts += ["", "modules added:", mods]

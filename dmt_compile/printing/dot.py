@@ -79,8 +79,10 @@ def _label(key: tuple, nodes: list[fx.Node], gm: fx.GraphModule, plan: Any = Non
             if not feats:  # lowered: one host-local lookup exchange, unpacked per table
                 return f"host-local lookups\\n{len(nodes) - 1} tables"
             return f"{len(nodes)} lookups\\n" + _wrap(list(dict.fromkeys(feats)), 22)
-        if role == Role.FEED:
-            return "direct feed"
+        if role == Role.FEED:  # the feed the plan chose for this tower (direct or hierarchical)
+            if plan is not None and key[1] < len(plan.details):
+                return f"{plan.details[key[1]].feed} feed"
+            return "feed"
         if role == Role.TOWER_MODULE and plan is not None and key[1] < len(plan.details):
             d = plan.details[key[1]]
             return f"Tower Module\\n{plan.tower_module}: {d.width_in} -> {d.width_out}"

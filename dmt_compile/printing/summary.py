@@ -1,4 +1,5 @@
-"""The short report of a transformed model (`dmt-compile dump`'s default): at most 120 columns.
+"""The short report of a transformed model (`dmt-compile dump`'s and `dmt.dump()`'s default): at most
+`width` columns (120 in the library, the terminal's width in the CLI).
 
 It leads with the plan (towers, hosts, every feature: lists wrap, never cut), what each tower
 sends across hosts per sample, what was captured and rewritten, the plan's notes in plain words
@@ -18,40 +19,18 @@ from tabulate import tabulate
 from dmt_compile.ir.graph import tower_nodes
 from dmt_compile.ir.meta import DTYPE, SHAPE
 from dmt_compile.printing.subject import PrintedModel
+from dmt_compile.ir.plan_text import PLAN_ALIGN, PLAN_COLUMNS, features_width, merged_notes, plan_rows
 
-__all__ = ["format_summary", "plain_notes", "tower_traffic", "WIDTH"]
+__all__ = ["format_summary", "plain_notes", "tower_traffic", "fit_line", "WIDTH"]
 
 WIDTH = 120
 _ITEMSIZE = {"float64": 8, "int64": 8, "float32": 4, "int32": 4, "float16": 2, "bfloat16": 2, "int16": 2,
              "int8": 1, "uint8": 1, "bool": 1, "KeyedJaggedTensor": 8, "KeyedTensor": 4}
-_KEPT = re.compile(r"^kept together in tower (\d+): (.+) \((.+)\)$")
-_PER_TOWER = re.compile(r"^tower (\d+) (.+)$")  # the same remark about several towers: said once
 
 
 def plain_notes(notes: tuple[str, ...] | list[str]) -> list[str]:
-    """The plan's notes for people: exact repeats merged, per-feature and per-tower notes grouped."""
-    kept: dict[str, dict[int, list[str]]] = {}
-    towers: dict[str, list[str]] = {}  # remark -> towers it is about, in order of first mention
-    out: list[str] = []
-    for note in dict.fromkeys(notes):
-        m = _KEPT.match(note)
-        if m:
-            reason = re.sub(r"the ids of \S+", "the same ids", m.group(3))
-            kept.setdefault(reason, {}).setdefault(int(m.group(1)), []).append(m.group(2))
-            continue
-        m = _PER_TOWER.match(note)
-        if m:
-            if m.group(2) not in towers:
-                out.append(m.group(2))  # placeholder: replaced below, keeps the notes' order
-            towers.setdefault(m.group(2), []).append(m.group(1))
-            continue
-        out.append(note)
-    out = [(f"tower {towers[n][0]} {n}" if len(towers[n]) == 1 else f"towers {', '.join(towers[n])}: each {n}")
-           if n in towers else n for n in out]
-    for reason, towers in kept.items():
-        where = "; ".join(f"tower {t}: {', '.join(fs)}" for t, fs in sorted(towers.items()))
-        out.insert(0, f"kept together ({reason}): {where}")
-    return out
+    """The plan's notes for people (`ir.plan_text.merged_notes`, the one source `str(plan)` uses too)."""
+    return merged_notes(notes)
 
 
 def _bytes_per_sample(node: Any, batch: int) -> float:
@@ -76,16 +55,13 @@ def _size(n: float) -> str:
     return f"{n:.0f} B" if n < 10_000 else f"{n / 1024:.1f} KB"
 
 
-def _plan_table(dmt: PrintedModel) -> str:
+def _plan_table(dmt: PrintedModel, width: int) -> str:
+    """The plan table of `str(plan)` (`ir.plan_text`) plus what each tower sends across hosts per sample."""
     plan, traffic = dmt.plan, tower_traffic(dmt)
-    rows = []
-    for d in plan.details:
-        ids, back = traffic.get(d.index, (0.0, 0.0))
-        rows.append([d.index, d.host, "\n".join(textwrap.wrap(", ".join(d.features), 34)) or "-", len(d.lookups),
-                     f"{d.width_in} -> {d.width_out}", d.feed, f"{d.table_elements:,}", _size(ids), _size(back)])
-    return tabulate(rows, headers=["tower", "host", "features", "lookups", "in -> out", "feed", "table elems",
-                                   "ids", "back"], tablefmt="simple", disable_numparse=True,
-                    colalign=("right", "right", "left", "right", "right", "left", "right", "right", "right"))
+    rows = [row + [_size(traffic.get(d.index, (0.0, 0.0))[0]), _size(traffic.get(d.index, (0.0, 0.0))[1])]
+            for d, row in zip(plan.details, plan_rows(plan, features_width(width, 86)))]
+    return tabulate(rows, headers=[*PLAN_COLUMNS, "ids", "back"], tablefmt="simple", disable_numparse=True,
+                    colalign=(*PLAN_ALIGN, "right", "right"))
 
 
 def _captured(dmt: PrintedModel) -> list[str]:
@@ -128,33 +104,40 @@ def _kinds(names: list[str]) -> list[str]:
     return [f"{v} x {k}" for k, v in sorted(counts.items())] or ["none"]
 
 
-def format_summary(dmt: PrintedModel, cost: str = "") -> str:
-    """The short report (module docstring); `cost` is the cost-model section, if any."""
+def format_summary(dmt: PrintedModel, cost: str = "", width: int = WIDTH) -> str:
+    """The short report (module docstring), at most `width` columns (the CLI passes the terminal's);
+    `cost` is the cost-model section, if any. Long lines wrap; nothing is cut."""
     plan, topo = dmt.plan, dmt.topology
     name = topo.name or f"{topo.num_hosts}x{topo.local_size}"
     head = (f"TowerPlan: {plan.num_towers} towers on topology {plan.topology} ({name}, {topo.world_size} ranks), "
             f"partitioner {plan.strategy}, balance max/mean {plan.balance():.3f}")
     crossing = (topo.num_hosts - 1) / topo.num_hosts if topo.num_hosts else 0.0
-    parts = [head, _plan_table(dmt),
+    table = _plan_table(dmt, width)  # already fitted: its feature column wraps inside the cell
+    parts = [head, table,
              textwrap.fill(f"in -> out: elements per sample entering and leaving the tower. ids, back: bytes "
                            f"per sample sent to the tower's host and received back (forward; the "
                            f"gradients of what comes back travel in backward); {crossing:.0%} of samples cross "
-                           "hosts.", WIDTH), "", *_captured(dmt), *_rewritten(dmt)]
+                           "hosts.", width), "", *_captured(dmt), *_rewritten(dmt)]
     notes = plain_notes(plan.notes)
     metrics = [f"{k} = {v:.4g}" for k, v in plan.metrics]
     if metrics:
         parts += ["", "partitioner: " + ", ".join(metrics)]
     if notes:
-        parts += ["", "notes:"] + [textwrap.fill(n, WIDTH, initial_indent="  - ", subsequent_indent="    ")
+        parts += ["", "notes:"] + [textwrap.fill(n, width, initial_indent="  - ", subsequent_indent="    ")
                                    for n in notes]
     if plan.rebuilt:
         parts += ["", "rebuilt for the compressed width (hierarchical feed):"] + [
-            textwrap.fill(r.describe(), WIDTH, initial_indent="  - ", subsequent_indent="    ") for r in plan.rebuilt]
+            textwrap.fill(r.describe(), width, initial_indent="  - ", subsequent_indent="    ") for r in plan.rebuilt]
     if cost:
         parts += ["", cost]
     parts += ["", "more: --format full (node table, modules added), --format dot [--png FILE], --rank R (one rank)"]
-    return "\n".join(_fit(line) for part in parts for line in (part.splitlines() or [""])) + "\n"
+    return "\n".join(fitted for part in parts for line in (part.splitlines() or [""])
+                     for fitted in ([line] if part is table else fit_line(line, width))) + "\n"
 
 
-def _fit(line: str) -> str:
-    return line if len(line) <= WIDTH else textwrap.shorten(line, WIDTH, placeholder=" ...")
+def fit_line(line: str, width: int) -> list[str]:
+    """`line` as it is when it fits, else wrapped under its own indentation plus four spaces (never cut)."""
+    if len(line) <= width:
+        return [line]
+    indent = " " * (len(line) - len(line.lstrip()))
+    return textwrap.wrap(line, width, subsequent_indent=indent + "    ", break_on_hyphens=False) or [line]

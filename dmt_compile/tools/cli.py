@@ -15,16 +15,19 @@ from dmt_compile.tools import cmd_bench, cmd_checkpoint, cmd_cost, cmd_dump, cmd
 
 __all__ = ["get_args_parser", "main", "COMMAND_MODULES"]
 
+VERBOSE_HELP = "log more and show the warnings dmt_compile silences (-v info, -vv debug); before or after the command"
 COMMAND_MODULES = (cmd_dump, cmd_plan, cmd_cost, cmd_verify, cmd_train, cmd_bench, cmd_checkpoint)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dmt_compile",
                                      description="Turn a flat recommendation model into a DMT model.")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help=VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
     for module in COMMAND_MODULES:
         module.register(sub)
+    for command in sub.choices.values():  # `-v` means the same after the subcommand as before it
+        command.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help=VERBOSE_HELP)
     return parser
 
 

@@ -73,7 +73,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-interleave", action="store_true", help="run strategies one after another")
     p.add_argument("--no-nic-trace", action="store_true", help="do not sample host 0's NIC")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds for the whole run before it is killed")
-    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--format", choices=("table", "json"), default="table",
+                   help="table (default: one row per strategy and compression) or json (every measurement)")
     p.add_argument("--plot", metavar="PNG", nargs="?", const="bench_emulated.png", default=None,
                    help="also write a bar chart (default file bench_emulated.png)")
     p.set_defaults(func=run_bench)

@@ -51,7 +51,8 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     c.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="override a CostParams field, e.g. congestion=0.07 (repeatable)")
     c.add_argument("--sweep", help="comma list of GPU counts, e.g. 16,32,64,128,256,512")
-    c.add_argument("--format", choices=("table", "json"), default="table")
+    c.add_argument("--format", choices=("table", "json"), default="table",
+                   help="table (default: one row per strategy) or json (every term of the model)")
     c.add_argument("--plot", metavar="OUT.png",
                    help="with --sweep: draw the predicted speedup vs GPUs at 200 dpi (needs matplotlib)")
     c.set_defaults(func=run_cost)
@@ -59,7 +60,10 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     t = subparsers.add_parser("topo", help="show a topology (text, JSON or Graphviz DOT)",
                               description=f"Describe a topology spec. Presets: {presets}.")
     t.add_argument("spec", help="e.g. 2x4, h100:64, grand-teton:6144, or a JSON dict")
-    t.add_argument("--format", choices=("text", "json", "dot"), default="text")
+    t.add_argument("--format", choices=("text", "json", "dot"), default="text",
+                   help="text (default: hosts, GPUs, links and bandwidths), json, or Graphviz dot")
+    t.add_argument("--png", metavar="FILE", default=None,
+                   help="also draw the topology (hosts, GPUs, bandwidths) to FILE (needs matplotlib)")
     t.set_defaults(func=run_topo)
 
 
@@ -156,6 +160,12 @@ def run_cost(args: argparse.Namespace, stdout: TextIO) -> int:
             raise CostModelError(f"--features must be at most {MAX_COST_FEATURES:,}, got {args.features:,}",
                                  "give the number of sparse features of a real model, e.g. --features 26")
         widths = [args.dim] * args.features
+    from dmt_compile.passes.options import MAX_COMPRESSION
+
+    bad = [c for c in args.compression if not 1 <= c <= MAX_COMPRESSION]
+    if bad:  # the same range `transform` accepts, so a priced configuration is one that can be built
+        raise CostModelError(f"--compression must be in [1, {MAX_COMPRESSION:g}] as in transform, got {bad[0]:g}",
+                             "DMT compresses up to 16x; e.g. --compression 4 16")
     config = Config(
         feature_widths=tuple(float(w) for w in widths), batch_per_rank=args.batch,
         ids_per_sample=tuple([args.pooling] * len(widths)), compressions=tuple(args.compression),
@@ -173,6 +183,10 @@ def run_cost(args: argparse.Namespace, stdout: TextIO) -> int:
         return 0
     rows = compare(topo, config)
     stdout.write(report_json(topo, config, rows) if args.format == "json" else format_compare(topo, rows))
+    if args.format != "json" and getattr(args, "model", None):
+        stdout.write(f"\nThese rows assume towers of equal width ({args.host_split} split of the model's features) and "
+                     "a generic Tower Module; `dmt-compile dump MODEL --topology ...` prices the plan transform "
+                     "actually builds (its tower widths and Tower Module), so its speedup can differ.\n")
     return 0
 
 
@@ -202,10 +216,20 @@ def _describe(topo: Topology) -> str:
 def run_topo(args: argparse.Namespace, stdout: TextIO) -> int:
     """Describe a topology spec as text, JSON (sorted keys) or DOT."""
     topo = as_topology(args.spec)
+    if getattr(args, "png", None):
+        from dmt_compile.tools.pictures import require_matplotlib, topology_png
+        from dmt_compile.tools.transform_args import writable_file
+
+        require_matplotlib("--png")
+        writable_file(args.png, "--png")
     if args.format == "json":
         stdout.write(json.dumps(topo.to_dict(), sort_keys=True, indent=2) + "\n")
     elif args.format == "dot":
         stdout.write(to_dot(topo))
     else:
         stdout.write(_describe(topo))
+    if getattr(args, "png", None):
+        topology_png(topo, args.png)
+        if args.format == "text":
+            stdout.write(f"wrote {args.png}\n")
     return 0

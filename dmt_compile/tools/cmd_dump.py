@@ -24,7 +24,7 @@ def register(sub) -> None:
     add_transform_args(p)
     p.add_argument("--format", choices=FORMATS, default="summary",
                    help="summary (default), full (= table: + node table, added modules), code, dot, json")
-    p.add_argument("-v", "--full", dest="full", action="store_true", help="same as --format full")
+    p.add_argument("--full", dest="full", action="store_true", help="same as --format full")
     p.add_argument("--png", metavar="FILE", default=None,
                    help="also render the DOT picture to FILE (needs graphviz's `dot` on PATH)")
     p.add_argument("--dump-dir", default=None, help="write the graph after every pass (NN_<pass>.txt)")
@@ -97,7 +97,9 @@ def run_dump(args, stdout: IO[str]) -> int:
         if args.png:
             _render_png(_rank_program(dmt, args.rank, "dot"), args.png)
         return 0
-    stdout.write(dmt.dump(args.format))
+    from dmt_compile.printing import terminal_width
+
+    stdout.write(dmt.dump(args.format, terminal_width()))
     if args.png:
         _render_png(dmt.dump("dot"), args.png)
         if args.format != "json":

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import inspect
 import math
+import sys
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from dmt_compile.errors import InputError
+from dmt_compile.runtime.devices import rank_device, to_device
 
 __all__ = ["VerifyOptions", "verify_worker", "first_tensor", "make_optimizers"]
 
@@ -58,18 +61,6 @@ def first_tensor(out: Any) -> torch.Tensor:
     return first_tensor(out[0])
 
 
-def to_device(value: Any, device: torch.device) -> Any:
-    """Move every tensor (and KeyedJaggedTensor) of a nested input structure to `device`."""
-    if isinstance(value, dict):
-        return {k: to_device(v, device) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        moved = [to_device(v, device) for v in value]
-        return moved if isinstance(value, list) else tuple(moved)
-    if isinstance(value, torch.Tensor) or type(value).__name__ == "KeyedJaggedTensor":
-        return value.to(device)
-    return value
-
-
 def _load(opts: VerifyOptions, world: int):
     from dmt_compile.capture.model_spec import load_model_spec
 
@@ -83,13 +74,22 @@ def _load(opts: VerifyOptions, world: int):
 
 
 def _device(opts: VerifyOptions) -> torch.device:
-    if opts.device == "cuda":
-        import os
+    return rank_device("nccl" if opts.device == "cuda" else "gloo")
 
-        index = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(index)
-        return torch.device("cuda", index)
-    return torch.device("cpu")
+
+def progress(rank: int, text: str, start: float) -> None:
+    """One progress line on stderr, from rank 0 only (every rank does the same work)."""
+    if rank == 0:
+        print(f"verify: rank 0: {text} ({time.monotonic() - start:.1f} s)", file=sys.stderr, flush=True)
+
+
+def _load_for_preflight(opts: VerifyOptions, world: int):
+    """The model and inputs as the ranks load them, on the CPU (the parent's check before spawning)."""
+    from dmt_compile.capture.model_spec import load_model_spec
+
+    if "batch_size" in _factory_params(opts.spec):
+        return load_model_spec(opts.spec, batch_size=world * opts.per_rank_batch)
+    return load_model_spec(opts.spec)
 
 
 def _factory_params(spec: str) -> set[str]:
@@ -186,16 +186,21 @@ def _compare(opts: VerifyOptions, sharded, names, ref_grads, ref_params, tables)
 
 
 def verify_worker(rank: int, opts: VerifyOptions) -> dict:
-    """One rank of `verify` (runs inside `launch_local`); returns max differences and comm stats."""
+    """One rank of `verify` (runs inside `launch_local`); returns max differences and comm stats.
+
+    Long: one straight script (load, transform twice, reference step, sharded step, compare) whose
+    phases print progress lines; splitting it would pass a dozen locals between pieces."""
     from dmt_compile.training.sharded import ShardedDmt
     from dmt_compile.training.batching import infer_batch_layout
     from dmt_compile.runtime.comm_stats import recording
     from dmt_compile.runtime.groups import HierarchicalGroups
     from dmt_compile.topo import Topology, as_topology
 
+    start = time.monotonic()
     topo = as_topology(opts.topology)
     world = topo.world_size
     groups = HierarchicalGroups.build(topo)
+    progress(rank, f"process groups of {topo} ready", start)
     model_ref, inputs = _load(opts, world)
     dmt_topo = Topology(1, world) if opts.strategy == "flat" else topo
     # reference: original model (identity) or single-process transformed model (compressing TM)
@@ -203,6 +208,7 @@ def verify_worker(rank: int, opts: VerifyOptions) -> dict:
     reference = model_ref if opts.tower_module == "identity" or opts.strategy == "flat" else dmt_ref.graph_module
     model_run, _ = _load(opts, world)
     dmt_run = _transform(opts, model_run, inputs, dmt_topo)
+    progress(rank, "reference and distributed models transformed", start)
     layout = infer_batch_layout(dmt_run)
     batch = layout.batch
     if batch % world:
@@ -228,11 +234,13 @@ def verify_worker(rank: int, opts: VerifyOptions) -> dict:
                              row_wise=opts.row_wise)
         if coupled:
             sharded.eval()
+        progress(rank, "lowered; replicated parameters broadcast", start)
         del dmt_run, model_run
         out = sharded.gm(*layout.slice(flat, rank * b, (rank + 1) * b))
         _bce(out, labels[rank * b:(rank + 1) * b]).backward()
         sharded.sync_gradients()
     grad_diff, param_diff, missing, checked = _compare(opts, sharded, names, ref_grads, ref_params, tables)
+    progress(rank, "one training step run and compared", start)
     out_diff = float((first_tensor(out).detach() - first_tensor(out_ref).detach()[rank * b:(rank + 1) * b])
                      .abs().max())
     return {

@@ -96,7 +96,7 @@ def symbol_table() -> list[tuple[str, str, str]]:
 
 @dataclass(frozen=True)
 class CostParams:
-    """Tunable, non-topology parameters (defaults: collectives-anchor §2.8, to calibrate).
+    """Tunable, non-topology parameters (illustrative defaults: assumptions to calibrate, docs/COST_MODEL.md).
 
     ============== ========= ======= =================================================
     field          unit      default meaning

@@ -215,7 +215,7 @@ class Topology:
 
         A fraction f_k = 1 - hosts_k/N of a rank's bytes leaves its level-k group at
         inter_bw/σ_k, against f_0 = (N-1)/N leaving the host at inter_bw; the taper is
-        max(1, max_k σ_k·f_k / f_0) (collectives-anchor §2.6).
+        max(1, max_k σ_k·f_k / f_0) (Thakur et al. 2005).
         """
         n = self.num_hosts
         if n == 1:
@@ -231,7 +231,7 @@ class Topology:
         return self.inter_latency + sum(lv.latency for lv in self.active_levels)
 
     def get_bw(self, collective: str, world_size: int, local_world_size: int) -> float:
-        """TorchRec's two-tier rule (torchrec-anchor §1.1), in bytes/s.
+        """TorchRec's two-tier rule (TorchRec's planner constants (`torchrec/distributed/planner/constants.py`)), in bytes/s.
 
         all_reduce -> inter_bw x local_world_size; anything else -> intra_bw when the group fits
         in one host (world_size <= local_world_size), else inter_bw.

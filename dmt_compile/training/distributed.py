@@ -27,6 +27,7 @@ from dmt_compile.training.reducer import GradReducer, ReduceSpec, backward_order
 from dmt_compile.training.finite_guard import FiniteGuard
 from dmt_compile.training.sharded import ShardedDmt
 from dmt_compile.training.batching import infer_batch_layout
+from dmt_compile.runtime.devices import resolve_rank_device, to_device
 from dmt_compile.runtime.groups import HierarchicalGroups
 from dmt_compile.topo import Topology, as_topology
 
@@ -52,7 +53,8 @@ def _groups(dmt: DmtModel, where: Any) -> HierarchicalGroups:
 
 def distribute(dmt: DmtModel, topology_or_groups: Topology | str | HierarchicalGroups | None = None, *,
                row_wise: str = "auto", init_sync: str = "broadcast", bucket_cap_mb: float = 25.0,
-               strategy: str = "sptt", dense_sync: str = "world", check_finite: bool = False) -> "DistributedDmt":
+               strategy: str = "sptt", dense_sync: str = "world", check_finite: bool = False,
+               device: torch.device | str | None = None) -> "DistributedDmt":
     """This rank's `DistributedDmt` of a transformed model (every rank calls it, with the same model).
 
     `topology_or_groups`: the `HierarchicalGroups` to run on, or a topology (default: the one the
@@ -66,13 +68,17 @@ def distribute(dmt: DmtModel, topology_or_groups: Topology | str | HierarchicalG
     the rest runs when backward ends). `check_finite`: opt-in guard that raises `NonFiniteError` naming
     this rank and the step when an input, an output, the loss gradient or a parameter gradient holds
     NaN/inf, before it reaches the other ranks (`training/finite_guard.py`).
+    `device`: None / "auto" (default) follows the process group's backend: under NCCL the rank's GPU
+    (`cuda:LOCAL_RANK`, made current), under gloo the CPU; "cpu", "cuda" or "cuda:N" ask for one
+    (a device that is absent raises `RuntimeSetupError`). This rank's tables, layers and buffers move
+    there, and so does every batch given to `forward` / `local_batch`.
 
     The returned module shares its tables and layers with `dmt` (and registers gradient hooks on
     them): train through the returned module, not through `dmt` in the same process.
     """
     return DistributedDmt(dmt, _groups(dmt, topology_or_groups), row_wise=row_wise, init_sync=init_sync,
                           bucket_cap_mb=bucket_cap_mb, strategy=strategy, dense_sync=dense_sync,
-                          check_finite=check_finite)
+                          check_finite=check_finite, device=device)
 
 
 class DistributedDmt(nn.Module):
@@ -80,11 +86,13 @@ class DistributedDmt(nn.Module):
 
     def __init__(self, dmt: DmtModel, groups: HierarchicalGroups, *, row_wise: str = "auto",
                  init_sync: str = "broadcast", bucket_cap_mb: float = 25.0, strategy: str = "sptt",
-                 dense_sync: str = "world", check_finite: bool = False):
+                 dense_sync: str = "world", check_finite: bool = False, device: torch.device | str | None = None):
         super().__init__()
         if dense_sync not in DENSE_SYNCS:
             raise RuntimeSetupError(f"unknown dense_sync {dense_sync!r}", "choose one of: " + ", ".join(DENSE_SYNCS))
-        self.sharded = ShardedDmt(dmt, groups, strategy=strategy, row_wise=row_wise, init_sync=init_sync)
+        self.device = resolve_rank_device(device)
+        self.sharded = ShardedDmt(dmt, groups, strategy=strategy, row_wise=row_wise, init_sync=init_sync,
+                                  device=self.device)
         self.held_state = dmt.held_state  # original tensors the graph never used: kept for checkpoints
         self.groups = groups
         self.topology = groups.topology
@@ -143,7 +151,8 @@ class DistributedDmt(nn.Module):
             raise InputError(f"the global batch of {total} samples does not split over {world} ranks",
                              f"use a global batch size divisible by {world}")
         b = total // world
-        parts = self.input_spec.unflatten(self.batch_layout.slice(flat, self.rank * b, (self.rank + 1) * b))
+        local = self.batch_layout.slice(flat, self.rank * b, (self.rank + 1) * b)
+        parts = self.input_spec.unflatten([to_device(x, self.device) for x in local])
         return tuple(parts[name] for name in self.input_spec.arg_names)
 
     def save_checkpoint(self, path: str, optimizer: torch.optim.Optimizer | None = None, extra: Any = None,

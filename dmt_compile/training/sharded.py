@@ -15,6 +15,9 @@ and Tower-Module ones over the host, so they must start equal, as DDP requires. 
 (default) copies them from world rank 0 (dense) and from the host's first rank (Tower Modules);
 `"check"` compares digests and raises `RuntimeSetupError` naming the tensors that differ (e.g. a
 `torch.manual_seed(rank)` before `transform`); `"off"` trusts the caller.
+
+Devices: `device=` (e.g. `cuda:LOCAL_RANK` under NCCL) moves the lowered program's parameters and
+buffers there before the replicas are synchronised, and every batch passed to `forward` follows.
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ from dmt_compile.lowering.lower import RankLayout, lower_for_rank
 from dmt_compile.lowering.owners import ROW_WISE_MODES
 from dmt_compile.runtime.collectives import all_reduce_grads
 from dmt_compile.runtime.comm_stats import record
+from dmt_compile.runtime.devices import to_device
 from dmt_compile.runtime.groups import HierarchicalGroups, check_fingerprint
 
 if TYPE_CHECKING:
@@ -49,7 +53,7 @@ def plan_fingerprint(dmt: DmtModel, layout_kind: str) -> str:
 
 class ShardedDmt(nn.Module):
     def __init__(self, dmt: DmtModel, groups: HierarchicalGroups, *, strategy: str = "sptt", row_wise: str = "auto",
-                 init_sync: str = "broadcast"):
+                 init_sync: str = "broadcast", device: torch.device | str | None = None):
         super().__init__()
         if init_sync not in INIT_SYNC_MODES:
             raise RuntimeSetupError(f"unknown init_sync {init_sync!r}", "use 'broadcast', 'check' or 'off'")
@@ -86,6 +90,11 @@ class ShardedDmt(nn.Module):
         self.embedding_params = lowered.embedding_params
         self.tower_params = lowered.tower_params
         self.dense_params = lowered.dense_params
+        # the rank's device (module docstring, "Devices"): parameters move in place (same objects, so the
+        # lists above and the single-process model's modules follow); buffers and batches move with them
+        self.device = torch.device("cpu") if device is None else torch.device(device)
+        if self.device.type != "cpu":
+            self.gm.to(self.device)
         if init_sync != "off":
             self._sync_replicas(init_sync)
 
@@ -122,7 +131,10 @@ class ShardedDmt(nn.Module):
         return cls(dmt_one_tower, groups, strategy="flat")
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        return self.gm(*self.input_spec.flatten(args, kwargs))
+        flat = self.input_spec.flatten(args, kwargs)
+        if self.device.type != "cpu":  # batches follow the rank's device (a no-op for tensors already there)
+            flat = [to_device(x, self.device) for x in flat]
+        return self.gm(*flat)
 
     @torch.no_grad()
     def sync_gradients(self) -> None:

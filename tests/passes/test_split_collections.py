@@ -18,7 +18,7 @@ def test_models_without_collections_are_untouched():
 
 
 def test_an_ebc_becomes_one_sub_collection_per_table():
-    torchrec = pytest.importorskip("torchrec", reason="torchrec is not installed (the [torchrec] extra)")
+    torchrec = pytest.importorskip("torchrec", reason="torchrec is not installed (README, TorchRec recipe)")
     from torchrec.modules.embedding_configs import EmbeddingBagConfig
     from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 

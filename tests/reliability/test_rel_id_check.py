@@ -99,7 +99,7 @@ def test_matrix_ids_name_the_column_feature_and_shared_fields_take_the_smaller_t
 
 
 def test_kjt_ids_name_the_key():
-    torchrec = pytest.importorskip("torchrec", reason="torchrec is not installed (the [torchrec] extra)")
+    torchrec = pytest.importorskip("torchrec", reason="torchrec is not installed (README, TorchRec recipe)")
     kjt = torchrec.KeyedJaggedTensor.from_lengths_sync(
         keys=["a", "b"], values=torch.tensor([1, 2, 3, 7, 4]), lengths=torch.tensor([1, 2, 1, 1]))
     bound = IdBound(_field("kjt", positions=(0,), keys=("a", "b")), rows=5, features=("a", "b"), table="ebc.t")

@@ -32,7 +32,7 @@ def test_ci_runs_the_readme_commands_in_a_fresh_venv_before_any_extra():
     assert "README.md" in ci and "-m venv" in ci
     _, phase1, phase2 = re.split(r"^# -+ phase [12]$", ci, flags=re.M)
     assert "pip install" not in phase1.replace('"${PYTHON:-python3}" -m venv', ""), "phase 1 installs only via README"
-    assert "torchrec" not in phase1 and "torchrec==" in phase2 and "REAL_ZOO_PACKAGES=(" in ci
+    assert "torchrec" not in phase1 and "TORCHREC_RECIPE" in phase2 and "REAL_ZOO_PACKAGES=(" in ci
     assert phase1.index("-m venv") < phase1.index('bash -euo pipefail -c "$cmd"')
 
 
@@ -43,6 +43,30 @@ def test_dependencies_are_declared_as_a_range_and_pinned_for_ci():
     assert names == DECLARED
     assert '"torch>=2.13,<2.14"' in deps and "==" not in deps
     assert re.search(r"^torch==2\.13\.0$", _read("constraints.txt"), re.M)
+
+
+def test_no_extra_installs_nothing_and_the_torchrec_recipe_is_documented_verbatim():
+    """An extra that pip resolves but that leaves `import torchrec` failing is worse than none."""
+    from dmt_compile.errors import TORCHREC_RECIPE
+
+    extras = re.search(r"\[project.optional-dependencies\](.*?)\n\[", _read("pyproject.toml"), re.S).group(1)
+    assert not re.search(r"^torchrec\s*=", extras, re.M)
+    readme = _read("README.md")
+    assert TORCHREC_RECIPE in readme, "README must show the two-line TorchRec-on-CPU recipe exactly"
+    assert "--index-url https://download.pytorch.org/whl/cpu" in readme
+
+
+def test_missing_torchrec_raises_a_typed_error_that_prints_the_recipe(monkeypatch):
+    import dmt_compile.interop as interop
+    from dmt_compile.errors import TORCHREC_RECIPE, MissingDependencyError
+
+    monkeypatch.setitem(sys.modules, "torchrec", None)  # `import torchrec` now raises ImportError
+    try:
+        interop.to_torchrec_towers
+    except MissingDependencyError as exc:
+        assert TORCHREC_RECIPE in str(exc) and isinstance(exc, ImportError)
+    else:
+        raise AssertionError("no MissingDependencyError without torchrec")
 
 
 def test_every_third_party_import_is_declared():

@@ -223,7 +223,7 @@ def test_exact_on_nccl_when_gpus_are_present():
 
 
 def test_torchrec_models_sharded_exactly():
-    pytest.importorskip("torchrec", reason="torchrec is not installed (the [torchrec] extra)")
+    pytest.importorskip("torchrec", reason="torchrec is not installed (README, TorchRec recipe)")
     cases = [VerifyOptions(_zoo("m10_torchrec_dlrm"), "2x2"),
              VerifyOptions(_zoo("m10_torchrec_dlrm"), "2x2", "linear", 2),
              VerifyOptions(_zoo("m12_torchrec_ebc_deepfm"), "2x2", optimizer="adagrad")]
@@ -236,7 +236,7 @@ def test_torchrec_models_sharded_exactly():
 
 
 def test_unpooled_torchrec_sequences_are_refused_distributed():
-    pytest.importorskip("torchrec", reason="torchrec is not installed (the [torchrec] extra)")
+    pytest.importorskip("torchrec", reason="torchrec is not installed (README, TorchRec recipe)")
     env = {"PYTHONPATH": os.pathsep.join([os.path.join(ROOT, "tests"), ROOT])}
     with pytest.raises(CollectiveError) as info:
         launch_local(run_cases, Topology(2, 2), args=([VerifyOptions(_zoo("m17_torchrec_ec_sequence"), "2x2")],),

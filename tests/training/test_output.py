@@ -31,7 +31,7 @@ def test_default_dump_is_a_short_summary_within_120_columns():
     head = "\n".join(lines[:14])
     assert re.search(r"^\s+0\s+0\s+C1, C5, C23\s+3\s+48 -> 12\s+decoder\s+23,680\s+24 B\s+48 B$", head, re.M)
     assert "captured   plain fx tracing" in text and "rewritten  each tower: ids_exchange -> lookups" in text
-    assert "predicted embedding stage per rank per step on dgx-h100" in text
+    assert "predicted embedding stage per rank per step of this plan's towers on dgx-h100" in text
     assert "sptt+linear(c=4)" in text and "--format full" in text
     assert "%tower0_ids" not in text and "operator.getitem" not in text  # no node table by default
 
@@ -45,7 +45,7 @@ def test_summary_lists_every_feature_of_a_wide_tower():
 
 
 def test_full_dump_folds_getitem_plumbing():
-    text = run("dump", DLRM, "--topology", "2x4", "-v")
+    text = run("dump", DLRM, "--topology", "2x4", "--full")
     assert "dmt.tower0_tm [IdentityTowerModule]" in text and "modules added:" in text
     row = next(line for line in text.splitlines() if re.match(r"^\d+\s+tower0_ids\s", line))
     assert "13 items: tower0_ids_0 .. tower0_ids_12" in row

@@ -23,7 +23,7 @@ def _batch(spec: str, world: int, per_rank: int, step: int):
 
 def adam_matches_one_process(rank: int, spec: str, topology: str, steps: int, tm: str = "identity",
                              row_wise: str = "auto", lr: float = 1e-3, bucket_cap_mb: float = 25.0,
-                             strategy: str = "sptt", dense_sync: str = "world") -> dict:
+                             strategy: str = "sptt", dense_sync: str = "world", device: str | None = None) -> dict:
     """Train the model through `distribute` with a plain Adam loop and one process on the global batch."""
     import dmt_compile
     from dmt_compile.capture.model_spec import load_model_spec
@@ -41,8 +41,9 @@ def adam_matches_one_process(rank: int, spec: str, topology: str, steps: int, tm
     ref = model if tm == "identity" else dmt_ref
     ref_opt = torch.optim.Adam(ref.parameters(), lr=lr)
     dist_model = dmt_compile.distribute(dmt, topology, row_wise=row_wise, bucket_cap_mb=bucket_cap_mb,
-                                        strategy=strategy, dense_sync=dense_sync)
+                                        strategy=strategy, dense_sync=dense_sync, device=device)
     opt = torch.optim.Adam(dist_model.parameters(), lr=lr)
+    here = dist_model.device
     out_diff = 0.0
     with recording() as stats:
         for step in range(steps):
@@ -53,14 +54,16 @@ def adam_matches_one_process(rank: int, spec: str, topology: str, steps: int, tm
             ref_opt.step()
             out = dist_model(*dist_model.local_batch(*batch))
             opt.zero_grad()
-            _bce(out, labels[rank * b:(rank + 1) * b]).backward()
+            assert out.device == here, (out.device, here)  # the batch followed the rank's device
+            _bce(out, labels[rank * b:(rank + 1) * b].to(here)).backward()
             opt.step()
-            out_diff = max(out_diff, float((out.detach() - ref_out.detach()[rank * b:(rank + 1) * b]).abs().max()))
+            out_diff = max(out_diff, float((out.detach().cpu() - ref_out.detach()[rank * b:(rank + 1) * b]).abs().max()))
     ref_state = dict(ref.state_dict()) if tm == "identity" else dmt_ref.state_dict()
     param_diff, checked = 0.0, []
     for key, (t, start, stop) in dist_model.local_state().items():
         want = ref_state[key][start:stop] if stop else ref_state[key]
-        param_diff = max(param_diff, float((t.detach() - want).abs().max()) if t.numel() else 0.0)
+        assert t.device == here, (key, t.device)
+        param_diff = max(param_diff, float((t.detach().cpu() - want).abs().max()) if t.numel() else 0.0)
         checked.append(key)
     return {"out": out_diff, "param": param_diff, "checked": checked, "stats": stats.snapshot(by_op=True),
             "buckets": len(dist_model.reducer.buckets), "describe": dist_model.describe(),
