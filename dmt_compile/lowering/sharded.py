@@ -39,7 +39,8 @@ INIT_SYNC_MODES = ("broadcast", "check", "off")
 
 def plan_fingerprint(dmt: Any, layout_kind: str) -> str:
     """What every rank must agree on: strategy, topology, plan and the single-process graph's code."""
-    text = "\n".join([layout_kind, str(dmt.topology), dmt.plan.to_json(), dmt.graph_module.code])
+    text = "\n".join([layout_kind, str(dmt.topology), dmt.plan.to_json(), dmt.graph_module.code,
+                      f"wire_dtype={getattr(dmt, 'wire_dtype', None)}"])
     return hashlib.sha256(text.encode()).hexdigest()
 
 
