@@ -68,7 +68,8 @@ def _tower_lookup(dmt: Any, tn: TowerNodes, layout: RankLayout, lowered: Lowered
     src, det, t = dmt.graph_module, dmt.detection, tn.tower
     lookups = [det.lookup_of(n) for n in tn.lookups]
     _, per_lookup = tower_fields(src, det, tn)
-    owners = table_owners(lookups, layout.lookup_size, layout.row_wise)
+    host_aware = layout.hosts if layout.lookup_label == "world" else None  # flat: balance hosts' NICs too
+    owners = table_owners(lookups, layout.lookup_size, layout.row_wise, host_aware)
     lowered.owners[t] = owners
     position = {node: k for k, node in tn.ids_items.items()}
     calls = {k: lookup_call(src, n, position) for k, (n, o) in enumerate(zip(tn.lookups, owners))

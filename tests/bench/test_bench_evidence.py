@@ -127,3 +127,16 @@ def test_quality_wire_emulation_rounds_forward_and_backward():
     assert torch.equal(out, emb.weight.detach().to(torch.bfloat16).float())
     (out * torch.full_like(out, 1 / 3)).sum().backward()
     assert torch.equal(emb.weight.grad, torch.full((10, 8), 1 / 3).to(torch.bfloat16).float())
+
+
+def test_flat_places_tables_host_aware():
+    from types import SimpleNamespace
+
+    from dmt_compile.lowering.owners import table_owners
+
+    lookups = [SimpleNamespace(tables=(f"t{i}",), rows=2000, dim=64, is_collection=False) for i in range(26)]
+    plain = table_owners(lookups, 4, "never")
+    aware = table_owners(lookups, 4, "never", (0, 0, 1, 1))
+    per_host = lambda owners: [sum(o in (0, 1) for o in owners), sum(o in (2, 3) for o in owners)]  # noqa: E731
+    assert per_host(plain) == [14, 12] and per_host(aware) == [13, 13]
+    assert table_owners(lookups, 4, "never", (0, 0, 0, 0)) == plain  # one host: unchanged
