@@ -55,3 +55,30 @@ def test_bad_inputs_are_typed_errors():
         fit([])
     with pytest.raises(CostModelError, match="inter_bw"):
         predict_step(Candidate("flat", (64.0,), (1.0,)), "2x2", 16)
+
+
+def test_cost_cli_fits_and_reports_held_out_errors(tmp_path):
+    import io
+    import json
+
+    from dmt_compile.errors import InputError
+    from dmt_compile.tools.bench.fit_runs import run_fit
+
+    def report(rate, batch):
+        runs = [_run(s, c, "2x2", rate, batch) for s, c in (("flat", None), ("sptt", None), ("sptt_tm", 4.0))]
+        return {"config": runs[0]["config"], "results": [r["row"] for r in runs]}
+
+    fit_files = []
+    for i, (rate, batch) in enumerate(((2e8, 512), (1e9, 1024), (2e8, 1024), (1e9, 512))):
+        path = tmp_path / f"fit{i}.json"
+        path.write_text(json.dumps(report(rate, batch)))
+        fit_files.append(str(path))
+    held = tmp_path / "held.json"
+    held.write_text(json.dumps({"sweep": [{"point": {"batch": 2048}, "config": report(5e8, 2048)["config"],
+                                           "results": report(5e8, 2048)["results"]}]}))
+    out = io.StringIO()
+    assert run_fit(fit_files, [str(held)], out) == 0
+    text = out.getvalue()
+    assert text.startswith("fitted: ") and text.count("predicted") == 3 and "held-out |error|" in text
+    with pytest.raises(InputError, match="both fitted on and held out"):
+        run_fit(fit_files, fit_files[:1], io.StringIO())
