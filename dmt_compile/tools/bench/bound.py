@@ -38,7 +38,7 @@ def add_honest_bounds(rows: list[dict[str, Any]], non_wire: dict[str, float]) ->
     for r in rows:
         r["measured_exchange_share"] = (r["exchange_time_median_s"] / r["step_time_median_s"]
                                         if r["step_time_median_s"] else None)
-        c = non_wire.get(r["run"])
+        c = non_wire.get(r["run"]) if r.get("wire_counted", True) else None
         r["non_wire_s"], r["wire_s"] = c, r["nic_limit_s"]
         if flat is None or c is None or c + r["nic_limit_s"] <= 0:
             r["bound"] = r["efficiency"] = None

@@ -186,6 +186,11 @@ def _row(cfg: BenchConfig, strategy: str, c: float | None, w: str, results: list
     row.update(run=key, wire_dtype=w, descriptor=d, compression_requested=d.get("compression_requested", c),
                compression_effective=d.get("compression_effective"), feed=d.get("feed"),
                compression_label=d.get("compression_label"))
+    if strategy in ("torchrec_rw", "torchrec_twrw"):  # their pooled embeddings come back by reduce-scatter
+        row["wire_counted"] = False
+        row["wire_note"] = ("only all_to_all_single is timed and counted for TorchRec: the reduce-scatter of "
+                            "row-wise pooled embeddings is not, so bytes, wire_s, bound and efficiency are "
+                            "left out; the step time is measured as for every run")
     if trace:
         row["nic"] = _nic(trace, per_rank, cfg, rate)
     return row
