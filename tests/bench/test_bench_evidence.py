@@ -140,3 +140,22 @@ def test_flat_places_tables_host_aware():
     per_host = lambda owners: [sum(o in (0, 1) for o in owners), sum(o in (2, 3) for o in owners)]  # noqa: E731
     assert per_host(plain) == [14, 12] and per_host(aware) == [13, 13]
     assert table_owners(lookups, 4, "never", (0, 0, 0, 0)) == plain  # one host: unchanged
+
+
+def test_sweep_table_and_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    from dmt_compile.tools.bench.report import render_sweep_plot, render_sweep_table
+
+    def row(run, x):
+        return {"run": run, "strategy": run.split("@")[0], "compression": 4.0 if "@" in run else None,
+                "wire_dtype": "fp32", "step_time_s": {"median": 0.1, "ci95": [0.09, 0.11]},
+                "speedup_vs_flat": {"median": x, "ci95": [x - 0.1, x + 0.1]},
+                "speedup_vs_best_baseline": {"median": x, "ci95": [x - 0.1, x + 0.1]}, "efficiency": 0.9}
+
+    points = [{"point": {"wire_share": w}, "flat_measured_exchange_share": w, "cpu_bound": w < 0.3,
+               "results": [row("flat", 1.0), row("sptt_tm@4", 0.5 + 2 * w)]} for w in (0.2, 0.5, 0.8)]
+    report = {"sweep": points, "crossover": crossover(points), "loaded_box": True}
+    text = render_sweep_table(report)
+    assert "sptt_tm@4: vs flat {'share': 0.25" in text and "LOADED BOX" in text
+    path = render_sweep_plot(report, str(tmp_path / "s.png"))
+    assert (tmp_path / "s.png").stat().st_size > 1000 and path.endswith("s.png")
