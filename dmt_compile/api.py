@@ -57,6 +57,7 @@ def transform(
     capture_paths: str | Sequence[str] = "auto",
     inplace: bool = False,
     callback: DumpCallback | None = None,
+    wire_dtype: str | None = None,
 ) -> DmtModel:
     """Rewrite a flat recommendation model into SPTT towers with Tower Modules.
 
@@ -79,7 +80,13 @@ def transform(
             that reproduces the model), or the paths to try, e.g. `"export"` or `("symbolic", "export")`.
         inplace: share modules with `model` instead of copying it first.
         callback: called as `callback(index, pass_name, gm, ctx)` after capture and each pass.
+        wire_dtype: format of the pooled-embedding exchanges (lookups and tower outputs, forward and
+            gradients) once distributed: None (the embeddings' own dtype, exact), `"fp32"`, `"fp16"`,
+            `"bf16"` or `"fp8_e4m3"` (see `runtime/wire_codec.py`).
     """
+    from dmt_compile.runtime.wire_codec import check_wire_dtype
+
+    check_wire_dtype(wire_dtype)
     options = TransformOptions(num_towers, towers, tower_module, compression, feed, partitioner, seed,
                                table_ranges).validated()
     work = model if inplace else copy_model(model)
@@ -88,8 +95,10 @@ def transform(
                                  example_kwargs=example_kwargs, calibration_batches=calibration_batches,
                                  capture_paths=capture_paths, inplace=True, callback=originals.wrap(callback))
     splits = ctx.get(TableSplits) if ctx.has(TableSplits) else TableSplits()
-    return DmtModel(gm, ctx.input_spec, ctx.get(TowerPlan), ctx.get(Detection), report, ctx.topology, originals,
-                    table_splits=splits)
+    dmt = DmtModel(gm, ctx.input_spec, ctx.get(TowerPlan), ctx.get(Detection), report, ctx.topology, originals,
+                   table_splits=splits)
+    dmt.wire_dtype = wire_dtype  # read by the lowering (runtime exchanges); no effect on one process
+    return dmt
 
 
 def run_passes(

@@ -20,10 +20,9 @@ Definitions (all per training step, after warm-up; medians over the measured ste
 * **CPU validity**: per step, the CPU seconds of all ranks (every thread of each process) / the
   cores they run on = the step time the box needs at the very least; ``cpu_busy`` = that / the
   step time. Near 1 the box, not the network, sets the step time (``box_bound``).
-* **flat wire share** ``w`` = flat's NIC limit / flat's step time; a strategy moving ``r`` times
-  fewer NIC bytes than flat is bounded, if its compute is unchanged, by Amdahl's
-  ``1 / ((1 - w) + w / r)`` (``amdahl_bound``); ``efficiency`` = measured speedup / bound. A
-  strategy that also cuts compute (hierarchical feed) can exceed 1.
+* **measured exchange share**: exchange time / step time (flat's is what ``--wire-share`` targets);
+  the bound and efficiency of each strategy are in :mod:`.bound`, speedups with confidence
+  intervals in :mod:`.headline`. ``step_samples_s`` keeps the per-round step times.
 """
 from __future__ import annotations
 
@@ -31,8 +30,7 @@ import math
 import statistics
 from typing import Any, Sequence
 
-__all__ = ["summarize", "analytic_min_cross", "WIRE_EFFICIENCY", "add_ratios",
-           "add_bounds", "BOX_BOUND"]
+__all__ = ["summarize", "analytic_min_cross", "WIRE_EFFICIENCY", "BOX_BOUND"]
 
 WIRE_EFFICIENCY = 1448 / 1514
 BOX_BOUND = 0.8  # cpu_busy above this: the box, not the network, sets the step time
@@ -120,7 +118,7 @@ def summarize(strategy: str, compression: float | None, results: list[dict[str, 
     exch = _median(span)
     row: dict[str, Any] = {
         "strategy": strategy, "compression": compression, "world": world, "batch_per_rank": b, "steps": steps,
-        "step_time_median_s": _median(step), "step_time_p10_s": _quantile(step, 0.1),
+        "step_time_median_s": _median(step), "step_samples_s": step, "step_time_p10_s": _quantile(step, 0.1),
         "step_time_p90_s": _quantile(step, 0.9), "step_time_min_s": min(step), "step_time_max_s": max(step),
         "exchange_time_median_s": exch, "exchange_time_p10_s": _quantile(span, 0.1),
         "exchange_time_p90_s": _quantile(span, 0.9), "exchange_wait_median_s": _median(waited),
@@ -166,30 +164,3 @@ def _consistent(results: list[dict[str, Any]], steps: int) -> bool:
         if cross and cross != sum(s["links"]["cross"]["bytes_sent"] for s in r["timer"]):
             return False
     return True
-
-
-def add_bounds(rows: list[dict[str, Any]]) -> float | None:
-    """Flat's wire share w, and each row's Amdahl bound and efficiency (module docstring); returns w."""
-    flat = next((r for r in rows if r["strategy"] == "flat"), None)
-    if flat is None or not flat["step_time_median_s"]:
-        return None
-    w = min(1.0, flat["nic_limit_s"] / flat["step_time_median_s"])
-    for r in rows:
-        ratio = flat["nic_bytes_busiest_direction"] / r["nic_bytes_busiest_direction"] \
-            if r["nic_bytes_busiest_direction"] else math.inf
-        r["wire_share"] = w
-        r["byte_ratio_vs_flat"] = ratio
-        r["amdahl_bound"] = 1.0 / ((1.0 - w) + w / ratio)
-        r["efficiency"] = r["speedup_vs_flat"] / r["amdahl_bound"] if r.get("speedup_vs_flat") else None
-    return w
-
-
-def add_ratios(rows: list[dict[str, Any]]) -> None:
-    """speedup_vs_flat / speedup_vs_torchrec (step-time ratios) and exchange speedups, in place."""
-    base = {r["strategy"]: r for r in rows if r["strategy"] in ("flat", "torchrec_tw")}
-    for r in rows:
-        for name, key in (("flat", "flat"), ("torchrec", "torchrec_tw")):
-            ref = base.get(key)
-            r[f"speedup_vs_{name}"] = ref["step_time_median_s"] / r["step_time_median_s"] if ref else None
-            r[f"exchange_speedup_vs_{name}"] = (ref["exchange_time_median_s"] / r["exchange_time_median_s"]
-                                                if ref and r["exchange_time_median_s"] else None)

@@ -1,13 +1,15 @@
 """Run every strategy on one emulated network, interleaved, and collect the report (see :mod:`.analysis`).
 
-:func:`run_benchmark` builds the namespaces once (:class:`~benchmarks.emulated.netns.Emulation`)
-and always tears them down (``finally``, SIGINT/SIGTERM). With a target flat wire share
-(``wire_share``) it first measures flat alone at a fast calibration rate: its step time there is
-(almost) all non-wire time ``C``, and its busiest NIC direction carries ``X`` bytes per step, so
-the rate that makes flat's wire time ``w / (1 - w)`` of ``C`` is ``X (1 - w) / (w C)``; the links
-are reshaped to it. Then one ``launch_local`` job runs all strategies in one process per rank,
-interleaved (:mod:`.worker`), ranks pinned to cores (consecutive ranks share a core), while a
-sampler traces host 0's NIC every 10 ms (:mod:`.nic`). Load average is recorded before and after.
+:func:`run_benchmark` refuses a loaded box (:func:`.stats.check_load`; ``force`` overrides and the
+report says ``loaded_box``), builds the namespaces once (:class:`~benchmarks.emulated.netns.Emulation`)
+and always tears them down (``finally``, SIGINT/SIGTERM). With a target share (``wire_share``) it
+first runs flat alone twice to find the NIC rate at which flat's MEASURED exchange share is the
+target (:func:`.bound.rate_for_measured_share`). Then every run is timed interleaved at the fast
+calibration rate (its non-wire time ``C_s``, for the honest bound of :mod:`.bound`), and finally
+one ``launch_local`` job runs all strategies at the chosen rate, in one process per rank,
+interleaved rounds (:mod:`.worker`), ranks pinned to cores (consecutive ranks share a core),
+while a sampler traces host 0's NIC every 10 ms (:mod:`.nic`). Speedups are per-round paired
+ratios with bootstrap CIs (:mod:`.headline`). Load average is recorded before and after.
 """
 from __future__ import annotations
 
@@ -18,17 +20,20 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
-from benchmarks.emulated.analysis import WIRE_EFFICIENCY, add_bounds, add_ratios, summarize
+from benchmarks.emulated.analysis import summarize
+from benchmarks.emulated.bound import add_honest_bounds, non_wire_time, rate_for_measured_share
+from benchmarks.emulated.headline import add_claims
 from benchmarks.emulated.model import MODEL_SPEC
-from benchmarks.emulated.predict import calibrate_runs, predict
 from benchmarks.emulated.netns import (HOST_IFNAME, Emulation, EmulationError, LinkSpec, RankNetns,
                                            check_netns_permitted, host_ns, list_leftovers, rank_cores)
-from benchmarks.emulated.torchrec_worker import torchrec_available
+from benchmarks.emulated.stats import check_load, loadavg
+from benchmarks.emulated.torchrec_worker import KINDS, torchrec_available
 from benchmarks.emulated.worker import BenchOptions, bench_worker, run_key
 
-__all__ = ["BenchConfig", "run_benchmark", "strategy_list", "rate_for_wire_share", "loadavg"]
+__all__ = ["BenchConfig", "run_benchmark", "strategy_list", "loadavg", "STRATEGIES"]
 
-STRATEGIES = ("flat", "torchrec_tw", "sptt", "sptt_tm")
+STRATEGIES = ("flat", "torchrec_tw", "torchrec_rw", "torchrec_twrw", "torchrec_towers", "sptt", "sptt_tm")
+DEFAULT_STRATEGIES = ("flat", "torchrec_tw", "torchrec_rw", "torchrec_twrw", "sptt", "sptt_tm")
 
 
 @dataclass(frozen=True)
@@ -36,16 +41,17 @@ class BenchConfig:
     num_hosts: int = 2
     local_size: int = 2
     inter_bw_bits: float | None = None  # None: 1 Gbit/s, or chosen from wire_share
-    wire_share: float | None = None  # target flat wire share in (0, 1)
+    wire_share: float | None = None  # target flat MEASURED exchange share in (0, 1)
     inter_delay_s: float = 0.0
     spec: str = MODEL_SPEC
     per_rank_batch: int = 1024
-    steps: int = 10
+    steps: int = 30  # paired interleaved rounds (>= 30 for the confidence intervals)
     warmup: int = 2
     compressions: tuple[float, ...] = (4.0, 16.0)
     torchrec: bool = True
     timeout_s: float = 900.0
-    strategies: tuple[str, ...] = field(default=STRATEGIES)
+    strategies: tuple[str, ...] = field(default=DEFAULT_STRATEGIES)
+    wire_dtypes: tuple[str, ...] = ("fp32",)  # every strategy runs once per wire dtype
     feed: str = "auto"
     tower_module: str = "linear"
     dense_sync: str = "hierarchical"
@@ -54,50 +60,52 @@ class BenchConfig:
     nic_trace: bool = True
     all_to_all: str = "auto"  # auto (full-duplex p2p on gloo) | collective (all_to_all_single)
     pipeline: bool = False  # prefetch the next step's ids (IdsPipeline)
-    calibration_bw_bits: float = 10e9
+    calibration_bw_bits: float = 10e9  # "unthrottled": the rate of the calibration and C_s passes
     calibration_steps: int = 6
+    bound: bool = True  # time every run unthrottled first (C_s) for the honest bound
+    force: bool = False  # run although the box is loaded (the report says so)
 
 
-def loadavg() -> list[float]:
-    try:
-        with open("/proc/loadavg") as f:
-            return [float(x) for x in f.read().split()[:3]]
-    except OSError:  # pragma: no cover - not Linux
-        return []
+def _torchrec_skip(s: str, cfg: BenchConfig) -> str | None:
+    why = torchrec_available()
+    if not cfg.torchrec:
+        return "disabled (--no-torchrec)"
+    if why is not None:
+        return f"torchrec is not importable: {why}"
+    if cfg.spec != MODEL_SPEC:
+        return f"the TorchRec baselines are built for the default model {MODEL_SPEC} only"
+    if KINDS[s] == "towers":
+        return ("not run: TorchRec's tower sharding needs the model rewritten as an EmbeddingTowerCollection "
+                "(EmbeddingTower = its tables + an interaction module), which this bench does not build")
+    return None
 
 
-def strategy_list(cfg: BenchConfig) -> tuple[list[tuple[str, float | None]], dict[str, str]]:
-    """``[(strategy, compression)]`` to run, and ``{strategy: why skipped}``."""
-    runs: list[tuple[str, float | None]] = []
+def strategy_list(cfg: BenchConfig) -> tuple[list[tuple[str, float | None, str]], dict[str, str]]:
+    """``[(strategy, compression, wire dtype)]`` to run, and ``{strategy: why skipped}``."""
+    runs: list[tuple[str, float | None, str]] = []
     skipped: dict[str, str] = {}
     for s in cfg.strategies:
-        if s == "torchrec_tw":
-            why = torchrec_available()
-            if not cfg.torchrec:
-                skipped[s] = "disabled (--no-torchrec)"
-            elif why is not None:
-                skipped[s] = f"torchrec is not importable: {why}"
-            elif cfg.spec != MODEL_SPEC:
-                skipped[s] = f"the TorchRec baseline is built for the default model {MODEL_SPEC} only"
-            else:
-                runs.append((s, None))
-        elif s == "sptt_tm":
-            runs.extend(("sptt_tm", float(c)) for c in cfg.compressions)
-        elif s in ("flat", "sptt"):
-            runs.append((s, None))
-        else:
+        if s not in STRATEGIES:
             raise EmulationError(f"unknown strategy {s!r}", "use " + ", ".join(STRATEGIES))
+        if s.startswith("torchrec_") and _torchrec_skip(s, cfg):
+            skipped[s] = _torchrec_skip(s, cfg)
+            continue
+        for w in cfg.wire_dtypes:
+            if s == "sptt_tm":
+                runs.extend(("sptt_tm", float(c), w) for c in cfg.compressions)
+            else:
+                runs.append((s, None, w))
     return runs, skipped
 
 
 def _check(cfg: BenchConfig) -> None:
     from dmt_compile.ir.feed import FEEDS
+    from dmt_compile.runtime.wire_codec import check_wire_dtype
+    from dmt_compile.tower_modules import TOWER_MODULES
 
     if cfg.feed not in FEEDS:
         raise EmulationError(f"--feed {cfg.feed!r} is not available in this build (feeds: {', '.join(FEEDS)})",
                              "choose one of those feeds; 'hierarchical' needs the hierarchical Tower-Module feed")
-    from dmt_compile.tower_modules import TOWER_MODULES
-
     if cfg.tower_module not in TOWER_MODULES or cfg.tower_module == "identity":
         raise EmulationError(f"--tower-module {cfg.tower_module!r} is not a compressing Tower Module",
                              "choose one of " + ", ".join(sorted(set(TOWER_MODULES) - {"identity"})))
@@ -107,17 +115,8 @@ def _check(cfg: BenchConfig) -> None:
         raise EmulationError(f"unknown dense sync {cfg.dense_sync!r}", "use hierarchical or flat")
     if cfg.all_to_all not in ("auto", "p2p", "collective"):
         raise EmulationError(f"unknown all-to-all mode {cfg.all_to_all!r}", "use auto, p2p or collective")
-
-
-def rate_for_wire_share(step_s: float, nic_bytes: float, rate_bits: float, share: float) -> float:
-    """Bits/s at which flat's NIC time is ``share`` of its step, from one step measured at ``rate_bits``."""
-    wire = nic_bytes / (rate_bits / 8 * WIRE_EFFICIENCY)
-    compute = step_s - wire
-    if compute <= 0 or nic_bytes <= 0:
-        raise EmulationError(f"flat's step ({step_s * 1e3:.1f} ms) is all wire at the calibration rate",
-                             "raise the calibration rate (calibration_bw_bits) or the batch")
-    wire_target = share / (1 - share) * compute
-    return 8 * nic_bytes / (wire_target * WIRE_EFFICIENCY)
+    for w in cfg.wire_dtypes:
+        check_wire_dtype(w)
 
 
 def _launch(cfg: BenchConfig, opts: BenchOptions, cores: list[int] | None) -> list[dict[str, Any]]:
@@ -134,28 +133,37 @@ def _per_run(results: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
     return [dict(r["runs"][key], rank=r["rank"]) for r in results]
 
 
-def _flat_once(cfg: BenchConfig, opts: BenchOptions, cores, emu: Emulation, rate: float) -> dict[str, Any]:
+def _rows_at(cfg: BenchConfig, opts: BenchOptions, cores, emu: Emulation, rate: float,
+             runs: tuple) -> dict[str, dict[str, Any]]:
+    """Run `runs` (interleaved) at `rate` for the calibration steps; {run key: summary row}."""
     emu.set_link(LinkSpec(rate, cfg.inter_delay_s))
-    flat = replace(opts, runs=(("flat", None),), steps=cfg.calibration_steps, warmup=1, probe=False)
-    rows = _per_run(_launch(cfg, flat, cores), run_key("flat", None))
-    return summarize("flat", None, rows, num_hosts=cfg.num_hosts, local_size=cfg.local_size, rate_bytes=rate / 8,
-                     delay_s=cfg.inter_delay_s, towers=[], probe={})
+    short = replace(opts, runs=runs, steps=cfg.calibration_steps, warmup=1, probe=False)
+    results = _launch(cfg, short, cores)
+    out = {}
+    for strategy, c, w in runs:
+        key = run_key(strategy, c, w)
+        if key in results[0]["runs"]:
+            out[key] = summarize(strategy, c, _per_run(results, key), num_hosts=cfg.num_hosts,
+                                 local_size=cfg.local_size, rate_bytes=rate / 8, delay_s=cfg.inter_delay_s,
+                                 towers=[], probe={})
+    return out
 
 
-def _calibrate(cfg: BenchConfig, opts: BenchOptions, cores, emu: Emulation, log) -> dict[str, float]:
-    """Two passes: flat at the fast calibration rate gives its non-wire time and the rate for the
-    target share; flat again at that rate corrects the non-wire time (it changes with the rate
-    and the box's load) and gives the rate used."""
+def _calibrate(cfg: BenchConfig, opts: BenchOptions, cores, emu: Emulation, log) -> dict[str, Any]:
+    """Two passes of flat alone: at the fast calibration rate, then at the rate that first pass
+    gives for the target MEASURED exchange share (:func:`.bound.rate_for_measured_share`); the
+    second pass corrects the rate (the non-exchange time moves with the rate and the box's load)."""
     rate, passes = cfg.calibration_bw_bits, []
     for _ in range(2):
-        row = _flat_once(cfg, opts, cores, emu, rate)
-        new = rate_for_wire_share(row["step_time_median_s"], row["nic_bytes_busiest_direction"], rate,
-                                  cfg.wire_share)
+        row = _rows_at(cfg, opts, cores, emu, rate, (("flat", None, "fp32"),))["flat"]
+        new = rate_for_measured_share(row["step_time_median_s"], row["exchange_time_median_s"],
+                                      row["nic_bytes_busiest_direction"], rate, cfg.wire_share)
+        share = row["exchange_time_median_s"] / row["step_time_median_s"]
         passes.append({"rate_bits": rate, "flat_step_s": row["step_time_median_s"],
-                       "nic_bytes": row["nic_bytes_busiest_direction"], "wire_share": row["nic_limit_s"] /
-                       row["step_time_median_s"], "next_rate_bits": new})
+                       "flat_exchange_s": row["exchange_time_median_s"], "nic_bytes": row["nic_bytes_busiest_direction"],
+                       "measured_exchange_share": share, "next_rate_bits": new})
         log(f"calibration: flat {row['step_time_median_s'] * 1e3:.1f} ms at {rate / 1e6:.1f} Mbit/s "
-            f"(wire share {passes[-1]['wire_share']:.3f}) -> {new / 1e6:.1f} Mbit/s for {cfg.wire_share:g}")
+            f"(measured exchange share {share:.3f}) -> {new / 1e6:.1f} Mbit/s for {cfg.wire_share:g}")
         rate = new
     return {"passes": passes, "rate_bits": rate}
 
@@ -166,29 +174,57 @@ def _cores(cfg: BenchConfig) -> list[int] | None:
     return sorted(os.sched_getaffinity(0))
 
 
+def _row(cfg: BenchConfig, strategy: str, c: float | None, w: str, results: list, trace: list, rate: float,
+         probe: dict, ncores: int) -> dict[str, Any]:
+    """One result row: the measurements (:func:`.analysis.summarize`) and the model descriptor."""
+    key = run_key(strategy, c, w)
+    per_rank = _per_run(results, key)
+    row = summarize(strategy, c, per_rank, num_hosts=cfg.num_hosts, local_size=cfg.local_size,
+                    rate_bytes=rate / 8, delay_s=cfg.inter_delay_s, towers=per_rank[0]["towers"], probe=probe,
+                    cores=ncores)
+    d = per_rank[0].get("descriptor") or {}
+    row.update(run=key, wire_dtype=w, descriptor=d, compression_requested=d.get("compression_requested", c),
+               compression_effective=d.get("compression_effective"), feed=d.get("feed"),
+               compression_label=d.get("compression_label"))
+    if strategy in ("torchrec_rw", "torchrec_twrw"):  # their pooled embeddings come back by reduce-scatter
+        row["wire_counted"] = False
+        row["wire_note"] = ("only all_to_all_single is timed and counted for TorchRec: the reduce-scatter of "
+                            "row-wise pooled embeddings is not, so bytes, wire_s, bound and efficiency are "
+                            "left out; the step time is measured as for every run")
+    if trace:
+        row["nic"] = _nic(trace, per_rank, cfg, rate)
+    return row
+
+
 def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Long: one orchestration (check, calibrate, run, summarise) kept in one readable sequence."""
+    """Long: one orchestration (gate, check, calibrate, C_s pass, run, summarise) in one readable sequence."""
     from benchmarks.emulated.nic import NicSampler
 
     log = log or (lambda msg: None)
     check_netns_permitted()
     _check(cfg)
+    gate = check_load(cfg.force)
     runs, skipped = strategy_list(cfg)
     cores = _cores(cfg)
     opts = BenchOptions(tuple(runs), cfg.spec, cfg.num_hosts, cfg.local_size, cfg.per_rank_batch, cfg.steps,
                         cfg.warmup, feed=cfg.feed, tower_module=cfg.tower_module, dense_sync=cfg.dense_sync,
-                        interleave=cfg.interleave,
-                        pipeline=cfg.pipeline)
+                        interleave=cfg.interleave, pipeline=cfg.pipeline)
     load_before, started = loadavg(), time.time()
-    calib = calibrate_runs(runs, opts, log)
     rate = cfg.inter_bw_bits or 1e9
-    calibration: dict[str, float] = {}
+    calibration: dict[str, Any] = {}
+    unthrottled: dict[str, dict[str, Any]] = {}
     trace: list = []
+    launches = 1
     with Emulation(cfg.num_hosts, LinkSpec(rate, cfg.inter_delay_s), lock_wait_s=cfg.timeout_s) as emu:
         if cfg.wire_share is not None and cfg.inter_bw_bits is None:
             calibration = _calibrate(cfg, opts, cores, emu, log)
             rate = calibration["rate_bits"]
-            emu.set_link(LinkSpec(rate, cfg.inter_delay_s))
+            launches += 2
+        if cfg.bound:
+            log(f"non-wire times: every run interleaved at {cfg.calibration_bw_bits / 1e6:.0f} Mbit/s")
+            unthrottled = _rows_at(cfg, opts, cores, emu, cfg.calibration_bw_bits, tuple(runs))
+            launches += 1
+        emu.set_link(LinkSpec(rate, cfg.inter_delay_s))
         log(f"running {', '.join(run_key(*r) for r in runs)} interleaved at {rate / 1e6:.1f} Mbit/s")
         if cfg.nic_trace:
             with NicSampler(host_ns(0), HOST_IFNAME) as sampler:
@@ -198,39 +234,30 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] | None = None) ->
             results = _launch(cfg, opts, cores)
     leftovers = list_leftovers()
     load_after = loadavg()
+    for key, why in results[0].get("errors", {}).items():
+        skipped[key] = f"refused on CPU: {why}"
     probe = results[0]["probe"]
     share = statistics.fmean(x for r in results for x in r.get("cpu_share", [])) if results[0].get("cpu_share") else None
     ncores = len(set(rank_cores(cfg.num_hosts * cfg.local_size, cores))) if cores else (os.cpu_count() or 1)
-    rows, flat_towers = [], None
-    for strategy, c in runs:
-        per_rank = _per_run(results, run_key(strategy, c))
-        towers = per_rank[0]["towers"] or flat_towers or []
-        flat_towers = flat_towers or (towers if strategy == "flat" else None)
-        row = summarize(strategy, c, per_rank, num_hosts=cfg.num_hosts, local_size=cfg.local_size,
-                        rate_bytes=rate / 8, delay_s=cfg.inter_delay_s, towers=towers, probe=probe, cores=ncores)
-        row["feed"] = sorted({t.get("feed") or "-" for t in towers}) if strategy.startswith("sptt") else None
-        if trace:
-            row["nic"] = _nic(trace, per_rank, cfg, rate)
-        key = run_key(strategy, c)
-        if key in calib and probe:
-            row.update(predict(row, calib[key], num_hosts=cfg.num_hosts, local_size=cfg.local_size, rate_bits=rate,
-                               probe=probe, ranks_per_core=1 / share if share else cfg.num_hosts * cfg.local_size / ncores,
-                               delay_s=cfg.inter_delay_s))
-            row["step_prediction_error"] = row["predicted_step_s"] / row["step_time_median_s"] - 1
-            row["prediction_error"] = row["predicted_exchange_s"] / row["exchange_time_median_s"] - 1
-        rows.append(row)
-    add_ratios(rows)
-    w = add_bounds(rows)
+    rows = [_row(cfg, s, c, w, results, trace, rate, probe, ncores) for s, c, w in runs
+            if run_key(s, c, w) in results[0]["runs"]]
+    claims = add_claims(rows)
+    flat_share = add_honest_bounds(rows, {k: non_wire_time(r) for k, r in unthrottled.items()})
     return {
         "config": {"emulate": f"{cfg.num_hosts}x{cfg.local_size}", "inter_bw_bits": rate,
                    "inter_delay_s": cfg.inter_delay_s, "model": cfg.spec, "per_rank_batch": cfg.per_rank_batch,
                    "steps": cfg.steps, "warmup": cfg.warmup, "compressions": list(cfg.compressions),
-                   "feed": cfg.feed, "tower_module": cfg.tower_module, "dense_sync": cfg.dense_sync, "pinned_cores": cores, "interleaved": cfg.interleave,
+                   "wire_dtypes": list(cfg.wire_dtypes), "feed": cfg.feed, "tower_module": cfg.tower_module,
+                   "dense_sync": cfg.dense_sync, "pinned_cores": cores, "interleaved": cfg.interleave,
                    "all_to_all": cfg.all_to_all, "wire_share_target": cfg.wire_share, "pipeline": cfg.pipeline},
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
                     "loadavg_before": load_before, "loadavg_after": load_after},
-        "calibration": calibration, "compute_calibration": calib, "cpu_share_per_rank": share, "wire_share": w,
-        "probe": probe, "results": rows, "skipped": skipped,
+        "load_before": load_before, "load_after": load_after, "load_gate": gate, "launches": launches,
+        "loaded_box": bool(gate["forced"]), "calibration": calibration,
+        "non_wire_s": {k: non_wire_time(r) for k, r in unthrottled.items()},
+        "cpu_share_per_rank": share, "flat_measured_exchange_share": flat_share,
+        "wire_share_target": cfg.wire_share, "best_baseline": claims["best_baseline"],
+        "best_baseline_basis": claims["basis"], "probe": probe, "results": rows, "skipped": skipped,
         "teardown": {"clean": not leftovers, "leftover_namespaces": leftovers}, "elapsed_s": time.time() - started,
     }
 

@@ -1,4 +1,4 @@
-"""The TorchRec baseline on one rank: ``DistributedModelParallel`` with a hand-built table-wise plan.
+"""The TorchRec baselines on one rank: ``DistributedModelParallel`` with hand-built TW / RW / TWRW plans.
 
 The same model as :mod:`benchmarks.emulated.model` (same tables, same dense part) with a TorchRec
 ``EmbeddingBagCollection``; tables are placed whole on ranks round-robin (largest first, all are
@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["torchrec_available", "TorchRecRun"]
+__all__ = ["torchrec_available", "TorchRecRun", "KINDS"]
 
 
 def torchrec_available() -> str | None:
@@ -28,18 +28,55 @@ def torchrec_available() -> str | None:
     return None
 
 
-class TorchRecRun:
-    """TorchRec DMP of the benchmark model on this rank; ``step()`` is one training step."""
+KINDS = {"torchrec_tw": "table_wise", "torchrec_rw": "row_wise", "torchrec_twrw": "table_row_wise",
+         "torchrec_towers": "towers"}
+QCOMM = {"fp16": "FP16", "bf16": "BF16", "fp8_e4m3": "FP8"}  # our wire dtypes -> torchrec CommType
 
-    def __init__(self, opts: Any, rank: int):
+
+def _per_param(kind: str, names: list[str], world: int, local_size: int) -> dict:
+    """Hand-built plan of every table for TorchRec's table-wise / row-wise / table-row-wise sharding."""
+    from torchrec.distributed.sharding_plan import row_wise, table_row_wise, table_wise
+
+    if kind == "table_wise":
+        return {f"t_{n}": table_wise(rank=i % world, compute_kernel="dense") for i, n in enumerate(names)}
+    if kind == "row_wise":
+        return {f"t_{n}": row_wise(compute_kernel="dense") for n in names}
+    if kind == "table_row_wise":
+        hosts = max(1, world // local_size)
+        return {f"t_{n}": table_row_wise(host_index=i % hosts) for i, n in enumerate(names)}
+    raise ValueError(f"TorchRec sharding {kind!r} has no hand-built plan here")
+
+
+def _sharder(wire_dtype: str | None):
+    """EmbeddingBagCollectionSharder, with qcomm codecs on the embedding all-to-all for a coded wire."""
+    from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
+
+    if wire_dtype in (None, "fp32", "native"):
+        return EmbeddingBagCollectionSharder()
+    from torchrec.distributed.fbgemm_qcomm_codec import CommType, QCommsConfig, get_qcomm_codecs_registry
+
+    ct = getattr(CommType, QCOMM[wire_dtype])
+    registry = get_qcomm_codecs_registry(QCommsConfig(forward_precision=ct, backward_precision=ct))
+    return EmbeddingBagCollectionSharder(qcomm_codecs_registry=registry)
+
+
+class TorchRecRun:
+    """TorchRec DMP of the benchmark model on this rank; ``step()`` is one training step.
+
+    `strategy`: ``torchrec_tw`` | ``torchrec_rw`` | ``torchrec_twrw`` (hand-built plans with the
+    ``dense`` CPU kernel); `wire_dtype` fp16 / bf16 / fp8_e4m3 turns on TorchRec's qcomm codec for
+    the pooled-embedding all-to-all (forward and backward). ``torchrec_towers`` (TorchRec's
+    ``EmbeddingTowerCollection``) has no CPU recipe here and raises; the runner records the error.
+    """
+
+    def __init__(self, opts: Any, rank: int, strategy: str = "torchrec_tw", wire_dtype: str | None = None):
         import logging
         import warnings
 
         logging.getLogger("torchrec").setLevel(logging.ERROR)
         warnings.filterwarnings("ignore")
         from torchrec.distributed import DistributedModelParallel
-        from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
-        from torchrec.distributed.sharding_plan import construct_module_sharding_plan, table_wise
+        from torchrec.distributed.sharding_plan import construct_module_sharding_plan
         from torchrec.distributed.types import ShardingPlan
 
         from benchmarks.emulated.model import TorchRecDLRM, factory, make_inputs, to_kjt
@@ -49,8 +86,8 @@ class TorchRecRun:
         rows, dim = ref.tables[ref.names[0]].num_embeddings, ref.tables[ref.names[0]].embedding_dim
         model = TorchRecDLRM(len(ref.names), dim, rows, device="meta")
         model.dense_arch.load_state_dict(ref.dense_arch.state_dict())
-        sharder = EmbeddingBagCollectionSharder()
-        per_param = {f"t_{n}": table_wise(rank=i % world, compute_kernel="dense") for i, n in enumerate(model.names)}
+        sharder = _sharder(wire_dtype)
+        per_param = _per_param(KINDS[strategy], model.names, world, L)
         plan = ShardingPlan({"ebc": construct_module_sharding_plan(
             model.ebc, per_param, sharder=sharder, local_size=L, world_size=world, device_type="cpu")})
         self.dmp = DistributedModelParallel(model, device=torch.device("cpu"), plan=plan, sharders=[sharder])
@@ -62,6 +99,10 @@ class TorchRecRun:
         self.opt = torch.optim.SGD(self.dmp.parameters(), lr=opts.lr)
         self.batch_per_rank = b
         self.towers: list = []
+        self.descriptor = {"compression_requested": None, "compression_effective": 1.0, "compression_label": "c=1",
+                           "compression_met": True, "feed": ["identity"], "wire_dtype": wire_dtype or "fp32",
+                           "interaction": {"unchanged": True}, "sharding": KINDS[strategy],
+                           "dense_parameters": sum(p.numel() for p in ref.dense_arch.parameters())}
 
     def step(self) -> None:
         out = self.dmp(self.dense, self.kjt)

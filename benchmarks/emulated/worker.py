@@ -30,7 +30,7 @@ __all__ = ["BenchOptions", "bench_worker", "probe_links", "tower_info", "run_key
 
 @dataclass(frozen=True)
 class BenchOptions:
-    runs: tuple  # ((strategy, compression or None), ...)
+    runs: tuple  # ((strategy, compression or None, wire dtype), ...)
     spec: str
     num_hosts: int
     local_size: int
@@ -54,8 +54,10 @@ class BenchOptions:
         return asdict(self)
 
 
-def run_key(strategy: str, compression: float | None) -> str:
-    return strategy + ("" if compression is None else f"@{compression:g}")
+def run_key(strategy: str, compression: float | None, wire_dtype: str | None = None) -> str:
+    """``flat``, ``sptt_tm@4``, ``flat+bf16``: strategy, compression, wire dtype other than fp32."""
+    wire = "" if wire_dtype in (None, "fp32", "native") else f"+{wire_dtype}"
+    return strategy + ("" if compression is None else f"@{compression:g}") + wire
 
 
 def probe_links(groups: Any, nbytes: int = 2 << 20, reps: int = 5) -> dict[str, float]:
@@ -117,29 +119,36 @@ def _load(spec: str, batch: int):
     return load_model_spec(spec)
 
 
-def _transform(strategy: str, compression: float | None, opts: BenchOptions, model: Any, inputs: Any) -> Any:
+def _transform(strategy: str, compression: float | None, opts: BenchOptions, model: Any, inputs: Any,
+               wire_dtype: str | None = None) -> Any:
     import dmt_compile
     from dmt_compile.topo import Topology
 
+    wire = None if wire_dtype in (None, "native") else wire_dtype
     if strategy == "flat":
-        return dmt_compile.transform(model, Topology(1, opts.world), inputs, num_towers=1)
+        return dmt_compile.transform(model, Topology(1, opts.world), inputs, num_towers=1, wire_dtype=wire)
     if strategy == "sptt":
-        return dmt_compile.transform(model, Topology(opts.num_hosts, opts.local_size), inputs, tower_module="identity")
+        return dmt_compile.transform(model, Topology(opts.num_hosts, opts.local_size), inputs, tower_module="identity",
+                                     wire_dtype=wire)
     return dmt_compile.transform(model, Topology(opts.num_hosts, opts.local_size), inputs,
-                                 tower_module=opts.tower_module, compression=compression, feed=opts.feed)
+                                 tower_module=opts.tower_module, compression=compression, feed=opts.feed,
+                                 wire_dtype=wire)
 
 
 class DmtRun:
     """One of our strategies on this rank: the sharded model, its batch share and optimizer."""
 
-    def __init__(self, strategy: str, compression: float | None, opts: BenchOptions, groups: Any, rank: int):
+    def __init__(self, strategy: str, compression: float | None, opts: BenchOptions, groups: Any, rank: int,
+                 wire_dtype: str | None = None):
         from dmt_compile.training.sharded import ShardedDmt
         from dmt_compile.training.batching import infer_batch_layout
+        from benchmarks.emulated.descriptor import describe
 
         model, inputs = _load(opts.spec, opts.world * opts.per_rank_batch)
         torch.manual_seed(opts.seed)
-        dmt = _transform(strategy, compression, opts, model, inputs)
+        dmt = _transform(strategy, compression, opts, model, inputs, wire_dtype)
         self.towers = tower_info(dmt)
+        self.descriptor = describe(dmt, compression, wire_dtype)
         layout = infer_batch_layout(dmt)
         b = layout.batch // opts.world
         self.batch_per_rank = b
@@ -195,12 +204,12 @@ class DmtRun:
 
 
 def _build(key: tuple, opts: BenchOptions, groups: Any, rank: int) -> Any:
-    strategy, c = key
-    if strategy == "torchrec_tw":
+    strategy, c, wire = key
+    if strategy.startswith("torchrec_"):
         from benchmarks.emulated.torchrec_worker import TorchRecRun
 
-        return TorchRecRun(opts, rank)
-    return DmtRun(strategy, c, opts, groups, rank)
+        return TorchRecRun(opts, rank, strategy, wire)
+    return DmtRun(strategy, c, opts, groups, rank, wire)
 
 
 def schedule(runs: tuple, rounds: int, interleave: bool) -> list[tuple[int, tuple]]:
@@ -221,7 +230,12 @@ def bench_worker(rank: int, opts: BenchOptions) -> dict[str, Any]:
     groups = HierarchicalGroups.build(Topology(opts.num_hosts, opts.local_size))
     probe = probe_links(groups) if opts.probe else {}
     share = [cpu_share()]
-    runs = {tuple(k): _build(tuple(k), opts, groups, rank) for k in opts.runs}
+    runs, errors = {}, {}
+    for k in opts.runs:  # a baseline that cannot be built fails alike on every rank: record it, run the rest
+        try:
+            runs[tuple(k)] = _build(tuple(k), opts, groups, rank)
+        except Exception as exc:  # noqa: BLE001 - the error text goes into the report's `skipped`
+            errors[run_key(*k)] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     rec = {k: {"step_s": [], "cpu_s": [], "t0": [], "timer": ExchangeTimer(opts.local_size), "stats": CommStats(rank)}
            for k in runs}
     last_round = -1
@@ -236,7 +250,7 @@ def bench_worker(rank: int, opts: BenchOptions) -> dict[str, Any]:
             r["step_s"].clear(), r["cpu_s"].clear(), r["t0"].clear()
         dist.barrier()
         c0, t0 = time.process_time(), time.perf_counter()
-        with recording(r["stats"]), r["timer"].active(patch_all_to_all=key[0] == "torchrec_tw"):
+        with recording(r["stats"]), r["timer"].active(patch_all_to_all=key[0].startswith("torchrec_")):
             run.step()
         r["step_s"].append(time.perf_counter() - t0)
         r["cpu_s"].append(time.process_time() - c0)
@@ -246,8 +260,9 @@ def bench_worker(rank: int, opts: BenchOptions) -> dict[str, Any]:
     for run in runs.values():
         if getattr(run, "pipe", None) is not None:
             run.pipe.reset()  # the last prefetched exchange has no step: complete it on every rank
-    return {"rank": rank, "probe": probe, "cpu_share": share, "runs": {
+    return {"rank": rank, "probe": probe, "cpu_share": share, "errors": errors, "runs": {
         run_key(*k): {"step_s": r["step_s"], "cpu_s": r["cpu_s"], "t0": r["t0"], "timer": r["timer"].records(),
                       "stats": r["stats"].snapshot(), "stats_by_op": r["stats"].snapshot(by_op=True),
-                      "towers": getattr(runs[k], "towers", []), "batch_per_rank": runs[k].batch_per_rank}
+                      "towers": getattr(runs[k], "towers", []), "batch_per_rank": runs[k].batch_per_rank,
+                      "descriptor": getattr(runs[k], "descriptor", None)}
         for k, r in rec.items()}}

@@ -63,6 +63,7 @@ class RankLayout:
     lookup_size: int = 1
     hosts: tuple[int, ...] | None = None  # host of each lookup-group member (world groups: bytes split by host)
     row_wise: str = "auto"  # auto: a table larger than one rank's fair share is sharded by rows; never; always
+    wire_dtype: str | None = None  # format of the embedding exchanges (runtime/wire_codec.py); None: exact
 
 
 class LoweringSource(NamedTuple):
@@ -90,7 +91,8 @@ def _tower_lookup(dmt: LoweringSource, tn: TowerNodes, layout: RankLayout, lower
     src, det, t = dmt.graph_module, dmt.detection, tn.tower
     lookups = [det.lookup_of(n) for n in tn.lookups]
     _, per_lookup = tower_fields(src, det, tn)
-    owners = table_owners(lookups, layout.lookup_size, layout.row_wise)
+    host_aware = layout.hosts if layout.lookup_label == "world" else None  # flat: balance hosts' NICs too
+    owners = table_owners(lookups, layout.lookup_size, layout.row_wise, host_aware)
     lowered.owners[t] = owners
     position = {node: k for k, node in tn.ids_items.items()}
     calls = {k: lookup_call(src, n, position) for k, (n, o) in enumerate(zip(tn.lookups, owners))
@@ -107,7 +109,14 @@ def _tower_lookup(dmt: LoweringSource, tn: TowerNodes, layout: RankLayout, lower
     shapes = [tuple(n.meta[SHAPE][1:]) for n in tn.lookups]
     return TowerLookup(t, per_lookup, owners, shapes, calls, layout.lookup_index, layout.lookup_size,
                        layout.lookup_group, layout.lookup_label, layout.hosts, row_wise, shards,
-                       [collection_layout(src, n) for n in tn.lookups])
+                       [collection_layout(src, n) for n in tn.lookups], emb_dtype=_one_dtype(tn.lookups),
+                       wire_dtype=layout.wire_dtype)
+
+
+def _one_dtype(nodes) -> torch.dtype:
+    """The dtype values of `nodes` share (their exchange carries it exactly); float32 when they differ."""
+    dtypes = {n.meta.get(DTYPE) for n in nodes} - {"KeyedTensor", None}
+    return getattr(torch, dtypes.pop()) if len(dtypes) == 1 else torch.float32
 
 
 def _exchanges(dmt: LoweringSource, src_towers: dict[int, TowerNodes], layout: RankLayout):
@@ -115,12 +124,12 @@ def _exchanges(dmt: LoweringSource, src_towers: dict[int, TowerNodes], layout: R
     tower_host = {d.index: d.host for d in dmt.plan.details}
     fields = {t: tower_fields(src, dmt.detection, src_towers[t])[0] for t in order}
     payload_shapes = {t: [tuple(p.meta[SHAPE][1:]) for p in src_towers[t].payload] for t in order}
-    dtypes = {p.meta.get(DTYPE) for t in order for p in src_towers[t].payload} - {"KeyedTensor"}
-    out_dtype = getattr(torch, dtypes.pop()) if len(dtypes) == 1 else torch.float32
+    out_dtype = _one_dtype([p for t in order for p in src_towers[t].payload])
     keyed = {t: [payload_layout(src, src_towers[t], p) for p in src_towers[t].payload] for t in order}
     ids_mod = PeerIdsExchange(fields, tower_host, layout.host, layout.num_hosts, layout.peer_group,
                               id_check=_id_check(dmt, src_towers, order))
-    out_mod = PeerOutputsExchange(ids_mod, payload_shapes, out_dtype, layout.peer_group, payload_keyed=keyed)
+    out_mod = PeerOutputsExchange(ids_mod, payload_shapes, out_dtype, layout.peer_group, payload_keyed=keyed,
+                                  wire_dtype=layout.wire_dtype)
     return ids_mod, OutputsStart(out_mod), OutputsWait(out_mod)
 
 

@@ -9,13 +9,17 @@ ROW_WISE = -1  # owner value of a table sharded by rows over every member
 ROW_WISE_MODES = ("auto", "never", "always")
 
 
-def table_owners(lookups: list[Lookup], size: int, row_wise: str = "auto") -> list[int]:
+def table_owners(lookups: list[Lookup], size: int, row_wise: str = "auto",
+                 hosts: "tuple[int, ...] | None" = None) -> list[int]:
     """Owner index (0..size-1) per lookup, or `ROW_WISE` for a table sharded by rows over all members.
 
     Table-wise: largest tables first on the least-loaded member; lookups sharing a table share
     the owner. Row-wise ("auto"): a table larger than one member's fair share of the tower's
     table elements (and with at least `size` rows) is split by rows instead; "always"/"never"
-    force it. torchrec collections are always table-wise.
+    force it. torchrec collections are always table-wise. With `hosts` (the host of each member:
+    the flat baseline's world group) placement is host-aware: each table goes to the least-loaded
+    host first, then to that host's least-loaded member, so hosts' NICs carry equal shares (26
+    equal tables on 2 hosts x 2: 13 per host, not 14/12).
     """
     tables: dict[str, tuple[int, int]] = {}
     collections = set()
@@ -33,7 +37,12 @@ def table_owners(lookups: list[Lookup], size: int, row_wise: str = "auto") -> li
     for name, (elems, _) in sorted(tables.items(), key=lambda kv: (-kv[1][0], kv[0])):
         if name in by_rows:
             continue
-        j = min(range(size), key=lambda i: (load[i], i))
+        if hosts is not None and len(set(hosts)) > 1:
+            host_load = {h: sum(load[i] for i in range(size) if hosts[i] == h) for h in set(hosts)}
+            h = min(host_load, key=lambda k: (host_load[k], k))
+            j = min((i for i in range(size) if hosts[i] == h), key=lambda i: (load[i], i))
+        else:
+            j = min(range(size), key=lambda i: (load[i], i))
         owner_of[name] = j
         load[j] += elems
     return [owner_of[lk.tables[0]] for lk in lookups]

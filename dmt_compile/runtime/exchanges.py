@@ -184,8 +184,10 @@ class TowerLookup(nn.Module):
 
     def __init__(self, tower: int, lookup_fields: list[list[IdField]], owners: list[int], out_shapes: list[tuple],
                  calls: dict[int, LookupCall], my_index: int, size: int, group: Any, label: str = "intra",
-                 hosts=None, row_wise: dict | None = None, shards: dict | None = None, keyed_out: list | None = None):
+                 hosts=None, row_wise: dict | None = None, shards: dict | None = None, keyed_out: list | None = None,
+                 emb_dtype: torch.dtype = torch.float32, wire_dtype: str | None = None):
         super().__init__()
+        self.emb_dtype, self.wire_dtype = emb_dtype, wire_dtype  # rows' own dtype; codec on the wire (or None)
         self.tower, self.lookup_fields, self.owners, self.out_shapes = tower, lookup_fields, owners, out_shapes
         self.calls = nn.ModuleDict({str(k): c for k, c in calls.items()})  # only the lookups this rank owns
         self.my_index, self.size, self.group, self.label, self.hosts = my_index, size, group, label, hosts
@@ -247,7 +249,7 @@ class TowerLookup(nn.Module):
         layout = [[self.out_shapes[k] if o == j else (self.row_wise[k].bags_per_sample * self.row_wise[k].dim,)
                    for k, o in enumerate(self.owners) if o in (j, -1)] for j in range(size)]
         rows = exchange_rows(back, layout, [n] * size, self.group, self.label, f"tower{self.tower}.emb",
-                             hosts=self.hosts)
+                             dtype=self.emb_dtype, hosts=self.hosts, wire_dtype=self.wire_dtype)
         outputs: list[torch.Tensor | None] = [None] * len(self.owners)
         taken = [0] * size
         for k, o in enumerate(self.owners):
@@ -266,8 +268,10 @@ class PeerOutputsExchange(nn.Module):
     """Tower outputs back to the sample owners over the peer group; differentiable."""
 
     def __init__(self, ids_exchange: PeerIdsExchange, payload_shapes: dict[int, list[tuple]], dtype: torch.dtype,
-                 group: Any, label: str = "cross", payload_keyed: dict[int, list] | None = None):
+                 group: Any, label: str = "cross", payload_keyed: dict[int, list] | None = None,
+                 wire_dtype: str | None = None):
         super().__init__()
+        self.wire_dtype = wire_dtype  # codec of the tower outputs and their gradients (None: self.dtype)
         self.ids_exchange = [ids_exchange]  # a list: shared state, not a submodule
         self.payload_shapes, self.dtype, self.group, self.label = payload_shapes, dtype, group, label
         # tower -> per payload (keys, lengths) when it is a torchrec KeyedTensor (it travels as its values)
@@ -295,7 +299,7 @@ class PeerOutputsExchange(nn.Module):
         layout = [[shape for t in towers if ex.tower_host[t] == g for shape in self.payload_shapes[t]]
                   for g in range(ex.num_hosts)]
         return start_rows(sends, layout, [ex.my_samples] * ex.num_hosts, self.group, self.label, "outputs",
-                          dtype=self.dtype)
+                          dtype=self.dtype, wire_dtype=self.wire_dtype)
 
     def finish(self, pending: Any):
         """Wait for :meth:`start`'s exchange: per tower (sorted), its payload for my samples."""

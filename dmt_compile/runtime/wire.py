@@ -252,13 +252,20 @@ class RowsPending:
     label: str
     op: str
     hosts: Sequence[int] | None = None  # host of each group member: the backward is host-split too
+    codec: Any = None  # wire_codec.WireCodec when the rows travel in another dtype
+    counts: tuple = ()  # (send, recv, wire send, wire recv) of a coded exchange
 
 
 def start_rows(sends: Sequence[Sequence[torch.Tensor]], recv_layout: Sequence[Sequence[tuple]],
                recv_samples: Sequence[int], group: Any, label: str, op: str,
-               dtype: torch.dtype = torch.float32, hosts: Sequence[int] | None = None) -> RowsPending:
-    """Post the exchange of :func:`exchange_rows` and return at once (full duplex on gloo)."""
+               dtype: torch.dtype = torch.float32, hosts: Sequence[int] | None = None,
+               wire_dtype: str | None = None) -> RowsPending:
+    """Post the exchange of :func:`exchange_rows` and return at once (full duplex on gloo).
+
+    The rows are `dtype` on both ends; `wire_dtype` (see :mod:`~dmt_compile.runtime.wire_codec`)
+    sends them, and their gradients back, in a narrower format."""
     from dmt_compile.runtime.duplex import start
+    from dmt_compile.runtime.wire_codec import codec_for, start_coded
 
     device = next((t.device for ts in sends for t in ts), _device(group))
     blocks = [torch.cat([t.reshape(-1).to(dtype) for t in ts]) if ts else torch.zeros(0, dtype=dtype, device=device)
@@ -271,6 +278,10 @@ def start_rows(sends: Sequence[Sequence[torch.Tensor]], recv_layout: Sequence[Se
     send = [b.numel() for b in blocks]
     recv = [recv_samples[s] * sum(int(torch.Size(shape).numel()) for shape in recv_layout[s])
             for s in range(len(recv_layout))]
+    codec = codec_for(wire_dtype, dtype)
+    if codec is not None:
+        pending, counts = start_coded(flat, send, recv, codec, group, label, op, hosts)
+        return RowsPending(flat, send, recv, pending, recv_layout, recv_samples, group, label, op, hosts, codec, counts)
     pending = start(flat, send, recv, group, label, op, hosts)
     return RowsPending(flat, send, recv, pending, recv_layout, recv_samples, group, label, op, hosts)
 
@@ -278,19 +289,24 @@ def start_rows(sends: Sequence[Sequence[torch.Tensor]], recv_layout: Sequence[Se
 def finish_rows(p: RowsPending) -> list[list[torch.Tensor]]:
     """Wait for a :func:`start_rows` exchange; the received tensors, differentiable."""
     from dmt_compile.runtime.duplex import finish
+    from dmt_compile.runtime.wire_codec import finish_coded
 
-    got = finish(p.flat, p.pending, p.send, p.recv, p.group, p.label, p.op, p.hosts)
+    if p.codec is not None:
+        got = finish_coded(p.flat, p.pending, p.codec, p.counts, p.group, p.label, p.op, p.hosts)
+    else:
+        got = finish(p.flat, p.pending, p.send, p.recv, p.group, p.label, p.op, p.hosts)
     return split_received(got, p.recv_layout, p.recv_samples)
 
 
 def exchange_rows(sends: Sequence[Sequence[torch.Tensor]], recv_layout: Sequence[Sequence[tuple]],
                   recv_samples: Sequence[int], group: Any, label: str, op: str,
-                  dtype: torch.dtype = torch.float32, hosts: Sequence[int] | None = None) -> list[list[torch.Tensor]]:
+                  dtype: torch.dtype = torch.float32, hosts: Sequence[int] | None = None,
+                  wire_dtype: str | None = None) -> list[list[torch.Tensor]]:
     """Send batch-major tensors `sends[j]` to member j as one flat block; differentiable.
 
     `recv_layout[s]` lists the per-sample shapes member s sends me, each for `recv_samples[s]` rows.
     """
-    return finish_rows(start_rows(sends, recv_layout, recv_samples, group, label, op, dtype, hosts))
+    return finish_rows(start_rows(sends, recv_layout, recv_samples, group, label, op, dtype, hosts, wire_dtype))
 
 
 def split_received(got: torch.Tensor, recv_layout: Sequence[Sequence[tuple]],

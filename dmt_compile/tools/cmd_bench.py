@@ -36,6 +36,14 @@ def _share(text: str) -> float:
     return v
 
 
+def _wire_dtypes(text: str) -> tuple[str, ...]:
+    vals = tuple(x.strip() for x in text.split(",") if x.strip())
+    bad = [v for v in vals if v not in ("fp32", "fp16", "bf16", "fp8_e4m3")]
+    if not vals or bad:
+        raise argparse.ArgumentTypeError(f"--wire-dtype wants fp32,fp16,bf16,fp8_e4m3 (comma-separated), got {text!r}")
+    return vals
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "bench", help="emulated multi-host benchmark: flat vs TorchRec TW vs SPTT vs SPTT+TM (needs root)",
@@ -48,19 +56,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rate = p.add_mutually_exclusive_group()
     rate.add_argument("--inter-bw", default=None, help="per-host NIC rate, each direction (tc syntax, e.g. 1gbit)")
     rate.add_argument("--wire-share", type=_share, default=None,
-                      help="choose the NIC rate so that flat spends this share of its step on the wire "
-                           "(measured: flat runs once at a fast rate first), e.g. 0.84 or 0.275")
+                      help="choose the NIC rate so that flat's MEASURED exchange time is this share of its step "
+                           "(flat runs twice first to find the rate), e.g. 0.8 or 0.3")
     p.add_argument("--inter-delay", default="0", help="extra delay per NIC egress (netem; e.g. 100us; default 0)")
     p.add_argument("--model", default=None, help="MODEL_SPEC (default benchmarks.emulated.model:factory)")
     p.add_argument("--batch-per-rank", type=int, default=1024, help="samples per rank per step (default 1024)")
-    p.add_argument("--steps", type=int, default=10, help="measured steps per strategy (default 10; medians need >= 10)")
+    p.add_argument("--steps", type=int, default=30,
+                   help="measured interleaved rounds (default 30: paired ratios with bootstrap 95%% CIs need >= 30)")
     p.add_argument("--warmup", type=int, default=2, help="warm-up steps per strategy (default 2)")
     p.add_argument("--compression", type=_compressions, default=(4.0, 16.0),
                    help="SPTT+TM(linear) compressions to run, comma-separated (default 4,16)")
     p.add_argument("--feed", default="auto", help="Tower-Module feed for sptt_tm: auto|direct|decoder|hierarchical")
     p.add_argument("--tower-module", default="linear", help="compressing Tower Module of sptt_tm (default linear)")
-    p.add_argument("--strategies", default="flat,torchrec_tw,sptt,sptt_tm",
-                   help="subset to run (default flat,torchrec_tw,sptt,sptt_tm)")
+    p.add_argument("--strategies", default="flat,torchrec_tw,torchrec_rw,torchrec_twrw,sptt,sptt_tm",
+                   help="subset of flat, torchrec_tw, torchrec_rw, torchrec_twrw, torchrec_towers, sptt, sptt_tm "
+                        "(default all but torchrec_towers)")
+    p.add_argument("--wire-dtype", default="fp32", type=_wire_dtypes,
+                   help="comma-separated wire formats of the embedding exchanges; every strategy runs once per "
+                        "format (fp32, fp16, bf16, fp8_e4m3; TorchRec: its qcomm codecs). Default fp32")
+    p.add_argument("--force", action="store_true",
+                   help="run although the 1-minute load average is above half the cores (marked loaded_box)")
+    p.add_argument("--no-bound", action="store_true",
+                   help="skip the unthrottled pass that measures each run's non-wire time (no bound/efficiency)")
+    p.add_argument("--sweep", default=None, metavar="KIND=V1,V2,...",
+                   help="repeat the run over wire-share=0.1,...,0.9 | batch=256,...,4096 | hosts=2x2,4x1,4x2 "
+                        "(JSON 'sweep' + 'crossover'; --plot draws speedup vs flat's measured exchange share)")
+    p.add_argument("--quality", action="store_true",
+                   help="also train every timed configuration and flat (3 seeds, paired) on synthetic data shaped "
+                        "like the bench model and on Adult; ΔAUC / Δlog-loss go into each row")
     p.add_argument("--no-torchrec", action="store_true", help="skip the TorchRec DMP baseline")
     p.add_argument("--dense-sync", choices=("hierarchical", "flat"), default="hierarchical",
                    help="all-reduce of data-parallel gradients (default hierarchical: reduce-scatter in host, "
@@ -85,10 +108,12 @@ def run_bench(args: argparse.Namespace, stdout: IO[str] | None = None) -> int:
     from dmt_compile.tools.applications import load_application
 
     netns, report_mod = load_application("emulated.netns", "bench"), load_application("emulated.report", "bench")
-    runner = load_application("emulated.runner", "bench")
+    runner, sweep = load_application("emulated.runner", "bench"), load_application("emulated.sweep", "bench")
     NetnsUnavailable, parse_rate, parse_time = netns.NetnsUnavailable, netns.parse_rate, netns.parse_time
     render_json, render_plot, render_table = report_mod.render_json, report_mod.render_plot, report_mod.render_table
+    render_sweep_plot, render_sweep_table = report_mod.render_sweep_plot, report_mod.render_sweep_table
     BenchConfig, run_benchmark = runner.BenchConfig, runner.run_benchmark
+    parse_sweep, run_sweep = sweep.parse_sweep, sweep.run_sweep
 
     out = stdout or sys.stdout
     n, l = args.emulate
@@ -101,19 +126,25 @@ def run_bench(args: argparse.Namespace, stdout: IO[str] | None = None) -> int:
                           compressions=tuple(args.compression), torchrec=not args.no_torchrec,
                           timeout_s=args.timeout, feed=args.feed, tower_module=args.tower_module, dense_sync=args.dense_sync,
                           all_to_all=args.all_to_all, pin=not args.no_pin, interleave=not args.no_interleave,
-                          nic_trace=not args.no_nic_trace, pipeline=args.pipeline,
+                          nic_trace=not args.no_nic_trace, pipeline=args.pipeline, wire_dtypes=args.wire_dtype,
+                          force=args.force, bound=not args.no_bound,
                           strategies=tuple(s.strip() for s in args.strategies.split(",") if s.strip()))
-        report = run_benchmark(cfg, log=lambda msg: print(f"[bench] {msg}", file=sys.stderr, flush=True))
+        log = lambda msg: print(f"[bench] {msg}", file=sys.stderr, flush=True)  # noqa: E731
+        report = run_sweep(cfg, parse_sweep(args.sweep), log) if args.sweep else run_benchmark(cfg, log=log)
+        if args.quality:
+            load_application("emulated.quality", "bench").add_quality(report, cfg, log)
     except NetnsUnavailable as exc:
         print(f"error: {exc}", file=out)
         return 2
     except DmtError as exc:
         print(f"error: {exc}", file=out)
         return 1
+    swept = "sweep" in report
     if args.plot:
         try:
-            report["plot"] = render_plot(report, args.plot)
+            report["plot"] = (render_sweep_plot if swept else render_plot)(report, args.plot)
         except ImportError as exc:
             report["plot"] = f"not written: {exc}"
-    out.write((render_json(report) if args.format == "json" else render_table(report)) + "\n")
+    table = render_sweep_table if swept else render_table
+    out.write((render_json(report) if args.format == "json" else table(report)) + "\n")
     return 0 if report["teardown"]["clean"] else 1

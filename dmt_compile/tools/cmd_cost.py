@@ -35,7 +35,11 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
         "cost", help="predict flat vs TWRW vs SPTT vs SPTT+TM embedding time",
         description="Price every embedding strategy on a topology with the sympy cost model "
                     f"(docs/COST_MODEL.md). Presets: {presets}.")
-    c.add_argument("--topology", required=True, help="e.g. h100:64, a100:8x8, or a JSON dict")
+    c.add_argument("--topology", default=None, help="e.g. h100:64, a100:8x8, or a JSON dict (required unless --fit)")
+    c.add_argument("--fit", default=None, metavar="A.json,B.json",
+                   help="fit the step model's free parameters on these bench reports (see benchmarks/emulated/fit_runs.py)")
+    c.add_argument("--held-out", default="", metavar="C.json,...",
+                   help="with --fit: predict these reports' rows from their description and print the errors")
     c.add_argument("--model", metavar="MODEL_SPEC", help="take feature widths from a model (path.py:factory)")
     c.add_argument("--features", type=int, default=26, help="number of sparse features (default 26)")
     c.add_argument("--dim", type=int, default=128, help="embedding width per feature (default 128)")
@@ -147,6 +151,13 @@ def _plot(result: dict, path: str, topo: Topology, config: Config, from_model: s
 
 def run_cost(args: argparse.Namespace, stdout: TextIO) -> int:
     """Price the strategies (or sweep GPU counts) and write a table or JSON to `stdout`."""
+    if getattr(args, "fit", None):
+        from dmt_compile.tools.applications import load_application
+
+        run_fit = load_application("emulated.fit_runs", "cost --fit").run_fit
+        return run_fit([p for p in args.fit.split(",") if p], [p for p in args.held_out.split(",") if p], stdout)
+    if args.topology is None:
+        raise CostModelError("--topology is required", "e.g. --topology h100:64 (or --fit bench reports)")
     topo = as_topology(args.topology)
     if args.plot and not args.sweep:
         raise CostModelError("--plot draws a sweep", "add --sweep 16,32,64,... or drop --plot")
@@ -183,11 +194,40 @@ def run_cost(args: argparse.Namespace, stdout: TextIO) -> int:
         return 0
     rows = compare(topo, config)
     stdout.write(report_json(topo, config, rows) if args.format == "json" else format_compare(topo, rows))
+    if args.format == "table":
+        stdout.write(_step_band(topo, config))
     if args.format != "json" and getattr(args, "model", None):
         stdout.write(f"\nThese rows assume towers of equal width ({args.host_split} split of the model's features) and "
                      "a generic Tower Module; `dmt-compile dump MODEL --topology ...` prices the plan transform "
                      "actually builds (its tower widths and Tower Module), so its speedup can differ.\n")
     return 0
+
+
+def _step_band(topo: Topology, config: Config) -> str:
+    """The fitted step model's embedding-exchange time with a band over its unfitted network
+    parameters (nothing fitted here: compute terms 0, alpha, g, n_half, eta, kappa over their ranges)."""
+    from dmt_compile.topo.cost_fit import RANGES, Candidate, predict_step, speedup_band
+
+    if topo.inter_bw is None or topo.num_hosts < 2:
+        return ""
+    w = config.feature_widths
+    ids = config.ids_per_sample
+    n = topo.num_hosts
+    towers = [(sum(w[t::n]), sum(ids[t::n])) for t in range(n)]
+    cands = [("flat", Candidate("flat", (sum(w),), (sum(ids),), None, config.bytes_per_element)),
+             ("sptt", Candidate("sptt", tuple(a for a, _ in towers), tuple(b for _, b in towers), None,
+                                config.bytes_per_element))]
+    cands += [(f"sptt_tm c={c:g}", Candidate("sptt_tm", tuple(a for a, _ in towers), tuple(b for _, b in towers),
+                                             tuple(a / c for a, _ in towers), config.bytes_per_element))
+              for c in config.compressions]
+    lines = ["", "cross-host wire time per step (cost_fit.predict_step; band over the unfitted "
+             + ", ".join(f"{k} {lo:g}..{hi:g}" for k, (lo, hi) in RANGES.items()) + "):"]
+    for name, cand in cands:
+        s, (lo, hi) = predict_step(cand, topo, config.batch_per_rank)
+        x, (xlo, xhi) = speedup_band(cand, cands[0][1], topo, config.batch_per_rank)
+        lines.append(f"  {name:<14} {s * 1e3:9.3f} ms  [{lo * 1e3:.3f} .. {hi * 1e3:.3f}]  "
+                     f"vs flat {x:.2f}x [{xlo:.2f}x .. {xhi:.2f}x]")
+    return "\n".join(lines) + "\n"
 
 
 def _describe(topo: Topology) -> str:

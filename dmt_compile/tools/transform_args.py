@@ -21,6 +21,9 @@ def add_transform_args(p: argparse.ArgumentParser) -> None:
                    help="how compressed towers reach the interaction (auto: direct, else hierarchical for "
                         "interacting TMs, else decoder)")
     p.add_argument("--seed", type=int, default=0, help="torch seed for new Tower Module weights")
+    p.add_argument("--wire-dtype", default=None, choices=("fp32", "fp16", "bf16", "fp8_e4m3"),
+                   help="format of the embedding exchanges once distributed, forward and gradients "
+                        "(default: the embeddings' own dtype)")
     p.add_argument("--partitioner", default="balanced", help="balanced | learned | random | contiguous")
     p.add_argument("--calibration", type=int, default=0, metavar="N",
                    help="calibration batches from the factory for the learned partitioner")
@@ -108,4 +111,4 @@ def transform_from_args(args: argparse.Namespace, callback=None):
     return transform(model, args.topology, inputs, num_towers=args.towers, tower_module=args.tower_module,
                      compression=args.compression, feed=args.feed, callback=callback,
                      partitioner=args.partitioner, calibration_batches=calibration, seed=args.seed,
-                     capture_paths=getattr(args, "capture", "auto"))
+                     capture_paths=getattr(args, "capture", "auto"), wire_dtype=getattr(args, "wire_dtype", None))

@@ -36,6 +36,7 @@ class VerifyOptions:
     strategy: str = "sptt"  # sptt | flat
     row_wise: str = "auto"  # auto | never | always (tables sharded by rows inside a host)
     device: str = "cpu"  # cpu (gloo) | cuda (NCCL; each rank on cuda:<local rank>)
+    wire_dtype: str | None = None  # format of the embedding exchanges (None: exact); the reference stays exact
 
     def __post_init__(self) -> None:
         """Refuse options no run can use before any process starts (typed errors naming the option)."""
@@ -133,7 +134,8 @@ def _transform(opts: VerifyOptions, model, inputs, topology):
 
 
 def _bce(out: Any, labels: torch.Tensor) -> torch.Tensor:
-    return torch.nn.functional.binary_cross_entropy_with_logits(first_tensor(out).reshape(-1, 1), labels)
+    out = first_tensor(out).reshape(-1, 1)
+    return torch.nn.functional.binary_cross_entropy_with_logits(out, labels.to(out.dtype))
 
 
 def _reference_step(opts: VerifyOptions, reference, dmt_ref, inputs, flat, labels, tables):
@@ -208,6 +210,7 @@ def verify_worker(rank: int, opts: VerifyOptions) -> dict:
     reference = model_ref if opts.tower_module == "identity" or opts.strategy == "flat" else dmt_ref.graph_module
     model_run, _ = _load(opts, world)
     dmt_run = _transform(opts, model_run, inputs, dmt_topo)
+    dmt_run.wire_dtype = opts.wire_dtype  # only the distributed run's exchanges are coded
     progress(rank, "reference and distributed models transformed", start)
     layout = infer_batch_layout(dmt_run)
     batch = layout.batch

@@ -20,6 +20,8 @@ __all__ = [
     "CostParams", "Workload", "CostBreakdown", "evaluate", "predict_sptt", "predict_flat",
     "formula", "strategy_exprs", "STRATEGIES", "TERMS", "SYMBOLS",
     "torchrec_shard_perf",
+    # fitted step model
+    "predict_step", "Candidate", "StepParams",
 ]
 
 _LAZY = {
@@ -32,6 +34,7 @@ _LAZY = {
     "formula": "cost_exprs", "strategy_exprs": "cost_exprs", "STRATEGIES": "cost_exprs",
     "TERMS": "cost_exprs",
     "torchrec_shard_perf": "torchrec_compat",
+    "predict_step": "cost_fit", "Candidate": "cost_fit", "StepParams": "cost_fit",
 }
 
 

@@ -47,7 +47,8 @@ INIT_SYNC_MODES = ("broadcast", "check", "off")
 
 def plan_fingerprint(dmt: DmtModel, layout_kind: str) -> str:
     """What every rank must agree on: strategy, topology, plan and the single-process graph's code."""
-    text = "\n".join([layout_kind, str(dmt.topology), dmt.plan.to_json(), dmt.graph_module.code])
+    text = "\n".join([layout_kind, str(dmt.topology), dmt.plan.to_json(), dmt.graph_module.code,
+                      f"wire_dtype={getattr(dmt, 'wire_dtype', None)}"])
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -65,7 +66,8 @@ class ShardedDmt(nn.Module):
                     f"transform with topology '{topo.num_hosts}x{topo.local_size}'",
                 )
             layout = RankLayout(topo.num_hosts, topo.local_size, groups.host, groups.local, groups.peer,
-                                groups.intra, "intra", groups.local, topo.local_size, row_wise=row_wise)
+                                groups.intra, "intra", groups.local, topo.local_size, row_wise=row_wise,
+                                wire_dtype=getattr(dmt, "wire_dtype", None))
         elif strategy == "flat":
             if dmt.plan.num_towers != 1:
                 raise RuntimeSetupError("the flat baseline needs a one-tower transform",
@@ -73,7 +75,7 @@ class ShardedDmt(nn.Module):
             world = topo.world_size
             hosts = [topo.host_of(r) for r in range(world)]
             layout = RankLayout(1, world, 0, groups.rank, None, groups.world, "world", groups.rank, world,
-                                tuple(hosts), row_wise="never")
+                                tuple(hosts), row_wise="never", wire_dtype=getattr(dmt, "wire_dtype", None))
         else:
             raise RuntimeSetupError(f"unknown strategy {strategy!r}", "use 'sptt' or 'flat'")
         if row_wise not in ROW_WISE_MODES:

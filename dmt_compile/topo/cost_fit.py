@@ -1,0 +1,241 @@
+"""A fitted, predictive step-time model: free parameters fitted on one set of runs, judged on another.
+
+:func:`predict_step` prices one training step of a *candidate* (a strategy with its towers) on a
+topology at a per-rank batch:
+
+    step = compute + wire
+    compute = k * (c_fixed + b * (c_sample + c_element * D_in + c_tm * D_tm + c_interaction * D_out))
+    wire    = E * alpha + E * m * g + X / (eta * B) * (1 + n_half / s) * (1 + kappa * log2(fan_in))
+
+with ``k`` ranks per core (or device), ``D_in`` the embedding elements per sample looked up,
+``D_tm`` those entering a compressing Tower Module (0 otherwise), ``D_out`` what the towers hand
+on; ``E`` = 5 cross-host exchanges per step (id counts, lengths, values; embeddings forward and
+their gradients backward), ``m`` messages per rank per exchange (flat: every rank of every other
+host, ``(N-1) L``; SPTT: one peer per other host, ``N-1``), ``X`` the busiest host NIC's bytes per
+direction (``L (N-1)/N b sum_t (8 I_t + 2 w o_t)``, ``w`` the wire's bytes per element), ``B`` the
+host NIC rate, ``s = X / (L m E)`` the mean message size and ``fan_in`` the senders into one NIC.
+
+The **free parameters** (:class:`StepParams`): ``alpha, g, n_half, eta, kappa`` and the compute
+terms ``c_*``. :func:`fit` fits the compute terms by least squares on the runs' own non-wire times
+``C_s`` (measured unthrottled, see the bench's ``bound`` module) and the network terms by a grid
+search on the step times, both on the *fitting* runs only; :func:`held_out_errors` then predicts
+runs that took no part in the fit (other shares, batches, host counts) from their description
+alone. Parameters no run could constrain stay at their defaults and are listed as unfitted;
+:func:`predict_step` returns a band over their plausible ranges (:data:`RANGES`).
+"""
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, Sequence
+
+from dmt_compile.errors import CostModelError
+from dmt_compile.topo.spec import as_topology
+
+__all__ = ["Candidate", "StepParams", "RANGES", "predict_step", "speedup_band", "fit", "held_out_errors", "candidate_from_row",
+           "EXCHANGES"]
+
+EXCHANGES = 5
+NETWORK = ("alpha", "gap", "n_half", "eta", "kappa")
+COMPUTE = ("c_fixed", "c_sample", "c_element", "c_tm", "c_interaction")
+#: plausible range of each network parameter, for the band over those not fitted
+RANGES = {"alpha": (10e-6, 500e-6), "gap": (0.0, 20e-6), "n_half": (16 * 1024, 256 * 1024), "eta": (0.7, 0.97),
+          "kappa": (0.0, 0.25)}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What :func:`predict_step` prices: a strategy and its towers (elements / ids per sample).
+
+    ``strategy``: ``flat`` (and TorchRec's TW/RW/TWRW, priced alike: one global exchange), ``sptt``
+    or ``sptt_tm``. Flat has one "tower" holding every feature. ``tower_out_widths`` None = identity.
+    """
+
+    strategy: str
+    tower_in_widths: tuple[float, ...]
+    ids_per_sample: tuple[float, ...]
+    tower_out_widths: tuple[float, ...] | None = None
+    wire_bytes: float = 4.0
+
+    def __post_init__(self) -> None:
+        if self.strategy not in ("flat", "sptt", "sptt_tm") and not self.strategy.startswith("torchrec_"):
+            raise CostModelError(f"unknown strategy {self.strategy!r}", "use flat, sptt, sptt_tm or torchrec_*")
+        if len(self.ids_per_sample) != len(self.tower_in_widths):
+            raise CostModelError("ids_per_sample and tower_in_widths differ in length", "give one entry per tower")
+
+    @property
+    def flat_like(self) -> bool:
+        return self.strategy == "flat" or self.strategy.startswith("torchrec_")
+
+    @property
+    def out_widths(self) -> tuple[float, ...]:
+        return self.tower_out_widths or self.tower_in_widths
+
+
+@dataclass(frozen=True)
+class StepParams:
+    """The free parameters (seconds, bytes); ``fitted`` names those a fit determined."""
+
+    alpha: float = 100e-6
+    gap: float = 5e-6
+    n_half: float = 64 * 1024
+    eta: float = 0.9
+    kappa: float = 0.0
+    c_fixed: float = 0.0
+    c_sample: float = 0.0
+    c_element: float = 0.0
+    c_tm: float = 0.0
+    c_interaction: float = 0.0
+    fitted: frozenset = field(default_factory=frozenset)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**{k: getattr(self, k) for k in NETWORK + COMPUTE}, "fitted": sorted(self.fitted)}
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(spec: str) -> Any:
+    return as_topology(spec)
+
+
+def _topology(topology: Any) -> Any:
+    """A Topology (string specs parsed once: the fit evaluates thousands of grid points)."""
+    return _parsed(topology) if isinstance(topology, str) else as_topology(topology)
+
+
+def _nic_rate(topology: Any, rate_bits: float | None) -> float:
+    if rate_bits is not None:
+        return rate_bits / 8
+    topo = _topology(topology)
+    if topo.inter_bw is None:
+        raise CostModelError(f"topology {topo} has no inter_bw", "give rate_bits or a topology with inter_bw")
+    return topo.inter_bw * topo.local_size
+
+
+def compute_time(c: Candidate, batch: float, p: StepParams, ranks_per_core: float = 1.0) -> float:
+    d_in = sum(c.tower_in_widths)
+    d_tm = d_in if c.strategy == "sptt_tm" else 0.0
+    return ranks_per_core * (p.c_fixed + batch * (p.c_sample + p.c_element * d_in + p.c_tm * d_tm
+                                                  + p.c_interaction * sum(c.out_widths)))
+
+
+def wire_time(c: Candidate, topology: Any, batch: float, p: StepParams, rate_bits: float | None = None) -> float:
+    topo = _topology(topology)
+    n, l_ = topo.num_hosts, topo.local_size
+    if n < 2:
+        return 0.0
+    rate = _nic_rate(topology, rate_bits)
+    per_sample = sum(8 * i + 2 * c.wire_bytes * o for i, o in zip(c.ids_per_sample, c.out_widths))
+    x = l_ * (n - 1) / n * batch * per_sample
+    msgs = (n - 1) * l_ if c.flat_like else (n - 1)
+    fan_in = (n - 1) * l_ * (l_ if c.flat_like else 1)
+    size = x / max(1.0, l_ * msgs * EXCHANGES)
+    transfer = x / (p.eta * rate) * (1 + p.n_half / max(size, 1.0)) * (1 + p.kappa * math.log2(max(1, fan_in)))
+    return EXCHANGES * p.alpha + EXCHANGES * msgs * p.gap + transfer
+
+
+def predict_step(candidate: Candidate, topology: Any, batch: float, params: StepParams | None = None, *,
+                 rate_bits: float | None = None, ranks_per_core: float = 1.0) -> tuple[float, tuple[float, float]]:
+    """(seconds, (low, high)) of one step; the band spans the unfitted network parameters' :data:`RANGES`."""
+    p = params or StepParams()
+    base = compute_time(candidate, batch, p, ranks_per_core) + wire_time(candidate, topology, batch, p, rate_bits)
+    free = [k for k in NETWORK if k not in p.fitted]
+    values = []
+    for corner in itertools.product(*[RANGES[k] for k in free]):
+        q = replace(p, **dict(zip(free, corner)))
+        values.append(compute_time(candidate, batch, q, ranks_per_core)
+                      + wire_time(candidate, topology, batch, q, rate_bits))
+    return base, ((min(values), max(values)) if values else (base, base))
+
+
+def speedup_band(candidate: Candidate, base: Candidate, topology: Any, batch: float,
+                 params: StepParams | None = None, **kw: Any) -> tuple[float, tuple[float, float]]:
+    """base step / candidate step, and its range over the unfitted parameters (both priced at
+    the same corner: the ratio's band, not a ratio of the two bands)."""
+    p = params or StepParams()
+    free = [k for k in NETWORK if k not in p.fitted]
+    ratios = []
+    for corner in itertools.product(*[RANGES[k] for k in free]) if free else [()]:
+        q = replace(p, **dict(zip(free, corner)))
+        ratios.append(predict_step(base, topology, batch, replace(q, fitted=frozenset(NETWORK)), **kw)[0]
+                      / predict_step(candidate, topology, batch, replace(q, fitted=frozenset(NETWORK)), **kw)[0])
+    mid = predict_step(base, topology, batch, p, **kw)[0] / predict_step(candidate, topology, batch, p, **kw)[0]
+    return mid, (min(ratios), max(ratios))
+
+
+def candidate_from_row(row: dict[str, Any]) -> Candidate:
+    """The candidate a bench result row timed (from its descriptor), for fitting and held-out checks."""
+    d = row.get("descriptor") or {}
+    towers = d.get("per_tower") or [[1664, 1664, 1.0, None]]
+    wire = {"fp16": 2.0, "bf16": 2.0, "fp8_e4m3": 1.0}.get(row.get("wire_dtype"), 4.0)
+    ids = [w_in / 64 for w_in, *_ in towers]  # one id per 64-wide embedding (the bench model)
+    outs = tuple(float(t[1]) for t in towers)
+    return Candidate(row["strategy"], tuple(float(t[0]) for t in towers), tuple(ids),
+                     None if row["strategy"] != "sptt_tm" else outs, wire)
+
+
+def _setting(run: dict[str, Any]) -> tuple[str, float, float, float]:
+    """(topology, rate bits, ranks per core, batch) of a bench report's row (``run`` = row + config)."""
+    cfg = run["config"]
+    world = run["row"]["world"]
+    return cfg["emulate"], cfg["inter_bw_bits"], world / max(1, run["row"].get("cores", world)), \
+        run["row"]["batch_per_rank"]
+
+
+def _fit_compute(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """Least squares of the non-wire times over the compute terms (non-negative by clipping)."""
+    import numpy as np
+
+    rows, y = [], []
+    for run in runs:
+        c = candidate_from_row(run["row"])
+        _, _, k, b = _setting(run)
+        d_in = sum(c.tower_in_widths)
+        rows.append([k, k * b, k * b * d_in, k * b * (d_in if c.strategy == "sptt_tm" else 0.0),
+                     k * b * sum(c.out_widths)])
+        y.append(run["row"]["non_wire_s"])
+    a, target = np.array(rows), np.array(y)
+    used = [j for j in range(a.shape[1]) if np.ptp(a[:, j]) > 0 or j == 1]
+    coef = np.zeros(a.shape[1])
+    coef[used] = np.clip(np.linalg.lstsq(a[:, used], target, rcond=None)[0], 0, None)
+    return dict(zip(COMPUTE, coef.tolist()))
+
+
+def fit(runs: Sequence[dict[str, Any]]) -> StepParams:
+    """Fit :class:`StepParams` on bench runs: ``[{"row": result row, "config": its report's config}]``
+    (rows need ``non_wire_s``). The network grid keeps the combination with the least squared log error."""
+    runs = [r for r in runs if r["row"].get("non_wire_s") is not None]
+    if len(runs) < 3:
+        raise CostModelError(f"{len(runs)} runs with a measured non-wire time", "fit on at least 3 bench rows")
+    p = StepParams(**_fit_compute(runs))
+    grid = {"alpha": (0.0, 50e-6, 200e-6, 1e-3), "gap": (0.0, 10e-6, 50e-6), "n_half": (0.0, 16e3, 64e3, 256e3),
+            "eta": (0.6, 0.75, 0.9, 1.0), "kappa": (0.0, 0.1, 0.25)}
+    best, best_err = p, math.inf
+    for values in itertools.product(*grid.values()):
+        q = replace(p, **dict(zip(grid, values)))
+        err = sum(math.log(_predict_run(q, run) / run["row"]["step_time_median_s"]) ** 2 for run in runs)
+        if err < best_err:
+            best, best_err = q, err
+    # eta (scale) and alpha (offset) are identified by any set of runs; message size, count and
+    # fan-in only change with the host layout, so g, n_half and kappa need runs on several layouts
+    layouts = {_setting(r)[0] for r in runs}
+    network = {"eta", "alpha"} | ({"gap", "n_half", "kappa"} if len(layouts) > 1 else set())
+    return replace(best, fitted=frozenset(network | set(COMPUTE)))
+
+
+def _predict_run(p: StepParams, run: dict[str, Any]) -> float:
+    topo, rate, k, b = _setting(run)
+    c = candidate_from_row(run["row"])
+    return compute_time(c, b, p, k) + wire_time(c, topo, b, p, rate)
+
+
+def held_out_errors(params: StepParams, runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per held-out run: predicted vs measured step and the relative error (description only in)."""
+    out = []
+    for run in runs:
+        pred = _predict_run(params, run)
+        meas = run["row"]["step_time_median_s"]
+        out.append({"run": run["row"].get("run"), "point": run.get("point"), "predicted_s": pred, "measured_s": meas,
+                    "error": pred / meas - 1, "cpu_bound": bool(run["row"].get("box_bound"))})
+    return out

@@ -1,0 +1,161 @@
+"""The bench's evidence machinery without a network: statistics, load gate, bound, claims, sweeps,
+the model descriptor and the quality emulation of a wire codec."""
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from benchmarks.emulated.bound import EFFICIENCY_LIMIT, add_honest_bounds, non_wire_time, rate_for_measured_share
+from benchmarks.emulated.headline import add_claims, equal_quality
+from benchmarks.emulated.netns import EmulationError
+from benchmarks.emulated.stats import LoadGateError, bootstrap_ci, check_load, median_ci, paired_ratio
+from benchmarks.emulated.sweep import crossover, parse_sweep
+
+WIRE_EFF = 1448 / 1514
+
+
+@settings(max_examples=30, deadline=None)
+@given(xs=st.lists(st.floats(0.01, 10), min_size=1, max_size=40))
+def test_bootstrap_interval_contains_the_median(xs):
+    out = median_ci(xs)
+    lo, hi = out["ci95"]
+    assert min(xs) <= lo <= out["median"] <= hi <= max(xs) and out["n"] == len(xs)
+
+
+def test_paired_ratio_is_per_round_and_reproducible():
+    base = [1.0 + 0.5 * (k % 3) for k in range(40)]  # the box drifts; both strategies drift alike
+    other = [b / 2 for b in base]
+    r = paired_ratio(base, other)
+    assert r["median"] == pytest.approx(2.0) and r["ci95"] == pytest.approx([2.0, 2.0]) and r["enough_rounds"]
+    assert paired_ratio(base[:10], other[:10])["enough_rounds"] is False
+    assert bootstrap_ci([1, 2, 3, 4]) == bootstrap_ci([1, 2, 3, 4])  # fixed seed
+
+
+def test_load_gate_refuses_a_busy_box_unless_forced():
+    with pytest.raises(LoadGateError, match="above half the 8 cores"):
+        check_load(False, cores=8, load=[4.5, 1, 1])
+    assert check_load(True, cores=8, load=[4.5, 1, 1])["forced"] is True
+    assert check_load(False, cores=8, load=[3.9, 1, 1])["forced"] is False
+
+
+def _row(run, step, nic, exch=None, strategy=None, wire="fp32", samples=None):
+    return {"run": run, "strategy": strategy or run.split("@")[0].split("+")[0], "wire_dtype": wire,
+            "step_time_median_s": step, "nic_limit_s": nic, "exchange_time_median_s": exch or nic,
+            "step_samples_s": samples or [step] * 30}
+
+
+def test_honest_bound_uses_each_strategys_own_non_wire_time():
+    # flat: 1.0 s step, 0.8 s of it on the NIC; c=4: own non-wire 0.3 s (not flat's 0.2), 0.2 s wire
+    rows = [_row("flat", 1.0, 0.8, 0.9), _row("sptt_tm@4", 0.55, 0.2)]
+    add_claims(rows)
+    share = add_honest_bounds(rows, {"flat": 0.2, "sptt_tm@4": 0.3})
+    assert share == pytest.approx(0.9)
+    r = rows[1]
+    assert r["bound"] == pytest.approx(1.0 / (0.3 + 0.2)) and r["efficiency"] == pytest.approx((0.3 + 0.2) / 0.55)
+    assert r["efficiency_flag"] is False
+    rows[1]["step_samples_s"] = [0.4] * 30  # faster than compute + wire: overlap or a wrong number
+    add_claims(rows)
+    add_honest_bounds(rows, {"flat": 0.2, "sptt_tm@4": 0.3})
+    assert rows[1]["efficiency"] > EFFICIENCY_LIMIT and rows[1]["efficiency_flag"] is True
+    assert non_wire_time({"step_time_median_s": 0.1, "nic_limit_s": 0.3}) == 0.0
+
+
+def test_measured_share_rate():
+    # at 10 Gbit/s: step 100 ms, exchange 30 ms of which 10.5 ms on the NIC (12.5 MB) -> other 70 ms
+    rate = rate_for_measured_share(0.100, 0.030, 12.5e6, 10e9, 0.8)
+    wire = 12.5e6 / (rate / 8 * WIRE_EFF)
+    fixed = 0.030 - 12.5e6 / (10e9 / 8 * WIRE_EFF)
+    assert (fixed + wire) / (fixed + wire + 0.070) == pytest.approx(0.8)
+    with pytest.raises(EmulationError, match="cannot reach"):
+        rate_for_measured_share(0.100, 0.095, 12.5e6, 10e9, 0.1)  # the fixed part alone exceeds 10 %
+
+
+def test_best_baseline_needs_equal_quality():
+    rows = [_row("flat", 1.0, 0.8), _row("flat+bf16", 0.6, 0.4, wire="bf16"), _row("torchrec_tw", 1.1, 0.8),
+            _row("sptt_tm@4", 0.4, 0.2)]
+    assert add_claims(rows)["best_baseline"] == "flat"  # bf16's quality unknown: not equal quality yet
+    rows[1]["delta_auc"] = {"synthetic": {"median": -0.0005}, "adult": {"median": 0.0001}}
+    rows[0]["delta_auc"] = {"synthetic": {"median": 0.0}, "adult": {"median": 0.0}}
+    claims = add_claims(rows)
+    assert claims["best_baseline"] == "flat+bf16" and "equal quality" in claims["basis"]
+    assert rows[3]["speedup_vs_best_baseline"]["median"] == pytest.approx(1.5)
+    assert rows[3]["speedup_vs_flat"]["median"] == pytest.approx(2.5)
+    rows[1]["delta_auc"]["adult"] = {"median": -0.01}
+    assert equal_quality(rows[1]) is False and add_claims(rows)["best_baseline"] == "flat"
+
+
+def test_sweep_parsing_and_crossover():
+    assert parse_sweep("wire-share=0.1,0.5") == ("wire-share", [0.1, 0.5])
+    assert parse_sweep("hosts=2x2,4x1") == ("hosts", ["2x2", "4x1"])
+    for bad in ("share=0.1", "wire-share=1.5", "batch=0", "hosts=2by2"):
+        with pytest.raises(EmulationError):
+            parse_sweep(bad)
+    pts = [{"flat_measured_exchange_share": x, "results": [
+        {"run": "sptt_tm@4", "speedup_vs_flat": {"median": y}, "speedup_vs_best_baseline": {"median": y / 1.5}}]}
+        for x, y in ((0.2, 0.8), (0.4, 1.2), (0.8, 2.0))]
+    c = crossover(pts)["sptt_tm@4"]
+    assert c["vs_flat"]["share"] == pytest.approx(0.3)
+    assert c["vs_best_baseline"]["share"] == pytest.approx(0.4 + (1 - 0.8) * 0.4 / (2.0 / 1.5 - 0.8))
+
+
+def test_descriptor_states_what_was_timed():
+    import dmt_compile
+    from benchmarks.emulated.descriptor import describe
+    from benchmarks.emulated.model import factory
+
+    model, inputs = factory(batch_size=8)
+    flat = describe(dmt_compile.transform(model, "1x4", inputs, num_towers=1), None)
+    assert flat["dense_parameters"] == 36737 and flat["interaction"]["unchanged"]
+    model, inputs = factory(batch_size=8)
+    dot = describe(dmt_compile.transform(model, "2x2", inputs, tower_module="dot", compression=16,
+                                         feed="hierarchical"), 16.0, "bf16")
+    assert dot["compression_effective"] == pytest.approx(13.0) and not dot["compression_met"]
+    assert dot["compression_label"] == "c=13 (requested 16)" and dot["wire_dtype"] == "bf16"
+    assert dot["interaction"]["vectors"] == [27, 3] and dot["interaction"]["first_layer_in"] == [415, 67]
+    assert dot["dense_parameters"] < flat["dense_parameters"] and dot["tower_module_parameters"] > 0
+
+
+def test_quality_wire_emulation_rounds_forward_and_backward():
+    from benchmarks.emulated.quality import _code_exchanges
+
+    emb = torch.nn.Embedding(10, 8)
+    _code_exchanges(emb, "bf16")
+    ids = torch.arange(10)
+    out = emb(ids)
+    assert torch.equal(out, emb.weight.detach().to(torch.bfloat16).float())
+    (out * torch.full_like(out, 1 / 3)).sum().backward()
+    assert torch.equal(emb.weight.grad, torch.full((10, 8), 1 / 3).to(torch.bfloat16).float())
+
+
+def test_flat_places_tables_host_aware():
+    from types import SimpleNamespace
+
+    from dmt_compile.lowering.owners import table_owners
+
+    lookups = [SimpleNamespace(tables=(f"t{i}",), rows=2000, dim=64, is_collection=False) for i in range(26)]
+    plain = table_owners(lookups, 4, "never")
+    aware = table_owners(lookups, 4, "never", (0, 0, 1, 1))
+    per_host = lambda owners: [sum(o in (0, 1) for o in owners), sum(o in (2, 3) for o in owners)]  # noqa: E731
+    assert per_host(plain) == [14, 12] and per_host(aware) == [13, 13]
+    assert table_owners(lookups, 4, "never", (0, 0, 0, 0)) == plain  # one host: unchanged
+
+
+def test_sweep_table_and_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    from benchmarks.emulated.report import render_sweep_plot, render_sweep_table
+
+    def row(run, x):
+        return {"run": run, "strategy": run.split("@")[0], "compression": 4.0 if "@" in run else None,
+                "wire_dtype": "fp32", "step_time_s": {"median": 0.1, "ci95": [0.09, 0.11]},
+                "speedup_vs_flat": {"median": x, "ci95": [x - 0.1, x + 0.1]},
+                "speedup_vs_best_baseline": {"median": x, "ci95": [x - 0.1, x + 0.1]}, "efficiency": 0.9}
+
+    points = [{"point": {"wire_share": w}, "flat_measured_exchange_share": w, "cpu_bound": w < 0.3,
+               "results": [row("flat", 1.0), row("sptt_tm@4", 0.5 + 2 * w)]} for w in (0.2, 0.5, 0.8)]
+    report = {"sweep": points, "crossover": crossover(points), "loaded_box": True}
+    text = render_sweep_table(report)
+    assert "sptt_tm@4: vs flat {'share': 0.25" in text and "LOADED BOX" in text
+    path = render_sweep_plot(report, str(tmp_path / "s.png"))
+    assert (tmp_path / "s.png").stat().st_size > 1000 and path.endswith("s.png")
