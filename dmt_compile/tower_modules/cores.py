@@ -1,5 +1,9 @@
 """The cores of compressing Tower Modules: `[N, sum(in widths)] -> [N, out width]`.
 
+Every core also takes the tower's lookups themselves (a sequence of `[N, w]`), which the
+compressing wrapper passes: the cores over fields stack them field-major once instead of
+concatenating a row and cutting it apart again.
+
 * `LinearCore` (`linear`) — one projection of the concatenated embeddings.
 * `DotCore` (`dot`) — DLRM-style pairwise dot products between the tower's fields, then a projection.
 * `CrossCore` (`cross`) — DCN-v2 cross layers over the concatenated embeddings, then a projection.
@@ -27,6 +31,7 @@ import torch
 from torch import nn
 
 from dmt_compile.errors import TowerModuleError
+from dmt_compile.tower_modules.pairwise import pair_positions, pairwise_dots
 
 __all__ = ["LinearCore", "FieldSplit", "DotCore", "CrossCore", "WukongLayer", "WukongCore", "EmbeddingHead"]
 
@@ -37,6 +42,9 @@ class EmbeddingHead(nn.Module):
     """`[N, n, d]` fields (and `[N, s]` scalars) -> `[N, k*d]`: k embeddings of dim d.
 
     `W X` (`W: [k, n]`, Wukong's LCB) plus a bias, plus `U V s` (rank <= 16) when scalars are given.
+    `W X` runs as one matrix product over the field-major layout `[n, N*d]` (what `FieldSplit`
+    produces; anything else is copied into it once): a `Linear` over the transposed fields would
+    copy them forth and back and multiply with an inner dimension of k, several times slower.
     """
 
     def __init__(self, n: int, d: int, k: int, scalars: int = 0):
@@ -49,7 +57,10 @@ class EmbeddingHead(nn.Module):
             if scalars else None
 
     def forward(self, fields: torch.Tensor, scalars: torch.Tensor | None = None) -> torch.Tensor:
-        y = self.lcb(fields.transpose(1, 2)).transpose(1, 2).flatten(1) + self.bias
+        n_rows, n, d = fields.shape
+        field_major = fields.transpose(0, 1).reshape(n, n_rows * d)  # a view when fields came from FieldSplit
+        mixed = torch.mm(self.lcb.weight, field_major).view(self.k, n_rows, d)
+        y = mixed.transpose(0, 1).reshape(n_rows, self.k * d) + self.bias
         return y if self.scalars is None else y + self.scalars(scalars)
 
 
@@ -73,8 +84,8 @@ class LinearCore(nn.Module):
         else:
             self.proj = nn.Linear(sum(in_widths), out_width)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.fields(x)) if hasattr(self, "head") else self.proj(x)
+    def forward(self, x) -> torch.Tensor:
+        return self.head(self.fields(x)) if hasattr(self, "head") else self.proj(as_row(x))
 
 
 class FieldSplit(nn.Module):
@@ -103,13 +114,30 @@ class FieldSplit(nn.Module):
                 self.proj[str(k)] = nn.Linear(w, self.dim)
                 self.num_fields += 1
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        parts = torch.split(x, self.widths, dim=1)
+    def forward(self, x) -> torch.Tensor:
+        """`[N, n, d]`, a transposed view of field-major storage `[n, N, d]` (see `field_major`)."""
+        return self.field_major(x).transpose(0, 1)
+
+    def field_major(self, x) -> torch.Tensor:
+        """`[n, N, d]` from `[N, sum(widths)]` or the lookups themselves (a sequence of `[N, w]`):
+        each field's rows are contiguous, so the head's `W X` is one matrix product and the
+        lookups are stacked once (no concatenation of the row, no per-field copies after it)."""
+        parts = torch.split(x, self.widths, dim=1) if isinstance(x, torch.Tensor) else list(x)
         fields = []
         for k, p in enumerate(parts):
             p = self.proj[str(k)](p) if str(k) in self.proj else p
-            fields.append(p.reshape(p.shape[0], p.shape[1] // self.dim, self.dim))  # explicit: batch 0 too
-        return torch.cat(fields, dim=1) if len(fields) > 1 else fields[0]
+            m = p.shape[1] // self.dim
+            fields.append(p.unsqueeze(0) if m == 1 else p.reshape(p.shape[0], m, self.dim).transpose(0, 1))
+        if all(f.shape[0] == 1 for f in fields):
+            return torch.stack([f[0] for f in fields], dim=0)
+        return torch.cat(fields, dim=0) if len(fields) > 1 else fields[0]
+
+
+def as_row(x) -> torch.Tensor:
+    """`[N, sum(widths)]` from a row or from the lookups (a sequence of `[N, w]`)."""
+    if isinstance(x, torch.Tensor):
+        return x
+    return torch.cat(list(x), dim=1) if len(x) > 1 else x[0]
 
 
 class DotCore(nn.Module):
@@ -126,15 +154,16 @@ class DotCore(nn.Module):
         n = self.fields.num_fields
         triu = torch.triu_indices(n, n, offset=1)
         self.register_buffer("triu", triu, persistent=False)
+        self.register_buffer("positions", pair_positions(triu, n), persistent=False)
         k = _head_shape(self.fields, out_width, embedding_dim)
         if k:  # embedding-wise: W X + U V dots
             self.head = EmbeddingHead(n, self.fields.dim, k, triu.shape[1])
         else:
             self.proj = nn.Linear(n * self.fields.dim + triu.shape[1], out_width)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.fields(x)  # [N, n, d]
-        dots = torch.bmm(f, f.transpose(1, 2))[:, self.triu[0], self.triu[1]]
+    def forward(self, x) -> torch.Tensor:
+        f = self.fields(x)  # [N, n, d] (a view of field-major storage)
+        dots = pairwise_dots(f, self.positions)
         if hasattr(self, "head"):
             return self.head(f, dots)
         return self.proj(torch.cat([f.flatten(1), dots], dim=1))
@@ -164,7 +193,8 @@ class CrossCore(nn.Module):
         else:
             self.proj = nn.Linear(w, out_width)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x) -> torch.Tensor:
+        x = as_row(x)
         x0, h = x, x
         for layer in self.layers:
             h = x0 * layer(h) + h
@@ -223,6 +253,6 @@ class WukongCore(nn.Module):
         else:
             self.proj = nn.Linear(n * d, out_width)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x) -> torch.Tensor:
         h = self.blocks(self.fields(x))
         return self.head(h) if hasattr(self, "head") else self.proj(h.flatten(1))
