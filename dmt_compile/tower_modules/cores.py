@@ -35,16 +35,27 @@ from dmt_compile.tower_modules.pairwise import pair_positions, pairwise_dots
 
 __all__ = ["LinearCore", "FieldSplit", "DotCore", "CrossCore", "WukongLayer", "WukongCore", "EmbeddingHead"]
 
+LEAN_CROSS_RANK = 16  # rank of the cross layers over the compressed embeddings (embedding-wise feed)
 SCALAR_RANK = 16  # rank of the projection of a core's scalar interactions onto the output embeddings
+
+
+def mix_fields(weight: torch.Tensor, fields: torch.Tensor) -> torch.Tensor:
+    """`W X`: `[m, n]` x `[N, n, d]` -> `[N, m, d]` (a transposed view of field-major `[m, N, d]`).
+
+    One matrix product over the field-major layout `[n, N*d]` (free when the fields are a view of
+    it, as `FieldSplit` gives them): a `Linear` over the transposed fields copies them forth and
+    back and, in its backward, multiplies with an inner dimension of m: several times slower.
+    """
+    rows, n, d = fields.shape
+    field_major = fields.transpose(0, 1).reshape(n, rows * d)
+    return torch.mm(weight, field_major).view(weight.shape[0], rows, d).transpose(0, 1)
 
 
 class EmbeddingHead(nn.Module):
     """`[N, n, d]` fields (and `[N, s]` scalars) -> `[N, k*d]`: k embeddings of dim d.
 
     `W X` (`W: [k, n]`, Wukong's LCB) plus a bias, plus `U V s` (rank <= 16) when scalars are given.
-    `W X` runs as one matrix product over the field-major layout `[n, N*d]` (what `FieldSplit`
-    produces; anything else is copied into it once): a `Linear` over the transposed fields would
-    copy them forth and back and multiply with an inner dimension of k, several times slower.
+    `W X` is :func:`mix_fields`.
     """
 
     def __init__(self, n: int, d: int, k: int, scalars: int = 0):
@@ -57,10 +68,7 @@ class EmbeddingHead(nn.Module):
             if scalars else None
 
     def forward(self, fields: torch.Tensor, scalars: torch.Tensor | None = None) -> torch.Tensor:
-        n_rows, n, d = fields.shape
-        field_major = fields.transpose(0, 1).reshape(n, n_rows * d)  # a view when fields came from FieldSplit
-        mixed = torch.mm(self.lcb.weight, field_major).view(self.k, n_rows, d)
-        y = mixed.transpose(0, 1).reshape(n_rows, self.k * d) + self.bias
+        y = mix_fields(self.lcb.weight, fields).reshape(fields.shape[0], self.k * self.d) + self.bias
         return y if self.scalars is None else y + self.scalars(scalars)
 
 
@@ -172,7 +180,10 @@ class DotCore(nn.Module):
 class CrossCore(nn.Module):
     """`cross`: DCN-v2 cross layers `x_{l+1} = x0 * (W_l x_l + b_l) + x_l`, then a projection.
 
-    `W_l` is full rank up to width 256 and low rank (`U V`, rank 64) above, as in DCN-v2.
+    `W_l` is full rank up to width 256 and low rank (`U V`, rank 64) above, as in DCN-v2. Fed as
+    k embeddings (`embedding_dim`), the tower first compresses (`W X`, the embedding head) and
+    crosses the k*d compressed elements with rank-16 layers (DCN-v2's low-rank form): crossing
+    the full width would cost more than the global interaction it replaces.
     """
 
     interacts = True  # computes feature interactions inside the tower
@@ -181,24 +192,25 @@ class CrossCore(nn.Module):
                  embedding_dim: int = 0):
         super().__init__()
         w = sum(in_widths)
-        rank = 64 if w > max_full else None
+        fields = FieldSplit(in_widths) if embedding_dim else None
+        k = _head_shape(fields, out_width, embedding_dim) if fields is not None else 0
+        if k:  # compress, then cross the compressed embeddings (low rank)
+            self.fields, self.head = fields, EmbeddingHead(fields.num_fields, fields.dim, k)
+            w, rank = out_width, min(LEAN_CROSS_RANK, out_width)
+        else:
+            rank = 64 if w > max_full else None
+            self.proj = nn.Linear(w, out_width)
         self.layers = nn.ModuleList(
             nn.Linear(w, w) if rank is None else nn.Sequential(nn.Linear(w, rank, bias=False), nn.Linear(rank, w))
             for _ in range(layers)
         )
-        fields = FieldSplit(in_widths) if embedding_dim else None
-        k = _head_shape(fields, out_width, embedding_dim) if fields is not None else 0
-        if k:  # embedding-wise head over the crossed fields (the cross layers keep the field layout)
-            self.fields, self.head = fields, EmbeddingHead(fields.num_fields, fields.dim, k)
-        else:
-            self.proj = nn.Linear(w, out_width)
 
     def forward(self, x) -> torch.Tensor:
-        x = as_row(x)
-        x0, h = x, x
+        x0 = self.head(self.fields(x)) if hasattr(self, "head") else as_row(x)
+        h = x0
         for layer in self.layers:
             h = x0 * layer(h) + h
-        return self.head(self.fields(h)) if hasattr(self, "head") else self.proj(h)
+        return h if hasattr(self, "head") else self.proj(h)
 
 
 class WukongLayer(nn.Module):
@@ -222,15 +234,24 @@ class WukongLayer(nn.Module):
         self.norm = nn.LayerNorm(d) if d > 1 else nn.LayerNorm([m, 1]) if m > 1 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fm = torch.bmm(x, torch.matmul(x.transpose(1, 2), self.y))  # X (Xᵀ Y): [N, n, k]
+        # Yᵀ X, W X and the residual's compression in one product over the field-major layout
+        weights = [self.y.t(), self.lcb.weight] + ([] if self.residual is None else [self.residual.weight])
+        mixed = mix_fields(torch.cat(weights, dim=0), x)
+        parts = torch.split(mixed, [w.shape[0] for w in weights], dim=1)
+        fm = torch.bmm(x, parts[0].transpose(1, 2))  # X (Xᵀ Y): [N, n, k]
         fmb = self.mlp(self.fm_norm(fm.flatten(1))).reshape(x.shape[0], self.n_f, self.d)
-        lcb = self.lcb(x.transpose(1, 2)).transpose(1, 2)  # W X: [N, n_l, d]
-        res = x if self.residual is None else self.residual(x.transpose(1, 2)).transpose(1, 2)
+        lcb = parts[1]  # W X: [N, n_l, d]
+        res = x if self.residual is None else parts[2]
         return self.norm(torch.cat([fmb, lcb], dim=1) + res)
 
 
 class WukongCore(nn.Module):
-    """`wukong`: a stack of Wukong layers over the tower's fields, flattened and projected."""
+    """`wukong`: a stack of Wukong layers over the tower's fields, flattened and projected.
+
+    Fed as k embeddings (`embedding_dim`), one lean layer (`Y` of rank 4, MLP hidden 32) maps the
+    n fields straight to k embeddings, then `W X`: the tower costs about a third of a DLRM dot
+    interaction over its fields, where two full layers cost several times more.
+    """
 
     interacts = True  # computes feature interactions inside the tower
 
@@ -239,17 +260,19 @@ class WukongCore(nn.Module):
         super().__init__()
         self.fields = FieldSplit(in_widths)
         n, d = self.fields.num_fields, self.fields.dim
-        n_f = n_l = max(1, math.ceil(n / 2))
-        k = max(1, min(n, 8))
+        k_out = _head_shape(self.fields, out_width, embedding_dim)
+        if k_out:  # one lean layer n -> k_out embeddings
+            n_l = max(1, k_out // 2)
+            sizes, rank, hidden = [(max(1, k_out - n_l), n_l)], 4, 32
+        else:
+            sizes, rank = [(max(1, math.ceil(n / 2)),) * 2] * layers, 8
         blocks = []
-        for _ in range(layers):
-            blocks.append(WukongLayer(n, d, n_f, n_l, k, hidden))
+        for n_f, n_l in sizes:
+            blocks.append(WukongLayer(n, d, n_f, n_l, max(1, min(n, rank)), hidden))
             n = n_f + n_l
-            k = max(1, min(n, 8))
         self.blocks = nn.Sequential(*blocks)
-        k = _head_shape(self.fields, out_width, embedding_dim)
-        if k:  # embedding-wise: W X over the last layer's embeddings
-            self.head = EmbeddingHead(n, d, k)
+        if k_out:  # embedding-wise: W X over the last layer's embeddings
+            self.head = EmbeddingHead(n, d, k_out)
         else:
             self.proj = nn.Linear(n * d, out_width)
 
