@@ -48,7 +48,7 @@ def _groups(dmt: Any, where: Any) -> HierarchicalGroups:
 
 def distribute(dmt: Any, topology_or_groups: Topology | str | HierarchicalGroups | None = None, *,
                row_wise: str = "auto", init_sync: str = "broadcast", bucket_cap_mb: float = 25.0,
-               strategy: str = "sptt", dense_sync: str = "world") -> "DistributedDmt":
+               strategy: str = "sptt", dense_sync: str = "world", dedup_ids: bool = False) -> "DistributedDmt":
     """This rank's `DistributedDmt` of a transformed model (every rank calls it, with the same model).
 
     `topology_or_groups`: the `HierarchicalGroups` to run on, or a topology (default: the one the
@@ -59,13 +59,14 @@ def distribute(dmt: Any, topology_or_groups: Topology | str | HierarchicalGroups
     `dense_sync`: "world" (default: one asynchronous all-reduce per bucket over the world, overlapping
     the rest of backward) | "hierarchical" (reduce-scatter in the host, all-reduce across hosts,
     all-gather in the host: 1/L of the dense gradients cross the NICs; the reduce-scatter overlaps backward,
-    the rest runs when backward ends).
+    the rest runs when backward ends). `dedup_ids`: each (host, table)'s distinct ids cross hosts once,
+    with a narrow index per id (`runtime/id_dedup.py`; exact; pays off for multi-hot and sequence features).
 
     The returned module shares its tables and layers with `dmt` (and registers gradient hooks on
     them): train through the returned module, not through `dmt` in the same process.
     """
     return DistributedDmt(dmt, _groups(dmt, topology_or_groups), row_wise=row_wise, init_sync=init_sync,
-                          bucket_cap_mb=bucket_cap_mb, strategy=strategy, dense_sync=dense_sync)
+                          bucket_cap_mb=bucket_cap_mb, strategy=strategy, dense_sync=dense_sync, dedup_ids=dedup_ids)
 
 
 class DistributedDmt(nn.Module):
@@ -73,11 +74,12 @@ class DistributedDmt(nn.Module):
 
     def __init__(self, dmt: Any, groups: HierarchicalGroups, *, row_wise: str = "auto",
                  init_sync: str = "broadcast", bucket_cap_mb: float = 25.0, strategy: str = "sptt",
-                 dense_sync: str = "world"):
+                 dense_sync: str = "world", dedup_ids: bool = False):
         super().__init__()
         if dense_sync not in DENSE_SYNCS:
             raise RuntimeSetupError(f"unknown dense_sync {dense_sync!r}", "choose one of: " + ", ".join(DENSE_SYNCS))
-        self.sharded = ShardedDmt(dmt, groups, strategy=strategy, row_wise=row_wise, init_sync=init_sync)
+        self.sharded = ShardedDmt(dmt, groups, strategy=strategy, row_wise=row_wise, init_sync=init_sync,
+                                  dedup_ids=dedup_ids)
         self.held_state = dmt.held_state  # original tensors the graph never used: kept for checkpoints
         self.groups = groups
         self.topology = groups.topology

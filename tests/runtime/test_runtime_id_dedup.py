@@ -1,0 +1,65 @@
+"""Deduplicated cross-host id exchange: bitwise the outputs and gradients of the plain exchange
+(weighted jagged bags, fixed-size bags, a sequence feature, one-hot ids; identity and dot Tower
+Modules), and the distinct ids it sends equal the analytic count of distinct ids per (rank, table)
+bound for another host; the index dtype rule; the bench's Zipf workload."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from conftest import ROOT
+from dmt_compile.runtime.id_dedup import dedup_streams, index_dtype
+from dmt_compile.runtime.launch import launch_local
+from dmt_compile.runtime.wire import Stream
+from dmt_compile.tools.bench.id_workload import distinct_ids, multi_hot, zipf_ids
+
+HERE = os.path.dirname(__file__)
+
+
+@pytest.mark.distributed
+@pytest.mark.parametrize("zipf, tower_module", [(1.1, "identity"), (0.0, "dot")])
+def test_dedup_ids_are_exact_and_send_the_analytic_distinct_count(zipf, tower_module):
+    import dedup_workers  # noqa: F401  (spawned children import it by path)
+
+    env = {"PYTHONPATH": os.pathsep.join([HERE, ROOT])}
+    from dedup_workers import worker
+
+    results = launch_local(worker, "2x2", args=(zipf, tower_module), timeout_s=240, env=env)
+    for r in results:
+        assert r["same"], r
+        assert 0 < r["unique_bytes"] <= 1.1 * r["analytic"], r  # the target: <= 1.1x the analytic count
+        assert r["unique_bytes"] == r["analytic"], r  # in fact exactly it
+        assert {"cross/ids.unique", "cross/ids.inverse"} <= set(r["ops"]) and "cross/ids.values" not in r["ops"]
+        if zipf > 0:
+            assert r["dedup_bytes"] < r["plain_bytes"], r
+
+
+def test_index_dtype_is_the_narrowest_that_indexes_the_distinct_ids():
+    assert [index_dtype(n) for n in (0, 1, 256, 257, 32768, 32769, 2 ** 31)] == [
+        torch.uint8, torch.uint8, torch.uint8, torch.int16, torch.int16, torch.int32, torch.int32]
+    for n in (256, 32768):  # the largest index fits
+        assert torch.tensor([n - 1]).to(index_dtype(n)).to(torch.int64).item() == n - 1
+
+
+def test_dedup_streams_rebuild_every_stream_in_order():
+    g = torch.Generator().manual_seed(0)
+    streams = [Stream(zipf_ids((n,), 50, 1.2, g, t), torch.ones(n, dtype=torch.int64), None)
+               for t, n in enumerate((40, 0, 7))]
+    unique, inverse = dedup_streams(streams)
+    assert torch.equal(unique[inverse], torch.cat([s.values for s in streams]))
+    assert unique.numel() == sum(distinct_ids(s.values) for s in streams)
+
+
+def test_zipf_workload_repeats_head_ids_and_bags_have_the_asked_sizes():
+    g = torch.Generator().manual_seed(0)
+    skewed, uniform = zipf_ids((20_000,), 2000, 1.1, g), zipf_ids((20_000,), 2000, 0.0, g)
+    assert skewed.min() >= 0 and skewed.max() < 2000
+    assert distinct_ids(skewed) < distinct_ids(uniform)
+    assert torch.bincount(skewed).max() > 0.1 * skewed.numel()  # the head id: ~16 % of the draws at s = 1.1
+    values, offsets = multi_hot(64, 20, 2000, 1.1, g)
+    assert offsets.tolist() == list(range(0, 64 * 20, 20)) and values.numel() == 64 * 20
+    values, offsets = multi_hot(64, 5, 100, 1.1, g, ragged=True)
+    lengths = torch.diff(torch.cat([offsets, offsets.new_tensor([values.numel()])]))
+    assert lengths.min() >= 1 and lengths.max() <= 9
