@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import time
 
@@ -53,7 +54,7 @@ def flops_per_sample(model, inputs, batch: int) -> tuple[float, float]:
     """Forward FLOPs per sample: (everything, the Tower Modules alone)."""
     with FlopCounterMode(display=False) as fc, torch.no_grad():
         model(*inputs)
-    tm = sum(sum(v.values()) for k, v in fc.get_flop_counts().items() if k.endswith("_tm") and k.count(".") <= 2)
+    tm = sum(sum(v.values()) for k, v in fc.get_flop_counts().items() if re.fullmatch(r".*\.tower\d+_tm", k))
     return fc.get_total_flops() / batch, tm / batch
 
 

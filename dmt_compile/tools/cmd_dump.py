@@ -98,6 +98,10 @@ def run_dump(args, stdout: IO[str]) -> int:
             _render_png(_rank_program(dmt, args.rank, "dot"), args.png)
         return 0
     stdout.write(dmt.dump(args.format))
+    if args.format == "summary":
+        from dmt_compile.tools.flops import flops_line
+
+        stdout.write(flops_line(args.model, dmt))
     if args.png:
         _render_png(dmt.dump("dot"), args.png)
         if args.format != "json":
