@@ -87,3 +87,13 @@ def worker(rank: int, zipf: float, tower_module: str) -> dict:
             "unique_bytes": stats_b.get("cross/ids.unique", {}).get("bytes_sent", 0),
             "plain_values": stats_a.get("cross/ids.values", {}).get("bytes_sent", 0),
             "analytic": analytic_distinct_bytes(dmt, local), "ops": sorted(stats_b)}
+
+
+def mixed_dedup(rank: int) -> None:
+    """Rank 1 asks for dedup_ids, the others do not: every rank must refuse (the wire formats differ)."""
+    import dmt_compile
+    from dmt_compile.lowering.sharded import ShardedDmt
+    from dmt_compile.runtime.groups import HierarchicalGroups
+
+    model, inputs = make(4 * PER_RANK, 1.1)
+    ShardedDmt(dmt_compile.transform(model, "2x2", inputs), HierarchicalGroups.build("2x2"), dedup_ids=rank == 1)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 
+import sys
+
 import pytest
 import torch
 
@@ -16,13 +18,12 @@ from dmt_compile.runtime.wire import Stream
 from dmt_compile.tools.bench.id_workload import distinct_ids, multi_hot, zipf_ids
 
 HERE = os.path.dirname(__file__)
+sys.path.insert(0, HERE)  # dedup_workers
 
 
 @pytest.mark.distributed
 @pytest.mark.parametrize("zipf, tower_module", [(1.1, "identity"), (0.0, "dot")])
 def test_dedup_ids_are_exact_and_send_the_analytic_distinct_count(zipf, tower_module):
-    import dedup_workers  # noqa: F401  (spawned children import it by path)
-
     env = {"PYTHONPATH": os.pathsep.join([HERE, ROOT])}
     from dedup_workers import worker
 
@@ -34,6 +35,30 @@ def test_dedup_ids_are_exact_and_send_the_analytic_distinct_count(zipf, tower_mo
         assert {"cross/ids.unique", "cross/ids.inverse"} <= set(r["ops"]) and "cross/ids.values" not in r["ops"]
         if zipf > 0:
             assert r["dedup_bytes"] < r["plain_bytes"], r
+
+
+@pytest.mark.distributed
+def test_ranks_that_disagree_on_dedup_are_refused():
+    from dedup_workers import mixed_dedup
+
+    from dmt_compile.errors import CollectiveError
+
+    env = {"PYTHONPATH": os.pathsep.join([HERE, ROOT])}
+    with pytest.raises(CollectiveError) as info:
+        launch_local(mixed_dedup, "2x2", timeout_s=200, env=env)
+    assert "RuntimeSetupError" in str(info.value) and "different plan" in str(info.value)
+
+
+def test_dedup_ids_must_be_a_bool():
+    import dmt_compile
+    from dedup_workers import make
+
+    from dmt_compile.errors import RuntimeSetupError
+    from dmt_compile.lowering.sharded import ShardedDmt
+
+    model, inputs = make(8, 1.1)
+    with pytest.raises(RuntimeSetupError, match="dedup_ids must be True or False"):
+        ShardedDmt(dmt_compile.transform(model, "2x2", inputs), groups=None, dedup_ids="yes")
 
 
 def test_index_dtype_is_the_narrowest_that_indexes_the_distinct_ids():
