@@ -88,3 +88,31 @@ def test_zipf_workload_repeats_head_ids_and_bags_have_the_asked_sizes():
     values, offsets = multi_hot(64, 5, 100, 1.1, g, ragged=True)
     lengths = torch.diff(torch.cat([offsets, offsets.new_tensor([values.numel()])]))
     assert lengths.min() >= 1 and lengths.max() <= 9
+
+
+def test_bench_model_multi_hot_from_arguments_or_environment(monkeypatch):
+    from torch import nn
+
+    from dmt_compile.tools.bench.model import factory
+
+    model, (dense, sparse) = factory(batch_size=8, num_sparse=3, ids_per_feature=5, zipf=1.1)
+    assert sparse["C1"].shape == (8, 5) and isinstance(model.tables["C1"], nn.EmbeddingBag)
+    assert model(dense, sparse).shape == (8, 1)
+    monkeypatch.setenv("DMT_BENCH_IDS_PER_FEATURE", "4")
+    monkeypatch.setenv("DMT_BENCH_ZIPF", "1.1")
+    _, (_, sparse) = factory(batch_size=8, num_sparse=2)
+    assert sparse["C2"].shape == (8, 4)
+    monkeypatch.delenv("DMT_BENCH_IDS_PER_FEATURE")
+    monkeypatch.delenv("DMT_BENCH_ZIPF")
+    model, (_, sparse) = factory(batch_size=8, num_sparse=2)  # the one-hot default is unchanged
+    assert sparse["C1"].shape == (8,) and isinstance(model.tables["C1"], nn.Embedding)
+
+
+def test_bench_cli_refuses_a_negative_zipf():
+    import io
+
+    from dmt_compile.tools.cli import main
+
+    out = io.StringIO()
+    assert main(["bench", "--zipf", "-1", "--no-torchrec"], stdout=out) == 1
+    assert "--zipf must be >= 0" in out.getvalue()
