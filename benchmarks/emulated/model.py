@@ -8,6 +8,11 @@ the dense part is small (about 37 K parameters, 150 KB of gradients) so that its
 compute of 8 ranks on 2 cores stay well below the exchange (with a per-rank batch of 1,024 the
 flat baseline moves about 13.6 MB of embeddings per host and direction per step, ~110 ms at 1 Gbit/s).
 
+Multi-hot variant: ``ids_per_feature`` > 1 gives every feature a bag of that many ids per sample
+(an ``nn.EmbeddingBag`` with sum pooling over ``[B, N]`` ids) and ``zipf`` > 0 draws the ids from a
+Zipf law (:mod:`.id_workload`); the bench's ``--ids-per-feature`` / ``--zipf`` set them through the
+environment (``DMT_BENCH_IDS_PER_FEATURE``, ``DMT_BENCH_ZIPF``), which every rank inherits.
+
 MODEL_SPEC: ``benchmarks.emulated.model:factory``. :func:`torchrec_factory` builds the same model
 with a TorchRec ``EmbeddingBagCollection`` (sum pooling of one id = the same lookup) for the
 TorchRec DMP baseline.
@@ -50,30 +55,46 @@ class DenseArch(nn.Module):
 
 
 class BenchDLRM(nn.Module):
-    def __init__(self, num_sparse: int = NUM_SPARSE, dim: int = EMBEDDING_DIM, rows: int = ROWS):
+    def __init__(self, num_sparse: int = NUM_SPARSE, dim: int = EMBEDDING_DIM, rows: int = ROWS,
+                 ids_per_feature: int = 1):
         super().__init__()
         self.names = feature_names(num_sparse)
-        self.tables = nn.ModuleDict({n: nn.Embedding(rows, dim) for n in self.names})
+        table = (lambda: nn.Embedding(rows, dim)) if ids_per_feature == 1 else \
+            (lambda: nn.EmbeddingBag(rows, dim, mode="sum"))
+        self.tables = nn.ModuleDict({n: table() for n in self.names})
         self.dense_arch = DenseArch(num_sparse, dim)
 
     def forward(self, dense: torch.Tensor, sparse: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.dense_arch(dense, [self.tables[n](sparse[n]) for n in self.names])
 
 
-def make_inputs(batch_size: int, seed: int, num_sparse: int = NUM_SPARSE, rows: int = ROWS):
+def make_inputs(batch_size: int, seed: int, num_sparse: int = NUM_SPARSE, rows: int = ROWS,
+                ids_per_feature: int = 1, zipf: float = 0.0):
     g = torch.Generator().manual_seed(seed + 1)
     dense = torch.rand(batch_size, NUM_DENSE, generator=g)
-    sparse = {n: torch.randint(0, rows, (batch_size,), generator=g) for n in feature_names(num_sparse)}
+    if ids_per_feature == 1 and zipf <= 0:
+        sparse = {n: torch.randint(0, rows, (batch_size,), generator=g) for n in feature_names(num_sparse)}
+        return dense, sparse
+    from benchmarks.emulated.id_workload import zipf_ids
+
+    shape = (batch_size,) if ids_per_feature == 1 else (batch_size, ids_per_feature)
+    sparse = {n: zipf_ids(shape, rows, zipf, g, table_seed=i) for i, n in enumerate(feature_names(num_sparse))}
     return dense, sparse
 
 
 def factory(batch_size: int = 64, seed: int = 0, num_sparse: int = NUM_SPARSE, dim: int = EMBEDDING_DIM,
-            rows: int = ROWS):
-    """Returns ``(model, (dense [B, 13], {"C1".."C26": LongTensor[B]}))``."""
+            rows: int = ROWS, ids_per_feature: int | None = None, zipf: float | None = None):
+    """Returns ``(model, (dense [B, 13], {"C1".."C26": LongTensor[B] or [B, ids_per_feature]}))``.
+
+    ``ids_per_feature`` / ``zipf`` default to ``DMT_BENCH_IDS_PER_FEATURE`` / ``DMT_BENCH_ZIPF`` (1, 0)."""
+    import os
+
+    n = int(os.environ.get("DMT_BENCH_IDS_PER_FEATURE", "1")) if ids_per_feature is None else ids_per_feature
+    s = float(os.environ.get("DMT_BENCH_ZIPF", "0")) if zipf is None else zipf
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = BenchDLRM(num_sparse, dim, rows)
-    return model, make_inputs(batch_size, seed, num_sparse, rows)
+        model = BenchDLRM(num_sparse, dim, rows, n)
+    return model, make_inputs(batch_size, seed, num_sparse, rows, n, s)
 
 
 class TorchRecDLRM(nn.Module):

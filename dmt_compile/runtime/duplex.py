@@ -169,11 +169,15 @@ class _Recorded(Pending):
         self.label, self.op, self._record = label, op, record
 
     def wait(self) -> torch.Tensor:
+        t_wait = time.perf_counter()
         try:
             out = super().wait()
         except RuntimeError as exc:
             raise fail(self.label, self.op, exc) from exc
         r = self._record
+        from dmt_compile.runtime.overlap_stats import record_overlap
+
+        record_overlap(self.label, self.op, t_wait - r["start"], time.perf_counter() - t_wait)
         comm_stats.record(self.label, self.op, r["sent"], r["got"], r["me"], r["hosts"])
         if comm_stats.observed():
             comm_stats.notify(comm_stats.ExchangeEvent(r["kind"], self.label, self.op, r["group"],

@@ -25,7 +25,7 @@ from dmt_compile.errors import RuntimeSetupError
 from dmt_compile.runtime.id_check import IdRangeCheck, check_ids
 from dmt_compile.runtime.tags import PREFETCH_TAGS
 from dmt_compile.runtime.wire import (
-    IdField, Stream, decode_sources, encode, exchange_ids, exchange_rows, finish_ids, finish_rows, keyed, start_ids,
+    IdField, Stream, decode_sources, encode, exchange_ids, exchange_rows, finish_rows, keyed, start_ids,
     start_rows, unkeyed, weights_dtype,
 )
 
@@ -46,6 +46,7 @@ class PeerIdsExchange(nn.Module):
         self.samples_from: dict[int, list[int]] = {}  # local tower -> samples received from each member
         self.my_samples = 0
         self._prefetched: list = []  # id exchanges of later batches, started by prefetch()
+        self.dedup_ids = False  # each stream's distinct ids cross once (runtime/id_dedup.py)
 
     def extra_repr(self) -> str:
         return (f"towers={sorted(self.fields)}, my_host={self.my_host}, local_towers={self.local_towers}, "
@@ -67,8 +68,10 @@ class PeerIdsExchange(nn.Module):
         for i, t in enumerate(towers):
             sends[self.tower_host[t]] += [encode(f, tower_ids[i]) for f in self.fields[t]]
         mults = [f.mult for t in self.local_towers for f in self.fields[t]]
-        pending = start_ids(sends, [mults] * self.num_hosts, self.group, self.label, "ids", self.with_weights,
-                            tag=tag)
+        begin = start_ids
+        if self.dedup_ids:
+            from dmt_compile.runtime.id_dedup import start_dedup_ids as begin
+        pending = begin(sends, [mults] * self.num_hosts, self.group, self.label, "ids", self.with_weights, tag=tag)
         return _IdsInFlight(my_samples, pending, tower_ids)
 
     def prefetch(self, *tower_ids: Sequence[torch.Tensor]) -> None:
@@ -84,7 +87,7 @@ class PeerIdsExchange(nn.Module):
         """Complete and forget prefetched exchanges whose batches will not run (on every rank)."""
         for p in self._prefetched:
             if p.pending is not None:
-                finish_ids(p.pending)
+                p.pending.wait()
         self._prefetched.clear()
 
     def _take_prefetched(self, tower_ids: tuple) -> "_IdsInFlight | None":
@@ -103,7 +106,7 @@ class PeerIdsExchange(nn.Module):
         if p.pending is None:
             self.samples_from = {t: [self.my_samples] for t in self.local_towers}
             return tuple(tuple(p.tower_ids[i]) if t in self.local_towers else None for i, t in enumerate(towers))
-        got = finish_ids(p.pending)
+        got = p.pending.wait()  # wire.IdsPending or id_dedup.DedupIdsPending
         result: dict[int, tuple] = {}
         at = 0
         for t in self.local_towers:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from typing import IO
@@ -45,6 +46,7 @@ def _wire_dtypes(text: str) -> tuple[str, ...]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Long: one flat list of the bench's options with their help, read top to bottom."""
     p = subparsers.add_parser(
         "bench", help="emulated multi-host benchmark: flat vs TorchRec TW vs SPTT vs SPTT+TM (needs root)",
         description="Build N network namespaces (hosts) with L ranks each, shape every host NIC with tc, "
@@ -92,6 +94,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="auto: full-duplex point-to-point on gloo; collective: gloo all_to_all_single (half duplex)")
     p.add_argument("--pipeline", action="store_true",
                    help="SPTT: exchange the next step's ids while this step computes (IdsPipeline)")
+    p.add_argument("--ids-per-feature", type=_positive_int, default=1, metavar="N",
+                   help="bench model: N ids per sample and feature, sum-pooled (default 1: one-hot)")
+    p.add_argument("--zipf", type=float, default=0.0, metavar="S",
+                   help="bench model: ids drawn with P(rank k) ~ 1/(k+1)^S (default 0: uniform)")
     p.add_argument("--no-pin", action="store_true", help="do not pin ranks to cores")
     p.add_argument("--no-interleave", action="store_true", help="run strategies one after another")
     p.add_argument("--no-nic-trace", action="store_true", help="do not sample host 0's NIC")
@@ -101,6 +107,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--plot", metavar="PNG", nargs="?", const="bench_emulated.png", default=None,
                    help="also write a bar chart (default file bench_emulated.png)")
     p.set_defaults(func=run_bench)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def run_bench(args: argparse.Namespace, stdout: IO[str] | None = None) -> int:
@@ -116,6 +129,11 @@ def run_bench(args: argparse.Namespace, stdout: IO[str] | None = None) -> int:
     parse_sweep, run_sweep = sweep.parse_sweep, sweep.run_sweep
 
     out = stdout or sys.stdout
+    if args.zipf < 0:
+        print(f"error: --zipf must be >= 0, got {args.zipf} (0 draws ids uniformly)", file=out)
+        return 1
+    # the bench model reads these (every rank inherits the environment)
+    os.environ["DMT_BENCH_IDS_PER_FEATURE"], os.environ["DMT_BENCH_ZIPF"] = str(args.ids_per_feature), str(args.zipf)
     n, l = args.emulate
     try:
         cfg = BenchConfig(num_hosts=n, local_size=l,

@@ -100,6 +100,10 @@ def run_dump(args, stdout: IO[str]) -> int:
     from dmt_compile.printing import terminal_width
 
     stdout.write(dmt.dump(args.format, terminal_width()))
+    if args.format == "summary":
+        from dmt_compile.tools.flops import flops_line
+
+        stdout.write(flops_line(args.model, dmt))
     if args.png:
         _render_png(dmt.dump("dot"), args.png)
         if args.format != "json":

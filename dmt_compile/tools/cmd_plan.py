@@ -39,6 +39,10 @@ def run_plan(args, stdout: IO[str]) -> int:
     from dmt_compile.printing import terminal_width
 
     stdout.write((dmt.plan.to_json() if args.format == "json" else dmt.plan.format(terminal_width())) + "\n")
+    if args.format != "json":
+        from dmt_compile.tools.flops import flops_line
+
+        stdout.write(flops_line(args.model, dmt))
     if args.graph:
         written = write_feature_graph(feature_graph_dot(dmt.plan, recorder.affinity), args.graph)
         stdout.write(f"feature graph: {written}\n")

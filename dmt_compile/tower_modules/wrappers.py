@@ -47,7 +47,7 @@ class CompressingTowerModule(nn.Module):
 
     def forward(self, *xs):
         picked = [_flat(x) for x, c in zip(xs, self.compress) if c]
-        y = self.core(torch.cat(picked, dim=1) if len(picked) > 1 else picked[0])
+        y = self.core(picked)  # every core takes the lookups themselves (see `cores`)
         return (y, *[x for x, c in zip(xs, self.compress) if not c])
 
     def extra_repr(self) -> str:

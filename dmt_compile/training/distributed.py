@@ -54,7 +54,7 @@ def _groups(dmt: DmtModel, where: Any) -> HierarchicalGroups:
 def distribute(dmt: DmtModel, topology_or_groups: Topology | str | HierarchicalGroups | None = None, *,
                row_wise: str = "auto", init_sync: str = "broadcast", bucket_cap_mb: float = 25.0,
                strategy: str = "sptt", dense_sync: str = "world", check_finite: bool = False,
-               device: torch.device | str | None = None) -> "DistributedDmt":
+               device: torch.device | str | None = None, dedup_ids: bool = False) -> "DistributedDmt":
     """This rank's `DistributedDmt` of a transformed model (every rank calls it, with the same model).
 
     `topology_or_groups`: the `HierarchicalGroups` to run on, or a topology (default: the one the
@@ -72,13 +72,15 @@ def distribute(dmt: DmtModel, topology_or_groups: Topology | str | HierarchicalG
     (`cuda:LOCAL_RANK`, made current), under gloo the CPU; "cpu", "cuda" or "cuda:N" ask for one
     (a device that is absent raises `RuntimeSetupError`). This rank's tables, layers and buffers move
     there, and so does every batch given to `forward` / `local_batch`.
+`dedup_ids`: each (host, table)'s distinct ids cross hosts once,
+    with a narrow index per id (`runtime/id_dedup.py`; exact; pays off for multi-hot and sequence features).
 
     The returned module shares its tables and layers with `dmt` (and registers gradient hooks on
     them): train through the returned module, not through `dmt` in the same process.
     """
     return DistributedDmt(dmt, _groups(dmt, topology_or_groups), row_wise=row_wise, init_sync=init_sync,
                           bucket_cap_mb=bucket_cap_mb, strategy=strategy, dense_sync=dense_sync,
-                          check_finite=check_finite, device=device)
+                          check_finite=check_finite, device=device, dedup_ids=dedup_ids)
 
 
 class DistributedDmt(nn.Module):
@@ -86,13 +88,14 @@ class DistributedDmt(nn.Module):
 
     def __init__(self, dmt: DmtModel, groups: HierarchicalGroups, *, row_wise: str = "auto",
                  init_sync: str = "broadcast", bucket_cap_mb: float = 25.0, strategy: str = "sptt",
-                 dense_sync: str = "world", check_finite: bool = False, device: torch.device | str | None = None):
+                 dense_sync: str = "world", check_finite: bool = False, device: torch.device | str | None = None,
+                 dedup_ids: bool = False):
         super().__init__()
         if dense_sync not in DENSE_SYNCS:
             raise RuntimeSetupError(f"unknown dense_sync {dense_sync!r}", "choose one of: " + ", ".join(DENSE_SYNCS))
         self.device = resolve_rank_device(device)
         self.sharded = ShardedDmt(dmt, groups, strategy=strategy, row_wise=row_wise, init_sync=init_sync,
-                                  device=self.device)
+                                  device=self.device, dedup_ids=dedup_ids)
         self.held_state = dmt.held_state  # original tensors the graph never used: kept for checkpoints
         self.groups = groups
         self.topology = groups.topology

@@ -54,8 +54,11 @@ def plan_fingerprint(dmt: DmtModel, layout_kind: str) -> str:
 
 class ShardedDmt(nn.Module):
     def __init__(self, dmt: DmtModel, groups: HierarchicalGroups, *, strategy: str = "sptt", row_wise: str = "auto",
-                 init_sync: str = "broadcast", device: torch.device | str | None = None):
+                 init_sync: str = "broadcast", device: torch.device | str | None = None,
+                 dedup_ids: bool = False):
         super().__init__()
+        if not isinstance(dedup_ids, bool):
+            raise RuntimeSetupError(f"dedup_ids must be True or False, got {dedup_ids!r}", "pass dedup_ids=True")
         if init_sync not in INIT_SYNC_MODES:
             raise RuntimeSetupError(f"unknown init_sync {init_sync!r}", "use 'broadcast', 'check' or 'off'")
         topo = groups.topology
@@ -80,9 +83,13 @@ class ShardedDmt(nn.Module):
             raise RuntimeSetupError(f"unknown strategy {strategy!r}", "use 'sptt' or 'flat'")
         if row_wise not in ROW_WISE_MODES:
             raise RuntimeSetupError(f"unknown row_wise {row_wise!r}", "use 'auto', 'never' or 'always'")
-        check_fingerprint(plan_fingerprint(dmt, f"{strategy}/{row_wise}"), groups.world, what="plan")
+        check_fingerprint(plan_fingerprint(dmt, f"{strategy}/{row_wise}/dedup={dedup_ids}"), groups.world, what="plan")
         lowered = lower_for_rank(dmt, layout)
         self.gm = lowered.gm
+        self.dedup_ids = dedup_ids
+        for m in self.gm.modules():  # the cross-host id exchange sends each stream's distinct ids once
+            if hasattr(m, "dedup_ids"):
+                m.dedup_ids = dedup_ids
         self.input_spec = dmt.input_spec
         self.plan = dmt.plan
         self.groups = groups
