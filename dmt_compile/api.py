@@ -182,7 +182,7 @@ def transform(
     example_kwargs: Mapping[str, Any] | None = None,
     num_towers: int | None = None,
     towers: Mapping[str, int] | Sequence[Sequence[str]] | None = None,
-    tower_module: str = "identity",
+    tower_module: str | None = None,
     compression: float | None = None,
     feed: str = "auto",
     partitioner: str = "balanced",
@@ -192,6 +192,12 @@ def transform(
     capture_paths: str | Sequence[str] = "auto",
     inplace: bool = False,
     callback: DumpCallback | None = None,
+    strategy: str = "manual",
+    quality_budget: float = 0.002,
+    batch_per_rank: int | None = None,
+    quality_data: Sequence[Any] | None = None,
+    quality_check: Any = None,
+    predictor: Any = None,
 ) -> DmtModel:
     """Rewrite a flat recommendation model into SPTT towers with Tower Modules.
 
@@ -201,7 +207,7 @@ def transform(
         example_inputs: positional inputs the model accepts (a tuple).
         num_towers: towers to build (default: one per host).
         towers: pins, `{"feature": tower}` or a list of feature lists.
-        tower_module: `"identity"` (exact) or a compressing module such as `"linear"`.
+        tower_module: `"identity"` (exact, the default) or a compressing module such as `"linear"`.
         compression: ratio c for a compressing module (default 4).
         feed: `"auto"`, `"direct"` (interaction consumes compressed embeddings) or `"decoder"`.
         partitioner: `"balanced"` (default), `"learned"` (feature affinity from the model's
@@ -214,8 +220,32 @@ def transform(
             that reproduces the model), or the paths to try, e.g. `"export"` or `("symbolic", "export")`.
         inplace: share modules with `model` instead of copying it first.
         callback: called as `callback(index, pass_name, gm, ctx)` after capture and each pass.
+        strategy: `"manual"` (the options above as given) or `"auto"`: search flat, identity and every
+            compressing Tower Module x compression x feed the model admits, predict each step on
+            `topology` at `batch_per_rank` (`predictor`, default the cost model), drop candidates that
+            break `quality_budget` (ΔAUC vs flat, measured by a paired training on `quality_data` =
+            `[(inputs, labels), ...]` or by `quality_check`; unchecked, only quality-neutral candidates
+            stay) and transform the fastest; `tower_module` / `compression` / `feed` given pin it, and
+            `dmt.plan.auto` holds the candidate table (`dmt_compile.strategy`).
     """
-    options = TransformOptions(num_towers, towers, tower_module, compression, feed, partitioner, seed,
+    if strategy not in ("manual", "auto"):
+        raise InputError(f"unknown strategy {strategy!r}", 'use strategy="manual" (default) or strategy="auto"')
+    if strategy == "auto":
+        from dmt_compile.auto import transform_auto
+        from dmt_compile.strategy import Pins
+
+        TransformOptions(num_towers, towers, tower_module or "identity", compression if tower_module else None, feed,
+                         partitioner, seed, table_ranges).validated()  # typed errors for bad options first
+        pins = Pins(tower_module, compression, None if feed == "auto" else feed)
+        plan_options = dict(num_towers=num_towers, towers=towers, partitioner=partitioner, seed=seed,
+                            table_ranges=table_ranges)
+        capture = dict(example_kwargs=example_kwargs, calibration_batches=calibration_batches,
+                       capture_paths=capture_paths)
+        return transform_auto(model if not inplace else model, topology, example_inputs, pins=pins,
+                              plan_options=plan_options, capture=capture, batch_per_rank=batch_per_rank,
+                              quality_budget=quality_budget, quality_data=quality_data,
+                              quality_check=quality_check, predictor=predictor)
+    options = TransformOptions(num_towers, towers, tower_module or "identity", compression, feed, partitioner, seed,
                                table_ranges).validated()
     work = model if inplace else copy_model(model)
     originals = OriginalState(work)  # the original names of every tensor, by identity (DmtModel.state_dict)

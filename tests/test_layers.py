@@ -1,7 +1,7 @@
 """The package's layers point one way, and no module imports another in a cycle.
 
-    errors < ir < {topo, capture, tower_modules} < partition < passes < {printing, runtime}
-           < lowering < api (api.py, options.py, input_checks.py, __init__.py) < interop < tools (and __main__.py)
+    errors < ir < {topo, capture, tower_modules} < partition < passes < {printing, runtime, strategy}
+           < lowering < api (api.py, auto.py, options.py, input_checks.py, __init__.py) < interop < tools (and __main__.py)
 
 Every `import` / `from ... import` in a module counts, also those inside functions (lazy
 imports), so a layer cannot reach up even lazily. Components of one tier do not import each
@@ -20,9 +20,9 @@ ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 
 TIERS = {
     "errors": 0, "ir": 1, "topo": 2, "capture": 2, "tower_modules": 2, "partition": 3, "passes": 4,
-    "printing": 5, "runtime": 5, "lowering": 6, "api": 7, "interop": 8, "tools": 9,
+    "printing": 5, "runtime": 5, "strategy": 5, "lowering": 6, "api": 7, "interop": 8, "tools": 9,
 }
-COMPONENT_OF_FILE = {"api.py": "api", "options.py": "api", "input_checks.py": "api", "__init__.py": "api",
+COMPONENT_OF_FILE = {"api.py": "api", "auto.py": "api", "options.py": "api", "input_checks.py": "api", "__init__.py": "api",
                      "__main__.py": "tools",
                      "errors.py": "errors", "printing.py": "printing"}
 MAX_MODULE_LINES = 400

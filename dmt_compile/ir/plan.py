@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 from tabulate import tabulate
 
@@ -36,6 +37,8 @@ class TowerPlan:
     notes: tuple[str, ...] = field(default=())
     metrics: tuple[tuple[str, float], ...] = field(default=())  # e.g. affinity captured, from the partitioner
     rebuilt: tuple[RebuiltLayer, ...] = field(default=())  # hierarchical feed: layers rebuilt for the new width
+    # strategy="auto": the candidate table and the choice (a dmt_compile.strategy.StrategyChoice), else None
+    auto: Any = None
 
     @property
     def towers(self) -> tuple[tuple[str, ...], ...]:
@@ -62,7 +65,10 @@ class TowerPlan:
         return replace(self, details=details, **changes)
 
     def to_dict(self) -> dict:
-        out = asdict(self)
+        out = asdict(replace(self, auto=None))
+        out.pop("auto")
+        if self.auto is not None:  # strategy="auto" only: the candidate table
+            out["auto"] = self.auto.to_dict()
         out["towers"] = [list(t) for t in self.towers]
         out["balance"] = round(self.balance(), 6)
         return out
@@ -93,6 +99,8 @@ class TowerPlan:
         lines += [f"metric: {k} = {v:.4g}" for k, v in self.metrics]
         lines += [f"note: {n}" for n in self.notes]
         lines += [f"rebuilt: {r.describe()}" for r in self.rebuilt]
+        if self.auto is not None:
+            lines.append(str(self.auto))
         return "\n".join(lines)
 
 

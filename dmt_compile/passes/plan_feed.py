@@ -36,7 +36,7 @@ from dmt_compile.passes.base import Pass, PassContext, PassResult
 from dmt_compile.passes.feed_trial import FeedNotApplicable, run_trial
 from dmt_compile.tower_modules import TOWER_MODULES, clamp_note, compressed_count, compressed_width, interacts
 
-__all__ = ["PlanFeed", "FeedNotApplicable"]
+__all__ = ["PlanFeed", "FeedNotApplicable", "direct_tower_feed", "decoder_tower_feed"]
 
 
 def _width(node: fx.Node) -> int:
@@ -141,6 +141,11 @@ def _decoder_tower(gm: fx.GraphModule, t: int, lookups: list[fx.Node], c: float)
                      keyed=tuple(_keyed_layout(gm, n) for n in lookups),
                      note=clamp_note(sum(widths), c, t, "looked-up width"))
 
+
+# the structural halves of the decision, for callers that derive a tower's widths at many c without a trial
+# (strategy="auto": the trial runs once, the widths at every c come from these)
+direct_tower_feed = _direct_tower
+decoder_tower_feed = _decoder_tower
 
 _FIX_DIRECT = ('use feed="hierarchical" (rebuilds the layers whose width depends on the number of embeddings) '
                'or feed="decoder"')
