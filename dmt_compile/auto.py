@@ -31,13 +31,30 @@ def _stderr(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def _text_progress(done: int, total: int, what: str) -> None:
-    width = 30
-    bar = "#" * (width * done // max(1, total))
-    sys.stderr.write(f"\rquality check [{bar:<{width}}] {done}/{total} {what[:40]:<40}")
-    if done >= total:
-        sys.stderr.write("\n")
-    sys.stderr.flush()
+class _ProgressBar:
+    """The quality check's progress on stderr: a tqdm bar when tqdm is installed, else a text bar."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+
+    def __call__(self, done: int, total: int, what: str) -> None:
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:  # pragma: no cover - tqdm is optional
+            tqdm = None
+        if tqdm is None:
+            filled = 30 * done // max(1, total)
+            sys.stderr.write(f"\rquality check [{'#' * filled:<30}] {done}/{total} {what[:40]:<40}")
+            sys.stderr.write("\n" if done >= total else "")
+            sys.stderr.flush()
+            return
+        if self.bar is None:
+            self.bar = tqdm(total=total, desc="quality check", file=sys.stderr, dynamic_ncols=True)
+        self.bar.update(done - self.bar.n)
+        self.bar.set_postfix_str(what[:40])
+        if done >= total:
+            self.bar.close()
+            self.bar = None
 
 
 def _builder(topology: Topology, example_inputs: Any, options: Mapping[str, Any]):
@@ -55,7 +72,7 @@ def choose_strategy(model: torch.nn.Module, topology: Any, example_inputs: tuple
                     batch_per_rank: int | None = None, quality_budget: float = 0.002,
                     quality_data: Sequence[Any] | None = None, quality_check: QualityCheck | None = None,
                     predictor: StepPredictor | None = None, plan_options: Mapping[str, Any] | None = None,
-                    log: Callable[[str], None] | None = _stderr, progress: Progress | None = _text_progress,
+                    log: Callable[[str], None] | None = _stderr, progress: Progress | None = None,
                     **capture: Any) -> StrategyChoice:
     """Search the candidates `model` admits on `topology` and choose one (see `dmt_compile.strategy`).
 
@@ -79,7 +96,8 @@ def choose_strategy(model: torch.nn.Module, topology: Any, example_inputs: tuple
     if quality_check is None and quality_data is not None:
         quality_check = PairedTraining(model, list(quality_data), _builder(topo, example_inputs, o))
     return choose_for_graph(gm, ctx, pins=pins, predictor=predictor, batch_per_rank=batch_per_rank,
-                            quality_budget=quality_budget, quality_check=quality_check, log=log, progress=progress)
+                            quality_budget=quality_budget, quality_check=quality_check, log=log,
+                            progress=progress or _ProgressBar())
 
 
 def transform_auto(model: torch.nn.Module, topology: Any, example_inputs: tuple, *, pins: Pins,
