@@ -28,7 +28,8 @@ from dmt_compile.passes.split_tables import SplitTables
 from dmt_compile.passes.sptt_rewrite import SpttRewrite
 from dmt_compile.topo import Topology, as_topology
 
-__all__ = ["transform", "run_passes", "DmtModel", "default_pipeline", "TransformOptions", "flat_state_dict"]
+__all__ = ["transform", "run_passes", "DmtModel", "default_pipeline", "TransformOptions", "flat_state_dict",
+           "choose_strategy"]
 
 DumpCallback = Callable[[int, str, fx.GraphModule, PassContext], None]
 
@@ -201,6 +202,8 @@ def transform(
 ) -> DmtModel:
     """Rewrite a flat recommendation model into SPTT towers with Tower Modules.
 
+    Long: the public entry point; its signature and this docstring list every option.
+
     Args:
         model: any `nn.Module` with embedding lookups.
         topology: a `Topology` or a spec such as `"2x4"` (hosts x ranks per host).
@@ -228,23 +231,16 @@ def transform(
             stay) and transform the fastest; `tower_module` / `compression` / `feed` given pin it, and
             `dmt.plan.auto` holds the candidate table (`dmt_compile.strategy`).
     """
-    if strategy not in ("manual", "auto"):
-        raise InputError(f"unknown strategy {strategy!r}", 'use strategy="manual" (default) or strategy="auto"')
-    if strategy == "auto":
+    if strategy != "manual":  # the search (dmt_compile.strategy), then this function on the chosen candidate
         from dmt_compile.auto import transform_auto
-        from dmt_compile.strategy import Pins
 
-        TransformOptions(num_towers, towers, tower_module or "identity", compression if tower_module else None, feed,
-                         partitioner, seed, table_ranges).validated()  # typed errors for bad options first
-        pins = Pins(tower_module, compression, None if feed == "auto" else feed)
-        plan_options = dict(num_towers=num_towers, towers=towers, partitioner=partitioner, seed=seed,
-                            table_ranges=table_ranges)
-        capture = dict(example_kwargs=example_kwargs, calibration_batches=calibration_batches,
-                       capture_paths=capture_paths)
-        return transform_auto(model if not inplace else model, topology, example_inputs, pins=pins,
-                              plan_options=plan_options, capture=capture, batch_per_rank=batch_per_rank,
-                              quality_budget=quality_budget, quality_data=quality_data,
-                              quality_check=quality_check, predictor=predictor)
+        return transform_auto(run_passes, transform, model, topology, example_inputs, strategy,
+                              TransformOptions(num_towers, towers, tower_module, compression, feed, partitioner, seed,
+                                               table_ranges),
+                              dict(example_kwargs=example_kwargs, calibration_batches=calibration_batches,
+                                   capture_paths=capture_paths),
+                              dict(batch_per_rank=batch_per_rank, quality_budget=quality_budget,
+                                   quality_data=quality_data, quality_check=quality_check, predictor=predictor))
     options = TransformOptions(num_towers, towers, tower_module or "identity", compression, feed, partitioner, seed,
                                table_ranges).validated()
     work = model if inplace else copy_model(model)
@@ -255,6 +251,18 @@ def transform(
     splits = ctx.get(TableSplits) if ctx.has(TableSplits) else TableSplits()
     return DmtModel(gm, ctx.input_spec, ctx.get(TowerPlan), ctx.get(Detection), report, ctx.topology, originals,
                     table_splits=splits)
+
+
+def choose_strategy(model: torch.nn.Module, topology: Any, example_inputs: tuple, **kwargs: Any):
+    """The `strategy="auto"` search without the transform: a `dmt_compile.strategy.StrategyChoice`.
+
+    Keywords: `pins` (`strategy.Pins`), `batch_per_rank`, `quality_budget`, `quality_data`,
+    `quality_check`, `predictor`, `plan_options` (num_towers, towers, partitioner, seed,
+    table_ranges), `log`, `progress`, and the capture keywords of `transform`.
+    """
+    from dmt_compile.auto import choose_strategy as search
+
+    return search(run_passes, transform, model, topology, example_inputs, **kwargs)
 
 
 def run_passes(

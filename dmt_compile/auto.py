@@ -1,5 +1,9 @@
 """`choose_strategy` and `transform(strategy="auto")`: the search of `dmt_compile.strategy` on a model.
 
+`api` calls in here and hands over its `run_passes` and `transform` (this module sits beside
+`api` and does not import it: `dmt_compile.choose_strategy` / `transform(strategy="auto")` are the
+entry points).
+
 The model is captured and planned once (split-collections, split-tables, detect, plan-towers);
 the search derives every candidate from that plan; only the chosen candidate is transformed
 (flat: one tower on a 1 x W topology, as the flat baseline runs). The plan of the returned model
@@ -57,9 +61,7 @@ class _ProgressBar:
             self.bar = None
 
 
-def _builder(topology: Topology, example_inputs: Any, options: Mapping[str, Any]):
-    from dmt_compile.api import transform
-
+def _builder(transform: Callable, topology: Topology, example_inputs: Any, options: Mapping[str, Any]):
     def build(candidate, model: torch.nn.Module) -> torch.nn.Module:
         kwargs = candidate.transform_kwargs(topology.num_hosts, topology.local_size)
         shape = kwargs.pop("topology_shape", None)
@@ -68,7 +70,8 @@ def _builder(topology: Topology, example_inputs: Any, options: Mapping[str, Any]
     return build
 
 
-def choose_strategy(model: torch.nn.Module, topology: Any, example_inputs: tuple, *, pins: Pins = Pins(),
+def choose_strategy(run_passes: Callable, transform: Callable, model: torch.nn.Module, topology: Any,
+                    example_inputs: tuple, *, pins: Pins = Pins(),
                     batch_per_rank: int | None = None, quality_budget: float = 0.002,
                     quality_data: Sequence[Any] | None = None, quality_check: QualityCheck | None = None,
                     predictor: StepPredictor | None = None, plan_options: Mapping[str, Any] | None = None,
@@ -81,8 +84,6 @@ def choose_strategy(model: torch.nn.Module, topology: Any, example_inputs: tuple
     `num_towers`, `towers`, `partitioner`, `seed`, `table_ranges` (they shape the one tower plan).
     `capture`: `example_kwargs`, `calibration_batches`, `capture_paths` as `transform` takes them.
     """
-    from dmt_compile.api import run_passes
-
     if not isinstance(quality_budget, (int, float)) or isinstance(quality_budget, bool) or quality_budget < 0:
         raise InputError(f"quality_budget must be a non-negative AUC difference, got {quality_budget!r}",
                          "e.g. quality_budget=0.002 (at most 0.002 AUC below flat)")
@@ -94,19 +95,30 @@ def choose_strategy(model: torch.nn.Module, topology: Any, example_inputs: tuple
               PlanTowers(o.get("num_towers"), o.get("towers"), o.get("partitioner", "balanced"), o.get("seed", 0))]
     gm, ctx, _ = run_passes(model, topo, example_inputs, passes, **capture)
     if quality_check is None and quality_data is not None:
-        quality_check = PairedTraining(model, list(quality_data), _builder(topo, example_inputs, o))
+        quality_check = PairedTraining(model, list(quality_data), _builder(transform, topo, example_inputs, o))
     return choose_for_graph(gm, ctx, pins=pins, predictor=predictor, batch_per_rank=batch_per_rank,
                             quality_budget=quality_budget, quality_check=quality_check, log=log,
                             progress=progress or _ProgressBar())
 
 
-def transform_auto(model: torch.nn.Module, topology: Any, example_inputs: tuple, *, pins: Pins,
-                   plan_options: Mapping[str, Any], capture: Mapping[str, Any], **search: Any):
-    """`transform(..., strategy="auto")`: choose, then transform the chosen candidate once."""
-    from dmt_compile.api import transform
+def transform_auto(run_passes: Callable, transform: Callable, model: torch.nn.Module, topology: Any,
+                   example_inputs: tuple, strategy: str, options: Any, capture: Mapping[str, Any],
+                   search: Mapping[str, Any]):
+    """`transform(..., strategy="auto")`: choose, then transform the chosen candidate once.
 
-    choice = choose_strategy(model, topology, example_inputs, pins=pins, plan_options=plan_options, **search,
-                             **capture)
+    `options` is the call's `TransformOptions` as given: a Tower Module, compression or feed set there
+    pins the search; the tower count, tower pins, partitioner and seed shape the one tower plan.
+    """
+    if strategy not in STRATEGIES:
+        raise InputError(f"unknown strategy {strategy!r}", 'use strategy="manual" (default) or strategy="auto"')
+    o = options
+    replace(o, tower_module=o.tower_module or "identity",  # typed errors for bad options first
+            compression=o.compression if o.tower_module else None).validated()
+    pins = Pins(o.tower_module, o.compression, None if o.feed == "auto" else o.feed)
+    plan_options = dict(num_towers=o.num_towers, towers=o.towers, partitioner=o.partitioner, seed=o.seed,
+                        table_ranges=o.table_ranges)
+    choice = choose_strategy(run_passes, transform, model, topology, example_inputs, pins=pins,
+                             plan_options=plan_options, **search, **capture)
     topo = as_topology(topology)
     kwargs = choice.candidate.transform_kwargs(topo.num_hosts, topo.local_size)
     shape = kwargs.pop("topology_shape", None)

@@ -80,7 +80,7 @@ class Candidate:
     def transform_kwargs(self, num_hosts: int, local_size: int) -> dict[str, Any]:
         """`transform` keyword arguments building this candidate (flat: one tower on a 1 x W topology)."""
         if self.strategy == "flat":
-            return {"topology_shape": (1, num_hosts * local_size), "num_towers": 1, "tower_module": "identity",
+            return {"topology_shape": (1, num_hosts * local_size), "num_towers": 1, "towers": None, "tower_module": "identity",
                     "compression": None, "feed": "auto"}
         if self.tower_module == "identity":
             return {"tower_module": "identity", "compression": None, "feed": "auto"}

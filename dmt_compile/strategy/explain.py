@@ -1,14 +1,11 @@
 """The explanation of a choice: a table of every candidate (predicted step and its band, bytes across
 hosts, compute, ΔAUC when measured, why dropped), the choice, the margin to the runner-up and
-whether the predictor's error makes it uncertain; the same as a JSON-ready dict (`SCHEMA`)."""
+whether the predictor's error makes it uncertain; the same as a JSON-ready dict (`SCHEMA`).
+
+It renders a `choose.StrategyChoice` (which calls it), so it names that type in strings only."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from tabulate import tabulate
-
-if TYPE_CHECKING:  # pragma: no cover
-    from dmt_compile.strategy.choose import CandidateRow, StrategyChoice
 
 __all__ = ["choice_table", "choice_dict", "SCHEMA"]
 

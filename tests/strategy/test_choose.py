@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from dmt_compile.auto import choose_strategy
+from dmt_compile import choose_strategy
 from dmt_compile.strategy import Pins, choose_for_graph
 from dmt_compile.strategy.explain import SCHEMA
 from fakes import FixedQuality, TablePredictor, WireSharePredictor
