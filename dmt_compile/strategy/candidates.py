@@ -61,10 +61,10 @@ class Pins:
         return self.feed is None or c.feed == self.feed
 
 
-def _loads(facts: ModelFacts, tm: str, c: float, feed: str) -> tuple[tuple[TowerLoad, ...], float, float]:
-    """(tower loads, decoder FLOPs, decoder params) of `tm` at c fed by `feed`; FeedNotApplicable if it does not fit."""
+def _loads(facts: ModelFacts, tm: str, feeds: list, feed: str) -> tuple[tuple[TowerLoad, ...], float, float]:
+    """(tower loads, decoder FLOPs, decoder params) of `tm` on the towers' `feeds`."""
     towers, dec_flops, dec_params = [], 0.0, 0.0
-    for d, tf in zip(facts.plan.details, tower_feeds(facts, c, feed)):
+    for d, tf in zip(facts.plan.details, feeds):
         flops, params = tm_flops_params(tm, tf.in_widths, tf.core_width, tf.embedding_dim)
         towers.append(TowerLoad(d.host, d.width_in, len(d.lookups), tf.width_out, flops, params))
         if feed == "decoder":
@@ -78,29 +78,29 @@ def _identity_loads(facts: ModelFacts) -> tuple[TowerLoad, ...]:
 
 
 def _compressing(facts: ModelFacts, pins: Pins, wire: str, refused: list[Refusal]) -> list[Candidate]:
-    """Every Tower Module x effective compression x feed for one wire dtype."""
-    feeds = [f for f in (facts.embedding_feed, "decoder") if f]
+    """Every Tower Module x effective compression x feed for one wire dtype (tower widths do not depend
+    on the Tower Module: they are derived once per compression and feed)."""
+    feeds = [f for f in (facts.embedding_feed, "decoder") if f and pins.feed in (None, f)]
+    tms = [tm for tm in compressing_modules() if pins.tower_module in (None, tm)]
     out: list[Candidate] = []
     width_in = sum(d.width_in for d in facts.plan.details)
-    for tm in compressing_modules():
-        for feed in feeds:
-            seen: dict[tuple, str] = {}
-            for c in (pins.compression,) if pins.compression is not None else COMPRESSIONS:
-                probe = Candidate("sptt", tm, float(c), feed, wire)
-                if not pins.admits(probe):
-                    continue
-                try:
-                    towers, dec_flops, dec_params = _loads(facts, tm, float(c), feed)
-                except FeedNotApplicable as exc:
-                    refused.append(Refusal(probe.key, str(exc)))
-                    continue
-                shape = tuple(t.width_out for t in towers)
-                if shape in seen:
-                    refused.append(Refusal(probe.key, f"meets the same tower widths as {seen[shape]} (towers "
-                                                      "narrower than c are clamped)"))
-                    continue
-                seen[shape] = probe.key
-                eff = width_in / max(1.0, sum(shape))
+    for feed in feeds:
+        seen: dict[tuple, float] = {}
+        for c in (pins.compression,) if pins.compression is not None else COMPRESSIONS:
+            try:
+                tower_feeds_c = tower_feeds(facts, float(c), feed)
+            except FeedNotApplicable as exc:
+                refused.append(Refusal(f"sptt/*/c={c:g}/{feed}/{wire}", str(exc)))
+                continue
+            shape = tuple(tf.width_out for tf in tower_feeds_c)
+            if shape in seen:
+                refused.append(Refusal(f"sptt/*/c={c:g}/{feed}/{wire}", f"meets the same tower widths as c={seen[shape]:g} "
+                                                                        "(towers narrower than c are clamped)"))
+                continue
+            seen[shape] = c
+            eff = width_in / max(1.0, sum(shape))
+            for tm in tms:
+                towers, dec_flops, dec_params = _loads(facts, tm, tower_feeds_c, feed)
                 out.append(Candidate("sptt", tm, float(c), feed, wire, towers, eff, dec_flops, dec_params))
     return out
 
