@@ -1,7 +1,8 @@
 """`PairedTraining`: a QualityCheck over the user's labelled batches.
 
 Protocol per seed s (paired): the flat model and each candidate (built from the same weights by
-`build(candidate)`) train on the same first 80 % of the batches, in the same order, with Adam
+`build(candidate)`, new Tower-Module weights drawn from seed s) train on the same first 80 % of
+the batches, in the same seed-s order, with Adam
 and binary cross-entropy on the model's first output, `epochs` times; both are then scored on the
 last 20 % (ROC AUC and log-loss). ΔAUC / Δlog-loss are per-seed differences, summarised as mean
 and sample standard deviation. Cost: (1 + candidates) x seeds x epochs x training batches steps.
@@ -73,8 +74,9 @@ class PairedTraining:
         torch.manual_seed(seed)
         opt = torch.optim.Adam(model.parameters(), lr=self.lr)
         model.train()
-        for _ in range(self.epochs):
-            for inputs, y in self._train:
+        for epoch in range(self.epochs):
+            order = torch.randperm(len(self._train), generator=torch.Generator().manual_seed(seed * 1000 + epoch))
+            for inputs, y in (self._train[i] for i in order.tolist()):
                 loss = torch.nn.functional.binary_cross_entropy_with_logits(_logits(model(*inputs)), y.float().reshape(-1))
                 opt.zero_grad()
                 loss.backward()

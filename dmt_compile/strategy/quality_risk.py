@@ -9,9 +9,9 @@
   exact candidate, the fastest `size` of them.
 * `verdict`: why a candidate is dropped ('' when it stays). Exact candidates (flat, identity)
   always stay. A measured candidate is dropped when its ΔAUC lower bound is below −budget.
-  Without a check, quality-neutral candidates (decoder feed) stay and candidates that change the
-  model's interaction (direct, hierarchical feed) are dropped; with a check, candidates that
-  were not measured are dropped.
+  An unmeasured candidate stays when it is quality-neutral (decoder feed) and is dropped when it
+  changes the model's interaction (direct, hierarchical feed): with data, measuring more can only
+  add candidates, never lose one the unchecked search would keep.
 """
 from __future__ import annotations
 
@@ -72,8 +72,8 @@ def verdict(c: Candidate, estimate: QualityEstimate | None, budget: float, check
             return (f"ΔAUC lower bound {estimate.auc_lower_bound:+.4f} breaks the budget -{budget:g} "
                     f"({estimate.seeds} seeds on {estimate.data})")
         return ""
-    if checked:
-        return "quality not measured (not shortlisted)"
     if c.quality_neutral:
         return ""
+    if checked:
+        return "quality not measured (not shortlisted)"
     return "quality not checked: this feed changes the model's interaction (pass calibration data to measure it)"

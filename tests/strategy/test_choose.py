@@ -58,7 +58,8 @@ def test_quality_budget_drops_candidates_whose_lower_bound_breaks_it(dlrm):
     assert choice.chosen == "sptt/wukong/c=4/hierarchical/fp32" and choice.quality_checked
     assert choice.row(choice.chosen).quality.delta_auc == -0.0005
     assert choice.runner_up == "sptt/cross/c=4/hierarchical/fp32"
-    assert "not shortlisted" in choice.row("sptt/linear/c=4/decoder/fp32").dropped
+    assert "not shortlisted" in choice.row("sptt/linear/c=4/hierarchical/fp32").dropped
+    assert not choice.row("sptt/linear/c=4/decoder/fp32").dropped  # quality-neutral: kept unmeasured
     loose = _choose(dlrm, predictor=TablePredictor(fast), quality_check=FixedQuality(dict(check.values)),
                     quality_budget=0.01)
     assert loose.chosen == "sptt/dot/c=4/hierarchical/fp32"
