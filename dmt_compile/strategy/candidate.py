@@ -80,11 +80,15 @@ class Candidate:
     def transform_kwargs(self, num_hosts: int, local_size: int) -> dict[str, Any]:
         """`transform` keyword arguments building this candidate (flat: one tower on a 1 x W topology)."""
         if self.strategy == "flat":
-            return {"topology_shape": (1, num_hosts * local_size), "num_towers": 1, "towers": None, "tower_module": "identity",
-                    "compression": None, "feed": "auto"}
-        if self.tower_module == "identity":
-            return {"tower_module": "identity", "compression": None, "feed": "auto"}
-        return {"tower_module": self.tower_module, "compression": self.compression, "feed": self.feed}
+            out = {"topology_shape": (1, num_hosts * local_size), "num_towers": 1, "towers": None,
+                   "tower_module": "identity", "compression": None, "feed": "auto"}
+        elif self.tower_module == "identity":
+            out = {"tower_module": "identity", "compression": None, "feed": "auto"}
+        else:
+            out = {"tower_module": self.tower_module, "compression": self.compression, "feed": self.feed}
+        if self.wire_dtype != "fp32":  # reachable once WIRE_DTYPES lists a codec and transform takes wire_dtype
+            out["wire_dtype"] = self.wire_dtype
+        return out
 
     def describe(self) -> str:
         if self.strategy == "flat":
