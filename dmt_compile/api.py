@@ -20,7 +20,8 @@ from dmt_compile.passes.base import Pass, PassContext, PassPipeline
 from dmt_compile.passes.pipeline import default_pipeline
 from dmt_compile.topo import Topology, as_topology
 
-__all__ = ["transform", "run_passes", "DmtModel", "default_pipeline", "TransformOptions", "flat_state_dict"]
+__all__ = ["transform", "run_passes", "DmtModel", "default_pipeline", "TransformOptions", "flat_state_dict",
+           "choose_strategy"]
 
 DumpCallback = Callable[[int, str, fx.GraphModule, PassContext], None]
 
@@ -47,7 +48,7 @@ def transform(
     example_kwargs: Mapping[str, Any] | None = None,
     num_towers: int | None = None,
     towers: Mapping[str, int] | Sequence[Sequence[str]] | None = None,
-    tower_module: str = "identity",
+    tower_module: str | None = None,
     compression: float | None = None,
     feed: str = "auto",
     partitioner: str = "balanced",
@@ -58,8 +59,16 @@ def transform(
     inplace: bool = False,
     callback: DumpCallback | None = None,
     wire_dtype: str | None = None,
+    strategy: str = "manual",
+    quality_budget: float = 0.002,
+    batch_per_rank: int | None = None,
+    quality_data: Sequence[Any] | None = None,
+    quality_check: Any = None,
+    predictor: Any = None,
 ) -> DmtModel:
     """Rewrite a flat recommendation model into SPTT towers with Tower Modules.
+
+    Long: the public entry point; its signature and this docstring list every option.
 
     Args:
         model: any `nn.Module` with embedding lookups.
@@ -67,7 +76,7 @@ def transform(
         example_inputs: positional inputs the model accepts (a tuple).
         num_towers: towers to build (default: one per host).
         towers: pins, `{"feature": tower}` or a list of feature lists.
-        tower_module: `"identity"` (exact) or a compressing module such as `"linear"`.
+        tower_module: `"identity"` (exact, the default) or a compressing module such as `"linear"`.
         compression: ratio c for a compressing module (default 4).
         feed: `"auto"`, `"direct"` (interaction consumes compressed embeddings) or `"decoder"`.
         partitioner: `"balanced"` (default), `"learned"` (feature affinity from the model's
@@ -83,11 +92,28 @@ def transform(
         wire_dtype: format of the pooled-embedding exchanges (lookups and tower outputs, forward and
             gradients) once distributed: None (the embeddings' own dtype, exact), `"fp32"`, `"fp16"`,
             `"bf16"` or `"fp8_e4m3"` (see `runtime/wire_codec.py`).
+        strategy: `"manual"` (the options above as given) or `"auto"`: search flat, identity and every
+            compressing Tower Module x compression x feed the model admits, predict each step on
+            `topology` at `batch_per_rank` (`predictor`, default the cost model), drop candidates that
+            break `quality_budget` (ΔAUC vs flat, measured by a paired training on `quality_data` =
+            `[(inputs, labels), ...]` or by `quality_check`; unchecked, only quality-neutral candidates
+            stay) and transform the fastest; `tower_module` / `compression` / `feed` given pin it, and
+            `dmt.plan.auto` holds the candidate table (`dmt_compile.strategy`).
     """
+    if strategy != "manual":  # the search (dmt_compile.strategy), then this function on the chosen candidate
+        from dmt_compile.auto import transform_auto
+
+        return transform_auto(run_passes, transform, model, topology, example_inputs, strategy,
+                              TransformOptions(num_towers, towers, tower_module, compression, feed, partitioner, seed,
+                                               table_ranges),
+                              dict(example_kwargs=example_kwargs, calibration_batches=calibration_batches,
+                                   capture_paths=capture_paths),
+                              dict(batch_per_rank=batch_per_rank, quality_budget=quality_budget,
+                                   quality_data=quality_data, quality_check=quality_check, predictor=predictor))
     from dmt_compile.runtime.wire_codec import check_wire_dtype
 
     check_wire_dtype(wire_dtype)
-    options = TransformOptions(num_towers, towers, tower_module, compression, feed, partitioner, seed,
+    options = TransformOptions(num_towers, towers, tower_module or "identity", compression, feed, partitioner, seed,
                                table_ranges).validated()
     work = model if inplace else copy_model(model)
     originals = OriginalState(work)  # the original names of every tensor, by identity (DmtModel.state_dict)
@@ -99,6 +125,18 @@ def transform(
                    table_splits=splits)
     dmt.wire_dtype = wire_dtype  # read by the lowering (runtime exchanges); no effect on one process
     return dmt
+
+
+def choose_strategy(model: torch.nn.Module, topology: Any, example_inputs: tuple, **kwargs: Any):
+    """The `strategy="auto"` search without the transform: a `dmt_compile.strategy.StrategyChoice`.
+
+    Keywords: `pins` (`strategy.Pins`), `batch_per_rank`, `quality_budget`, `quality_data`,
+    `quality_check`, `predictor`, `plan_options` (num_towers, towers, partitioner, seed,
+    table_ranges), `log`, `progress`, and the capture keywords of `transform`.
+    """
+    from dmt_compile.auto import choose_strategy as search
+
+    return search(run_passes, transform, model, topology, example_inputs, **kwargs)
 
 
 def run_passes(

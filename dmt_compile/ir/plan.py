@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import textwrap
 from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 from tabulate import tabulate
 
@@ -38,6 +39,8 @@ class TowerPlan:
     notes: tuple[str, ...] = field(default=())
     metrics: tuple[tuple[str, float], ...] = field(default=())  # e.g. affinity captured, from the partitioner
     rebuilt: tuple[RebuiltLayer, ...] = field(default=())  # hierarchical feed: layers rebuilt for the new width
+    # strategy="auto": the candidate table and the choice (a dmt_compile.strategy.StrategyChoice), else None
+    auto: Any = None
 
     @property
     def towers(self) -> tuple[tuple[str, ...], ...]:
@@ -64,7 +67,10 @@ class TowerPlan:
         return replace(self, details=details, **changes)
 
     def to_dict(self) -> dict:
-        out = asdict(self)
+        out = asdict(replace(self, auto=None))
+        out.pop("auto")
+        if self.auto is not None:  # strategy="auto" only: the candidate table
+            out["auto"] = self.auto.to_dict()
         out["towers"] = [list(t) for t in self.towers]
         out["balance"] = round(self.balance(), 6)
         return out
@@ -91,4 +97,6 @@ class TowerPlan:
         lines += [textwrap.fill(f"partitioner: {k} = {v:.4g}", width) for k, v in self.metrics]
         lines += [textwrap.fill(f"note: {n}", width, subsequent_indent="    ") for n in merged_notes(self.notes)]
         lines += [textwrap.fill(f"rebuilt: {r.describe()}", width, subsequent_indent="    ") for r in self.rebuilt]
+        if self.auto is not None:
+            lines.append(str(self.auto))
         return "\n".join(lines)

@@ -36,7 +36,7 @@ from dmt_compile.passes.base import Pass, PassContext, PassResult
 from dmt_compile.passes.feed_trial import FeedNotApplicable, run_trial
 from dmt_compile.tower_modules import TOWER_MODULES, clamp_note, compressed_count, compressed_width, interacts
 
-__all__ = ["PlanFeed", "FeedNotApplicable"]
+__all__ = ["PlanFeed", "FeedNotApplicable", "direct_tower_feed", "decoder_tower_feed", "element_chains"]
 
 
 def _width(node: fx.Node) -> int:
@@ -75,14 +75,14 @@ def _site_layout(entries: dict[fx.Node, list[fx.Node]]) -> tuple[tuple[int, ...]
     return layouts.pop()
 
 
-def _direct_tower(t: int, lookups: list[fx.Node], c: float, whole: bool) -> TowerFeed:
+def _direct_tower(t: int, lookups: list[fx.Node], c: float, whole: bool, chains: list | None = None) -> TowerFeed:
     """The tower's compressed embeddings for its interaction site.
 
     A stack gets k ≈ F_t/c embeddings of the element shape (the whole number whose ratio is
     closest to c). A cat gets one piece along its dim: ⌈F_t·w/c⌉ elements (`whole=False`,
     exactly c), or k whole embeddings (`whole=True`, for models that view the cat as embeddings).
     """
-    chains = [_element_chains(n) for n in lookups]
+    chains = [_element_chains(n) for n in lookups] if chains is None else chains  # they do not depend on c
     if not any(chains):
         raise FeedNotApplicable(f"tower {t}'s embeddings do not enter a cat/stack")
     # the interaction site: the cat/stack receiving most of the tower's looked-up width; lookups
@@ -143,6 +143,12 @@ def _decoder_tower(gm: fx.GraphModule, t: int, lookups: list[fx.Node], c: float)
                      keyed=tuple(_keyed_layout(gm, n) for n in lookups),
                      note=clamp_note(sum(widths), c, t, "looked-up width"))
 
+
+# the structural halves of the decision, for callers that derive a tower's widths at many c without a trial
+# (strategy="auto": the trial runs once, the widths at every c come from these)
+direct_tower_feed = _direct_tower
+decoder_tower_feed = _decoder_tower
+element_chains = _element_chains
 
 _FIX_DIRECT = ('use feed="hierarchical" (rebuilds the layers whose width depends on the number of embeddings) '
                'or feed="decoder"')

@@ -15,7 +15,7 @@ def add_transform_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL_SPEC", help="path/to/file.py:factory or package.module:factory")
     p.add_argument("--topology", default="2x4", help="NxL (hosts x ranks per host), a preset like h100:64, ...")
     p.add_argument("--towers", type=int, default=None, help="number of towers (default: one per host)")
-    p.add_argument("--tower-module", default="identity", help="identity | linear | dot | cross | wukong")
+    p.add_argument("--tower-module", default=None, help="identity (default) | linear | dot | cross | wukong")
     p.add_argument("--compression", type=float, default=None, help="compression ratio c of the tower module")
     p.add_argument("--feed", default="auto", choices=FEEDS,
                    help="how compressed towers reach the interaction (auto: direct, else hierarchical for "
@@ -97,8 +97,8 @@ def writable_file(path: str, option: str) -> str:
     return path
 
 
-def transform_from_args(args: argparse.Namespace, callback=None):
-    """Load MODEL_SPEC and transform it as the command line says."""
+def transform_from_args(args: argparse.Namespace, callback=None, **extra):
+    """Load MODEL_SPEC and transform it as the command line says (`extra`: more `transform` keywords)."""
     import torch
 
     from dmt_compile.api import transform
@@ -111,4 +111,5 @@ def transform_from_args(args: argparse.Namespace, callback=None):
     return transform(model, args.topology, inputs, num_towers=args.towers, tower_module=args.tower_module,
                      compression=args.compression, feed=args.feed, callback=callback,
                      partitioner=args.partitioner, calibration_batches=calibration, seed=args.seed,
-                     capture_paths=getattr(args, "capture", "auto"), wire_dtype=getattr(args, "wire_dtype", None))
+                     capture_paths=getattr(args, "capture", "auto"),
+                     **{"wire_dtype": getattr(args, "wire_dtype", None), **extra})

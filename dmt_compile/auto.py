@@ -1,0 +1,131 @@
+"""`choose_strategy` and `transform(strategy="auto")`: the search of `dmt_compile.strategy` on a model.
+
+`api` calls in here and hands over its `run_passes` and `transform` (this module sits beside
+`api` and does not import it: `dmt_compile.choose_strategy` / `transform(strategy="auto")` are the
+entry points).
+
+The model is captured and planned once (split-collections, split-tables, detect, plan-towers);
+the search derives every candidate from that plan; only the chosen candidate is transformed
+(flat: one tower on a 1 x W topology, as the flat baseline runs). The plan of the returned model
+carries the whole candidate table (`dmt.plan.auto`, printed with the plan).
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+
+from dmt_compile.errors import InputError
+from dmt_compile.passes.detect import Detect
+from dmt_compile.passes.plan_towers import PlanTowers
+from dmt_compile.passes.split_collections import SplitCollections
+from dmt_compile.passes.split_tables import SplitTables
+from dmt_compile.strategy import PairedTraining, Pins, StepPredictor, StrategyChoice, choose_for_graph
+from dmt_compile.strategy.quality_risk import Progress, QualityCheck
+from dmt_compile.topo import Topology, as_topology
+
+__all__ = ["choose_strategy", "transform_auto", "STRATEGIES"]
+
+STRATEGIES = ("manual", "auto")
+
+
+def _stderr(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+class _ProgressBar:
+    """The quality check's progress on stderr: a tqdm bar when tqdm is installed, else a text bar."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+
+    def __call__(self, done: int, total: int, what: str) -> None:
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:  # pragma: no cover - tqdm is optional
+            tqdm = None
+        if tqdm is None:
+            filled = 30 * done // max(1, total)
+            sys.stderr.write(f"\rquality check [{'#' * filled:<30}] {done}/{total} {what[:40]:<40}")
+            sys.stderr.write("\n" if done >= total else "")
+            sys.stderr.flush()
+            return
+        if self.bar is None:
+            self.bar = tqdm(total=total, desc="quality check", file=sys.stderr, dynamic_ncols=True)
+        self.bar.update(done - self.bar.n)
+        self.bar.set_postfix_str(what[:40])
+        if done >= total:
+            self.bar.close()
+            self.bar = None
+
+
+def _builder(transform: Callable, topology: Topology, example_inputs: Any, options: Mapping[str, Any]):
+    def build(candidate, model: torch.nn.Module) -> torch.nn.Module:
+        kwargs = candidate.transform_kwargs(topology.num_hosts, topology.local_size)
+        shape = kwargs.pop("topology_shape", None)
+        topo = Topology(*shape) if shape else topology
+        return transform(model, topo, example_inputs, inplace=True, **{**options, **kwargs})
+    return build
+
+
+def choose_strategy(run_passes: Callable, transform: Callable, model: torch.nn.Module, topology: Any,
+                    example_inputs: tuple, *, pins: Pins = Pins(),
+                    batch_per_rank: int | None = None, quality_budget: float = 0.002,
+                    quality_data: Sequence[Any] | None = None, quality_check: QualityCheck | None = None,
+                    predictor: StepPredictor | None = None, plan_options: Mapping[str, Any] | None = None,
+                    log: Callable[[str], None] | None = _stderr, progress: Progress | None = None,
+                    **capture: Any) -> StrategyChoice:
+    """Search the candidates `model` admits on `topology` and choose one (see `dmt_compile.strategy`).
+
+    `quality_data`: `[(inputs tuple, labels), ...]` for a paired training of the shortlist against
+    flat (or pass any `quality_check`); without either, quality is not checked. `plan_options`:
+    `num_towers`, `towers`, `partitioner`, `seed`, `table_ranges` (they shape the one tower plan).
+    `capture`: `example_kwargs`, `calibration_batches`, `capture_paths` as `transform` takes them.
+    """
+    if not isinstance(quality_budget, (int, float)) or isinstance(quality_budget, bool) or quality_budget < 0:
+        raise InputError(f"quality_budget must be a non-negative AUC difference, got {quality_budget!r}",
+                         "e.g. quality_budget=0.002 (at most 0.002 AUC below flat)")
+    if batch_per_rank is not None and (not isinstance(batch_per_rank, int) or batch_per_rank < 1):
+        raise InputError(f"batch_per_rank must be a positive integer, got {batch_per_rank!r}", "e.g. batch_per_rank=1024")
+    o = dict(plan_options or {})
+    topo = as_topology(topology)
+    passes = [SplitCollections(), SplitTables(o.get("table_ranges")), Detect(),
+              PlanTowers(o.get("num_towers"), o.get("towers"), o.get("partitioner", "balanced"), o.get("seed", 0))]
+    gm, ctx, _ = run_passes(model, topo, example_inputs, passes, **capture)
+    if quality_check is None and quality_data is not None:
+        quality_check = PairedTraining(model, list(quality_data), _builder(transform, topo, example_inputs, o))
+    return choose_for_graph(gm, ctx, pins=pins, predictor=predictor, batch_per_rank=batch_per_rank,
+                            quality_budget=quality_budget, quality_check=quality_check, log=log,
+                            progress=progress or _ProgressBar())
+
+
+def transform_auto(run_passes: Callable, transform: Callable, model: torch.nn.Module, topology: Any,
+                   example_inputs: tuple, strategy: str, options: Any, capture: Mapping[str, Any],
+                   search: Mapping[str, Any]):
+    """`transform(..., strategy="auto")`: choose, then transform the chosen candidate once.
+
+    `options` is the call's `TransformOptions` as given: a Tower Module, compression or feed set there
+    pins the search; the tower count, tower pins, partitioner and seed shape the one tower plan.
+    """
+    if strategy not in STRATEGIES:
+        raise InputError(f"unknown strategy {strategy!r}", 'use strategy="manual" (default) or strategy="auto"')
+    o = options
+    replace(o, tower_module=o.tower_module or "identity",  # typed errors for bad options first
+            compression=o.compression if o.tower_module else None).validated()
+    pins = Pins(o.tower_module, o.compression, None if o.feed == "auto" else o.feed)
+    plan_options = dict(num_towers=o.num_towers, towers=o.towers, partitioner=o.partitioner, seed=o.seed,
+                        table_ranges=o.table_ranges)
+    choice = choose_strategy(run_passes, transform, model, topology, example_inputs, pins=pins,
+                             plan_options=plan_options, **search, **capture)
+    topo = as_topology(topology)
+    kwargs = choice.candidate.transform_kwargs(topo.num_hosts, topo.local_size)
+    shape = kwargs.pop("topology_shape", None)
+    dmt = transform(model, Topology(*shape) if shape else topo, example_inputs, **{**plan_options, **kwargs},
+                    **capture)
+    note = f"strategy auto chose {choice.chosen}" + (" (uncertain: see the candidate table)" if choice.uncertain else "")
+    if shape:
+        note += f"; flat runs as one tower on {shape[0]}x{shape[1]} (table-wise over the world)"
+    dmt.plan = replace(dmt.plan, notes=dmt.plan.notes + (note,), auto=choice)
+    return dmt
