@@ -20,10 +20,13 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
+
+if TYPE_CHECKING:
+    from dmt_compile.model import DmtModel
 
 __all__ = ["BenchOptions", "bench_worker", "probe_links", "tower_info", "run_key"]
 
@@ -104,7 +107,7 @@ def cpu_share(seconds: float = 0.4) -> float:
     return (time.thread_time() - c0) / (time.perf_counter() - w0)
 
 
-def tower_info(dmt: Any) -> list[dict[str, Any]]:
+def tower_info(dmt: DmtModel) -> list[dict[str, Any]]:
     """Per tower: host, features, ids per sample (one per lookup), widths in and out (elements), feed."""
     return [{"host": d.host, "features": len(d.features), "ids": len(d.lookups), "width_in": d.width_in,
              "width_out": d.width_out or d.width_in, "feed": getattr(d, "feed", None)} for d in dmt.plan.details]

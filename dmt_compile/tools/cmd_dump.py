@@ -8,11 +8,14 @@ it when graphviz's `dot` is installed).
 from __future__ import annotations
 
 import os
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from dmt_compile.passes import PASSES
 from dmt_compile.tools.transform_args import (add_transform_args, check_transform_args, transform_from_args,
                                                writable_dir)
+
+if TYPE_CHECKING:
+    from dmt_compile.model import DmtModel
 
 __all__ = ["register", "run_dump"]
 
@@ -132,7 +135,7 @@ def _run_pipeline(args, callback) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def _rank_program(dmt, rank: int, fmt: str) -> str:
+def _rank_program(dmt: DmtModel, rank: int, fmt: str) -> str:
     """The lowered per-rank graph, built offline (no process group is needed to lower)."""
     from dmt_compile.errors import RuntimeSetupError
     from dmt_compile.lowering.lower import RankLayout, lower_for_rank

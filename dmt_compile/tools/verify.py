@@ -13,12 +13,15 @@ import math
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from dmt_compile.errors import InputError
 from dmt_compile.runtime.devices import rank_device, to_device
+
+if TYPE_CHECKING:
+    from dmt_compile.model import DmtModel
 
 __all__ = ["VerifyOptions", "verify_worker", "first_tensor", "make_optimizers"]
 
@@ -117,7 +120,7 @@ def make_optimizers(params_by_name: dict[str, torch.nn.Parameter], table_names: 
     return opts
 
 
-def _table_param_names(dmt: Any) -> set[str]:
+def _table_param_names(dmt: DmtModel) -> set[str]:
     """Embedding tables (Adagrad in `--optimizer adagrad`), including tables split per field and their pieces."""
     splits = getattr(getattr(dmt, "table_splits", None), "splits", ())
     return {t for lk in dmt.detection.lookups for t in lk.tables} | {s.table for s in splits}
