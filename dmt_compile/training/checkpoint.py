@@ -246,22 +246,15 @@ def save_checkpoint(model: Any, path: str, optimizer: torch.optim.Optimizer | No
 
 
 def _commit(model: Any, partial: str, path: str, extra: Any, optimizer: Any, run: dict | None) -> None:
-    """Checksums of every rank's files, the manifest, the rename (rank 0); every rank learns the outcome."""
-    try:
-        mine = sorted(n for n in os.listdir(partial) if n.startswith(f"__{model.rank}_"))
-        digests: Any = files.file_digests(partial, mine)
-    except OSError as exc:
-        digests = files.os_error(exc, path)
-    every = _agree(model, digests)
-    _raise_first(every)
+    """Rank 0: checksums of every file (hashed in threads), the manifest, the rename; every rank
+    learns the outcome (one collective)."""
     outcome = None
     if model.rank == 0:
         try:
-            known = {k: v for d in every for k, v in d.items()}
-            rest = [n for n in os.listdir(partial) if n not in known and not n.startswith(files.MANIFEST)]
-            known.update(files.file_digests(partial, rest))
-            files.write_manifest(partial, complete=True, files=known, meta=_meta(model, optimizer), extra=extra,
-                                 **(run or {}))
+            names = [n for n in os.listdir(partial) if not n.startswith(files.MANIFEST)]
+            digests = files.file_digests_parallel(partial, names)
+            files.write_manifest(partial, durable=False, complete=True, files=digests,
+                                 meta=_meta(model, optimizer), extra=extra, **(run or {}))
             files.commit(partial, path)
         except OSError as exc:
             outcome = files.os_error(exc, path)
@@ -349,14 +342,16 @@ def _load_optimizer(optimizer: Any, state: dict[str, Any], where: dict[int, dict
 
 def _verified(model: Any, path: str) -> tuple[dict, Any]:
     """(manifest, DCP metadata) after every file was checked, the work spread over the ranks (collective)."""
+    manifest = md = None
     try:
-        manifest: Any = open_manifest(path)
-        names = sorted(manifest["files"])
+        manifest = open_manifest(path)
+        names = sorted(n for n in manifest["files"] if n != ".metadata")
         verify(path, manifest, names[model.rank::model.topology.world_size])
-        md: Any = read_metadata(path, manifest)
+        md = read_metadata(path, manifest)  # checks .metadata first, on every rank
+        problem = None
     except CheckpointError as exc:
-        manifest = md = exc
-    _raise_first(_agree(model, manifest))
+        problem = exc
+    _raise_first(_agree(model, problem))
     return manifest, md
 
 

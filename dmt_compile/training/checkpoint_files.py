@@ -28,7 +28,7 @@ from dmt_compile.errors import CheckpointDamaged, CheckpointError
 
 __all__ = ["MANIFEST", "FORMAT", "read_manifest", "is_ours", "file_digests", "write_manifest", "verify_files",
            "claim_target", "commit", "remove_ours", "acquire_lock", "lock_holder", "release_lock", "os_error",
-           "leftovers", "write_failure"]
+           "leftovers", "write_failure", "file_digests_parallel"]
 
 FORMAT = "dmt_compile-checkpoint/2"
 MANIFEST = "dmt_checkpoint.json"
@@ -102,6 +102,17 @@ def file_digests(directory: str, names: Iterable[str]) -> dict[str, dict]:
                 size += len(chunk)
         out[name] = {"bytes": size, "sha256": h.hexdigest()}
     return out
+
+
+def file_digests_parallel(directory: str, names: list[str]) -> dict[str, dict]:
+    """`file_digests` in threads (hashlib releases the GIL on large buffers)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if len(names) <= 1:
+        return file_digests(directory, names)
+    with ThreadPoolExecutor(max_workers=min(8, len(names))) as pool:
+        parts = pool.map(lambda n: file_digests(directory, [n]), names)
+    return {k: v for part in parts for k, v in part.items()}
 
 
 def write_manifest(directory: str, durable: bool = True, **fields: Any) -> None:
@@ -201,20 +212,6 @@ def commit(partial: str, path: str) -> None:
         os.rename(path, old)
         os.rename(partial, path)
         remove_ours(old)
-    _fsync_dir(os.path.dirname(path))
-
-
-def _fsync_dir(directory: str) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _holder(lock: str) -> dict:

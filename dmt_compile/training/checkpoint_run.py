@@ -164,8 +164,6 @@ class CheckpointRun:
                 tmp = os.path.join(self.root, LATEST + ".tmp")
                 with open(tmp, "w", encoding="utf-8") as fh:
                     fh.write(name + "\n")
-                    fh.flush()
-                    os.fsync(fh.fileno())
                 os.replace(tmp, os.path.join(self.root, LATEST))
             except OSError as exc:
                 outcome = files.os_error(exc, os.path.join(self.root, LATEST))
