@@ -159,3 +159,19 @@ def test_bad_timeouts_are_refused(env, kw):
     name = next(iter(kw))
     text = _refused("1x1", **kw)
     assert f"{name}=" in text and "is not a positive number of seconds" in text, text
+
+
+@pytest.mark.distributed
+def test_real_torchrun_with_its_agent_store_still_starts(tmp_path):
+    """Under torchrun every rank is a client of the agent's store (TORCHELASTIC_USE_AGENT_STORE=True)."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "rank.py"
+    script.write_text(_RANK_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k not in TORCHRUN}
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2",
+                          f"--master-port={_free_port()}", str(script)], env=env, capture_output=True, text=True,
+                         timeout=240)
+    assert run.returncode == 0 and run.stdout.count("sum 3") == 2, run.stdout + run.stderr
