@@ -13,6 +13,7 @@ from typing import Any
 import torch
 import torch.fx as fx
 
+from dmt_compile.ir.constants import is_constant
 from dmt_compile.ir.meta import ID_ATOMS
 
 __all__ = ["Atom", "atoms_of", "column_of_index"]
@@ -32,7 +33,7 @@ _ELEMENTWISE_FUNCS = {
 
 
 def _is_constant(arg: Any) -> bool:
-    return not isinstance(arg, fx.Node) or arg.op == "get_attr"
+    return not isinstance(arg, fx.Node) or arg.op == "get_attr" or is_constant(arg)
 
 
 def _columnwise_source(node: fx.Node) -> fx.Node | None:

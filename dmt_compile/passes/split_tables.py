@@ -30,7 +30,8 @@ import torch
 import torch.fx as fx
 
 from dmt_compile.errors import PlanError
-from dmt_compile.ir.graph import get_attr_value, is_impure, tag
+from dmt_compile.ir.constants import Constants
+from dmt_compile.ir.graph import is_impure, tag
 from dmt_compile.ir.lookups import classify_lookup, id_nodes
 from dmt_compile.ir.meta import DTYPE, INPUT_PATH, SHAPE
 from dmt_compile.ir.shapes import evaluation
@@ -43,24 +44,6 @@ __all__ = ["SplitTables"]
 _ADDS = (operator.add, torch.add)
 _MULS = (operator.mul, torch.mul)
 _CASTS = ("long", "int", "to", "type")
-
-
-def _constant_value(node: Any, gm: fx.GraphModule) -> Any:
-    """The value of a node computed from constants only (get_attr, literals), else None."""
-    if not isinstance(node, fx.Node):
-        return node
-    if node.op == "get_attr":
-        return get_attr_value(gm, node.target)
-    if node.op not in ("call_function", "call_method"):
-        return None
-    args = [_constant_value(a, gm) for a in node.args]
-    if any(v is None for a, v in zip(node.args, args) if isinstance(a, fx.Node)):
-        return None
-    kwargs = {k: _constant_value(v, gm) for k, v in node.kwargs.items()}
-    with torch.no_grad():
-        if node.op == "call_function":
-            return node.target(*args, **kwargs)
-        return getattr(args[0], node.target)(*args[1:], **kwargs)
 
 
 def _strip_casts(node: fx.Node) -> fx.Node:
@@ -83,16 +66,17 @@ class _Use:
 
 
 def _affine_use(gm: fx.GraphModule, lookup: fx.Node, ids: fx.Node) -> _Use | None:
-    """`X + c` or `X * k + c` with constant per-field `c` (and int `k`), else None."""
+    """`X + c` or `X * k + c` with constant per-field `c` (and int `k`), else None (constants: `ir.constants`)."""
+    constants = Constants(gm)
     add = _strip_casts(ids)
     if not _is_call(add, _ADDS, "add"):
         return None
     for x, c in (add.args, add.args[::-1]):
-        value = _constant_value(c, gm) if isinstance(x, fx.Node) else None
+        value = constants.value(c) if isinstance(x, fx.Node) and not constants.is_constant(x) else None
         base, scale = x, 1
         if _is_call(x, _MULS, "mul"):
             for a, k in (x.args, x.args[::-1]):
-                k = _constant_value(k, gm) if isinstance(a, fx.Node) else None
+                k = constants.value(k) if isinstance(a, fx.Node) else None
                 if isinstance(k, int) and not isinstance(k, bool) and k > 1:
                     base, scale = a, k
         shape = base.meta.get(SHAPE) if isinstance(base, fx.Node) else None
