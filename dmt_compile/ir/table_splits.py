@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 
 from dmt_compile.errors import InputError
 
@@ -58,14 +59,18 @@ class TableSplits:
         return {split.table: split.whole(state) for split in self.splits}
 
 
-def check_field_ids(ids: torch.Tensor, start: int, stop: int, feature: str, table: str) -> torch.Tensor:
-    """`ids` unchanged when every id is in `[start, stop)`, else a typed error naming the field."""
+def check_field_ids(ids: torch.Tensor, start: int, stop: int, feature: str, table: str,
+                    inferred: bool = False) -> torch.Tensor:
+    """`ids` unchanged when every id is in `[start, stop)`, else a typed error naming the field, rank and value."""
     if ids.numel():
         lo, hi = int(ids.min()), int(ids.max())
         if lo < start or hi >= stop:
             bad = lo if lo < start else hi
+            rank = f" on rank {dist.get_rank()}" if dist.is_available() and dist.is_initialized() else ""
+            how = "inferred from the example/calibration ids" if inferred else "of the split"
             raise InputError(
-                f"feature {feature} has id {bad}, outside its rows [{start}, {stop}) of table {table}",
+                f"feature {feature} has id {bad}{rank}, outside its rows [{start}, {stop}) of table {table} ({how})",
+                "pass table_ranges= with each field's true rows when transforming" if inferred else
                 "feed ids in each field's range (the table was split per field when the model was transformed; "
                 "declare the ranges with table_ranges= if the ids are pre-offset differently)",
             )

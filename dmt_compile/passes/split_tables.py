@@ -34,10 +34,9 @@ from dmt_compile.ir.constants import Constants
 from dmt_compile.ir.graph import is_impure, tag
 from dmt_compile.ir.lookups import classify_lookup, id_nodes
 from dmt_compile.ir.meta import DTYPE, INPUT_PATH, SHAPE
-from dmt_compile.ir.shapes import evaluation
 from dmt_compile.ir.table_splits import TablePiece, TableSplit, TableSplits, check_field_ids
 from dmt_compile.passes.base import Pass, PassContext, PassResult
-from dmt_compile.passes.table_ranges import normalize_ranges
+from dmt_compile.passes.table_ranges import DECLARED, INFERRED, example_values, inferred_ranges, normalize_ranges
 
 __all__ = ["SplitTables"]
 
@@ -99,22 +98,6 @@ def _pieces(use: _Use, rows: int) -> list[tuple[int, int, int]] | None:
     if max(offsets) >= use.scale:
         return None
     return [(o, rows, use.scale) for o in offsets]
-
-
-def _example_columns(gm: fx.GraphModule, nodes: list[fx.Node], flat: list[Any]) -> dict[fx.Node, torch.Tensor]:
-    """The values the given nodes take on the example inputs."""
-    wanted, seen = set(nodes), {}
-
-    class Recorder(fx.Interpreter):
-        def run_node(self, n):
-            out = super().run_node(n)
-            if n in wanted:
-                seen[n] = out
-            return out
-
-    with evaluation(gm):
-        Recorder(gm).run(*flat)
-    return seen
 
 
 class _Tables:
@@ -182,19 +165,21 @@ class SplitTables(Pass):
         rows = lookups[0][1].rows
         if declared is None and not any(len(n.meta.get(SHAPE) or ()) == 3 for n, _ in lookups):
             return ""
-        why = f"table {table} stays whole"
+        why, source = f"table {table} stays whole", DECLARED
         if table in other_use:
             return f"{why}: it is also read outside its lookups"
         ids = [id_nodes(n, kind.id_args)[0] for n, kind in lookups]
+        affine = [_affine_use(gm, n, i) for (n, _), i in zip(lookups, ids)] if declared is None else [None]
+        if declared is None and any(u is None for u in affine):
+            declared = inferred_ranges(gm, ctx, [_strip_casts(i) for i in ids], rows)
+            if isinstance(declared, str):
+                return f"{why}: {declared}"
+            source = INFERRED
         if declared is not None:
             uses = [_Use(n, _strip_casts(i)) for (n, _), i in zip(lookups, ids)]
-            pieces, source = [(a, b, 1) for a, b in declared], "declared ranges"
+            pieces, source = [(a, b, 1) for a, b in declared], source if source == INFERRED else DECLARED
         else:
-            uses = [_affine_use(gm, n, i) for (n, _), i in zip(lookups, ids)]
-            if any(u is None for u in uses):
-                n = lookups[[u is None for u in uses].index(True)][0]
-                return (f"{why}: lookup {n.name} reads {(n.meta.get(SHAPE) or ('?', '?'))[1]} fields' ids from one "
-                        "input without offsets in the graph; declare each field's rows with table_ranges= to split it")
+            uses = affine
             remaps = {(u.scale, u.offsets) for u in uses}
             pieces = _pieces(uses[0], rows) if len(remaps) == 1 else None
             if pieces is None:
@@ -205,7 +190,7 @@ class SplitTables(Pass):
             raise PlanError(f"table_ranges for {table} lists {len(pieces)} fields but its lookups read "
                             f"{sorted(widths)} ids per sample", "give one (start, stop) range per field")
         problem = _example_problem(gm, ctx, uses, pieces, declared is not None)
-        if problem and declared is not None:
+        if problem and source == DECLARED:
             raise PlanError(f"table_ranges for {table}: {problem}", "declare ranges the ids of each field fall in")
         return f"{why}: {problem}" if problem else (uses, pieces, source)
 
@@ -218,14 +203,14 @@ class SplitTables(Pass):
         for f, (start, stop, step) in enumerate(pieces):
             gm.get_submodule("dmt").add_module(f"split_{key}_f{f}", _new_table(gm, uses[0].node, weight, start, stop, step))
             paths.append(f"dmt.split_{key}_f{f}")
-        declared = source == "declared ranges"
+        declared = source in (DECLARED, INFERRED)
         for use in uses:
-            self._rewrite(gm, use, pieces, paths, table, declared)
+            self._rewrite(gm, use, pieces, paths, table, declared, source == INFERRED)
         features = [f"{_display(uses[0].columns)}[:,{f}]" for f in range(len(pieces))]
         return TableSplit(table, tuple(TablePiece(f"{p}.weight", a, b, feat, s) for p, (a, b, s), feat
                                        in zip(paths, pieces, features)), source, rows)
 
-    def _rewrite(self, gm, use: _Use, pieces, paths, table, declared: bool) -> None:
+    def _rewrite(self, gm, use: _Use, pieces, paths, table, declared: bool, source_inferred: bool = False) -> None:
         graph, node = gm.graph, use.node
         embs = []
         with graph.inserting_before(node):
@@ -234,8 +219,9 @@ class SplitTables(Pass):
                 if use.columns.meta.get(DTYPE) not in ("int64", "int32"):
                     col = tag(graph.call_method("long", (col,)), self.name)
                 lo, hi = (start, stop) if declared else (0, len(range(start, stop, step)))
-                col = tag(graph.call_function(check_field_ids, (col, lo, hi, f"{_display(use.columns)}[:,{f}]", table)),
-                          self.name)
+                feature = f"{_display(use.columns)}[:,{f}]"
+                check = (col, lo, hi, feature, table) + ((True,) if source_inferred else ())
+                col = tag(graph.call_function(check_field_ids, check), self.name)
                 if declared and start:
                     col = tag(graph.call_function(operator.sub, (col, start)), self.name)
                 embs.append(tag(graph.call_module(path, (col,)), self.name))
@@ -246,7 +232,7 @@ class SplitTables(Pass):
 
 def _example_problem(gm, ctx, uses: list[_Use], pieces, declared: bool) -> str:
     """Why the example ids do not fit the fields' rows, or "" when they do."""
-    values = _example_columns(gm, [u.columns for u in uses], ctx.flat_inputs)
+    values = example_values(gm, [u.columns for u in uses], ctx.flat_inputs)
     for use in uses:
         x = values[use.columns]
         for f, (start, stop, step) in enumerate(pieces):

@@ -1,13 +1,27 @@
-"""`table_ranges=`: per-field row ranges the user declares for tables whose ids arrive pre-offset."""
+"""Per-field row ranges of a table whose ids arrive pre-offset: declared (`table_ranges=`) or inferred.
+
+When one table serves a `[B, F]` id matrix and the model holds no offsets, each column's rows are
+inferred from the ids the example and calibration batches hold: columns whose observed ranges are
+disjoint partition the table (sorted by their smallest id, column k owns rows from its smallest
+id up to the next column's, the first from row 0, the last to the end). The plan says so, and the
+split graph checks every id against its field's rows at run time. Overlapping ranges cannot be
+told apart: the table stays whole and the note names `table_ranges=`.
+"""
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+import torch
 import torch.fx as fx
 
 from dmt_compile.errors import PlanError
+from dmt_compile.ir.meta import INPUT_PATH, SHAPE
+from dmt_compile.ir.shapes import evaluation
 
-__all__ = ["normalize_ranges"]
+__all__ = ["DECLARED", "INFERRED", "example_values", "inferred_ranges", "normalize_ranges"]
+
+DECLARED = "declared ranges"
+INFERRED = "inferred from data; pass table_ranges= to override"
 
 
 def _ranges(name: str, spec: Any, rows: int) -> list[tuple[int, int]]:
@@ -54,3 +68,49 @@ def normalize_ranges(table_ranges: Mapping[str, Any] | None, gm: fx.GraphModule,
                             "tables: " + ", ".join(sorted(lookups)))
         out[table] = _ranges(name, spec, lookups[table][0][1].rows)
     return out
+
+
+def example_values(gm: fx.GraphModule, nodes: list[fx.Node], flat: list[Any]) -> dict[fx.Node, torch.Tensor]:
+    """The values the given nodes take on one batch of (flattened) inputs."""
+    wanted, seen = set(nodes), {}
+
+    class Recorder(fx.Interpreter):
+        def run_node(self, n):
+            out = super().run_node(n)
+            if n in wanted:
+                seen[n] = out
+            return out
+
+    with evaluation(gm):
+        Recorder(gm).run(*flat)
+    return seen
+
+
+def inferred_ranges(gm: fx.GraphModule, ctx: Any, columns: list[fx.Node], rows: int) -> list[tuple[int, int]] | str:
+    """Each column's rows from the ids of the example and calibration batches, or why they cannot be inferred."""
+    shapes = {tuple(c.meta.get(SHAPE) or ())[1:] for c in columns}
+    name = columns[0].meta.get(INPUT_PATH, columns[0].name)
+    if len(shapes) != 1 or len(next(iter(shapes))) != 1 or next(iter(shapes))[0] < 2:
+        return (f"its lookups read ids of shapes {sorted(shapes)}, not one [B, F] matrix of F >= 2 fields; "
+                "declare each field's rows with table_ranges= to split it")
+    lows, highs = None, None
+    for flat in [ctx.flat_inputs, *ctx.calibration]:
+        for x in example_values(gm, columns, flat).values():
+            if x.is_floating_point() and not torch.equal(x, x.round()):
+                return f"the ids of {name} are not integers"
+            lo, hi = x.amin(0).long(), x.amax(0).long()
+            lows = lo if lows is None else torch.minimum(lows, lo)
+            highs = hi if highs is None else torch.maximum(highs, hi)
+    fields = len(lows)
+    order = sorted(range(fields), key=lambda f: int(lows[f]))
+    for a, b in zip(order, order[1:]):
+        if int(highs[a]) >= int(lows[b]):
+            return (f"one lookup reads {fields} fields ({name}) from one table with no offsets in the model, and the "
+                    f"example ids of columns {a} [{int(lows[a])}, {int(highs[a])}] and {b} [{int(lows[b])}, "
+                    f"{int(highs[b])}] overlap; declare each field's rows with table_ranges= to split it")
+    if int(lows[order[0]]) < 0 or int(highs[order[-1]]) >= rows:
+        return f"the example ids of {name} fall outside the table's {rows} rows"
+    starts = [0] + [int(lows[f]) for f in order[1:]]
+    stops = starts[1:] + [rows]
+    ranges = dict(zip(order, zip(starts, stops)))
+    return [ranges[f] for f in range(fields)]

@@ -101,12 +101,30 @@ class PreOffset(nn.Module):
         return self.embedding(x).sum((1, 2)).unsqueeze(1)
 
 
-def test_pre_offset_ids_stay_whole_and_the_note_says_how_to_split():
-    gm, ctx = prepare(PreOffset(), (_ids() + torch.tensor([0, 3, 8]),))
+def test_pre_offset_ids_split_by_ranges_inferred_from_data():
+    """Before: one table over a pre-offset [B, 3] matrix, no offsets in the model.
+    Expected: 3 tables, rows cut at each column's smallest example id, checked at run time."""
+    model = PreOffset()
+    x = _ids() + torch.tensor([0, 3, 8])
+    gm, ctx = prepare(model, (x,))
+    gm, added, removed = run_alone(SplitTables(), gm, ctx)
+    split = ctx.get(TableSplits).splits[0]
+    lows = [int(v) for v in x.amin(0)]
+    assert split.source.startswith("inferred from data; pass table_ranges= to override")
+    assert [p.rows for p in split.pieces] == [range(0, lows[1]), range(lows[1], lows[2]), range(lows[2], 12)]
+    assert sum(isinstance(m, nn.Embedding) for m in gm.modules()) == 3 and not hasattr(gm, "embedding")
+    assert torch.equal(gm(x), model(x))
+    with pytest.raises(InputError, match=r"feature x\[:,1\] has id 11, outside its rows .*inferred (.|\n)*table_ranges="):
+        gm.forward(torch.tensor([[0, 11, 9]]))
+
+
+def test_overlapping_pre_offset_ids_stay_whole_and_the_note_names_table_ranges():
+    gm, ctx = prepare(PreOffset(), (torch.tensor([[0, 1, 8], [5, 4, 9]]),))
     before = compact(gm)
     gm, added, removed = run_alone(SplitTables(), gm, ctx)
     assert compact(gm) == before and not added
-    assert "declare each field's rows with table_ranges=" in ctx.get(TableSplits).notes[0]
+    note = ctx.get(TableSplits).notes[0]
+    assert "reads 3 fields" in note and "overlap" in note and "table_ranges=" in note
 
 
 def test_declared_ranges_split_and_check_at_run_time():
