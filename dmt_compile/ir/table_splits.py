@@ -37,8 +37,11 @@ class TablePiece:
 class TableSplit:
     table: str  # parameter name of the original table
     pieces: tuple[TablePiece, ...]
-    source: str  # "offsets in the graph" | "interleaved ids in the graph" | "declared ranges"
+    source: str  # "offsets in the graph" | "interleaved ids in the graph" | "declared ranges" | inferred
     rows: int  # rows of the original table
+    # inferred ranges: rows no example id fell in, between two fields, are held by both fields' pieces;
+    # (start, their values at the split) per such gap, to rebuild them as initial + both pieces' changes
+    shared_gaps: tuple[tuple[int, torch.Tensor], ...] = ()
 
     def whole(self, pieces: dict[str, torch.Tensor]) -> torch.Tensor:
         """The original table from its pieces (`pieces[piece.parameter]`); rows no field owns are zero."""
@@ -46,6 +49,13 @@ class TableSplit:
         table = first.new_zeros((self.rows, *first.shape[1:]))
         for piece in self.pieces:
             table[piece.start:piece.stop:piece.step] = pieces[piece.parameter]
+        for start, initial in self.shared_gaps:
+            stop, rebuilt = start + len(initial), initial.to(table.device, table.dtype).clone()
+            for piece in self.pieces:
+                if piece.step == 1 and piece.start <= start and stop <= piece.stop:
+                    rows = pieces[piece.parameter][start - piece.start:stop - piece.start]
+                    rebuilt += rows.to(rebuilt.dtype) - initial.to(rebuilt.device, rebuilt.dtype)
+            table[start:stop] = rebuilt
         return table
 
 

@@ -208,7 +208,8 @@ class SplitTables(Pass):
             self._rewrite(gm, use, pieces, paths, table, declared, source == INFERRED)
         features = [f"{_display(uses[0].columns)}[:,{f}]" for f in range(len(pieces))]
         return TableSplit(table, tuple(TablePiece(f"{p}.weight", a, b, feat, s) for p, (a, b, s), feat
-                                       in zip(paths, pieces, features)), source, rows)
+                                       in zip(paths, pieces, features)), source, rows,
+                          _shared_gaps(weight, pieces))
 
     def _rewrite(self, gm, use: _Use, pieces, paths, table, declared: bool, source_inferred: bool = False) -> None:
         graph, node = gm.graph, use.node
@@ -228,6 +229,12 @@ class SplitTables(Pass):
             out = tag(graph.call_function(torch.stack, (embs,), {"dim": 1}), self.name)
         node.replace_all_uses_with(out)
         graph.erase_node(node)
+
+
+def _shared_gaps(weight: torch.Tensor, pieces) -> tuple[tuple[int, torch.Tensor], ...]:
+    """(start, initial rows) of every row block two contiguous pieces both hold (inferred ranges)."""
+    spans = sorted((a, b) for a, b, step in pieces if step == 1)
+    return tuple((a1, weight.detach()[a1:b0].clone()) for (_, b0), (a1, _) in zip(spans, spans[1:]) if a1 < b0)
 
 
 def _example_problem(gm, ctx, uses: list[_Use], pieces, declared: bool) -> str:

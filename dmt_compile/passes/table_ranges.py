@@ -2,8 +2,11 @@
 
 When one table serves a `[B, F]` id matrix and the model holds no offsets, each column's rows are
 inferred from the ids the example and calibration batches hold: columns whose observed ranges are
-disjoint partition the table (sorted by their smallest id, column k owns rows from its smallest
-id up to the next column's, the first from row 0, the last to the end). The plan says so, and the
+disjoint split the table (sorted by their smallest id, column k gets the rows from just above
+column k-1's largest id to just below column k+1's smallest, the first from row 0, the last to the
+end). The unseen rows between two columns are held by both pieces, so an id the examples did not
+show still reads its row; only one column's ids ever reach such a row, and the flat table is
+rebuilt from the initial rows plus both pieces' changes (`TableSplit.shared_gaps`). The plan says so, and the
 split graph checks every id against its field's rows at run time. Overlapping ranges cannot be
 told apart: the table stays whole and the note names `table_ranges=`.
 """
@@ -110,7 +113,9 @@ def inferred_ranges(gm: fx.GraphModule, ctx: Any, columns: list[fx.Node], rows: 
                     f"{int(highs[b])}] overlap; declare each field's rows with table_ranges= to split it")
     if int(lows[order[0]]) < 0 or int(highs[order[-1]]) >= rows:
         return f"the example ids of {name} fall outside the table's {rows} rows"
-    starts = [0] + [int(lows[f]) for f in order[1:]]
-    stops = starts[1:] + [rows]
+    # a field's rows run from just above the previous field's largest id to just below the next field's
+    # smallest: the unseen rows between two fields belong to both (only one field's ids ever reach them)
+    starts = [0] + [int(highs[f]) + 1 for f in order[:-1]]
+    stops = [int(lows[f]) for f in order[1:]] + [rows]
     ranges = dict(zip(order, zip(starts, stops)))
     return [ranges[f] for f in range(fields)]
