@@ -112,6 +112,8 @@ def test_model_that_cannot_be_captured():
     text = str(info.value)
     for path in ("symbolic", "specialize", "export", "export-static"):
         assert f"{path}: " in text
+    assert "\n" not in info.value.problem  # one line: every path's reason, with the model's source line
+    assert ".py:" in info.value.problem  # where in the model's code it failed
     _has_fix(info.value)
 
 
