@@ -22,6 +22,7 @@ from dmt_compile.ir.graph import VIEW_METHODS
 from dmt_compile.ir.id_sources import atoms_of
 from dmt_compile.ir.lookups import classify_lookup, id_nodes
 from dmt_compile.ir.meta import FEATURES, GROUP, LOOKUP, SHAPE
+from dmt_compile.ir.source_location import source_location
 from dmt_compile.ir.union_find import UnionFind
 from dmt_compile.passes.base import Pass, PassContext, PassResult
 
@@ -130,8 +131,10 @@ def _lookup_shape(node: fx.Node, kind, batch: int) -> tuple[int, ...]:
         return (batch, kind.dim)
     if not shape or shape[0] != batch:
         raise DetectionError(
-            f"lookup {node.name} ({kind.kind}) returns shape {shape}, which is not batch-major (batch size {batch})",
-            "dmt_compile needs lookups whose output has the batch as dim 0",
+            f"lookup {node.name} ({kind.kind}) returns shape {shape}, which is not batch-major (batch size {batch})"
+            + source_location(node),
+            "feed its ids batch-major ([B] or [B, L]); a flattened [B*L] sequence is supported when the model "
+            "views the lookup back to [B, L, D] with a constant L",
         )
     return tuple(shape)
 
