@@ -156,6 +156,12 @@ def _group(lookups: list[Lookup], atoms_per_lookup: list[frozenset], display) ->
                 reasons.setdefault(lk.index, []).append(
                     f"several lookups read the ids of {_feature_name(atom, display)}")
             owner_of_atom.setdefault(key, lk.index)
+        whole = [a for a in atoms if a[1] is None]
+        fields = lk.out_shape[1] if len(lk.out_shape) == 3 else 1
+        if len(lk.features) == 1 and whole and fields > 1 and not lk.is_collection:
+            reasons.setdefault(lk.index, []).append(
+                f"one lookup ({lk.node}) reads {fields} fields ({lk.features[0]}[:,0..{fields - 1}]) from table "
+                f"{lk.tables[0]} with no offsets the model holds; pass table_ranges= to split them")
         if len(lk.features) > 1 and lk.is_collection:
             reasons.setdefault(lk.index, []).append(f"table {lk.tables[0]} serves {', '.join(lk.features)}")
         elif len(lk.features) > 1:

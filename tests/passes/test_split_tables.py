@@ -146,6 +146,13 @@ def test_overlapping_pre_offset_ids_stay_whole_and_the_note_names_table_ranges()
     assert "reads 3 fields" in note and "overlap" in note and "table_ranges=" in note
 
 
+def test_too_few_towers_error_counts_the_fields_and_names_table_ranges():
+    import dmt_compile
+    from dmt_compile.errors import PlanError
+    with pytest.raises(PlanError, match=r"reads 3 fields \(x\[:,0\.\.2\]\).*table_ranges="):
+        dmt_compile.transform(PreOffset(), "2x2", (torch.tensor([[0, 1, 8], [5, 4, 9]]),), num_towers=2)
+
+
 def test_declared_ranges_split_and_check_at_run_time():
     model = PreOffset()
     x = _ids() + torch.tensor([0, 3, 8])
