@@ -112,6 +112,8 @@ def test_model_that_cannot_be_captured():
     text = str(info.value)
     for path in ("symbolic", "specialize", "export", "export-static"):
         assert f"{path}: " in text
+    assert "\n" not in info.value.problem  # one line: every path's reason, with the model's source line
+    assert ".py:" in info.value.problem  # where in the model's code it failed
     _has_fix(info.value)
 
 
@@ -187,7 +189,8 @@ def test_pass_failure_names_the_pass(monkeypatch):
     model, inputs = _dlrm()
     with pytest.raises(errors.PassError, match="sptt-rewrite") as info:
         dmt_compile.transform(model, "2x2", inputs)
-    assert info.value.prior == ["split-collections", "split-tables", "detect", "plan-towers", "plan-feed"]
+    assert info.value.prior == ["split-collections", "split-tables", "batch-major-lookups", "detect", "plan-towers",
+                                 "plan-feed"]
     assert isinstance(info.value.__cause__, RuntimeError)
 
 

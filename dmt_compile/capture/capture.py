@@ -8,6 +8,8 @@ earlier ones were skipped, what was specialised (and guarded) and which modules 
 from __future__ import annotations
 
 import logging
+import traceback
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -100,8 +102,19 @@ def _batch_of(reference: Any) -> int | None:
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
+    text = [line for line in str(exc).strip().splitlines() if line.strip()]
     return text[0][:200] if text else ""
+
+
+def _user_location(exc: BaseException) -> str:
+    """` at file.py:line in fn: code` of the innermost frame of the model's own code that raised, or ""."""
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        name = frame.filename.replace("\\", "/")
+        if any(part in name for part in ("/torch/", "/dmt_compile/", "/numpy/", "/python3.", "<")):
+            continue
+        code = f": {frame.line.strip()}" if frame.line else ""
+        return f" at {name.rsplit('/', 1)[-1]}:{frame.lineno} in {frame.name}{code}"
+    return ""
 
 
 class _Attempts:
@@ -119,7 +132,7 @@ class _Attempts:
                 gm, specializations, note = build()
             _check_graph(self.model, gm, self.flat, self.reference)
         except Exception as exc:  # noqa: BLE001 - every failure is reported in the CaptureError
-            self.failed.append(f"{path}: {type(exc).__name__}: {_short(exc)}")
+            self.failed.append(f"{path}: {type(exc).__name__}: {_short(exc)}{_user_location(exc)}")
             self.last_exc = exc
             return None
         report = CaptureReport(path, specializations, leaves, tuple(self.failed), note)
@@ -172,7 +185,7 @@ def capture(model: torch.nn.Module, example_inputs: tuple, example_kwargs: dict 
         if done is not None:
             return done
     raise CaptureError(
-        "the model could not be captured as a graph:\n    " + "\n    ".join(attempts.failed),
+        "the model could not be captured as a graph: " + "; ".join(attempts.failed),
         "make the failing code traceable (it must not depend on tensor values in a module that "
         "holds embedding tables), or move it into a submodule without embeddings",
     )

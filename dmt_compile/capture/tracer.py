@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import operator
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -137,6 +138,9 @@ class CaptureTracer(fx.Tracer):
 
     # -- value carrying ----------------------------------------------------------------------
     def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None, proxy_factory_fn=None):
+        if kind == "call_method" and self.carry_values and not self._evaluating and args \
+                and isinstance(args[0], Proxy) and _numpy_reduction_on_sizes(self._value(args[0].node), target):
+            kind, target, args = "call_function", numpy_on_sizes, (target, *args)  # np.prod(x.shape[1:])
         proxy = super().create_proxy(kind, target, args, kwargs, name, type_expr, proxy_factory_fn)
         if self.carry_values:
             self.values[proxy.node] = self._evaluate(proxy.node)
@@ -219,6 +223,35 @@ class CaptureTracer(fx.Tracer):
         value = self.value_of(obj).keys()
         self.specialize("keys", obj, list(value))
         return value
+
+
+def _numpy_reduction_on_sizes(value: Any, method: Any) -> bool:
+    return isinstance(value, tuple) and isinstance(method, str) and not hasattr(value, method) \
+        and callable(getattr(np, method, None))
+
+
+def numpy_on_sizes(method: str, sizes: tuple, *args: Any, **kwargs: Any) -> Any:
+    """`np.<method>` of a shape (numpy calls `shape.prod(...)` on what it does not know): np.prod(x.shape[1:])."""
+    return getattr(np, method)(np.asarray(sizes), *args, **kwargs)
+
+
+def _proxy_setitem(self: Proxy, index: Any, value: Any) -> None:
+    """`emb[:, 0] = v` on a traced tensor: an in-place `operator.setitem` node (kept: it has side effects)."""
+    self.tracer.create_proxy("call_function", operator.setitem, (self, index, value), {})
+
+
+@contextlib.contextmanager
+def setitem_proxies():
+    """Let in-place slice writes on traced tensors be recorded (restored afterwards)."""
+    saved = Proxy.__dict__.get("__setitem__")
+    Proxy.__setitem__ = _proxy_setitem
+    try:
+        yield
+    finally:
+        if saved is None:
+            delattr(Proxy, "__setitem__")
+        else:
+            Proxy.__setitem__ = saved
 
 
 def _len_dependence(node: fx.Node) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 import torch.fx as fx
 
+from dmt_compile.ir.constants import is_constant
 from dmt_compile.ir.meta import ID_ATOMS
 
 __all__ = ["Atom", "atoms_of", "column_of_index"]
@@ -32,7 +33,7 @@ _ELEMENTWISE_FUNCS = {
 
 
 def _is_constant(arg: Any) -> bool:
-    return not isinstance(arg, fx.Node) or arg.op == "get_attr"
+    return not isinstance(arg, fx.Node) or arg.op == "get_attr" or is_constant(arg)
 
 
 def _columnwise_source(node: fx.Node) -> fx.Node | None:
@@ -60,6 +61,8 @@ def column_of_index(index: Any) -> list[int] | None:
         return None
     if isinstance(col, int):
         return [col]
+    if isinstance(col, (list, tuple)) and col and all(isinstance(c, int) and not isinstance(c, bool) for c in col):
+        return list(col)
     if isinstance(col, slice) and isinstance(col.start, int) and isinstance(col.stop, int) and col.step in (None, 1):
         return list(range(col.start, col.stop))
     return None
@@ -125,6 +128,27 @@ def _column_atoms(node: fx.Node) -> frozenset | None:
         args = list(node.args[1:])
         if len(args) == 2 and args[0] == 1 and isinstance(args[1], int):
             columns, source = [args[1]], _columnwise_source(node.args[0])
-    if columns is None or source is None:
+    if columns is None:
+        return None
+    if source is None:  # columns of a column pick of the input: X[:, [2, 5]][:, 1] is X[:, 5]
+        source, columns = _through_column_picks(node.args[0] if node.args else None, columns)
+    if source is None:
         return None
     return frozenset((source.target, c) for c in columns)
+
+
+def _through_column_picks(base: Any, columns: list[int]) -> tuple[fx.Node | None, list[int]]:
+    """(placeholder, its columns) when `base` is a chain of column picks of an input, else (None, columns)."""
+    for _ in range(8):
+        if not isinstance(base, fx.Node) or base.op != "call_function" or base.target is not operator.getitem:
+            break
+        picked = column_of_index(base.args[1])
+        inner = base.args[0]
+        if picked is None or not isinstance(inner, fx.Node) or max(columns) >= len(picked):
+            break
+        columns = [picked[c] for c in columns]
+        source = _columnwise_source(inner)
+        if source is not None:
+            return source, columns
+        base = inner
+    return None, columns

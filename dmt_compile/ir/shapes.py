@@ -7,7 +7,7 @@ import torch
 import torch.fx as fx
 
 from dmt_compile.ir.evaluation import evaluation
-from dmt_compile.ir.meta import DTYPE, SHAPE
+from dmt_compile.ir.meta import DEVICE, DTYPE, SHAPE
 
 __all__ = ["record_shapes", "tree_max_abs_diff", "tree_shapes_equal", "value_meta"]
 
@@ -28,6 +28,8 @@ class _ShapeRecorder(fx.Interpreter):
         shape, dtype = value_meta(result)
         n.meta[SHAPE] = shape
         n.meta[DTYPE] = dtype
+        if isinstance(result, torch.Tensor):
+            n.meta[DEVICE] = result.device
         return result
 
 

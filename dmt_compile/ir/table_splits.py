@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 
 from dmt_compile.errors import InputError
 
@@ -36,8 +37,11 @@ class TablePiece:
 class TableSplit:
     table: str  # parameter name of the original table
     pieces: tuple[TablePiece, ...]
-    source: str  # "offsets in the graph" | "interleaved ids in the graph" | "declared ranges"
+    source: str  # "offsets in the graph" | "interleaved ids in the graph" | "declared ranges" | inferred
     rows: int  # rows of the original table
+    # inferred ranges: rows no example id fell in, between two fields, are held by both fields' pieces;
+    # (start, their values at the split) per such gap, to rebuild them as initial + both pieces' changes
+    shared_gaps: tuple[tuple[int, torch.Tensor], ...] = ()
 
     def whole(self, pieces: dict[str, torch.Tensor]) -> torch.Tensor:
         """The original table from its pieces (`pieces[piece.parameter]`); rows no field owns are zero."""
@@ -45,6 +49,13 @@ class TableSplit:
         table = first.new_zeros((self.rows, *first.shape[1:]))
         for piece in self.pieces:
             table[piece.start:piece.stop:piece.step] = pieces[piece.parameter]
+        for start, initial in self.shared_gaps:
+            stop, rebuilt = start + len(initial), initial.to(table.device, table.dtype).clone()
+            for piece in self.pieces:
+                if piece.step == 1 and piece.start <= start and stop <= piece.stop:
+                    rows = pieces[piece.parameter][start - piece.start:stop - piece.start]
+                    rebuilt += rows.to(rebuilt.dtype) - initial.to(rebuilt.device, rebuilt.dtype)
+            table[start:stop] = rebuilt
         return table
 
 
@@ -58,14 +69,18 @@ class TableSplits:
         return {split.table: split.whole(state) for split in self.splits}
 
 
-def check_field_ids(ids: torch.Tensor, start: int, stop: int, feature: str, table: str) -> torch.Tensor:
-    """`ids` unchanged when every id is in `[start, stop)`, else a typed error naming the field."""
+def check_field_ids(ids: torch.Tensor, start: int, stop: int, feature: str, table: str,
+                    inferred: bool = False) -> torch.Tensor:
+    """`ids` unchanged when every id is in `[start, stop)`, else a typed error naming the field, rank and value."""
     if ids.numel():
         lo, hi = int(ids.min()), int(ids.max())
         if lo < start or hi >= stop:
             bad = lo if lo < start else hi
+            rank = f" on rank {dist.get_rank()}" if dist.is_available() and dist.is_initialized() else ""
+            how = "inferred from the example/calibration ids" if inferred else "of the split"
             raise InputError(
-                f"feature {feature} has id {bad}, outside its rows [{start}, {stop}) of table {table}",
+                f"feature {feature} has id {bad}{rank}, outside its rows [{start}, {stop}) of table {table} ({how})",
+                "pass table_ranges= with each field's true rows when transforming" if inferred else
                 "feed ids in each field's range (the table was split per field when the model was transformed; "
                 "declare the ranges with table_ranges= if the ids are pre-offset differently)",
             )

@@ -33,7 +33,8 @@ def _tower_count(detection: Detection, topology: Any, num_towers: int | None, pi
     if num_towers > groups:
         raise PlanError(
             f"{num_towers} towers requested but the model has only {groups} feature group(s) "
-            f"({len(detection.features)} features; features sharing a table or ids form one group)",
+            f"({len(detection.features)} features; features sharing a table or ids form one group"
+            + "".join(f"; {r}" for g in detection.groups for r in g.reasons if "table_ranges=" in r) + ")",
             f"ask for {groups} towers or fewer (num_towers={groups} in Python, --towers {groups} on the command line)",
         )
     return num_towers

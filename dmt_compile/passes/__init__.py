@@ -23,6 +23,7 @@ def _loader(module: str, cls: str) -> Callable[[], type]:
 PASSES: dict[str, Callable[[], type]] = {
     "split-collections": _loader("split_collections", "SplitCollections"),
     "split-tables": _loader("split_tables", "SplitTables"),
+    "batch-major-lookups": _loader("flat_sequences", "BatchMajorLookups"),
     "detect": _loader("detect", "Detect"),
     "plan-towers": _loader("plan_towers", "PlanTowers"),
     "plan-feed": _loader("plan_feed", "PlanFeed"),

@@ -22,6 +22,7 @@ from dmt_compile.ir.graph import VIEW_METHODS
 from dmt_compile.ir.id_sources import atoms_of
 from dmt_compile.ir.lookups import classify_lookup, id_nodes
 from dmt_compile.ir.meta import FEATURES, GROUP, LOOKUP, SHAPE
+from dmt_compile.ir.source_location import source_location
 from dmt_compile.ir.union_find import UnionFind
 from dmt_compile.passes.base import Pass, PassContext, PassResult
 
@@ -130,8 +131,10 @@ def _lookup_shape(node: fx.Node, kind, batch: int) -> tuple[int, ...]:
         return (batch, kind.dim)
     if not shape or shape[0] != batch:
         raise DetectionError(
-            f"lookup {node.name} ({kind.kind}) returns shape {shape}, which is not batch-major (batch size {batch})",
-            "dmt_compile needs lookups whose output has the batch as dim 0",
+            f"lookup {node.name} ({kind.kind}) returns shape {shape}, which is not batch-major (batch size {batch})"
+            + source_location(node),
+            "feed its ids batch-major ([B] or [B, L]); a flattened [B*L] sequence is supported when the model "
+            "views the lookup back to [B, L, D] with a constant L",
         )
     return tuple(shape)
 
@@ -153,6 +156,12 @@ def _group(lookups: list[Lookup], atoms_per_lookup: list[frozenset], display) ->
                 reasons.setdefault(lk.index, []).append(
                     f"several lookups read the ids of {_feature_name(atom, display)}")
             owner_of_atom.setdefault(key, lk.index)
+        whole = [a for a in atoms if a[1] is None]
+        fields = lk.out_shape[1] if len(lk.out_shape) == 3 else 1
+        if len(lk.features) == 1 and whole and fields > 1 and not lk.is_collection:
+            reasons.setdefault(lk.index, []).append(
+                f"one lookup ({lk.node}) reads {fields} fields ({lk.features[0]}[:,0..{fields - 1}]) from table "
+                f"{lk.tables[0]} with no offsets the model holds; pass table_ranges= to split them")
         if len(lk.features) > 1 and lk.is_collection:
             reasons.setdefault(lk.index, []).append(f"table {lk.tables[0]} serves {', '.join(lk.features)}")
         elif len(lk.features) > 1:

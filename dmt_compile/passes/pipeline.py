@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dmt_compile.passes.base import Pass
 from dmt_compile.passes.detect import Detect
+from dmt_compile.passes.flat_sequences import BatchMajorLookups
 from dmt_compile.passes.insert_tower_modules import InsertTowerModules
 from dmt_compile.passes.options import TransformOptions
 from dmt_compile.passes.plan_feed import PlanFeed
@@ -20,6 +21,7 @@ def default_pipeline(options: TransformOptions) -> list[Pass]:
     return [
         SplitCollections(),  # one lookup per table for torchrec Embedding(Bag)Collections
         SplitTables(o.table_ranges),  # one table per field for concatenated tables with per-field offsets
+        BatchMajorLookups(),  # flattened [B*L] sequence ids looked up per sample ([B, L])
         Detect(),  # find lookups, their id sources and feature groups
         PlanTowers(o.num_towers, o.towers, o.partitioner, o.seed),  # choose towers (pure analysis)
         PlanFeed(o.tower_module, o.compression, o.feed),  # decide each tower's feed; the plan is final

@@ -24,43 +24,26 @@ from __future__ import annotations
 import operator
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.fx as fx
 
 from dmt_compile.errors import PlanError
-from dmt_compile.ir.evaluation import evaluation
-from dmt_compile.ir.graph import get_attr_value, is_impure, tag
+from dmt_compile.ir.constants import Constants
+from dmt_compile.ir.graph import is_impure, tag
 from dmt_compile.ir.lookups import classify_lookup, id_nodes
 from dmt_compile.ir.meta import DTYPE, INPUT_PATH, SHAPE
 from dmt_compile.ir.module_paths import split_table
 from dmt_compile.ir.table_splits import TablePiece, TableSplit, TableSplits, check_field_ids
 from dmt_compile.passes.base import Pass, PassContext, PassResult
+from dmt_compile.passes.table_ranges import DECLARED, INFERRED, example_values, inferred_ranges, normalize_ranges
 
 __all__ = ["SplitTables"]
 
 _ADDS = (operator.add, torch.add)
 _MULS = (operator.mul, torch.mul)
 _CASTS = ("long", "int", "to", "type")
-
-
-def _constant_value(node: Any, gm: fx.GraphModule) -> Any:
-    """The value of a node computed from constants only (get_attr, literals), else None."""
-    if not isinstance(node, fx.Node):
-        return node
-    if node.op == "get_attr":
-        return get_attr_value(gm, node.target)
-    if node.op not in ("call_function", "call_method"):
-        return None
-    args = [_constant_value(a, gm) for a in node.args]
-    if any(v is None for a, v in zip(node.args, args) if isinstance(a, fx.Node)):
-        return None
-    kwargs = {k: _constant_value(v, gm) for k, v in node.kwargs.items()}
-    with torch.no_grad():
-        if node.op == "call_function":
-            return node.target(*args, **kwargs)
-        return getattr(args[0], node.target)(*args[1:], **kwargs)
 
 
 def _strip_casts(node: fx.Node) -> fx.Node:
@@ -83,16 +66,17 @@ class _Use:
 
 
 def _affine_use(gm: fx.GraphModule, lookup: fx.Node, ids: fx.Node) -> _Use | None:
-    """`X + c` or `X * k + c` with constant per-field `c` (and int `k`), else None."""
+    """`X + c` or `X * k + c` with constant per-field `c` (and int `k`), else None (constants: `ir.constants`)."""
+    constants = Constants(gm)
     add = _strip_casts(ids)
     if not _is_call(add, _ADDS, "add"):
         return None
     for x, c in (add.args, add.args[::-1]):
-        value = _constant_value(c, gm) if isinstance(x, fx.Node) else None
+        value = constants.value(c) if isinstance(x, fx.Node) and not constants.is_constant(x) else None
         base, scale = x, 1
         if _is_call(x, _MULS, "mul"):
             for a, k in (x.args, x.args[::-1]):
-                k = _constant_value(k, gm) if isinstance(a, fx.Node) else None
+                k = constants.value(k) if isinstance(a, fx.Node) else None
                 if isinstance(k, int) and not isinstance(k, bool) and k > 1:
                     base, scale = a, k
         shape = base.meta.get(SHAPE) if isinstance(base, fx.Node) else None
@@ -115,22 +99,6 @@ def _pieces(use: _Use, rows: int) -> list[tuple[int, int, int]] | None:
     if max(offsets) >= use.scale:
         return None
     return [(o, rows, use.scale) for o in offsets]
-
-
-def _example_columns(gm: fx.GraphModule, nodes: list[fx.Node], flat: list[Any]) -> dict[fx.Node, torch.Tensor]:
-    """The values the given nodes take on the example inputs."""
-    wanted, seen = set(nodes), {}
-
-    class Recorder(fx.Interpreter):
-        def run_node(self, n):
-            out = super().run_node(n)
-            if n in wanted:
-                seen[n] = out
-            return out
-
-    with evaluation(gm):
-        Recorder(gm).run(*flat)
-    return seen
 
 
 class _Tables:
@@ -198,19 +166,21 @@ class SplitTables(Pass):
         rows = lookups[0][1].rows
         if declared is None and not any(len(n.meta.get(SHAPE) or ()) == 3 for n, _ in lookups):
             return ""
-        why = f"table {table} stays whole"
+        why, source = f"table {table} stays whole", DECLARED
         if table in other_use:
             return f"{why}: it is also read outside its lookups"
         ids = [id_nodes(n, kind.id_args)[0] for n, kind in lookups]
+        affine = [_affine_use(gm, n, i) for (n, _), i in zip(lookups, ids)] if declared is None else [None]
+        if declared is None and any(u is None for u in affine):
+            declared = inferred_ranges(gm, ctx, [_strip_casts(i) for i in ids], rows)
+            if isinstance(declared, str):
+                return f"{why}: {declared}"
+            source = INFERRED
         if declared is not None:
             uses = [_Use(n, _strip_casts(i)) for (n, _), i in zip(lookups, ids)]
-            pieces, source = [(a, b, 1) for a, b in declared], "declared ranges"
+            pieces, source = [(a, b, 1) for a, b in declared], source if source == INFERRED else DECLARED
         else:
-            uses = [_affine_use(gm, n, i) for (n, _), i in zip(lookups, ids)]
-            if any(u is None for u in uses):
-                n = lookups[[u is None for u in uses].index(True)][0]
-                return (f"{why}: lookup {n.name} reads {(n.meta.get(SHAPE) or ('?', '?'))[1]} fields' ids from one "
-                        "input without offsets in the graph; declare each field's rows with table_ranges= to split it")
+            uses = affine
             remaps = {(u.scale, u.offsets) for u in uses}
             pieces = _pieces(uses[0], rows) if len(remaps) == 1 else None
             if pieces is None:
@@ -221,7 +191,7 @@ class SplitTables(Pass):
             raise PlanError(f"table_ranges for {table} lists {len(pieces)} fields but its lookups read "
                             f"{sorted(widths)} ids per sample", "give one (start, stop) range per field")
         problem = _example_problem(gm, ctx, uses, pieces, declared is not None)
-        if problem and declared is not None:
+        if problem and source == DECLARED:
             raise PlanError(f"table_ranges for {table}: {problem}", "declare ranges the ids of each field fall in")
         return f"{why}: {problem}" if problem else (uses, pieces, source)
 
@@ -232,14 +202,15 @@ class SplitTables(Pass):
         for f, (start, stop, step) in enumerate(pieces):
             paths.append(split_table(key, f))
             gm.add_submodule(paths[-1], _new_table(gm, uses[0].node, weight, start, stop, step))
-        declared = source == "declared ranges"
+        declared = source in (DECLARED, INFERRED)
         for use in uses:
-            self._rewrite(gm, use, pieces, paths, table, declared)
+            self._rewrite(gm, use, pieces, paths, table, declared, source == INFERRED)
         features = [f"{_display(uses[0].columns)}[:,{f}]" for f in range(len(pieces))]
         return TableSplit(table, tuple(TablePiece(f"{p}.weight", a, b, feat, s) for p, (a, b, s), feat
-                                       in zip(paths, pieces, features)), source, rows)
+                                       in zip(paths, pieces, features)), source, rows,
+                          _shared_gaps(weight, pieces))
 
-    def _rewrite(self, gm, use: _Use, pieces, paths, table, declared: bool) -> None:
+    def _rewrite(self, gm, use: _Use, pieces, paths, table, declared: bool, source_inferred: bool = False) -> None:
         graph, node = gm.graph, use.node
         embs = []
         with graph.inserting_before(node):
@@ -248,8 +219,9 @@ class SplitTables(Pass):
                 if use.columns.meta.get(DTYPE) not in ("int64", "int32"):
                     col = tag(graph.call_method("long", (col,)), self.name)
                 lo, hi = (start, stop) if declared else (0, len(range(start, stop, step)))
-                col = tag(graph.call_function(check_field_ids, (col, lo, hi, f"{_display(use.columns)}[:,{f}]", table)),
-                          self.name)
+                feature = f"{_display(use.columns)}[:,{f}]"
+                check = (col, lo, hi, feature, table) + ((True,) if source_inferred else ())
+                col = tag(graph.call_function(check_field_ids, check), self.name)
                 if declared and start:
                     col = tag(graph.call_function(operator.sub, (col, start)), self.name)
                 embs.append(tag(graph.call_module(path, (col,)), self.name))
@@ -258,9 +230,15 @@ class SplitTables(Pass):
         graph.erase_node(node)
 
 
+def _shared_gaps(weight: torch.Tensor, pieces) -> tuple[tuple[int, torch.Tensor], ...]:
+    """(start, initial rows) of every row block two contiguous pieces both hold (inferred ranges)."""
+    spans = sorted((a, b) for a, b, step in pieces if step == 1)
+    return tuple((a1, weight.detach()[a1:b0].clone()) for (_, b0), (a1, _) in zip(spans, spans[1:]) if a1 < b0)
+
+
 def _example_problem(gm, ctx, uses: list[_Use], pieces, declared: bool) -> str:
     """Why the example ids do not fit the fields' rows, or "" when they do."""
-    values = _example_columns(gm, [u.columns for u in uses], ctx.flat_inputs)
+    values = example_values(gm, [u.columns for u in uses], ctx.flat_inputs)
     for use in uses:
         x = values[use.columns]
         for f, (start, stop, step) in enumerate(pieces):
@@ -283,49 +261,3 @@ def _drop_table(gm: fx.GraphModule, table: str, module_path: str | None) -> None
 
 
 # ----------------------------------------------------------------------------- declared ranges (table_ranges=)
-
-
-def _ranges(name: str, spec: Any, rows: int) -> list[tuple[int, int]]:
-    if not isinstance(spec, Sequence) or isinstance(spec, str) or len(spec) < 2:
-        raise PlanError(f"table_ranges[{name!r}] must list at least two fields, got {spec!r}",
-                        "give [(start, stop), ...] per field, or the rows of each field, e.g. [10, 20, 30]")
-    if all(isinstance(x, int) and not isinstance(x, bool) for x in spec):
-        starts = [0]
-        for size in spec:
-            if size < 1:
-                raise PlanError(f"table_ranges[{name!r}] has a field with {size} rows", "every field needs >= 1 row")
-            starts.append(starts[-1] + size)
-        out = list(zip(starts[:-1], starts[1:]))
-    elif all(isinstance(x, Sequence) and len(x) == 2 for x in spec):
-        out = [(int(a), int(b)) for a, b in spec]
-    else:
-        raise PlanError(f"table_ranges[{name!r}] mixes sizes and ranges: {spec!r}",
-                        "give [(start, stop), ...] per field, or the rows of each field")
-    for a, b in out:
-        if not 0 <= a < b <= rows:
-            raise PlanError(f"table_ranges[{name!r}] has range [{a}, {b}), outside the table's {rows} rows",
-                            f"use ranges within [0, {rows})")
-    ordered = sorted(out)
-    for (a0, b0), (a1, b1) in zip(ordered, ordered[1:]):
-        if a1 < b0:
-            raise PlanError(f"table_ranges[{name!r}] has overlapping ranges [{a0}, {b0}) and [{a1}, {b1})",
-                            "each row belongs to one field")
-    return out
-
-
-def normalize_ranges(table_ranges: Mapping[str, Any] | None, gm: fx.GraphModule,
-                     lookups: Mapping[str, list]) -> dict[str, list[tuple[int, int]]]:
-    """{table parameter name: [(start, stop) per field]} from the user's spec; typed errors for bad input."""
-    if table_ranges is None:
-        return {}
-    if not isinstance(table_ranges, Mapping):
-        raise PlanError(f"table_ranges must be a dict, got {type(table_ranges).__name__}",
-                        'write table_ranges={"embedding": [10, 20, 30]} (rows per field) or [(0, 10), ...]')
-    out = {}
-    for name, spec in table_ranges.items():
-        table = name if name in lookups else f"{name}.weight"
-        if table not in lookups:
-            raise PlanError(f"table_ranges names {name!r}, which is not an embedding table looked up by the model",
-                            "tables: " + ", ".join(sorted(lookups)))
-        out[table] = _ranges(name, spec, lookups[table][0][1].rows)
-    return out

@@ -101,12 +101,56 @@ class PreOffset(nn.Module):
         return self.embedding(x).sum((1, 2)).unsqueeze(1)
 
 
-def test_pre_offset_ids_stay_whole_and_the_note_says_how_to_split():
-    gm, ctx = prepare(PreOffset(), (_ids() + torch.tensor([0, 3, 8]),))
+def test_pre_offset_ids_split_by_ranges_inferred_from_data():
+    """Before: one table over a pre-offset [B, 3] matrix, no offsets in the model.
+    Expected: 3 tables, rows cut at each column's smallest example id, checked at run time."""
+    model = PreOffset()
+    x = _ids() + torch.tensor([0, 3, 8])
+    gm, ctx = prepare(model, (x,))
+    gm, added, removed = run_alone(SplitTables(), gm, ctx)
+    split = ctx.get(TableSplits).splits[0]
+    lows, highs = [int(v) for v in x.amin(0)], [int(v) for v in x.amax(0)]
+    assert split.source.startswith("inferred from data; pass table_ranges= to override")
+    assert [p.rows for p in split.pieces] == [range(0, lows[1]), range(highs[0] + 1, lows[2]),
+                                              range(highs[1] + 1, 12)]
+    assert sum(isinstance(m, nn.Embedding) for m in gm.modules()) == 3 and not hasattr(gm, "embedding")
+    assert torch.equal(gm(x), model(x))
+    with pytest.raises(InputError, match=r"feature x\[:,1\] has id 11, outside its rows .*inferred (.|\n)*table_ranges="):
+        gm.forward(torch.tensor([[0, 11, 9]]))
+
+
+def test_unseen_rows_between_fields_are_read_and_rebuilt_from_both_pieces():
+    """Expected: an id the example did not show (between two fields' observed ids) reads its original row;
+    the flat table rebuilt from trained pieces keeps the change made through either piece."""
+    model = PreOffset()
+    x = torch.tensor([[0, 4, 9], [2, 6, 11]])  # gaps: rows 3 (fields 0/1) and 7-8 (fields 1/2)
+    gm, ctx = prepare(model, (x,))
+    gm, _, _ = run_alone(SplitTables(), gm, ctx)
+    split = ctx.get(TableSplits).splits[0]
+    assert [(start, len(rows)) for start, rows in split.shared_gaps] == [(3, 1), (7, 2)]
+    unseen = torch.tensor([[1, 3, 8]])
+    assert torch.equal(gm(unseen), model(unseen))
+    pieces = {p.parameter: gm.get_parameter(p.parameter).detach().clone() for p in split.pieces}
+    pieces[split.pieces[1].parameter][0] += 1.0  # row 3 trained through field 1's piece only
+    whole = split.whole(pieces)
+    assert torch.equal(whole[3], model.embedding.weight[3].detach() + 1.0)
+    assert torch.equal(whole[7:9], model.embedding.weight[7:9].detach())
+
+
+def test_overlapping_pre_offset_ids_stay_whole_and_the_note_names_table_ranges():
+    gm, ctx = prepare(PreOffset(), (torch.tensor([[0, 1, 8], [5, 4, 9]]),))
     before = compact(gm)
     gm, added, removed = run_alone(SplitTables(), gm, ctx)
     assert compact(gm) == before and not added
-    assert "declare each field's rows with table_ranges=" in ctx.get(TableSplits).notes[0]
+    note = ctx.get(TableSplits).notes[0]
+    assert "reads 3 fields" in note and "overlap" in note and "table_ranges=" in note
+
+
+def test_too_few_towers_error_counts_the_fields_and_names_table_ranges():
+    import dmt_compile
+    from dmt_compile.errors import PlanError
+    with pytest.raises(PlanError, match=r"reads 3 fields \(x\[:,0\.\.2\]\).*table_ranges="):
+        dmt_compile.transform(PreOffset(), "2x2", (torch.tensor([[0, 1, 8], [5, 4, 9]]),), num_towers=2)
 
 
 def test_declared_ranges_split_and_check_at_run_time():

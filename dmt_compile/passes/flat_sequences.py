@@ -1,0 +1,89 @@
+"""batch-major-lookups: a sequence feature fed flattened (`[B*L]` ids) is looked up per sample.
+
+Some models receive a multi-valued feature as one flat id vector of `B*L` ids (sample i's `L` ids
+at rows `i*L ... i*L+L-1`), look it up to `[B*L, D]` and only then view it back to `[B, L, D]` to
+pool it with a mask. Towers route ids per sample, so the lookup must be batch-major. The batch
+dimension of such a lookup follows from the shape relation the model itself imposes: the view of
+its output whose leading dims are `(B, L)` (`L` a constant of the model, or `B` the batch size of
+another input). This pass rewrites
+
+    out = emb(ids)                      # [B*L, D]
+into
+    out = emb(ids.reshape(B, L)).reshape(-1, D)
+
+with `B`, `L` as the model's view wrote them (one of them may be -1), so the lookup is an ordinary
+`[B, L]` sequence lookup and the rest of the graph is unchanged (exact). A lookup whose rows are
+not a multiple of the batch, or that no later view relates to the batch, is left alone (detection
+then names it).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch.fx as fx
+
+from dmt_compile.ir.constants import Constants
+from dmt_compile.ir.graph import tag
+from dmt_compile.ir.lookups import classify_lookup, id_nodes
+from dmt_compile.ir.meta import SHAPE
+from dmt_compile.passes.base import Pass, PassContext, PassResult
+
+__all__ = ["BatchMajorLookups"]
+
+_VIEWS = ("view", "reshape")
+
+
+def _batch(ctx: PassContext) -> int:
+    from dmt_compile.passes.detect import batch_size_of
+
+    return batch_size_of(ctx.reference_output)
+
+
+def _model_view(lookup: fx.Node, batch: int, rows: int, constants: Constants) -> tuple[Any, Any] | None:
+    """(batch arg, L arg) of the user view that splits the lookup's rows into (B, L), else None."""
+    for user in lookup.users:
+        if user.op != "call_method" or user.target not in _VIEWS:
+            continue
+        dims = list(user.args[1:]) if len(user.args) > 2 or not isinstance(user.args[1], (tuple, list)) \
+            else list(user.args[1])
+        shape = user.meta.get(SHAPE) or ()
+        if len(dims) < 3 or len(shape) < 3 or shape[0] != batch or shape[0] * shape[1] != rows:
+            continue
+        b, length = dims[0], dims[1]
+        length_value = constants.value(length)
+        if isinstance(length_value, int) and length_value > 0:
+            return (-1, length_value)
+        if isinstance(b, fx.Node) and not constants.is_constant(b):
+            return (b, -1)  # B from another input (x.shape[0]): rows of a sample stay together
+    return None
+
+
+@dataclass(frozen=True)
+class BatchMajorLookups(Pass):
+    name = "batch-major-lookups"
+
+    def call(self, gm: fx.GraphModule, ctx: PassContext) -> PassResult:
+        batch, constants, changed = _batch(ctx), Constants(gm), False
+        for node in list(gm.graph.nodes):
+            kind = classify_lookup(gm, node)
+            shape = node.meta.get(SHAPE) or ()
+            if kind is None or kind.kind not in ("embedding", "functional_embedding") or len(shape) != 2:
+                continue
+            ids = id_nodes(node, kind.id_args)
+            if shape[0] == batch or shape[0] % batch or not ids or len(ids[0].meta.get(SHAPE) or ()) != 1:
+                continue
+            relation = _model_view(node, batch, shape[0], constants)
+            if relation is not None:
+                self._rewrite(gm, node, ids[0], relation, shape)
+                changed = True
+        return PassResult(gm, changed)
+
+    def _rewrite(self, gm: fx.GraphModule, lookup: fx.Node, ids: fx.Node, relation, shape) -> None:
+        graph = gm.graph
+        with graph.inserting_before(lookup):
+            per_sample = tag(graph.call_method("reshape", (ids, *relation)), self.name)
+        lookup.replace_input_with(ids, per_sample)
+        with graph.inserting_after(lookup):
+            flat = tag(graph.call_method("reshape", (lookup, -1, shape[1])), self.name)
+        lookup.replace_all_uses_with(flat, delete_user_cb=lambda u: u is not flat)

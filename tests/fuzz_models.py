@@ -1,0 +1,267 @@
+"""Flat CTR models composed from independent choices, for the model fuzzer (tests/test_model_fuzzer.py).
+
+A `Recipe` picks one option per axis; `build(recipe, batch)` returns `(model, args, kwargs)`. Every
+model embeds `F` categorical fields of a `[B, F]` id matrix in the recipe's lookup style, optionally
+adds a sequence feature (`[B, L]` or flattened `[B*L]`, mask-mean pooled), a multi-hot EmbeddingBag
+feature (offsets, optionally per-sample weights) and numeric features (`Linear(1, D)` each), stacks
+them to `[B, F', D]`, runs the Python construct, the interaction and returns the output form.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+D, L = 8, 3
+
+LOOKUPS = ("per_field", "module_dict", "offsets_buffer", "offsets_list", "offsets_numpy", "offsets_forward",
+           "pre_offset", "shared", "bag_2d", "functional")
+SEQUENCES = ("none", "seq_2d", "seq_flat")
+BAGS = ("none", "bag_offsets", "bag_weighted")
+NUMERICS = ("none", "linear_1")
+PACKINGS = ("matrix", "dict", "list", "tuple_in_tuple", "kwargs", "dict_in_tuple")
+INTERACTIONS = ("concat_mlp", "fm", "cross", "attention", "field_aware", "bilinear")
+CONSTRUCTS = ("none", "if_any", "assert_all", "item", "numpy_size", "setitem", "none_input", "unpack_shape")
+OUTPUTS = ("tensor", "dict", "tuple")
+AXES = {"lookup": LOOKUPS, "sequence": SEQUENCES, "bag": BAGS, "numeric": NUMERICS, "packing": PACKINGS,
+        "interaction": INTERACTIONS, "construct": CONSTRUCTS, "output": OUTPUTS}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    fields: int
+    lookup: str
+    sequence: str
+    bag: str
+    numeric: str
+    packing: str
+    interaction: str
+    construct: str
+    output: str
+
+    @property
+    def dims(self) -> list[int]:
+        return [5 + 3 * f for f in range(self.fields)]
+
+    @property
+    def groups(self) -> int:
+        """Feature groups the model has (fields sharing a table form one)."""
+        extra = sum(x != "none" for x in (self.sequence, self.bag))
+        return self.fields - (1 if self.lookup == "shared" else 0) + extra
+
+    def __str__(self) -> str:
+        return ",".join(f"{k}={getattr(self, k)}" for k in ("fields", *AXES))
+
+
+class _Lookups(nn.Module):
+    """The categorical fields in one lookup style: [B, F] ids -> [B, F, D]."""
+
+    def __init__(self, style: str, dims: list[int]):
+        super().__init__()
+        self.style, self.dims = style, dims
+        starts = [0] + list(np.cumsum(dims)[:-1])
+        if style in ("per_field", "shared"):
+            self.tables = nn.ModuleList(nn.Embedding(max(dims) if style == "shared" else d, D) for d in dims)
+        elif style == "module_dict":
+            self.tables = nn.ModuleDict({f"f{i}": nn.Embedding(d, D) for i, d in enumerate(dims)})
+        elif style == "bag_2d":
+            self.tables = nn.ModuleList(nn.EmbeddingBag(d, D, mode="sum") for d in dims)
+        elif style == "functional":
+            self.weights = nn.ParameterList(nn.Parameter(torch.randn(d, D)) for d in dims)
+        else:
+            self.table = nn.Embedding(sum(dims), D)
+            self.offsets_list = [int(s) for s in starts]
+            self.offsets_np = np.array(starts, dtype=np.int64)
+            self.register_buffer("offsets", torch.tensor(self.offsets_list))
+
+    def forward(self, x):
+        s, n = self.style, len(self.dims)
+        if s == "per_field":
+            return torch.stack([t(x[:, i]) for i, t in enumerate(self.tables)], 1)
+        if s == "shared":  # fields 0 and 1 read the same table
+            return torch.stack([self.tables[0 if i == 1 else i](x[:, i]) for i in range(n)], 1)
+        if s == "module_dict":
+            return torch.stack([self.tables[f"f{i}"](x[:, i]) for i in range(n)], 1)
+        if s == "bag_2d":
+            return torch.stack([t(x[:, i:i + 1]) for i, t in enumerate(self.tables)], 1)
+        if s == "functional":
+            return torch.stack([F.embedding(x[:, i], w) for i, w in enumerate(self.weights)], 1)
+        if s == "offsets_buffer":
+            return self.table(x + self.offsets)
+        if s == "offsets_list":
+            return self.table(x + x.new_tensor(self.offsets_list).unsqueeze(0))
+        if s == "offsets_numpy":
+            return self.table(x + torch.as_tensor(self.offsets_np, device=x.device))
+        if s == "offsets_forward":
+            return self.table(x + torch.tensor([0] + self.dims[:-1], device=x.device).cumsum(0))
+        return self.table(x)  # pre_offset: the data pipeline shifted each column into its own rows
+
+
+class _Interaction(nn.Module):
+    def __init__(self, kind: str, fields: int):
+        super().__init__()
+        self.kind, width = kind, fields * D
+        if kind == "cross":
+            self.w = nn.Parameter(torch.randn(2, width) * 0.1)
+            self.b = nn.Parameter(torch.zeros(2, width))
+        elif kind == "attention":
+            self.att = nn.MultiheadAttention(D, 2, batch_first=True)
+        elif kind == "field_aware":
+            self.r = nn.Parameter(torch.randn(fields, fields) * 0.1)
+        elif kind == "bilinear":
+            self.W = nn.Parameter(torch.randn(D, D) * 0.1)
+        pairs = fields * (fields - 1) // 2
+        extra = {"fm": 1, "field_aware": 1, "bilinear": pairs * D}.get(kind, 0)
+        self.top = nn.Sequential(nn.Linear(width + extra, 16), nn.ReLU(), nn.Linear(16, 1))
+
+    def forward(self, e):
+        k, flat = self.kind, e.flatten(1)
+        if k == "fm":
+            s = e.sum(1)
+            flat = torch.cat([flat, 0.5 * (s * s - (e * e).sum(1)).sum(1, keepdim=True)], 1)
+        elif k == "cross":
+            x = flat
+            for i in range(2):
+                x = flat * (x @ self.w[i]).unsqueeze(1) + self.b[i] + x
+            flat = x
+        elif k == "attention":
+            a, _ = self.att(e, e, e)
+            flat = (a + e).flatten(1)
+        elif k == "field_aware":
+            inter = torch.einsum("bid,bjd->bij", e, e) * self.r
+            flat = torch.cat([flat, inter.triu(1).sum((1, 2)).unsqueeze(1)], 1)
+        elif k == "bilinear":
+            i, j = np.triu_indices(e.shape[1], 1)
+            flat = torch.cat([flat, ((e[:, i] @ self.W) * e[:, j]).flatten(1)], 1)
+        return self.top(flat)
+
+
+class FuzzModel(nn.Module):
+    """The composed model; subclasses below give `forward` the recipe's input packing."""
+
+    def __init__(self, r: Recipe):
+        super().__init__()
+        self.r = r
+        self.cat = _Lookups(r.lookup, r.dims)
+        fields = r.fields + sum(x != "none" for x in (r.sequence, r.bag)) + (2 if r.numeric != "none" else 0)
+        if r.sequence != "none":
+            self.seq = nn.Embedding(20, D, padding_idx=0)
+        if r.bag != "none":
+            self.bag = nn.EmbeddingBag(30, D, mode="sum")
+        if r.numeric != "none":
+            self.num = nn.ModuleList(nn.Linear(1, D) for _ in range(2))
+        self.interaction = _Interaction(r.interaction, fields)
+
+    def body(self, cat, seq=None, bag=None, num=None, extra=None):
+        r, c = self.r, self.r.construct
+        if c == "assert_all":
+            assert (cat >= 0).all(), "negative ids"
+        if c == "item" and cat.max().item() >= 10_000:
+            raise ValueError("id out of range")
+        parts = [self.cat(cat)]
+        if r.sequence != "none":
+            b = cat.shape[0]
+            ids = seq.view(b, L) if r.sequence == "seq_flat" else seq
+            mask = (ids != 0).float().unsqueeze(-1)
+            looked = self.seq(seq).view(b, L, D) if r.sequence == "seq_flat" else self.seq(seq)
+            parts.append(((looked * mask).sum(1) / mask.sum(1).clamp(min=1)).unsqueeze(1))
+        if r.bag != "none":
+            ids, offsets, weights = bag
+            parts.append(self.bag(ids, offsets, per_sample_weights=weights if r.bag == "bag_weighted" else None)
+                         .unsqueeze(1))
+        if r.numeric != "none":
+            parts.append(torch.stack([lin(num[:, i:i + 1]) for i, lin in enumerate(self.num)], 1))
+        e = torch.cat(parts, 1)
+        if c == "if_any" and torch.isnan(e).any():
+            e = torch.nan_to_num(e)
+        if c == "setitem":
+            e[:, 0] = e[:, 0] * 0.5
+        if c == "none_input" and extra is not None:
+            e = e + extra
+        if c == "numpy_size":
+            e = e.reshape(-1, int(np.prod(e.shape[1:]))).view(-1, e.shape[1], D)
+        if c == "unpack_shape":
+            b, f, d = e.shape
+            e = e.reshape(b, f * d).reshape(b, f, d)
+        y = self.interaction(e)
+        if r.output == "dict":
+            return {"logit": y, "prob": torch.sigmoid(y)}
+        if r.output == "tuple":
+            return y, torch.sigmoid(y)
+        return y
+
+
+class _Matrix(FuzzModel):
+    def forward(self, cat, seq=None, bag=None, num=None, extra=None):
+        return self.body(cat, seq, bag, num, extra)
+
+
+class _Dict(FuzzModel):
+    def forward(self, batch, extra=None):
+        return self.body(batch["cat"], batch.get("seq"), batch.get("bag"), batch.get("num"), extra)
+
+
+class _List(FuzzModel):
+    def forward(self, xs, extra=None):
+        return self.body(xs[0], xs[1], xs[2], xs[3], extra)
+
+
+class _TupleInTuple(FuzzModel):
+    def forward(self, inputs, extra=None):
+        (cat, seq), (bag, num) = inputs
+        return self.body(cat, seq, bag, num, extra)
+
+
+class _Kwargs(FuzzModel):
+    def forward(self, *, cat, seq=None, bag=None, num=None, extra=None):
+        return self.body(cat, seq, bag, num, extra)
+
+
+class _DictInTuple(FuzzModel):
+    def forward(self, inputs, extra=None):
+        dense, cat = inputs
+        return self.body(cat, dense.get("seq"), dense.get("bag"), dense.get("num"), extra)
+
+
+_CLASSES = {"matrix": _Matrix, "dict": _Dict, "list": _List, "tuple_in_tuple": _TupleInTuple, "kwargs": _Kwargs,
+            "dict_in_tuple": _DictInTuple}
+
+
+def batch_for(r: Recipe, batch: int, seed: int) -> tuple[tuple, dict]:
+    """(args, kwargs) of one batch for a model built from `r`."""
+    g = torch.Generator().manual_seed(seed)
+    cat = torch.stack([torch.randint(0, d, (batch,), generator=g) for d in r.dims], 1)
+    if r.lookup == "pre_offset":
+        cat = cat + torch.tensor([0] + list(np.cumsum(r.dims)[:-1]))
+    parts = {"cat": cat}
+    if r.sequence != "none":
+        seq = torch.randint(0, 20, (batch, L), generator=g)
+        parts["seq"] = seq.reshape(-1) if r.sequence == "seq_flat" else seq
+    if r.bag != "none":
+        lengths = torch.randint(1, 4, (batch,), generator=g)
+        n = int(lengths.sum())
+        offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)[:-1]])
+        parts["bag"] = (torch.randint(0, 30, (n,), generator=g), offsets, torch.rand(n, generator=g))
+    if r.numeric != "none":
+        parts["num"] = torch.rand(batch, 2, generator=g)
+    extra = {"extra": None} if r.construct == "none_input" else {}
+    p = r.packing
+    if p == "matrix":
+        return tuple(parts.get(k) for k in ("cat", "seq", "bag", "num")), extra
+    if p == "dict":
+        return (parts,), extra
+    if p == "list":
+        return ([parts.get(k) for k in ("cat", "seq", "bag", "num")],), extra
+    if p == "tuple_in_tuple":
+        return (((cat, parts.get("seq")), (parts.get("bag"), parts.get("num"))),), extra
+    if p == "kwargs":
+        return (), {**parts, **extra}
+    return (({k: v for k, v in parts.items() if k != "cat"}, cat),), extra
+
+
+def build(r: Recipe, seed: int = 0) -> FuzzModel:
+    torch.manual_seed(seed)
+    return _CLASSES[r.packing](r)
