@@ -132,6 +132,8 @@ def _train_steps(rank: int, args: argparse.Namespace, dist_model, opt, data: Shu
             print(f"checkpoints: {note}", flush=True)
     crash_step, crash_rank = args.simulate_crash or (None, None)
     log = TrainingLog(dist_model, args.steps, every=args.log_every, first_step=start)
+    if rank == 0 and resumed_from:
+        print(f"train_distributed: resumed from {resumed_from} at step {start}", flush=True)
     saved = []
     for step in range(start, args.steps):
         if step + 1 == crash_step and rank == crash_rank:

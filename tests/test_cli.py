@@ -61,7 +61,7 @@ def test_dump_dir_writes_graph_after_every_pass(tmp_path):
                      "04_detect.txt", "05_plan-towers.txt", "06_plan-feed.txt", "07_sptt-rewrite.txt",
                      "08_insert-tower-modules.txt"]
     assert "TowerPlan" in (tmp_path / "05_plan-towers.txt").read_text()
-    assert "ids_exchange" in (tmp_path / "06_sptt-rewrite.txt").read_text()
+    assert "ids_exchange" in (tmp_path / "07_sptt-rewrite.txt").read_text()
 
 
 def test_plan_subcommand_json():

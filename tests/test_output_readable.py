@@ -58,7 +58,7 @@ def test_cost_refuses_a_compression_transform_refuses(capsys):
 
     assert main(["cost", "--topology", "h100:16", "--compression", "1000"], stdout=io.StringIO()) == 2
     err = capsys.readouterr().err
-    assert "CostModelError: --compression must be in [1, 16] as in transform, got 1000" in err
+    assert "CostModelError: every compression ratio must be a number in [1, 16] (what transform accepts), got 1000" in err
 
 
 def test_too_many_towers_names_the_cli_option_too(capsys):

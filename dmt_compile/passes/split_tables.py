@@ -132,6 +132,20 @@ def _new_table(gm: fx.GraphModule, source: fx.Node, weight: torch.Tensor, start:
     return table
 
 
+def _input_ancestors(node: fx.Node) -> list[fx.Node]:
+    """The placeholders `node` is computed from."""
+    seen, stack, found = set(), [node], []
+    while stack:
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        if n.op == "placeholder":
+            found.append(n)
+        stack.extend(n.all_input_nodes)
+    return found
+
+
 def _display(node: fx.Node) -> str:
     return node.meta.get(INPUT_PATH, node.name)
 
@@ -172,6 +186,12 @@ class SplitTables(Pass):
         ids = [id_nodes(n, kind.id_args)[0] for n, kind in lookups]
         affine = [_affine_use(gm, n, i) for (n, _), i in zip(lookups, ids)] if declared is None else [None]
         if declared is None and any(u is None for u in affine):
+            inputs = {p.name for i in ids for p in _input_ancestors(i)}
+            if len(inputs) != 1:  # e.g. ids + offsets given as another input: no single pre-offset id matrix
+                n = lookups[[u is None for u in affine].index(True)][0]
+                return (f"{why}: lookup {n.name} computes its ids from {len(inputs)} inputs "
+                        f"({', '.join(sorted(inputs))}), not from one pre-offset id matrix; declare each field's "
+                        "rows with table_ranges= to split it")
             declared = inferred_ranges(gm, ctx, [_strip_casts(i) for i in ids], rows)
             if isinstance(declared, str):
                 return f"{why}: {declared}"

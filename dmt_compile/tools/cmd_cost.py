@@ -171,12 +171,7 @@ def run_cost(args: argparse.Namespace, stdout: TextIO) -> int:
             raise CostModelError(f"--features must be at most {MAX_COST_FEATURES:,}, got {args.features:,}",
                                  "give the number of sparse features of a real model, e.g. --features 26")
         widths = [args.dim] * args.features
-    from dmt_compile.passes.options import MAX_COMPRESSION
-
-    bad = [c for c in args.compression if not 1 <= c <= MAX_COMPRESSION]
-    if bad:  # the same range `transform` accepts, so a priced configuration is one that can be built
-        raise CostModelError(f"--compression must be in [1, {MAX_COMPRESSION:g}] as in transform, got {bad[0]:g}",
-                             "DMT compresses up to 16x; e.g. --compression 4 16")
+    # the compression range `transform` accepts is checked with every other input by topo.cost_limits
     config = Config(
         feature_widths=tuple(float(w) for w in widths), batch_per_rank=args.batch,
         ids_per_sample=tuple([args.pooling] * len(widths)), compressions=tuple(args.compression),

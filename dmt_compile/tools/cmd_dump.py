@@ -106,7 +106,7 @@ def run_dump(args, stdout: IO[str]) -> int:
     if args.format == "summary":
         from dmt_compile.tools.flops import flops_line
 
-        stdout.write(flops_line(args.model, dmt))
+        stdout.write(flops_line(args.model, dmt, terminal_width()))
     if args.png:
         _render_png(dmt.dump("dot"), args.png)
         if args.format != "json":

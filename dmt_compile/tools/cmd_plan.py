@@ -113,7 +113,7 @@ def run_plan(args, stdout: IO[str]) -> int:
     if args.format != "json":
         from dmt_compile.tools.flops import flops_line
 
-        stdout.write(flops_line(args.model, dmt))
+        stdout.write(flops_line(args.model, dmt, terminal_width()))
     if args.graph:
         written = write_feature_graph(feature_graph_dot(dmt.plan, recorder.affinity), args.graph)
         stdout.write(f"feature graph: {written}\n")

@@ -26,8 +26,10 @@ def flops_per_sample(model: Any, inputs: tuple, batch: int) -> tuple[float, floa
     return fc.get_total_flops() / max(1, batch), tm / max(1, batch)
 
 
-def flops_line(spec: str, dmt: Any) -> str:
-    """One line: forward FLOPs per sample, flat vs DMT (Tower Modules + the rest), and their ratio."""
+def flops_line(spec: str, dmt: Any, width: int = 120) -> str:
+    """Forward FLOPs per sample, flat vs DMT (Tower Modules + the rest), and their ratio, wrapped to `width`."""
+    import textwrap
+
     from dmt_compile.capture.model_spec import load_model_spec
     from dmt_compile.training.batching import infer_batch_layout
 
@@ -36,5 +38,6 @@ def flops_line(spec: str, dmt: Any) -> str:
     flat, _ = flops_per_sample(model, inputs, batch)
     total, tm = flops_per_sample(dmt, inputs, batch)
     ratio = f"{total / flat:.2f}x flat" if flat else "flat has none"
-    return (f"forward FLOPs per sample: flat {flat / 1e3:,.1f}k; DMT {total / 1e3:,.1f}k = Tower Modules "
-            f"{tm / 1e3:,.1f}k + global interaction and dense layers {(total - tm) / 1e3:,.1f}k ({ratio})\n")
+    text = (f"forward FLOPs per sample: flat {flat / 1e3:,.1f}k; DMT {total / 1e3:,.1f}k = Tower Modules "
+            f"{tm / 1e3:,.1f}k + global interaction and dense layers {(total - tm) / 1e3:,.1f}k ({ratio})")
+    return textwrap.fill(text, width, subsequent_indent="    ") + "\n"
