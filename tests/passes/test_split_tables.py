@@ -146,6 +146,29 @@ def test_overlapping_pre_offset_ids_stay_whole_and_the_note_names_table_ranges()
     assert "reads 3 fields" in note and "overlap" in note and "table_ranges=" in note
 
 
+class OffsetsAsInput(nn.Module):
+    """One table whose per-field offsets arrive as a second input: the ids are not one pre-offset matrix."""
+
+    def __init__(self):
+        super().__init__()
+        self.embedding = nn.Embedding(sum(DIMS), 4)
+
+    def forward(self, x, offsets):
+        return self.embedding(x + offsets.unsqueeze(0)).sum((1, 2)).unsqueeze(1)
+
+
+def test_ids_computed_from_two_inputs_are_not_split_by_inferred_ranges():
+    """Before: one table read with `x + offsets`, both inputs. Expected: unchanged graph (no ranges are
+    guessed from the example ids), and a note naming both inputs and table_ranges=."""
+    offsets = torch.tensor([0, DIMS[0], DIMS[0] + DIMS[1]])
+    gm, ctx = prepare(OffsetsAsInput(), (_ids(), offsets))
+    before = compact(gm)
+    gm, added, removed = run_alone(SplitTables(), gm, ctx)
+    assert compact(gm) == before and not added and not ctx.get(TableSplits).splits
+    note = ctx.get(TableSplits).notes[0]
+    assert "2 inputs (offsets, x)" in note and "table_ranges=" in note
+
+
 def test_too_few_towers_error_counts_the_fields_and_names_table_ranges():
     import dmt_compile
     from dmt_compile.errors import PlanError
