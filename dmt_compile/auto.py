@@ -48,7 +48,7 @@ class _ProgressBar:
             tqdm = None
         if tqdm is None:
             filled = 30 * done // max(1, total)
-            sys.stderr.write(f"\rquality check [{'#' * filled:<30}] {done}/{total} {what[:40]:<40}")
+            sys.stderr.write(f"\rquality check: [{'#' * filled:<30}] {done}/{total} {what[:40]:<40}")
             sys.stderr.write("\n" if done >= total else "")
             sys.stderr.flush()
             return
