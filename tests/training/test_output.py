@@ -65,7 +65,7 @@ def test_dot_picture_of_26_features_is_compact_with_legend_and_plan_label():
     assert "getitem" not in text
 
 
-@pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz's dot is not installed")
+@pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz's dot program is not on PATH (a system tool, no pip extra provides it)")
 def test_png_is_rendered_when_graphviz_is_present(tmp_path):
     out = tmp_path / "plan.png"
     text = run("dump", DLRM, "--topology", "2x4", "--png", str(out))
