@@ -1,15 +1,20 @@
 """The honest bound of a strategy's speedup over flat, and the NIC rate for a measured exchange share.
 
-**Bound.** Each strategy ``s`` is first timed at a fast, unthrottled rate (interleaved, like the main
-run): its step there minus its own wire time at that rate is its **non-wire time** ``C_s`` (compute,
-loopback exchanges, gradient sync, waiting on other ranks' compute). At the timed rate its **wire
-time** is ``wire_s`` = its busiest host NIC direction's bytes / (rate x 1448/1514). Without overlap
-of compute and wire, its step cannot be shorter than ``C_s + wire_s``, so its speedup over flat is
-at most ``bound = flat_step / (C_s + wire_s)``; ``efficiency = measured speedup / bound`` =
-``(C_s + wire_s) / step_s``. Above :data:`EFFICIENCY_LIMIT` the row is flagged: the strategy overlapped
-compute with the wire, or one of the measurements is wrong; either needs explaining. Unlike an
-Amdahl bound from flat's residual ``(1 - w) step``, ``C_s`` is the strategy's **own** non-wire time:
-flat's waiting on a shared NIC is not credited to a strategy that sends fewer bytes.
+**Bound (a roofline: it bounds).** At the timed rate a strategy ``s`` cannot finish a step faster
+than its wire allows, ``wire_s`` = its busiest host NIC direction's bytes / (rate x 1448/1514), nor
+faster than the box can do its CPU work, ``cpu_floor_s`` = the CPU seconds of all ranks per step /
+cores (the smaller of the unthrottled pass's and the timed run's own). So ``step_s >= floor_s =
+max(wire_s, cpu_floor_s)`` whatever overlaps with what, its speedup over flat is at most ``bound =
+flat_step / floor_s``, and ``efficiency = speedup / bound = floor_s / step_s <= 1``. Above
+:data:`EFFICIENCY_LIMIT` the row is flagged: a measurement is wrong.
+
+**No-overlap estimate (not a bound).** Each strategy is also timed unthrottled (interleaved, like the
+main run): its step there minus its own wire time there is its **non-wire time** ``C_s``; without any
+overlap of compute and wire its step would be ``C_s + wire_s`` (``no_overlap_step_s``), and
+``overlap_ratio = (C_s + wire_s) / step_s`` says how much overlap (and less CPU contention than at the
+unthrottled rate) it got: above 1 it beat the serial sum. Flat's own ratio is the calibration: flat's
+speedup over itself is exactly 1, so any excess there is overlap, not a faster strategy. ``C_s`` is
+the strategy's **own**: flat's waiting on a shared NIC is not credited to one that sends fewer bytes.
 
 **Measured share.** ``--wire-share w`` targets flat's *measured* exchange share (time inside
 exchanges / step), not the ideal NIC-limit share: :func:`rate_for_measured_share`.
@@ -21,7 +26,7 @@ from typing import Any
 from benchmarks.emulated.analysis import WIRE_EFFICIENCY
 from benchmarks.emulated.netns import EmulationError
 
-__all__ = ["EFFICIENCY_LIMIT", "non_wire_time", "add_honest_bounds", "rate_for_measured_share"]
+__all__ = ["EFFICIENCY_LIMIT", "non_wire_time", "cpu_floor", "add_honest_bounds", "rate_for_measured_share"]
 
 EFFICIENCY_LIMIT = 1.05
 
@@ -31,20 +36,33 @@ def non_wire_time(row: dict[str, Any]) -> float:
     return max(0.0, row["step_time_median_s"] - row["nic_limit_s"])
 
 
-def add_honest_bounds(rows: list[dict[str, Any]], non_wire: dict[str, float]) -> float | None:
-    """In place: ``non_wire_s``, ``wire_s``, ``bound``, ``efficiency``, ``efficiency_flag``,
-    ``measured_exchange_share`` per row (``non_wire``: run key -> C_s); returns flat's measured share."""
+def cpu_floor(row: dict[str, Any]) -> float | None:
+    """The least time the box needs for a row's CPU work per step (all ranks' CPU seconds / cores)."""
+    return row.get("cpu_bound_s")
+
+
+def add_honest_bounds(rows: list[dict[str, Any]], non_wire: dict[str, float],
+                      cpu_floors: dict[str, float] | None = None) -> float | None:
+    """In place, per row: ``measured_exchange_share``, ``non_wire_s``, ``wire_s``, ``cpu_floor_s``,
+    ``floor_s``, ``bound``, ``efficiency``, ``efficiency_flag``, ``no_overlap_step_s``, ``overlap_ratio``
+    (``non_wire``: run key -> C_s; ``cpu_floors``: run key -> unthrottled CPU floor); returns flat's
+    measured share. A row whose wire is not counted (``wire_counted: false``) gets no bound."""
     flat = next((r for r in rows if r["run"] == "flat"), None)
     for r in rows:
-        r["measured_exchange_share"] = (r["exchange_time_median_s"] / r["step_time_median_s"]
-                                        if r["step_time_median_s"] else None)
-        c = non_wire.get(r["run"]) if r.get("wire_counted", True) else None
+        step = r["step_time_median_s"]
+        r["measured_exchange_share"] = r["exchange_time_median_s"] / step if step else None
+        counted = r.get("wire_counted", True)
+        c = non_wire.get(r["run"]) if counted else None
         r["non_wire_s"], r["wire_s"] = c, r["nic_limit_s"]
-        if flat is None or c is None or c + r["nic_limit_s"] <= 0:
-            r["bound"] = r["efficiency"] = None
-            r["efficiency_flag"] = None
+        floors = [x for x in ((cpu_floors or {}).get(r["run"]), r.get("cpu_bound_s")) if x is not None]
+        r["cpu_floor_s"] = min(floors) if floors else None
+        r["no_overlap_step_s"] = c + r["nic_limit_s"] if c is not None else None
+        r["overlap_ratio"] = r["no_overlap_step_s"] / step if c is not None and step else None
+        r["floor_s"] = max(r["nic_limit_s"], r["cpu_floor_s"]) if counted and floors else None
+        r["bound"] = r["efficiency"] = r["efficiency_flag"] = None
+        if flat is None or not r["floor_s"]:
             continue
-        r["bound"] = flat["step_time_median_s"] / (c + r["nic_limit_s"])
+        r["bound"] = flat["step_time_median_s"] / r["floor_s"]
         speedup = (r.get("speedup_vs_flat") or {}).get("median")
         r["efficiency"] = speedup / r["bound"] if speedup else None
         r["efficiency_flag"] = bool(r["efficiency"] is not None and r["efficiency"] > EFFICIENCY_LIMIT)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from benchmarks.emulated.analysis import summarize
-from benchmarks.emulated.bound import add_honest_bounds, non_wire_time, rate_for_measured_share
+from benchmarks.emulated.bound import add_honest_bounds, cpu_floor, non_wire_time, rate_for_measured_share
 from benchmarks.emulated.headline import add_claims
 from benchmarks.emulated.model import MODEL_SPEC
 from benchmarks.emulated.netns import (HOST_IFNAME, Emulation, EmulationError, LinkSpec, RankNetns,
@@ -242,7 +242,8 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] | None = None) ->
     rows = [_row(cfg, s, c, w, results, trace, rate, probe, ncores) for s, c, w in runs
             if run_key(s, c, w) in results[0]["runs"]]
     claims = add_claims(rows)
-    flat_share = add_honest_bounds(rows, {k: non_wire_time(r) for k, r in unthrottled.items()})
+    floors = {k: cpu_floor(r) for k, r in unthrottled.items() if cpu_floor(r) is not None}
+    flat_share = add_honest_bounds(rows, {k: non_wire_time(r) for k, r in unthrottled.items()}, floors)
     return {
         "config": {"emulate": f"{cfg.num_hosts}x{cfg.local_size}", "inter_bw_bits": rate,
                    "inter_delay_s": cfg.inter_delay_s, "model": cfg.spec, "per_rank_batch": cfg.per_rank_batch,
@@ -254,7 +255,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] | None = None) ->
                     "loadavg_before": load_before, "loadavg_after": load_after},
         "load_before": load_before, "load_after": load_after, "load_gate": gate, "launches": launches,
         "loaded_box": bool(gate["forced"]), "calibration": calibration,
-        "non_wire_s": {k: non_wire_time(r) for k, r in unthrottled.items()},
+        "non_wire_s": {k: non_wire_time(r) for k, r in unthrottled.items()}, "cpu_floor_unthrottled_s": floors,
         "cpu_share_per_rank": share, "flat_measured_exchange_share": flat_share,
         "wire_share_target": cfg.wire_share, "best_baseline": claims["best_baseline"],
         "best_baseline_basis": claims["basis"], "probe": probe, "results": rows, "skipped": skipped,

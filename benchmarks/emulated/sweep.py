@@ -10,6 +10,8 @@ The load gate is checked once, before the first point (the sweep's own ranks rai
 **Crossover**: per run, the flat measured share at which its speedup (median of paired ratios)
 crosses 1 against flat and against the best baseline, interpolated linearly between the two
 neighbouring points (None when it never crosses inside the swept range, with the side it stays on).
+A point the box cannot produce (e.g. a share below what flat's loopback and CPU already take at an
+unthrottled NIC) is listed in ``unreachable`` with the reason, and the sweep goes on.
 """
 from __future__ import annotations
 
@@ -71,17 +73,26 @@ def run_sweep(cfg: Any, sweep: tuple[str, list[Any]], log: Callable[[str], None]
 
     kind, values = sweep
     gate = check_load(cfg.force)
-    points, last = [], None
+    points, last, unreachable = [], None, []
     for v in values:
         log(f"sweep {kind}={v}")
-        last = run_benchmark(_config_at(cfg, kind, v), log=log)
+        try:
+            last = run_benchmark(_config_at(cfg, kind, v), log=log)
+        except EmulationError as exc:  # e.g. a share the NIC cannot produce on this box: say so, go on
+            log(f"sweep {kind}={v}: not run: {str(exc).splitlines()[0]}")
+            unreachable.append({"point": {_POINT_KEY[kind]: v}, "reason": str(exc)})
+            continue
         points.append({"point": {_POINT_KEY[kind]: v},
                        "flat_measured_exchange_share": last["flat_measured_exchange_share"],
                        "cpu_bound": any(r.get("box_bound") for r in last["results"]),
                        "results": last["results"], "config": last["config"], "skipped": last["skipped"],
                        "best_baseline": last["best_baseline"], "load_before": last["load_before"],
                        "load_after": last["load_after"], "launches": last["launches"]})
-    return {"sweep_kind": kind, "sweep": points, "crossover": crossover(points), "load_gate": gate,
+    if not points:
+        raise EmulationError(f"no point of the {kind} sweep could run: " + unreachable[0]["reason"].splitlines()[0],
+                             "choose points this box can produce (the first error's fix says how)")
+    return {"sweep_kind": kind, "sweep": points, "unreachable": unreachable, "crossover": crossover(points),
+            "load_gate": gate,
             "loaded_box": bool(gate["forced"]), "load_before": points[0]["load_before"] if points else [],
             "load_after": points[-1]["load_after"] if points else [],
             "launches": sum(p["launches"] for p in points), "teardown": last["teardown"] if last else {"clean": True},

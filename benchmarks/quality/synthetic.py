@@ -10,7 +10,10 @@ noise:
     logit = scale * standardize(sum_g sum_{i<j in g} <u_i[x_i], u_j[x_j]>) + dense_weight * <v, dense> + bias
     y ~ Bernoulli(sigmoid(logit))
 
-with random latent tables `u_f: [cardinality, rank]`. A model that sees each group together can
+with random latent tables `u_f: [cardinality, rank]`. With `shared_latent = s > 0` the values of one
+cluster block share most of their latent vector (`u_f[x] = sqrt(s) * w_f[block(x)] + sqrt(1 - s) * e_f[x]`),
+so a large vocabulary (thousands of ids per feature) stays learnable from tens of thousands of samples:
+without it every id's vector is independent and a model must see each id many times to learn anything. A model that sees each group together can
 compute the group's interactions; one that only sees groups through per-tower compressed codes
 needs `rank` numbers per feature whose partners live in other towers.
 """
@@ -26,8 +29,12 @@ __all__ = ["make_planted"]
 
 def make_planted(samples: int = 60_000, *, num_groups: int = 4, group_size: int = 4, cardinality: int = 50,
                  rank: int = 8, clusters: int = 10, correlation: float = 0.6, num_dense: int = 4,
-                 scale: float = 2.0, dense_weight: float = 0.3, seed: int = 0) -> CTRData:
+                 scale: float = 2.0, dense_weight: float = 0.3, seed: int = 0,
+                 shared_latent: float = 0.0) -> CTRData:
     """A planted CTR data set; `data.groups` holds the true feature groups (see the module docstring)."""
+    if not 0.0 <= shared_latent <= 1.0:
+        raise InputError(f"shared_latent must be in [0, 1], got {shared_latent}",
+                         "0 keeps every id's latent vector independent; e.g. 0.9 shares 90 % within a block")
     if num_groups < 1 or group_size < 1 or cardinality < clusters or samples < 2:
         raise InputError(
             f"bad planted-data sizes (groups={num_groups}, group_size={group_size}, cardinality={cardinality}, "
@@ -45,6 +52,8 @@ def make_planted(samples: int = 60_000, *, num_groups: int = 4, group_size: int 
     # the world's hidden structure (tables, value permutations) is fixed by `seed` too
     latent = [torch.randn(cardinality, rank, generator=g) / rank ** 0.5 for _ in range(f)]
     value_perm = [torch.randperm(cardinality, generator=g) for _ in range(f)]
+    if shared_latent > 0:  # own generator: shared_latent=0 draws exactly the data it always drew
+        latent = _share_within_blocks(latent, value_perm, clusters, block, shared_latent, seed)
     score = torch.zeros(samples)
     index = {n: i for i, n in enumerate(names)}
     for members in groups:
@@ -66,3 +75,20 @@ def make_planted(samples: int = 60_000, *, num_groups: int = 4, group_size: int 
     labels = (torch.rand(samples, generator=g) < torch.sigmoid(logit)).float()
     return CTRData(f"planted(g={num_groups}x{group_size}, seed={seed})", dense, sparse, labels, names,
                    (cardinality,) * f, groups)
+
+
+def _share_within_blocks(latent: list, value_perm: list, clusters: int, block: int, share: float,
+                         seed: int) -> list:
+    """Each feature's latent table with the ids of one cluster block close to a common vector.
+
+    A value `v` of feature `f` was drawn as `value_perm[f][i]` from pre-permutation index `i`, whose
+    block is `i // block`; its vector becomes `sqrt(share) * w[block] + sqrt(1 - share) * u[v]`.
+    """
+    g = torch.Generator().manual_seed(10_007 + seed)
+    out = []
+    for u, perm in zip(latent, value_perm):
+        w = torch.randn(clusters, u.shape[1], generator=g) / u.shape[1] ** 0.5
+        pre = torch.argsort(perm)  # pre-permutation index of every value
+        blocks = (pre // block).clamp_max(clusters - 1)
+        out.append(share ** 0.5 * w[blocks] + (1 - share) ** 0.5 * u)
+    return out

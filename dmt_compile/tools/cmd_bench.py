@@ -117,7 +117,6 @@ def _positive_int(text: str) -> int:
 
 
 def run_bench(args: argparse.Namespace, stdout: IO[str] | None = None) -> int:
-    from dmt_compile.errors import DmtError
     from dmt_compile.tools.applications import load_application
 
     netns, report_mod = load_application("emulated.netns", "bench"), load_application("emulated.report", "bench")
@@ -130,8 +129,9 @@ def run_bench(args: argparse.Namespace, stdout: IO[str] | None = None) -> int:
 
     out = stdout or sys.stdout
     if args.zipf < 0:
-        print(f"error: --zipf must be >= 0, got {args.zipf} (0 draws ids uniformly)", file=out)
-        return 1
+        from dmt_compile.errors import InputError
+
+        raise InputError(f"--zipf must be >= 0, got {args.zipf}", "pass --zipf 0 to draw ids uniformly, e.g. 1.1 for Zipf")
     # the bench model reads these (every rank inherits the environment)
     os.environ["DMT_BENCH_IDS_PER_FEATURE"], os.environ["DMT_BENCH_ZIPF"] = str(args.ids_per_feature), str(args.zipf)
     n, l = args.emulate
@@ -151,12 +151,9 @@ def run_bench(args: argparse.Namespace, stdout: IO[str] | None = None) -> int:
         report = run_sweep(cfg, parse_sweep(args.sweep), log) if args.sweep else run_benchmark(cfg, log=log)
         if args.quality:
             load_application("emulated.quality", "bench").add_quality(report, cfg, log)
-    except NetnsUnavailable as exc:
-        print(f"error: {exc}", file=out)
+    except NetnsUnavailable as exc:  # errors go to stderr: stdout is the report (JSON with --format json)
+        print(f"dmt-compile: error: {exc}", file=sys.stderr)
         return 2
-    except DmtError as exc:
-        print(f"error: {exc}", file=out)
-        return 1
     swept = "sweep" in report
     if args.plot:
         try:

@@ -46,20 +46,38 @@ def _row(run, step, nic, exch=None, strategy=None, wire="fp32", samples=None):
             "step_samples_s": samples or [step] * 30}
 
 
-def test_honest_bound_uses_each_strategys_own_non_wire_time():
-    # flat: 1.0 s step, 0.8 s of it on the NIC; c=4: own non-wire 0.3 s (not flat's 0.2), 0.2 s wire
+def test_bound_is_a_roofline_of_wire_and_cpu_and_the_serial_sum_is_only_an_estimate():
+    # flat: 1.0 s step, 0.8 s on the NIC; c=4: own non-wire 0.3 s (not flat's 0.2), 0.2 s wire, CPU floor 0.25 s
     rows = [_row("flat", 1.0, 0.8, 0.9), _row("sptt_tm@4", 0.55, 0.2)]
+    rows[0]["cpu_bound_s"], rows[1]["cpu_bound_s"] = 0.5, 0.3
     add_claims(rows)
-    share = add_honest_bounds(rows, {"flat": 0.2, "sptt_tm@4": 0.3})
+    share = add_honest_bounds(rows, {"flat": 0.2, "sptt_tm@4": 0.3}, {"sptt_tm@4": 0.25})
     assert share == pytest.approx(0.9)
     r = rows[1]
-    assert r["bound"] == pytest.approx(1.0 / (0.3 + 0.2)) and r["efficiency"] == pytest.approx((0.3 + 0.2) / 0.55)
-    assert r["efficiency_flag"] is False
-    rows[1]["step_samples_s"] = [0.4] * 30  # faster than compute + wire: overlap or a wrong number
+    assert r["cpu_floor_s"] == pytest.approx(0.25)  # the smaller of the unthrottled and the timed CPU floor
+    assert r["floor_s"] == pytest.approx(0.25) and r["bound"] == pytest.approx(1.0 / 0.25)
+    assert r["efficiency"] == pytest.approx(0.25 / 0.55) and r["efficiency_flag"] is False
+    assert r["no_overlap_step_s"] == pytest.approx(0.5) and r["overlap_ratio"] == pytest.approx(0.5 / 0.55)
+    assert rows[0]["floor_s"] == pytest.approx(0.8)  # flat: its wire is its floor
+    rows[1]["step_samples_s"], rows[1]["step_time_median_s"] = [0.4] * 30, 0.4  # overlap, within the roofline
     add_claims(rows)
-    add_honest_bounds(rows, {"flat": 0.2, "sptt_tm@4": 0.3})
+    add_honest_bounds(rows, {"flat": 0.2, "sptt_tm@4": 0.3}, {"sptt_tm@4": 0.25})
+    assert rows[1]["overlap_ratio"] > 1 and rows[1]["efficiency"] <= 1 and rows[1]["efficiency_flag"] is False
+    rows[1]["step_samples_s"], rows[1]["step_time_median_s"] = [0.2] * 30, 0.2  # below its own CPU floor: wrong
+    add_claims(rows)
+    add_honest_bounds(rows, {"flat": 0.2, "sptt_tm@4": 0.3}, {"sptt_tm@4": 0.25})
     assert rows[1]["efficiency"] > EFFICIENCY_LIMIT and rows[1]["efficiency_flag"] is True
     assert non_wire_time({"step_time_median_s": 0.1, "nic_limit_s": 0.3}) == 0.0
+
+
+def test_a_row_whose_wire_is_not_counted_or_has_no_cpu_sample_gets_no_bound():
+    rows = [_row("flat", 1.0, 0.8, 0.9), _row("torchrec_rw", 0.7, 0.01), _row("sptt", 0.9, 0.8)]
+    rows[0]["cpu_bound_s"], rows[1]["cpu_bound_s"] = 0.5, 0.6
+    rows[1]["wire_counted"] = False
+    add_claims(rows)
+    add_honest_bounds(rows, {"flat": 0.2, "torchrec_rw": 0.3, "sptt": 0.1})
+    assert rows[1]["bound"] is None and rows[1]["efficiency"] is None and rows[1]["non_wire_s"] is None
+    assert rows[2]["bound"] is None and rows[2]["no_overlap_step_s"] == pytest.approx(0.9)  # no CPU floor
 
 
 def test_measured_share_rate():
@@ -159,3 +177,24 @@ def test_sweep_table_and_plot(tmp_path):
     assert "sptt_tm@4: vs flat {'share': 0.25" in text and "LOADED BOX" in text
     path = render_sweep_plot(report, str(tmp_path / "s.png"))
     assert (tmp_path / "s.png").stat().st_size > 1000 and path.endswith("s.png")
+
+
+def test_a_sweep_point_the_box_cannot_produce_is_listed_and_the_sweep_goes_on(monkeypatch):
+    from benchmarks.emulated import runner
+    from benchmarks.emulated.netns import EmulationError
+    from benchmarks.emulated.sweep import run_sweep
+
+    def fake_run(cfg, log):
+        if cfg.wire_share < 0.3:
+            raise EmulationError("flat's measured exchange share cannot reach 0.1 by shaping the NIC", "ask more")
+        row = {"run": "flat", "box_bound": False}
+        return {"flat_measured_exchange_share": cfg.wire_share, "results": [row], "config": {}, "skipped": {},
+                "best_baseline": "flat", "load_before": [0.1], "load_after": [0.2], "launches": 3,
+                "teardown": {"clean": True}}
+
+    monkeypatch.setattr(runner, "run_benchmark", fake_run)
+    report = run_sweep(runner.BenchConfig(force=True), ("wire-share", [0.1, 0.5, 0.9]), lambda msg: None)
+    assert [p["point"]["wire_share"] for p in report["sweep"]] == [0.5, 0.9]
+    assert report["unreachable"][0]["point"] == {"wire_share": 0.1} and "cannot reach" in report["unreachable"][0]["reason"]
+    with pytest.raises(EmulationError, match="no point of the wire-share sweep could run"):
+        run_sweep(runner.BenchConfig(force=True), ("wire-share", [0.1, 0.2]), lambda msg: None)

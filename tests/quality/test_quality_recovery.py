@@ -32,3 +32,14 @@ def test_planted_generator_is_deterministic_and_grouped():
     assert torch.equal(a.sparse, b.sparse) and torch.equal(a.labels, b.labels)
     assert sorted(f for g in a.groups for f in g) == list(a.feature_names)
     assert 0.3 < float(a.labels.mean()) < 0.7
+
+
+def test_shared_latent_zero_draws_the_same_data_and_bad_share_is_refused():
+    from dmt_compile.errors import InputError
+
+    a = make_planted(300, num_groups=2, group_size=2, seed=3)
+    b = make_planted(300, num_groups=2, group_size=2, seed=3, shared_latent=0.0)
+    assert torch.equal(a.sparse, b.sparse) and torch.equal(a.labels, b.labels)
+    with pytest.raises(InputError, match="shared_latent must be in"):
+        make_planted(300, shared_latent=1.5)
+

@@ -108,11 +108,12 @@ def test_bench_model_multi_hot_from_arguments_or_environment(monkeypatch):
     assert sparse["C1"].shape == (8,) and isinstance(model.tables["C1"], nn.Embedding)
 
 
-def test_bench_cli_refuses_a_negative_zipf():
+def test_bench_cli_refuses_a_negative_zipf(capsys):
     import io
 
     from dmt_compile.tools.cli import main
 
     out = io.StringIO()
-    assert main(["bench", "--zipf", "-1", "--no-torchrec"], stdout=out) == 1
-    assert "--zipf must be >= 0" in out.getvalue()
+    assert main(["bench", "--zipf", "-1", "--no-torchrec"], stdout=out) == 2
+    assert out.getvalue() == ""  # stdout is the report; the typed error goes to stderr
+    assert "InputError: --zipf must be >= 0" in capsys.readouterr().err
