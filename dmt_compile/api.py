@@ -120,7 +120,7 @@ def _with_options(func: Callable) -> Callable:
     """
     sig = inspect.signature(func)
     params = [p for p in sig.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
-    params += [inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, annotation=o.type,
+    params += [inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, annotation=o.field.type,
                                  default=None if o.searched else o.default) for o in OPTIONS.values()]
     func.__signature__ = sig.replace(parameters=params)
     func.__doc__ = f"{func.__doc__.rstrip()}\n\n{options_doc('            - ')}\n    "

@@ -1,8 +1,6 @@
 """`default_pipeline(options)`: the compiler's passes, in order; their option fields are `transform`'s options."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from dmt_compile.passes.base import Pass
 from dmt_compile.passes.detect import Detect
 from dmt_compile.passes.flat_sequences import BatchMajorLookups
@@ -12,9 +10,6 @@ from dmt_compile.passes.plan_towers import PlanTowers
 from dmt_compile.passes.split_collections import SplitCollections
 from dmt_compile.passes.split_tables import SplitTables
 from dmt_compile.passes.sptt_rewrite import SpttRewrite
-
-if TYPE_CHECKING:
-    from dmt_compile.passes.options import TransformOptions
 
 __all__ = ["default_pipeline", "PIPELINE"]
 
@@ -30,10 +25,6 @@ PIPELINE: tuple[type[Pass], ...] = (
 )
 
 
-def default_pipeline(options: "TransformOptions | None" = None) -> list[Pass]:
-    """The compiler pipeline, in order (capture runs before it); each pass gets the options it declares."""
-    if options is None:
-        from dmt_compile.passes.options import TransformOptions
-
-        options = TransformOptions()
-    return [cls(**options.for_pass(cls)) for cls in PIPELINE]
+def default_pipeline(options: TransformOptions | None = None) -> list[Pass]:  # noqa: F821 (options.py imports this)
+    """The compiler pipeline, in order (capture runs before it); each pass gets the `TransformOptions` it declares."""
+    return [cls(**options.for_pass(cls)) if options is not None else cls() for cls in PIPELINE]
