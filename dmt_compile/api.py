@@ -1,6 +1,7 @@
 """`transform(model, topology, example_inputs)`: the public entry point (`DmtModel` lives in `model/`)."""
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
@@ -15,7 +16,7 @@ from dmt_compile.ir.plan import TowerPlan
 from dmt_compile.ir.table_splits import TableSplits
 from dmt_compile.model import DmtModel, OriginalState, flat_state_dict
 from dmt_compile.model.refuse_transformed import refuse_transformed
-from dmt_compile.passes.options import TransformOptions
+from dmt_compile.passes.options import OPTIONS, TransformOptions, options_doc
 from dmt_compile.passes.base import Pass, PassContext, PassPipeline
 from dmt_compile.passes.pipeline import default_pipeline
 from dmt_compile.topo import Topology, as_topology
@@ -46,15 +47,7 @@ def transform(
     example_inputs: tuple | None = None,
     *,
     example_kwargs: Mapping[str, Any] | None = None,
-    num_towers: int | None = None,
-    towers: Mapping[str, int] | Sequence[Sequence[str]] | None = None,
-    tower_module: str | None = None,
-    compression: float | None = None,
-    feed: str = "auto",
-    partitioner: str = "balanced",
     calibration_batches: Sequence[Any] | None = None,
-    seed: int = 0,
-    table_ranges: Mapping[str, Any] | None = None,
     capture_paths: str | Sequence[str] = "auto",
     inplace: bool = False,
     callback: DumpCallback | None = None,
@@ -65,6 +58,7 @@ def transform(
     quality_data: Sequence[Any] | None = None,
     quality_check: Any = None,
     predictor: Any = None,
+    **options: Any,
 ) -> DmtModel:
     """Rewrite a flat recommendation model into SPTT towers with Tower Modules.
 
@@ -74,17 +68,8 @@ def transform(
         model: any `nn.Module` with embedding lookups.
         topology: a `Topology` or a spec such as `"2x4"` (hosts x ranks per host).
         example_inputs: positional inputs the model accepts (a tuple).
-        num_towers: towers to build (default: one per host).
-        towers: pins, `{"feature": tower}` or a list of feature lists.
-        tower_module: `"identity"` (exact, the default) or a compressing module such as `"linear"`.
-        compression: ratio c for a compressing module (default 4).
-        feed: `"auto"`, `"direct"` (interaction consumes compressed embeddings) or `"decoder"`.
-        partitioner: `"balanced"` (default), `"learned"` (feature affinity from the model's
-            embeddings on `calibration_batches`), `"random"` or `"contiguous"`.
+        example_kwargs: keyword inputs the model accepts, beside `example_inputs`.
         calibration_batches: inputs like `example_inputs` (a tuple each) for the learned partitioner.
-        seed: seed for partitioners that use randomness.
-        table_ranges: per-field row ranges of concatenated tables whose ids arrive pre-offset,
-            `{"embedding": [10, 20, 30]}` (rows per field) or `[(0, 10), (10, 30), (30, 60)]`.
         capture_paths: `"auto"` (symbolic, specialize, specialize+leaf, export, export-static, the first
             that reproduces the model), or the paths to try, e.g. `"export"` or `("symbolic", "export")`.
         inplace: share modules with `model` instead of copying it first.
@@ -92,20 +77,22 @@ def transform(
         wire_dtype: format of the pooled-embedding exchanges (lookups and tower outputs, forward and
             gradients) once distributed: None (the embeddings' own dtype, exact), `"fp32"`, `"fp16"`,
             `"bf16"` or `"fp8_e4m3"` (see `runtime/wire_codec.py`).
-        strategy: `"manual"` (the options above as given) or `"auto"`: search flat, identity and every
+        strategy: `"manual"` (the options as given) or `"auto"`: search flat, identity and every
             compressing Tower Module x compression x feed the model admits, predict each step on
             `topology` at `batch_per_rank` (`predictor`, default the cost model), drop candidates that
             break `quality_budget` (ΔAUC vs flat, measured by a paired training on `quality_data` =
             `[(inputs, labels), ...]` or by `quality_check`; unchecked, only quality-neutral candidates
-            stay) and transform the fastest; `tower_module` / `compression` / `feed` given pin it, and
+            stay) and transform the fastest; `tower_module` / `compression` / `feed` set pin it, and
             `dmt.plan.auto` holds the candidate table (`dmt_compile.strategy`).
+        **options: the passes' options (`dmt_compile.passes.options.OPTIONS`, one per option field of
+            a pipeline pass); left out or None: unset, the pass's default (searched by `strategy="auto"`
+            where marked):
     """
+    options = TransformOptions(**options)
     if strategy != "manual":  # the search (dmt_compile.strategy), then this function on the chosen candidate
         from dmt_compile.auto import transform_auto
 
-        return transform_auto(run_passes, transform, model, topology, example_inputs, strategy,
-                              TransformOptions(num_towers, towers, tower_module, compression, feed, partitioner, seed,
-                                               table_ranges),
+        return transform_auto(run_passes, transform, model, topology, example_inputs, strategy, options,
                               dict(example_kwargs=example_kwargs, calibration_batches=calibration_batches,
                                    capture_paths=capture_paths),
                               dict(batch_per_rank=batch_per_rank, quality_budget=quality_budget,
@@ -113,8 +100,7 @@ def transform(
     from dmt_compile.runtime.wire_codec import check_wire_dtype
 
     check_wire_dtype(wire_dtype)
-    options = TransformOptions(num_towers, towers, tower_module or "identity", compression, feed, partitioner, seed,
-                               table_ranges).validated()
+    options.validated()
     work = model if inplace else copy_model(model)
     originals = OriginalState(work)  # the original names of every tensor, by identity (DmtModel.state_dict)
     gm, ctx, report = run_passes(work, topology, example_inputs, default_pipeline(options),
@@ -125,6 +111,23 @@ def transform(
                    table_splits=splits)
     dmt.wire_dtype = wire_dtype  # read by the lowering (runtime exchanges); no effect on one process
     return dmt
+
+
+def _with_options(func: Callable) -> Callable:
+    """`func`'s signature and docstring with the pass options in place of `**options` (derived from `OPTIONS`).
+
+    Unset shows as None for the options `strategy="auto"` searches, as the pass's default for the others.
+    """
+    sig = inspect.signature(func)
+    params = [p for p in sig.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    params += [inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, annotation=o.field.type,
+                                 default=None if o.searched else o.default) for o in OPTIONS.values()]
+    func.__signature__ = sig.replace(parameters=params)
+    func.__doc__ = f"{func.__doc__.rstrip()}\n\n{options_doc('            - ')}\n    "
+    return func
+
+
+_with_options(transform)
 
 
 def choose_strategy(model: torch.nn.Module, topology: Any, example_inputs: tuple, **kwargs: Any):

@@ -19,6 +19,7 @@ import torch
 
 from dmt_compile.errors import InputError
 from dmt_compile.passes.detect import Detect
+from dmt_compile.passes.options import OPTIONS, TransformOptions
 from dmt_compile.passes.plan_towers import PlanTowers
 from dmt_compile.passes.split_collections import SplitCollections
 from dmt_compile.passes.split_tables import SplitTables
@@ -80,8 +81,9 @@ def choose_strategy(run_passes: Callable, transform: Callable, model: torch.nn.M
     """Search the candidates `model` admits on `topology` and choose one (see `dmt_compile.strategy`).
 
     `quality_data`: `[(inputs tuple, labels), ...]` for a paired training of the shortlist against
-    flat (or pass any `quality_check`); without either, quality is not checked. `plan_options`:
-    `num_towers`, `towers`, `partitioner`, `seed`, `table_ranges` (they shape the one tower plan).
+    flat (or pass any `quality_check`); without either, quality is not checked. `plan_options`: the
+    options `transform` takes that the search does not choose (`num_towers`, `towers`, `partitioner`,
+    `seed`, `table_ranges`, ...); they shape the one tower plan.
     `capture`: `example_kwargs`, `calibration_batches`, `capture_paths` as `transform` takes them.
     """
     if not isinstance(quality_budget, (int, float)) or isinstance(quality_budget, bool) or quality_budget < 0:
@@ -89,34 +91,37 @@ def choose_strategy(run_passes: Callable, transform: Callable, model: torch.nn.M
                          "e.g. quality_budget=0.002 (at most 0.002 AUC below flat)")
     if batch_per_rank is not None and (not isinstance(batch_per_rank, int) or batch_per_rank < 1):
         raise InputError(f"batch_per_rank must be a positive integer, got {batch_per_rank!r}", "e.g. batch_per_rank=1024")
-    o = dict(plan_options or {})
+    plan = TransformOptions(**dict(plan_options or {}))
     topo = as_topology(topology)
-    passes = [SplitCollections(), SplitTables(o.get("table_ranges")), Detect(),
-              PlanTowers(o.get("num_towers"), o.get("towers"), o.get("partitioner", "balanced"), o.get("seed", 0))]
+    passes = [SplitCollections(), SplitTables(**plan.for_pass(SplitTables)), Detect(),
+              PlanTowers(**plan.for_pass(PlanTowers))]
+    for p in passes:
+        p.check_fields()
     gm, ctx, _ = run_passes(model, topo, example_inputs, passes, **capture)
     if quality_check is None and quality_data is not None:
-        quality_check = PairedTraining(model, list(quality_data), _builder(transform, topo, example_inputs, o))
+        quality_check = PairedTraining(model, list(quality_data),
+                                       _builder(transform, topo, example_inputs, dict(plan.given)))
     return choose_for_graph(gm, ctx, pins=pins, predictor=predictor, batch_per_rank=batch_per_rank,
                             quality_budget=quality_budget, quality_check=quality_check, log=log,
                             progress=progress or _ProgressBar())
 
 
 def transform_auto(run_passes: Callable, transform: Callable, model: torch.nn.Module, topology: Any,
-                   example_inputs: tuple, strategy: str, options: Any, capture: Mapping[str, Any],
+                   example_inputs: tuple, strategy: str, options: TransformOptions, capture: Mapping[str, Any],
                    search: Mapping[str, Any]):
     """`transform(..., strategy="auto")`: choose, then transform the chosen candidate once.
 
-    `options` is the call's `TransformOptions` as given: a Tower Module, compression or feed set there
-    pins the search; the tower count, tower pins, partitioner and seed shape the one tower plan.
+    `options` is the call's `TransformOptions`: the searched options (`Option.searched`: Tower Module,
+    compression, feed) set there pin the search; the others (tower count, tower pins, partitioner,
+    seed, table ranges) shape the one tower plan and every candidate's transform.
     """
     if strategy not in STRATEGIES:
         raise InputError(f"unknown strategy {strategy!r}", 'use strategy="manual" (default) or strategy="auto"')
-    o = options
-    replace(o, tower_module=o.tower_module or "identity",  # typed errors for bad options first
-            compression=o.compression if o.tower_module else None).validated()
-    pins = Pins(o.tower_module, o.compression, None if o.feed == "auto" else o.feed)
-    plan_options = dict(num_towers=o.num_towers, towers=o.towers, partitioner=o.partitioner, seed=o.seed,
-                        table_ranges=o.table_ranges)
+    options.validated(search=True)  # typed errors for bad options first
+    given = options.given
+    pins = Pins(tower_module=given.get("tower_module"), compression=given.get("compression"),
+                feed=None if options.feed == "auto" else options.feed)  # the searched options set pin the search
+    plan_options = {name: value for name, value in options.given.items() if not OPTIONS[name].searched}
     choice = choose_strategy(run_passes, transform, model, topology, example_inputs, pins=pins,
                              plan_options=plan_options, **search, **capture)
     topo = as_topology(topology)

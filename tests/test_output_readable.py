@@ -67,8 +67,8 @@ def test_too_many_towers_names_the_cli_option_too(capsys):
     from dmt_compile.tools.cli import main
 
     code = main(["plan", os.path.join(ROOT, "examples", "dlrm.py") + ":factory", "--topology", "2x2",
-                 "--towers", "40"], stdout=io.StringIO())
-    assert code == 2 and "--towers 26" in capsys.readouterr().err
+                 "--num-towers", "40"], stdout=io.StringIO())
+    assert code == 2 and "--num-towers 26" in capsys.readouterr().err
 
 
 def test_affinity_matrix_and_topology_pictures(tmp_path):
@@ -80,7 +80,7 @@ def test_affinity_matrix_and_topology_pictures(tmp_path):
 
     matrix, topo = tmp_path / "aff.png", tmp_path / "topo.png"
     out = io.StringIO()
-    assert main(["plan", os.path.join(ROOT, "examples", "dlrm.py") + ":factory", "--topology", "2x4", "--towers", "4",
+    assert main(["plan", os.path.join(ROOT, "examples", "dlrm.py") + ":factory", "--topology", "2x4", "--num-towers", "4",
                  "--partitioner", "learned", "--calibration", "2", "--affinity-png", str(matrix)], stdout=out) == 0
     assert main(["topo", "h100:64", "--png", str(topo)], stdout=out) == 0
     for path in (matrix, topo):

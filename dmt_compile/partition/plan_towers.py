@@ -28,14 +28,12 @@ def _tower_count(detection: Detection, topology: Any, num_towers: int | None, pi
             notes.append(f"only {groups} tower(s): the model has {groups} feature group(s) that cannot be split "
                          f"further, fewer than the {num_towers} hosts")
             num_towers = groups
-    if not isinstance(num_towers, int) or isinstance(num_towers, bool) or num_towers < 1:
-        raise PlanError(f"num_towers must be a positive integer, got {num_towers!r}", "pass e.g. num_towers=2")
     if num_towers > groups:
         raise PlanError(
             f"{num_towers} towers requested but the model has only {groups} feature group(s) "
             f"({len(detection.features)} features; features sharing a table or ids form one group"
             + "".join(f"; {r}" for g in detection.groups for r in g.reasons if "table_ranges=" in r) + ")",
-            f"ask for {groups} towers or fewer (num_towers={groups} in Python, --towers {groups} on the command line)",
+            f"ask for {groups} towers or fewer (num_towers={groups} in Python, --num-towers {groups} on the command line)",
         )
     return num_towers
 

@@ -1,5 +1,6 @@
-"""The compiler passes, one per module, `TransformOptions` (`options.py`), `default_pipeline`
-(`pipeline.py`), and a registry by kebab-case name.
+"""The compiler passes, one per module, `default_pipeline` (`pipeline.py`), the options derived from
+their option fields (`option_field.py` declares one, `options.py` collects `OPTIONS` and `TransformOptions`),
+and a registry by kebab-case name.
 
 `PASSES` maps a pass name to a loader of its class (imported on first use);
 `parse_pipeline("detect,plan-towers{partitioner=learned,num-towers=2}")` builds pass objects
@@ -40,35 +41,29 @@ def get_pass(name: str) -> type:
     return PASSES[name]()
 
 
-def _convert(text: str, annotation: str, where: str) -> Any:
+def _convert(text: str, field: dataclasses.Field, kind: Any, where: str) -> Any:
     from dmt_compile.errors import InputError
+    from dmt_compile.passes.option_field import has_text_form, parse_text
 
-    if text in ("none", "None") and "None" in annotation:
-        return None
+    if not has_text_form(kind):
+        raise InputError(f"{where} cannot be set from a pipeline spec", "pass it through transform() instead")
     try:
-        if annotation.startswith("int"):
-            return int(text)
-        if annotation.startswith("float"):
-            return float(text)
-        if annotation.startswith("bool"):
-            return {"true": True, "false": False}[text.lower()]
-    except (ValueError, KeyError):
-        raise InputError(f"{where}: {text!r} is not a valid {annotation}", "fix the pipeline spec") from None
-    if annotation.startswith("str"):
-        return text
-    raise InputError(f"{where} cannot be set from a pipeline spec", "pass it through transform() instead")
+        return parse_text(text, kind)
+    except ValueError:
+        raise InputError(f"{where}: {text!r} is not a valid {field.type}", "fix the pipeline spec") from None
 
 
 def parse_pipeline(spec: str) -> list:
-    """Pass objects from `name{opt=value,...},name,...`."""
+    """Pass objects from `name{opt=value,...},name,...` (options: the pass's option fields)."""
     from dmt_compile.errors import InputError
+    from dmt_compile.passes.option_field import option_fields
 
     out = []
     for m in re.finditer(r"\s*([a-z][a-z0-9-]*)\s*(?:\{([^}]*)\})?\s*(?:,|$)", spec):
         if not m.group(1):
             continue
         cls = get_pass(m.group(1))
-        fields = {f.name: f for f in dataclasses.fields(cls)}
+        fields = {f.name: (f, kind) for f, _, kind in option_fields(cls)}
         options = {}
         for item in filter(None, (x.strip() for x in (m.group(2) or "").split(","))):
             key, sep, value = item.partition("=")
@@ -76,7 +71,7 @@ def parse_pipeline(spec: str) -> list:
             if not sep or name not in fields:
                 raise InputError(f"pass {m.group(1)!r} has no option {key.strip()!r}",
                                  "options: " + ", ".join(f.replace("_", "-") for f in fields) if fields else "none")
-            options[name] = _convert(value.strip(), str(fields[name].type), f"{m.group(1)}{{{key.strip()}}}")
+            options[name] = _convert(value.strip(), *fields[name], f"{m.group(1)}{{{key.strip()}}}")
         out.append(cls(**options))
     if not out:
         raise InputError(f"empty pipeline spec {spec!r}", "write e.g. detect,plan-towers{num-towers=2}")

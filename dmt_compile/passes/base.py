@@ -1,6 +1,7 @@
 """Pass infrastructure: `Pass`, `PassResult`, `PassContext`, `PassPipeline`.
 
-A pass is a frozen dataclass with a kebab-case `name`; its options are its fields. It declares
+A pass is a frozen dataclass with a kebab-case `name`; its options are its fields, each declared
+once with `option(...)` metadata (`passes/option_field.py`) and checked by `check_fields`. It declares
 the analyses it `needs` (types, e.g. `Detection`) and those it `produces`; analyses are frozen
 values the pipeline stores in the context by type, so a pass reads `ctx.get(Detection)` and never
 writes into the context itself. `requires(gm, ctx)` / `ensures(gm, ctx)` check the pass's graph
@@ -20,8 +21,9 @@ from typing import Any, Callable, ClassVar, NamedTuple, Sequence, TypeVar
 import torch.fx as fx
 
 from dmt_compile.capture.inputs import InputSpec
-from dmt_compile.errors import DmtError, PassError
+from dmt_compile.errors import DmtError, InputError, PassError
 from dmt_compile.ir.shapes import record_shapes
+from dmt_compile.passes.option_field import fix_text, option_fields, value_problem
 from dmt_compile.topo import Topology
 
 __all__ = ["Pass", "PassResult", "PassContext", "PassPipeline", "Callback"]
@@ -66,6 +68,23 @@ class Pass:
     needs: ClassVar[tuple[type, ...]] = ()
     produces: ClassVar[tuple[type, ...]] = ()
     propagates_shapes: ClassVar[bool] = True  # False: the result cannot run on the example inputs alone
+    option_error: ClassVar[type[DmtError]] = InputError  # the typed error a bad option value raises
+
+    def check_fields(self) -> None:
+        """Raise `option_error` naming an option field whose value its declaration refuses (no graph needed).
+
+        A pass with rules across its fields extends this (and calls `super().check_fields()` first).
+        """
+        for f, spec, kind in option_fields(type(self)):
+            problem = value_problem(f.name, getattr(self, f.name), kind, spec)
+            if problem:
+                raise self.option_refused(f.name, problem, fix_text(f.name, spec))
+
+    def option_refused(self, name: str, problem: str, fix: str) -> DmtError:
+        """The pass's typed error for option `name`; `.option` names it (the CLI prints the flag)."""
+        error = self.option_error(problem, fix)
+        error.option = name
+        return error
 
     def requires(self, gm: fx.GraphModule, ctx: PassContext) -> None:
         """Raise if the graph is not in the state this pass expects."""
@@ -113,6 +132,7 @@ class PassPipeline:
         missing = [k.__name__ for k in p.needs if not ctx.has(k)]
         if missing:
             raise RuntimeError(f"needs {', '.join(missing)}, which no earlier pass produced")
+        p.check_fields()
         p.requires(gm, ctx)
         gm, modified, analyses = p(gm, ctx)
         if modified:  # analyses leave the graph alone: lint, regenerate code and shapes only after mutations

@@ -22,7 +22,7 @@ apply). The refined `TowerPlan` (width out, feed per tower, rebuilt layers) is f
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 import torch
 import torch.fx as fx
 
@@ -34,9 +34,14 @@ from dmt_compile.ir.meta import DTYPE, LOOKUP, SHAPE
 from dmt_compile.ir.plan import TowerPlan
 from dmt_compile.passes.base import Pass, PassContext, PassResult
 from dmt_compile.passes.feed_trial import FeedNotApplicable, run_trial
+from dmt_compile.passes.option_field import option
 from dmt_compile.tower_modules import TOWER_MODULES, clamp_note, compressed_count, compressed_width, interacts
 
-__all__ = ["PlanFeed", "FeedNotApplicable", "direct_tower_feed", "decoder_tower_feed", "element_chains"]
+__all__ = ["PlanFeed", "FeedNotApplicable", "direct_tower_feed", "decoder_tower_feed", "element_chains",
+           "MAX_COMPRESSION", "DEFAULT_COMPRESSION"]
+
+MAX_COMPRESSION = 16.0  # the paper's TMs compress up to 16x
+DEFAULT_COMPRESSION = 4.0  # a compressing Tower Module's ratio when none is given
 
 
 def _width(node: fx.Node) -> int:
@@ -160,24 +165,38 @@ class PlanFeed(Pass):
     needs = (Detection, TowerPlan)
     produces = (FeedPlan, TowerPlan)
 
-    tower_module: str = "identity"  # identity | linear | dot | cross | wukong
-    compression: float = 1.0  # ratio c of a compressing Tower Module
-    feed: str = "auto"  # auto | direct | hierarchical | decoder
-    rebuild_init: str = "copy"  # hierarchical feed: copy (keep the values that still exist) | default
+    option_error = TowerModuleError
 
-    def requires(self, gm: fx.GraphModule, ctx: PassContext) -> None:
-        self.check_fields()
+    tower_module: str = field(default="identity", metadata=option(
+        "the Tower Module of every tower: identity (exact: the towers only regroup the lookups) or a "
+        "compressing one: linear, dot, cross, wukong", choices=TOWER_MODULES, searched=True))
+    compression: float | None = field(default=None, metadata=option(
+        "compression ratio c of a compressing Tower Module", minimum=1.0, maximum=MAX_COMPRESSION,
+        default_text=f"{DEFAULT_COMPRESSION:g} for a compressing Tower Module, 1 for identity",
+        example=DEFAULT_COMPRESSION, searched=True))
+    feed: str = field(default="auto", metadata=option(
+        "how compressed towers reach the interaction: direct (the interaction consumes the compressed "
+        "embeddings), hierarchical (the layers whose width depends on the number of embeddings are rebuilt), "
+        "decoder (restores the original tensors) or auto (direct, else hierarchical for interacting Tower "
+        "Modules, else decoder)", choices=FEEDS, searched=True))
+    rebuild_init: str = field(default="copy", metadata=option(
+        "hierarchical feed: how rebuilt layers start: copy (keep the weights that still exist) or default "
+        "(the layer's own initialisation)", choices=REBUILD_INITS))
 
     def check_fields(self) -> None:
-        """A typed error naming an unknown `tower_module`, `feed` or `rebuild_init` (no graph needed)."""
-        if self.tower_module not in TOWER_MODULES:
-            raise TowerModuleError(f"unknown tower_module {self.tower_module!r}",
-                                   "choose one of: " + ", ".join(sorted(TOWER_MODULES)))
-        if self.feed not in FEEDS:
-            raise TowerModuleError(f"unknown feed {self.feed!r}", "choose one of: " + ", ".join(FEEDS))
-        if self.rebuild_init not in REBUILD_INITS:
-            raise TowerModuleError(f"unknown rebuild_init {self.rebuild_init!r}",
-                                   "choose one of: " + ", ".join(REBUILD_INITS))
+        """The declared checks, and: the identity Tower Module does not compress."""
+        super().check_fields()
+        if self.tower_module == "identity" and self.compression not in (None, 1, 1.0):
+            raise self.option_refused("compression", f"the identity tower module cannot compress "
+                                      f"(compression={self.compression})",
+                                      'use tower_module="linear" (or another compressing module) with compression > 1')
+
+    @property
+    def ratio(self) -> float:
+        """The compression in use: `compression`, or its default (1 for identity, 4 otherwise)."""
+        if self.compression is not None:
+            return float(self.compression)
+        return 1.0 if self.tower_module == "identity" else DEFAULT_COMPRESSION
 
     def call(self, gm: fx.GraphModule, ctx: PassContext) -> PassResult:
         det, plan = ctx.get(Detection), ctx.get(TowerPlan)
@@ -193,7 +212,7 @@ class PlanFeed(Pass):
                     raise TowerModuleError(
                         f"lookup {n.name} returns unpooled sequences (torchrec EmbeddingCollection); tower {d.index} "
                         "holding it cannot be compressed", 'use tower_module="identity" for this model')
-        c = float(self.compression)
+        c = self.ratio
         towers, rebuilt, notes = self._decide(gm, ctx, plan, nodes, c)
         if towers is None:
             towers = [_decoder_tower(gm, d.index, lookups, c) for d, lookups in zip(plan.details, nodes)]

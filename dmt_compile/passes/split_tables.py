@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import operator
 import re
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 import torch
 import torch.fx as fx
@@ -37,6 +37,7 @@ from dmt_compile.ir.meta import DTYPE, INPUT_PATH, SHAPE
 from dmt_compile.ir.module_paths import split_table
 from dmt_compile.ir.table_splits import TablePiece, TableSplit, TableSplits, check_field_ids
 from dmt_compile.passes.base import Pass, PassContext, PassResult
+from dmt_compile.passes.option_field import option
 from dmt_compile.passes.table_ranges import DECLARED, INFERRED, example_values, inferred_ranges, normalize_ranges
 
 __all__ = ["SplitTables"]
@@ -155,7 +156,12 @@ class SplitTables(Pass):
     name = "split-tables"
     produces = (TableSplits,)
 
-    table_ranges: Any = None  # {table or module name: [(start, stop), ...] or [rows per field, ...]}
+    option_error = PlanError
+
+    table_ranges: Mapping[str, Any] | None = field(default=None, metadata=option(
+        "per-field row ranges of concatenated tables whose ids arrive pre-offset: {table: [rows per field]} "
+        "or {table: [(start, stop) per field]}", default_text="none declared (inferred where they can be)",
+        example={"embedding": [10, 20, 30]}))
 
     def call(self, gm: fx.GraphModule, ctx: PassContext) -> PassResult:
         tables = _Tables(gm)

@@ -60,9 +60,6 @@ def normalize_ranges(table_ranges: Mapping[str, Any] | None, gm: fx.GraphModule,
     """{table parameter name: [(start, stop) per field]} from the user's spec; typed errors for bad input."""
     if table_ranges is None:
         return {}
-    if not isinstance(table_ranges, Mapping):
-        raise PlanError(f"table_ranges must be a dict, got {type(table_ranges).__name__}",
-                        'write table_ranges={"embedding": [10, 20, 30]} (rows per field) or [(0, 10), ...]')
     out = {}
     for name, spec in table_ranges.items():
         table = name if name in lookups else f"{name}.weight"

@@ -7,6 +7,8 @@ import re
 import sys
 from typing import IO
 
+from dmt_compile.tools.option_args import add_option_args
+
 __all__ = ["register", "run_bench", "parse_emulate"]
 
 
@@ -68,8 +70,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=2, help="warm-up steps per strategy (default 2)")
     p.add_argument("--compression", type=_compressions, default=(4.0, 16.0),
                    help="SPTT+TM(linear) compressions to run, comma-separated (default 4,16)")
-    p.add_argument("--feed", default="auto", help="Tower-Module feed for sptt_tm: auto|direct|decoder|hierarchical")
-    p.add_argument("--tower-module", default="linear", help="compressing Tower Module of sptt_tm (default linear)")
+    add_option_args(p, ["feed", "tower_module"], defaults={"feed": ("auto", "auto; sptt_tm's feed"), "tower_module": (
+        "linear", "linear; sptt_tm's compressing Tower Module")})
     p.add_argument("--strategies", default="flat,torchrec_tw,torchrec_rw,torchrec_twrw,sptt,sptt_tm",
                    help="subset of flat, torchrec_tw, torchrec_rw, torchrec_twrw, torchrec_towers, sptt, sptt_tm "
                         "(default all but torchrec_towers)")

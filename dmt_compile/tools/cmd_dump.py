@@ -123,10 +123,11 @@ def _run_pipeline(args, callback) -> str:
     from dmt_compile.ir.plan import TowerPlan
     from dmt_compile.passes import format_pipeline, parse_pipeline
     from dmt_compile.printing import format_compact
+    from dmt_compile.tools.option_args import options_from_args
 
     passes = parse_pipeline(args.passes)
     model, inputs = load_model_spec(args.model)
-    torch.manual_seed(args.seed)
+    torch.manual_seed(options_from_args(args).seed)
     gm, ctx, report = run_passes(model, args.topology, inputs, passes, callback=callback)
     parts = [f"pipeline: {format_pipeline(passes)}", str(report)]
     if ctx.has(TowerPlan):

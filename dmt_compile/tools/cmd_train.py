@@ -14,6 +14,8 @@ import subprocess
 from dataclasses import asdict
 from typing import IO
 
+from dmt_compile.tools.option_args import add_option_args
+
 __all__ = ["register", "run_train", "run_feature_graph", "write_feature_graph",
            "DATA_DEFAULTS", "add_train_arguments"]
 
@@ -37,7 +39,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tower-modules", default=",".join(TOWER_MODULE_CHOICES),
                    help="comma-separated Tower Modules (default: all five)")
     p.add_argument("--partitioners", default="learned,random", help="DMT partitioners to train (default learned,random)")
-    p.add_argument("--compression", type=float, default=4.0, help="compression c of the Tower Modules (default 4)")
+    add_option_args(p, ["compression"], defaults={"compression": (4.0, "4")})
     p.add_argument("--feeds", default="auto",
                    help="comma-separated feeds of the compressing TMs: auto (default), hierarchical, decoder, direct")
     p.add_argument("--epochs", type=int, default=8, help="total epochs per variant, pre-training included")
@@ -47,7 +49,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dim", type=int, default=None, help="embedding dim (default: 16 synthetic, 8 adult)")
     p.add_argument("--samples", type=int, default=80_000, help="synthetic rows (default 80000)")
     p.add_argument("--topology", default=None, help="default: 4x2 synthetic, 2x4 adult")
-    p.add_argument("--towers", type=int, default=None, help="default: 4 synthetic (one per planted group), 2 adult")
+    add_option_args(p, ["num_towers"], defaults={"num_towers": (None, "4 synthetic (one per planted group), 2 adult")})
     p.add_argument("--calibration", type=int, default=8, help="calibration batches for the learned partitioner")
     p.add_argument("--no-baselines", action="store_true", help="skip the partitioner baseline table")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -63,8 +65,7 @@ def register(subparsers) -> None:
     graph = subparsers.add_parser("feature-graph", help="DOT/PNG of the feature affinity graph coloured by tower")
     graph.add_argument("model", metavar="MODEL_SPEC", help="path/to/file.py:factory or package.module:factory")
     graph.add_argument("--topology", default="2x4", help="hosts x GPUs per host, or a preset (default 2x4)")
-    graph.add_argument("--towers", type=int, default=None, help="number of towers (default: one per host)")
-    graph.add_argument("--partitioner", default="learned", help="tower partitioner (default learned)")
+    add_option_args(graph, ["num_towers", "partitioner"], defaults={"partitioner": ("learned", "learned")})
     graph.add_argument("--calibration", type=int, default=4, help="calibration batches from the factory (seeds 1..N)")
     graph.add_argument("--affinity", default="covariation", help="covariation | interaction | both")
     graph.add_argument("--out", default=None, help="write DOT here (and a PNG next to it when graphviz `dot` exists)")
@@ -110,7 +111,7 @@ def run_train(args, stdout: IO[str]) -> int:
     cfg = TrainConfig(
         epochs=args.epochs, pretrain_epochs=args.pretrain_epochs, batch_size=args.batch_size, lr=args.lr,
         dim=args.dim or defaults["dim"], topology=args.topology or defaults["topology"],
-        num_towers=args.towers or defaults["towers"], compression=args.compression,
+        num_towers=args.num_towers or defaults["towers"], compression=args.compression,
         calibration=args.calibration, progress=not args.no_progress,
     )
     seeds = [int(s) for s in _csv(args.seeds)]
@@ -166,7 +167,7 @@ def run_feature_graph(args, stdout: IO[str]) -> int:
     model, inputs = load_model_spec(args.model)
     torch.manual_seed(0)
     recorder = AffinityRecorder(args.affinity)
-    dmt = transform(model, args.topology, inputs, num_towers=args.towers, partitioner=args.partitioner,
+    dmt = transform(model, args.topology, inputs, num_towers=args.num_towers, partitioner=args.partitioner,
                     calibration_batches=calibration_from_spec(args.model, args.calibration), callback=recorder)
     text = feature_graph_dot(dmt.plan, recorder.affinity)
     stdout.write(str(dmt.plan) + "\n")

@@ -12,6 +12,7 @@ from tabulate import tabulate
 from dmt_compile.errors import InputError
 from dmt_compile.topo import Topology, as_topology
 from dmt_compile.runtime.wire_codec import WIRE_TOLERANCE
+from dmt_compile.tools.option_args import add_option_args
 
 __all__ = ["register", "run_verify", "TOLERANCE"]
 
@@ -26,10 +27,10 @@ def register(sub) -> None:
                                    "updated parameters with one process. Exit code 0 when they agree.")
     p.add_argument("model", metavar="MODEL_SPEC", help="path/to/file.py:factory or package.module:factory")
     p.add_argument("--topology", default="2x2", help="hosts x GPUs per host, one process each (default 2x2)")
-    p.add_argument("--tower-module", default="identity",
-                   help="identity (default: compared with the original model), linear, dot, cross, wukong "
-                        "(compared with the single-process transformed model)")
-    p.add_argument("--compression", type=float, default=None, help="compression of the Tower Module (1-16)")
+    add_option_args(p, ["tower_module", "compression"],
+                    defaults={"tower_module": ("identity", "identity, compared with the original model; a "
+                                               "compressing one is compared with the single-process transformed "
+                                               "model")})
     p.add_argument("--strategy", choices=("sptt", "flat"), default="sptt",
                    help="sptt (towers) or flat (table-wise over the world, one global AlltoAll)")
     p.add_argument("--optimizer", choices=("sgd", "adagrad"), default="sgd",

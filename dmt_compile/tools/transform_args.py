@@ -5,26 +5,20 @@ import argparse
 import os
 import tempfile
 
-from dmt_compile.ir.feed import FEEDS
+from dmt_compile.tools.option_args import add_option_args, option_values, options_from_args
 
 __all__ = ["add_transform_args", "transform_from_args", "calibration_from_spec", "check_transform_args",
            "writable_dir", "writable_file"]
 
 
 def add_transform_args(p: argparse.ArgumentParser) -> None:
+    """MODEL_SPEC, the topology, every pass option (`option_args`), and the capture, wire and calibration flags."""
     p.add_argument("model", metavar="MODEL_SPEC", help="path/to/file.py:factory or package.module:factory")
     p.add_argument("--topology", default="2x4", help="NxL (hosts x ranks per host), a preset like h100:64, ...")
-    p.add_argument("--towers", type=int, default=None, help="number of towers (default: one per host)")
-    p.add_argument("--tower-module", default=None, help="identity (default) | linear | dot | cross | wukong")
-    p.add_argument("--compression", type=float, default=None, help="compression ratio c of the tower module")
-    p.add_argument("--feed", default="auto", choices=FEEDS,
-                   help="how compressed towers reach the interaction (auto: direct, else hierarchical for "
-                        "interacting TMs, else decoder)")
-    p.add_argument("--seed", type=int, default=0, help="torch seed for new Tower Module weights")
+    add_option_args(p)
     p.add_argument("--wire-dtype", default=None, choices=("fp32", "fp16", "bf16", "fp8_e4m3"),
                    help="format of the embedding exchanges once distributed, forward and gradients "
                         "(default: the embeddings' own dtype)")
-    p.add_argument("--partitioner", default="balanced", help="balanced | learned | random | contiguous")
     p.add_argument("--calibration", type=int, default=0, metavar="N",
                    help="calibration batches from the factory for the learned partitioner")
     p.add_argument("--capture", default="auto", choices=("auto", "symbolic", "specialize", "specialize+leaf", "export",
@@ -48,16 +42,14 @@ def calibration_from_spec(spec: str, n: int) -> list[tuple]:
 
 
 def check_transform_args(args: argparse.Namespace) -> None:
-    """Refuse option values argparse lets through (typed errors naming the option)."""
+    """Refuse option values before any work: the passes check their options (typed errors naming the flag)."""
     from dmt_compile.errors import InputError
 
     calibration = getattr(args, "calibration", 0)
     if calibration < 0:
         raise InputError(f"--calibration must be 0 or a positive number of batches, got {calibration}",
                          "e.g. --partitioner learned --calibration 8 (0: the example inputs only)")
-    if args.towers is not None and args.towers < 1:
-        raise InputError(f"--towers must be a positive number of towers, got {args.towers}",
-                         "e.g. --towers 2, or leave it out for one tower per host")
+    options_from_args(args)
 
 
 def _output_error(path: str, option: str, exc: OSError | str):
@@ -107,9 +99,8 @@ def transform_from_args(args: argparse.Namespace, callback=None, **extra):
     check_transform_args(args)
     model, inputs = load_model_spec(args.model)
     calibration = calibration_from_spec(args.model, args.calibration) if getattr(args, "calibration", 0) else None
-    torch.manual_seed(args.seed)
-    return transform(model, args.topology, inputs, num_towers=args.towers, tower_module=args.tower_module,
-                     compression=args.compression, feed=args.feed, callback=callback,
-                     partitioner=args.partitioner, calibration_batches=calibration, seed=args.seed,
+    options = options_from_args(args)
+    torch.manual_seed(options.seed)
+    return transform(model, args.topology, inputs, callback=callback, calibration_batches=calibration,
                      capture_paths=getattr(args, "capture", "auto"),
-                     **{"wire_dtype": getattr(args, "wire_dtype", None), **extra})
+                     **{"wire_dtype": getattr(args, "wire_dtype", None), **option_values(args), **extra})

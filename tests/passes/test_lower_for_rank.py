@@ -42,7 +42,7 @@ LAYOUT = RankLayout(num_hosts=2, local_size=1, host=0, local=0, peer_group=None,
 def _rewritten():
     model = TwoTables()
     gm, ctx = prepare(model, (ids(),), "2x1")
-    for p in (Detect(), PlanTowers(pins={"x[:,0]": 0, "x[:,1]": 1}), SpttRewrite()):
+    for p in (Detect(), PlanTowers(towers={"x[:,0]": 0, "x[:,1]": 1}), SpttRewrite()):
         gm, _, _ = run_alone(p, gm, ctx)
     return model, gm, ctx
 

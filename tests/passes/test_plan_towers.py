@@ -31,7 +31,7 @@ def test_balanced_towers_one_per_host():
 
 def test_pins_are_honoured_and_named_in_the_strategy():
     gm, ctx = _detected()
-    run_alone(PlanTowers(pins={"x[:,0]": 1, "x[:,1]": 1}), gm, ctx)
+    run_alone(PlanTowers(towers={"x[:,0]": 1, "x[:,1]": 1}), gm, ctx)
     plan = ctx.get(TowerPlan)
     assert plan.tower_of("x[:,0]") == plan.tower_of("x[:,1]") == 1
     assert plan.strategy == "balanced+pins"
@@ -46,7 +46,7 @@ def test_more_towers_than_groups_is_a_typed_error():
 def test_more_pinned_towers_than_num_towers_is_a_typed_error():
     gm, ctx = _detected()
     with pytest.raises(PlanError, match="towers lists 3 towers but num_towers is 2"):
-        run_alone(PlanTowers(num_towers=2, pins=[["x[:,0]"], ["x[:,1]"], ["x[:,2]"]]), gm, ctx)
+        run_alone(PlanTowers(num_towers=2, towers=[["x[:,0]"], ["x[:,1]"], ["x[:,2]"]]), gm, ctx)
 
 
 def test_needs_a_detection():

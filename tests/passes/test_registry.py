@@ -32,7 +32,7 @@ def test_spec_round_trip_with_typed_options():
     ("detect,frobnicate", "unknown pass 'frobnicate'"),
     ("plan-towers{colour=red}", "has no option 'colour'"),
     ("plan-towers{num-towers=two}", "'two' is not a valid int"),
-    ("plan-towers{pins=x}", "cannot be set from a pipeline spec"),
+    ("plan-towers{towers=x}", "cannot be set from a pipeline spec"),
     ("", "empty pipeline spec"),
 ])
 def test_bad_specs_are_typed_errors(spec, message):

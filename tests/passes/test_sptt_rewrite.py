@@ -48,7 +48,7 @@ return %top"""
 def _planned():
     model = TwoTables()
     gm, ctx = prepare(model, (ids(),))
-    for p in (Detect(), PlanTowers(pins={"x[:,0]": 0, "x[:,1]": 1})):
+    for p in (Detect(), PlanTowers(towers={"x[:,0]": 0, "x[:,1]": 1})):
         gm, _, _ = run_alone(p, gm, ctx)
     return model, gm, ctx
 

@@ -235,7 +235,7 @@ def test_plan_graph_not_writable(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, words", [
     (["plan", "examples/dlrm.py:factory", "--calibration", "-3"], "--calibration must be 0 or a positive"),
-    (["dump", "examples/dlrm.py:factory", "--towers", "0"], "--towers must be a positive"),
+    (["dump", "examples/dlrm.py:factory", "--num-towers", "0"], "num_towers (--num-towers) must be >= 1"),
     (["verify", "examples/dlrm.py:factory", "--batch-per-rank", "0"], "--batch-per-rank) must be a positive"),
     (["verify", "examples/dlrm.py:factory", "--batch-per-rank", "-2"], "got -2"),
     (["verify", "examples/dlrm.py:factory", "--timeout", "0"], "--timeout must be a positive"),
