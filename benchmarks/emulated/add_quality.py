@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from types import SimpleNamespace
 from typing import Any
@@ -49,11 +50,19 @@ def _load_cache(path: str | None) -> dict[str, list]:
         return {}
 
 
+def _save_cache(path: str, cache: dict[str, list]) -> None:
+    with open(path + ".tmp", "w") as fh:
+        json.dump(cache, fh, indent=1)
+    os.replace(path + ".tmp", path)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.emulated.add_quality", description=__doc__.split("\n")[0])
     ap.add_argument("report", help="a JSON report of `dmt-compile bench --format json`")
     ap.add_argument("--out", help="where to write the report with quality (default: stdout)")
     ap.add_argument("--samples", type=int, default=QualityConfig.samples, help="synthetic samples per seed")
+    ap.add_argument("--runs", help="comma list of run keys to train (e.g. flat+bf16,sptt_tm@4); default: every "
+                                   "run of the report; the others are marked not measured")
     ap.add_argument("--cache", help="JSON file of trained results by function and seed, read and extended, so "
                                     "several reports train flat and each shared configuration once")
     args = ap.parse_args(argv)
@@ -61,12 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         report = json.load(fh)
     log = lambda msg: print(f"[quality] {msg}", file=sys.stderr, flush=True)  # noqa: E731
     cache = _load_cache(args.cache)
-    try:
-        add_quality(report, config_of(report), log, QualityConfig(samples=args.samples), cache)
-    finally:
-        if args.cache:
-            with open(args.cache, "w") as fh:
-                json.dump(cache, fh, indent=1)
+    only = {k.strip() for k in args.runs.split(",")} if args.runs else None
+    add_quality(report, config_of(report), log, QualityConfig(samples=args.samples), cache,
+                on_trained=(lambda c: _save_cache(args.cache, c)) if args.cache else None, only=only)
     report["quality"]["added_after_timing"] = True
     text = json.dumps(report, indent=1)
     if args.out:

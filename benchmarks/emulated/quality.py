@@ -158,7 +158,8 @@ def function_key(name: str, run: tuple, cfg: Any) -> str:
 
 def quality_rows(runs: list[tuple], cfg: Any, q: QualityConfig, log: Callable[[str], None],
                  datasets: tuple[str, ...] = ("synthetic", "adult"),
-                 cache: dict[str, list] | None = None) -> dict[str, dict[str, Any]]:
+                 cache: dict[str, list] | None = None,
+                 on_trained: Callable[[dict[str, list]], None] | None = None) -> dict[str, dict[str, Any]]:
     """{run key: {"delta_auc": {data: spread}, "delta_log_loss": {...}, "auc": {...}, "exact"}}.
 
     `cache` ({function key|seed: [auc, log loss]}, kept by the caller across reports) trains each
@@ -173,6 +174,8 @@ def quality_rows(runs: list[tuple], cfg: Any, q: QualityConfig, log: Callable[[s
         key = f"{function_key(name, run, cfg)}|seed {seed}|{_recipe(q)}"
         if key not in cache:
             cache[key] = list(_train(name, run, *data, seed, q, cfg))
+            if on_trained is not None:  # e.g. save the cache: a long run interrupted keeps what it trained
+                on_trained(cache)
         return cache[key]
 
     for name in datasets:
@@ -190,19 +193,22 @@ def quality_rows(runs: list[tuple], cfg: Any, q: QualityConfig, log: Callable[[s
 
 
 def add_quality(report: dict[str, Any], cfg: Any, log: Callable[[str], None],
-                q: QualityConfig = QualityConfig(), cache: dict[str, list] | None = None) -> None:
+                q: QualityConfig = QualityConfig(), cache: dict[str, list] | None = None,
+                on_trained: Callable[[dict[str, list]], None] | None = None, only: set[str] | None = None) -> None:
     """Train every run of `report` (or of each sweep point) and write the deltas into its rows, then
     recompute the best baseline of equal quality and the speedups against it."""
     from benchmarks.emulated.bound import add_honest_bounds
     from benchmarks.emulated.headline import add_claims
 
     groups = [p["results"] for p in report["sweep"]] if "sweep" in report else [report["results"]]
-    runs = sorted({(r["strategy"], r["compression"], r["wire_dtype"]) for rows in groups for r in rows},
+
+    runs = sorted({(r["strategy"], r["compression"], r["wire_dtype"]) for rows in groups for r in rows
+                   if only is None or r["run"] in only or r["run"] == "flat"},
                   key=lambda t: (t[0], t[1] or 0, t[2]))
-    got = quality_rows(runs, cfg, q, log, cache=cache)
+    got = quality_rows(runs, cfg, q, log, cache=cache, on_trained=on_trained)
     for rows in groups:
         for r in rows:
-            r.update(got[r["run"]])
+            r.update(got.get(r["run"], {"quality": "not measured (not among the runs asked for)"}))
         claims = add_claims(rows)
         add_honest_bounds(rows, {r["run"]: r["non_wire_s"] for r in rows if r.get("non_wire_s") is not None},
                           report.get("cpu_floor_unthrottled_s"))
