@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--samples", type=int, default=QualityConfig.samples, help="synthetic samples per seed")
     ap.add_argument("--runs", help="comma list of run keys to train (e.g. flat+bf16,sptt_tm@4); default: every "
                                    "run of the report; the others are marked not measured")
+    ap.add_argument("--datasets", default="synthetic,adult", help="quality data sets to train on (comma list)")
     ap.add_argument("--cache", help="JSON file of trained results by function and seed, read and extended, so "
                                     "several reports train flat and each shared configuration once")
     args = ap.parse_args(argv)
@@ -72,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     cache = _load_cache(args.cache)
     only = {k.strip() for k in args.runs.split(",")} if args.runs else None
     add_quality(report, config_of(report), log, QualityConfig(samples=args.samples), cache,
-                on_trained=(lambda c: _save_cache(args.cache, c)) if args.cache else None, only=only)
+                on_trained=(lambda c: _save_cache(args.cache, c)) if args.cache else None, only=only,
+                datasets=tuple(d.strip() for d in args.datasets.split(",") if d.strip()))
     report["quality"]["added_after_timing"] = True
     text = json.dumps(report, indent=1)
     if args.out:

@@ -62,6 +62,9 @@ class BenchDLRM(nn.Module):
         table = (lambda: nn.Embedding(rows, dim)) if ids_per_feature == 1 else \
             (lambda: nn.EmbeddingBag(rows, dim, mode="sum"))
         self.tables = nn.ModuleDict({n: table() for n in self.names})
+        for t in self.tables.values():  # TorchRec's (and DLRM's) table init: U(±1/sqrt(rows)), not N(0, 1):
+            bound = rows ** -0.5  # 64-wide N(0, 1) rows give dot products of spread 8 that swamp the top MLP
+            nn.init.uniform_(t.weight, -bound, bound)
         self.dense_arch = DenseArch(num_sparse, dim)
 
     def forward(self, dense: torch.Tensor, sparse: dict[str, torch.Tensor]) -> torch.Tensor:
