@@ -52,7 +52,9 @@ def test_chunked_step_equals_the_whole_batch(chunk_runs, case):
         assert d["out"] <= TOL and d["loss"] <= TOL and d["grad"] <= TOL and d["param"] <= TOL, d
         assert r["grads"] > 3
         s1, sk = r["stats_1"], r["stats_k"]
-        for key, whole in _ops(s1, "cross/").items():  # the same bytes cross hosts, in k exchanges per step
+        crossing = {**_ops(s1, "cross/"), **_ops(s1, "world:cross-host/")}  # flat: the world's cross-host share
+        assert crossing
+        for key, whole in crossing.items():  # the same bytes cross hosts, in k exchanges per step
             if ".counts" in key or "grads" in key:
                 continue
             assert sk[key]["bytes_sent"] == whole["bytes_sent"], (key, whole, sk[key])
