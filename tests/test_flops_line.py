@@ -1,6 +1,6 @@
 """FLOPs per sample printed by `plan` / `dump`: flat's count equals the bench DLRM's arithmetic, and
-dot, linear, wukong and cross at c = 4 with hierarchical feed cost less than flat's interaction (cross with
-field-mixing cross layers; crossing the tower's full width cost 5.4x flat)."""
+dot, linear and wukong at c = 4 with hierarchical feed cost less than flat's interaction (cross does not:
+it crosses the tower's full width, 5.4x flat; the opt-in field-wise cross is 0.54x but loses quality)."""
 import io
 import re
 
@@ -25,7 +25,7 @@ def _numbers(text: str) -> tuple[float, float, float, float]:
     return tuple(float(g.replace(",", "")) * 1e3 for g in m.groups())
 
 
-@pytest.mark.parametrize("tm, bound", [("dot", 0.66), ("linear", 0.3), ("wukong", 0.63), ("cross", 0.6)])
+@pytest.mark.parametrize("tm, bound", [("dot", 0.66), ("linear", 0.3), ("wukong", 0.63)])
 def test_tower_modules_cut_forward_flops(tm, bound):
     flat, total, tms, rest = _numbers(_plan(tm))
     # bottom 13->128->64, dot over 27 vectors of 64 (full Gram), top 415->64->1: per sample, x2 for multiply-add

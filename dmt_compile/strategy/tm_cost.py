@@ -4,8 +4,7 @@ Building the cores of every candidate would cost seconds on a 1,000-feature mode
 125 fields builds a pair-index buffer of ~7,700 pairs per tower and candidate), so the search
 prices them from their shape: exact for `linear` (a dense projection) and the decoder, an
 estimate for the interacting cores (`dot`: pairwise dots plus the projection or embedding head;
-`cross`: one field-mixing cross layer into the embedding head, else two cross layers, low-rank above
-256 elements; `wukong`: two factorization-machine
+`cross`: two cross layers, low-rank above 256 elements; `wukong`: two factorization-machine
 layers). Only the compute terms of a prediction use these numbers, and the Tower Module runs on
 the tower's host only, so an estimate within a factor of two moves a step by a few percent at most.
 """
@@ -51,9 +50,6 @@ def tm_flops_params(tower_module: str, in_widths: Sequence[int], out_width: int,
             flops = 2 * n * n * d + 2 * params
         return float(flops), float(params)
     if tower_module == "cross":
-        if head:  # one field-mixing cross layer (FieldCross) and the embedding head
-            params = n * n + n * d + n * k + k * d
-            return float(2 * n * n * d + 2 * n * k * d), float(params)
         w = n * d
         layer = w * w + w if w <= CROSS_FULL else 2 * w * CROSS_RANK + w
         params = LAYERS * layer + w * out_width

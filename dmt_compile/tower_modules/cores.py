@@ -6,7 +6,7 @@ concatenating a row and cutting it apart again.
 
 * `LinearCore` (`linear`) — one projection of the concatenated embeddings.
 * `DotCore` (`dot`) — DLRM-style pairwise dot products between the tower's fields, then a projection.
-* `CrossCore` (`cross`) — DCN-v2 cross layers (field-mixing weights when fed as embeddings), then a projection.
+* `CrossCore` (`cross`) — DCN-v2 cross layers over the concatenated embeddings (field-mixing ones opt-in), then a projection.
 * `WukongCore` (`wukong`) — Wukong interaction layers (FMB + LCB, layer norm, residual), then a projection.
 
 `dot` and `wukong` see the tower as fields of one common dim (`FieldSplit`): a lookup whose width
@@ -197,25 +197,23 @@ class FieldCross(nn.Module):
 class CrossCore(nn.Module):
     """`cross`: DCN-v2 cross layers `x_{l+1} = x0 * (W_l x_l + b_l) + x_l`, then a projection.
 
-    Fed as k embeddings (`embedding_dim`; direct / hierarchical feed), the tower crosses its fields
-    with field-mixing weights (`FieldCross`, one layer by default: degree-2 interactions, as a
-    DLRM dot) and ends in the embedding head: per sample `2 n² d + 2 k n d` FLOPs, a fraction of
-    crossing the full width. Otherwise (a decoder, or `field_wise=False`) `W_l` is a full
-    `[w, w]` matrix up to width 256 and low rank (`U V`, rank 64) above, as in DCN-v2, crossing
-    the concatenated embeddings before the projection or head. (Compressing first and crossing the
-    k*d compressed elements was cheap too but lost 0.12 AUC on the planted-interaction data: the
-    fields must interact before they are mixed away.)
+    `W_l` is a full `[w, w]` matrix up to width 256 and low rank (`U V`, rank 64) above, as in
+    DCN-v2, crossing the concatenated embeddings before the projection, or, fed as k embeddings
+    (`embedding_dim`), before the embedding head. `field_wise=True` (opt-in; fed as embeddings
+    only) crosses fields instead (`FieldCross`, one layer by default): `2 n² d + 2 k n d` FLOPs per
+    sample, 0.54x flat's forward on the bench DLRM, but it lost 0.12 AUC on the planted-interaction
+    data (as compressing first and crossing the k*d compressed elements did), so it is not the default.
     """
 
     interacts = True  # computes feature interactions inside the tower
 
     def __init__(self, in_widths: Sequence[int], out_width: int, layers: int | None = None, max_full: int = 256,
-                 embedding_dim: int = 0, field_wise: bool | None = None):
+                 embedding_dim: int = 0, field_wise: bool = False):
         super().__init__()
         w = sum(in_widths)
         fields = FieldSplit(in_widths) if embedding_dim else None
         k = _head_shape(fields, out_width, embedding_dim) if fields is not None else 0
-        self.field_wise = bool(k) if field_wise is None else field_wise and bool(k)
+        self.field_wise = bool(field_wise) and bool(k)
         if self.field_wise:
             n, d = fields.num_fields, fields.dim
             self.crosses = nn.ModuleList(FieldCross(n, d) for _ in range(1 if layers is None else layers))

@@ -73,9 +73,9 @@ def test_field_wise_cross_equals_a_dcn_layer_with_a_kronecker_weight(layers):
     """FieldCross is the DCN-v2 layer `x0 * (W x + b) + x` with `W = W_f ⊗ I_d` (values and gradients)."""
     torch.manual_seed(0)
     n, d, k = 5, 8, 2
-    core = make_core("cross", [d] * n, k * d, embedding_dim=d)
-    if layers == 2:
-        core = type(core)([d] * n, k * d, layers=2, embedding_dim=d)
+    from dmt_compile.tower_modules import CrossCore
+
+    core = CrossCore([d] * n, k * d, layers=None if layers == 1 else layers, embedding_dim=d, field_wise=True)
     assert core.field_wise and len(core.crosses) == layers
     x = torch.randn(6, n * d, dtype=torch.float64, requires_grad=True)
     core = core.double()
@@ -93,10 +93,10 @@ def test_field_wise_cross_equals_a_dcn_layer_with_a_kronecker_weight(layers):
     assert torch.autograd.gradcheck(lambda y: core(y), (x[:2].detach().requires_grad_(),))
 
 
-def test_cross_keeps_full_width_layers_for_a_decoder_or_when_asked():
+def test_cross_crosses_the_full_width_unless_field_wise_is_asked_with_a_head():
     from dmt_compile.tower_modules import CrossCore
 
-    assert not make_core("cross", [8] * 4, 16).field_wise  # a decoder: no embedding head
-    old = CrossCore([8] * 4, 16, embedding_dim=8, field_wise=False)
+    assert not CrossCore([8] * 4, 16, field_wise=True).field_wise  # a decoder: no embedding head
+    old = make_core("cross", [8] * 4, 16, embedding_dim=8)  # the default
     assert not old.field_wise and len(old.layers) == 2 and old.layers[0].weight.shape == (32, 32)
     assert old(torch.randn(3, 32)).shape == (3, 16)
