@@ -109,7 +109,9 @@ def train(rank: int, args: argparse.Namespace, groups: HierarchicalGroups | None
     dmt = _transform(args, topo)
     towers = dmt.plan.num_towers
     _phase(rank, f"transformed: {towers} tower{'s' if towers != 1 else ''}", started)
-    dist_model = dmt_compile.distribute(dmt, groups, device=None if args.device == "auto" else args.device)
+    dist_model = dmt_compile.distribute(dmt, groups, device=None if args.device == "auto" else args.device,
+                                        pipeline_chunks=getattr(args, "pipeline_chunks", 1),
+                                        dense_sync=getattr(args, "dense_sync", "world"))
     _phase(rank, f"distributed on {dist_model.device}: replicas broadcast, {len(dist_model.reducer.buckets)} "
                  "gradient buckets", started)
     opt = OPTIMIZERS[args.optimizer](dist_model.parameters(), lr=args.lr)
@@ -169,6 +171,10 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="cuda: NCCL, one GPU per rank (cuda:LOCAL_RANK); cpu: gloo; auto (default): cuda when "
                         "CUDA is available under torchrun, cpu with --local unless --device cuda")
+    p.add_argument("--pipeline-chunks", type=int, default=1, metavar="K",
+                   help="run each step as K micro-batches whose exchanges overlap compute (default 1: off)")
+    p.add_argument("--dense-sync", choices=("world", "hierarchical", "hierarchical_async"), default="world",
+                   help="all-reduce of dense gradients (default world; see distribute)")
     p.add_argument("--steps", type=int, default=6, help="training steps in all (default 6)")
     p.add_argument("--batch-per-rank", type=int, default=8, help="samples per rank and step (default 8)")
     p.add_argument("--num-batches", type=int, default=4, help="global batches per epoch (shuffled every epoch)")

@@ -60,6 +60,7 @@ class BenchConfig:
     nic_trace: bool = True
     all_to_all: str = "auto"  # auto (full-duplex p2p on gloo) | collective (all_to_all_single)
     pipeline: bool = False  # prefetch the next step's ids (IdsPipeline)
+    pipeline_chunks: int = 1  # SPTT steps as k overlapped micro-batches (MicroBatchPipeline)
     calibration_bw_bits: float = 10e9  # "unthrottled": the rate of the calibration and C_s passes
     calibration_steps: int = 6
     bound: bool = True  # time every run unthrottled first (C_s) for the honest bound
@@ -111,8 +112,8 @@ def _check(cfg: BenchConfig) -> None:
                              "choose one of " + ", ".join(sorted(set(TOWER_MODULES) - {"identity"})))
     if cfg.wire_share is not None and not 0.0 < cfg.wire_share < 1.0:
         raise EmulationError(f"--wire-share {cfg.wire_share} is not in (0, 1)", "give e.g. 0.84 or 0.275")
-    if cfg.dense_sync not in ("hierarchical", "flat"):
-        raise EmulationError(f"unknown dense sync {cfg.dense_sync!r}", "use hierarchical or flat")
+    if cfg.dense_sync not in ("hierarchical", "hierarchical_async", "flat"):
+        raise EmulationError(f"unknown dense sync {cfg.dense_sync!r}", "use hierarchical, hierarchical_async or flat")
     if cfg.all_to_all not in ("auto", "p2p", "collective"):
         raise EmulationError(f"unknown all-to-all mode {cfg.all_to_all!r}", "use auto, p2p or collective")
     for w in cfg.wire_dtypes:
@@ -186,6 +187,8 @@ def _row(cfg: BenchConfig, strategy: str, c: float | None, w: str, results: list
     row.update(run=key, wire_dtype=w, descriptor=d, compression_requested=d.get("compression_requested", c),
                compression_effective=d.get("compression_effective"), feed=d.get("feed"),
                compression_label=d.get("compression_label"))
+    hidden = [h for r in per_rank for h in r.get("hidden", [])]  # runtime/overlap_stats, per rank and step
+    row["exchange_hidden"] = statistics.median(hidden) if hidden else None
     if strategy in ("torchrec_rw", "torchrec_twrw"):  # their pooled embeddings come back by reduce-scatter
         row["wire_counted"] = False
         row["wire_note"] = ("only all_to_all_single is timed and counted for TorchRec: the reduce-scatter of "
@@ -208,7 +211,8 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] | None = None) ->
     cores = _cores(cfg)
     opts = BenchOptions(tuple(runs), cfg.spec, cfg.num_hosts, cfg.local_size, cfg.per_rank_batch, cfg.steps,
                         cfg.warmup, feed=cfg.feed, tower_module=cfg.tower_module, dense_sync=cfg.dense_sync,
-                        interleave=cfg.interleave, pipeline=cfg.pipeline)
+                        interleave=cfg.interleave, pipeline=cfg.pipeline,
+                        pipeline_chunks=cfg.pipeline_chunks)
     load_before, started = loadavg(), time.time()
     rate = cfg.inter_bw_bits or 1e9
     calibration: dict[str, Any] = {}
@@ -250,7 +254,8 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] | None = None) ->
                    "steps": cfg.steps, "warmup": cfg.warmup, "compressions": list(cfg.compressions),
                    "wire_dtypes": list(cfg.wire_dtypes), "feed": cfg.feed, "tower_module": cfg.tower_module,
                    "dense_sync": cfg.dense_sync, "pinned_cores": cores, "interleaved": cfg.interleave,
-                   "all_to_all": cfg.all_to_all, "wire_share_target": cfg.wire_share, "pipeline": cfg.pipeline},
+                   "all_to_all": cfg.all_to_all, "wire_share_target": cfg.wire_share, "pipeline": cfg.pipeline,
+                   "pipeline_chunks": cfg.pipeline_chunks},
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
                     "loadavg_before": load_before, "loadavg_after": load_after},
         "load_before": load_before, "load_after": load_after, "load_gate": gate, "launches": launches,

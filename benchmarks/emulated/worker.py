@@ -42,9 +42,10 @@ class BenchOptions:
     warmup: int
     feed: str = "auto"
     tower_module: str = "linear"  # the compressing Tower Module of sptt_tm
-    dense_sync: str = "hierarchical"  # hierarchical | flat
+    dense_sync: str = "hierarchical"  # hierarchical | hierarchical_async (during backward) | flat
     interleave: bool = True
     pipeline: bool = False  # prefetch the next step's ids while this one computes (IdsPipeline)
+    pipeline_chunks: int = 1  # SPTT: each step as k overlapped micro-batches (MicroBatchPipeline)
     seed: int = 0
     lr: float = 0.01
     probe: bool = True
@@ -166,11 +167,24 @@ class DmtRun:
             from dmt_compile.training.pipeline import IdsPipeline
 
             self.pipe = IdsPipeline(self.sharded)  # every step trains on the same batch: it is also the next one
+        self.reducer = None
+        if opts.dense_sync == "hierarchical_async":  # distribute()'s hooks: all three stages during backward
+            from dmt_compile.training.distributed import build_reducer
+
+            self.reducer = build_reducer(self.sharded, "hierarchical_async")
+        self.chunked = None
+        if opts.pipeline_chunks > 1 and strategy != "flat":
+            from dmt_compile.training.micro_batches import MicroBatchPipeline
+
+            self.chunked = MicroBatchPipeline(self.sharded, opts.pipeline_chunks, layout)
 
     def step(self) -> None:
         from dmt_compile.tools.verify import first_tensor
 
-        out = self.pipe.forward_flat(self.local, self.local) if self.pipe else self.sharded.gm(*self.local)
+        if self.chunked is not None:
+            out = self.chunked.forward_flat(self.local)
+        else:
+            out = self.pipe.forward_flat(self.local, self.local) if self.pipe else self.sharded.gm(*self.local)
         loss = torch.nn.functional.binary_cross_entropy_with_logits(first_tensor(out).reshape(-1, 1), self.labels)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -180,6 +194,8 @@ class DmtRun:
     @torch.no_grad()
     def sync(self) -> None:
         """``ShardedDmt.sync_gradients``, with the dense all-reduce hierarchical when asked."""
+        if self.reducer is not None:
+            return  # synchronised by the reducer's hooks during backward
         if self.dense_sync == "flat":
             self.sharded.sync_gradients()
             return
@@ -226,6 +242,7 @@ def schedule(runs: tuple, rounds: int, interleave: bool) -> list[tuple[int, tupl
 def bench_worker(rank: int, opts: BenchOptions) -> dict[str, Any]:
     """Build every run, execute the schedule, return per-run step/CPU/exchange records of this rank."""
     from dmt_compile.runtime.comm_stats import CommStats, recording
+    from dmt_compile.runtime.overlap_stats import hidden_fraction, reset_overlap
     from dmt_compile.runtime.groups import HierarchicalGroups
     from benchmarks.emulated.exchange_timer import ExchangeTimer
     from dmt_compile.topo import Topology
@@ -239,7 +256,8 @@ def bench_worker(rank: int, opts: BenchOptions) -> dict[str, Any]:
             runs[tuple(k)] = _build(tuple(k), opts, groups, rank)
         except Exception as exc:  # noqa: BLE001 - the error text goes into the report's `skipped`
             errors[run_key(*k)] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-    rec = {k: {"step_s": [], "cpu_s": [], "t0": [], "timer": ExchangeTimer(opts.local_size), "stats": CommStats(rank)}
+    rec = {k: {"step_s": [], "cpu_s": [], "t0": [], "hidden": [], "timer": ExchangeTimer(opts.local_size),
+               "stats": CommStats(rank)}
            for k in runs}
     last_round = -1
     for rnd, key in schedule(tuple(runs), opts.warmup + opts.steps, opts.interleave):
@@ -250,13 +268,15 @@ def bench_worker(rank: int, opts: BenchOptions) -> dict[str, Any]:
         if rnd == opts.warmup and r["step_s"] and len(r["step_s"]) == opts.warmup:
             r["timer"].discard()
             r["stats"].reset()
-            r["step_s"].clear(), r["cpu_s"].clear(), r["t0"].clear()
+            r["step_s"].clear(), r["cpu_s"].clear(), r["t0"].clear(), r["hidden"].clear()
         dist.barrier()
+        reset_overlap()
         c0, t0 = time.process_time(), time.perf_counter()
         with recording(r["stats"]), r["timer"].active(patch_all_to_all=key[0].startswith("torchrec_")):
             run.step()
         r["step_s"].append(time.perf_counter() - t0)
         r["cpu_s"].append(time.process_time() - c0)
+        r["hidden"].append(hidden_fraction())  # share of this step's exchange time spent computing
         r["t0"].append(t0)
         r["timer"].new_step()
     share.append(cpu_share())
@@ -264,7 +284,8 @@ def bench_worker(rank: int, opts: BenchOptions) -> dict[str, Any]:
         if getattr(run, "pipe", None) is not None:
             run.pipe.reset()  # the last prefetched exchange has no step: complete it on every rank
     return {"rank": rank, "probe": probe, "cpu_share": share, "errors": errors, "runs": {
-        run_key(*k): {"step_s": r["step_s"], "cpu_s": r["cpu_s"], "t0": r["t0"], "timer": r["timer"].records(),
+        run_key(*k): {"step_s": r["step_s"], "cpu_s": r["cpu_s"], "t0": r["t0"], "hidden": r["hidden"],
+                      "timer": r["timer"].records(),
                       "stats": r["stats"].snapshot(), "stats_by_op": r["stats"].snapshot(by_op=True),
                       "towers": getattr(runs[k], "towers", []), "batch_per_rank": runs[k].batch_per_rank,
                       "descriptor": getattr(runs[k], "descriptor", None)}

@@ -8,7 +8,7 @@ import torch
 import torch.distributed as dist
 
 from dmt_compile.runtime import duplex
-from dmt_compile.runtime.collectives import _a2a_impl, _group_info, all_reduce_
+from dmt_compile.runtime.collectives import _group_info, all_reduce_
 
 __all__ = ["hierarchical_all_reduce_", "start_hierarchical_all_reduce_", "HierarchicalAllReduce"]
 
@@ -54,19 +54,36 @@ class HierarchicalAllReduce:
                                         op + ".rs", kind="sync", tag=tag)
 
     def wait(self) -> torch.Tensor:
+        """Finish all three stages (blocking) and write the result into the tensor."""
+        mine = self.across(self.scattered())
+        gather = self.start_gather(mine, self.tag)
+        return self.write(gather.wait() if gather is not None else mine)
+
+    def scattered(self) -> torch.Tensor:
+        """Stage 1's result: this member's chunk summed over the host (waits for the reduce-scatter)."""
+        if self.pending is None:
+            return self.flat.clone()
+        return self.pending.wait().view(self.L, self.sizes[self.me]).sum(0)
+
+    def across(self, mine: torch.Tensor) -> torch.Tensor:
+        """Stage 2, in place: all-reduce my chunk across hosts (one chunk per rank crosses the NICs)."""
+        if dist.get_world_size(self.peer_group) > 1:
+            all_reduce_(mine, self.peer_group, self.labels[1], op=self.op + ".ar")
+        return mine
+
+    def start_gather(self, mine: torch.Tensor, tag: int) -> Any:
+        """Stage 3, posted: all-gather the chunks in member order inside the host (None for one member)."""
         L, me, sizes = self.L, self.me, self.sizes
-        intra, cross = self.labels
-        mine = self.pending.wait().view(L, sizes[me]).sum(0) if self.pending is not None else self.flat.clone()
-        n_hosts = dist.get_world_size(self.peer_group)
-        if n_hosts > 1:  # 2) across hosts, one chunk per rank
-            all_reduce_(mine, self.peer_group, cross, op=self.op + ".ar")
-        if L > 1:  # 3) all-gather the chunks back in member order
-            full = _a2a_impl(mine.repeat(L), [sizes[me]] * L, sizes, self.intra_group, intra, self.op + ".ag",
-                             kind="sync", tag=self.tag)
-        else:
-            full = mine
+        if L == 1:
+            return None
+        return duplex.start(mine.repeat(L), [sizes[me]] * L, sizes, self.intra_group, self.labels[0],
+                            self.op + ".ag", kind="sync", tag=tag)
+
+    def write(self, full: torch.Tensor) -> torch.Tensor:
+        """Write the gathered sum (mean with ``average``) into the tensor; returns it."""
         if self.average:
-            full = full / (L * n_hosts) if full.is_floating_point() else full // (L * n_hosts)
+            n = self.L * dist.get_world_size(self.peer_group)
+            full = full / n if full.is_floating_point() else full // n
         with torch.no_grad():
             self.tensor.copy_(full.view_as(self.tensor))
         return self.tensor

@@ -5,8 +5,9 @@ may match one's receive with the other's send.
 """
 from __future__ import annotations
 
-__all__ = ["DEFAULT_TAG", "PREFETCH_TAGS", "SYNC_TAG"]
+__all__ = ["DEFAULT_TAG", "PREFETCH_TAGS", "SYNC_TAG", "SYNC_GATHER_TAG"]
 
 DEFAULT_TAG = 0  # every exchange of the step in flight
 PREFETCH_TAGS = (7, 8)  # prefetched id exchanges of the next batches, alternating
 SYNC_TAG = 11  # the hierarchical gradient all-reduce, which overlaps the backward's exchanges
+SYNC_GATHER_TAG = 12  # its all-gather stage when the stages run as a chain (in flight beside later reduce-scatters)

@@ -89,13 +89,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="also train every timed configuration and flat (3 seeds, paired) on synthetic data shaped "
                         "like the bench model and on Adult; ΔAUC / Δlog-loss go into each row")
     p.add_argument("--no-torchrec", action="store_true", help="skip the TorchRec DMP baseline")
-    p.add_argument("--dense-sync", choices=("hierarchical", "flat"), default="hierarchical",
+    p.add_argument("--dense-sync", choices=("hierarchical", "hierarchical_async", "flat"), default="hierarchical",
                    help="all-reduce of data-parallel gradients (default hierarchical: reduce-scatter in host, "
-                        "all-reduce across, all-gather in)")
+                        "all-reduce across, all-gather in, after backward; hierarchical_async: the same stages "
+                        "as a chain during backward)")
     p.add_argument("--all-to-all", choices=("auto", "collective"), default="auto",
                    help="auto: full-duplex point-to-point on gloo; collective: gloo all_to_all_single (half duplex)")
     p.add_argument("--pipeline", action="store_true",
                    help="SPTT: exchange the next step's ids while this step computes (IdsPipeline)")
+    p.add_argument("--pipeline-chunks", type=_positive_int, default=1, metavar="K",
+                   help="SPTT: run each step as K micro-batches whose exchanges overlap compute (default 1: off)")
     p.add_argument("--ids-per-feature", type=_positive_int, default=1, metavar="N",
                    help="bench model: N ids per sample and feature, sum-pooled (default 1: one-hot)")
     p.add_argument("--zipf", type=float, default=0.0, metavar="S",
@@ -147,6 +150,7 @@ def run_bench(args: argparse.Namespace, stdout: IO[str] | None = None) -> int:
                           timeout_s=args.timeout, feed=args.feed, tower_module=args.tower_module, dense_sync=args.dense_sync,
                           all_to_all=args.all_to_all, pin=not args.no_pin, interleave=not args.no_interleave,
                           nic_trace=not args.no_nic_trace, pipeline=args.pipeline, wire_dtypes=args.wire_dtype,
+                          pipeline_chunks=args.pipeline_chunks,
                           force=args.force, bound=not args.no_bound,
                           strategies=tuple(s.strip() for s in args.strategies.split(",") if s.strip()))
         log = lambda msg: print(f"[bench] {msg}", file=sys.stderr, flush=True)  # noqa: E731

@@ -20,6 +20,11 @@ without a gradient counts as zeros, with a presence flag riding in the buffer: a
 Because only the fresh gradient is reduced, gradients accumulated over several `backward()` calls
 are exact. Inside `no_sync()` nothing is communicated; the next synchronising backward reduces
 the gradient accumulated locally since then.
+
+A spec with a `hierarchy` reduces each bucket with the hierarchical all-reduce: its in-host
+reduce-scatter starts at launch; the cross-host all-reduce and the all-gather run when the bucket
+is waited for, or, with `chained`, on a helper thread as soon as the reduce-scatter is in
+(`runtime/hierarchical_chain.py`), so all three stages overlap the rest of backward.
 """
 from __future__ import annotations
 
@@ -33,6 +38,7 @@ import torch.distributed as dist
 from dmt_compile.errors import CollectiveError
 from dmt_compile.runtime.collectives import _record_all_reduce
 from dmt_compile.runtime.hierarchical_all_reduce import start_hierarchical_all_reduce_
+from dmt_compile.runtime.hierarchical_chain import HierarchicalChain, chain_supported
 from dmt_compile.runtime.tags import SYNC_TAG
 
 __all__ = ["GradReducer", "ReduceSpec", "backward_order"]
@@ -49,6 +55,9 @@ class ReduceSpec:
     #: hierarchical all-reduce (reduce-scatter in the host, all-reduce across, all-gather in) instead
     #: of one all-reduce over `group`; it runs when the bucket launches (blocking, still during backward)
     hierarchy: tuple[Any, Any] | None = None
+    #: with `hierarchy`: run its cross-host all-reduce and all-gather as an asynchronous chain during
+    #: backward (`runtime/hierarchical_chain.py`), where the backend allows it; else when waited for
+    chained: bool = False
 
 
 @dataclass
@@ -94,6 +103,7 @@ class GradReducer:
         self._pending_local: set[int] = set()  # params holding an unsynchronised gradient (no_sync)
         self._replace: set[int] = set()  # params whose .grad was None: the reduced gradient replaces the local one
         self._queued = False
+        self._chains: dict[int, HierarchicalChain] = {}  # per spec (by id) during one backward
         self._handles = []
         self.launches = {"during_backward": 0, "at_end": 0}  # where buckets started (overlap, for tests)
         cap = max(1, int(bucket_cap_mb * 2 ** 20))
@@ -183,6 +193,13 @@ class GradReducer:
             b.buf = torch.zeros(b.numel + len(b.params), dtype=p.dtype, device=p.device)
         if b.spec.hierarchy is not None:  # counted by the collective itself, per stage and link
             intra, peer = b.spec.hierarchy
+            if b.spec.chained and chain_supported(intra, peer):  # all three stages run during backward
+                chain = self._chains.get(id(b.spec))
+                if chain is None:
+                    chain = self._chains[id(b.spec)] = HierarchicalChain(intra, peer, op=b.spec.op)
+                b.work = chain.submit(b.buf)
+                b.launched = True
+                return
             # the in-host reduce-scatter overlaps the rest of backward; the cross-host all-reduce and the
             # all-gather run when the bucket is waited for (in bucket order, like the launches). Own tag:
             # this rank's backward exchanges run on the same host group meanwhile
@@ -201,6 +218,7 @@ class GradReducer:
     @torch.no_grad()
     def _finalize(self) -> None:
         self._queued = False
+        done = False
         try:
             for b in self.buckets:
                 if not b.launched:
@@ -212,7 +230,12 @@ class GradReducer:
                 except RuntimeError as exc:
                     raise _failed(b, exc) from exc
                 self._unpack(b)
+            done = True
         finally:
+            if done:  # after a failure a helper may still wait for a dead peer: leave it (a daemon thread)
+                for chain in self._chains.values():
+                    chain.close()
+            self._chains.clear()
             for b in self.buckets:
                 b.buf, b.work, b.launched = None, None, False
                 b.arrived.clear()
