@@ -61,7 +61,7 @@ def format_plan_cost(plan: Any, detection: Any, topology: Any, batch_per_rank: i
             for name, terms in result.items()]
     table = tabulate(rows, headers=["strategy", *[f"{t} µs" for t in PLAN_COST_TERMS], "speedup"],
                      tablefmt="simple", floatfmt=".1f")
-    tm = "" if plan.tower_module == "identity" else f", {plan.tower_module} Tower Module"
-    return (f"predicted embedding stage per rank per step of this plan's towers{tm} on {topology.name or topology} "
-            f"({topology.world_size} GPUs, batch {batch_per_rank} per rank, cost model, fwd+bwd; "
+    tm = "" if plan.tower_module == "identity" else f"{plan.tower_module} Tower Module, "
+    return (f"predicted embedding stage per rank per step of this plan's towers on {topology.name or topology} "
+            f"({topology.world_size} GPUs, batch {batch_per_rank} per rank, {tm}cost model, fwd+bwd; "
             f"`dmt-compile cost --model` prices the same towers):\n{table}")
