@@ -60,7 +60,15 @@ def test_cost_model_sweep_row_matches_cost_at_that_size():
         assert _row(sweep, gpus)[-1] == _row(one, "sptt_tm(c=4)")[-1]
 
 
-def test_tower_module_needs_a_model(capsys):
-    assert main(["cost", "--topology", "h100:64", "--tower-module", "dot"], stdout=io.StringIO()) == 2
-    err = capsys.readouterr().err
-    assert "--tower-module chooses the plan of --model" in err and "Traceback" not in err
+@pytest.mark.parametrize("argv,message", [
+    (["--topology", "h100:64", "--tower-module", "dot"], "--tower-module chooses the plan of --model"),
+    (["--topology", "h100:64", "--model", DLRM, "--tower-module", "identity"], "--tower-module identity compresses"),
+    (["--topology", "2x4", "--model", DLRM], "topology 2x4 lacks intra_bw"),  # refused before planning
+])
+def test_cost_option_mistakes_are_two_lines(capsys, monkeypatch, argv, message):
+    from dmt_compile.tools import cmd_cost
+
+    monkeypatch.setattr(cmd_cost, "_tower_plan", lambda *a, **k: pytest.fail("planned before the refusal"))
+    assert main(["cost", *argv], stdout=io.StringIO()) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and message in err[0] and err[1].strip().startswith("fix:"), err

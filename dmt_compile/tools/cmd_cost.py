@@ -201,6 +201,24 @@ def _plot(result: dict, path: str, topo: Topology, config: Config, from_model: s
     plt.close(fig)
 
 
+def _feature_widths(args: argparse.Namespace) -> list[float]:
+    """The features priced without --model (--features x --dim); a placeholder with --model, whose
+    own features replace it (`model_configs`). Option mistakes are refused here, before any work."""
+    if args.tower_module is not None and not args.model:
+        raise CostModelError("--tower-module chooses the plan of --model", "add --model MODEL_SPEC, or drop it")
+    if args.tower_module == "identity":
+        raise CostModelError("--tower-module identity compresses nothing (the sptt row prices identity towers)",
+                             "name a compressing Tower Module (linear, dot, cross, wukong), or drop it")
+    if args.model:
+        return [1.0]
+    if args.features < 1 or args.dim < 1 or args.batch < 1:
+        raise CostModelError("--features, --dim and --batch must be positive", "e.g. --features 26 --dim 128")
+    if args.features > MAX_COST_FEATURES:  # before building a list of that length
+        raise CostModelError(f"--features must be at most {MAX_COST_FEATURES:,}, got {args.features:,}",
+                             "give the number of sparse features of a real model, e.g. --features 26")
+    return [float(args.dim)] * args.features
+
+
 def run_cost(args: argparse.Namespace, stdout: TextIO) -> int:
     """Price the strategies (or sweep GPU counts) and write a table or JSON to `stdout`."""
     if getattr(args, "fit", None):
@@ -214,17 +232,7 @@ def run_cost(args: argparse.Namespace, stdout: TextIO) -> int:
     if args.plot and not args.sweep:
         raise CostModelError("--plot draws a sweep", "add --sweep 16,32,64,... or drop --plot")
     plt = _require_matplotlib() if args.plot else None  # fail fast, before printing anything
-    if args.tower_module is not None and not args.model:
-        raise CostModelError("--tower-module chooses the plan of --model", "add --model MODEL_SPEC, or drop it")
-    if args.model:
-        widths = [1.0]  # the model's own features replace these (model_configs)
-    else:
-        if args.features < 1 or args.dim < 1 or args.batch < 1:
-            raise CostModelError("--features, --dim and --batch must be positive", "e.g. --features 26 --dim 128")
-        if args.features > MAX_COST_FEATURES:  # before building a list of that length
-            raise CostModelError(f"--features must be at most {MAX_COST_FEATURES:,}, got {args.features:,}",
-                                 "give the number of sparse features of a real model, e.g. --features 26")
-        widths = [args.dim] * args.features
+    widths = _feature_widths(args)
     # the compression range `transform` accepts is checked with every other input by topo.cost_limits
     fields = dict(compressions=tuple(args.compression),
                   strategies=tuple(s.strip() for s in args.strategies.split(",") if s.strip()),
@@ -232,6 +240,8 @@ def run_cost(args: argparse.Namespace, stdout: TextIO) -> int:
     config = Config(feature_widths=tuple(float(w) for w in widths), batch_per_rank=args.batch,
                     ids_per_sample=tuple([args.pooling] * len(widths)), **fields)  # every input checked here
     gpus = _gpus(args.sweep) if args.sweep else [topo.world_size]
+    if args.model:
+        compare(topo, config)  # a topology the cost model cannot price fails here, before the model is planned
     with ProgressBar("plans", len(gpus) * (1 + len(fields["compressions"]) * ("sptt_tm" in fields["strategies"])),
                      enabled=None if args.format == "table" and args.model else False, leave=False) as bar:
         config_for = model_configs(args, fields, bar) if args.model else None
