@@ -4,7 +4,8 @@ off a terminal.
 `ProgressBar(desc, total)` draws on `stream` (default stderr) only when that stream is a terminal
 (`enabled=None`), so pipes, files, CI logs and `--format json` runs stay quiet; `enabled=True` or
 `False` decides instead. `update(n, what)` advances, `set(done, what)` jumps to a count, `write(line)`
-prints a line above the bar without breaking it, `close()` ends it (a `with` block closes it too; `leave=False` erases it).
+prints a line above the bar without breaking it, `close()` ends it (a `with` block closes it too;
+`leave=False` erases it).
 An instance is also the `Progress` callable of the strategy search: `bar(done, total, what)`
 (closed when `done` reaches `total`, reopened by the next call). Without tqdm the text bar reads
 `desc: [#####     ] done/total what`, the same words tqdm prints, redrawn at most ten times a second.

@@ -263,7 +263,8 @@ def run_cost(args: argparse.Namespace, stdout: TextIO) -> int:
     if args.format == "table":
         stdout.write(_step_band(topo, config))
     if args.format != "json" and args.model:
-        stdout.write(f"\nsptt rows: the towers `transform` plans for {args.model} on {topo.name or 'topology'} {topo} (identity, and the "
+        stdout.write(f"\nsptt rows: the towers `transform` plans for {args.model} on {topo.name or 'topology'} {topo} "
+                     "(identity, and the "
                      f"{args.tower_module or 'linear'} Tower Module at each compression); `dmt-compile dump` prints "
                      "the same speedup for the same Tower Module and compression.\n")
     return 0
