@@ -285,7 +285,7 @@ def _step_band(topo: Topology, config: Config) -> str:
     cands += [(strategy_label("sptt_tm", c), Candidate("sptt_tm", tuple(w), tuple(ids),
                                              tuple(config.towers.out_for(c) if config.towers else [a / c for a in w]),
                                              config.bytes_per_element))
-              for c in config.compressions]
+              for c in (config.compressions if "sptt_tm" in config.strategies else ())]
     lines = ["", "cross-host wire time per step (cost_fit.predict_step; band over the unfitted "
              + ", ".join(f"{k} {lo:g}..{hi:g}" for k, (lo, hi) in RANGES.items()) + "):"]
     for name, cand in cands:
