@@ -23,6 +23,7 @@ from dmt_compile.passes.options import OPTIONS, TransformOptions
 from dmt_compile.passes.plan_towers import PlanTowers
 from dmt_compile.passes.split_collections import SplitCollections
 from dmt_compile.passes.split_tables import SplitTables
+from dmt_compile.printing.progress import ProgressBar
 from dmt_compile.strategy import PairedTraining, Pins, StepPredictor, StrategyChoice, choose_for_graph
 from dmt_compile.strategy.quality_risk import Progress, QualityCheck
 from dmt_compile.topo import Topology, as_topology
@@ -34,32 +35,6 @@ STRATEGIES = ("manual", "auto")
 
 def _stderr(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
-
-
-class _ProgressBar:
-    """The quality check's progress on stderr: a tqdm bar when tqdm is installed, else a text bar."""
-
-    def __init__(self) -> None:
-        self.bar: Any = None
-
-    def __call__(self, done: int, total: int, what: str) -> None:
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:  # pragma: no cover - tqdm is optional
-            tqdm = None
-        if tqdm is None:
-            filled = 30 * done // max(1, total)
-            sys.stderr.write(f"\rquality check: [{'#' * filled:<30}] {done}/{total} {what[:40]:<40}")
-            sys.stderr.write("\n" if done >= total else "")
-            sys.stderr.flush()
-            return
-        if self.bar is None:
-            self.bar = tqdm(total=total, desc="quality check", file=sys.stderr, dynamic_ncols=True)
-        self.bar.update(done - self.bar.n)
-        self.bar.set_postfix_str(what[:40])
-        if done >= total:
-            self.bar.close()
-            self.bar = None
 
 
 def _builder(transform: Callable, topology: Topology, example_inputs: Any, options: Mapping[str, Any]):
@@ -103,7 +78,7 @@ def choose_strategy(run_passes: Callable, transform: Callable, model: torch.nn.M
                                        _builder(transform, topo, example_inputs, dict(plan.given)))
     return choose_for_graph(gm, ctx, pins=pins, predictor=predictor, batch_per_rank=batch_per_rank,
                             quality_budget=quality_budget, quality_check=quality_check, log=log,
-                            progress=progress or _ProgressBar())
+                            progress=progress or ProgressBar("quality check"))
 
 
 def transform_auto(run_passes: Callable, transform: Callable, model: torch.nn.Module, topology: Any,

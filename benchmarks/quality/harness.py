@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
@@ -26,6 +25,7 @@ from typing import Callable, Iterable, Sequence
 import torch
 
 import dmt_compile
+from dmt_compile.printing.progress import ProgressBar
 from benchmarks.quality.data import CTRData
 from benchmarks.quality.metrics import adjusted_rand_index, auc, log_loss
 from benchmarks.quality.model import flat_model_for
@@ -77,43 +77,12 @@ class RunResult:
         return base if self.requested_feed == "auto" else f"{base}/{self.requested_feed}"
 
 
-def _bar(total: int, desc: str, enabled: bool):
-    if not enabled:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - tqdm is optional
-        return _TextBar(total, desc)
-    return tqdm(total=total, desc=desc, leave=False, file=sys.stderr, dynamic_ncols=True)
-
-
-class _TextBar:
-    """Fallback progress: one stderr line per 10%."""
-
-    def __init__(self, total: int, desc: str):
-        self.total, self.desc, self.n, self.shown = max(total, 1), desc, 0, -1
-
-    def update(self, k: int = 1) -> None:
-        self.n += k
-        tenth = 10 * self.n // self.total
-        if tenth != self.shown:
-            self.shown = tenth
-            sys.stderr.write(f"\r{self.desc}: {10 * tenth:3d}%")
-            sys.stderr.flush()
-
-    def set_postfix_str(self, text: str) -> None:
-        pass
-
-    def close(self) -> None:
-        sys.stderr.write("\n")
-
-
 def train_epochs(model: torch.nn.Module, data: CTRData, epochs: int, cfg: TrainConfig, seed: int,
                  desc: str = "train", epoch_offset: int = 0) -> list[float]:
     """Adam on binary cross-entropy; batch order from `seed` and the epoch number. Mean loss per epoch."""
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     steps = epochs * ((len(data) + cfg.batch_size - 1) // cfg.batch_size)
-    bar = _bar(steps, desc, cfg.progress)
+    bar = ProgressBar(desc, steps, unit="step", enabled=None if cfg.progress else False, leave=False)  # on a terminal
     losses = []
     model.train()
     try:
@@ -126,14 +95,11 @@ def train_epochs(model: torch.nn.Module, data: CTRData, epochs: int, cfg: TrainC
                 opt.step()
                 total += loss.item() * y.numel()
                 n += y.numel()
-                if bar is not None:
-                    bar.update(1)
+                bar.update(1)
             losses.append(total / max(n, 1))
-            if bar is not None:
-                bar.set_postfix_str(f"loss {losses[-1]:.4f}")
+            bar.set(bar.n, f"loss {losses[-1]:.4f}")
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     return losses
 
 

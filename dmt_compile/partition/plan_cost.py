@@ -1,5 +1,10 @@
 """Predicted embedding-stage time of a tower plan vs the flat baseline (the cost model on a plan).
 
+One computation for every command that prints it: `plan_config` turns a plan into the cost
+report's `Config` with the plan's own towers (`PlanTowers`: hosts, widths in, widths out), and
+`topo.cost_report.compare` prices it, for `dmt-compile dump` (this module) and `dmt-compile cost
+--model` alike, so the same model, topology, Tower Module and compression print the same speedup.
+
 Needs a topology with bandwidths (a preset such as `h100:16`); plain `NxL` specs have none and get
 no prediction (no silent defaults). Pooling factors are not known statically: every lookup counts
 as one id per sample.
@@ -10,25 +15,41 @@ from typing import Any
 
 from tabulate import tabulate
 
-from dmt_compile.topo.cost_model import predict_flat, predict_sptt
+from dmt_compile.topo.cost_report import Config, PlanTowers, compare
 
-__all__ = ["predict_plan", "format_plan_cost"]
+__all__ = ["plan_towers", "plan_config", "predict_plan", "format_plan_cost", "PLAN_COST_TERMS"]
+
+#: the columns of the plan's cost table (the cost report's term names, as `dmt-compile cost` prints them)
+PLAN_COST_TERMS = ("id_dist", "emb_dist", "comm", "compute", "total")
+
+
+def plan_towers(plan: Any, pooling: float = 1.0) -> PlanTowers:
+    """The towers of `plan` as the cost model prices them (a compressing plan adds its widths out)."""
+    widths_in = tuple(float(d.width_in) for d in plan.details)
+    ids = tuple(float(len(d.lookups)) * pooling for d in plan.details)
+    out = () if plan.tower_module == "identity" else (
+        (float(plan.compression), tuple(float(d.width_out) for d in plan.details)),)
+    return PlanTowers(tuple(d.host for d in plan.details), widths_in, ids,
+                      tuple(w * pooling for w in widths_in) if pooling != 1.0 else None, out)
+
+
+def plan_config(plan: Any, detection: Any, batch_per_rank: int = 1024, pooling: float = 1.0,
+                **config: Any) -> Config:
+    """The cost report's `Config` of `plan`: the model's features for flat, the plan's towers for SPTT
+    (its strategy: `sptt`, or `sptt_tm` at the plan's compression); `config` overrides any field."""
+    compressed = plan.tower_module != "identity"
+    fields = dict(feature_widths=tuple(float(g.width) for g in detection.groups), batch_per_rank=batch_per_rank,
+                  ids_per_sample=tuple(float(len(g.lookups)) * pooling for g in detection.groups),
+                  strategies=("flat", "sptt_tm" if compressed else "sptt"),
+                  compressions=(float(plan.compression),) if compressed else (4.0,),
+                  towers=plan_towers(plan, pooling))
+    return Config(**{**fields, **config})
 
 
 def predict_plan(plan: Any, detection: Any, topology: Any, batch_per_rank: int = 1024) -> dict[str, dict]:
-    """{"flat": terms, "sptt": terms} in seconds per rank per step (fwd + bwd)."""
-    widths = [g.width for g in detection.groups]
-    ids = [float(len(g.lookups)) for g in detection.groups]
-    flat = predict_flat(topology, batch_per_rank=batch_per_rank, feature_widths=widths, ids_per_sample=ids)
-    compressed = plan.tower_module != "identity"
-    sptt = predict_sptt(
-        topology, batch_per_rank=batch_per_rank,
-        tower_in_widths=[d.width_in for d in plan.details],
-        ids_per_sample=[float(len(d.lookups)) for d in plan.details],
-        tower_out_widths=[d.width_out for d in plan.details] if compressed else None,
-        tower_hosts=[d.host for d in plan.details],
-    )
-    return {"flat": flat, "sptt" if not compressed else f"sptt+{plan.tower_module}(c={plan.compression:g})": sptt}
+    """{"flat": terms, "sptt" or "sptt_tm(c=C)": terms} in seconds per rank per step (fwd + bwd), each
+    with its "speedup" over flat (`topo.cost_report.compare` on `plan_config`)."""
+    return compare(topology, plan_config(plan, detection, batch_per_rank))
 
 
 def format_plan_cost(plan: Any, detection: Any, topology: Any, batch_per_rank: int = 1024) -> str:
@@ -36,13 +57,11 @@ def format_plan_cost(plan: Any, detection: Any, topology: Any, batch_per_rank: i
         return (f"predicted cost: topology {topology} has no bandwidths; use a preset (e.g. h100:16) "
                 "to see the cost model's prediction")
     result = predict_plan(plan, detection, topology, batch_per_rank)
-    flat_total = result["flat"]["total"]
-    rows = []
-    for name, terms in result.items():
-        rows.append([name, terms["id_dist"] * 1e6, terms["emb_dist"] * 1e6, terms["comm"] * 1e6,
-                     terms["compute"] * 1e6, terms["total"] * 1e6, f"{flat_total / terms['total']:.2f}x"])
-    table = tabulate(rows, headers=["strategy", "id_dist µs", "emb_dist µs", "comm µs", "compute µs", "total µs",
-                                    "speedup"], tablefmt="simple", floatfmt=".1f")
+    rows = [[name, *[terms[t] * 1e6 for t in PLAN_COST_TERMS], f"{terms['speedup']:.2f}x"]
+            for name, terms in result.items()]
+    table = tabulate(rows, headers=["strategy", *[f"{t} µs" for t in PLAN_COST_TERMS], "speedup"],
+                     tablefmt="simple", floatfmt=".1f")
+    tm = "" if plan.tower_module == "identity" else f"{plan.tower_module} Tower Module, "
     return (f"predicted embedding stage per rank per step of this plan's towers on {topology.name or topology} "
-            f"({topology.world_size} GPUs, batch {batch_per_rank} per rank, cost model, fwd+bwd; `cost` assumes "
-            f"towers of equal width instead):\n{table}")
+            f"({topology.world_size} GPUs, batch {batch_per_rank} per rank, {tm}cost model, fwd+bwd; "
+            f"`dmt-compile cost --model` prices the same towers):\n{table}")

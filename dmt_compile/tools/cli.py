@@ -20,7 +20,7 @@ COMMAND_MODULES = (cmd_dump, cmd_plan, cmd_cost, cmd_verify, cmd_train, cmd_benc
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m dmt_compile",
+    parser = argparse.ArgumentParser(prog="dmt-compile",  # `python -m dmt_compile` is the same program
                                      description="Turn a flat recommendation model into a DMT model.")
     parser.add_argument("-v", "--verbose", action="count", default=0, help=VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", required=True)

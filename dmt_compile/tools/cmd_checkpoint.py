@@ -39,10 +39,12 @@ def register(sub) -> None:
 def _summary(path: str, note: str | None) -> str:
     from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 
+    from dmt_compile.printing.progress import ProgressBar
     from dmt_compile.training.checkpoint_read import added_modules, open_manifest, read_metadata, verify
 
     manifest = open_manifest(path)
-    verify(path, manifest)
+    with ProgressBar("checksums", unit="file", leave=False) as bar:  # a bar on a terminal: big runs take a while
+        verify(path, manifest, progress=bar)
     meta = manifest["meta"]
     md = read_metadata(path, manifest).state_dict_metadata
     model = {k: m for k, m in md.items() if k.startswith("model/") and isinstance(m, TensorStorageMetadata)}

@@ -1,8 +1,12 @@
 """The ``cost`` and ``topo`` subcommands of ``dmt-compile`` (registered by the main CLI).
 
-``dmt-compile cost --topology h100:64 [--model SPEC | --features F --dim D --batch B]
-[--compression C ...] [--strategies ...] [--sweep 16,32,...] [--format table|json]
+``dmt-compile cost --topology h100:64 [--model SPEC [--tower-module TM] | --features F --dim D]
+[--batch B] [--compression C ...] [--strategies ...] [--sweep 16,32,...] [--format table|json]
 [--plot out.png] [--param NAME=VALUE ...]``
+
+With ``--model`` the SPTT rows price the towers ``transform`` plans for the model on each
+topology (``partition.plan_cost``, the computation ``dmt-compile dump`` prints), so both commands
+print the same speedup for the same model, topology, Tower Module and compression.
 
 ``dmt-compile topo SPEC [--format text|json|dot]``
 
@@ -13,19 +17,21 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import TextIO
+from dataclasses import replace
+from typing import Callable, TextIO
 
 from dmt_compile.errors import CostModelError
 from dmt_compile.topo.cost_limits import MAX_COST_FEATURES
+from dmt_compile.printing.progress import ProgressBar
 from dmt_compile.topo.cost_report import (DEFAULT_STRATEGIES, Config, compare, format_compare, format_sweep,
-                                          report_json, sweep)
+                                          report_json, strategy_label, sweep, tower_loads)
 from dmt_compile.topo.cost_symbols import CostParams
 from dmt_compile.topo.network import to_dot
 from dmt_compile.topo.presets import preset_names
 from dmt_compile.topo.spec import as_topology
 from dmt_compile.topo.topology import Topology
 
-__all__ = ["register", "run_cost", "run_topo", "model_feature_widths"]
+__all__ = ["register", "run_cost", "run_topo", "model_configs"]
 
 
 def register(subparsers: "argparse._SubParsersAction") -> None:
@@ -40,7 +46,12 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
                    help="fit the step model's free parameters on these bench reports (see benchmarks/emulated/fit_runs.py)")
     c.add_argument("--held-out", default="", metavar="C.json,...",
                    help="with --fit: predict these reports' rows from their description and print the errors")
-    c.add_argument("--model", metavar="MODEL_SPEC", help="take feature widths from a model (path.py:factory)")
+    c.add_argument("--model", metavar="MODEL_SPEC",
+                   help="price the towers `transform` plans for this model (path.py:factory) on --topology: the "
+                        "numbers `dmt-compile dump` prints for the same model, Tower Module and compression")
+    c.add_argument("--tower-module", default=None, metavar="TM",
+                   help="with --model: the compressing Tower Module whose plan prices the sptt_tm rows (linear, "
+                        "dot, cross, wukong; default linear)")
     c.add_argument("--features", type=int, default=26, help="number of sparse features (default 26)")
     c.add_argument("--dim", type=int, default=128, help="embedding width per feature (default 128)")
     c.add_argument("--batch", type=int, default=1024, help="per-rank batch (default 1024)")
@@ -50,7 +61,8 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     c.add_argument("--strategies", default=",".join(DEFAULT_STRATEGIES),
                    help=f"comma list from {','.join(DEFAULT_STRATEGIES)}")
     c.add_argument("--host-split", choices=("column", "table"), default="column",
-                   help="how features are cut over hosts/towers (default column: balanced)")
+                   help="how features are cut over hosts: towers without --model, rw/twrw always "
+                        "(default column: balanced)")
     c.add_argument("--bytes-per-element", type=int, default=4, help="4 for fp32, 2 for bf16")
     c.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="override a CostParams field, e.g. congestion=0.07 (repeatable)")
@@ -71,14 +83,54 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     t.set_defaults(func=run_topo)
 
 
-def model_feature_widths(spec: str) -> list[int]:
-    """Embedding elements per sample of each sparse feature group of a MODEL_SPEC."""
-    from dmt_compile.api import transform
-    from dmt_compile.capture.model_spec import load_model_spec
+def _tower_plan(model, inputs, topo: Topology, tower_module: str = "identity", compression: float | None = None):
+    """(TowerPlan, Detection) that `transform` builds for `model` on `topo` (its passes up to plan-feed)."""
+    from dmt_compile.api import run_passes
+    from dmt_compile.ir.detection import Detection
+    from dmt_compile.ir.plan import TowerPlan
+    from dmt_compile.passes.options import TransformOptions
+    from dmt_compile.passes.pipeline import default_pipeline
 
-    model, inputs = load_model_spec(spec)
-    dmt = transform(model, "1x1", inputs, num_towers=1)
-    return [int(g.width) for g in dmt.detection.groups]
+    options = TransformOptions(tower_module=tower_module, compression=compression).validated()
+    passes = default_pipeline(options)
+    upto = next(i for i, p in enumerate(passes) if p.name == "plan-feed")
+    _, ctx, _ = run_passes(model, topo, inputs, passes[:upto + 1])
+    return ctx.get(TowerPlan), ctx.get(Detection)
+
+
+def model_configs(args: argparse.Namespace, fields: dict, bar) -> "Callable[[Topology], Config]":
+    """`Config` of each topology for `--model`: the towers of the plans `transform` builds there (identity,
+    and the Tower Module at each compression), the model's features for the flat rows."""
+    from dmt_compile.capture.model_spec import load_model_spec
+    from dmt_compile.partition.plan_cost import plan_config, plan_towers
+
+    model, inputs = load_model_spec(args.model)
+    compressions = fields["compressions"] if "sptt_tm" in fields["strategies"] else ()
+    done: dict[str, Config] = {}
+
+    def config_for(topo: Topology) -> Config:
+        if str(topo) not in done:
+            done[str(topo)] = _plans_config(topo)
+        return done[str(topo)]
+
+    def _plans_config(topo: Topology) -> Config:
+        bar.set(bar.n, f"{topo}: identity")
+        plan, detection = _tower_plan(model, inputs, topo)
+        bar.update(1)
+        towers, outs = plan_towers(plan, args.pooling), []
+        for c in compressions:
+            bar.set(bar.n, f"{topo}: {args.tower_module or 'linear'} c={c:g}")
+            tm_plan = _tower_plan(model, inputs, topo, args.tower_module or "linear", c)[0]
+            if [(d.host, d.width_in) for d in tm_plan.details] != [(d.host, d.width_in) for d in plan.details]:
+                raise CostModelError(f"the plan at compression {c:g} has other towers than the identity plan",
+                                     "price it with `dmt-compile dump MODEL --topology T --tower-module TM "
+                                     f"--compression {c:g}`")
+            outs.append(plan_towers(tm_plan).widths_out[0])
+            bar.update(1)
+        return plan_config(plan, detection, args.batch, args.pooling, **fields,
+                           towers=replace(towers, widths_out=tuple(outs)))
+
+    return config_for
 
 
 def _params(items: list[str]) -> CostParams:
@@ -149,6 +201,24 @@ def _plot(result: dict, path: str, topo: Topology, config: Config, from_model: s
     plt.close(fig)
 
 
+def _feature_widths(args: argparse.Namespace) -> list[float]:
+    """The features priced without --model (--features x --dim); a placeholder with --model, whose
+    own features replace it (`model_configs`). Option mistakes are refused here, before any work."""
+    if args.tower_module is not None and not args.model:
+        raise CostModelError("--tower-module chooses the plan of --model", "add --model MODEL_SPEC, or drop it")
+    if args.tower_module == "identity":
+        raise CostModelError("--tower-module identity compresses nothing (the sptt row prices identity towers)",
+                             "name a compressing Tower Module (linear, dot, cross, wukong), or drop it")
+    if args.model:
+        return [1.0]
+    if args.features < 1 or args.dim < 1 or args.batch < 1:
+        raise CostModelError("--features, --dim and --batch must be positive", "e.g. --features 26 --dim 128")
+    if args.features > MAX_COST_FEATURES:  # before building a list of that length
+        raise CostModelError(f"--features must be at most {MAX_COST_FEATURES:,}, got {args.features:,}",
+                             "give the number of sparse features of a real model, e.g. --features 26")
+    return [float(args.dim)] * args.features
+
+
 def run_cost(args: argparse.Namespace, stdout: TextIO) -> int:
     """Price the strategies (or sweep GPU counts) and write a table or JSON to `stdout`."""
     if getattr(args, "fit", None):
@@ -162,24 +232,26 @@ def run_cost(args: argparse.Namespace, stdout: TextIO) -> int:
     if args.plot and not args.sweep:
         raise CostModelError("--plot draws a sweep", "add --sweep 16,32,64,... or drop --plot")
     plt = _require_matplotlib() if args.plot else None  # fail fast, before printing anything
-    if getattr(args, "model", None):
-        widths = model_feature_widths(args.model)
-    else:
-        if args.features < 1 or args.dim < 1 or args.batch < 1:
-            raise CostModelError("--features, --dim and --batch must be positive", "e.g. --features 26 --dim 128")
-        if args.features > MAX_COST_FEATURES:  # before building a list of that length
-            raise CostModelError(f"--features must be at most {MAX_COST_FEATURES:,}, got {args.features:,}",
-                                 "give the number of sparse features of a real model, e.g. --features 26")
-        widths = [args.dim] * args.features
+    widths = _feature_widths(args)
     # the compression range `transform` accepts is checked with every other input by topo.cost_limits
-    config = Config(
-        feature_widths=tuple(float(w) for w in widths), batch_per_rank=args.batch,
-        ids_per_sample=tuple([args.pooling] * len(widths)), compressions=tuple(args.compression),
-        strategies=tuple(s.strip() for s in args.strategies.split(",") if s.strip()),
-        host_split=args.host_split, bytes_per_element=args.bytes_per_element, params=_params(args.param),
-    )
+    fields = dict(compressions=tuple(args.compression),
+                  strategies=tuple(s.strip() for s in args.strategies.split(",") if s.strip()),
+                  host_split=args.host_split, bytes_per_element=args.bytes_per_element, params=_params(args.param))
+    config = Config(feature_widths=tuple(float(w) for w in widths), batch_per_rank=args.batch,
+                    ids_per_sample=tuple([args.pooling] * len(widths)), **fields)  # every input checked here
+    gpus = _gpus(args.sweep) if args.sweep else [topo.world_size]
+    if args.model:
+        compare(topo, config)  # a topology the cost model cannot price fails here, before the model is planned
+    with ProgressBar("plans", len(gpus) * (1 + len(fields["compressions"]) * ("sptt_tm" in fields["strategies"])),
+                     enabled=None if args.format == "table" and args.model else False, leave=False) as bar:
+        config_for = model_configs(args, fields, bar) if args.model else None
+        if args.sweep:
+            result = sweep(topo, gpus, config, config_for)
+            config = config_for(topo.with_world_size(gpus[0])) if config_for else config  # what JSON records
+        else:
+            config = config_for(topo) if config_for else config
+            rows = compare(topo, config)
     if args.sweep:
-        result = sweep(topo, _gpus(args.sweep), config)
         stdout.write(report_json(topo, config, result, swept=True) if args.format == "json"
                      else format_sweep(topo, result))
         if args.plot:
@@ -187,14 +259,14 @@ def run_cost(args: argparse.Namespace, stdout: TextIO) -> int:
             if args.format == "table":
                 stdout.write(f"wrote {args.plot}\n")
         return 0
-    rows = compare(topo, config)
     stdout.write(report_json(topo, config, rows) if args.format == "json" else format_compare(topo, rows))
     if args.format == "table":
         stdout.write(_step_band(topo, config))
-    if args.format != "json" and getattr(args, "model", None):
-        stdout.write(f"\nThese rows assume towers of equal width ({args.host_split} split of the model's features) and "
-                     "a generic Tower Module; `dmt-compile dump MODEL --topology ...` prices the plan transform "
-                     "actually builds (its tower widths and Tower Module), so its speedup can differ.\n")
+    if args.format != "json" and args.model:
+        stdout.write(f"\nsptt rows: the towers `transform` plans for {args.model} on {topo.name or 'topology'} {topo} "
+                     "(identity, and the "
+                     f"{args.tower_module or 'linear'} Tower Module at each compression); `dmt-compile dump` prints "
+                     "the same speedup for the same Tower Module and compression.\n")
     return 0
 
 
@@ -205,16 +277,15 @@ def _step_band(topo: Topology, config: Config) -> str:
 
     if topo.inter_bw is None or topo.num_hosts < 2:
         return ""
-    w = config.feature_widths
-    ids = config.ids_per_sample
-    n = topo.num_hosts
-    towers = [(sum(w[t::n]), sum(ids[t::n])) for t in range(n)]
-    cands = [("flat", Candidate("flat", (sum(w),), (sum(ids),), None, config.bytes_per_element)),
-             ("sptt", Candidate("sptt", tuple(a for a, _ in towers), tuple(b for _, b in towers), None,
-                                config.bytes_per_element))]
-    cands += [(f"sptt_tm c={c:g}", Candidate("sptt_tm", tuple(a for a, _ in towers), tuple(b for _, b in towers),
-                                             tuple(a / c for a, _ in towers), config.bytes_per_element))
-              for c in config.compressions]
+    loads = tower_loads(topo, config)
+    w, ids = loads["tower_in_widths"], loads["ids_per_sample"]
+    cands = [("flat", Candidate("flat", (sum(config.feature_widths),), (sum(config.ids_per_sample or ()),), None,
+                                config.bytes_per_element)),
+             ("sptt", Candidate("sptt", tuple(w), tuple(ids), None, config.bytes_per_element))]
+    cands += [(strategy_label("sptt_tm", c), Candidate("sptt_tm", tuple(w), tuple(ids),
+                                             tuple(config.towers.out_for(c) if config.towers else [a / c for a in w]),
+                                             config.bytes_per_element))
+              for c in (config.compressions if "sptt_tm" in config.strategies else ())]
     lines = ["", "cross-host wire time per step (cost_fit.predict_step; band over the unfitted "
              + ", ".join(f"{k} {lo:g}..{hi:g}" for k, (lo, hi) in RANGES.items()) + "):"]
     for name, cand in cands:

@@ -1,8 +1,10 @@
 """Strategy comparison and GPU-count sweeps of the cost model, as rows, tables, JSON, plots.
 
 :func:`compare` prices every strategy for one topology and one embedding configuration;
-towers for SPTT are the hosts' shares of the features (:func:`split_features`), and
-SPTT+TM with compression c shrinks each tower's output to width/c (a linear Tower Module).
+towers for SPTT are a real tower plan's (:class:`PlanTowers`: `dmt-compile dump` and
+`cost --model` price the plan `transform` builds, so both print the same numbers) or else the
+hosts' equal shares of the features (:func:`split_features`), and SPTT+TM with compression c
+shrinks each tower's output to the plan's width out, or width/c without a plan.
 :func:`sweep` repeats it over GPU counts of the same cluster kind. Times are microseconds
 in tables and seconds in JSON; speedup = flat total / strategy total.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from tabulate import tabulate
 
@@ -23,11 +25,36 @@ from dmt_compile.topo.cost_symbols import CostParams
 from dmt_compile.topo.spec import as_topology
 from dmt_compile.topo.topology import Topology
 
-__all__ = ["Config", "compare", "sweep", "format_compare", "format_sweep", "report_json",
+__all__ = ["Config", "PlanTowers", "compare", "sweep", "tower_loads", "format_compare", "format_sweep", "report_json",
            "strategy_label", "DEFAULT_STRATEGIES"]
 
 log = logging.getLogger(__name__)
 DEFAULT_STRATEGIES = ("flat", "rw", "twrw", "sptt", "sptt_tm")
+
+
+@dataclass(frozen=True)
+class PlanTowers:
+    """The towers of a real tower plan: per tower its host, the elements per sample entering it and its
+    ids per sample (and rows read per sample, default the width); `widths_out`: for each priced
+    compression c, `(c, elements per sample leaving each tower)` as the plan for that c builds them."""
+
+    hosts: tuple[int, ...]
+    widths_in: tuple[float, ...]
+    ids: tuple[float, ...]
+    rows: tuple[float, ...] | None = None
+    widths_out: tuple[tuple[float, tuple[float, ...]], ...] = ()
+
+    def out_for(self, c: float) -> list[float]:
+        """Elements per sample leaving each tower at compression `c` (width/c where no plan was given)."""
+        for cc, widths in self.widths_out:
+            if cc == c:
+                return list(widths)
+        return [w / c for w in self.widths_in]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"hosts": list(self.hosts), "widths_in": list(self.widths_in), "ids": list(self.ids),
+                "rows": None if self.rows is None else list(self.rows),
+                "widths_out": {f"{c:g}": list(w) for c, w in self.widths_out}}
 
 
 @dataclass(frozen=True)
@@ -42,6 +69,7 @@ class Config:
     host_split: str = "column"
     bytes_per_element: int = 4
     params: CostParams = field(default_factory=CostParams)
+    towers: PlanTowers | None = None  # a real plan's towers (None: the hosts' equal shares, `host_split`)
 
     def __post_init__(self) -> None:
         bad = [s for s in self.strategies if s not in DEFAULT_STRATEGIES]
@@ -55,11 +83,31 @@ class Config:
                 "ids_per_sample": None if self.ids_per_sample is None else list(self.ids_per_sample),
                 "compressions": list(self.compressions), "strategies": list(self.strategies),
                 "host_split": self.host_split, "bytes_per_element": self.bytes_per_element,
-                "params": self.params.to_dict()}
+                "params": self.params.to_dict(), "towers": None if self.towers is None else self.towers.to_dict()}
 
 
 def strategy_label(strategy: str, c: float | None = None) -> str:
     return f"sptt_tm(c={c:g})" if c is not None else strategy
+
+
+def tower_loads(topology: Topology, config: Config) -> dict[str, list]:
+    """`predict_sptt`'s tower keywords: the plan's towers when `config` has them, else the hosts' shares."""
+    if config.towers is not None:
+        t = config.towers
+        return dict(tower_in_widths=list(t.widths_in), ids_per_sample=list(t.ids),
+                    rows_per_sample=list(t.rows) if t.rows is not None else None, tower_hosts=list(t.hosts))
+    ids = list(config.ids_per_sample) if config.ids_per_sample is not None else [1.0] * len(config.feature_widths)
+    per_host = split_features(config.feature_widths, ids, topology.num_hosts, config.host_split)
+    hosts = [h for h, x in enumerate(per_host) if x[0] > 0]  # hosts that own a tower
+    loads = [per_host[h] for h in hosts]
+    return dict(tower_in_widths=[x[0] for x in loads], ids_per_sample=[x[1] for x in loads],
+                rows_per_sample=[x[2] for x in loads], tower_hosts=hosts)
+
+
+def _widths_out(config: Config, towers: dict[str, list], c: float) -> list[float]:
+    if config.towers is not None:
+        return config.towers.out_for(c)
+    return [w / c for w in towers["tower_in_widths"]]
 
 
 def compare(topology: "Topology | str", config: Config) -> dict[str, dict[str, float]]:
@@ -70,11 +118,7 @@ def compare(topology: "Topology | str", config: Config) -> dict[str, dict[str, f
                   params=config.params)
     rows: dict[str, dict[str, float]] = {}
     flat = predict_flat(topo, feature_widths=config.feature_widths, ids_per_sample=ids, **common)
-    per_host = split_features(config.feature_widths, ids, topo.num_hosts, config.host_split)
-    hosts = [h for h, x in enumerate(per_host) if x[0] > 0]  # hosts that own a tower
-    loads = [per_host[h] for h in hosts]
-    towers = dict(tower_in_widths=[x[0] for x in loads], ids_per_sample=[x[1] for x in loads],
-                  rows_per_sample=[x[2] for x in loads], tower_hosts=hosts)
+    towers = tower_loads(topo, config)
     for s in config.strategies:
         if s == "flat":
             rows["flat"] = flat
@@ -86,19 +130,22 @@ def compare(topology: "Topology | str", config: Config) -> dict[str, dict[str, f
         else:
             for c in config.compressions:
                 rows[strategy_label(s, c)] = predict_sptt(
-                    topo, tower_out_widths=[x[0] / c for x in loads], **towers, **common)
+                    topo, tower_out_widths=_widths_out(config, towers, c), **towers, **common)
     for r in rows.values():
         r["speedup"] = flat["total"] / r["total"] if r["total"] > 0 else float("inf")
     check_rows(rows, f" on {topo}")
     return rows
 
 
-def sweep(topology: "Topology | str", gpus: Sequence[int], config: Config) -> dict[int, dict[str, dict[str, float]]]:
-    """:func:`compare` at each GPU count (same cluster kind, whole hosts only)."""
+def sweep(topology: "Topology | str", gpus: Sequence[int], config: Config,
+          config_for: "Callable[[Topology], Config] | None" = None) -> dict[int, dict[str, dict[str, float]]]:
+    """:func:`compare` at each GPU count (same cluster kind, whole hosts only); `config_for(topology)`
+    gives each count its own configuration (e.g. the towers a model's plan has on that topology)."""
     base = as_topology(topology)
     out = {}
     for n in gpus:
-        out[int(n)] = compare(base.with_world_size(int(n)), config)
+        topo = base.with_world_size(int(n))
+        out[int(n)] = compare(topo, config_for(topo) if config_for is not None else config)
         log.debug("swept %s GPUs", n)
     return out
 

@@ -22,7 +22,7 @@ import os
 import shutil
 import socket
 import uuid
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from dmt_compile.errors import CheckpointDamaged, CheckpointError
 
@@ -126,10 +126,15 @@ def write_manifest(directory: str, durable: bool = True, **fields: Any) -> None:
     os.replace(tmp, os.path.join(directory, MANIFEST))
 
 
-def verify_files(path: str, files: dict[str, dict], names: Iterable[str]) -> list[str]:
-    """What is wrong with the files `names` of checkpoint `path` against its manifest (empty: intact)."""
+def verify_files(path: str, files: dict[str, dict], names: Iterable[str],
+                 progress: Callable[[int, int, str], None] | None = None) -> list[str]:
+    """What is wrong with the files `names` of checkpoint `path` against its manifest (empty: intact);
+    `progress(done, total, name)` is called before each file (a `printing.progress.ProgressBar` fits)."""
     problems = []
-    for name in names:
+    names = list(names)
+    for i, name in enumerate(names):
+        if progress is not None:
+            progress(i, len(names), name)
         want, full = files[name], os.path.join(path, name)
         if not os.path.isfile(full):
             problems.append(f"{name} is missing")
@@ -139,6 +144,8 @@ def verify_files(path: str, files: dict[str, dict], names: Iterable[str]) -> lis
             problems.append(f"{name} has {size:,} bytes, the manifest says {want['bytes']:,} (truncated or replaced)")
         elif file_digests(path, [name])[name]["sha256"] != want["sha256"]:
             problems.append(f"{name} does not match its SHA-256 (damaged)")
+    if progress is not None:
+        progress(len(names), len(names), "")
     return problems
 
 

@@ -78,9 +78,11 @@ def open_manifest(path: str) -> dict:
     return manifest
 
 
-def verify(path: str, manifest: dict, names: Any = None) -> None:
-    """Sizes and SHA-256 of `names` (default: every file) against the manifest; `CheckpointDamaged`."""
-    problems = verify_files(path, manifest["files"], sorted(manifest["files"]) if names is None else names)
+def verify(path: str, manifest: dict, names: Any = None, progress: Any = None) -> None:
+    """Sizes and SHA-256 of `names` (default: every file) against the manifest; `CheckpointDamaged`.
+    `progress(done, total, name)`: called per file (`verify_files`)."""
+    problems = verify_files(path, manifest["files"], sorted(manifest["files"]) if names is None else names,
+                            progress)
     if problems:
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
         raise CheckpointDamaged(f"checkpoint {path} is damaged: {'; '.join(problems[:3])}{more}",

@@ -9,8 +9,8 @@
 Each logged line has the loss (mean over ranks and steps since the last line), the step time,
 samples/s over the whole world, and the bytes per step that crossed hosts in the tower exchanges
 (`cross` traffic) next to the gradient all-reduce traffic. Everything is summed over ranks with one
-small all-reduce per logged step. On a terminal (and with `tqdm` installed) a progress bar shows
-the same numbers; in logs there are plain lines only.
+small all-reduce per logged step. On a terminal a progress bar (`printing.progress`: tqdm when
+installed, else a text bar) shows the same numbers; in logs there are plain lines only.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from typing import IO, Any
 
 import torch
 
+from dmt_compile.printing.progress import ProgressBar
 from dmt_compile.runtime.collectives import all_reduce_
 from dmt_compile.runtime.comm_stats import get_comm_stats
 
@@ -58,26 +59,18 @@ class TrainingLog:
         self._last_loss: float | None = None
         self._bar = self._make_bar(progress)
 
-    def _make_bar(self, progress: bool | None) -> Any:
+    def _make_bar(self, progress: bool | None) -> ProgressBar | None:
+        """Rank 0's bar (`printing.progress`: tqdm or the text bar, on a terminal unless `progress` says)."""
         if self.rank != 0:
             return None
-        if progress is None:
-            progress = hasattr(self.stream, "isatty") and self.stream.isatty()
-        if not progress:
-            return None
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:  # tqdm is optional: plain lines
-            return None
-        return tqdm(total=self.total, initial=self.first_step, file=self.stream, dynamic_ncols=True, unit="step")
+        return ProgressBar("train", self.total, stream=self.stream, enabled=progress, unit="step",
+                           initial=self.first_step)
 
     def _print(self, line: str) -> None:
         if self.rank != 0:
             return
         if self._bar is not None:
             self._bar.write(line)
-        else:
-            print(line, file=self.stream, flush=True)
 
     def step(self, step: int, loss: torch.Tensor | float, samples: int) -> None:
         """Record step `step` (1-based) of this rank; every K steps (and at the last) print a line."""
@@ -104,7 +97,7 @@ class TrainingLog:
                 f"cross-host {human_bytes(window[3].item() / max(steps, 1))}/step  "
                 f"grad sync {human_bytes(window[4].item() / max(steps, 1))}/step")
         if self._bar is not None:
-            self._bar.set_postfix(loss=f"{loss_mean:.4f}")
+            self._bar.set(self._bar.n, f"loss {loss_mean:.4f}")
         self._print(line)
 
     def close(self, note: str = "") -> str:

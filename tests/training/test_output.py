@@ -32,7 +32,7 @@ def test_default_dump_is_a_short_summary_within_120_columns():
     assert re.search(r"^\s+0\s+0\s+C1, C5, C23\s+3\s+48 -> 12\s+decoder\s+23,680\s+24 B\s+48 B$", head, re.M)
     assert "captured   plain fx tracing" in text and "rewritten  each tower: ids_exchange -> lookups" in text
     assert "predicted embedding stage per rank per step of this plan's towers on dgx-h100" in text
-    assert "sptt+linear(c=4)" in text and "--format full" in text
+    assert "sptt_tm(c=4)" in text and "--format full" in text
     assert "%tower0_ids" not in text and "operator.getitem" not in text  # no node table by default
 
 
