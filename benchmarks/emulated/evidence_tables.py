@@ -43,6 +43,8 @@ def model_text(row: dict[str, Any]) -> str:
 
 def _dauc(row: dict[str, Any], name: str) -> str:
     d = (row.get("delta_auc") or {}).get(name)
+    if (row.get("refused") or {}).get(name):
+        return "refused on this model"
     if row.get("exact"):
         return "0 (exact)"
     if not d:

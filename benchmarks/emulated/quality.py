@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 import torch
 
+from dmt_compile.errors import DmtError
 from dmt_compile.runtime.wire_codec import WireCodec
 
 __all__ = ["QualityConfig", "add_quality", "quality_rows", "function_key", "SEEDS"]
@@ -177,7 +178,10 @@ def quality_rows(runs: list[tuple], cfg: Any, q: QualityConfig, log: Callable[[s
     def trained(name: str, run: tuple, data: tuple, seed: int) -> list:
         key = f"{function_key(name, run, cfg)}|seed {seed}|{_recipe(q)}"
         if key not in cache:
-            cache[key] = list(_train(name, run, *data, seed, q, cfg))
+            try:
+                cache[key] = list(_train(name, run, *data, seed, q, cfg))
+            except DmtError as exc:  # e.g. c=16 hierarchical on Adult's model: refused there, said per row
+                cache[key] = ["refused", str(exc).splitlines()[0]]
             if on_trained is not None:  # e.g. save the cache: a long run interrupted keeps what it trained
                 on_trained(cache)
         return cache[key]
@@ -189,6 +193,11 @@ def quality_rows(runs: list[tuple], cfg: Any, q: QualityConfig, log: Callable[[s
         for r in runs:
             key = run_key(*r)
             got = flat if _exact(r) else {s: trained(name, r, data, s) for s in q.seeds}
+            refused = next((g[1] for g in got.values() if g[0] == "refused"), None)
+            if refused:
+                out[key].setdefault("refused", {})[name] = refused
+                log(f"quality {name}: {key} refused: {refused}")
+                continue
             out[key]["delta_auc"][name] = _spread([got[s][0] - flat[s][0] for s in q.seeds])
             out[key]["delta_log_loss"][name] = _spread([got[s][1] - flat[s][1] for s in q.seeds])
             out[key]["auc"][name] = _spread([got[s][0] for s in q.seeds])
