@@ -11,6 +11,15 @@ compute with the wire, or one of the measurements is wrong; either needs explain
 Amdahl bound from flat's residual ``(1 - w) step``, ``C_s`` is the strategy's **own** non-wire time:
 flat's waiting on a shared NIC is not credited to a strategy that sends fewer bytes.
 
+**Wire bytes from the NIC.** A row whose exchanges are not all counted per call (TorchRec RW and
+TWRW: reduce-scatter / all-gather of pooled embeddings, ``wire_counted`` false) takes its bytes from
+host 0's NIC counters over its steps (:func:`wire_from_nic`; Ethernet bytes of the busier direction,
+converted to payload-equivalent bytes by the same 1448/1514); its ``C_s`` subtracts those bytes at
+the unthrottled rate (:func:`non_wire_times`). Every row with a trace also gets
+``nic_measured_vs_counted``: measured Ethernet bytes over counted payload / (1448/1514), ~1 when
+the counters see everything (above 1 by ACKs, gradient all-reduces and barriers). With more than
+two hosts host 0 stands for every host (the shardings here are symmetric).
+
 **Measured share.** ``--wire-share w`` targets flat's *measured* exchange share (time inside
 exchanges / step), not the ideal NIC-limit share: :func:`rate_for_measured_share`.
 """
@@ -21,7 +30,8 @@ from typing import Any
 from benchmarks.emulated.analysis import WIRE_EFFICIENCY
 from benchmarks.emulated.netns import EmulationError
 
-__all__ = ["EFFICIENCY_LIMIT", "non_wire_time", "add_honest_bounds", "rate_for_measured_share"]
+__all__ = ["EFFICIENCY_LIMIT", "NIC_SOURCE", "non_wire_time", "non_wire_times", "wire_from_nic", "add_honest_bounds",
+           "rate_for_measured_share"]
 
 EFFICIENCY_LIMIT = 1.05
 
@@ -29,6 +39,41 @@ EFFICIENCY_LIMIT = 1.05
 def non_wire_time(row: dict[str, Any]) -> float:
     """``C_s`` of a row timed at an unthrottled rate: its step minus its own NIC time there (>= 0)."""
     return max(0.0, row["step_time_median_s"] - row["nic_limit_s"])
+
+
+NIC_SOURCE = "host 0 NIC counters"
+
+
+def wire_from_nic(row: dict[str, Any], rate_bits: float, num_hosts: int) -> None:
+    """In place (module docstring): ``nic_measured_vs_counted``; for a row with ``wire_counted`` false
+    and a measured trace, its NIC bytes and ``nic_limit_s`` from the counters, ``wire_source``."""
+    measured = ((row.get("nic") or {}).get("measured_host0") or {}).get("busiest_bytes")
+    if not measured:
+        return
+    counted = row["nic_bytes_busiest_direction"] / WIRE_EFFICIENCY
+    row["nic_measured_vs_counted"] = measured / counted if counted else None
+    if row.get("wire_counted", True):
+        row["wire_source"] = "counted payload"
+        return
+    row["nic_bytes_counted_busiest_direction"] = row["nic_bytes_busiest_direction"]
+    row["nic_bytes_busiest_direction"] = measured * WIRE_EFFICIENCY
+    row["nic_limit_s"] = measured / (rate_bits / 8)
+    if row["nic_limit_s"]:
+        row["exchange_vs_nic_limit"] = row["exchange_time_median_s"] / row["nic_limit_s"]
+    row["wire_counted"] = True
+    row["wire_source"] = NIC_SOURCE + (" (host 0 stands for every host)" if num_hosts > 2 else "")
+
+
+def non_wire_times(unthrottled: dict[str, dict[str, Any]], rows: list[dict[str, Any]],
+                   rate_bits: float) -> dict[str, float]:
+    """``C_s`` per run key from the unthrottled pass at `rate_bits`; rows whose wire bytes come from the
+    NIC counters subtract those bytes (the same per step at every rate)."""
+    out = {k: non_wire_time(r) for k, r in unthrottled.items()}
+    for r in rows:
+        if str(r.get("wire_source", "")).startswith(NIC_SOURCE) and r["run"] in unthrottled:
+            wire = r["nic_bytes_busiest_direction"] / (rate_bits / 8 * WIRE_EFFICIENCY)
+            out[r["run"]] = max(0.0, unthrottled[r["run"]]["step_time_median_s"] - wire)
+    return out
 
 
 def add_honest_bounds(rows: list[dict[str, Any]], non_wire: dict[str, float]) -> float | None:
