@@ -71,7 +71,7 @@ def rest_after_towers(dmt: Any, order: Sequence[int]) -> fx.GraphModule:
         parts = {p.args[1]: p for p in tn.parts}
         for k, payload in enumerate(tn.payload):
             shape = payload.meta.get(SHAPE)
-            if not isinstance(shape, (tuple, list)) or not all(isinstance(s, int) for s in shape):
+            if not isinstance(shape, (tuple, list)) or not all(isinstance(s, int) for s in shape[1:]):
                 raise InputError(f"tower {t}: output {k} is not a plain tensor ({shape!r})",
                                  "use a Tower Module whose outputs are tensors")
             if k in parts:
@@ -184,8 +184,9 @@ def _stock_refusal(root: nn.Module, plan: Any, every_host_has_a_tower: bool) -> 
 
     if not every_host_has_a_tower:  # a rank without towers would not fail with the others: no lockstep
         return "not tried: a host holds no tower"
-    try:
-        DistributedModelParallel(copy.deepcopy(root), device=torch.device("cpu"), plan=ShardingPlan({"etc": plan}),
+    try:  # on copies: TorchRec's sharded collection rewrites the plan's shardings in place
+        DistributedModelParallel(copy.deepcopy(root), device=torch.device("cpu"),
+                                 plan=ShardingPlan({"etc": copy.deepcopy(plan)}),
                                  sharders=[EmbeddingTowerCollectionSharder()])
     except Exception as exc:  # noqa: BLE001 - the exact text goes into the report
         return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"

@@ -71,7 +71,7 @@ def _towers_numerics(rank: int, h: int, l: int) -> dict:
     build = build_towers(_opts(h, l, b), 4.0)
     with torch.no_grad():
         for name, t in build.dmp.state_dict().items():
-            key = name.removeprefix("_dmp_wrapped_module.").replace("module.", "")
+            key = name.removeprefix("_dmp_wrapped_module.").removeprefix("module.")
             src = build.state[key]
             if isinstance(t, ShardedTensor):
                 for sh in t.local_shards():
