@@ -17,7 +17,10 @@ host 0's NIC counters over its steps (:func:`wire_from_nic`; Ethernet bytes of t
 converted to payload-equivalent bytes by the same 1448/1514); its ``C_s`` subtracts those bytes at
 the unthrottled rate (:func:`non_wire_times`). Every row with a trace also gets
 ``nic_measured_vs_counted``: measured Ethernet bytes over counted payload / (1448/1514), ~1 when
-the counters see everything (above 1 by ACKs, gradient all-reduces and barriers). With more than
+the counters see everything (above 1 by ACKs, gradient all-reduces and barriers), and
+``nic_measured_spread``: how far the per-step bytes could be off from the interpolation between
+10 ms samples (near 0 on an idle box; a sampler that falls behind on a loaded box smears the
+neighbouring steps' bytes into small-byte rows). With more than
 two hosts host 0 stands for every host (the shardings here are symmetric).
 
 **Measured share.** ``--wire-share w`` targets flat's *measured* exchange share (time inside
@@ -47,11 +50,14 @@ NIC_SOURCE = "host 0 NIC counters"
 def wire_from_nic(row: dict[str, Any], rate_bits: float, num_hosts: int) -> None:
     """In place (module docstring): ``nic_measured_vs_counted``; for a row with ``wire_counted`` false
     and a measured trace, its NIC bytes and ``nic_limit_s`` from the counters, ``wire_source``."""
-    measured = ((row.get("nic") or {}).get("measured_host0") or {}).get("busiest_bytes")
+    nic = (row.get("nic") or {}).get("measured_host0") or {}
+    measured = nic.get("busiest_bytes")
     if not measured:
         return
     counted = row["nic_bytes_busiest_direction"] / WIRE_EFFICIENCY
     row["nic_measured_vs_counted"] = measured / counted if counted else None
+    lo, hi = nic.get("busiest_range") or (measured, measured)
+    row["nic_measured_spread"] = (hi - lo) / measured  # > ~0.1: the sampler fell behind (loaded box)
     if row.get("wire_counted", True):
         row["wire_source"] = "counted payload"
         return

@@ -263,7 +263,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] | None = None) ->
 
 def _nic(trace: list, per_rank: list[dict[str, Any]], cfg: BenchConfig, rate_bits: float) -> dict[str, Any]:
     """Host 0's NIC during this run's cross-host exchanges, and a 10 ms timeline of its median step."""
-    from benchmarks.emulated.nic import duplex_profile, step_bytes, timeline, window_bytes
+    from benchmarks.emulated.nic import duplex_profile, step_bytes, timeline, window_bytes, window_bytes_range
 
     host0 = [r for r in per_rank if r["rank"] // cfg.local_size == 0]
     windows = [(a, b) for r in host0 for s in r["timer"] for a, b, sent, got in s["spans"] if sent or got]
@@ -272,7 +272,8 @@ def _nic(trace: list, per_rank: list[dict[str, Any]], cfg: BenchConfig, rate_bit
     if steps:
         ends = [max(r["t0"][i] + r["step_s"][i] for r in per_rank) for i in range(steps)]
         starts = [min(r["t0"][i] for r in per_rank) for i in range(steps)]
-        out["measured_host0"] = step_bytes(window_bytes(trace, list(zip(starts, ends))))
+        steps_at = list(zip(starts, ends))
+        out["measured_host0"] = step_bytes(window_bytes(trace, steps_at), window_bytes_range(trace, steps_at))
         k = sorted(range(steps), key=lambda i: ends[i] - starts[i])[steps // 2]
         out["median_step_timeline_10ms"] = timeline(trace, starts[k], ends[k], rate_bits / 8, dt=0.01)
     return out

@@ -202,8 +202,9 @@ class TowersBuild:
     ours: Any  # our sptt_tm transform of the bench model (the row it is compared with)
     theirs: Any  # the same towers on the EBC model (what the collection and the rest come from)
     inputs: tuple  # the global batch (dense, {feature: ids})
-    plan: Any  # {table: ParameterSharding}
+    plan: Any  # {table: ParameterSharding} (TorchRec rewrites it in place while sharding: read `placement`)
     refusal: str | None  # TorchRec's own sharder on CPU
+    placement: dict  # tables per host and compute kernels, read before sharding
 
 
 def build_towers(opts: Any, compression: float | None, registry: Any = None) -> TowersBuild:
@@ -218,13 +219,17 @@ def build_towers(opts: Any, compression: float | None, registry: Any = None) -> 
     etc, plan, export = to_torchrec_towers(theirs, world_size=opts.world, local_size=opts.local_size)
     root = TowersModel(etc, rest_after_towers(theirs, output_order(export.hosts, opts.num_hosts)))
     state = {k: v.detach().clone() for k, v in root.state_dict().items()}
+    from benchmarks.emulated.torchrec_worker import tables_per_host
+
+    placement = {"tables_per_host": tables_per_host(plan, opts.world, opts.local_size),
+                 "compute_kernels": sorted({ps.compute_kernel for ps in plan.values()})}
     every_host = {h % opts.num_hosts for h in export.hosts} == set(range(opts.num_hosts))
     refusal = _stock_refusal(root, plan, every_host)
     sharder = (CpuTowerSharder(registry) if refusal
                else EmbeddingTowerCollectionSharder(qcomm_codecs_registry=registry))
     dmp = DistributedModelParallel(root, device=torch.device("cpu"), plan=ShardingPlan({"etc": plan}),
                                    sharders=[sharder])
-    return TowersBuild(dmp, state, ours, theirs, inputs, plan, refusal)
+    return TowersBuild(dmp, state, ours, theirs, inputs, plan, refusal, placement)
 
 
 def local_inputs(build: TowersBuild, rank: int, b: int) -> tuple[list, Any]:
@@ -240,7 +245,6 @@ def towers_run(opts: Any, rank: int, compression: float | None, wire_dtype: str 
                registry: Any) -> tuple[Any, tuple, dict[str, Any], list]:
     """(DMP, step inputs, descriptor, tower info) of the ``torchrec_towers`` baseline on this rank."""
     from benchmarks.emulated.descriptor import describe
-    from benchmarks.emulated.torchrec_worker import tables_per_host
     from benchmarks.emulated.worker import tower_info
 
     build = build_towers(opts, compression, registry)
@@ -250,8 +254,7 @@ def towers_run(opts: Any, rank: int, compression: float | None, wire_dtype: str 
                       sharder=("EmbeddingTowerCollectionSharder" if build.refusal is None else
                                "EmbeddingTowerCollectionSharder with its collection built on device=None "
                                "(DDP device_ids=None), tower tables sharded on cpu"),
-                      placement={"tables_per_host": tables_per_host(build.plan, opts.world, opts.local_size),
-                                 "compute_kernels": sorted({ps.compute_kernel for ps in build.plan.values()})})
+                      placement=build.placement)
     info = tower_info(build.ours)
     dmp, inputs = build.dmp, local_inputs(build, rank, opts.per_rank_batch)
     del build  # the single-process models are not needed while timing

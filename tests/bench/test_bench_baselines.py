@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from benchmarks.emulated.bound import NIC_SOURCE, add_honest_bounds, non_wire_times, wire_from_nic
 from benchmarks.emulated.headline import add_claims
-from benchmarks.emulated.nic import step_bytes, window_bytes
+from benchmarks.emulated.nic import step_bytes, window_bytes, window_bytes_range
 
 from conftest import ROOT, has_torchrec
 
@@ -90,7 +90,7 @@ def _towers_numerics(rank: int, h: int, l: int) -> dict:
     err = float((out.detach() - ref).abs().max())
     out.sum().backward()
     grads = [p.grad for p in build.dmp.parameters() if p.grad is not None]
-    return {"err": err, "refusal": build.refusal, "grads": len(grads),
+    return {"err": err, "refusal": build.refusal, "grads": len(grads), "placement": build.placement,
             "finite": all(bool(torch.isfinite(g).all()) for g in grads)}
 
 
@@ -107,6 +107,7 @@ def test_torchrec_tower_sharding_runs_on_cpu_gloo_and_matches_one_process():
         assert r["refusal"].startswith("ValueError: DistributedDataParallel device_ids and output_device"), r
         assert r["err"] < 1e-5, r  # the CPU sharder's towers compute the transformed model
         assert r["grads"] > 0 and r["finite"]
+        assert r["placement"] == {"tables_per_host": [13, 13], "compute_kernels": ["dense"]}  # a tower per host
 
 
 # ---- TorchRec placements ---------------------------------------------------------------------------
@@ -177,6 +178,19 @@ def test_window_bytes_add_up(a, b, c):
     assert ac[1] == pytest.approx(ac[0] / 2, abs=2)
 
 
+@settings(max_examples=40, deadline=None)
+@given(a=st.floats(0.0, 1.9), width=st.floats(0.0, 0.5), gap=st.integers(1, 30))
+def test_window_byte_range_brackets_the_interpolation(a, width, gap):
+    trace = _trace()[::gap]  # a sampler that fell behind samples every gap x 10 ms
+    b = min(a + width, trace[-1][0])
+    a = min(a, b)
+    (lo_tx, hi_tx, lo_rx, hi_rx), = window_bytes_range(trace, [(a, b)])
+    (tx, rx), = window_bytes(trace, [(a, b)])
+    assert lo_tx <= tx + 1e-6 and tx <= hi_tx + 1e-6 and lo_rx <= rx + 1e-6 and rx <= hi_rx + 1e-6
+    s = step_bytes([(tx, rx)], [(lo_tx, hi_tx, lo_rx, hi_rx)])
+    assert s["busiest_range"] == [lo_tx, hi_tx]
+
+
 def test_window_bytes_refuses_windows_outside_the_trace():
     assert window_bytes(_trace(), [(0.5, 3.0)]) is None and window_bytes([], [(0, 1)]) is None
     s = step_bytes(window_bytes(_trace(), [(0.1, 0.3), (0.5, 0.6), (1.0, 1.2)]))
@@ -202,6 +216,7 @@ def test_rows_without_counted_bytes_take_them_from_the_nic():
     for r in (flat, rw, rw_blind):
         wire_from_nic(r, rate * 8, 2)
     assert flat["wire_source"] == "counted payload" and flat["nic_measured_vs_counted"] == pytest.approx(1.025)
+    assert flat["nic_measured_spread"] == 0.0  # no range given: nothing to be off by
     assert flat["nic_bytes_busiest_direction"] == 8e6  # counted rows keep their counted bytes
     assert rw["wire_source"] == NIC_SOURCE and rw["wire_counted"] is True
     assert rw["nic_bytes_busiest_direction"] == pytest.approx(6e6)
