@@ -232,3 +232,14 @@ def test_rows_without_counted_bytes_take_them_from_the_nic():
     add_honest_bounds(rows, non_wire)
     assert rw["bound"] == pytest.approx(1.0 / (non_wire["torchrec_rw"] + rw["nic_limit_s"]))
     assert rw["efficiency"] is not None and rw_blind["bound"] is None
+
+
+def test_quality_trains_torchrec_towers_as_the_sptt_tm_model():
+    from benchmarks.emulated.quality import _build, _exact
+    from benchmarks.emulated.model import factory
+
+    assert _exact(("torchrec_tw", None, "fp32")) and not _exact(("torchrec_towers", 4.0, "fp32"))
+    model, inputs = factory(batch_size=8)
+    cfg = SimpleNamespace(num_hosts=2, local_size=2, tower_module="linear", feed="auto")
+    built = _build(("torchrec_towers", 4.0, "fp32"), model, inputs, cfg)
+    assert built.plan.num_towers == 2 and sum(d.width_out for d in built.plan.details) == 26 * 64 // 4
