@@ -138,6 +138,7 @@ def CpuTowerSharder(qcomm_codecs_registry: Any = None) -> Any:  # noqa: N802 - b
     return _cpu_classes()(qcomm_codecs_registry=qcomm_codecs_registry)
 
 
+EXAMPLE_BATCH = 64
 _FEATURE = re.compile(r"(?<![A-Za-z0-9])C\d+(?![0-9])")
 
 
@@ -158,8 +159,10 @@ def _models(opts: Any, compression: float | None) -> tuple[Any, Any, Any]:
     topo, batch = Topology(opts.num_hosts, opts.local_size), opts.world * opts.per_rank_batch
     options = {"tower_module": opts.tower_module, "compression": compression, "feed": opts.feed}
     ref, (dense, sparse) = factory(batch_size=batch, seed=opts.seed)
+    small = min(batch, EXAMPLE_BATCH)  # the graphs do not depend on the batch: transform on a small one
+    example = (dense[:small], {k: v[:small] for k, v in sparse.items()})
     torch.manual_seed(opts.seed)
-    ours = dmt_compile.transform(ref, topo, (dense, sparse), **options)
+    ours = dmt_compile.transform(ref, topo, example, **options)
     groups = feature_groups(ours)
     first = ref.tables[ref.names[0]]
     model = TorchRecDLRM(len(ref.names), first.embedding_dim, first.num_embeddings, device="cpu")
@@ -167,9 +170,9 @@ def _models(opts: Any, compression: float | None) -> tuple[Any, Any, Any]:
         model.dense_arch.load_state_dict(ref.dense_arch.state_dict())
         for n in ref.names:
             model.ebc.embedding_bags[f"t_{n}"].weight.copy_(ref.tables[n].weight)
-    kjt = to_kjt(sparse)
     torch.manual_seed(opts.seed)
-    theirs = dmt_compile.transform(model, topo, (dense, kjt), towers=groups, num_towers=len(groups), **options)
+    theirs = dmt_compile.transform(model, topo, (example[0], to_kjt(example[1])), towers=groups,
+                                   num_towers=len(groups), **options)
     if feature_groups(theirs) != groups:
         raise InputError(f"the EBC model's towers {feature_groups(theirs)} are not the sptt_tm towers {groups}",
                          "pin the towers of both transforms")

@@ -34,7 +34,7 @@ def test_tower_collection_and_rest_compute_the_sptt_tm_model(feed):
     from benchmarks.emulated.torchrec_towers import (TowersModel, _models, feature_groups, output_order,
                                                      rest_after_towers)
 
-    opts = _opts(feed=feed)
+    opts = _opts(b=32, feed=feed)  # a global batch of 128: the transforms saw 64 rows (EXAMPLE_BATCH)
     ours, theirs, (dense, sparse) = _models(opts, 4.0)
     groups = feature_groups(ours)
     assert groups == feature_groups(theirs) and len(groups) == 2  # the sptt_tm row's towers, pinned
