@@ -16,6 +16,18 @@ unthrottled rate) it got: above 1 it beat the serial sum. Flat's own ratio is th
 speedup over itself is exactly 1, so any excess there is overlap, not a faster strategy. ``C_s`` is
 the strategy's **own**: flat's waiting on a shared NIC is not credited to one that sends fewer bytes.
 
+**Wire bytes from the NIC.** A row whose exchanges are not all counted per call (TorchRec RW and
+TWRW: reduce-scatter / all-gather of pooled embeddings, ``wire_counted`` false) takes its bytes from
+host 0's NIC counters over its steps (:func:`wire_from_nic`; Ethernet bytes of the busier direction,
+converted to payload-equivalent bytes by the same 1448/1514); its ``C_s`` subtracts those bytes at
+the unthrottled rate (:func:`non_wire_times`). Every row with a trace also gets
+``nic_measured_vs_counted``: measured Ethernet bytes over counted payload / (1448/1514), ~1 when
+the counters see everything (above 1 by ACKs, gradient all-reduces and barriers), and
+``nic_measured_spread``: how far the per-step bytes could be off from the interpolation between
+10 ms samples (near 0 on an idle box; a sampler that falls behind on a loaded box smears the
+neighbouring steps' bytes into small-byte rows). With more than
+two hosts host 0 stands for every host (the shardings here are symmetric).
+
 **Measured share.** ``--wire-share w`` targets flat's *measured* exchange share (time inside
 exchanges / step), not the ideal NIC-limit share: :func:`rate_for_measured_share`.
 """
@@ -26,7 +38,8 @@ from typing import Any
 from benchmarks.emulated.analysis import WIRE_EFFICIENCY
 from benchmarks.emulated.netns import EmulationError
 
-__all__ = ["EFFICIENCY_LIMIT", "non_wire_time", "cpu_floor", "add_honest_bounds", "rate_for_measured_share"]
+__all__ = ["EFFICIENCY_LIMIT", "NIC_SOURCE", "non_wire_time", "non_wire_times", "cpu_floor", "wire_from_nic",
+           "add_honest_bounds", "rate_for_measured_share"]
 
 EFFICIENCY_LIMIT = 1.05
 
@@ -34,6 +47,44 @@ EFFICIENCY_LIMIT = 1.05
 def non_wire_time(row: dict[str, Any]) -> float:
     """``C_s`` of a row timed at an unthrottled rate: its step minus its own NIC time there (>= 0)."""
     return max(0.0, row["step_time_median_s"] - row["nic_limit_s"])
+
+
+NIC_SOURCE = "host 0 NIC counters"
+
+
+def wire_from_nic(row: dict[str, Any], rate_bits: float, num_hosts: int) -> None:
+    """In place (module docstring): ``nic_measured_vs_counted``; for a row with ``wire_counted`` false
+    and a measured trace, its NIC bytes and ``nic_limit_s`` from the counters, ``wire_source``."""
+    nic = (row.get("nic") or {}).get("measured_host0") or {}
+    measured = nic.get("busiest_bytes")
+    if not measured:
+        return
+    counted = row["nic_bytes_busiest_direction"] / WIRE_EFFICIENCY
+    row["nic_measured_vs_counted"] = measured / counted if counted else None
+    lo, hi = nic.get("busiest_range") or (measured, measured)
+    row["nic_measured_spread"] = (hi - lo) / measured  # > ~0.1: the sampler fell behind (loaded box)
+    if row.get("wire_counted", True):
+        row["wire_source"] = "counted payload"
+        return
+    row["nic_bytes_counted_busiest_direction"] = row["nic_bytes_busiest_direction"]
+    row["nic_bytes_busiest_direction"] = measured * WIRE_EFFICIENCY
+    row["nic_limit_s"] = measured / (rate_bits / 8)
+    if row["nic_limit_s"]:
+        row["exchange_vs_nic_limit"] = row["exchange_time_median_s"] / row["nic_limit_s"]
+    row["wire_counted"] = True
+    row["wire_source"] = NIC_SOURCE + (" (host 0 stands for every host)" if num_hosts > 2 else "")
+
+
+def non_wire_times(unthrottled: dict[str, dict[str, Any]], rows: list[dict[str, Any]],
+                   rate_bits: float) -> dict[str, float]:
+    """``C_s`` per run key from the unthrottled pass at `rate_bits`; rows whose wire bytes come from the
+    NIC counters subtract those bytes (the same per step at every rate)."""
+    out = {k: non_wire_time(r) for k, r in unthrottled.items()}
+    for r in rows:
+        if str(r.get("wire_source", "")).startswith(NIC_SOURCE) and r["run"] in unthrottled:
+            wire = r["nic_bytes_busiest_direction"] / (rate_bits / 8 * WIRE_EFFICIENCY)
+            out[r["run"]] = max(0.0, unthrottled[r["run"]]["step_time_median_s"] - wire)
+    return out
 
 
 def cpu_floor(row: dict[str, Any]) -> float | None:

@@ -5,7 +5,9 @@ observers (:class:`~dmt_compile.runtime.comm_stats.ExchangeEvent`: group, bytes 
 interval); on gloo they do not go through ``all_to_all_single`` (they are full-duplex
 point-to-point). TorchRec's ``KJTAllToAll`` / ``PooledEmbeddingsAllToAll`` do, so for TorchRec
 :class:`ExchangeTimer` patches ``torch.distributed.all_to_all_single`` while its step runs (an
-``async_op=True`` call is timed until ``Work.wait()`` returns). Either way it records, per step:
+``async_op=True`` call is timed until ``Work.wait()`` returns); it also times, without counting
+bytes, TorchRec's ``reduce_scatter`` / ``all_gather`` (row-wise pooled embeddings and their
+gradients). Either way it records, per step:
 
 * the wall time inside the exchanges, each exchange's duration in call order (``call_s``: the
   report takes, per exchange, the rank that arrived last) and its interval (``spans``, with the
@@ -80,6 +82,7 @@ class _TimedWork(dist.Work):
 
 
 _current: list = [None]  # the timer that receives runtime events now
+_TIMED_ONLY = ("reduce_scatter", "reduce_scatter_tensor", "all_gather", "all_gather_into_tensor")
 
 
 def _dispatch(event: comm_stats.ExchangeEvent) -> None:
@@ -102,13 +105,16 @@ class ExchangeTimer:
         """Route runtime events here; with ``patch_all_to_all`` also time ``dist.all_to_all_single`` (TorchRec)."""
         comm_stats.add_observer(_dispatch)
         previous, _current[0] = _current[0], self
-        original = dist.all_to_all_single
+        originals = {name: getattr(dist, name) for name in ("all_to_all_single", *_TIMED_ONLY)}
         if patch_all_to_all:
-            dist.all_to_all_single = self._patched(original)
+            dist.all_to_all_single = self._patched(originals["all_to_all_single"])
+            for name in _TIMED_ONLY:
+                setattr(dist, name, self._timed_only(originals[name]))
         try:
             yield self
         finally:
-            dist.all_to_all_single = original
+            for name, fn in originals.items():
+                setattr(dist, name, fn)
             _current[0] = previous
 
     def _patched(self, orig: Any) -> Any:
@@ -125,6 +131,22 @@ class ExchangeTimer:
             return work
 
         return all_to_all_single
+
+    def _timed_only(self, orig: Any) -> Any:
+        """TorchRec's reduce-scatter / all-gather (row-wise pooled embeddings): timed like an exchange,
+        bytes not counted (gloo's algorithm decides what crosses the NIC; the row reads the NIC counters)."""
+        timer = self
+
+        def collective(*args: Any, **kwargs: Any) -> Any:
+            split = {"cross-host": Counters(), "intra-host": Counters()}
+            start = time.perf_counter()
+            work = orig(*args, **kwargs)
+            if kwargs.get("async_op") and work is not None:
+                return _TimedWork(work, timer, start, split)
+            timer._add_exchange(start, time.perf_counter(), split)
+            return work
+
+        return collective
 
     # ---- recording ---------------------------------------------------------------------
     def new_step(self) -> None:

@@ -29,7 +29,9 @@ def equal_quality(row: dict[str, Any]) -> bool | None:
 
 
 def _is_lossless(row: dict[str, Any]) -> bool:
-    return row.get("wire_dtype") in (None, "fp32", "native")
+    """An fp32 wire and no Tower-Module compression (``torchrec_towers@c`` compresses like ``sptt_tm@c``)."""
+    compressed = (row.get("compression_effective") or 1.0) > 1.0 + 1e-9
+    return row.get("wire_dtype") in (None, "fp32", "native") and not compressed
 
 
 def _best_baseline(rows: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, str]:

@@ -8,20 +8,24 @@ them. :class:`NicSampler` starts and stops it from the parent; :func:`duplex_pro
 counters on a fixed 10 ms grid over given windows (the exchanges that cross hosts) and reports
 tx/rx utilisation, ``both_ways`` (share of bins with tx **and** rx above 30 % of the link) and
 ``one_way`` (one direction above 50 % while the other is under 10 %): a half-duplex exchange
-shows ``one_way`` high and ``both_ways`` near zero.
+shows ``one_way`` high and ``both_ways`` near zero. :func:`window_bytes` reads the bytes the
+interface carried in given windows (each step of a run): what crossed the host's NIC whatever
+collective sent it (Ethernet frames: payload, TCP/IP headers, ACKs, gradient all-reduces).
 """
 from __future__ import annotations
 
 import bisect
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from typing import Sequence
+from typing import Any, Sequence
 
-__all__ = ["NicSampler", "duplex_profile", "timeline", "read_counters"]
+__all__ = ["NicSampler", "duplex_profile", "timeline", "read_counters", "window_bytes", "window_bytes_range",
+           "step_bytes"]
 
 INTERVAL_S = 0.010
 
@@ -130,6 +134,52 @@ def duplex_profile(trace: Sequence[tuple[float, int, int]], windows: Sequence[tu
             "both_ways": sum(1 for tx, rx in bins if tx > 0.3 and rx > 0.3) / n,
             "one_way": sum(1 for tx, rx in bins if max(tx, rx) > 0.5 and min(tx, rx) < 0.1) / n,
             "bins": n}
+
+
+def window_bytes(trace: Sequence[tuple[float, int, int]],
+                 windows: Sequence[tuple[float, float]]) -> list[tuple[float, float]] | None:
+    """(tx bytes, rx bytes) the interface carried within each window (counters interpolated between
+    samples); None without a trace or when a window lies outside it."""
+    if len(trace) < 2 or not windows:
+        return None
+    times = [x[0] for x in trace]
+    if any(a < times[0] or b > times[-1] for a, b in windows):
+        return None
+    return [(_cum(trace, times, b, 1) - _cum(trace, times, a, 1), _cum(trace, times, b, 2) - _cum(trace, times, a, 2))
+            for a, b in windows]
+
+
+def window_bytes_range(trace: Sequence[tuple[float, int, int]],
+                       windows: Sequence[tuple[float, float]]) -> list[tuple[float, float, float, float]] | None:
+    """Per window ``(tx_lo, tx_hi, rx_lo, rx_hi)``: bytes between the first and last sample inside it
+    (lo) and between the samples just outside it (hi): what the interpolation of :func:`window_bytes`
+    may be off by when the sampler fell behind (a loaded box)."""
+    if len(trace) < 2 or not windows:
+        return None
+    times = [x[0] for x in trace]
+    out = []
+    for a, b in windows:
+        i0, i1 = bisect.bisect_left(times, a), bisect.bisect_right(times, b) - 1
+        j0, j1 = max(0, bisect.bisect_right(times, a) - 1), min(len(trace) - 1, bisect.bisect_left(times, b))
+        lo = [trace[i1][k] - trace[i0][k] if i1 > i0 else 0 for k in (1, 2)]
+        hi = [trace[j1][k] - trace[j0][k] for k in (1, 2)]
+        out.append((lo[0], hi[0], lo[1], hi[1]))
+    return out
+
+
+def step_bytes(per_step: Sequence[tuple[float, float]] | None,
+               ranges: Sequence[tuple[float, float, float, float]] | None = None) -> dict[str, Any] | None:
+    """Medians of per-step (tx, rx) bytes, the busier direction's median (``busiest_bytes``) and, with
+    `ranges` (:func:`window_bytes_range`), that direction's median ``busiest_range`` [lo, hi]."""
+    if not per_step:
+        return None
+    tx, rx = statistics.median(x[0] for x in per_step), statistics.median(x[1] for x in per_step)
+    out: dict[str, Any] = {"tx_bytes_median": tx, "rx_bytes_median": rx, "busiest_bytes": max(tx, rx),
+                           "steps": len(per_step)}
+    if ranges:
+        k = 0 if tx >= rx else 2
+        out["busiest_range"] = [statistics.median(r[k] for r in ranges), statistics.median(r[k + 1] for r in ranges)]
+    return out
 
 
 def timeline(trace: Sequence[tuple[float, int, int]], t0: float, t1: float, rate_bytes: float,

@@ -88,14 +88,15 @@ def _code_exchanges(model: torch.nn.Module, wire: str | None) -> None:
 
 def _exact(run: tuple) -> bool:
     strategy, _, wire = run
-    return strategy in ("flat", "sptt") or strategy.startswith("torchrec_") if wire in (None, "fp32") else False
+    lossless = strategy in ("flat", "sptt") or (strategy.startswith("torchrec_") and strategy != "torchrec_towers")
+    return lossless if wire in (None, "fp32") else False
 
 
 def _build(run: tuple, model: torch.nn.Module, inputs: tuple, cfg: Any) -> torch.nn.Module:
     import dmt_compile
 
     strategy, c, wire = run
-    if strategy == "sptt_tm":
+    if strategy in ("sptt_tm", "torchrec_towers"):  # TorchRec's towers compute the sptt_tm model
         model = dmt_compile.transform(model, f"{cfg.num_hosts}x{cfg.local_size}", inputs,
                                       tower_module=cfg.tower_module, compression=c, feed=cfg.feed)
     _code_exchanges(model, wire)

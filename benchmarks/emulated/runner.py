@@ -21,13 +21,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from benchmarks.emulated.analysis import summarize
-from benchmarks.emulated.bound import add_honest_bounds, cpu_floor, non_wire_time, rate_for_measured_share
+from benchmarks.emulated.bound import add_honest_bounds, cpu_floor, non_wire_times, rate_for_measured_share, wire_from_nic
 from benchmarks.emulated.headline import add_claims
 from benchmarks.emulated.model import MODEL_SPEC
 from benchmarks.emulated.netns import (HOST_IFNAME, Emulation, EmulationError, LinkSpec, RankNetns,
                                            check_netns_permitted, host_ns, list_leftovers, rank_cores)
 from benchmarks.emulated.stats import check_load, loadavg
-from benchmarks.emulated.torchrec_worker import KINDS, torchrec_available
+from benchmarks.emulated.torchrec_worker import torchrec_available
 from benchmarks.emulated.worker import BenchOptions, bench_worker, run_key
 
 __all__ = ["BenchConfig", "run_benchmark", "strategy_list", "loadavg", "STRATEGIES"]
@@ -75,9 +75,6 @@ def _torchrec_skip(s: str, cfg: BenchConfig) -> str | None:
         return f"torchrec is not importable: {why}"
     if cfg.spec != MODEL_SPEC:
         return f"the TorchRec baselines are built for the default model {MODEL_SPEC} only"
-    if KINDS[s] == "towers":
-        return ("not run: TorchRec's tower sharding needs the model rewritten as an EmbeddingTowerCollection "
-                "(EmbeddingTower = its tables + an interaction module), which this bench does not build")
     return None
 
 
@@ -92,8 +89,8 @@ def strategy_list(cfg: BenchConfig) -> tuple[list[tuple[str, float | None, str]]
             skipped[s] = _torchrec_skip(s, cfg)
             continue
         for w in cfg.wire_dtypes:
-            if s == "sptt_tm":
-                runs.extend(("sptt_tm", float(c), w) for c in cfg.compressions)
+            if s in ("sptt_tm", "torchrec_towers"):  # TorchRec's towers carry the sptt_tm Tower Module
+                runs.extend((s, float(c), w) for c in cfg.compressions)
             else:
                 runs.append((s, None, w))
     return runs, skipped
@@ -191,11 +188,12 @@ def _row(cfg: BenchConfig, strategy: str, c: float | None, w: str, results: list
     row["exchange_hidden"] = statistics.median(hidden) if hidden else None
     if strategy in ("torchrec_rw", "torchrec_twrw"):  # their pooled embeddings come back by reduce-scatter
         row["wire_counted"] = False
-        row["wire_note"] = ("only all_to_all_single is timed and counted for TorchRec: the reduce-scatter of "
-                            "row-wise pooled embeddings is not, so bytes, wire_s, bound and efficiency are "
-                            "left out; the step time is measured as for every run")
+        row["wire_note"] = ("TorchRec's reduce-scatter / all-gather of row-wise pooled embeddings are timed but "
+                            "their bytes are not counted per call; without host 0's NIC trace, bytes, wire_s, "
+                            "bound and efficiency are left out")
     if trace:
         row["nic"] = _nic(trace, per_rank, cfg, rate)
+        wire_from_nic(row, rate, cfg.num_hosts)
     return row
 
 
@@ -246,8 +244,9 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] | None = None) ->
     rows = [_row(cfg, s, c, w, results, trace, rate, probe, ncores) for s, c, w in runs
             if run_key(s, c, w) in results[0]["runs"]]
     claims = add_claims(rows)
+    non_wire = non_wire_times(unthrottled, rows, cfg.calibration_bw_bits)
     floors = {k: cpu_floor(r) for k, r in unthrottled.items() if cpu_floor(r) is not None}
-    flat_share = add_honest_bounds(rows, {k: non_wire_time(r) for k, r in unthrottled.items()}, floors)
+    flat_share = add_honest_bounds(rows, non_wire, floors)
     return {
         "config": {"emulate": f"{cfg.num_hosts}x{cfg.local_size}", "inter_bw_bits": rate,
                    "inter_delay_s": cfg.inter_delay_s, "model": cfg.spec, "per_rank_batch": cfg.per_rank_batch,
@@ -260,7 +259,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] | None = None) ->
                     "loadavg_before": load_before, "loadavg_after": load_after},
         "load_before": load_before, "load_after": load_after, "load_gate": gate, "launches": launches,
         "loaded_box": bool(gate["forced"]), "calibration": calibration,
-        "non_wire_s": {k: non_wire_time(r) for k, r in unthrottled.items()}, "cpu_floor_unthrottled_s": floors,
+        "non_wire_s": non_wire, "cpu_floor_unthrottled_s": floors,
         "cpu_share_per_rank": share, "flat_measured_exchange_share": flat_share,
         "wire_share_target": cfg.wire_share, "best_baseline": claims["best_baseline"],
         "best_baseline_basis": claims["basis"], "probe": probe, "results": rows, "skipped": skipped,
@@ -270,7 +269,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] | None = None) ->
 
 def _nic(trace: list, per_rank: list[dict[str, Any]], cfg: BenchConfig, rate_bits: float) -> dict[str, Any]:
     """Host 0's NIC during this run's cross-host exchanges, and a 10 ms timeline of its median step."""
-    from benchmarks.emulated.nic import duplex_profile, timeline
+    from benchmarks.emulated.nic import duplex_profile, step_bytes, timeline, window_bytes, window_bytes_range
 
     host0 = [r for r in per_rank if r["rank"] // cfg.local_size == 0]
     windows = [(a, b) for r in host0 for s in r["timer"] for a, b, sent, got in s["spans"] if sent or got]
@@ -279,6 +278,8 @@ def _nic(trace: list, per_rank: list[dict[str, Any]], cfg: BenchConfig, rate_bit
     if steps:
         ends = [max(r["t0"][i] + r["step_s"][i] for r in per_rank) for i in range(steps)]
         starts = [min(r["t0"][i] for r in per_rank) for i in range(steps)]
+        steps_at = list(zip(starts, ends))
+        out["measured_host0"] = step_bytes(window_bytes(trace, steps_at), window_bytes_range(trace, steps_at))
         k = sorted(range(steps), key=lambda i: ends[i] - starts[i])[steps // 2]
         out["median_step_timeline_10ms"] = timeline(trace, starts[k], ends[k], rate_bits / 8, dt=0.01)
     return out

@@ -114,6 +114,16 @@ def tower_info(dmt: DmtModel) -> list[dict[str, Any]]:
              "width_out": d.width_out or d.width_in, "feed": getattr(d, "feed", None)} for d in dmt.plan.details]
 
 
+def lookups_per_host(owners: dict, opts: BenchOptions) -> list[int]:
+    """Flat baseline: table lookups whose owner (a world rank) sits on each host (row-wise ones apart)."""
+    out = [0] * opts.num_hosts
+    for per_lookup in owners.values():
+        for o in per_lookup:
+            if o >= 0:
+                out[o // opts.local_size] += 1
+    return out
+
+
 def _load(spec: str, batch: int):
     from dmt_compile.capture.model_spec import load_model_spec
     from dmt_compile.tools.verify import _factory_params
@@ -160,6 +170,9 @@ class DmtRun:
         gen = torch.Generator().manual_seed(1234)
         self.labels = (torch.rand(layout.batch, 1, generator=gen) > 0.5).float()[rank * b:(rank + 1) * b]
         self.sharded = ShardedDmt(dmt, groups, strategy="flat" if strategy == "flat" else "sptt")
+        if strategy == "flat":  # host-aware: whole tables dealt so every host's NIC carries an equal share
+            self.descriptor["placement"] = {"tables_per_host": lookups_per_host(self.sharded.owners, opts),
+                                            "host_aware": True}
         self.groups, self.dense_sync, self.strategy = groups, opts.dense_sync, strategy
         self.opt = torch.optim.SGD(self.sharded.parameters(), lr=opts.lr)
         self.pipe = None
@@ -227,7 +240,7 @@ def _build(key: tuple, opts: BenchOptions, groups: Any, rank: int) -> Any:
     if strategy.startswith("torchrec_"):
         from benchmarks.emulated.torchrec_worker import TorchRecRun
 
-        return TorchRecRun(opts, rank, strategy, wire)
+        return TorchRecRun(opts, rank, strategy, wire, compression=c)
     return DmtRun(strategy, c, opts, groups, rank, wire)
 
 

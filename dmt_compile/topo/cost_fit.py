@@ -171,8 +171,9 @@ def candidate_from_row(row: dict[str, Any]) -> Candidate:
     wire = {"fp16": 2.0, "bf16": 2.0, "fp8_e4m3": 1.0}.get(row.get("wire_dtype"), 4.0)
     ids = [w_in / 64 for w_in, *_ in towers]  # one id per 64-wide embedding (the bench model)
     outs = tuple(float(t[1]) for t in towers)
-    return Candidate(row["strategy"], tuple(float(t[0]) for t in towers), tuple(ids),
-                     None if row["strategy"] != "sptt_tm" else outs, wire)
+    strategy = "sptt_tm" if row["strategy"] == "torchrec_towers" else row["strategy"]  # TorchRec's towers: same flow
+    return Candidate(strategy, tuple(float(t[0]) for t in towers), tuple(ids),
+                     None if strategy != "sptt_tm" else outs, wire)
 
 
 def _setting(run: dict[str, Any]) -> tuple[str, float, float, float]:
