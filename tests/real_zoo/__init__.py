@@ -15,6 +15,7 @@ LIBRARIES = {
     "deepctr": ("deepctr_torch", "zoo_deepctr"),
     "rechub": ("torch_rechub", "zoo_rechub"),
     "torchctr": ("torchctr", "zoo_torchctr"),
+    "widedeep": ("pytorch_widedeep", "zoo_widedeep"),
 }
 
 # Models whose own code is broken in the pinned release (they fail before any transform).
