@@ -5,11 +5,13 @@
   differentiate the forward instead, silently changing gradients).
 * einops helpers (which reject proxies) called in the module that holds the tables: one node each,
   so the symbolic path works without making that module a leaf.
+* numpy ufuncs on traced sizes (`np.ceil(x.shape[0] / 4)`): a node, its `int()` specialised and guarded.
 """
 from __future__ import annotations
 
 import pickle
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -17,6 +19,7 @@ from torch import nn
 import dmt_compile
 from dmt_compile.capture import capture
 from dmt_compile.capture.tracer import FunctionCall
+from dmt_compile.errors import SpecializationError
 
 
 class HalfGradient(torch.autograd.Function):
@@ -111,3 +114,31 @@ def test_einops_calls_are_one_node_each_on_the_symbolic_path():
         for batch in (8, 5):
             x = _ids(batch, seed=batch)
             assert torch.equal(dmt(x), model(x))
+
+
+class GhostBatches(nn.Module):
+    """TabNet's ghost batch norm in the module that holds the tables: `np.ceil` of the batch size."""
+
+    def __init__(self, virtual_batch: int = 4):
+        super().__init__()
+        self.virtual_batch = virtual_batch
+        self.tables = nn.ModuleList(nn.Embedding(10, 4) for _ in range(3))
+        self.top = nn.Linear(12, 1)
+
+    def forward(self, x):
+        e = torch.cat([t(x[:, i]) for i, t in enumerate(self.tables)], 1)
+        parts = e.chunk(int(np.ceil(e.shape[0] / self.virtual_batch)), 0)
+        return self.top(torch.cat([p - p.mean(0, keepdim=True) for p in parts], 0))
+
+
+def test_numpy_ufuncs_on_the_batch_size_are_nodes_and_their_int_is_guarded():
+    model, inputs = GhostBatches(), (_ids(8),)
+    dmt = dmt_compile.transform(model, "2x2", inputs)
+    assert dmt.capture_report.path == "specialize" and dmt.plan.num_towers == 2
+    assert any(s.kind == "int" and s.guarded for s in dmt.capture_report.specializations)
+    model.eval()
+    dmt.eval()
+    with torch.no_grad():
+        assert torch.equal(dmt(_ids(7, seed=1)), model(_ids(7, seed=1)))  # ceil(7 / 4) = 2 chunks, as at 8
+        with pytest.raises(SpecializationError, match="int"):
+            dmt(_ids(12, seed=2))  # 3 chunks: the other answer is refused, not silently wrong
