@@ -3,8 +3,10 @@
 For each model the measure records one outcome:
 
 * ``exact``   -- `transform(model, "2x2", inputs)` gives >= 2 towers when there are >= 2 features, equals
-  the original model exactly (eval mode) at batch 32 and at batch 7, and linear c=4 towers train
-  (15 Adam steps at lr 0.01 on a fixed batch lower the loss; the check of tests/real_zoo);
+  the original model exactly (eval mode) at batch 32 and at batch 7, and linear c=4 towers train:
+  15 Adam steps at lr 0.01 on a fixed batch lower the loss (the check of tests/real_zoo), or, where
+  they do not, the flat model fails that check too and the rewrite descends to first order
+  (tests/fuzz_checks.py);
 * ``typed``   -- a `DmtError` that names what stopped it (a `PassError` wrapping a non-dmt exception is a
   crash, not a refusal);
 * ``wrong``   -- it transformed but gave too few towers, an inexact output, or did not train;
@@ -20,6 +22,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import signal
@@ -57,6 +60,11 @@ RECBOLE_FIELDS = {
 class _RecboleConfig(dict):
     def __missing__(self, key):  # recbole's Config answers None for an unset key
         return None
+
+    def __getattr__(self, key):  # and reads keys as attributes too (EulerNet: config.embedding_size)
+        if key.startswith("__"):
+            raise AttributeError(key)
+        return self if key == "final_config_dict" else self[key]  # KD_DAGFM reads the whole dict
 
 
 class _RecboleDataset:
@@ -143,21 +151,45 @@ def _eval(model, inputs):
         return first_tensor(model(*inputs))
 
 
-def _trains(model, inputs) -> list[float]:
+def _adam_losses(model, inputs, target) -> list[float]:
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    losses = []
+    for _ in range(15):
+        opt.zero_grad()
+        loss = ((first_tensor(model(*inputs)) - target) ** 2).mean()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    return losses
+
+
+def _falls(losses: list[float]) -> bool:
+    return all(map(_finite, losses)) and min(losses[-3:]) < losses[0]
+
+
+def _trains(model, inputs) -> dict:
+    """Adam at lr 0.01 lowers the loss (tests/real_zoo's check); where it does not, whether the flat model
+    fails it too and whether the rewrite descends to first order (tests/fuzz_checks.py)."""
+    from fuzz_checks import assert_first_order_descent
+
+    flat = copy.deepcopy(model).train()
     model.train()
     torch.manual_seed(0)
     dmt = dmt_compile.transform(model, "2x2", inputs, tower_module="linear", compression=4)
     dmt.train()
     target = torch.rand(first_tensor(dmt(*inputs)).shape, generator=torch.Generator().manual_seed(7))
-    opt = torch.optim.Adam(dmt.parameters(), lr=0.01)
-    losses = []
-    for _ in range(15):
-        opt.zero_grad()
-        loss = ((first_tensor(dmt(*inputs)) - target) ** 2).mean()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss))
-    return losses
+    descent = copy.deepcopy(dmt)
+    losses = _adam_losses(dmt, inputs, target)
+    if _falls(losses):
+        return {}
+    flat_losses = _adam_losses(flat, inputs, target)
+    try:
+        assert_first_order_descent(descent, inputs, {})
+        descends = "yes"
+    except AssertionError as e:
+        descends = f"no: {e}"
+    return {"losses": [round(x, 4) for x in losses], "flat_losses": [round(x, 4) for x in flat_losses],
+            "flat_falls": _falls(flat_losses), "first_order_descent": descends}
 
 
 def _check(factory) -> dict:
@@ -185,10 +217,11 @@ def _check(factory) -> dict:
         if not torch.isfinite(reference).all():
             return {"outcome": "exact", "stage": "done (no train: the model returns NaN/inf)", **info}
         stage = "train"
-        losses = _trains(model, inputs)
-        if not (all(map(_finite, losses)) and min(losses[-3:]) < losses[0]):
-            return {"outcome": "wrong", "stage": "train", "losses": [round(x, 4) for x in losses], **info}
-        return {"outcome": "exact", "stage": "done", **info}
+        trains = _trains(model, inputs)
+        if trains and (trains["flat_falls"] or trains["first_order_descent"] != "yes"):
+            return {"outcome": "wrong", "stage": "train", **trains, **info}
+        return {"outcome": "exact", "stage": "done" if not trains else "done (Adam fails for flat too)",
+                **trains, **info}
     except Exception as e:  # noqa: BLE001 - classified below
         return _classify(e, stage)
 
