@@ -19,12 +19,12 @@ import contextlib
 import hashlib
 import os
 import threading
-from concurrent.futures import Future
 from typing import Any, Callable, Iterator
 
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.filesystem import FileSystem
 from torch.distributed.checkpoint.metadata import Metadata
+from torch.futures import Future
 
 from dmt_compile.training.checkpoint_safety import SafeReader
 
