@@ -69,6 +69,8 @@ def _profiled(rank: int, out_dir: str, label: str, fn, repeats: int) -> None:
     text = io.StringIO()
     stats = pstats.Stats(prof, stream=text)
     stats.sort_stats("cumulative").print_stats(45)
+    text.write("\n--- this project's own functions (and the baseline's) ---\n")
+    stats.print_stats(r"dmt_compile|baseline_checkpoint", 40)
     with open(os.path.join(out_dir, f"rank{rank}_{label}.txt"), "w") as fh:
         fh.write(f"{repeats} calls\n" + text.getvalue())
 
