@@ -38,7 +38,8 @@ from dmt_compile.training import checkpoint_files as files
 from dmt_compile.training.checkpoint_layout import Entry
 from dmt_compile.training.checkpoint_read import (MODEL, OPTIM, flat_state_from_checkpoint, locate, open_manifest,
                                                   read_checkpoint, read_meta, read_metadata, verify)
-from dmt_compile.training.checkpoint_safety import SafeLoadPlanner, SafeReader, dcp_calls, quiet, safe_torch_load
+from dmt_compile.training.checkpoint_safety import METADATA, SafeLoadPlanner, dcp_calls, quiet, safe_torch_load
+from dmt_compile.training.checkpoint_storage import HashingWriter, VerifyingReader
 from dmt_compile.runtime.row_wise import row_starts
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "read_meta", "flat_state_from_checkpoint",
@@ -184,8 +185,9 @@ def _build_state(model: Any, optimizer: Any) -> dict[str, Any]:
     return state
 
 
-def _prepare(path: str, overwrite: bool, needed: int) -> str:
-    """Rank 0: lock `path`, clear the way (`claim_target`), check the space, create the partial sibling."""
+def _prepare(path: str, partial: str, overwrite: bool, needed: int) -> None:
+    """Rank 0, in DCP's planning step (before any rank writes): lock `path`, clear the way
+    (`claim_target`), check the space, create `partial` with our marker."""
     parent = os.path.dirname(path)
     try:
         os.makedirs(parent, exist_ok=True)
@@ -197,7 +199,6 @@ def _prepare(path: str, overwrite: bool, needed: int) -> str:
                 raise CheckpointError(f"cannot write checkpoint {path}: it needs about {needed:,} bytes and "
                                       f"{free:,} are free there", "free space on that file system or choose another "
                                                                   "directory")
-            partial = f"{path}.partial-{uuid.uuid4().hex[:8]}"
             os.makedirs(partial)
             files.write_manifest(partial, durable=False, complete=False)  # the marker
         except BaseException:
@@ -205,7 +206,19 @@ def _prepare(path: str, overwrite: bool, needed: int) -> str:
             raise
     except OSError as exc:
         raise files.os_error(exc, path, needed) from None
-    return partial
+
+
+def _commit(partial: str, path: str, digests: dict[str, dict], manifest: dict) -> None:
+    """Rank 0, in DCP's finish step: the manifest (every file with the size and SHA-256 hashed while
+    it was written; `.metadata` and anything else found there hashed now), then the rename."""
+    try:
+        on_disk = [n for n in os.listdir(partial) if not n.startswith(files.MANIFEST)]
+        known = {n: digests[n] for n in on_disk if n in digests}
+        known.update(files.file_digests(partial, [n for n in on_disk if n not in known]))
+        files.write_manifest(partial, durable=False, complete=True, files=known, **manifest)
+        files.commit(partial, path)
+    except OSError as exc:
+        raise files.os_error(exc, path) from None
 
 
 def save_checkpoint(model: Any, path: str, optimizer: torch.optim.Optimizer | None = None, extra: Any = None,
@@ -214,7 +227,9 @@ def save_checkpoint(model: Any, path: str, optimizer: torch.optim.Optimizer | No
 
     `path` may not exist, be empty or be one of our checkpoints (replaced atomically); anything else
     is refused unless `overwrite=True`, which moves it aside. `run` (the run id and step) goes into
-    the manifest. Every rank raises the same `CheckpointError` when any rank cannot go on.
+    the manifest. Every rank raises the same `CheckpointError` when any rank cannot go on: ours
+    through one `all_gather_object` before DCP, the target's and the writes' through DCP's own steps
+    (`checkpoint_storage.HashingWriter`).
     """
     path = os.path.abspath(path)
     try:
@@ -222,45 +237,23 @@ def save_checkpoint(model: Any, path: str, optimizer: torch.optim.Optimizer | No
         local: Any = _nbytes(model, state)
     except CheckpointError as exc:
         local = exc
-    every = _agree(model, (sorted({e.key for e in model.layout.entries}), local))
-    _raise_first([b for _, b in every])
-    _check_complete(model, [keys for keys, _ in every])
-    needed, partial = sum(b for _, b in every), None
-    if model.rank == 0:
-        try:
-            partial = _prepare(path, overwrite, needed)
-        except CheckpointError as exc:
-            partial = exc
-    partial = _agree(model, partial)[0]
-    _raise_first([partial])
+    token = uuid.uuid4().hex[:8] if model.rank == 0 else None
+    every = _agree(model, (sorted({e.key for e in model.layout.entries}), local, token))
+    _raise_first([b for _, b, _ in every])
+    _check_complete(model, [keys for keys, _, _ in every])
+    needed, partial = sum(b for _, b, _ in every), f"{path}.partial-{every[0][2]}"
+    writer = HashingWriter(partial, prepare=lambda: _prepare(path, partial, overwrite, needed),
+                           commit=lambda digests: _commit(partial, path, digests, {
+                               "meta": _meta(model, optimizer), "extra": extra, **(run or {})}))
     try:
         with dcp_calls(path, writing=True, needed=needed):
-            dcp.save(state, storage_writer=dcp.FileSystemWriter(partial), process_group=model.groups.world)
-        _commit(model, partial, path, extra, optimizer, run)
+            dcp.save(state, storage_writer=writer, process_group=model.groups.world)
     finally:
         if model.rank == 0:
             if os.path.isdir(partial):
                 files.remove_ours(partial)
             files.release_lock(path + ".lock")
     return path
-
-
-def _commit(model: Any, partial: str, path: str, extra: Any, optimizer: Any, run: dict | None) -> None:
-    """Rank 0: checksums of every file (hashed in threads), the manifest, the rename; every rank
-    learns the outcome (one collective)."""
-    outcome = None
-    if model.rank == 0:
-        try:
-            names = [n for n in os.listdir(partial) if not n.startswith(files.MANIFEST)]
-            digests = files.file_digests_parallel(partial, names)
-            files.write_manifest(partial, durable=False, complete=True, files=digests,
-                                 meta=_meta(model, optimizer), extra=extra, **(run or {}))
-            files.commit(partial, path)
-        except OSError as exc:
-            outcome = files.os_error(exc, path)
-        except CheckpointError as exc:
-            outcome = exc
-    _raise_first(_agree(model, outcome))
 
 
 def _check_compatible(layout: Any, meta: dict, strict: bool, path: str) -> None:
@@ -340,34 +333,16 @@ def _load_optimizer(optimizer: Any, state: dict[str, Any], where: dict[int, dict
     optimizer.load_state_dict({"state": out_state, "param_groups": out_groups})
 
 
-def _verified(model: Any, path: str) -> tuple[dict, Any]:
-    """(manifest, DCP metadata) after every file was checked, the work spread over the ranks (collective)."""
-    manifest = md = None
-    try:
-        manifest = open_manifest(path)
-        names = sorted(n for n in manifest["files"] if n != ".metadata")
-        verify(path, manifest, names[model.rank::model.topology.world_size])
-        md = read_metadata(path, manifest)  # checks .metadata first, on every rank
-        problem = None
-    except CheckpointError as exc:
-        problem = exc
-    _raise_first(_agree(model, problem))
-    return manifest, md
-
-
-def load_checkpoint(model: Any, path: str, optimizer: torch.optim.Optimizer | None = None, strict: bool = True) -> Any:
-    """Load `path` (a checkpoint, or a run's root: its `latest`) into `model` (and `optimizer`) in
-    place; returns the saved `extra` (collective). Damage raises `CheckpointDamaged` on every rank
-    before anything is loaded."""
+def _opened(model: Any, path: str, optimizer: Any, strict: bool) -> tuple[str, dict, Any, dict, dict]:
+    """This rank's view of the checkpoint at `path` before DCP: (its directory, manifest, DCP metadata
+    (`.metadata` checked first), the entries to fill, where the optimizer's go); typed errors."""
     path, _ = locate(path)
-    manifest, md = _verified(model, path)
+    manifest = open_manifest(path)
+    md = read_metadata(path, manifest)
     meta = manifest["meta"]
-    try:
-        _check_compatible(model.layout, meta, strict, path)
-        if optimizer is not None:
-            _check_optimizer(meta, optimizer, path)
-    except CheckpointError as exc:
-        _raise_first([exc])
+    _check_compatible(model.layout, meta, strict, path)
+    if optimizer is not None:
+        _check_optimizer(meta, optimizer, path)
     state: dict[str, Any] = {MODEL + e.key: _placed(model, e, e.tensor.detach()) for e in model.layout.entries
                              if MODEL + e.key in md.state_dict_metadata}
     where: dict[int, dict[str, str]] = {}
@@ -378,10 +353,36 @@ def load_checkpoint(model: Any, path: str, optimizer: torch.optim.Optimizer | No
     rng = f"rng/{model.rank}"
     if meta["world_size"] == model.topology.world_size and rng in md.state_dict_metadata:
         state[rng] = torch.get_rng_state()
+    return path, manifest, md, state, where
+
+
+def load_checkpoint(model: Any, path: str, optimizer: torch.optim.Optimizer | None = None, strict: bool = True) -> Any:
+    """Load `path` (a checkpoint, or a run's root: its `latest`) into `model` (and `optimizer`) in
+    place; returns the saved `extra` (collective).
+
+    Every file is checked (size, SHA-256) before any rank reads data: `.metadata` by every rank
+    before it is parsed, the others spread over the ranks (`files[rank::world]`) in DCP's planning
+    step (`checkpoint_storage.VerifyingReader`). Damage, or any rank's failure to open the
+    checkpoint, raises the same typed error on every rank before anything is loaded."""
+    manifest: Any = None
+    md = problem = None
+    state: dict[str, Any] = {}
+    where: dict[int, dict[str, str]] = {}
+    try:
+        path, manifest, md, state, where = _opened(model, path, optimizer, strict)
+    except CheckpointError as exc:
+        problem, state = exc, {}
+
+    def verify_share() -> None:
+        names = sorted(n for n in manifest["files"] if n != METADATA)
+        verify(path, manifest, names[model.rank::model.topology.world_size])
+
+    reader = VerifyingReader(path, md, verify_share, problem)
     with dcp_calls(path):
-        dcp.load(state, storage_reader=SafeReader(path), planner=SafeLoadPlanner(), process_group=model.groups.world)
+        dcp.load(state, storage_reader=reader, planner=SafeLoadPlanner(), process_group=model.groups.world)
     if optimizer is not None:
         _load_optimizer(optimizer, state, where)
+    rng = f"rng/{model.rank}"
     if rng in state:
         torch.set_rng_state(state[rng])
     return manifest.get("extra")

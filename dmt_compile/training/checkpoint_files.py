@@ -28,7 +28,7 @@ from dmt_compile.errors import CheckpointDamaged, CheckpointError
 
 __all__ = ["MANIFEST", "FORMAT", "read_manifest", "is_ours", "file_digests", "write_manifest", "verify_files",
            "claim_target", "commit", "remove_ours", "acquire_lock", "lock_holder", "release_lock", "os_error",
-           "leftovers", "write_failure", "file_digests_parallel"]
+           "leftovers", "write_failure"]
 
 FORMAT = "dmt_compile-checkpoint/2"
 MANIFEST = "dmt_checkpoint.json"
@@ -102,17 +102,6 @@ def file_digests(directory: str, names: Iterable[str]) -> dict[str, dict]:
                 size += len(chunk)
         out[name] = {"bytes": size, "sha256": h.hexdigest()}
     return out
-
-
-def file_digests_parallel(directory: str, names: list[str]) -> dict[str, dict]:
-    """`file_digests` in threads (hashlib releases the GIL on large buffers)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    if len(names) <= 1:
-        return file_digests(directory, names)
-    with ThreadPoolExecutor(max_workers=min(8, len(names))) as pool:
-        parts = pool.map(lambda n: file_digests(directory, [n]), names)
-    return {k: v for part in parts for k, v in part.items()}
 
 
 def write_manifest(directory: str, durable: bool = True, **fields: Any) -> None:

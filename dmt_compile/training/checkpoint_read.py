@@ -19,6 +19,7 @@ from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 from dmt_compile.errors import CheckpointDamaged, CheckpointError
 from dmt_compile.training.checkpoint_files import FORMAT, MANIFEST, leftovers, read_manifest, verify_files
 from dmt_compile.training.checkpoint_safety import METADATA, SafeLoadPlanner, SafeReader, dcp_calls
+from dmt_compile.training.checkpoint_storage import VerifyingReader
 
 __all__ = ["locate", "open_manifest", "verify", "read_metadata", "read_meta", "read_checkpoint",
            "flat_state_from_checkpoint", "dmt_state_from_checkpoint", "added_modules", "MODEL", "OPTIM"]
@@ -115,7 +116,7 @@ def read_checkpoint(path: str) -> tuple[dict, dict[str, Any]]:
         state[k] = torch.empty(tuple(m.size), dtype=m.properties.dtype) if isinstance(m, TensorStorageMetadata) \
             else None
     with dcp_calls(path):
-        dcp.load(state, storage_reader=SafeReader(path), planner=SafeLoadPlanner(), no_dist=True)
+        dcp.load(state, storage_reader=VerifyingReader(path, md), planner=SafeLoadPlanner(), no_dist=True)
     state["extra"] = manifest.get("extra")
     return manifest["meta"], state
 

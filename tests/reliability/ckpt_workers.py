@@ -51,6 +51,11 @@ def load_from(rank: int, topology: str, path: str, optimizer: str | None = "adam
     return {"extra": extra, "state": {k: t.detach().clone() for k, (t, _, _) in dist_model.local_state().items()}}
 
 
+def load_rank_path(rank: int, topology: str, paths: list[str]) -> dict:
+    """Rank r loads paths[r] (load_from): ranks that disagree about the checkpoint."""
+    return load_from(rank, topology, paths[rank])
+
+
 def save_sgd_and_adam(rank: int, topology: str, directory: str) -> None:
     """Two checkpoints of one trained model: `sgd` (momentum 0: its state holds None records) and `adam`."""
     dist_model, inputs = _model(topology)

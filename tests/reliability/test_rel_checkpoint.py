@@ -24,7 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 ENV = {"PYTHONPATH": os.pathsep.join([HERE, ROOT])}
 sys.path.insert(0, HERE)
-from ckpt_workers import load_each, save_each, save_sgd_and_adam  # noqa: E402
+from ckpt_workers import load_each, load_rank_path, save_each, save_sgd_and_adam  # noqa: E402
 
 pytestmark = pytest.mark.distributed
 
@@ -275,3 +275,13 @@ def test_loading_damaged_or_mismatched_checkpoints_in_ranks_is_typed(written, tm
         assert rank_out[3]["extra"] == {"step": 1, "note": "sgd"}
         assert "is missing" in rank_out[4]["message"]
 
+
+
+def test_a_rank_that_cannot_open_the_checkpoint_stops_every_rank(written, tmp_path):
+    """Rank 0 is given an intact checkpoint, rank 1 a path that does not exist: rank 1's error is
+    raised on both (through DCP's planning step, before any data is read), neither waits for the other."""
+    paths = [os.path.join(written, "adam"), str(tmp_path / "nope")]
+    outcomes = launch_local(load_rank_path, "1x2", args=("1x2", paths), timeout_s=400, env=ENV)
+    for out in outcomes:
+        assert out.get("error") == "CheckpointDamaged", out
+        assert f"checkpoint {tmp_path / 'nope'} does not exist" in out["message"].splitlines()[0]
