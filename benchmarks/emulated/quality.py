@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import torch
 
-from dmt_compile.runtime.wire_codec import WireCodec
+from dmt_compile.runtime.wire_codec import emulate_wire
 
 __all__ = ["QualityConfig", "add_quality", "quality_rows", "SEEDS"]
 
@@ -43,37 +43,8 @@ class QualityConfig:
     adult_limit: int | None = None  # rows of Adult to use (None: all)
 
 
-class _RoundTrip(torch.autograd.Function):
-    """Values and their gradients rounded through a wire codec (one block: the whole tensor)."""
-
-    @staticmethod
-    def forward(ctx, x, codec):  # type: ignore[override]
-        ctx.codec = codec
-        flat = x.reshape(-1)
-        return codec.decode(codec.encode(flat, [flat.numel()]), [flat.numel()], x.dtype).view_as(x)
-
-    @staticmethod
-    def backward(ctx, g):  # type: ignore[override]
-        flat = g.reshape(-1)
-        codec = ctx.codec
-        return codec.decode(codec.encode(flat, [flat.numel()]), [flat.numel()], g.dtype).view_as(g), None
-
-
-def _code_exchanges(model: torch.nn.Module, wire: str | None) -> None:
-    """Round what the runtime would exchange: every embedding lookup and every Tower Module output."""
-    if wire in (None, "fp32", "native"):
-        return
-    codec = WireCodec(wire)
-
-    def hook(_m, _inp, out):
-        if isinstance(out, torch.Tensor):
-            return _RoundTrip.apply(out, codec)
-        return tuple(_RoundTrip.apply(o, codec) if isinstance(o, torch.Tensor) else o for o in out) \
-            if isinstance(out, tuple) else out
-
-    for name, m in model.named_modules():
-        if isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag)) or name.endswith("_tm"):
-            m.register_forward_hook(hook)
+#: the runtime's wire emulation (one process): lookups and Tower-Module outputs rounded fwd and bwd
+_code_exchanges = emulate_wire
 
 
 def _exact(run: tuple) -> bool:

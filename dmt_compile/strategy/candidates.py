@@ -43,7 +43,7 @@ class Pins:
 
     def check(self) -> "Pins":
         if self.wire_dtype is not None and self.wire_dtype not in WIRE_DTYPES:
-            known = f"{self.wire_dtype} is not searched yet (the quality check cannot judge a lossy wire)" if self.wire_dtype in WIRE_BYTES \
+            known = f"wire dtype {self.wire_dtype!r} is not searched by strategy='auto'" if self.wire_dtype in WIRE_BYTES \
                 else f"unknown wire dtype {self.wire_dtype!r}"
             raise TowerModuleError(known, "use one of: " + ", ".join(WIRE_DTYPES))
         if self.tower_module == "identity" and self.compression not in (None, 1, 1.0):
@@ -106,7 +106,7 @@ def _compressing(facts: ModelFacts, pins: Pins, wire: str, refused: list[Refusal
 
 
 def _space_refusals(facts: ModelFacts) -> list[Refusal]:
-    refused = [Refusal(f"wire {w}", "the runtime does not carry it yet (activations cross hosts in fp32)")
+    refused = [Refusal(f"wire {w}", "not searched (pin it with transform(wire_dtype=...) and strategy='manual')")
                for w in WIRE_BYTES if w not in WIRE_DTYPES]
     if facts.sptt_refusal:
         return refused + [Refusal("sptt/*", facts.sptt_refusal)]
