@@ -32,6 +32,8 @@ def load_runs(paths: list[str]) -> list[dict[str, Any]]:
                                           "config": report.get("config", {})}]
         for p in points:
             for row in p["results"]:
+                if row.get("strategy") == "auto":  # a candidate timed again (or the same samples): not a new run
+                    continue
                 runs.append({"row": row, "config": p.get("config") or report.get("config", {}), "point": p.get("point")})
     return runs
 

@@ -133,11 +133,15 @@ def add_quality(report: dict[str, Any], cfg: Any, log: Callable[[str], None],
     from benchmarks.emulated.headline import add_claims
 
     groups = [p["results"] for p in report["sweep"]] if "sweep" in report else [report["results"]]
-    runs = sorted({(r["strategy"], r["compression"], r["wire_dtype"]) for rows in groups for r in rows},
-                  key=lambda t: (t[0], t[1] or 0, t[2]))
+    runs = sorted({(r["strategy"], r["compression"], r["wire_dtype"]) for rows in groups for r in rows
+                   if r["strategy"] != "auto"}, key=lambda t: (t[0], t[1] or 0, t[2]))
     got = quality_rows(runs, cfg, q, log)
     for rows in groups:
         for r in rows:
+            if r["strategy"] == "auto":  # the quality of the run it reuses; exact when it is exact
+                same = r["auto"].get("reused_samples_of") or ("flat" if r["auto"].get("exact") else None)
+                r.update(got.get(same, {"quality_note": "the auto candidate is not a timed run: not trained"}))
+                continue
             r.update(got[r["run"]])
         claims = add_claims(rows)
         add_honest_bounds(rows, {r["run"]: r["non_wire_s"] for r in rows if r.get("non_wire_s") is not None})
