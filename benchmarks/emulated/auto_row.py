@@ -81,6 +81,7 @@ def choose_for_bench(cfg: Any, rate_bits: float, ranks_per_core: float, runs: li
             "uncertain": choice.uncertain, "predictor": choice.predictor, "quality": choice.quality,
             "exact": c.exact, "candidates": len(choice.rows), "choose_s": took, "notes": list(choice.notes),
             "reused_samples_of": run_key(*reuse) if reuse else None,
+            "tower_widths_out": [t.width_out for t in c.towers],
             "predicted": {r.candidate.key: r.prediction.seconds for r in choice.rows}}
     return {"info": info, "run": reuse, "kwargs": kwargs, "wire": c.wire_dtype}
 
