@@ -11,7 +11,8 @@ widths, and its wire's bytes per element. The wire term is `cost_fit.wire_time` 
 with `D_tm` = D_in for a compressing Tower Module (twice that with the decoder feed: a decoder is
 the Tower Module's matrix run backwards) and `D_int` the width the interaction sees (the towers'
 output; D_in with decoders, which restore the original widths). `c_tm` was fitted on the Tower
-Modules the bench ran; other Tower Modules are priced alike (an approximation).
+Modules the bench ran; other Tower Modules are priced alike (an approximation): two Tower Modules
+with the same tower widths tie, and a choice between them is marked uncertain (margin 0).
 
 **Error band.** `rel_error` is the parameter file's largest held-out relative step error (runs that
 took no part in the fit, docs/COST_MODEL.md §9); a file without held-out runs gets

@@ -80,8 +80,9 @@ def test_prices_match_the_fitted_step_model(dlrm):
 
 
 def test_the_held_out_error_decides_whether_the_choice_is_uncertain(dlrm):
-    sure = _choose(dlrm, FittedPredictor(_fitted(1e-6)))
-    unsure = _choose(dlrm, FittedPredictor(_fitted(10.0)))
+    fast = Topology(2, 2, inter_bw=1e11 / 8 / 2)  # compute-bound: exact candidates, priced apart, lead
+    sure = _choose(dlrm, FittedPredictor(_fitted(1e-6)), fast)
+    unsure = _choose(dlrm, FittedPredictor(_fitted(10.0)), fast)
     assert sure.chosen == unsure.chosen and sure.margin == unsure.margin and sure.margin > 1e-6
     assert not sure.uncertain and unsure.uncertain
     assert "uncertain: the predictor's error (±1000 %) exceeds the margin" in str(unsure)
