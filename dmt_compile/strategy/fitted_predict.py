@@ -3,14 +3,10 @@ and `default_predictor`, which picks the predictor `strategy="auto"` uses when n
 
 A candidate maps onto the fitted model's description: flat (one tower holding every feature),
 SPTT (identity) or SPTT + a compressing Tower Module, its towers' looked-up widths, ids and output
-widths, and its wire's bytes per element. The wire term is `cost_fit.wire_time` (host NIC rate:
-`rate_bits`, else the topology's `inter_bw` x ranks per host). The compute term is the fitted one,
-
-    k (c_fixed + b (c_sample + c_element D_in + c_tm D_tm + c_interaction D_int)),
-
-with `D_tm` = D_in for a compressing Tower Module (twice that with the decoder feed: a decoder is
-the Tower Module's matrix run backwards) and `D_int` the width the interaction sees (the towers'
-output; D_in with decoders, which restore the original widths). `c_tm` was fitted on the Tower
+widths, whether they are decoded (the decoder feed), and its wire's bytes per element. The wire
+term is `cost_fit.wire_time` (host NIC rate: `rate_bits`, else the topology's `inter_bw` x ranks
+per host), the compute term `cost_fit.compute_time` (k ranks per core: `ranks_per_core`, else the
+fitting runs'). `c_tm` was fitted on the Tower
 Modules the bench ran; other Tower Modules are priced alike (an approximation): two Tower Modules
 with the same tower widths tie, and a choice between them is marked uncertain (margin 0).
 
@@ -33,7 +29,7 @@ from dmt_compile.errors import CostModelError
 from dmt_compile.strategy.candidate import Candidate
 from dmt_compile.strategy.predict import CostModelPredictor, Prediction, StepPredictor
 from dmt_compile.topo.cost_fit import Candidate as FitCandidate
-from dmt_compile.topo.cost_fit import wire_time
+from dmt_compile.topo.cost_fit import compute_time, wire_time
 from dmt_compile.topo.fitted_params import FittedParams
 from dmt_compile.topo.topology import Topology
 
@@ -71,14 +67,8 @@ class FittedPredictor:
         kind = "flat" if c.strategy == "flat" else ("sptt" if c.tower_module == "identity" else "sptt_tm")
         outs = tuple(float(t.width_out) for t in c.towers)
         return FitCandidate(kind, tuple(float(t.width_in) for t in c.towers), tuple(float(t.ids) for t in c.towers),
-                            outs if kind == "sptt_tm" else None, float(c.wire_bytes))
-
-    def _compute(self, c: Candidate, f: FitCandidate, b: int) -> float:
-        p, k = self.fitted.params, self.ranks_per_core or self.fitted.ranks_per_core
-        d_in = sum(f.tower_in_widths)
-        d_tm = 0.0 if f.strategy != "sptt_tm" else d_in * (2 if c.feed == "decoder" else 1)
-        d_int = d_in if c.feed == "decoder" else sum(f.out_widths)
-        return k * (p.c_fixed + b * (p.c_sample + p.c_element * d_in + p.c_tm * d_tm + p.c_interaction * d_int))
+                            outs if kind == "sptt_tm" else None, float(c.wire_bytes),
+                            decoder=kind == "sptt_tm" and c.feed == "decoder")
 
     def predict(self, candidate: Candidate, topology: Topology, batch_per_rank: int) -> Prediction:
         f = self._fit_candidate(candidate)
@@ -87,7 +77,7 @@ class FittedPredictor:
                                  "give the topology an inter_bw, e.g. {'num_hosts': 2, 'local_size': 2, "
                                  "'inter_bw': 1.25e8}")
         wire = wire_time(f, topology, batch_per_rank, self.fitted.params, self.rate_bits)
-        compute = self._compute(candidate, f, batch_per_rank)
+        compute = compute_time(f, batch_per_rank, self.fitted.params, self.ranks_per_core or self.fitted.ranks_per_core)
         n = topology.num_hosts
         per_sample = sum(8 * i + 2 * f.wire_bytes * o for i, o in zip(f.ids_per_sample, f.out_widths))
         cross = (n - 1) / n * batch_per_rank * per_sample
