@@ -241,6 +241,7 @@ def held_out_errors(params: StepParams, runs: Sequence[dict[str, Any]]) -> list[
     for run in runs:
         pred = _predict_run(params, run)
         meas = run["row"]["step_time_median_s"]
-        out.append({"run": run["row"].get("run"), "point": run.get("point"), "predicted_s": pred, "measured_s": meas,
+        out.append({"run": run["row"].get("run"), "strategy": run["row"].get("strategy"), "point": run.get("point"),
+                    "predicted_s": pred, "measured_s": meas,
                     "error": pred / meas - 1, "cpu_bound": bool(run["row"].get("box_bound"))})
     return out
