@@ -49,7 +49,8 @@ def test_dlrm_admits_flat_identity_hierarchical_and_decoders(dlrm_facts):
     # distinct effective compressions only: two requested c with the same tower widths are one candidate
     for tm in ("linear", "dot", "cross", "wukong"):
         for feed in ("hierarchical", "decoder"):
-            shapes = [tuple(t.width_out for t in c.towers) for c in cands if c.feed == feed and c.tower_module == tm]
+            shapes = [tuple(t.width_out for t in c.towers) for c in cands
+                      if c.feed == feed and c.tower_module == tm and c.wire_dtype == "fp32"]
             assert len(shapes) > 1 and len(shapes) == len(set(shapes))
 
 
