@@ -100,7 +100,7 @@ def test_pins_constrain_the_search(dlrm_facts):
     assert {c.compression for c in c4} == {4.0} and len({c.tower_module for c in c4}) == 4
     dec = enumerate_candidates(facts, Pins(tower_module="cross", feed="decoder"))[0]
     assert {(c.tower_module, c.feed) for c in dec} == {("cross", "decoder")}
-    assert len(dec) == len(COMPRESSIONS)  # 208-wide towers meet every c as decoders
+    assert len(dec) == len(COMPRESSIONS) * len(WIRE_DTYPES)  # 208-wide towers meet every c as decoders, per wire
     ident = enumerate_candidates(facts, Pins(tower_module="identity"))[0]
     assert [c.key for c in ident] == ["sptt/identity/fp32", "sptt/identity/bf16", "sptt/identity/fp16"]
     with pytest.raises(TowerModuleError, match="no candidate"):
