@@ -52,7 +52,10 @@ def fit_params(fit_paths: list[str], held_paths: list[str]):
     params = fit(runs)
     errs = held_out_errors(params, load_runs(held_paths)) if held_paths else []
     k = statistics.median(_setting(r)[2] for r in runs if r["row"].get("non_wire_s") is not None)
-    return FittedParams(params, held_out_summary(errs), tuple(fit_paths), tuple(held_paths), HARDWARE, k), errs
+    tms = {r["config"].get("tower_module") for r in runs if r["row"].get("strategy") == "sptt_tm"}
+    tm = tms.pop() if len(tms) == 1 else None
+    return FittedParams(params, held_out_summary(errs), tuple(fit_paths), tuple(held_paths), HARDWARE, k,
+                        tower_module=tm), errs
 
 
 def run_fit(fit_paths: list[str], held_paths: list[str], out: TextIO, save: str | None = None) -> int:

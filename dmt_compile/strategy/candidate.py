@@ -38,6 +38,7 @@ class TowerLoad:
     width_out: float  # elements per sample leaving the tower
     tm_flops: float = 0.0  # Tower-Module forward FLOPs per sample
     tm_params: float = 0.0  # Tower-Module parameters (synchronised inside the host)
+    tm_shape: tuple = ()  # (input widths, core width, embedding dim) of a compressing Tower Module
 
 
 @dataclass(frozen=True)

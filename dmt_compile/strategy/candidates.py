@@ -66,7 +66,8 @@ def _loads(facts: ModelFacts, tm: str, feeds: list, feed: str) -> tuple[tuple[To
     towers, dec_flops, dec_params = [], 0.0, 0.0
     for d, tf in zip(facts.plan.details, feeds):
         flops, params = tm_flops_params(tm, tf.in_widths, tf.core_width, tf.embedding_dim)
-        towers.append(TowerLoad(d.host, d.width_in, len(d.lookups), tf.width_out, flops, params))
+        towers.append(TowerLoad(d.host, d.width_in, len(d.lookups), tf.width_out, flops, params,
+                                (tuple(tf.in_widths), tf.core_width, tf.embedding_dim)))
         if feed == "decoder":
             f, p = decoder_flops_params(tf.core_width, tf.in_widths)
             dec_flops, dec_params = dec_flops + f, dec_params + p

@@ -30,4 +30,5 @@ DEFAULT_PARAMS = {'fitted_on': ['benchmarks/results/evidence/sweep_share_odd.jso
             'kappa': 0.1,
             'n_half': 0.0},
  'ranks_per_core': 2.0,
- 'schema': 'dmt_compile.cost_fit.params/1'}
+ 'schema': 'dmt_compile.cost_fit.params/1',
+ 'tower_module': 'dot'}

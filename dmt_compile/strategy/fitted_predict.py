@@ -6,9 +6,9 @@ SPTT (identity) or SPTT + a compressing Tower Module, its towers' looked-up widt
 widths, whether they are decoded (the decoder feed), and its wire's bytes per element. The wire
 term is `cost_fit.wire_time` (host NIC rate: `rate_bits`, else the topology's `inter_bw` x ranks
 per host), the compute term `cost_fit.compute_time` (k ranks per core: `ranks_per_core`, else the
-fitting runs'). `c_tm` was fitted on the Tower
-Modules the bench ran; other Tower Modules are priced alike (an approximation): two Tower Modules
-with the same tower widths tie, and a choice between them is marked uncertain (margin 0).
+fitting runs'). `c_tm` is the cost per element of the Tower Module the fitting runs used (the
+parameter set names it); another Tower Module's term is scaled by its FLOPs over that one's on the
+same towers (`tm_cost`), so Tower Modules of equal widths are priced apart by their arithmetic.
 
 **Error band.** `rel_error` is the parameter file's largest held-out relative step error (runs that
 took no part in the fit, docs/COST_MODEL.md §9); a file without held-out runs gets
@@ -28,6 +28,7 @@ from typing import Any
 from dmt_compile.errors import CostModelError
 from dmt_compile.strategy.candidate import Candidate
 from dmt_compile.strategy.predict import CostModelPredictor, Prediction, StepPredictor
+from dmt_compile.strategy.tm_cost import tm_flops_params
 from dmt_compile.topo.cost_fit import Candidate as FitCandidate
 from dmt_compile.topo.cost_fit import compute_time, wire_time
 from dmt_compile.topo.fitted_params import FittedParams
@@ -68,7 +69,15 @@ class FittedPredictor:
         outs = tuple(float(t.width_out) for t in c.towers)
         return FitCandidate(kind, tuple(float(t.width_in) for t in c.towers), tuple(float(t.ids) for t in c.towers),
                             outs if kind == "sptt_tm" else None, float(c.wire_bytes),
-                            decoder=kind == "sptt_tm" and c.feed == "decoder")
+                            decoder=kind == "sptt_tm" and c.feed == "decoder", tm_scale=self._tm_scale(c))
+
+    def _tm_scale(self, c: Candidate) -> float:
+        """The candidate's Tower-Module FLOPs over those of the fit's Tower Module on the same towers."""
+        ref = self.fitted.tower_module
+        if c.tower_module in ("identity", ref) or ref is None or not all(t.tm_shape for t in c.towers):
+            return 1.0
+        base = sum(tm_flops_params(ref, *t.tm_shape)[0] for t in c.towers)
+        return sum(t.tm_flops for t in c.towers) / base if base > 0 else 1.0
 
     def predict(self, candidate: Candidate, topology: Topology, batch_per_rank: int) -> Prediction:
         f = self._fit_candidate(candidate)

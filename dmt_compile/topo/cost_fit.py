@@ -53,6 +53,8 @@ class Candidate:
     ``strategy``: ``flat`` (and TorchRec's TW/RW/TWRW, priced alike: one global exchange), ``sptt``
     or ``sptt_tm``. Flat has one "tower" holding every feature. ``tower_out_widths`` None = identity.
     ``decoder``: the towers' outputs are decoded back to their input widths (the decoder feed).
+    ``tm_scale``: the Tower Module's cost relative to the one the parameters were fitted on (FLOPs
+    on the same tower shapes; 1 for that one).
     """
 
     strategy: str
@@ -61,6 +63,7 @@ class Candidate:
     tower_out_widths: tuple[float, ...] | None = None
     wire_bytes: float = 4.0
     decoder: bool = False
+    tm_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.strategy not in ("flat", "sptt", "sptt_tm") and not self.strategy.startswith("torchrec_"):
@@ -118,7 +121,7 @@ def _nic_rate(topology: Any, rate_bits: float | None) -> float:
 
 def compute_time(c: Candidate, batch: float, p: StepParams, ranks_per_core: float = 1.0) -> float:
     d_in = sum(c.tower_in_widths)
-    d_tm = d_in * (2 if c.decoder else 1) if c.strategy == "sptt_tm" else 0.0
+    d_tm = d_in * (c.tm_scale + (1 if c.decoder else 0)) if c.strategy == "sptt_tm" else 0.0
     d_int = d_in if c.decoder else sum(c.out_widths)
     return ranks_per_core * (p.c_fixed + batch * (p.c_sample + p.c_element * d_in + p.c_tm * d_tm
                                                   + p.c_interaction * d_int))

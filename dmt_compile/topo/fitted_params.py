@@ -55,6 +55,7 @@ class FittedParams:
     hardware: str = "unknown"
     ranks_per_core: float = 1.0  # of the fitting runs (ranks sharing one core or device)
     notes: tuple[str, ...] = field(default=())
+    tower_module: str | None = None  # the compressing Tower Module of the fitting runs (c_tm is its cost)
 
     @property
     def held_out_error(self) -> float | None:
@@ -64,7 +65,7 @@ class FittedParams:
     def to_dict(self) -> dict[str, Any]:
         return {"schema": SCHEMA, "params": self.params.as_dict(), "held_out": self.held_out,
                 "fitted_on": list(self.fitted_on), "held_out_on": list(self.held_out_on), "hardware": self.hardware,
-                "ranks_per_core": self.ranks_per_core, "notes": list(self.notes)}
+                "ranks_per_core": self.ranks_per_core, "notes": list(self.notes), "tower_module": self.tower_module}
 
     def save(self, path: str) -> None:
         try:
@@ -97,7 +98,8 @@ class FittedParams:
         k = doc.get("ranks_per_core", 1.0)
         return cls(StepParams(**values, fitted=fitted), held, tuple(doc.get("fitted_on", ())),
                    tuple(doc.get("held_out_on", ())), str(doc.get("hardware", "unknown")),
-                   float(k) if isinstance(k, (int, float)) and k > 0 else 1.0, tuple(doc.get("notes", ())))
+                   float(k) if isinstance(k, (int, float)) and k > 0 else 1.0, tuple(doc.get("notes", ())),
+                   doc.get("tower_module") if isinstance(doc.get("tower_module"), str) else None)
 
     @classmethod
     def load(cls, path: str) -> "FittedParams":
