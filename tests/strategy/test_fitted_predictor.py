@@ -143,3 +143,18 @@ def test_cost_fit_save_then_plan_cost_params(tmp_path):
     assert doc["predictor"].startswith("fitted step model") and doc["candidates"][0]["rel_error"] == fitted.held_out_error
     err = io.StringIO()
     assert main(["cost", "--topology", "h100:16", "--save", str(saved)], stdout=err) != 0
+
+
+def test_tower_modules_are_priced_by_their_flops_relative_to_the_fitted_one(dlrm):
+    from dataclasses import replace
+
+    from dmt_compile.strategy.tm_cost import tm_flops_params
+
+    choice = _choose(dlrm, FittedPredictor(replace(_fitted(0.1), tower_module="dot")))
+    dot, cross = (choice.row(f"sptt/{tm}/c=4/hierarchical/fp32") for tm in ("dot", "cross"))
+    towers = cross.candidate.towers
+    scale = sum(t.tm_flops for t in towers) / sum(tm_flops_params("dot", *t.tm_shape)[0] for t in towers)
+    d_in = sum(t.width_in for t in towers)
+    assert scale != 1.0 and cross.prediction.seconds != dot.prediction.seconds  # no tie at equal widths
+    assert cross.prediction.compute_s - dot.prediction.compute_s == pytest.approx(512 * TRUE.c_tm * d_in * (scale - 1))
+    assert cross.prediction.comm_s == dot.prediction.comm_s
