@@ -79,10 +79,11 @@ def transform(
             `"bf16"` or `"fp8_e4m3"` (see `runtime/wire_codec.py`).
         strategy: `"manual"` (the options as given) or `"auto"`: search flat, identity and every
             compressing Tower Module x compression x feed the model admits, predict each step on
-            `topology` at `batch_per_rank` (`predictor`, default the cost model), drop candidates that
+            `topology` at `batch_per_rank` (`predictor`: a StepPredictor or a fitted parameter file's path;
+            default `strategy.default_predictor`), drop candidates that
             break `quality_budget` (ΔAUC vs flat, measured by a paired training on `quality_data` =
             `[(inputs, labels), ...]` or by `quality_check`; unchecked, only quality-neutral candidates
-            stay) and transform the fastest; `tower_module` / `compression` / `feed` set pin it, and
+            stay) and transform the fastest; `tower_module` / `compression` / `feed` / `wire_dtype` set pin it, and
             `dmt.plan.auto` holds the candidate table (`dmt_compile.strategy`).
         **options: the passes' options (`dmt_compile.passes.options.OPTIONS`, one per option field of
             a pipeline pass); left out or None: unset, the pass's default (searched by `strategy="auto"`
@@ -96,7 +97,8 @@ def transform(
                               dict(example_kwargs=example_kwargs, calibration_batches=calibration_batches,
                                    capture_paths=capture_paths),
                               dict(batch_per_rank=batch_per_rank, quality_budget=quality_budget,
-                                   quality_data=quality_data, quality_check=quality_check, predictor=predictor))
+                                   quality_data=quality_data, quality_check=quality_check, predictor=predictor,
+                                   wire_dtype=wire_dtype))
     from dmt_compile.runtime.wire_codec import check_wire_dtype
 
     check_wire_dtype(wire_dtype)

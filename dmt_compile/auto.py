@@ -38,11 +38,16 @@ def _stderr(text: str) -> None:
 
 
 def _builder(transform: Callable, topology: Topology, example_inputs: Any, options: Mapping[str, Any]):
+    """Builds a candidate for the paired training: its transform, with the exchanges rounded as its
+    wire dtype rounds them (one process has no exchanges: `emulate_wire` stands in for them)."""
+    from dmt_compile.runtime.wire_codec import emulate_wire
+
     def build(candidate, model: torch.nn.Module) -> torch.nn.Module:
         kwargs = candidate.transform_kwargs(topology.num_hosts, topology.local_size)
         shape = kwargs.pop("topology_shape", None)
         topo = Topology(*shape) if shape else topology
-        return transform(model, topo, example_inputs, inplace=True, **{**options, **kwargs})
+        return emulate_wire(transform(model, topo, example_inputs, inplace=True, **{**options, **kwargs}),
+                            candidate.wire_dtype)
     return build
 
 
@@ -50,13 +55,16 @@ def choose_strategy(run_passes: Callable, transform: Callable, model: torch.nn.M
                     example_inputs: tuple, *, pins: Pins = Pins(),
                     batch_per_rank: int | None = None, quality_budget: float = 0.002,
                     quality_data: Sequence[Any] | None = None, quality_check: QualityCheck | None = None,
-                    predictor: StepPredictor | None = None, plan_options: Mapping[str, Any] | None = None,
+                    predictor: StepPredictor | str | None = None, wire_dtype: str | None = None,
+                    plan_options: Mapping[str, Any] | None = None,
                     log: Callable[[str], None] | None = _stderr, progress: Progress | None = None,
                     **capture: Any) -> StrategyChoice:
     """Search the candidates `model` admits on `topology` and choose one (see `dmt_compile.strategy`).
 
     `quality_data`: `[(inputs tuple, labels), ...]` for a paired training of the shortlist against
-    flat (or pass any `quality_check`); without either, quality is not checked. `plan_options`: the
+    flat (or pass any `quality_check`); without either, quality is not checked. `predictor`: a
+    StepPredictor or the path of a fitted parameter file (`dmt-compile cost --fit ... --save P.json`);
+    default `dmt_compile.strategy.default_predictor`. `wire_dtype` pins the wire. `plan_options`: the
     options `transform` takes that the search does not choose (`num_towers`, `towers`, `partitioner`,
     `seed`, `table_ranges`, ...); they shape the one tower plan.
     `capture`: `example_kwargs`, `calibration_batches`, `capture_paths` as `transform` takes them.
@@ -68,6 +76,8 @@ def choose_strategy(run_passes: Callable, transform: Callable, model: torch.nn.M
         raise InputError(f"batch_per_rank must be a positive integer, got {batch_per_rank!r}", "e.g. batch_per_rank=1024")
     plan = TransformOptions(**dict(plan_options or {}))
     topo = as_topology(topology)
+    if wire_dtype is not None:
+        pins = replace(pins, wire_dtype=wire_dtype)
     passes = [SplitCollections(), SplitTables(**plan.for_pass(SplitTables)), Detect(),
               PlanTowers(**plan.for_pass(PlanTowers))]
     for p in passes:

@@ -30,7 +30,7 @@ from typing import Any, Callable
 import torch
 
 from dmt_compile.errors import DmtError
-from dmt_compile.runtime.wire_codec import WireCodec
+from dmt_compile.runtime.wire_codec import emulate_wire
 
 __all__ = ["QualityConfig", "add_quality", "quality_rows", "function_key", "SEEDS"]
 
@@ -53,37 +53,8 @@ class QualityConfig:
     shared_latent: float = 0.9
 
 
-class _RoundTrip(torch.autograd.Function):
-    """Values and their gradients rounded through a wire codec (one block: the whole tensor)."""
-
-    @staticmethod
-    def forward(ctx, x, codec):  # type: ignore[override]
-        ctx.codec = codec
-        flat = x.reshape(-1)
-        return codec.decode(codec.encode(flat, [flat.numel()]), [flat.numel()], x.dtype).view_as(x)
-
-    @staticmethod
-    def backward(ctx, g):  # type: ignore[override]
-        flat = g.reshape(-1)
-        codec = ctx.codec
-        return codec.decode(codec.encode(flat, [flat.numel()]), [flat.numel()], g.dtype).view_as(g), None
-
-
-def _code_exchanges(model: torch.nn.Module, wire: str | None) -> None:
-    """Round what the runtime would exchange: every embedding lookup and every Tower Module output."""
-    if wire in (None, "fp32", "native"):
-        return
-    codec = WireCodec(wire)
-
-    def hook(_m, _inp, out):
-        if isinstance(out, torch.Tensor):
-            return _RoundTrip.apply(out, codec)
-        return tuple(_RoundTrip.apply(o, codec) if isinstance(o, torch.Tensor) else o for o in out) \
-            if isinstance(out, tuple) else out
-
-    for name, m in model.named_modules():
-        if isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag)) or name.endswith("_tm"):
-            m.register_forward_hook(hook)
+#: the runtime's wire emulation (one process): lookups and Tower-Module outputs rounded fwd and bwd
+_code_exchanges = emulate_wire
 
 
 def _exact(run: tuple) -> bool:
@@ -218,11 +189,15 @@ def add_quality(report: dict[str, Any], cfg: Any, log: Callable[[str], None],
     groups = [p["results"] for p in report["sweep"]] if "sweep" in report else [report["results"]]
 
     runs = sorted({(r["strategy"], r["compression"], r["wire_dtype"]) for rows in groups for r in rows
-                   if only is None or r["run"] in only or r["run"] == "flat"},
+                   if r["strategy"] != "auto" and (only is None or r["run"] in only or r["run"] == "flat")},
                   key=lambda t: (t[0], t[1] or 0, t[2]))
     got = quality_rows(runs, cfg, q, log, datasets, cache=cache, on_trained=on_trained)
     for rows in groups:
         for r in rows:
+            if r["strategy"] == "auto":  # the quality of the run it reuses; exact when it is exact
+                same = r["auto"].get("reused_samples_of") or ("flat" if r["auto"].get("exact") else None)
+                r.update(got.get(same, {"quality_note": "the auto candidate is not a timed run: not trained"}))
+                continue
             r.update(got.get(r["run"], {"quality": "not measured (not among the runs asked for)"}))
         claims = add_claims(rows)
         add_honest_bounds(rows, {r["run"]: r["non_wire_s"] for r in rows if r.get("non_wire_s") is not None},

@@ -5,7 +5,7 @@ import json
 import math
 from typing import Any
 
-__all__ = ["render_table", "render_json", "render_plot", "render_sweep_table", "render_sweep_plot"]
+__all__ = ["render_table", "render_json", "render_plot", "render_sweep_table", "render_sweep_plot", "auto_lines"]
 
 
 def _ms(x: Any) -> str:
@@ -103,6 +103,7 @@ def render_table(report: dict[str, Any]) -> str:
         if r.get("box_bound"):
             lines.append(f"WARNING: {_name(r)}: the box, not the network, is the bottleneck (CPU busy "
                          f"{_pct(r['cpu_busy'])} of {r['cores']} cores over the step)")
+    lines += auto_lines(rows)
     for s, why in sorted(report.get("skipped", {}).items()):
         lines.append(f"skipped {s}: {why}")
     p = report.get("probe") or {}
@@ -112,6 +113,23 @@ def render_table(report: dict[str, Any]) -> str:
     td = report["teardown"]
     lines.append("teardown: clean" if td["clean"] else f"teardown: LEFTOVERS {td['leftover_namespaces']}")
     return "\n".join(lines)
+
+
+def auto_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """What the auto row's choice stated (benchmarks/emulated/auto_row.py), one line."""
+    out = []
+    for r in rows:
+        a = r.get("auto")
+        if not a:
+            continue
+        text = (f"auto: chose {a['chosen']} ({a['describe']}), predicted {a['predicted_step_s'] * 1e3:.1f} ms "
+                f"±{a['predicted_rel_error'] * 100:.0f} %, measured {_ms(r['step_time_median_s'])} ms")
+        if a.get("runner_up"):
+            text += f"; margin {a['margin'] * 100:.1f} % to {a['runner_up']}" + (" (uncertain)" if a["uncertain"] else "")
+        text += (f"; reuses the samples of run {a['reused_samples_of']}" if a.get("reused_samples_of")
+                 else "; timed as its own run") + f"; chose in {a['choose_s']:.1f} s, quality {a['quality']}"
+        out.append(text)
+    return out
 
 
 def _nic_cells(r: dict[str, Any]) -> list[str]:
@@ -160,7 +178,10 @@ def render_sweep_table(report: dict[str, Any]) -> str:
                          _ci(r.get("speedup_vs_best_baseline")), "-" if r.get("efficiency") is None
                          else f"{r['efficiency']:.2f}"])
     lines = [tabulate(rows, headers=["point", "flat exch share", "CPU-bound", "run", "step ms [95% CI]",
-                                     "vs flat", "vs best baseline", "efficiency"]), "", "crossover (flat's measured share):"]
+                                     "vs flat", "vs best baseline", "efficiency"])]
+    for p in report["sweep"]:
+        lines += [f"{', '.join(f'{k}={v}' for k, v in p['point'].items())}: {t}" for t in auto_lines(p["results"])]
+    lines += ["", "crossover (flat's measured share):"]
     for key, c in sorted(report["crossover"].items()):
         lines.append(f"  {key}: vs flat {c['vs_flat']}, vs best baseline {c['vs_best_baseline']}")
     if report.get("loaded_box"):

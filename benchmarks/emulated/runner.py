@@ -65,6 +65,12 @@ class BenchConfig:
     calibration_steps: int = 6
     bound: bool = True  # time every run unthrottled first (C_s) for the honest bound
     force: bool = False  # run although the box is loaded (the report says so)
+    auto: bool = False  # also time strategy="auto"'s choice (:mod:`.auto_row`); "auto" in strategies sets it too
+    cost_params: str | None = None  # fitted parameter file for the auto choice (None: the shipped set)
+
+    @property
+    def with_auto(self) -> bool:
+        return self.auto or "auto" in self.strategies
 
 
 def _torchrec_skip(s: str, cfg: BenchConfig) -> str | None:
@@ -83,8 +89,10 @@ def strategy_list(cfg: BenchConfig) -> tuple[list[tuple[str, float | None, str]]
     runs: list[tuple[str, float | None, str]] = []
     skipped: dict[str, str] = {}
     for s in cfg.strategies:
+        if s == "auto":  # chosen once the NIC rate is known (run_benchmark, .auto_row)
+            continue
         if s not in STRATEGIES:
-            raise EmulationError(f"unknown strategy {s!r}", "use " + ", ".join(STRATEGIES))
+            raise EmulationError(f"unknown strategy {s!r}", "use " + ", ".join(STRATEGIES) + " (and auto)")
         if s.startswith("torchrec_") and _torchrec_skip(s, cfg):
             skipped[s] = _torchrec_skip(s, cfg)
             continue
@@ -216,12 +224,17 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] | None = None) ->
     calibration: dict[str, Any] = {}
     unthrottled: dict[str, dict[str, Any]] = {}
     trace: list = []
-    launches = 1
+    launches, auto = 1, None
+    ncores = len(set(rank_cores(cfg.num_hosts * cfg.local_size, cores))) if cores else (os.cpu_count() or 1)
     with Emulation(cfg.num_hosts, LinkSpec(rate, cfg.inter_delay_s), lock_wait_s=cfg.timeout_s) as emu:
         if cfg.wire_share is not None and cfg.inter_bw_bits is None:
             calibration = _calibrate(cfg, opts, cores, emu, log)
             rate = calibration["rate_bits"]
             launches += 2
+        if cfg.with_auto:
+            from benchmarks.emulated.auto_row import plan_auto_run
+
+            opts, runs, auto = plan_auto_run(cfg, opts, runs, rate, cfg.num_hosts * cfg.local_size / ncores, log)
         if cfg.bound:
             log(f"non-wire times: every run interleaved at {cfg.calibration_bw_bits / 1e6:.0f} Mbit/s")
             unthrottled = _rows_at(cfg, opts, cores, emu, cfg.calibration_bw_bits, tuple(runs))
@@ -240,9 +253,13 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] | None = None) ->
         skipped[key] = f"refused on CPU: {why}"
     probe = results[0]["probe"]
     share = statistics.fmean(x for r in results for x in r.get("cpu_share", [])) if results[0].get("cpu_share") else None
-    ncores = len(set(rank_cores(cfg.num_hosts * cfg.local_size, cores))) if cores else (os.cpu_count() or 1)
     rows = [_row(cfg, s, c, w, results, trace, rate, probe, ncores) for s, c, w in runs
             if run_key(s, c, w) in results[0]["runs"]]
+    non_wire = {k: non_wire_time(r) for k, r in unthrottled.items()}
+    if auto:
+        from benchmarks.emulated.auto_row import add_auto_rows
+
+        add_auto_rows(rows, auto, non_wire)
     claims = add_claims(rows)
     non_wire = non_wire_times(unthrottled, rows, cfg.calibration_bw_bits)
     floors = {k: cpu_floor(r) for k, r in unthrottled.items() if cpu_floor(r) is not None}
@@ -254,7 +271,8 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] | None = None) ->
                    "wire_dtypes": list(cfg.wire_dtypes), "feed": cfg.feed, "tower_module": cfg.tower_module,
                    "dense_sync": cfg.dense_sync, "pinned_cores": cores, "interleaved": cfg.interleave,
                    "all_to_all": cfg.all_to_all, "wire_share_target": cfg.wire_share, "pipeline": cfg.pipeline,
-                   "pipeline_chunks": cfg.pipeline_chunks},
+                   "pipeline_chunks": cfg.pipeline_chunks,
+                   "auto": cfg.with_auto},
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
                     "loadavg_before": load_before, "loadavg_after": load_after},
         "load_before": load_before, "load_after": load_after, "load_gate": gate, "launches": launches,

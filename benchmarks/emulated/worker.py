@@ -49,6 +49,7 @@ class BenchOptions:
     seed: int = 0
     lr: float = 0.01
     probe: bool = True
+    auto: tuple = ()  # transform keywords of strategy="auto"'s choice, as sorted items (run "auto", .auto_row)
 
     @property
     def world(self) -> int:
@@ -139,6 +140,10 @@ def _transform(strategy: str, compression: float | None, opts: BenchOptions, mod
     from dmt_compile.topo import Topology
 
     wire = None if wire_dtype in (None, "native") else wire_dtype
+    if strategy == "auto":  # the candidate strategy="auto" chose (.auto_row): its own transform keywords
+        kwargs = dict(opts.auto)
+        shape = kwargs.pop("topology_shape", None) or (opts.num_hosts, opts.local_size)
+        return dmt_compile.transform(model, Topology(*shape), inputs, wire_dtype=wire, **kwargs)
     if strategy == "flat":
         return dmt_compile.transform(model, Topology(1, opts.world), inputs, num_towers=1, wire_dtype=wire)
     if strategy == "sptt":
@@ -161,6 +166,9 @@ class DmtRun:
         model, inputs = _load(opts.spec, opts.world * opts.per_rank_batch)
         torch.manual_seed(opts.seed)
         dmt = _transform(strategy, compression, opts, model, inputs, wire_dtype)
+        if strategy == "auto":  # flat or SPTT, as the chosen candidate is
+            compression = dict(opts.auto).get("compression")
+            strategy = "flat" if dict(opts.auto).get("topology_shape") else "sptt"
         self.towers = tower_info(dmt)
         self.descriptor = describe(dmt, compression, wire_dtype)
         layout = infer_batch_layout(dmt)

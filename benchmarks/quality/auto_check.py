@@ -3,7 +3,8 @@
 For each data set and seed (paired, as `harness.run_seed`): the harness's flat DLRM is pre-trained
 `pretrain_epochs`, then flat and every shortlisted candidate's configuration (its Tower Module,
 compression and feed, on the data set's standard topology and tower count; `feed="auto"` when the
-candidate's feed does not apply to the harness model) continue from the same weights for
+candidate's feed does not apply to the harness model; its exchanges rounded as its wire dtype
+rounds them, `runtime.wire_codec.emulate_wire`) continue from the same weights for
 `epochs - pretrain_epochs` epochs; ΔAUC and Δlog-loss are test-set differences against flat.
 This measures the quality risk of a configuration on reference data, not on the user's model
 (pass the user's own labelled batches for that).
@@ -19,6 +20,7 @@ import torch
 
 import dmt_compile
 from dmt_compile.errors import TowerModuleError
+from dmt_compile.runtime.wire_codec import emulate_wire
 from dmt_compile.strategy import Candidate, QualityEstimate
 from benchmarks.quality.harness import TrainConfig, evaluate, train_epochs
 from benchmarks.quality.model import flat_model_for
@@ -59,15 +61,19 @@ class HarnessQualityCheck:
                 f"{self.seeds} seeds x {self.epochs} epochs = about {self._steps(candidates):,} training steps")
 
     def _candidate_model(self, c: Candidate, base, cfg: TrainConfig, train, seed: int):
+        """The candidate's configuration of `base`, its exchanges rounded as its wire dtype rounds them."""
         example = train.inputs(torch.arange(min(64, len(train))))
         torch.manual_seed(seed)
+        if c.strategy == "flat":  # flat computes the model itself; only its wire can differ
+            return emulate_wire(base, c.wire_dtype)
         kwargs = dict(num_towers=cfg.num_towers, tower_module=c.tower_module,
                       compression=None if c.tower_module == "identity" else c.compression, seed=seed)
         try:
-            return dmt_compile.transform(base, cfg.topology, example, feed=c.feed if c.feed != "identity" else "auto",
-                                         **kwargs)
+            model = dmt_compile.transform(base, cfg.topology, example,
+                                          feed=c.feed if c.feed != "identity" else "auto", **kwargs)
         except TowerModuleError:
-            return dmt_compile.transform(base, cfg.topology, example, feed="auto", **kwargs)
+            model = dmt_compile.transform(base, cfg.topology, example, feed="auto", **kwargs)
+        return emulate_wire(model, c.wire_dtype)
 
     def _one(self, data: str, candidates: Sequence[Candidate], progress, done: list[int], total: int) -> dict:
         topo, towers, dim, _ = DATA_SETS[data]

@@ -23,7 +23,8 @@ import torch
 
 from dmt_compile.errors import InputError
 
-__all__ = ["WIRE_DTYPES", "WIRE_TOLERANCE", "WireCodec", "codec_for", "check_wire_dtype", "finish_coded", "FP8_HEADER_BYTES"]
+__all__ = ["WIRE_DTYPES", "WIRE_TOLERANCE", "WireCodec", "codec_for", "check_wire_dtype", "finish_coded", "FP8_HEADER_BYTES",
+           "emulate_wire"]
 
 WIRE_DTYPES = ("fp32", "fp16", "bf16", "fp8_e4m3")
 _CAST = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -135,6 +136,44 @@ def finish_coded(flat: torch.Tensor, pending: Any, codec: WireCodec, counts: tup
                  op: str, hosts: Sequence[int] | None) -> torch.Tensor:
     """The received payload in `flat`'s dtype; differentiable in `flat` (the gradient is coded too)."""
     return _CodedFinish.apply(flat, pending, codec, counts, group, label, op, hosts)
+
+
+class _RoundTrip(torch.autograd.Function):
+    """Values and their gradients rounded through a wire codec (one block: the whole tensor)."""
+
+    @staticmethod
+    def forward(ctx, x, codec):  # type: ignore[override]
+        ctx.codec = codec
+        flat = x.reshape(-1)
+        return codec.decode(codec.encode(flat, [flat.numel()]), [flat.numel()], x.dtype).view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        flat = g.reshape(-1)
+        codec = ctx.codec
+        return codec.decode(codec.encode(flat, [flat.numel()]), [flat.numel()], g.dtype).view_as(g), None
+
+
+def emulate_wire(model: torch.nn.Module, wire: str | None) -> torch.nn.Module:
+    """Round, in one process, what the runtime would exchange on a `wire` wire: every embedding lookup
+    and every Tower Module output (modules named ``*_tm``), forward and backward, through the same
+    codec (forward hooks on `model`, returned). No-op for None / ``fp32``: a float32 model's exchange
+    is exact. Quality checks (the bench's ``--quality``, ``strategy="auto"``'s paired training) train
+    lossy-wire configurations this way."""
+    if wire in (None, "fp32", "native"):
+        return model
+    codec = WireCodec(check_wire_dtype(wire))
+
+    def hook(_m, _inp, out):
+        if isinstance(out, torch.Tensor):
+            return _RoundTrip.apply(out, codec)
+        return tuple(_RoundTrip.apply(o, codec) if isinstance(o, torch.Tensor) else o for o in out) \
+            if isinstance(out, tuple) else out
+
+    for name, m in model.named_modules():
+        if isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag)) or name.endswith("_tm"):
+            m.register_forward_hook(hook)
+    return model
 
 
 # Largest |difference| `dmt-compile verify` accepts per wire dtype (outputs, gradients, parameters

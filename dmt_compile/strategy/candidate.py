@@ -16,11 +16,13 @@ __all__ = ["Candidate", "TowerLoad", "Refusal", "WIRE_DTYPES", "WIRE_BYTES", "QU
 
 #: bytes per element of every wire dtype the search knows; a dtype is searched only when the
 #: runtime supports it (`WIRE_DTYPES`).
-WIRE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
-#: wire dtypes the search considers. The runtime also carries fp16 / bf16 / fp8 (`transform(wire_dtype=)`),
-#: but the paired quality check trains in one process and does not yet round the exchanges as the
-#: wire would, so a lossy wire could not be judged; they join the search once it does.
-WIRE_DTYPES: tuple[str, ...] = ("fp32",)
+WIRE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8_e4m3": 1}
+#: wire dtypes the search considers (`transform(wire_dtype=)`). A lossy wire (bf16, fp16) is never
+#: exact: the quality check trains it with the exchanges rounded as the wire rounds them
+#: (`runtime.wire_codec.emulate_wire`), and without a check it is not chosen. fp8 is not searched
+#: (it needs float8 casts and rounds far more).
+WIRE_DTYPES: tuple[str, ...] = ("fp32", "bf16", "fp16")
+LOSSLESS_WIRES = ("fp32",)
 #: feeds that keep the model's own layers and interaction: exact (flat, identity) or a learned
 #: compression decoded back to the original tensors (decoder).
 QUALITY_NEUTRAL_FEEDS = ("flat", "identity", "decoder")
@@ -36,6 +38,7 @@ class TowerLoad:
     width_out: float  # elements per sample leaving the tower
     tm_flops: float = 0.0  # Tower-Module forward FLOPs per sample
     tm_params: float = 0.0  # Tower-Module parameters (synchronised inside the host)
+    tm_shape: tuple = ()  # (input widths, core width, embedding dim) of a compressing Tower Module
 
 
 @dataclass(frozen=True)
@@ -66,13 +69,18 @@ class Candidate:
 
     @property
     def quality_neutral(self) -> bool:
-        """True when the candidate keeps the model's layers and interaction (see QUALITY_NEUTRAL_FEEDS)."""
-        return self.feed in QUALITY_NEUTRAL_FEEDS
+        """True when the candidate keeps the model's layers and interaction (see QUALITY_NEUTRAL_FEEDS)
+        on a lossless wire."""
+        return self.feed in QUALITY_NEUTRAL_FEEDS and self.lossless_wire
 
     @property
     def exact(self) -> bool:
         """True when the candidate computes exactly what the flat model computes."""
-        return self.feed in ("flat", "identity")
+        return self.feed in ("flat", "identity") and self.lossless_wire
+
+    @property
+    def lossless_wire(self) -> bool:
+        return self.wire_dtype in LOSSLESS_WIRES
 
     @property
     def wire_bytes(self) -> int:
@@ -87,17 +95,18 @@ class Candidate:
             out = {"tower_module": "identity", "compression": None, "feed": "auto"}
         else:
             out = {"tower_module": self.tower_module, "compression": self.compression, "feed": self.feed}
-        if self.wire_dtype != "fp32":  # reachable once WIRE_DTYPES lists a codec and transform takes wire_dtype
+        if self.wire_dtype != "fp32":
             out["wire_dtype"] = self.wire_dtype
         return out
 
     def describe(self) -> str:
+        wire = "" if self.lossless_wire else f", {self.wire_dtype} wire"
         if self.strategy == "flat":
-            return "flat (table-wise over the world)"
+            return "flat (table-wise over the world)" + wire
         if self.tower_module == "identity":
-            return "SPTT, identity Tower Modules"
+            return "SPTT, identity Tower Modules" + wire
         return (f"SPTT + {self.tower_module} c={self.compression:g} (effective {self.effective_compression:.2f}), "
-                f"{self.feed} feed")
+                f"{self.feed} feed" + wire)
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ class Pins:
 
     def check(self) -> "Pins":
         if self.wire_dtype is not None and self.wire_dtype not in WIRE_DTYPES:
-            known = f"{self.wire_dtype} is not searched yet (the quality check cannot judge a lossy wire)" if self.wire_dtype in WIRE_BYTES \
+            known = f"wire dtype {self.wire_dtype!r} is not searched by strategy='auto'" if self.wire_dtype in WIRE_BYTES \
                 else f"unknown wire dtype {self.wire_dtype!r}"
             raise TowerModuleError(known, "use one of: " + ", ".join(WIRE_DTYPES))
         if self.tower_module == "identity" and self.compression not in (None, 1, 1.0):
@@ -66,7 +66,8 @@ def _loads(facts: ModelFacts, tm: str, feeds: list, feed: str) -> tuple[tuple[To
     towers, dec_flops, dec_params = [], 0.0, 0.0
     for d, tf in zip(facts.plan.details, feeds):
         flops, params = tm_flops_params(tm, tf.in_widths, tf.core_width, tf.embedding_dim)
-        towers.append(TowerLoad(d.host, d.width_in, len(d.lookups), tf.width_out, flops, params))
+        towers.append(TowerLoad(d.host, d.width_in, len(d.lookups), tf.width_out, flops, params,
+                                (tuple(tf.in_widths), tf.core_width, tf.embedding_dim)))
         if feed == "decoder":
             f, p = decoder_flops_params(tf.core_width, tf.in_widths)
             dec_flops, dec_params = dec_flops + f, dec_params + p
@@ -106,7 +107,7 @@ def _compressing(facts: ModelFacts, pins: Pins, wire: str, refused: list[Refusal
 
 
 def _space_refusals(facts: ModelFacts) -> list[Refusal]:
-    refused = [Refusal(f"wire {w}", "the runtime does not carry it yet (activations cross hosts in fp32)")
+    refused = [Refusal(f"wire {w}", "not searched (pin it with transform(wire_dtype=...) and strategy='manual')")
                for w in WIRE_BYTES if w not in WIRE_DTYPES]
     if facts.sptt_refusal:
         return refused + [Refusal("sptt/*", facts.sptt_refusal)]

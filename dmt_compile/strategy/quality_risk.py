@@ -9,9 +9,10 @@
   exact candidate, the fastest `size` of them.
 * `verdict`: why a candidate is dropped ('' when it stays). Exact candidates (flat, identity)
   always stay. A measured candidate is dropped when its ΔAUC lower bound is below −budget.
-  An unmeasured candidate stays when it is quality-neutral (decoder feed) and is dropped when it
-  changes the model's interaction (direct, hierarchical feed): with data, measuring more can only
-  add candidates, never lose one the unchecked search would keep.
+  An unmeasured candidate stays when it is quality-neutral (decoder feed, lossless wire) and is
+  dropped when it changes the model's interaction (direct, hierarchical feed) or rounds the
+  exchanges (a bf16 / fp16 wire): with data, measuring more can only add candidates, never lose
+  one the unchecked search would keep.
 """
 from __future__ import annotations
 
@@ -76,4 +77,7 @@ def verdict(c: Candidate, estimate: QualityEstimate | None, budget: float, check
         return ""
     if checked:
         return "quality not measured (not shortlisted)"
+    if c.feed in ("flat", "identity", "decoder"):
+        return (f"quality not checked: a {c.wire_dtype} wire rounds the exchanged activations "
+                "(pass calibration data to measure it)")
     return "quality not checked: this feed changes the model's interaction (pass calibration data to measure it)"

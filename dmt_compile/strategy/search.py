@@ -1,7 +1,7 @@
 """`choose_for_graph`: the whole search on a captured, planned graph (what `strategy="auto"` runs).
 
 gather what the model admits (one plan, one feed trial) -> enumerate candidates under the pins ->
-predict each with the StepPredictor -> measure the shortlist's quality when a QualityCheck is
+predict each with the StepPredictor (given, a fitted parameter file, or `default_predictor`) -> measure the shortlist's quality when a QualityCheck is
 given (its cost logged first, progress reported) -> choose. No candidate is transformed; the
 caller transforms the chosen one.
 """
@@ -16,6 +16,7 @@ from dmt_compile.passes.base import PassContext
 from dmt_compile.strategy.admission import gather_facts
 from dmt_compile.strategy.candidates import Pins, enumerate_candidates
 from dmt_compile.strategy.choose import StrategyChoice, choose
+from dmt_compile.strategy.fitted_predict import resolve_predictor
 from dmt_compile.strategy.predict import CostModelPredictor, StepPredictor
 from dmt_compile.strategy.quality_risk import Progress, QualityCheck, shortlist
 
@@ -34,16 +35,16 @@ def _predict_all(candidates, predictor: StepPredictor, topology, batch: int) -> 
 
 
 def choose_for_graph(gm: fx.GraphModule, ctx: PassContext, *, pins: Pins = Pins(),
-                     predictor: StepPredictor | None = None, batch_per_rank: int | None = None,
+                     predictor: StepPredictor | str | None = None, batch_per_rank: int | None = None,
                      quality_budget: float = 0.002, quality_check: QualityCheck | None = None,
                      log: Callable[[str], None] | None = None, progress: Progress | None = None) -> StrategyChoice:
     """The StrategyChoice for the graph after `plan-towers` (module docstring)."""
-    predictor = predictor or CostModelPredictor()
+    predictor, why = resolve_predictor(predictor, ctx.topology)
     batch = batch_per_rank or DEFAULT_BATCH_PER_RANK
     facts = gather_facts(gm, ctx)
     candidates, refusals = enumerate_candidates(facts, pins)
     predictions = _predict_all(candidates, predictor, ctx.topology, batch)
-    notes = []
+    notes = [why] if why else []
     if batch_per_rank is None:
         notes.append(f"batch per rank {batch} (the default; pass the training batch per rank to price yours)")
     if isinstance(predictor, CostModelPredictor) and ctx.topology.flop_rate is None and predictor.params.flop_rate is None:

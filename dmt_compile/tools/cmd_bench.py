@@ -75,6 +75,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--strategies", default="flat,torchrec_tw,torchrec_rw,torchrec_twrw,sptt,sptt_tm",
                    help="subset of flat, torchrec_tw, torchrec_rw, torchrec_twrw, torchrec_towers, sptt, sptt_tm "
                         "(default all but torchrec_towers)")
+    p.add_argument("--strategy", choices=("manual", "auto"), default="manual",
+                   help="auto: also time strategy='auto''s choice for this topology and batch as row 'auto' "
+                        "(reusing a run's samples when the choice is a run the bench times; see "
+                        "benchmarks/emulated/auto_row.py)")
+    p.add_argument("--cost-params", default=None, metavar="P.json",
+                   help="--strategy auto: fitted step-model parameters to choose with (default: the shipped set)")
     p.add_argument("--wire-dtype", default="fp32", type=_wire_dtypes,
                    help="comma-separated wire formats of the embedding exchanges; every strategy runs once per "
                         "format (fp32, fp16, bf16, fp8_e4m3; TorchRec: its qcomm codecs). Default fp32")
@@ -151,7 +157,8 @@ def run_bench(args: argparse.Namespace, stdout: IO[str] | None = None) -> int:
                           all_to_all=args.all_to_all, pin=not args.no_pin, interleave=not args.no_interleave,
                           nic_trace=not args.no_nic_trace, pipeline=args.pipeline, wire_dtypes=args.wire_dtype,
                           pipeline_chunks=args.pipeline_chunks,
-                          force=args.force, bound=not args.no_bound,
+                          force=args.force, bound=not args.no_bound, auto=args.strategy == "auto",
+                          cost_params=args.cost_params,
                           strategies=tuple(s.strip() for s in args.strategies.split(",") if s.strip()))
         log = lambda msg: print(f"[bench] {msg}", file=sys.stderr, flush=True)  # noqa: E731
         report = run_sweep(cfg, parse_sweep(args.sweep), log) if args.sweep else run_benchmark(cfg, log=log)

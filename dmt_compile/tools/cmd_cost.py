@@ -46,6 +46,9 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
                    help="fit the step model's free parameters on these bench reports (see benchmarks/emulated/fit_runs.py)")
     c.add_argument("--held-out", default="", metavar="C.json,...",
                    help="with --fit: predict these reports' rows from their description and print the errors")
+    c.add_argument("--save", default=None, metavar="P.json",
+                   help="with --fit: write the fitted parameters and their held-out error (plan --strategy auto "
+                        "--cost-params P.json prices candidates with them)")
     c.add_argument("--model", metavar="MODEL_SPEC",
                    help="price the towers `transform` plans for this model (path.py:factory) on --topology: the "
                         "numbers `dmt-compile dump` prints for the same model, Tower Module and compression")
@@ -225,7 +228,10 @@ def run_cost(args: argparse.Namespace, stdout: TextIO) -> int:
         from dmt_compile.tools.applications import load_application
 
         run_fit = load_application("emulated.fit_runs", "cost --fit").run_fit
-        return run_fit([p for p in args.fit.split(",") if p], [p for p in args.held_out.split(",") if p], stdout)
+        return run_fit([p for p in args.fit.split(",") if p], [p for p in args.held_out.split(",") if p], stdout,
+                       save=getattr(args, "save", None))
+    if getattr(args, "save", None):
+        raise CostModelError("--save writes fitted parameters", "add --fit A.json,B.json (and --held-out C.json)")
     if args.topology is None:
         raise CostModelError("--topology is required", "e.g. --topology h100:64 (or --fit bench reports)")
     topo = as_topology(args.topology)

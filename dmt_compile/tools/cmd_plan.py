@@ -34,6 +34,10 @@ def register(sub) -> None:
                    help="--strategy auto: measure the shortlist's quality by a short paired training against "
                         "flat, on a torch.save'd list of (inputs, labels) batches for this model, or on the "
                         "quality harness's data sets (synthetic, adult, synthetic,adult)")
+    p.add_argument("--cost-params", default=None, metavar="P.json",
+                   help="--strategy auto: price candidates with these fitted step-model parameters (written by "
+                        "`dmt-compile cost --fit A.json --held-out B.json --save P.json`; default: the shipped set "
+                        "where it applies, else the analytic cost model)")
     p.set_defaults(func=run_plan)
 
 
@@ -41,7 +45,8 @@ def _check_auto_args(args) -> None:
     from dmt_compile.errors import InputError
 
     if args.strategy != "auto":
-        given = [o for o, v in (("--batch", args.batch), ("--calibration-data", args.calibration_data)) if v is not None]
+        given = [o for o, v in (("--batch", args.batch), ("--calibration-data", args.calibration_data),
+                                ("--cost-params", getattr(args, "cost_params", None))) if v is not None]
         if given:
             raise InputError(f"{', '.join(given)} only apply to --strategy auto", "add --strategy auto")
         return
@@ -105,6 +110,8 @@ def run_plan(args, stdout: IO[str]) -> int:
         extra = dict(strategy="auto", batch_per_rank=args.batch, quality_budget=args.quality_budget)
         if args.calibration_data:
             extra.update(_quality_source(args.calibration_data))
+        if getattr(args, "cost_params", None):
+            extra["predictor"] = args.cost_params  # a fitted parameter file (strategy.resolve_predictor loads it)
     recorder = AffinityRecorder() if args.graph or args.affinity_png else None
     dmt = transform_from_args(args, recorder, **extra)
     from dmt_compile.printing import terminal_width

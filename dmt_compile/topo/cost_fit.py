@@ -8,8 +8,9 @@ topology at a per-rank batch:
     wire    = E * alpha + E * m * g + X / (eta * B) * (1 + n_half / s) * (1 + kappa * log2(fan_in))
 
 with ``k`` ranks per core (or device), ``D_in`` the embedding elements per sample looked up,
-``D_tm`` those entering a compressing Tower Module (0 otherwise), ``D_out`` what the towers hand
-on; ``E`` = 5 cross-host exchanges per step (id counts, lengths, values; embeddings forward and
+``D_tm`` those entering a compressing Tower Module (0 otherwise; twice ``D_in`` with the decoder
+feed, whose decoders are the Tower Modules' matrices run backwards), ``D_out`` what the towers hand
+on to the interaction (``D_in`` again with decoders, which restore the original widths); ``E`` = 5 cross-host exchanges per step (id counts, lengths, values; embeddings forward and
 their gradients backward), ``m`` messages per rank per exchange (flat: every rank of every other
 host, ``(N-1) L``; SPTT: one peer per other host, ``N-1``), ``X`` the busiest host NIC's bytes per
 direction (``L (N-1)/N b sum_t (8 I_t + 2 w o_t)``, ``w`` the wire's bytes per element), ``B`` the
@@ -51,6 +52,9 @@ class Candidate:
 
     ``strategy``: ``flat`` (and TorchRec's TW/RW/TWRW, priced alike: one global exchange), ``sptt``
     or ``sptt_tm``. Flat has one "tower" holding every feature. ``tower_out_widths`` None = identity.
+    ``decoder``: the towers' outputs are decoded back to their input widths (the decoder feed).
+    ``tm_scale``: the Tower Module's cost relative to the one the parameters were fitted on (FLOPs
+    on the same tower shapes; 1 for that one).
     """
 
     strategy: str
@@ -58,6 +62,8 @@ class Candidate:
     ids_per_sample: tuple[float, ...]
     tower_out_widths: tuple[float, ...] | None = None
     wire_bytes: float = 4.0
+    decoder: bool = False
+    tm_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.strategy not in ("flat", "sptt", "sptt_tm") and not self.strategy.startswith("torchrec_"):
@@ -115,9 +121,10 @@ def _nic_rate(topology: Any, rate_bits: float | None) -> float:
 
 def compute_time(c: Candidate, batch: float, p: StepParams, ranks_per_core: float = 1.0) -> float:
     d_in = sum(c.tower_in_widths)
-    d_tm = d_in if c.strategy == "sptt_tm" else 0.0
+    d_tm = d_in * (c.tm_scale + (1 if c.decoder else 0)) if c.strategy == "sptt_tm" else 0.0
+    d_int = d_in if c.decoder else sum(c.out_widths)
     return ranks_per_core * (p.c_fixed + batch * (p.c_sample + p.c_element * d_in + p.c_tm * d_tm
-                                                  + p.c_interaction * sum(c.out_widths)))
+                                                  + p.c_interaction * d_int))
 
 
 def wire_time(c: Candidate, topology: Any, batch: float, p: StepParams, rate_bits: float | None = None) -> float:
@@ -172,8 +179,9 @@ def candidate_from_row(row: dict[str, Any]) -> Candidate:
     ids = [w_in / 64 for w_in, *_ in towers]  # one id per 64-wide embedding (the bench model)
     outs = tuple(float(t[1]) for t in towers)
     strategy = "sptt_tm" if row["strategy"] == "torchrec_towers" else row["strategy"]  # TorchRec's towers: same flow
+    decoder = strategy == "sptt_tm" and any(len(t) > 3 and t[3] == "decoder" for t in towers)
     return Candidate(strategy, tuple(float(t[0]) for t in towers), tuple(ids),
-                     None if strategy != "sptt_tm" else outs, wire)
+                     None if strategy != "sptt_tm" else outs, wire, decoder)
 
 
 def _setting(run: dict[str, Any]) -> tuple[str, float, float, float]:
@@ -193,8 +201,8 @@ def _fit_compute(runs: list[dict[str, Any]]) -> dict[str, float]:
         c = candidate_from_row(run["row"])
         _, _, k, b = _setting(run)
         d_in = sum(c.tower_in_widths)
-        rows.append([k, k * b, k * b * d_in, k * b * (d_in if c.strategy == "sptt_tm" else 0.0),
-                     k * b * sum(c.out_widths)])
+        d_tm = d_in * (2 if c.decoder else 1) if c.strategy == "sptt_tm" else 0.0
+        rows.append([k, k * b, k * b * d_in, k * b * d_tm, k * b * (d_in if c.decoder else sum(c.out_widths))])
         y.append(run["row"]["non_wire_s"])
     a, target = np.array(rows), np.array(y)
     used = [j for j in range(a.shape[1]) if np.ptp(a[:, j]) > 0 or j == 1]
@@ -237,6 +245,7 @@ def held_out_errors(params: StepParams, runs: Sequence[dict[str, Any]]) -> list[
     for run in runs:
         pred = _predict_run(params, run)
         meas = run["row"]["step_time_median_s"]
-        out.append({"run": run["row"].get("run"), "point": run.get("point"), "predicted_s": pred, "measured_s": meas,
+        out.append({"run": run["row"].get("run"), "strategy": run["row"].get("strategy"), "point": run.get("point"),
+                    "predicted_s": pred, "measured_s": meas,
                     "error": pred / meas - 1, "cpu_bound": bool(run["row"].get("box_bound"))})
     return out
