@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["describe", "compression_label"]
+__all__ = ["describe", "compression_label", "tower_info", "tables_per_host"]
 
 
 def compression_label(requested: float | None, effective: float) -> str:
@@ -83,3 +83,19 @@ def describe(dmt: Any, requested: float | None, wire_dtype: str | None = None) -
         "tower_module_parameters": tm, "decoder_parameters": dec, "feed": sorted({str(getattr(d, "feed", None)) for d in details}),
         "wire_dtype": wire_dtype or "native", "tower_module": dmt.plan.tower_module,
     }
+
+
+def tower_info(dmt: Any) -> list[dict[str, Any]]:
+    """Per tower: host, features, ids per sample (one per lookup), widths in and out (elements), feed."""
+    return [{"host": d.host, "features": len(d.features), "ids": len(d.lookups), "width_in": d.width_in,
+             "width_out": d.width_out or d.width_in, "feed": getattr(d, "feed", None)} for d in dmt.plan.details]
+
+
+def tables_per_host(plan: dict, world: int, local_size: int) -> list[int]:
+    """Tables whose every shard sits on host h (whole or row-wise inside it), per host; spanning tables apart."""
+    out = [0] * max(1, world // local_size)
+    for ps in plan.values():
+        hosts = {r // local_size for r in (ps.ranks or [])}
+        if len(hosts) == 1:
+            out[hosts.pop()] += 1
+    return out

@@ -222,7 +222,7 @@ def build_towers(opts: Any, compression: float | None, registry: Any = None) -> 
     etc, plan, export = to_torchrec_towers(theirs, world_size=opts.world, local_size=opts.local_size)
     root = TowersModel(etc, rest_after_towers(theirs, output_order(export.hosts, opts.num_hosts)))
     state = {k: v.detach().clone() for k, v in root.state_dict().items()}
-    from benchmarks.emulated.torchrec_worker import tables_per_host
+    from benchmarks.emulated.descriptor import tables_per_host
 
     placement = {"tables_per_host": tables_per_host(plan, opts.world, opts.local_size),
                  "compute_kernels": sorted({ps.compute_kernel for ps in plan.values()})}
@@ -248,7 +248,7 @@ def towers_run(opts: Any, rank: int, compression: float | None, wire_dtype: str 
                registry: Any) -> tuple[Any, tuple, dict[str, Any], list]:
     """(DMP, step inputs, descriptor, tower info) of the ``torchrec_towers`` baseline on this rank."""
     from benchmarks.emulated.descriptor import describe
-    from benchmarks.emulated.worker import tower_info
+    from benchmarks.emulated.descriptor import tower_info
 
     build = build_towers(opts, compression, registry)
     descriptor = describe(build.ours, compression, wire_dtype)

@@ -21,7 +21,9 @@ from typing import Any
 
 import torch
 
-__all__ = ["torchrec_available", "TorchRecRun", "KINDS", "host_balanced_ranks", "tables_per_host"]
+from benchmarks.emulated.descriptor import tables_per_host  # re-exported: the placement facts live there
+
+__all__ = ["torchrec_available", "TorchRecRun", "KINDS", "host_balanced_ranks"]
 
 
 def torchrec_available() -> str | None:
@@ -76,16 +78,6 @@ def _sharder(wire_dtype: str | None):
     from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
 
     return EmbeddingBagCollectionSharder(qcomm_codecs_registry=_registry(wire_dtype))
-
-
-def tables_per_host(plan: dict, world: int, local_size: int) -> list[int]:
-    """Tables whose every shard sits on host h (whole or row-wise inside it), per host; spanning tables apart."""
-    out = [0] * max(1, world // local_size)
-    for ps in plan.values():
-        hosts = {r // local_size for r in (ps.ranks or [])}
-        if len(hosts) == 1:
-            out[hosts.pop()] += 1
-    return out
 
 
 def _labels(world: int, b: int, rank: int) -> torch.Tensor:

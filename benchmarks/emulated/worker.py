@@ -28,7 +28,7 @@ import torch.distributed as dist
 if TYPE_CHECKING:
     from dmt_compile.model import DmtModel
 
-__all__ = ["BenchOptions", "bench_worker", "probe_links", "tower_info", "run_key"]
+__all__ = ["BenchOptions", "bench_worker", "probe_links", "run_key"]
 
 
 @dataclass(frozen=True)
@@ -109,12 +109,6 @@ def cpu_share(seconds: float = 0.4) -> float:
     return (time.thread_time() - c0) / (time.perf_counter() - w0)
 
 
-def tower_info(dmt: DmtModel) -> list[dict[str, Any]]:
-    """Per tower: host, features, ids per sample (one per lookup), widths in and out (elements), feed."""
-    return [{"host": d.host, "features": len(d.features), "ids": len(d.lookups), "width_in": d.width_in,
-             "width_out": d.width_out or d.width_in, "feed": getattr(d, "feed", None)} for d in dmt.plan.details]
-
-
 def lookups_per_host(owners: dict, opts: BenchOptions) -> list[int]:
     """Flat baseline: table lookups whose owner (a world rank) sits on each host (row-wise ones apart)."""
     out = [0] * opts.num_hosts
@@ -169,6 +163,8 @@ class DmtRun:
         if strategy == "auto":  # flat or SPTT, as the chosen candidate is
             compression = dict(opts.auto).get("compression")
             strategy = "flat" if dict(opts.auto).get("topology_shape") else "sptt"
+        from benchmarks.emulated.descriptor import tower_info
+
         self.towers = tower_info(dmt)
         self.descriptor = describe(dmt, compression, wire_dtype)
         layout = infer_batch_layout(dmt)

@@ -228,9 +228,13 @@ def test_rows_without_counted_bytes_take_them_from_the_nic():
     assert non_wire["torchrec_rw"] == pytest.approx(0.3 - 6e6 / (1e9 * WIRE_EFF))  # NIC bytes, not counted ones
     assert non_wire["flat"] == pytest.approx(0.2 - 8e6 / (1e9 * WIRE_EFF))
     rows = [flat, rw, rw_blind]
+    for r in rows:
+        r["cpu_bound_s"] = 0.1  # the box's floor for each row's CPU work: below every wire time here
     add_claims(rows)
     add_honest_bounds(rows, non_wire)
-    assert rw["bound"] == pytest.approx(1.0 / (non_wire["torchrec_rw"] + rw["nic_limit_s"]))
+    assert rw["floor_s"] == pytest.approx(rw["nic_limit_s"])  # the roofline: its NIC-counted wire
+    assert rw["bound"] == pytest.approx(1.0 / rw["nic_limit_s"])
+    assert rw["no_overlap_step_s"] == pytest.approx(non_wire["torchrec_rw"] + rw["nic_limit_s"])
     assert rw["efficiency"] is not None and rw_blind["bound"] is None
 
 
