@@ -21,7 +21,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from benchmarks.emulated.analysis import summarize
-from benchmarks.emulated.bound import add_honest_bounds, cpu_floor, non_wire_times, rate_for_measured_share, wire_from_nic
+from benchmarks.emulated.bound import (add_honest_bounds, cpu_floor, non_wire_time, non_wire_times, rate_for_measured_share,
+                                       wire_from_nic)
 from benchmarks.emulated.headline import add_claims
 from benchmarks.emulated.model import MODEL_SPEC
 from benchmarks.emulated.netns import (HOST_IFNAME, Emulation, EmulationError, LinkSpec, RankNetns,

@@ -83,14 +83,15 @@ def test_nic_duplex_profile():
     assert duplex_profile(full, [], rate) is None
 
 
-def test_refuses_without_root(monkeypatch):
+def test_refuses_without_root(monkeypatch, capsys):
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(netns.NetnsUnavailable, match="root"):
         netns.check_netns_permitted()
     out = io.StringIO()
     args = _parser().parse_args(["bench", "--emulate", "2x2"])
     assert args.func(args, out) == 2
-    assert "needs root" in out.getvalue()
+    assert out.getvalue() == ""  # stdout is the report; the error goes to stderr
+    assert "needs root" in capsys.readouterr().err
 
 
 def test_smoke_2x2_runs_tears_down_and_counts_consistently():
