@@ -140,7 +140,7 @@ class _Interaction(nn.Module):
         return self.top(flat)
 
 
-class _ScaledIdentity(torch.autograd.Function):
+class ScaledIdentity(torch.autograd.Function):
     """A custom autograd Function (sparsemax/entmax style): identity forward, halved gradient backward."""
 
     @staticmethod
@@ -202,7 +202,7 @@ class FuzzModel(nn.Module):
         if c == "chunk_batch":  # ghost batch norm's split into virtual batches (a count from the batch size)
             e = torch.cat([part * 1.0 for part in e.chunk(int(np.ceil(e.shape[0] / 4)), 0)], 0)
         if c == "autograd_function":
-            e = _ScaledIdentity.apply(e)
+            e = ScaledIdentity.apply(e)
         y = self.interaction(e)
         if r.output == "dict":
             return {"logit": y, "prob": torch.sigmoid(y)}

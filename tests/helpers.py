@@ -74,3 +74,13 @@ def boundary_counts(gm) -> dict[str, int]:
         if role == "tower_module" and n.op == "call_module":
             counts["tower_module"] = counts.get("tower_module", 0) + 1
     return counts
+
+
+def labelled_dlrm_batches(n: int) -> list[tuple[tuple, torch.Tensor]]:
+    """`[(inputs, labels), ...]` of the example DLRM, batch 32: quality data for the auto strategy's checks."""
+    out = []
+    for i in range(n):
+        _, batch = load_model("example:dlrm", batch_size=32, seed=i + 1)
+        labels = (torch.rand(32, generator=torch.Generator().manual_seed(i)) > 0.5).float()
+        out.append((batch, labels))
+    return out

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 from torch.fx.proxy import Proxy
 
+from dmt_compile.capture.tracer import proxy_method
+
 __all__ = ["numpy_ufunc", "numpy_ufunc_proxies"]
 
 
@@ -28,15 +30,6 @@ def _array_ufunc(self: Proxy, ufunc: Any, method: str, *inputs: Any, **kwargs: A
     return self.tracer.create_proxy("call_function", numpy_ufunc, (ufunc.__name__, method, *inputs), kwargs)
 
 
-@contextlib.contextmanager
-def numpy_ufunc_proxies():
+def numpy_ufunc_proxies() -> contextlib.AbstractContextManager:
     """Let numpy ufuncs applied to traced values be recorded (restored afterwards)."""
-    saved = Proxy.__dict__.get("__array_ufunc__")
-    Proxy.__array_ufunc__ = _array_ufunc
-    try:
-        yield
-    finally:
-        if saved is None:
-            delattr(Proxy, "__array_ufunc__")
-        else:
-            Proxy.__array_ufunc__ = saved
+    return proxy_method("__array_ufunc__", _array_ufunc)

@@ -33,7 +33,8 @@ from dmt_compile.capture.guards import dmt_guard, value_dependence
 from dmt_compile.capture.inputs import InputSpec
 from dmt_compile.ir.meta import GUARD, INPUT_PATH
 
-__all__ = ["CaptureTracer", "Specialization", "is_embedding_module", "EMBEDDING_MODULE_NAMES", "traced_factories",
+__all__ = ["CaptureTracer", "proxy_method", "Specialization", "is_embedding_module", "EMBEDDING_MODULE_NAMES",
+           "traced_factories",
            "value_proxies", "autograd_function_calls", "FunctionCall"]
 
 # tensor factories whose size arguments may be traced values (`torch.zeros(x.size(0), 1)`)
@@ -253,17 +254,22 @@ def _proxy_setitem(self: Proxy, index: Any, value: Any) -> None:
 
 
 @contextlib.contextmanager
-def setitem_proxies():
-    """Let in-place slice writes on traced tensors be recorded (restored afterwards)."""
-    saved = Proxy.__dict__.get("__setitem__")
-    Proxy.__setitem__ = _proxy_setitem
+def proxy_method(name: str, method: Callable) -> Iterator[None]:
+    """`Proxy.<name> = method` while the block runs, then whatever `Proxy` had before (or nothing)."""
+    saved = Proxy.__dict__.get(name)
+    setattr(Proxy, name, method)
     try:
         yield
     finally:
         if saved is None:
-            delattr(Proxy, "__setitem__")
+            delattr(Proxy, name)
         else:
-            Proxy.__setitem__ = saved
+            setattr(Proxy, name, saved)
+
+
+def setitem_proxies() -> contextlib.AbstractContextManager:
+    """Let in-place slice writes on traced tensors be recorded (restored afterwards)."""
+    return proxy_method("__setitem__", _proxy_setitem)
 
 
 def _len_dependence(node: fx.Node) -> str:

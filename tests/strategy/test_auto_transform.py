@@ -13,7 +13,7 @@ from dmt_compile.errors import InputError
 from dmt_compile.strategy import PairedTraining
 from dmt_compile.tools.cli import main
 from fakes import TablePredictor, WireSharePredictor
-from helpers import load_model, max_diff
+from helpers import labelled_dlrm_batches, load_model, max_diff
 
 
 @pytest.fixture(scope="module")
@@ -55,18 +55,9 @@ def test_compressing_choice_builds_what_the_table_says(dlrm):
     assert dmt(*inputs).shape == model(*inputs).shape
 
 
-def _labelled(n: int = 6):
-    out = []
-    for i in range(n):
-        _, batch = load_model("example:dlrm", batch_size=32, seed=i + 1)
-        labels = (torch.rand(32, generator=torch.Generator().manual_seed(i)) > 0.5).float()
-        out.append((batch, labels))
-    return out
-
-
 def test_paired_training_measures_the_shortlist_on_user_batches(dlrm, capsys):
     model, inputs = dlrm
-    data = _labelled()
+    data = labelled_dlrm_batches(6)
     fast = {"sptt/dot/c=4/hierarchical/fp32": 0.1, "flat/fp32": 0.9, "sptt/identity/fp32": 0.95}
     dmt = dmt_compile.transform(model, "h100:16", inputs, strategy="auto", quality_data=data,
                                 predictor=TablePredictor(fast), quality_budget=1.0)

@@ -14,7 +14,7 @@ from dmt_compile.runtime.wire_codec import emulate_wire
 from dmt_compile.strategy import Candidate
 from dmt_compile.topo import as_topology
 from fakes import FixedQuality, TablePredictor
-from helpers import load_model
+from helpers import labelled_dlrm_batches, load_model
 
 
 @pytest.fixture(scope="module")
@@ -77,19 +77,12 @@ def test_the_paired_training_builder_rounds_what_the_candidate_exchanges(dlrm):
     assert not torch.equal(built(*inputs), ref(*inputs))  # the rounding reaches the output
 
 
-def _labelled(n=30):
-    out = []
-    for i in range(n):
-        _, batch = load_model("example:dlrm", batch_size=32, seed=i + 1)
-        labels = (torch.rand(32, generator=torch.Generator().manual_seed(i)) > 0.5).float()
-        out.append((batch, labels))
-    return out
 
 
 def test_paired_training_measures_a_lossy_wire_and_builds_it(dlrm):
     model, inputs = dlrm
     fast = {"sptt/identity/bf16": 0.1, "flat/fp32": 0.9, "sptt/identity/fp32": 0.95}
-    dmt = dmt_compile.transform(model, "h100:16", inputs, strategy="auto", quality_data=_labelled(),
+    dmt = dmt_compile.transform(model, "h100:16", inputs, strategy="auto", quality_data=labelled_dlrm_batches(30),
                                 predictor=TablePredictor(fast), quality_budget=1.0)
     choice = dmt.plan.auto
     q = choice.row("sptt/identity/bf16").quality
