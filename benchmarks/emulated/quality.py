@@ -53,10 +53,6 @@ class QualityConfig:
     shared_latent: float = 0.9
 
 
-#: the runtime's wire emulation (one process): lookups and Tower-Module outputs rounded fwd and bwd
-_code_exchanges = emulate_wire
-
-
 def _exact(run: tuple) -> bool:
     strategy, _, wire = run
     lossless = strategy in ("flat", "sptt") or (strategy.startswith("torchrec_") and strategy != "torchrec_towers")
@@ -70,7 +66,7 @@ def _build(run: tuple, model: torch.nn.Module, inputs: tuple, cfg: Any) -> torch
     if strategy in ("sptt_tm", "torchrec_towers"):  # TorchRec's towers compute the sptt_tm model
         model = dmt_compile.transform(model, f"{cfg.num_hosts}x{cfg.local_size}", inputs,
                                       tower_module=cfg.tower_module, compression=c, feed=cfg.feed)
-    _code_exchanges(model, wire)
+    emulate_wire(model, wire)  # one process: lookups and Tower-Module outputs rounded like the wire, fwd and bwd
     return model
 
 
@@ -128,7 +124,7 @@ def function_key(name: str, run: tuple, cfg: Any) -> str:
     flat's function (with the same wire rounding); a Tower-Module run adds its module, c, feed and hosts."""
     strategy, c, wire = run
     wire = "fp32" if wire in (None, "fp32", "native") else wire
-    if strategy != "sptt_tm":
+    if strategy not in ("sptt_tm", "torchrec_towers"):  # TorchRec's towers compute the sptt_tm model
         return f"{name}|flat|{wire}"
     return f"{name}|sptt_tm|{cfg.tower_module}|{c:g}|{cfg.feed}|{cfg.num_hosts}x{cfg.local_size}|{wire}"
 

@@ -40,6 +40,8 @@ def test_equal_functions_share_one_training_key_and_tower_modules_do_not():
     cfg = SimpleNamespace(num_hosts=2, local_size=2, tower_module="dot", feed="hierarchical")
     flat_like = {function_key("adult", (s, None, "bf16"), cfg) for s in ("flat", "torchrec_tw", "torchrec_rw", "sptt")}
     assert len(flat_like) == 1
+    towers = function_key("adult", ("torchrec_towers", 4.0, "fp32"), cfg)  # TorchRec's towers: the sptt_tm model
+    assert towers == function_key("adult", ("sptt_tm", 4.0, "fp32"), cfg) and towers not in flat_like
     assert function_key("adult", ("flat", None, None), cfg) == function_key("adult", ("flat", None, "fp32"), cfg)
     tm = function_key("adult", ("sptt_tm", 4.0, "fp32"), cfg)
     assert tm not in flat_like | {function_key("adult", ("sptt_tm", 16.0, "fp32"), cfg),

@@ -136,10 +136,10 @@ def test_descriptor_states_what_was_timed():
 
 
 def test_quality_wire_emulation_rounds_forward_and_backward():
-    from benchmarks.emulated.quality import _code_exchanges
+    from dmt_compile.runtime.wire_codec import emulate_wire
 
     emb = torch.nn.Embedding(10, 8)
-    _code_exchanges(emb, "bf16")
+    emulate_wire(emb, "bf16")
     ids = torch.arange(10)
     out = emb(ids)
     assert torch.equal(out, emb.weight.detach().to(torch.bfloat16).float())
