@@ -1,13 +1,13 @@
 """The package's layers point one way, and no module imports another in a cycle.
 
     errors < ir < {topo, capture, tower_modules} < partition < passes < {printing, runtime, strategy}
-           < model < lowering < training < api (api.py, auto.py, __init__.py)
+           < model < lowering < training < api (api/: transform and its auto search; __init__.py)
            < interop < tools (and __main__.py)
 
 Every `import` / `from ... import` in a module counts, also those inside functions (lazy
 imports), so a layer cannot reach up even lazily. Components of one tier do not import each
 other. Imports under `if TYPE_CHECKING:` count too: a type named from above is an arrow up all
-the same. The `transform` walk (api.py and all it imports) never enters `lowering/` or `training/`.
+the same. The `transform` walk (dmt_compile.api and all it imports) never enters `lowering/` or `training/`.
 Also checked: no module over 400 lines, no function over 60 lines unless its docstring says why it
 is long ("Long:").
 """
@@ -25,7 +25,7 @@ TIERS = {
     "errors": 0, "ir": 1, "topo": 2, "capture": 2, "tower_modules": 2, "partition": 3, "passes": 4,
     "printing": 5, "runtime": 5, "strategy": 5, "model": 6, "lowering": 7, "training": 8, "api": 9, "interop": 10, "tools": 11,
 }
-COMPONENT_OF_FILE = {"api.py": "api", "auto.py": "api", "__init__.py": "api",
+COMPONENT_OF_FILE = {"__init__.py": "api",
                      "__main__.py": "tools",
                      "errors.py": "errors", "printing.py": "printing"}
 MAX_MODULE_LINES = 400

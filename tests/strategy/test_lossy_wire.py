@@ -9,7 +9,7 @@ import torch
 import dmt_compile
 from dmt_compile import choose_strategy
 from dmt_compile.api import run_passes, transform
-from dmt_compile.auto import _builder
+from dmt_compile.api.auto import _builder
 from dmt_compile.runtime.wire_codec import emulate_wire
 from dmt_compile.strategy import Candidate
 from dmt_compile.topo import as_topology

@@ -91,7 +91,7 @@ def transform(
     """
     options = TransformOptions(**options)
     if strategy != "manual":  # the search (dmt_compile.strategy), then this function on the chosen candidate
-        from dmt_compile.auto import transform_auto
+        from dmt_compile.api.auto import transform_auto
 
         return transform_auto(run_passes, transform, model, topology, example_inputs, strategy, options,
                               dict(example_kwargs=example_kwargs, calibration_batches=calibration_batches,
@@ -139,7 +139,7 @@ def choose_strategy(model: torch.nn.Module, topology: Any, example_inputs: tuple
     `quality_check`, `predictor`, `plan_options` (num_towers, towers, partitioner, seed,
     table_ranges), `log`, `progress`, and the capture keywords of `transform`.
     """
-    from dmt_compile.auto import choose_strategy as search
+    from dmt_compile.api.auto import choose_strategy as search
 
     return search(run_passes, transform, model, topology, example_inputs, **kwargs)
 

@@ -1,6 +1,6 @@
 """`choose_strategy` and `transform(strategy="auto")`: the search of `dmt_compile.strategy` on a model.
 
-`api` calls in here and hands over its `run_passes` and `transform` (this module sits beside
+`dmt_compile.api` calls in here and hands over its `run_passes` and `transform` (this module sits beside
 `api` and does not import it: `dmt_compile.choose_strategy` / `transform(strategy="auto")` are the
 entry points).
 
