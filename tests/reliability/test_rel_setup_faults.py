@@ -105,7 +105,9 @@ from dmt_compile.runtime import init_from_env
 groups = init_from_env("1x2", "gloo")
 x = torch.ones(1) * (groups.rank + 1)
 dist.all_reduce(x)
-print("sum", int(x))
+import sys
+sys.stdout.write(f"sum {int(x)}\\n")  # one write: two ranks share torchrun's stdout pipe
+sys.stdout.flush()
 dist.destroy_process_group()
 """
 
