@@ -62,6 +62,7 @@ class BenchConfig:
     all_to_all: str = "auto"  # auto (full-duplex p2p on gloo) | collective (all_to_all_single)
     pipeline: bool = False  # prefetch the next step's ids (IdsPipeline)
     pipeline_chunks: int = 1  # SPTT steps as k overlapped micro-batches (MicroBatchPipeline)
+    dedup_ids: bool = False  # SPTT: distinct ids per (host, table) cross hosts once
     calibration_bw_bits: float = 10e9  # "unthrottled": the rate of the calibration and C_s passes
     calibration_steps: int = 6
     bound: bool = True  # time every run unthrottled first (C_s) for the honest bound
@@ -219,7 +220,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] | None = None) ->
     opts = BenchOptions(tuple(runs), cfg.spec, cfg.num_hosts, cfg.local_size, cfg.per_rank_batch, cfg.steps,
                         cfg.warmup, feed=cfg.feed, tower_module=cfg.tower_module, dense_sync=cfg.dense_sync,
                         interleave=cfg.interleave, pipeline=cfg.pipeline,
-                        pipeline_chunks=cfg.pipeline_chunks)
+                        pipeline_chunks=cfg.pipeline_chunks, dedup_ids=cfg.dedup_ids)
     load_before, started = loadavg(), time.time()
     rate = cfg.inter_bw_bits or 1e9
     calibration: dict[str, Any] = {}
@@ -272,7 +273,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] | None = None) ->
                    "wire_dtypes": list(cfg.wire_dtypes), "feed": cfg.feed, "tower_module": cfg.tower_module,
                    "dense_sync": cfg.dense_sync, "pinned_cores": cores, "interleaved": cfg.interleave,
                    "all_to_all": cfg.all_to_all, "wire_share_target": cfg.wire_share, "pipeline": cfg.pipeline,
-                   "pipeline_chunks": cfg.pipeline_chunks,
+                   "pipeline_chunks": cfg.pipeline_chunks, "dedup_ids": cfg.dedup_ids,
                    "auto": cfg.with_auto},
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
                     "loadavg_before": load_before, "loadavg_after": load_after},

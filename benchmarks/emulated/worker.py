@@ -46,6 +46,7 @@ class BenchOptions:
     interleave: bool = True
     pipeline: bool = False  # prefetch the next step's ids while this one computes (IdsPipeline)
     pipeline_chunks: int = 1  # SPTT: each step as k overlapped micro-batches (MicroBatchPipeline)
+    dedup_ids: bool = False  # SPTT: each (host, table)'s distinct ids cross hosts once (runtime/id_dedup.py)
     seed: int = 0
     lr: float = 0.01
     probe: bool = True
@@ -173,7 +174,8 @@ class DmtRun:
         self.local = layout.slice(dmt.input_spec.flatten(inputs, {}), rank * b, (rank + 1) * b)
         gen = torch.Generator().manual_seed(1234)
         self.labels = (torch.rand(layout.batch, 1, generator=gen) > 0.5).float()[rank * b:(rank + 1) * b]
-        self.sharded = ShardedDmt(dmt, groups, strategy="flat" if strategy == "flat" else "sptt")
+        self.sharded = ShardedDmt(dmt, groups, strategy="flat" if strategy == "flat" else "sptt",
+                                  dedup_ids=opts.dedup_ids and strategy != "flat")
         if strategy == "flat":  # host-aware: whole tables dealt so every host's NIC carries an equal share
             self.descriptor["placement"] = {"tables_per_host": lookups_per_host(self.sharded.owners, opts),
                                             "host_aware": True}

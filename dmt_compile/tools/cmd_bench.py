@@ -109,6 +109,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="bench model: N ids per sample and feature, sum-pooled (default 1: one-hot)")
     p.add_argument("--zipf", type=float, default=0.0, metavar="S",
                    help="bench model: ids drawn with P(rank k) ~ 1/(k+1)^S (default 0: uniform)")
+    p.add_argument("--dedup-ids", action="store_true",
+                   help="SPTT: each (host, table)'s distinct ids cross hosts once, expanded after the lookup")
     p.add_argument("--no-pin", action="store_true", help="do not pin ranks to cores")
     p.add_argument("--no-interleave", action="store_true", help="run strategies one after another")
     p.add_argument("--no-nic-trace", action="store_true", help="do not sample host 0's NIC")
@@ -156,7 +158,7 @@ def run_bench(args: argparse.Namespace, stdout: IO[str] | None = None) -> int:
                           timeout_s=args.timeout, feed=args.feed, tower_module=args.tower_module, dense_sync=args.dense_sync,
                           all_to_all=args.all_to_all, pin=not args.no_pin, interleave=not args.no_interleave,
                           nic_trace=not args.no_nic_trace, pipeline=args.pipeline, wire_dtypes=args.wire_dtype,
-                          pipeline_chunks=args.pipeline_chunks,
+                          pipeline_chunks=args.pipeline_chunks, dedup_ids=args.dedup_ids,
                           force=args.force, bound=not args.no_bound, auto=args.strategy == "auto",
                           cost_params=args.cost_params,
                           strategies=tuple(s.strip() for s in args.strategies.split(",") if s.strip()))
