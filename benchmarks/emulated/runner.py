@@ -21,8 +21,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from benchmarks.emulated.analysis import summarize
-from benchmarks.emulated.bound import (add_honest_bounds, cpu_floor, non_wire_time, non_wire_times, rate_for_measured_share,
-                                       wire_from_nic)
+from benchmarks.emulated.bound import (CALIBRATION_TOLERANCE, add_honest_bounds, cpu_floor, next_calibration_rate,
+                                       non_wire_time, non_wire_times, wire_from_nic)
 from benchmarks.emulated.headline import add_claims
 from benchmarks.emulated.model import MODEL_SPEC
 from benchmarks.emulated.netns import (HOST_IFNAME, Emulation, EmulationError, LinkSpec, RankNetns,
@@ -65,6 +65,7 @@ class BenchConfig:
     dedup_ids: bool = False  # SPTT: distinct ids per (host, table) cross hosts once
     calibration_bw_bits: float = 10e9  # "unthrottled": the rate of the calibration and C_s passes
     calibration_steps: int = 6
+    calibration_passes: int = 5  # the first at calibration_bw_bits, then model / secant corrections
     bound: bool = True  # time every run unthrottled first (C_s) for the honest bound
     force: bool = False  # run although the box is loaded (the report says so)
     auto: bool = False  # also time strategy="auto"'s choice (:mod:`.auto_row`); "auto" in strategies sets it too
@@ -158,22 +159,30 @@ def _rows_at(cfg: BenchConfig, opts: BenchOptions, cores, emu: Emulation, rate: 
 
 
 def _calibrate(cfg: BenchConfig, opts: BenchOptions, cores, emu: Emulation, log) -> dict[str, Any]:
-    """Two passes of flat alone: at the fast calibration rate, then at the rate that first pass
-    gives for the target MEASURED exchange share (:func:`.bound.rate_for_measured_share`); the
-    second pass corrects the rate (the non-exchange time moves with the rate and the box's load)."""
+    """Passes of flat alone: at the fast calibration rate, then at the rate that pass gives for the
+    target MEASURED exchange share, then secant corrections (:func:`.bound.next_calibration_rate`:
+    the non-exchange time moves with the rate) until a pass lands within the tolerance or
+    ``calibration_passes`` ran; the rate to time at is that pass's, else the measured pass closest to
+    the target (an unreachable share is not chased to ever slower links)."""
     rate, passes = cfg.calibration_bw_bits, []
-    for _ in range(2):
+    for _ in range(cfg.calibration_passes):
         row = _rows_at(cfg, opts, cores, emu, rate, (("flat", None, "fp32"),))["flat"]
-        new = rate_for_measured_share(row["step_time_median_s"], row["exchange_time_median_s"],
-                                      row["nic_bytes_busiest_direction"], rate, cfg.wire_share)
         share = row["exchange_time_median_s"] / row["step_time_median_s"]
         passes.append({"rate_bits": rate, "flat_step_s": row["step_time_median_s"],
                        "flat_exchange_s": row["exchange_time_median_s"], "nic_bytes": row["nic_bytes_busiest_direction"],
-                       "measured_exchange_share": share, "next_rate_bits": new})
+                       "measured_exchange_share": share})
+        new = next_calibration_rate(passes, cfg.wire_share)
+        passes[-1]["next_rate_bits"] = new
         log(f"calibration: flat {row['step_time_median_s'] * 1e3:.1f} ms at {rate / 1e6:.1f} Mbit/s "
-            f"(measured exchange share {share:.3f}) -> {new / 1e6:.1f} Mbit/s for {cfg.wire_share:g}")
+            f"(measured exchange share {share:.3f}) -> "
+            + (f"{new / 1e6:.1f} Mbit/s for {cfg.wire_share:g}" if new else f"within {CALIBRATION_TOLERANCE:g}: kept"))
+        if new is None:
+            break
         rate = new
-    return {"passes": passes, "rate_bits": rate}
+    converged = passes[-1]["next_rate_bits"] is None
+    if not converged:  # time at the measured pass closest to the target, never at an unmeasured guess
+        rate = min(passes, key=lambda p: abs(p["measured_exchange_share"] - cfg.wire_share))["rate_bits"]
+    return {"passes": passes, "rate_bits": rate, "converged": converged}
 
 
 def _cores(cfg: BenchConfig) -> list[int] | None:

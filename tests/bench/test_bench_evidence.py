@@ -7,7 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from benchmarks.emulated.bound import EFFICIENCY_LIMIT, add_honest_bounds, non_wire_time, rate_for_measured_share
+from benchmarks.emulated.bound import (CALIBRATION_TOLERANCE, EFFICIENCY_LIMIT, add_honest_bounds, next_calibration_rate,
+                                      non_wire_time, rate_for_measured_share)
 from benchmarks.emulated.headline import add_claims, equal_quality
 from benchmarks.emulated.netns import EmulationError
 from benchmarks.emulated.stats import LoadGateError, bootstrap_ci, check_load, median_ci, paired_ratio
@@ -88,6 +89,39 @@ def test_measured_share_rate():
     assert (fixed + wire) / (fixed + wire + 0.070) == pytest.approx(0.8)
     with pytest.raises(EmulationError, match="cannot reach"):
         rate_for_measured_share(0.100, 0.095, 12.5e6, 10e9, 0.1)  # the fixed part alone exceeds 10 %
+
+
+def _flat_pass(rate: float, growth: float) -> dict:
+    """flat on a box whose non-exchange time grows with the wire time (`growth` of it), 12 MB per step."""
+    wire = 12e6 / (rate / 8 * WIRE_EFF)
+    other, exchange = 0.2 + growth * wire, 0.03 + wire
+    return {"rate_bits": rate, "flat_step_s": other + exchange, "flat_exchange_s": exchange, "nic_bytes": 12e6,
+            "measured_exchange_share": exchange / (other + exchange)}
+
+
+@pytest.mark.parametrize("target", [0.5, 0.7, 0.8, 0.9])
+def test_calibration_lands_on_the_measured_share_where_one_correction_falls_short(target):
+    passes, rate = [], 10e9
+    for _ in range(6):
+        passes.append(_flat_pass(rate, growth=0.05))
+        rate = next_calibration_rate(passes, target)
+        if rate is None:
+            break
+    assert rate is None, passes  # converged
+    assert abs(passes[-1]["measured_exchange_share"] - target) <= CALIBRATION_TOLERANCE
+    one_correction = _flat_pass(next_calibration_rate(passes[:1], target), growth=0.05)["measured_exchange_share"]
+    if target >= 0.8:  # the two-pass calibration this replaces landed short of high targets
+        assert target - one_correction > CALIBRATION_TOLERANCE
+
+
+def test_calibration_steps_are_bounded_and_noise_falls_back_to_the_model():
+    first = _flat_pass(10e9, 0.05)
+    noisy = dict(_flat_pass(1e9, 0.05), measured_exchange_share=first["measured_exchange_share"] - 0.01)
+    model = rate_for_measured_share(noisy["flat_step_s"], noisy["flat_exchange_s"], 12e6, 1e9, 0.8)
+    assert next_calibration_rate([noisy, first], 0.8) == pytest.approx(
+        rate_for_measured_share(first["flat_step_s"], first["flat_exchange_s"], 12e6, 10e9, 0.8))
+    far = next_calibration_rate([first, noisy], 0.8)  # the wrong slope: the model of the last pass
+    assert far == pytest.approx(model)
 
 
 def test_best_baseline_needs_equal_quality():
