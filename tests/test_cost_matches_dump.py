@@ -30,26 +30,55 @@ def _row(text: str, label: str) -> list[str]:
     raise AssertionError(f"no row {label!r} in:\n{text}")
 
 
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def _table(text: str) -> list[str]:
+    """The lines of the first github-layout table in `text`."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    return lines[start:end]
+
+
+def _term(table: list[str], strategy: str, term: str) -> str:
+    """One number of the cost table, whichever way it is laid out (strategies as rows or as columns)."""
+    header = _cells(table[0])
+    rows = [_cells(line) for line in table[2:]]
+    if header[0] == "strategy":
+        return next(r for r in rows if r[0] == strategy)[header.index(term)]
+    return next(r for r in rows if r[0] == term)[header.index(strategy)]
+
+
 @pytest.mark.parametrize("topology,tower_module,compression", [
     ("h100:64", "dot", "4"),      # hierarchical feed: towers narrower than width/c would say
     ("h100:16", "linear", "16"),  # decoder feed, towers narrower than c clamped
     ("h100:64", "identity", None),
 ])
-def test_cost_model_prints_the_speedup_dump_prints(topology, tower_module, compression):
+def test_cost_model_prints_the_table_dump_prints(topology, tower_module, compression):
+    """The same table, term by term: the dump merges nothing that `cost` prints one by one."""
     dump_args = ["dump", DLRM, "--topology", topology, "--tower-module", tower_module]
     if tower_module == "identity":
         label, cost_args = "sptt", ["--strategies", "flat,sptt"]
     else:
-        label, cost_args = f"sptt_tm(c={compression})", ["--tower-module", tower_module, "--compression", compression]
+        label, cost_args = f"sptt_tm(c={compression})", ["--tower-module", tower_module, "--compression", compression,
+                                                               "--strategies", "flat,sptt_tm"]
         dump_args += ["--compression", compression]
     dump = _run(*dump_args)
     cost = _run("cost", "--model", DLRM, "--topology", topology, *cost_args)
-    dump_row, cost_row = _row(dump, label), _row(cost, label)
-    assert dump_row[-1] == cost_row[-1] and dump_row[-1].endswith("x")  # the speedup, as printed
-    assert dump_row[-2] == cost_row[-2]  # total µs
-    assert _row(dump, "flat")[-2] == _row(cost, "flat")[-2]
+    table = _table(dump)
+    assert table == _table(cost)
     doc = json.loads(_run("cost", "--model", DLRM, "--topology", topology, *cost_args, "--format", "json"))
-    assert f"{doc['strategies'][label]['speedup']:.2f}x" == dump_row[-1]
+    speedup = _term(table, label, "speedup")
+    assert speedup.endswith("x") and f"{doc['strategies'][label]['speedup']:.2f}x" == speedup
+    terms = [t for t in doc["strategies"][label] if t.endswith("_dist") or t in ("lookup", "tm", "dense")]
+    assert "id_dist" in terms and "emb_dist" in terms
+    for term in terms:  # every non-zero term in its own cell, the number the JSON holds
+        value = doc["strategies"][label][term]
+        if value > 0:
+            assert _term(table, label, f"{term} µs") == f"{value * 1e6:.1f}"
+    assert max(map(len, dump.splitlines())) <= 120
 
 
 def test_cost_model_sweep_row_matches_cost_at_that_size():
@@ -57,7 +86,7 @@ def test_cost_model_sweep_row_matches_cost_at_that_size():
     sweep = _run("cost", "--model", DLRM, "--topology", "h100:64", "--compression", "4", "--sweep", "16,64")
     for gpus in ("16", "64"):
         one = _run("cost", "--model", DLRM, "--topology", f"h100:{gpus}", "--compression", "4")
-        assert _row(sweep, gpus)[-1] == _row(one, "sptt_tm(c=4)")[-1]
+        assert _row(sweep, gpus)[-1] == _term(_table(one), "sptt_tm(c=4)", "speedup")
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -110,7 +110,7 @@ def test_hierarchical_dlrm_rebuilds_the_top_mlp_and_cuts_compute():
     gm = dmt.graph_module
     assert gm.get_submodule("top_mlp.0").weight.shape == (64, 37)
     text = str(dmt.plan)
-    assert "rebuilt: top_mlp.0 (linear 64x367 -> 64x37" in text and "kept the trained values" in text
+    assert "rebuilt for the compressed width: top_mlp.0 (linear 64x367 -> 64x37" in text and "kept the trained values" in text
     assert '"rebuilt"' in dmt.dump("json") and "top_mlp.0" in dmt.dump("json")
     # the global interaction and the top MLP now work on 9 vectors instead of 27: less compute than the
     # decoder variant (which rebuilds all 27), and less than the flat model

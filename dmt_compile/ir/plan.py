@@ -9,7 +9,7 @@ from typing import Any
 from tabulate import tabulate
 
 from dmt_compile.ir.feed import RebuiltLayer
-from dmt_compile.ir.plan_text import PLAN_ALIGN, PLAN_COLUMNS, features_width, merged_notes, plan_rows
+from dmt_compile.ir.plan_text import PLAN_ALIGN, PLAN_COLUMNS, features_width, plan_details, plan_header, plan_rows
 
 __all__ = ["TowerPlan", "TowerDetail"]
 
@@ -85,18 +85,9 @@ class TowerPlan:
 
     def format(self, width: int = 120) -> str:
         """`str(plan)` at most about `width` columns (the CLI passes the terminal's width)."""
-        head = (f"TowerPlan: {self.num_towers} towers on topology {self.topology} (partitioner {self.strategy}, "
-                f"tower module {self.tower_module}, compression {self.compression:g}, "
-                f"balance max/mean {self.balance():.3f})")
         table = tabulate(plan_rows(self, features_width(width)), headers=PLAN_COLUMNS, tablefmt="simple",
                          disable_numparse=True, colalign=PLAN_ALIGN)
-        lines = [textwrap.fill(head, width, subsequent_indent="    "), table]
-        if self.dense_features:
-            lines.append(textwrap.fill("dense (data-parallel, not in towers): " + ", ".join(self.dense_features),
-                                       width, subsequent_indent="    "))
-        lines += [textwrap.fill(f"partitioner: {k} = {v:.4g}", width) for k, v in self.metrics]
-        lines += [textwrap.fill(f"note: {n}", width, subsequent_indent="    ") for n in merged_notes(self.notes)]
-        lines += [textwrap.fill(f"rebuilt: {r.describe()}", width, subsequent_indent="    ") for r in self.rebuilt]
+        lines = [textwrap.fill(plan_header(self), width, subsequent_indent="    "), table, *plan_details(self, width)]
         if self.auto is not None:
             lines.append(str(self.auto))
         return "\n".join(lines)

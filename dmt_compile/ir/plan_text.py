@@ -3,7 +3,10 @@
 * `PLAN_COLUMNS` — the column names every plan table uses (the summary adds `ids` and `back`);
 * `plan_rows(plan, width)` — one row per tower; feature lists wrap inside their cell, never cut;
 * `merged_notes(notes)` — the plan's notes for people: exact repeats merged, per-feature "kept
-  together" notes grouped per tower, the same remark about several towers said once.
+  together" notes grouped per tower, the same remark about several towers said once;
+* `plan_header(plan, where)` — the one line that names the plan (both printers lead with it);
+* `plan_details(plan, width)` — what follows the table: dense features, partitioner metrics, notes
+  and rebuilt layers, each once, in the same words in `str(plan)` and in the summary.
 """
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import re
 import textwrap
 from typing import Any
 
-__all__ = ["PLAN_COLUMNS", "PLAN_ALIGN", "plan_rows", "merged_notes", "features_width"]
+__all__ = ["PLAN_COLUMNS", "PLAN_ALIGN", "plan_rows", "merged_notes", "features_width", "plan_header", "plan_details"]
 
 PLAN_COLUMNS = ("tower", "host", "features", "lookups", "in -> out", "feed", "table elems")
 PLAN_ALIGN = ("right", "right", "left", "right", "right", "left", "right")
@@ -55,3 +58,26 @@ def merged_notes(notes: tuple[str, ...] | list[str]) -> list[str]:
         where = "; ".join(f"tower {t}: {', '.join(fs)}" for t, fs in sorted(where_towers.items()))
         out.insert(0, f"kept together ({reason}): {where}")
     return out
+
+
+def plan_header(plan: Any, where: str = "") -> str:
+    """`TowerPlan: N towers on topology T (where), partitioner P, M Tower Module c=C, balance max/mean b`;
+    `where` names the topology's hardware when the printer knows it (e.g. "dgx-h100"). Fits 120 columns."""
+    place = f" ({where})" if where else ""
+    tm = ("identity Tower Modules" if plan.tower_module == "identity"
+          else f"{plan.tower_module} Tower Module c={plan.compression:g}")
+    return (f"TowerPlan: {plan.num_towers} towers on topology {plan.topology}{place}, partitioner {plan.strategy}, "
+            f"{tm}, balance max/mean {plan.balance():.3f}")
+
+
+def plan_details(plan: Any, width: int) -> list[str]:
+    """The lines after the plan table, each fact once and wrapped at `width` (never cut)."""
+    fill = lambda text: textwrap.fill(text, width, subsequent_indent="    ")  # noqa: E731
+    lines = []
+    if plan.dense_features:
+        lines.append(fill("dense (data-parallel, not in towers): " + ", ".join(plan.dense_features)))
+    if plan.metrics:
+        lines.append(fill("partitioner: " + ", ".join(f"{k} = {v:.4g}" for k, v in plan.metrics)))
+    lines += [fill(f"note: {n}") for n in merged_notes(plan.notes)]
+    lines += [fill(f"rebuilt for the compressed width: {r.describe()}") for r in plan.rebuilt]
+    return lines

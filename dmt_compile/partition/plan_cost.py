@@ -13,14 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tabulate import tabulate
+from dmt_compile.topo.cost_report import Config, PlanTowers, compare, compare_table
 
-from dmt_compile.topo.cost_report import Config, PlanTowers, compare
-
-__all__ = ["plan_towers", "plan_config", "predict_plan", "format_plan_cost", "PLAN_COST_TERMS"]
-
-#: the columns of the plan's cost table (the cost report's term names, as `dmt-compile cost` prints them)
-PLAN_COST_TERMS = ("id_dist", "emb_dist", "comm", "compute", "total")
+__all__ = ["plan_towers", "plan_config", "predict_plan", "format_plan_cost"]
 
 
 def plan_towers(plan: Any, pooling: float = 1.0) -> PlanTowers:
@@ -52,16 +47,15 @@ def predict_plan(plan: Any, detection: Any, topology: Any, batch_per_rank: int =
     return compare(topology, plan_config(plan, detection, batch_per_rank))
 
 
-def format_plan_cost(plan: Any, detection: Any, topology: Any, batch_per_rank: int = 1024) -> str:
+def format_plan_cost(plan: Any, detection: Any, topology: Any, batch_per_rank: int = 1024,
+                     width: int | None = 120) -> str:
+    """The cost model's prediction for `plan`: the table `dmt-compile cost` prints (every term on its own,
+    `topo.cost_report.compare_table`), kept within `width` columns."""
     if getattr(topology, "inter_bw", None) is None:
         return (f"predicted cost: topology {topology} has no bandwidths; use a preset (e.g. h100:16) "
                 "to see the cost model's prediction")
     result = predict_plan(plan, detection, topology, batch_per_rank)
-    rows = [[name, *[terms[t] * 1e6 for t in PLAN_COST_TERMS], f"{terms['speedup']:.2f}x"]
-            for name, terms in result.items()]
-    table = tabulate(rows, headers=["strategy", *[f"{t} µs" for t in PLAN_COST_TERMS], "speedup"],
-                     tablefmt="simple", floatfmt=".1f")
     tm = "" if plan.tower_module == "identity" else f"{plan.tower_module} Tower Module, "
     return (f"predicted embedding stage per rank per step of this plan's towers on {topology.name or topology} "
             f"({topology.world_size} GPUs, batch {batch_per_rank} per rank, {tm}cost model, fwd+bwd; "
-            f"`dmt-compile cost --model` prices the same towers):\n{table}")
+            f"`dmt-compile cost --model` prices the same towers):\n{compare_table(result, width)}")

@@ -29,10 +29,10 @@ def terminal_width(default: int = WIDTH) -> int:
     return max(60, min(240, shutil.get_terminal_size((default, 24)).columns))
 
 
-def _cost(dmt: PrintedModel) -> str:
+def _cost(dmt: PrintedModel, width: int) -> str:
     from dmt_compile.partition.plan_cost import format_plan_cost
 
-    return format_plan_cost(dmt.plan, dmt.detection, dmt.topology)
+    return format_plan_cost(dmt.plan, dmt.detection, dmt.topology, width=width)
 
 
 def render(dmt: PrintedModel, fmt: str = "summary", width: int = WIDTH) -> str:
@@ -40,9 +40,10 @@ def render(dmt: PrintedModel, fmt: str = "summary", width: int = WIDTH) -> str:
     `summary` and `full` keep to `width` columns where they can (the CLI passes the terminal's width)."""
     gm = dmt.graph_module
     if fmt == "summary":
-        return format_summary(dmt, _cost(dmt), width)
+        return format_summary(dmt, _cost(dmt, width), width)
     if fmt in ("table", "full"):
-        parts = [str(dmt.capture_report), "", dmt.plan.format(width), "", _cost(dmt), "", format_graph(gm, fold=True)]
+        parts = [str(dmt.capture_report), "", dmt.plan.format(width), "", _cost(dmt, width), "",
+                 format_graph(gm, fold=True)]
         mods = format_modules(gm)
         if mods:
             parts += ["", "modules added:", mods]

@@ -19,7 +19,8 @@ from tabulate import tabulate
 from dmt_compile.ir.graph import tower_nodes
 from dmt_compile.ir.meta import DTYPE, SHAPE
 from dmt_compile.printing.subject import PrintedModel
-from dmt_compile.ir.plan_text import PLAN_ALIGN, PLAN_COLUMNS, features_width, merged_notes, plan_rows
+from dmt_compile.ir.plan_text import (PLAN_ALIGN, PLAN_COLUMNS, features_width, merged_notes, plan_details, plan_header,
+                                      plan_rows)
 
 __all__ = ["format_summary", "plain_notes", "tower_traffic", "fit_line", "WIDTH"]
 
@@ -78,9 +79,7 @@ def _captured(dmt: PrintedModel) -> list[str]:
     lines = [f"captured   {how}" + (f" ({'; '.join(extra)})" if extra else ""),
              f"           {len(det.lookups)} lookups (" + ", ".join(f"{v} {k}" for k, v in sorted(kinds.items()))
              + f") over {len(tables)} tables, {len(det.features)} sparse features"]
-    if det.dense_features:
-        lines.append("           dense (data-parallel, not in towers): " + ", ".join(det.dense_features))
-    return lines
+    return lines  # dense features: said once, after the plan table (plan_details)
 
 
 def _rewritten(dmt: PrintedModel) -> list[str]:
@@ -108,9 +107,7 @@ def format_summary(dmt: PrintedModel, cost: str = "", width: int = WIDTH) -> str
     """The short report (module docstring), at most `width` columns (the CLI passes the terminal's);
     `cost` is the cost-model section, if any. Long lines wrap; nothing is cut."""
     plan, topo = dmt.plan, dmt.topology
-    name = topo.name or f"{topo.num_hosts}x{topo.local_size}"
-    head = (f"TowerPlan: {plan.num_towers} towers on topology {plan.topology} ({name}, {topo.world_size} ranks), "
-            f"partitioner {plan.strategy}, balance max/mean {plan.balance():.3f}")
+    head = plan_header(plan, topo.name or "")
     crossing = (topo.num_hosts - 1) / topo.num_hosts if topo.num_hosts else 0.0
     table = _plan_table(dmt, width)  # already fitted: its feature column wraps inside the cell
     parts = [head, table,
@@ -118,16 +115,9 @@ def format_summary(dmt: PrintedModel, cost: str = "", width: int = WIDTH) -> str
                            f"per sample sent to the tower's host and received back (forward; the "
                            f"gradients of what comes back travel in backward); {crossing:.0%} of samples cross "
                            "hosts.", width), "", *_captured(dmt), *_rewritten(dmt)]
-    notes = plain_notes(plan.notes)
-    metrics = [f"{k} = {v:.4g}" for k, v in plan.metrics]
-    if metrics:
-        parts += ["", "partitioner: " + ", ".join(metrics)]
-    if notes:
-        parts += ["", "notes:"] + [textwrap.fill(n, width, initial_indent="  - ", subsequent_indent="    ")
-                                   for n in notes]
-    if plan.rebuilt:
-        parts += ["", "rebuilt for the compressed width (hierarchical feed):"] + [
-            textwrap.fill(r.describe(), width, initial_indent="  - ", subsequent_indent="    ") for r in plan.rebuilt]
+    details = plan_details(plan, width)
+    if details:
+        parts += ["", *details]
     if cost:
         parts += ["", cost]
     parts += ["", "more: --format full (node table, modules added), --format dot [--png FILE], --rank R (one rank)"]

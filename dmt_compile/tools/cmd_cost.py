@@ -22,6 +22,7 @@ from typing import Callable, TextIO
 
 from dmt_compile.errors import CostModelError
 from dmt_compile.topo.cost_limits import MAX_COST_FEATURES
+from dmt_compile.printing import terminal_width
 from dmt_compile.printing.progress import ProgressBar
 from dmt_compile.topo.cost_report import (DEFAULT_STRATEGIES, Config, compare, format_compare, format_sweep,
                                           report_json, strategy_label, sweep, tower_loads)
@@ -265,7 +266,8 @@ def run_cost(args: argparse.Namespace, stdout: TextIO) -> int:
             if args.format == "table":
                 stdout.write(f"wrote {args.plot}\n")
         return 0
-    stdout.write(report_json(topo, config, rows) if args.format == "json" else format_compare(topo, rows))
+    stdout.write(report_json(topo, config, rows) if args.format == "json"
+                 else format_compare(topo, rows, terminal_width()))
     if args.format == "table":
         stdout.write(_step_band(topo, config))
     if args.format != "json" and args.model:

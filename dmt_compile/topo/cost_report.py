@@ -25,7 +25,7 @@ from dmt_compile.topo.cost_symbols import CostParams
 from dmt_compile.topo.spec import as_topology
 from dmt_compile.topo.topology import Topology
 
-__all__ = ["Config", "PlanTowers", "compare", "sweep", "tower_loads", "format_compare", "format_sweep", "report_json",
+__all__ = ["Config", "PlanTowers", "compare", "sweep", "tower_loads", "compare_table", "format_compare", "format_sweep", "report_json",
            "strategy_label", "DEFAULT_STRATEGIES"]
 
 log = logging.getLogger(__name__)
@@ -154,13 +154,26 @@ def _us(x: float) -> str:
     return f"{x * 1e6:.1f}"
 
 
-def format_compare(topology: Topology, rows: dict[str, dict[str, float]]) -> str:
+def compare_table(rows: dict[str, dict[str, float]], width: int | None = None) -> str:
+    """The strategies' terms in µs, each term in its own column (those non-zero for some strategy), then
+    fwd, bwd, total and speedup; when that is wider than `width` columns, the same numbers transposed
+    (one row per term, one column per strategy). `dmt-compile cost` and `dump` both print this table."""
     terms = [t for t in TERMS if any(r[t] > 0 for r in rows.values())]
     headers = ["strategy", *[f"{t} µs" for t in terms], "fwd µs", "bwd µs", "total µs", "speedup"]
     body = [[name, *[_us(r[t]) for t in terms], _us(r["fwd"]), _us(r["bwd"]), _us(r["total"]),
              f"{r['speedup']:.2f}x"] for name, r in rows.items()]
+    wide = tabulate(body, headers=headers, tablefmt="github")
+    if width is None or max(map(len, wide.splitlines())) <= width:
+        return wide
+    names = list(rows)
+    tall = [[f"{t} µs", *[_us(rows[n][t]) for n in names]] for t in (*terms, "fwd", "bwd", "total")]
+    tall.append(["speedup", *[f"{rows[n]['speedup']:.2f}x" for n in names]])
+    return tabulate(tall, headers=["term", *names], tablefmt="github", colalign=("left", *["right"] * len(names)))
+
+
+def format_compare(topology: Topology, rows: dict[str, dict[str, float]], width: int | None = None) -> str:
     title = f"topology {topology.name or 'custom'} {topology} ({topology.world_size} GPUs)"
-    return title + "\n" + tabulate(body, headers=headers, tablefmt="github") + "\n"
+    return title + "\n" + compare_table(rows, width) + "\n"
 
 
 def format_sweep(topology: Topology, result: dict[int, dict[str, dict[str, float]]]) -> str:

@@ -156,7 +156,7 @@ def test_fixed_width_layer_after_the_interaction_is_rebuilt():
     assert (top.target, top.kind, top.old_shape, top.new_shape, top.init) == ("top", "linear", (1, 8), (1, 4), "copy")
     assert top.in_runs == () and top.out_runs == ()  # every input column came from the embeddings
     assert plan.rebuilt == feed.rebuilt and plan.details[0].feed == "hierarchical"
-    assert "rebuilt: top (linear 1x8 -> 1x4; input width 8 -> 4)" in str(plan)
+    assert "rebuilt for the compressed width: top (linear 1x8 -> 1x4; input width 8 -> 4)" in str(plan)
     assert plan.to_dict()["rebuilt"][0]["new_shape"] == (1, 4)
 
 

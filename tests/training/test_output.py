@@ -27,7 +27,7 @@ def test_default_dump_is_a_short_summary_within_120_columns():
     lines = text.splitlines()
     assert max(len(line) for line in lines) <= 120
     assert len(lines) < 45
-    assert lines[0].startswith("TowerPlan: 8 towers on topology 8x8 (dgx-h100, 64 ranks)")
+    assert lines[0].startswith("TowerPlan: 8 towers on topology 8x8 (dgx-h100), ")
     head = "\n".join(lines[:14])
     assert re.search(r"^\s+0\s+0\s+C1, C5, C23\s+3\s+48 -> 12\s+decoder\s+23,680\s+24 B\s+48 B$", head, re.M)
     assert "captured   plain fx tracing" in text and "rewritten  each tower: ids_exchange -> lookups" in text
@@ -108,10 +108,26 @@ def test_the_same_remark_about_several_towers_is_said_once():
 def test_summary_lists_the_layers_rebuilt_for_the_compressed_width():
     text = run("dump", os.path.join(ROOT, "examples", "dlrm.py") + ":factory", "--topology", "h100:64",
                "--tower-module", "dot", "--compression", "4")
-    assert "rebuilt for the compressed width (hierarchical feed):" in text
+    assert "rebuilt for the compressed width: top_mlp.0" in text
     assert "top_mlp.0 (linear 64x367 -> 64x52" in text and "triu_indices(9, 9, offset=1)" in text
     assert text.count("compresses by 3, not 4") == 1  # six towers, one note
     assert max(map(len, text.splitlines())) <= 120
+
+
+def test_plan_and_summary_say_the_plan_in_the_same_words():
+    """`plan` and `dump` lead with the same header and follow the table with the same lines."""
+    args = (DLRM, "--topology", "h100:64", "--tower-module", "dot", "--compression", "4")
+    plan_text, summary = run("plan", *args), run("dump", *args)
+    flat = lambda text: " ".join(text.split())  # noqa: E731  (lines wrap at the terminal's width)
+    header = re.match(r"TowerPlan: .*? balance max/mean [\d.]+", flat(plan_text)).group(0)
+    assert ", partitioner " in header and ", dot Tower Module c=4, " in header
+    where = header.replace("on topology 8x8,", "on topology 8x8 (dgx-h100),")
+    assert where != header and flat(summary).startswith(where)
+    after_table = [line for line in plan_text.splitlines() if line.startswith(("note: ", "partitioner: ", "rebuilt ", "dense "))]
+    assert any(line.startswith("rebuilt for the compressed width: ") for line in after_table)
+    assert all(line in summary.splitlines() for line in after_table)
+    for words in ("notes:", "rebuilt: ", "(partitioner "):  # the old second vocabulary is gone from both
+        assert words not in plan_text and words not in summary
 
 
 def test_real_model_notes_never_show_torch_errors():
