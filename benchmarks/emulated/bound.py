@@ -154,22 +154,54 @@ def next_calibration_rate(passes: list[dict[str, Any]], share: float, max_step: 
     :data:`CALIBRATION_TOLERANCE` of `share` (its rate is the one to time at).
 
     `passes`: ``{"rate_bits", "measured_exchange_share", "flat_step_s", "flat_exchange_s", "nic_bytes"}``
-    in order. One pass: :func:`rate_for_measured_share`'s model. Two or more: a secant through the
-    last two passes in (log rate, logit share), the share falling as the rate grows; a step of more
-    than `max_step`x, or a secant with no slope, falls back to the model of the last pass.
+    in order. The share falls as the rate grows, so once one pass measured above the target and
+    another below it at a higher rate, the target lies between them: the next rate is the secant
+    through that bracket in (log rate, logit share), kept inside it. Without a bracket: one pass
+    uses :func:`rate_for_measured_share`'s model; two or more a secant through the last two passes,
+    falling back to the last pass's model when its step exceeds `max_step`x or its slope has the
+    wrong sign (noise). Every guess stays on the side of the passes that bound it.
+
+    Why a bracket: near a share of 1 the model of a single pass is poor (at share 0.977, 131 Mbit/s,
+    it put the rate for 0.9 at 2.2 Gbit/s, which measured 0.45), and a secant step beyond
+    `max_step` used to fall back to it; the secant through the bracket (10 Gbit/s: 0.44) says 0.7.
     """
     last = passes[-1]
     if len(passes) > 1 and abs(last["measured_exchange_share"] - share) <= CALIBRATION_TOLERANCE:
         return None
     model = rate_for_measured_share(last["flat_step_s"], last["flat_exchange_s"], last["nic_bytes"],
                                     last["rate_bits"], share)
-    if len(passes) < 2:
-        return model
-    prev = passes[-2]
-    x0, x1 = math.log(prev["rate_bits"]), math.log(last["rate_bits"])
-    y0, y1 = _logit(prev["measured_exchange_share"]), _logit(last["measured_exchange_share"])
+    slow = [p["rate_bits"] for p in passes if p["measured_exchange_share"] > share]  # too slow: share above
+    fast = [p["rate_bits"] for p in passes if p["measured_exchange_share"] < share]
+    lo, hi = (max(slow) if slow else None), (min(fast) if fast else None)
+    if lo is not None and hi is not None and lo < hi:
+        a = next(p for p in passes if p["rate_bits"] == lo)
+        b = next(p for p in passes if p["rate_bits"] == hi)
+        return _inside(_secant(a, b, share), lo, hi)
+    guess = model
+    if len(passes) > 1:
+        secant = _secant(passes[-2], last, share)
+        if secant is not None and 1 / max_step <= secant / last["rate_bits"] <= max_step:
+            guess = secant
+    if lo is None or hi is None:  # one side known (a noisy, crossed pair bounds nothing)
+        if lo is not None:
+            guess = max(guess, lo * 1.05)  # faster than a pass that measured too high a share
+        if hi is not None:
+            guess = min(guess, hi / 1.05)  # slower than a pass that measured too low a share
+    return guess
+
+
+def _secant(a: dict[str, Any], b: dict[str, Any], share: float) -> float | None:
+    """The rate where the line through two passes in (log rate, logit share) meets `share`; None
+    without a falling slope."""
+    x0, x1 = math.log(a["rate_bits"]), math.log(b["rate_bits"])
+    y0, y1 = _logit(a["measured_exchange_share"]), _logit(b["measured_exchange_share"])
     if x1 == x0 or (y1 - y0) / (x1 - x0) >= 0:  # no slope, or the wrong sign: noise, not the NIC
-        return model
-    x = x1 + (_logit(share) - y1) * (x1 - x0) / (y1 - y0)
-    step = math.exp(x - x1)
-    return model if not 1 / max_step <= step <= max_step else math.exp(x)
+        return None
+    return math.exp(x1 + (_logit(share) - y1) * (x1 - x0) / (y1 - y0))
+
+
+def _inside(rate: float | None, lo: float, hi: float) -> float:
+    """`rate` kept strictly inside the bracket [lo, hi] (its log-midpoint when the secant fails)."""
+    x0, x1 = math.log(lo), math.log(hi)
+    x = (x0 + x1) / 2 if rate is None else min(max(math.log(rate), x0 + 0.1 * (x1 - x0)), x1 - 0.1 * (x1 - x0))
+    return math.exp(x)

@@ -2,6 +2,8 @@
 the model descriptor and the quality emulation of a wire codec."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -122,6 +124,26 @@ def test_calibration_steps_are_bounded_and_noise_falls_back_to_the_model():
         rate_for_measured_share(first["flat_step_s"], first["flat_exchange_s"], 12e6, 10e9, 0.8))
     far = next_calibration_rate([first, noisy], 0.8)  # the wrong slope: the model of the last pass
     assert far == pytest.approx(model)
+
+
+def test_calibration_interpolates_inside_a_bracket_near_a_share_of_one():
+    """Measured at 10 Gbit/s (0.44) and 131 Mbit/s (0.977) for a 0.9 target: the next rate is the secant
+    through that bracket (the last pass's model said 2.2 Gbit/s, which measured 0.45; after five
+    passes the bench timed at the closest, 0.977)."""
+    passes = [dict(_flat_pass(10e9, 0.05), measured_exchange_share=0.439),
+              dict(_flat_pass(131e6, 0.05), measured_exchange_share=0.977)]
+    rate = next_calibration_rate(passes, 0.9)
+    assert 131e6 < rate < 10e9
+    logit = lambda p: math.log(p / (1 - p))  # noqa: E731
+    x = math.log(131e6) + (logit(0.9) - logit(0.977)) * (math.log(131e6) - math.log(10e9)) / (logit(0.977) - logit(0.439))
+    assert rate == pytest.approx(math.exp(x))  # the secant through the bracket, about 0.7 Gbit/s
+    passes.append(dict(_flat_pass(rate, 0.05), measured_exchange_share=0.81))  # still below: a tighter bracket
+    nxt = next_calibration_rate(passes, 0.9)
+    assert 131e6 < nxt < rate
+    # one side only: never past a pass that measured the wrong side of the target
+    only_fast = [dict(_flat_pass(1e9, 0.05), measured_exchange_share=0.5),
+                 dict(_flat_pass(900e6, 0.05), measured_exchange_share=0.6)]
+    assert next_calibration_rate(only_fast, 0.9) < 900e6 / 1.05 + 1
 
 
 def test_best_baseline_needs_equal_quality():

@@ -74,14 +74,28 @@ def test_pins_constrain_the_choice(dlrm):
 
 
 def test_uncertain_when_the_predictor_error_exceeds_the_margin(dlrm):
-    table = {"sptt/identity/fp32": 1.00, "flat/fp32": 1.04}
+    table = {"sptt/identity/fp32": 1.00, "sptt/linear/c=16/decoder/fp32": 1.04}  # flat: 10 s, far behind
     sure = _choose(dlrm, predictor=TablePredictor(table, default_s=10.0, rel_error=0.01))
     unsure = _choose(dlrm, predictor=TablePredictor(table, default_s=10.0, rel_error=0.1))
     for c in (sure, unsure):
-        assert c.chosen == "sptt/identity/fp32" and c.runner_up == "flat/fp32"
+        assert c.chosen == "sptt/identity/fp32" and c.runner_up == "sptt/linear/c=16/decoder/fp32"
         assert c.margin == pytest.approx(0.04)
     assert not sure.uncertain and unsure.uncertain
     assert "uncertain" in str(unsure) and "uncertain" not in str(sure).split("\n")[1]
+
+
+def test_flat_is_kept_when_the_rewrite_wins_by_less_than_the_predictor_error(dlrm):
+    """A rewrite predicted 4 % faster than flat with a ±10 % predictor is no evidence: flat, and why."""
+    table = {"sptt/identity/fp32": 1.00, "flat/fp32": 1.04}
+    sure = _choose(dlrm, predictor=TablePredictor(table, default_s=10.0, rel_error=0.01))
+    unsure = _choose(dlrm, predictor=TablePredictor(table, default_s=10.0, rel_error=0.1))
+    assert sure.chosen == "sptt/identity/fp32" and not any("kept flat" in n for n in sure.notes)
+    assert unsure.chosen == "flat/fp32" and unsure.runner_up == "sptt/identity/fp32" and unsure.uncertain
+    assert unsure.margin == pytest.approx(-0.04 / 1.04)
+    text = str(unsure)
+    assert "note: kept flat: sptt/identity/fp32 is predicted 4.0 % faster, within the predictor's error (±10 %)" in text
+    assert "margin to runner-up sptt/identity/fp32: -3.8 %" in text
+    assert json.loads(unsure.to_json())["chosen"] == "flat/fp32"
 
 
 def test_json_schema(dlrm):

@@ -1,5 +1,6 @@
 """Properties of `choose` over generated candidate sets (hypothesis): the chosen candidate is the fastest
-that survives, exact ones always survive, the margin and the uncertainty flag follow their definitions."""
+that survives (or flat, when the fastest beats flat by less than the predictor's error), exact ones always
+survive, the margin and the uncertainty flag follow their definitions."""
 from __future__ import annotations
 
 import pytest
@@ -31,15 +32,25 @@ def candidate_sets(draw):
 
 
 @settings(max_examples=200, deadline=None)
-@given(candidate_sets())
-def test_choice_is_the_fastest_survivor(case):
+@given(candidate_sets(), st.booleans())
+def test_choice_is_the_fastest_survivor(case, keep_flat):
     cands, preds, quality, budget = case
-    ch = choose(cands, preds, topology="t", batch_per_rank=1, predictor="gen", quality=quality, quality_budget=budget)
+    ch = choose(cands, preds, topology="t", batch_per_rank=1, predictor="gen", quality=quality, quality_budget=budget,
+                keep_flat_within_error=keep_flat)
     secs = [r.prediction.seconds for r in ch.rows]
     assert secs == sorted(secs) and {r.candidate.key for r in ch.rows} == {c.key for c in cands}
     alive = [r for r in ch.rows if not r.dropped]
     assert all(not r.dropped for r in ch.rows if r.candidate.exact)
+    flat = next(r for r in alive if r.candidate.strategy == "flat")  # exact: always survives
+    fastest = alive[0].prediction
+    gain = (flat.prediction.seconds - fastest.seconds) / fastest.seconds
+    if keep_flat and alive[0] is not flat and gain < max(fastest.rel_error, flat.prediction.rel_error):
+        assert ch.chosen == flat.candidate.key and ch.runner_up == alive[0].candidate.key
+        assert ch.margin == pytest.approx(-gain / (1 + gain)) and ch.uncertain
+        assert any(n.startswith(f"kept flat: {alive[0].candidate.key} is predicted") for n in ch.notes)
+        return
     assert ch.chosen == alive[0].candidate.key
+    assert not any(n.startswith("kept flat") for n in ch.notes)
     for r in ch.rows:
         q = r.quality
         if q is not None and not r.candidate.exact:
