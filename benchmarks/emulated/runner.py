@@ -128,6 +128,12 @@ def _check(cfg: BenchConfig) -> None:
         check_wire_dtype(w)
 
 
+def _workload() -> dict[str, Any]:
+    """The bench model's id workload (`--ids-per-feature`, `--zipf` reach the model factory by environment)."""
+    return {"ids_per_feature": int(os.environ.get("DMT_BENCH_IDS_PER_FEATURE", "1")),
+            "zipf": float(os.environ.get("DMT_BENCH_ZIPF", "0"))}
+
+
 def _launch(cfg: BenchConfig, opts: BenchOptions, cores: list[int] | None) -> list[dict[str, Any]]:
     from dmt_compile.runtime.launch import launch_local
     from dmt_compile.topo import Topology
@@ -283,7 +289,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] | None = None) ->
                    "dense_sync": cfg.dense_sync, "pinned_cores": cores, "interleaved": cfg.interleave,
                    "all_to_all": cfg.all_to_all, "wire_share_target": cfg.wire_share, "pipeline": cfg.pipeline,
                    "pipeline_chunks": cfg.pipeline_chunks, "dedup_ids": cfg.dedup_ids,
-                   "auto": cfg.with_auto},
+                   "auto": cfg.with_auto, **_workload()},
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
                     "loadavg_before": load_before, "loadavg_after": load_after},
         "load_before": load_before, "load_after": load_after, "load_gate": gate, "launches": launches,
