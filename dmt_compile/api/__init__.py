@@ -82,8 +82,8 @@ def transform(
             `topology` at `batch_per_rank` (`predictor`: a StepPredictor or a fitted parameter file's path;
             default `strategy.default_predictor`), drop candidates that
             break `quality_budget` (ΔAUC vs flat, measured by a paired training on `quality_data` =
-            `[(inputs, labels), ...]` or by `quality_check`; unchecked, only quality-neutral candidates
-            stay) and transform the fastest; `tower_module` / `compression` / `feed` / `wire_dtype` set pin it, and
+            `[(inputs, labels), ...]` or by `quality_check`; unchecked, only exact candidates and those
+            the quality harness measured within the budget stay, `strategy.quality_evidence`) and transform the fastest; `tower_module` / `compression` / `feed` / `wire_dtype` set pin it, and
             `dmt.plan.auto` holds the candidate table (`dmt_compile.strategy`).
         **options: the passes' options (`dmt_compile.passes.options.OPTIONS`, one per option field of
             a pipeline pass); left out or None: unset, the pass's default (searched by `strategy="auto"`

@@ -40,8 +40,9 @@ def _headline(choice: "StrategyChoice") -> list[str]:
             text += f" — uncertain: the predictor's error (±{err * 100:.0f} %) exceeds the margin"
     lines.append(text)
     if not choice.quality_checked:
-        lines.append("quality was not checked: only exact and quality-neutral candidates (flat, identity, decoder "
-                     "feed) can be chosen; pass calibration data to measure the others")
+        lines.append("quality was not checked: only exact candidates (flat, identity) and those the quality "
+                     "harness measured within the budget on both its data sets (docs/QUALITY.md) can be chosen; "
+                     "pass calibration data to measure the others on yours")
     return lines
 
 

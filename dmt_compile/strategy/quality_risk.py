@@ -9,10 +9,10 @@
   exact candidate, the fastest `size` of them.
 * `verdict`: why a candidate is dropped ('' when it stays). Exact candidates (flat, identity)
   always stay. A measured candidate is dropped when its ΔAUC lower bound is below −budget.
-  An unmeasured candidate stays when it is quality-neutral (decoder feed, lossless wire) and is
-  dropped when it changes the model's interaction (direct, hierarchical feed) or rounds the
-  exchanges (a bf16 / fp16 wire): with data, measuring more can only add candidates, never lose
-  one the unchecked search would keep.
+  An unmeasured candidate stays when the quality harness's shipped measurements admit it
+  (`quality_evidence`: its Tower Module and feed measured at c at least as high, within the
+  budget on both data sets, lossless wire) and is dropped otherwise: with data, measuring more
+  can only add candidates, never lose one the unchecked search would keep.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 from dmt_compile.strategy.candidate import Candidate
+from dmt_compile.strategy.quality_evidence import shipped_verdict
 
 __all__ = ["QualityEstimate", "QualityCheck", "Progress", "shortlist", "verdict", "SHORTLIST"]
 
@@ -73,11 +74,7 @@ def verdict(c: Candidate, estimate: QualityEstimate | None, budget: float, check
             return (f"ΔAUC lower bound {estimate.auc_lower_bound:+.4f} breaks the budget -{budget:g} "
                     f"({estimate.seeds} seeds on {estimate.data})")
         return ""
-    if c.quality_neutral:
+    shipped = shipped_verdict(c, budget)
+    if not shipped:
         return ""
-    if checked:
-        return "quality not measured (not shortlisted)"
-    if c.feed in ("flat", "identity", "decoder"):
-        return (f"quality not checked: a {c.wire_dtype} wire rounds the exchanged activations "
-                "(pass calibration data to measure it)")
-    return "quality not checked: this feed changes the model's interaction (pass calibration data to measure it)"
+    return "quality not measured (not shortlisted)" if checked else shipped

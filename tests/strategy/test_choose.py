@@ -27,22 +27,31 @@ def _choose(dlrm, **kw):
 def test_choice_flips_with_the_wire_share(dlrm):
     network = _choose(dlrm, predictor=WireSharePredictor(seconds_per_byte=1e-6))
     compute = _choose(dlrm, predictor=WireSharePredictor(seconds_per_byte=1e-15, seconds_per_flop=1e-9))
-    # network-bound: the most compressing quality-neutral candidate (decoder feed, c=16)
-    assert network.candidate.tower_module != "identity" and network.candidate.feed == "decoder"
+    # network-bound: the most compressing candidate the shipped quality evidence admits (dot, c <= 4)
+    assert network.candidate.tower_module == "dot" and network.candidate.compression <= 4
     assert network.candidate.effective_compression == max(r.candidate.effective_compression for r in network.rows
-                                                          if r.candidate.feed == "decoder")
+                                                          if not r.dropped)
     # compute-bound: no Tower Module (flat or identity, whichever sends fewer bytes)
     assert compute.candidate.exact
     again = _choose(dlrm, predictor=WireSharePredictor(seconds_per_byte=1e-6))
     assert again.chosen == network.chosen and again.to_json() == network.to_json()  # deterministic
 
 
-def test_without_quality_data_only_neutral_candidates_are_chosen(dlrm):
-    fast = {"sptt/dot/c=4/hierarchical/fp32": 0.1, "sptt/linear/c=4/decoder/fp32": 0.5, "flat/fp32": 0.9}
+def test_without_quality_data_only_exact_or_measured_candidates_are_chosen(dlrm):
+    """Unchecked, a compressing candidate needs the quality harness's measurement of its Tower Module
+    and feed at a compression at least as high, within the budget on both data sets."""
+    fast = {"sptt/linear/c=4/decoder/fp32": 0.1, "sptt/cross/c=4/hierarchical/fp32": 0.2,
+            "sptt/dot/c=6/hierarchical/fp32": 0.3, "sptt/dot/c=4/hierarchical/bf16": 0.35,
+            "sptt/dot/c=4/hierarchical/fp32": 0.5, "flat/fp32": 0.9}
     choice = _choose(dlrm, predictor=TablePredictor(fast))
-    assert choice.chosen == "sptt/linear/c=4/decoder/fp32" and not choice.quality_checked
-    dropped = choice.row("sptt/dot/c=4/hierarchical/fp32").dropped
-    assert "quality not checked" in dropped
+    assert choice.chosen == "sptt/dot/c=4/hierarchical/fp32" and not choice.quality_checked
+    linear = choice.row("sptt/linear/c=4/decoder/fp32").dropped
+    assert "measured linear with decoder feed at c = 4 at ΔAUC -0.0190 ± 0.0078 on planted" in linear
+    assert "ΔAUC -0.0102 ± 0.0077 on planted" in choice.row("sptt/cross/c=4/hierarchical/fp32").dropped
+    assert "no shipped measurement of dot with hierarchical feed at c ≥ 6" in \
+        choice.row("sptt/dot/c=6/hierarchical/fp32").dropped
+    assert "bf16 wire rounds" in choice.row("sptt/dot/c=4/hierarchical/bf16").dropped
+    assert not choice.row("sptt/dot/c=2/hierarchical/fp32").dropped  # less compression than measured
     assert "quality was not checked" in str(choice)
 
 
@@ -59,7 +68,8 @@ def test_quality_budget_drops_candidates_whose_lower_bound_breaks_it(dlrm):
     assert choice.row(choice.chosen).quality.delta_auc == -0.0005
     assert choice.runner_up == "sptt/cross/c=4/hierarchical/fp32"
     assert "not shortlisted" in choice.row("sptt/linear/c=4/hierarchical/fp32").dropped
-    assert not choice.row("sptt/linear/c=4/decoder/fp32").dropped  # quality-neutral: kept unmeasured
+    assert "not shortlisted" in choice.row("sptt/linear/c=4/decoder/fp32").dropped  # measured past the budget
+    assert not choice.row("sptt/dot/c=4/decoder/fp32").dropped  # measured within it: kept unmeasured here
     loose = _choose(dlrm, predictor=TablePredictor(fast), quality_check=FixedQuality(dict(check.values)),
                     quality_budget=0.01)
     assert loose.chosen == "sptt/dot/c=4/hierarchical/fp32"
@@ -74,11 +84,11 @@ def test_pins_constrain_the_choice(dlrm):
 
 
 def test_uncertain_when_the_predictor_error_exceeds_the_margin(dlrm):
-    table = {"sptt/identity/fp32": 1.00, "sptt/linear/c=16/decoder/fp32": 1.04}  # flat: 10 s, far behind
+    table = {"sptt/identity/fp32": 1.00, "sptt/dot/c=4/decoder/fp32": 1.04}  # flat: 10 s, far behind
     sure = _choose(dlrm, predictor=TablePredictor(table, default_s=10.0, rel_error=0.01))
     unsure = _choose(dlrm, predictor=TablePredictor(table, default_s=10.0, rel_error=0.1))
     for c in (sure, unsure):
-        assert c.chosen == "sptt/identity/fp32" and c.runner_up == "sptt/linear/c=16/decoder/fp32"
+        assert c.chosen == "sptt/identity/fp32" and c.runner_up == "sptt/dot/c=4/decoder/fp32"
         assert c.margin == pytest.approx(0.04)
     assert not sure.uncertain and unsure.uncertain
     assert "uncertain" in str(unsure) and "uncertain" not in str(sure).split("\n")[1]

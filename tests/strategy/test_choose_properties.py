@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dmt_compile.strategy import Candidate, Prediction, QualityEstimate, choose
+from dmt_compile.strategy.quality_evidence import shipped_verdict
 
 FEEDS = ("flat", "identity", "direct", "hierarchical", "decoder")
 
@@ -56,7 +57,7 @@ def test_choice_is_the_fastest_survivor(case, keep_flat):
         if q is not None and not r.candidate.exact:
             assert bool(r.dropped) == (q.auc_lower_bound < -budget)
         if q is None and not r.candidate.exact:
-            assert bool(r.dropped) == (not r.candidate.quality_neutral)
+            assert bool(r.dropped) == bool(shipped_verdict(r.candidate, budget))
     if len(alive) > 1:
         best, runner = alive[0].prediction, alive[1].prediction
         assert ch.runner_up == alive[1].candidate.key
