@@ -5,7 +5,9 @@
 * `Placement` — put new nodes right before / after existing anchors, then re-sort the graph
   topologically so every node sits as close to its requested place as its inputs allow.
 * `tower_nodes` — the boundary, lookup, Tower-Module and reassembly nodes of every tower.
-* `VIEW_METHODS` — methods that only change a tensor's view (the one set every pass uses).
+* `VIEW_METHODS` — methods that only change a tensor's view (the one set every pass uses);
+  `is_view_step(node)` — such a method, or a function that only selects a lookup's own values
+  (`kt_get`: one key of a torchrec KeyedTensor).
 """
 from __future__ import annotations
 
@@ -18,12 +20,21 @@ import torch.fx as fx
 
 from dmt_compile.ir.boundary import ids_exchange, outputs_exchange
 from dmt_compile.ir.meta import FROM_PASS, ROLE, TOWER, Role
+from dmt_compile.ir.torchrec_ops import kt_get
 
 __all__ = ["tag", "call_module", "copy_graph", "Placement", "TowerNodes", "tower_nodes", "VIEW_METHODS",
-           "erase_unused", "get_attr_value", "is_impure"]
+           "erase_unused", "get_attr_value", "is_impure", "is_view_step"]
 
 #: Tensor methods that reshape or cast without mixing samples or features.
 VIEW_METHODS = frozenset({"unsqueeze", "view", "reshape", "squeeze", "flatten", "contiguous", "float"})
+#: functions that select a value's own elements without mixing samples or features
+VIEW_FUNCTIONS = frozenset({kt_get})
+
+
+def is_view_step(node: fx.Node) -> bool:
+    """`node` only re-views or selects its first argument's values (VIEW_METHODS, VIEW_FUNCTIONS)."""
+    return (node.op == "call_method" and node.target in VIEW_METHODS) or \
+        (node.op == "call_function" and node.target in VIEW_FUNCTIONS)
 
 
 def is_impure(node: fx.Node) -> bool:

@@ -3,6 +3,8 @@
 `kjt_split(kjt, groups)` selects one KeyedJaggedTensor per group of keys; `kt_merge(kts, keys)`
 rebuilds one KeyedTensor with the original key order. Both are exact (values are copied, not
 recomputed), so splitting an EmbeddingBagCollection per table keeps the model's function.
+`kt_get(kt, key)` is one key's pooled embeddings `[B, D]` (`kt[key]`): split-collections reads a
+key straight from its table's lookup with it, instead of through the merged KeyedTensor.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from typing import Any, Sequence
 import torch
 import torch.fx as fx
 
-__all__ = ["kjt_split", "kt_merge", "jt_merge", "sub_collection"]
+__all__ = ["kjt_split", "kt_merge", "kt_get", "jt_merge", "sub_collection"]
 
 
 @fx.wrap
@@ -32,6 +34,12 @@ def kt_merge(kts: Sequence[Any], keys: Sequence[str]) -> Any:
     for kt in kts:
         tensors.update(kt.to_dict())
     return KeyedTensor.from_tensor_list(list(keys), [tensors[k] for k in keys])
+
+
+@fx.wrap
+def kt_get(kt: Any, key: str) -> torch.Tensor:
+    """The pooled embeddings of `key` in the KeyedTensor `kt` (`kt[key]`, no copy)."""
+    return kt[key]
 
 
 @fx.wrap

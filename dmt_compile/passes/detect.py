@@ -18,7 +18,7 @@ import torch.fx as fx
 
 from dmt_compile.errors import DetectionError
 from dmt_compile.ir.detection import Detection, FeatureGroup, Lookup
-from dmt_compile.ir.graph import VIEW_METHODS
+from dmt_compile.ir.graph import is_view_step
 from dmt_compile.ir.id_sources import atoms_of
 from dmt_compile.ir.lookups import classify_lookup, id_nodes
 from dmt_compile.ir.meta import FEATURES, GROUP, LOOKUP, SHAPE
@@ -181,7 +181,7 @@ def _group(lookups: list[Lookup], atoms_per_lookup: list[frozenset], display) ->
 
 
 def _view_chain_root(node: fx.Node) -> fx.Node:
-    while node.op == "call_method" and node.target in VIEW_METHODS and len(node.users) == 1:
+    while is_view_step(node) and len(node.users) == 1:
         node = node.args[0]
     return node
 

@@ -56,7 +56,7 @@ def splice(gm: fx.GraphModule, towers: list[TowerFeed], nodes: list[list[fx.Node
             site = by_name[site_name]
             items = list(site.args[0])
             if compressed:
-                fake = stand_in(stand_in_zeros(lookups[0], tuple(tf.piece_shape)))
+                fake = stand_in(stand_in_zeros(elements[0], tuple(tf.piece_shape)))  # what enters the site
                 first = min(items.index(e) for e in elements)
                 kept = [x for x in items if x not in elements]
                 items = kept[:first] + [fake] * tf.pieces + kept[first:]

@@ -25,7 +25,7 @@ from torch import nn
 
 from dmt_compile.errors import TowerModuleError
 from dmt_compile.ir.feed import FeedPlan, RebuiltLayer, TowerFeed
-from dmt_compile.ir.graph import VIEW_METHODS, TowerNodes, call_module, is_impure, tag, tower_nodes
+from dmt_compile.ir.graph import TowerNodes, call_module, is_impure, is_view_step, tag, tower_nodes
 from dmt_compile.ir.meta import Role
 from dmt_compile.ir.module_paths import tower_decoder, tower_feed, tower_module
 from dmt_compile.passes.base import Pass, PassContext, PassResult
@@ -44,7 +44,7 @@ def _erase_view_chain(graph: fx.Graph, node: fx.Node) -> None:
             continue
         inputs = n.all_input_nodes
         graph.erase_node(n)
-        stack.extend(i for i in inputs if i.op == "call_method" and i.target in VIEW_METHODS)
+        stack.extend(i for i in inputs if is_view_step(i))
 
 
 def _rebuild(gm: fx.GraphModule, layer: RebuiltLayer) -> None:

@@ -29,7 +29,7 @@ import torch.fx as fx
 from dmt_compile.errors import TowerModuleError
 from dmt_compile.ir.detection import Detection
 from dmt_compile.ir.feed import FEEDS, REBUILD_INITS, FeedPlan, SiteUse, TowerFeed
-from dmt_compile.ir.graph import VIEW_METHODS
+from dmt_compile.ir.graph import is_view_step
 from dmt_compile.ir.meta import DTYPE, LOOKUP, SHAPE
 from dmt_compile.ir.plan import TowerPlan
 from dmt_compile.passes.base import Pass, PassContext, PassResult
@@ -53,7 +53,7 @@ def _element_chains(node: fx.Node) -> list[tuple[fx.Node, fx.Node]] | None:
     uses = []
     for user in node.users:
         cur, prev = user, node
-        while cur.op == "call_method" and cur.target in VIEW_METHODS and len(cur.users) == 1:
+        while is_view_step(cur) and len(cur.users) == 1:
             prev, cur = cur, next(iter(cur.users))
         items = cur.args[0] if cur.op == "call_function" and cur.target in (torch.cat, torch.stack) else None
         if not isinstance(items, (list, tuple)) or prev not in items:

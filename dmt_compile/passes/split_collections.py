@@ -8,7 +8,12 @@ tower. This pass rewrites `kt = ebc(kjt)` into
     kt    = kt_merge([kt_0, kt_1, ...], original key order)
 
 so every table is its own lookup, its KJT keys are its features, and the merged KeyedTensor is
-exactly the original. Models without EBCs are untouched.
+exactly the original. Then the model's reads of the merged KeyedTensor go to the tables directly:
+`kt.to_dict()[k]` and `kt[k]` become `kt_get(kt_i, k)` (kt_i: the lookup of k's table) and
+`kt.values()` the `torch.cat` of those along dim 1 (what `values()` is), so a key's embeddings
+reach the interaction through view steps only, as a plain `nn.Embedding`'s do (the feed planner
+follows them; TorchRec's own DLRM reads its EBC through `to_dict()`). The merged KeyedTensor stays
+where anything else reads it. Models without EBCs are untouched.
 """
 from __future__ import annotations
 
@@ -16,12 +21,13 @@ import operator
 import re
 from dataclasses import dataclass
 
+import torch
 import torch.fx as fx
 
 from dmt_compile.ir.graph import call_module, tag
 from dmt_compile.ir.meta import ID_ATOMS
 from dmt_compile.ir.module_paths import collection_piece
-from dmt_compile.ir.torchrec_ops import jt_merge, kjt_split, kt_merge, sub_collection
+from dmt_compile.ir.torchrec_ops import jt_merge, kjt_split, kt_get, kt_merge, sub_collection
 from dmt_compile.passes.base import Pass, PassContext, PassResult
 
 __all__ = ["SplitCollections"]
@@ -76,6 +82,40 @@ class SplitCollections(Pass):
             merged = tag(graph.call_function(merge, (parts, keys), name=f"{base}_merged"), self.name)
         node.replace_all_uses_with(merged)
         graph.erase_node(node)
+        if pooled:
+            owner = {k: parts[i] for i, cfg in enumerate(configs) for k in cfg.feature_names}
+            self._read_keys_from_tables(graph, merged, owner, keys, base)
+
+    def _read_keys_from_tables(self, graph: fx.Graph, merged: fx.Node, owner: dict, keys: list, base: str) -> None:
+        """Reads of the merged KeyedTensor by key, straight from the key's table (module docstring)."""
+        def get(key: str, before: fx.Node) -> fx.Node:
+            name = base + "_" + re.sub(r"\W", "_", key)
+            with graph.inserting_before(before):
+                return tag(graph.call_function(kt_get, (owner[key], key), name=name), self.name)
+
+        def by_key(node: fx.Node) -> bool:
+            return node.op == "call_function" and node.target is operator.getitem and len(node.args) == 2 \
+                and isinstance(node.args[1], str) and node.args[1] in owner
+
+        for user in list(merged.users):
+            if user.op == "call_method" and user.target == "to_dict" and len(user.args) == 1 and not user.kwargs:
+                readers = list(user.users)
+                if readers and all(by_key(r) for r in readers):
+                    for r in readers:
+                        r.replace_all_uses_with(get(r.args[1], r))
+                        graph.erase_node(r)
+                    graph.erase_node(user)
+            elif by_key(user):
+                user.replace_all_uses_with(get(user.args[1], user))
+                graph.erase_node(user)
+            elif user.op == "call_method" and user.target == "values" and len(user.args) == 1 and not user.kwargs:
+                pieces = [get(k, user) for k in keys]
+                with graph.inserting_before(user):
+                    cat = tag(graph.call_function(torch.cat, (pieces,), {"dim": 1}, name=f"{base}_values"), self.name)
+                user.replace_all_uses_with(cat)
+                graph.erase_node(user)
+        if not merged.users:
+            graph.erase_node(merged)
 
     def ensures(self, gm: fx.GraphModule, ctx: PassContext) -> None:
         left = [n.name for n in _collection_calls(gm)]
