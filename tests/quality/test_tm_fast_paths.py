@@ -66,37 +66,3 @@ def test_dot_core_equals_the_plain_formula():
     head = core.head
     expected = torch.einsum("kn,bnd->bkd", head.lcb.weight, f).flatten(1) + head.bias + head.scalars(dots)
     assert torch.allclose(core(x), expected, atol=1e-5)
-
-
-@pytest.mark.parametrize("layers", [1, 2])
-def test_field_wise_cross_equals_a_dcn_layer_with_a_kronecker_weight(layers):
-    """FieldCross is the DCN-v2 layer `x0 * (W x + b) + x` with `W = W_f ⊗ I_d` (values and gradients)."""
-    torch.manual_seed(0)
-    n, d, k = 5, 8, 2
-    from dmt_compile.tower_modules import CrossCore
-
-    core = CrossCore([d] * n, k * d, layers=None if layers == 1 else layers, embedding_dim=d, field_wise=True)
-    assert core.field_wise and len(core.crosses) == layers
-    x = torch.randn(6, n * d, dtype=torch.float64, requires_grad=True)
-    core = core.double()
-    h = x
-    for cross in core.crosses:
-        w = torch.kron(cross.mix.weight, torch.eye(d, dtype=torch.float64))
-        h = x * (h @ w.t() + cross.bias.reshape(-1)) + h
-    expected = core.head(h.reshape(6, n, d))
-    got = core(x)
-    assert torch.allclose(got, expected, atol=1e-12)
-    g = torch.randn_like(got)
-    (want,) = torch.autograd.grad(expected, x, g)
-    (have,) = torch.autograd.grad(got, x, g)
-    assert torch.allclose(have, want, atol=1e-12)
-    assert torch.autograd.gradcheck(lambda y: core(y), (x[:2].detach().requires_grad_(),))
-
-
-def test_cross_crosses_the_full_width_unless_field_wise_is_asked_with_a_head():
-    from dmt_compile.tower_modules import CrossCore
-
-    assert not CrossCore([8] * 4, 16, field_wise=True).field_wise  # a decoder: no embedding head
-    old = make_core("cross", [8] * 4, 16, embedding_dim=8)  # the default
-    assert not old.field_wise and len(old.layers) == 2 and old.layers[0].weight.shape == (32, 32)
-    assert old(torch.randn(3, 32)).shape == (3, 16)
