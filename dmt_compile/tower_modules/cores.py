@@ -181,7 +181,10 @@ class WukongLayer(nn.Module):
     """One Wukong layer on `[N, n, d]`: `LN(concat(FMB(X), LCB(X)) + residual(X))` with `n_f + n_l` outputs.
 
     `FMB(X) = reshape(MLP(LN(flatten(X Xᵀ Y))))` with a learnable `Y: [n, k]` (optimized FM);
-    `LCB(X) = W X` with `W: [n_l, n]`; the residual is linearly compressed when `n != n_f + n_l`.
+    `LCB(X) = W X` with `W: [n_l, n]`; the residual is linearly compressed when `n != n_f + n_l`,
+    for the FMB's n_f outputs only: the LCB's rows of a compressed residual, `R_l X`, would add a
+    second linear map of X to `W X` (`(W + R_l) X` is one), so they are folded into the LCB
+    (the same function class for `2 n_l n d` fewer FLOPs per sample).
     Layer norms over a single element would zero it, so they fall back to the available extent.
     """
 
@@ -192,7 +195,7 @@ class WukongLayer(nn.Module):
         self.fm_norm = nn.LayerNorm(n * k) if n * k > 1 else nn.Identity()
         self.mlp = nn.Sequential(nn.Linear(n * k, hidden), nn.ReLU(), nn.Linear(hidden, n_f * d))
         self.lcb = nn.Linear(n, n_l, bias=False)
-        self.residual = None if n == n_f + n_l else nn.Linear(n, n_f + n_l, bias=False)
+        self.residual = None if n == n_f + n_l else nn.Linear(n, n_f, bias=False)  # FMB rows only
         # per-embedding LN; over all embeddings when d == 1; none for a single element (LN would zero it)
         m = n_f + n_l
         self.norm = nn.LayerNorm(d) if d > 1 else nn.LayerNorm([m, 1]) if m > 1 else nn.Identity()
@@ -205,8 +208,9 @@ class WukongLayer(nn.Module):
         fm = torch.bmm(x, parts[0].transpose(1, 2))  # X (Xᵀ Y): [N, n, k]
         fmb = self.mlp(self.fm_norm(fm.flatten(1))).reshape(x.shape[0], self.n_f, self.d)
         lcb = parts[1]  # W X: [N, n_l, d]
-        res = x if self.residual is None else parts[2]
-        return self.norm(torch.cat([fmb, lcb], dim=1) + res)
+        if self.residual is None:
+            return self.norm(torch.cat([fmb, lcb], dim=1) + x)
+        return self.norm(torch.cat([fmb + parts[2], lcb], dim=1))  # R_f X on the FMB rows
 
 
 class WukongCore(nn.Module):

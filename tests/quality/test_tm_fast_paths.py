@@ -1,11 +1,12 @@
 """The Tower Modules' fast paths equal the straightforward formulas: pairwise dots (values and
 gradients, float64 gradcheck), field-major field split from a row or from the lookups, the
-embedding head's one-product `W X`, and every core given the lookups instead of a row."""
+embedding head's one-product `W X`, every core given the lookups instead of a row, and the Wukong
+layer whose residual's LCB rows are folded into the LCB (the same function class)."""
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from dmt_compile.tower_modules import FieldSplit, make_core
+from dmt_compile.tower_modules import FieldSplit, WukongLayer, make_core
 from dmt_compile.tower_modules.pairwise import pair_positions, pairwise_dots
 
 
@@ -66,3 +67,31 @@ def test_dot_core_equals_the_plain_formula():
     head = core.head
     expected = torch.einsum("kn,bnd->bkd", head.lcb.weight, f).flatten(1) + head.bias + head.scalars(dots)
     assert torch.allclose(core(x), expected, atol=1e-5)
+
+
+def test_wukong_layer_folds_the_lcb_rows_of_its_residual_into_the_lcb():
+    """A layer with a full residual `R = [R_f; R_l]` equals this layer with LCB weight `W + R_l`."""
+    torch.manual_seed(2)
+    n, d, n_f, n_l = 7, 4, 2, 1
+    layer = WukongLayer(n, d, n_f, n_l, 3, 8).double()
+    assert layer.residual.weight.shape == (n_f, n)
+    x = torch.randn(5, n, d, dtype=torch.float64, requires_grad=True)
+    r_l = torch.randn(n_l, n, dtype=torch.float64)
+    w = layer.lcb.weight - r_l  # the unfolded layer's own LCB
+    r = torch.cat([layer.residual.weight, r_l])
+    fm = torch.einsum("bnd,bmd,mk->bnk", x, x, layer.y)
+    fmb = layer.mlp(layer.fm_norm(fm.flatten(1))).reshape(5, n_f, d)
+    lcb = torch.einsum("ln,bnd->bld", w, x)
+    unfolded = layer.norm(torch.cat([fmb, lcb], dim=1) + torch.einsum("mn,bnd->bmd", r, x))
+    got = layer(x)
+    assert torch.allclose(got, unfolded, atol=1e-12)
+    g = torch.randn_like(got)
+    assert torch.allclose(torch.autograd.grad(got, x, g)[0], torch.autograd.grad(unfolded, x, g)[0], atol=1e-12)
+    assert torch.autograd.gradcheck(lambda y: layer(y), (x[:2].detach().requires_grad_(),))
+    kept = WukongLayer(3, d, 2, 1, 2, 8).double()  # n == n_f + n_l: the identity residual stays
+    assert kept.residual is None
+    f = torch.randn(2, 3, d, dtype=torch.float64)
+    fm = torch.einsum("bnd,bmd,mk->bnk", f, f, kept.y)
+    fmb = kept.mlp(kept.fm_norm(fm.flatten(1))).reshape(2, 2, d)
+    plain = kept.norm(torch.cat([fmb, torch.einsum("ln,bnd->bld", kept.lcb.weight, f)], dim=1) + f)
+    assert torch.allclose(kept(f), plain, atol=1e-12)
