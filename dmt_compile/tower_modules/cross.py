@@ -27,6 +27,7 @@ from torch import nn
 
 from dmt_compile.errors import TowerModuleError
 from dmt_compile.tower_modules.cores import EmbeddingHead, FieldSplit, as_row, head_shape, mix_fields
+from dmt_compile.tower_modules.fused_cross import field_cross
 from dmt_compile.tower_modules.pairwise import pair_positions, pairwise_dots
 
 __all__ = ["FieldCross", "CrossCore", "FIELD_SCALARS", "SUMS_RANK"]
@@ -51,6 +52,11 @@ class FieldCross(nn.Module):
 
     def forward(self, x0: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         return x0 * (mix_fields(self.mix.weight, h) + self.bias) + h
+
+    def field_major(self, x0: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The layer on field-major `[n, N, d]` fields, and the per-field sums of its cross term
+        `sum_e x0 * (W_f h + b)`, `[n, N]` (:func:`fused_cross.field_cross`)."""
+        return field_cross(x0, h, self.mix.weight, self.bias)
 
 
 class CrossCore(nn.Module):
@@ -96,21 +102,24 @@ class CrossCore(nn.Module):
 
     def forward(self, x) -> torch.Tensor:
         if self.field_wise:
-            x0 = h = self.fields(x)  # [N, n, d], a view of field-major storage
+            x0 = h = self.fields.field_major(x).contiguous()  # [n, N, d]
+            sums = None  # sum_e (h - x0): what the layers added, summed per field
             for cross in self.crosses:
-                h = cross(x0, h)
-            return self.head(h, self.scalars(h, x0))
+                h, added = cross.field_major(x0, h)
+                sums = added if sums is None else sums + added
+            fields = h.transpose(0, 1)  # [N, n, d], a view
+            return self.head(fields, self.scalars(fields, sums))
         x = as_row(x)
         x0, h = x, x
         for layer in self.layers:
             h = x0 * layer(h) + h
         return self.head(self.fields(h)) if hasattr(self, "head") else self.proj(h)
 
-    def scalars(self, h: torch.Tensor, x0: torch.Tensor) -> torch.Tensor | None:
-        """The crossed fields' scalars for the head: `[N, n]` sums of what the layers added
-        (`h - x0`), `[N, P]` pairwise dots of `h`, or None."""
+    def scalars(self, h: torch.Tensor, sums: torch.Tensor) -> torch.Tensor | None:
+        """The head's scalars from the crossed fields `h: [N, n, d]` and the field-major sums of
+        what the layers added (`[n, N]`): `[N, n]` sums, `[N, P]` pairwise dots of `h`, or None."""
         if self.field_scalars == "sums":
-            return h.sum(dim=-1) - x0.sum(dim=-1)
+            return sums.t()
         if self.field_scalars == "dots":
             return pairwise_dots(h, self.positions)
         return None

@@ -67,7 +67,10 @@ def test_the_per_field_sums_are_learned_mixes_of_the_fields_dots():
     gram = torch.bmm(f, f.transpose(1, 2))
     cross = core.crosses[0]
     expected = (gram * cross.mix.weight).sum(2) + (f * cross.bias).sum(2)
-    assert torch.allclose(core.scalars(cross(f, f), f), expected, atol=1e-12)
+    fm = f.transpose(0, 1).contiguous()
+    h, sums = cross.field_major(fm, fm)
+    assert torch.allclose(sums.t(), expected, atol=1e-12)
+    assert torch.allclose(h.transpose(0, 1), cross(f, f), atol=1e-12)  # the plain layer
 
 
 def test_cross_is_field_wise_with_a_head_and_full_width_otherwise():
@@ -97,3 +100,30 @@ def test_field_wise_cross_costs_what_its_docstring_says():
     from dmt_compile.strategy.tm_cost import tm_flops_params
 
     assert tm_flops_params("cross", [d] * n, k * d, d)[0] == 2 * n * n * d + 2 * n * k * d + 2 * n * r + 2 * r * k * d
+
+
+@pytest.mark.parametrize("same", [True, False])
+def test_fused_field_cross_gradients_with_either_output_unused(same):
+    """`field_cross` (the core's fast path) by float64 gradcheck: both outputs, the layer alone,
+    the sums alone (the other output's gradient is then None), `h` the same tensor as `x0` or not."""
+    from dmt_compile.tower_modules.fused_cross import field_cross
+
+    torch.manual_seed(3)
+    n, rows, d = 4, 3, 5
+    x0 = torch.randn(n, rows, d, dtype=torch.float64, requires_grad=True)
+    h = x0 if same else torch.randn(n, rows, d, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(n, n, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(n, d, dtype=torch.float64, requires_grad=True)
+    m = torch.einsum("ij,jbd->ibd", w, h) + b.unsqueeze(1)
+    out, sums = field_cross(x0, h, w, b)
+    assert torch.allclose(out, h + x0 * m, atol=1e-12) and torch.allclose(sums, (x0 * m).sum(-1), atol=1e-12)
+    inputs = (x0, w, b) if same else (x0, h, w, b)
+
+    def run(*args, pick):
+        a, rest = args[0], args[1:]
+        hh = a if same else rest[0]
+        result = field_cross(a, hh, *rest[-2:])
+        return result if pick is None else result[pick]
+
+    for pick in (None, 0, 1):
+        assert torch.autograd.gradcheck(lambda *a: run(*a, pick=pick), inputs)
