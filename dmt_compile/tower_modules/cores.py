@@ -19,9 +19,9 @@ onto `out_width` elements: `2 * width * out_width` FLOPs per sample (for 13 fiel
 interaction as k = out_width / d embeddings of the fields' dim d (direct / hierarchical feed), the
 head is embedding-wise instead (`EmbeddingHead`): Wukong's linear compress block `W X` with
 `W: [k, n]` mixes the n fields into k embeddings (`2 k n d` FLOPs), and the core's scalar
-interactions (dot: the pairwise dots; field-wise cross: the crossed fields' sums) reach the k
-embeddings through a low-rank projection (rank 16 for dot) — a Tower Module that cuts compute
-rather than adding it.
+interactions (dot: the pairwise dots; field-wise cross: the per-field sums of what its layers
+added) reach the k embeddings through a low-rank projection (rank 16 for dot, 8 for cross) — a
+Tower Module that cuts compute rather than adding it.
 """
 from __future__ import annotations
 
