@@ -4,7 +4,8 @@ Building the cores of every candidate would cost seconds on a 1,000-feature mode
 125 fields builds a pair-index buffer of ~7,700 pairs per tower and candidate), so the search
 prices them from their shape: exact for `linear` (a dense projection) and the decoder, an
 estimate for the interacting cores (`dot`: pairwise dots plus the projection or embedding head;
-`cross`: two cross layers, low-rank above 256 elements; `wukong`: two factorization-machine
+`cross`: fed as embeddings one field-wise cross layer plus the head and its rank-8 path of
+the per-field sums, else two full-width cross layers, low-rank above 256 elements; `wukong`: two factorization-machine
 layers). Only the compute terms of a prediction use these numbers, and the Tower Module runs on
 the tower's host only, so an estimate within a factor of two moves a step by a few percent at most.
 """
@@ -17,6 +18,7 @@ __all__ = ["tm_flops_params", "decoder_flops_params"]
 HEAD_RANK = 16  # EmbeddingHead's rank of the pairwise-dot projection
 CROSS_FULL = 256  # CrossCore: full-rank layers up to this width
 CROSS_RANK = 64
+SUMS_RANK = 8  # CrossCore's field-wise head: rank of the per-field sums' projection
 WUKONG_HIDDEN = 64
 LAYERS = 2
 
@@ -48,6 +50,11 @@ def tm_flops_params(tower_module: str, in_widths: Sequence[int], out_width: int,
         else:
             params = (n * d + pairs) * out_width
             flops = 2 * n * n * d + 2 * params
+        return float(flops), float(params)
+    if tower_module == "cross" and head:  # one FieldCross layer, W X, U V of the n per-field sums
+        r = min(SUMS_RANK, n, k * d)
+        params = n * n + n * d + n * k + k * d + n * r + r * k * d
+        flops = 2 * n * n * d + 2 * n * k * d + 2 * n * r + 2 * r * k * d
         return float(flops), float(params)
     if tower_module == "cross":
         w = n * d

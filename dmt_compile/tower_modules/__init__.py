@@ -15,15 +15,14 @@ from typing import Callable, Sequence
 from torch import nn
 
 from dmt_compile.errors import TowerModuleError
-from dmt_compile.tower_modules.cores import (
-    CrossCore, DotCore, EmbeddingHead, FieldSplit, LinearCore, WukongCore, WukongLayer,
-)
+from dmt_compile.tower_modules.cores import DotCore, EmbeddingHead, FieldSplit, LinearCore, WukongCore, WukongLayer
+from dmt_compile.tower_modules.cross import CrossCore, FieldCross
 from dmt_compile.tower_modules.wrappers import CompressingTowerModule, DirectFeed, IdentityTowerModule, TowerDecoder
 
 __all__ = [
     "IdentityTowerModule", "CompressingTowerModule", "TowerDecoder", "DirectFeed",
     "TOWER_MODULES", "make_core", "compressed_width", "LinearCore", "DotCore", "CrossCore",
-    "WukongCore", "WukongLayer", "FieldSplit", "interacts", "compressed_count", "clamp_note", "EmbeddingHead",
+    "WukongCore", "WukongLayer", "FieldCross", "FieldSplit", "interacts", "compressed_count", "clamp_note", "EmbeddingHead",
 ]
 
 

@@ -6,7 +6,7 @@ concatenating a row and cutting it apart again.
 
 * `LinearCore` (`linear`) — one projection of the concatenated embeddings.
 * `DotCore` (`dot`) — DLRM-style pairwise dot products between the tower's fields, then a projection.
-* `CrossCore` (`cross`) — DCN-v2 cross layers over the concatenated embeddings (field-mixing ones opt-in), then a projection.
+* `CrossCore` (`cross`, in `tower_modules.cross`) — DCN-v2 cross layers, then a projection or the embedding head.
 * `WukongCore` (`wukong`) — Wukong interaction layers (FMB + LCB, layer norm, residual), then a projection.
 
 `dot` and `wukong` see the tower as fields of one common dim (`FieldSplit`): a lookup whose width
@@ -19,7 +19,8 @@ onto `out_width` elements: `2 * width * out_width` FLOPs per sample (for 13 fiel
 interaction as k = out_width / d embeddings of the fields' dim d (direct / hierarchical feed), the
 head is embedding-wise instead (`EmbeddingHead`): Wukong's linear compress block `W X` with
 `W: [k, n]` mixes the n fields into k embeddings (`2 k n d` FLOPs), and the core's scalar
-interactions (dot: the pairwise dots) reach the k embeddings through a rank-16 projection — a
+interactions (dot: the pairwise dots; field-wise cross: the per-field sums of what its layers
+added) reach the k embeddings through a low-rank projection (rank 16 for dot, 8 for cross) — a
 Tower Module that cuts compute rather than adding it.
 """
 from __future__ import annotations
@@ -33,7 +34,7 @@ from torch import nn
 from dmt_compile.errors import TowerModuleError
 from dmt_compile.tower_modules.pairwise import pair_positions, pairwise_dots
 
-__all__ = ["LinearCore", "FieldSplit", "DotCore", "FieldCross", "CrossCore", "WukongLayer", "WukongCore", "EmbeddingHead"]
+__all__ = ["LinearCore", "FieldSplit", "DotCore", "WukongLayer", "WukongCore", "EmbeddingHead", "mix_fields", "as_row", "head_shape"]
 
 SCALAR_RANK = 16  # rank of the projection of a core's scalar interactions onto the output embeddings
 
@@ -53,16 +54,16 @@ def mix_fields(weight: torch.Tensor, fields: torch.Tensor) -> torch.Tensor:
 class EmbeddingHead(nn.Module):
     """`[N, n, d]` fields (and `[N, s]` scalars) -> `[N, k*d]`: k embeddings of dim d.
 
-    `W X` (`W: [k, n]`, Wukong's LCB) plus a bias, plus `U V s` (rank <= 16) when scalars are given.
-    `W X` is :func:`mix_fields`.
+    `W X` (`W: [k, n]`, Wukong's LCB) plus a bias, plus `U V s` (rank <= `rank`, 16 by default)
+    when scalars are given. `W X` is :func:`mix_fields`.
     """
 
-    def __init__(self, n: int, d: int, k: int, scalars: int = 0):
+    def __init__(self, n: int, d: int, k: int, scalars: int = 0, rank: int = SCALAR_RANK):
         super().__init__()
         self.k, self.d = k, d
         self.lcb = nn.Linear(n, k, bias=False)
         self.bias = nn.Parameter(torch.zeros(k * d))
-        rank = min(SCALAR_RANK, scalars, k * d)
+        rank = min(rank, scalars, k * d)
         self.scalars = nn.Sequential(nn.Linear(scalars, rank, bias=False), nn.Linear(rank, k * d, bias=False)) \
             if scalars else None
 
@@ -71,7 +72,7 @@ class EmbeddingHead(nn.Module):
         return y if self.scalars is None else y + self.scalars(scalars)
 
 
-def _head_shape(fields: "FieldSplit", out_width: int, embedding_dim: int) -> int:
+def head_shape(fields: "FieldSplit", out_width: int, embedding_dim: int) -> int:
     """k when the output can be k embeddings of the fields' dim (an embedding-wise head), else 0."""
     d = fields.dim
     return out_width // d if embedding_dim == d and out_width % d == 0 else 0
@@ -85,7 +86,7 @@ class LinearCore(nn.Module):
     def __init__(self, in_widths: Sequence[int], out_width: int, embedding_dim: int = 0):
         super().__init__()
         fields = FieldSplit(in_widths) if embedding_dim else None
-        k = _head_shape(fields, out_width, embedding_dim) if fields is not None else 0
+        k = head_shape(fields, out_width, embedding_dim) if fields is not None else 0
         if k:  # embedding-wise: W X over the tower's fields
             self.fields, self.head = fields, EmbeddingHead(fields.num_fields, fields.dim, k)
         else:
@@ -162,7 +163,7 @@ class DotCore(nn.Module):
         triu = torch.triu_indices(n, n, offset=1)
         self.register_buffer("triu", triu, persistent=False)
         self.register_buffer("positions", pair_positions(triu, n), persistent=False)
-        k = _head_shape(self.fields, out_width, embedding_dim)
+        k = head_shape(self.fields, out_width, embedding_dim)
         if k:  # embedding-wise: W X + U V dots
             self.head = EmbeddingHead(n, self.fields.dim, k, triu.shape[1])
         else:
@@ -176,77 +177,14 @@ class DotCore(nn.Module):
         return self.proj(torch.cat([f.flatten(1), dots], dim=1))
 
 
-class FieldCross(nn.Module):
-    """A DCN-v2 cross layer whose weight mixes fields: `x_{l+1} = x0 * (W_f x_l + b) + x_l` on `[N, n, d]`.
-
-    `W = W_f ⊗ I_d` with `W_f: [n, n]`: every element of field i is multiplied by the same element
-    of a learned mix of all fields (`x0_i * sum_j W_ij x_j`: each pair of fields interacts, element
-    by element), for `2 n² d` FLOPs per sample instead of DCN-v2's `2 (nd)²` (or `4 nd r` at rank r).
-    `W_f x` is one `[n, n] x [n, N*d]` product over the field-major layout (:func:`mix_fields`).
-    """
-
-    def __init__(self, n: int, d: int):
-        super().__init__()
-        self.mix = nn.Linear(n, n, bias=False)  # nn.Linear's initialisation, as DCN-v2's layers
-        self.bias = nn.Parameter(torch.zeros(n, d))
-
-    def forward(self, x0: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        return x0 * (mix_fields(self.mix.weight, h) + self.bias) + h
-
-
-class CrossCore(nn.Module):
-    """`cross`: DCN-v2 cross layers `x_{l+1} = x0 * (W_l x_l + b_l) + x_l`, then a projection.
-
-    `W_l` is a full `[w, w]` matrix up to width 256 and low rank (`U V`, rank 64) above, as in
-    DCN-v2, crossing the concatenated embeddings before the projection, or, fed as k embeddings
-    (`embedding_dim`), before the embedding head. `field_wise=True` (opt-in; fed as embeddings
-    only) crosses fields instead (`FieldCross`, one layer by default): `2 n² d + 2 k n d` FLOPs per
-    sample, 0.54x flat's forward on the bench DLRM, but it lost 0.12 AUC on the planted-interaction
-    data (as compressing first and crossing the k*d compressed elements did), so it is not the default.
-    """
-
-    interacts = True  # computes feature interactions inside the tower
-
-    def __init__(self, in_widths: Sequence[int], out_width: int, layers: int | None = None, max_full: int = 256,
-                 embedding_dim: int = 0, field_wise: bool = False):
-        super().__init__()
-        w = sum(in_widths)
-        fields = FieldSplit(in_widths) if embedding_dim else None
-        k = _head_shape(fields, out_width, embedding_dim) if fields is not None else 0
-        self.field_wise = bool(field_wise) and bool(k)
-        if self.field_wise:
-            n, d = fields.num_fields, fields.dim
-            self.crosses = nn.ModuleList(FieldCross(n, d) for _ in range(1 if layers is None else layers))
-            self.fields, self.head = fields, EmbeddingHead(n, d, k)
-            return
-        rank = 64 if w > max_full else None
-        self.layers = nn.ModuleList(
-            nn.Linear(w, w) if rank is None else nn.Sequential(nn.Linear(w, rank, bias=False), nn.Linear(rank, w))
-            for _ in range(2 if layers is None else layers)
-        )
-        if k:  # embedding-wise head over the crossed fields (the cross layers keep the field layout)
-            self.fields, self.head = fields, EmbeddingHead(fields.num_fields, fields.dim, k)
-        else:
-            self.proj = nn.Linear(w, out_width)
-
-    def forward(self, x) -> torch.Tensor:
-        if self.field_wise:
-            x0 = h = self.fields(x)  # [N, n, d], a view of field-major storage
-            for cross in self.crosses:
-                h = cross(x0, h)
-            return self.head(h)
-        x = as_row(x)
-        x0, h = x, x
-        for layer in self.layers:
-            h = x0 * layer(h) + h
-        return self.head(self.fields(h)) if hasattr(self, "head") else self.proj(h)
-
-
 class WukongLayer(nn.Module):
     """One Wukong layer on `[N, n, d]`: `LN(concat(FMB(X), LCB(X)) + residual(X))` with `n_f + n_l` outputs.
 
     `FMB(X) = reshape(MLP(LN(flatten(X Xᵀ Y))))` with a learnable `Y: [n, k]` (optimized FM);
-    `LCB(X) = W X` with `W: [n_l, n]`; the residual is linearly compressed when `n != n_f + n_l`.
+    `LCB(X) = W X` with `W: [n_l, n]`; the residual is linearly compressed when `n != n_f + n_l`,
+    for the FMB's n_f outputs only: the LCB's rows of a compressed residual, `R_l X`, would add a
+    second linear map of X to `W X` (`(W + R_l) X` is one), so they are folded into the LCB
+    (the same function class for `2 n_l n d` fewer FLOPs per sample).
     Layer norms over a single element would zero it, so they fall back to the available extent.
     """
 
@@ -257,7 +195,7 @@ class WukongLayer(nn.Module):
         self.fm_norm = nn.LayerNorm(n * k) if n * k > 1 else nn.Identity()
         self.mlp = nn.Sequential(nn.Linear(n * k, hidden), nn.ReLU(), nn.Linear(hidden, n_f * d))
         self.lcb = nn.Linear(n, n_l, bias=False)
-        self.residual = None if n == n_f + n_l else nn.Linear(n, n_f + n_l, bias=False)
+        self.residual = None if n == n_f + n_l else nn.Linear(n, n_f, bias=False)  # FMB rows only
         # per-embedding LN; over all embeddings when d == 1; none for a single element (LN would zero it)
         m = n_f + n_l
         self.norm = nn.LayerNorm(d) if d > 1 else nn.LayerNorm([m, 1]) if m > 1 else nn.Identity()
@@ -270,8 +208,9 @@ class WukongLayer(nn.Module):
         fm = torch.bmm(x, parts[0].transpose(1, 2))  # X (Xᵀ Y): [N, n, k]
         fmb = self.mlp(self.fm_norm(fm.flatten(1))).reshape(x.shape[0], self.n_f, self.d)
         lcb = parts[1]  # W X: [N, n_l, d]
-        res = x if self.residual is None else parts[2]
-        return self.norm(torch.cat([fmb, lcb], dim=1) + res)
+        if self.residual is None:
+            return self.norm(torch.cat([fmb, lcb], dim=1) + x)
+        return self.norm(torch.cat([fmb + parts[2], lcb], dim=1))  # R_f X on the FMB rows
 
 
 class WukongCore(nn.Module):
@@ -289,7 +228,7 @@ class WukongCore(nn.Module):
         super().__init__()
         self.fields = FieldSplit(in_widths)
         n, d = self.fields.num_fields, self.fields.dim
-        k_out = _head_shape(self.fields, out_width, embedding_dim)
+        k_out = head_shape(self.fields, out_width, embedding_dim)
         if k_out:  # one lean layer n -> k_out embeddings
             n_l = max(1, k_out // 2)
             sizes, rank, hidden = [(max(1, k_out - n_l), n_l)], 4, 32

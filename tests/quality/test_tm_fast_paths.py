@@ -1,11 +1,12 @@
 """The Tower Modules' fast paths equal the straightforward formulas: pairwise dots (values and
 gradients, float64 gradcheck), field-major field split from a row or from the lookups, the
-embedding head's one-product `W X`, and every core given the lookups instead of a row."""
+embedding head's one-product `W X`, every core given the lookups instead of a row, and the Wukong
+layer whose residual's LCB rows are folded into the LCB (the same function class)."""
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from dmt_compile.tower_modules import FieldSplit, make_core
+from dmt_compile.tower_modules import FieldSplit, WukongLayer, make_core
 from dmt_compile.tower_modules.pairwise import pair_positions, pairwise_dots
 
 
@@ -68,35 +69,29 @@ def test_dot_core_equals_the_plain_formula():
     assert torch.allclose(core(x), expected, atol=1e-5)
 
 
-@pytest.mark.parametrize("layers", [1, 2])
-def test_field_wise_cross_equals_a_dcn_layer_with_a_kronecker_weight(layers):
-    """FieldCross is the DCN-v2 layer `x0 * (W x + b) + x` with `W = W_f ⊗ I_d` (values and gradients)."""
-    torch.manual_seed(0)
-    n, d, k = 5, 8, 2
-    from dmt_compile.tower_modules import CrossCore
-
-    core = CrossCore([d] * n, k * d, layers=None if layers == 1 else layers, embedding_dim=d, field_wise=True)
-    assert core.field_wise and len(core.crosses) == layers
-    x = torch.randn(6, n * d, dtype=torch.float64, requires_grad=True)
-    core = core.double()
-    h = x
-    for cross in core.crosses:
-        w = torch.kron(cross.mix.weight, torch.eye(d, dtype=torch.float64))
-        h = x * (h @ w.t() + cross.bias.reshape(-1)) + h
-    expected = core.head(h.reshape(6, n, d))
-    got = core(x)
-    assert torch.allclose(got, expected, atol=1e-12)
+def test_wukong_layer_folds_the_lcb_rows_of_its_residual_into_the_lcb():
+    """A layer with a full residual `R = [R_f; R_l]` equals this layer with LCB weight `W + R_l`."""
+    torch.manual_seed(2)
+    n, d, n_f, n_l = 7, 4, 2, 1
+    layer = WukongLayer(n, d, n_f, n_l, 3, 8).double()
+    assert layer.residual.weight.shape == (n_f, n)
+    x = torch.randn(5, n, d, dtype=torch.float64, requires_grad=True)
+    r_l = torch.randn(n_l, n, dtype=torch.float64)
+    w = layer.lcb.weight - r_l  # the unfolded layer's own LCB
+    r = torch.cat([layer.residual.weight, r_l])
+    fm = torch.einsum("bnd,bmd,mk->bnk", x, x, layer.y)
+    fmb = layer.mlp(layer.fm_norm(fm.flatten(1))).reshape(5, n_f, d)
+    lcb = torch.einsum("ln,bnd->bld", w, x)
+    unfolded = layer.norm(torch.cat([fmb, lcb], dim=1) + torch.einsum("mn,bnd->bmd", r, x))
+    got = layer(x)
+    assert torch.allclose(got, unfolded, atol=1e-12)
     g = torch.randn_like(got)
-    (want,) = torch.autograd.grad(expected, x, g)
-    (have,) = torch.autograd.grad(got, x, g)
-    assert torch.allclose(have, want, atol=1e-12)
-    assert torch.autograd.gradcheck(lambda y: core(y), (x[:2].detach().requires_grad_(),))
-
-
-def test_cross_crosses_the_full_width_unless_field_wise_is_asked_with_a_head():
-    from dmt_compile.tower_modules import CrossCore
-
-    assert not CrossCore([8] * 4, 16, field_wise=True).field_wise  # a decoder: no embedding head
-    old = make_core("cross", [8] * 4, 16, embedding_dim=8)  # the default
-    assert not old.field_wise and len(old.layers) == 2 and old.layers[0].weight.shape == (32, 32)
-    assert old(torch.randn(3, 32)).shape == (3, 16)
+    assert torch.allclose(torch.autograd.grad(got, x, g)[0], torch.autograd.grad(unfolded, x, g)[0], atol=1e-12)
+    assert torch.autograd.gradcheck(lambda y: layer(y), (x[:2].detach().requires_grad_(),))
+    kept = WukongLayer(3, d, 2, 1, 2, 8).double()  # n == n_f + n_l: the identity residual stays
+    assert kept.residual is None
+    f = torch.randn(2, 3, d, dtype=torch.float64)
+    fm = torch.einsum("bnd,bmd,mk->bnk", f, f, kept.y)
+    fmb = kept.mlp(kept.fm_norm(fm.flatten(1))).reshape(2, 2, d)
+    plain = kept.norm(torch.cat([fmb, torch.einsum("ln,bnd->bld", kept.lcb.weight, f)], dim=1) + f)
+    assert torch.allclose(kept(f), plain, atol=1e-12)
