@@ -14,7 +14,9 @@ For each model the measure records one outcome:
 * ``not-runnable`` -- the library's own model fails to build or to run eagerly at these sizes.
 
 Libraries: the zoos of tests/real_zoo (`torchfm`, `deepctr`, `rechub`, `torchctr`, `widedeep`) and
-`recbole` (its context-aware models, built from a stand-in dataset and config defined below).
+`recbole` (its context-aware models, built from a stand-in dataset and config defined below) and
+`fuxictr` (every PyTorch model of FuxiCTR's model zoo, from stand-in feature maps: heldout_fuxictr.py;
+`FUXICTR_MODEL_ZOO` names the zoo folder of a FuxiCTR checkout, since the wheel ships no models).
 
 Usage:
     python benchmarks/heldout_capture.py widedeep recbole [--out results.jsonl] [--models TabMlp,FM]
@@ -36,6 +38,7 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import dmt_compile  # noqa: E402
 from dmt_compile.errors import DmtError, PassError  # noqa: E402
@@ -129,6 +132,10 @@ def _recbole_factory(name: str):
 def library_models(lib: str) -> dict:
     if lib == "recbole":
         return {name: _recbole_factory(name) for name in RECBOLE_MODELS}
+    if lib == "fuxictr":
+        import heldout_fuxictr
+
+        return heldout_fuxictr.models()
     import real_zoo
 
     return real_zoo.zoo_module(lib).MODELS
@@ -285,7 +292,7 @@ def summary(rows: list[dict]) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("libraries", nargs="+", help="recbole, widedeep, torchfm, deepctr, rechub, torchctr")
+    p.add_argument("libraries", nargs="+", help="recbole, fuxictr, widedeep, torchfm, deepctr, rechub, torchctr")
     p.add_argument("--out", help="append one JSON line per model to this file")
     p.add_argument("--models", help="comma-separated model names (default: every model)")
     args = p.parse_args(argv)
