@@ -210,7 +210,7 @@ class CaptureTracer(fx.Tracer):
         where = _user_frame()
         self.specializations.append(Specialization(kind, proxy.node.name, repr(value), where, guarded))
         if guarded:
-            guard = self.create_proxy("call_function", dmt_guard, (proxy, kind, value, where), {})
+            guard = self.create_proxy("call_function", dmt_guard, (proxy, kind, value, where, dependence), {})
             guard.node.meta[GUARD] = f"{kind}({proxy.node.name}) == {value!r}"
         return value
 
