@@ -2,7 +2,8 @@
 
 A `Recipe` picks one option per axis; `build(recipe, batch)` returns `(model, args, kwargs)`. Every
 model embeds `F` categorical fields of a `[B, F]` id matrix in the recipe's lookup style, optionally
-adds a sequence feature (`[B, L]` or flattened `[B*L]`, mask-mean pooled), a multi-hot EmbeddingBag
+adds a sequence feature (`[B, L]` or flattened `[B*L]`, mask-mean pooled, or packed to its lengths
+with `pack_padded_sequence` and run through an `nn.GRU`, DIEN's interest extraction), a multi-hot EmbeddingBag
 feature (offsets, optionally per-sample weights) and numeric features (`Linear(1, D)` each), stacks
 them to `[B, F', D]`, runs the Python construct, the interaction and returns the output form.
 """
@@ -14,12 +15,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
 
 D, L = 8, 3
 
 LOOKUPS = ("per_field", "module_dict", "offsets_buffer", "offsets_list", "offsets_numpy", "offsets_forward",
            "pre_offset", "shared", "bag_2d", "functional")
-SEQUENCES = ("none", "seq_2d", "seq_flat")
+SEQUENCES = ("none", "seq_2d", "seq_flat", "seq_packed_gru")
 BAGS = ("none", "bag_offsets", "bag_weighted")
 NUMERICS = ("none", "linear_1")
 PACKINGS = ("matrix", "dict", "list", "tuple_in_tuple", "kwargs", "dict_in_tuple", "float_matrix")
@@ -162,6 +164,8 @@ class FuzzModel(nn.Module):
         fields = r.fields + sum(x != "none" for x in (r.sequence, r.bag)) + (2 if r.numeric != "none" else 0)
         if r.sequence != "none":
             self.seq = nn.Embedding(20, D, padding_idx=0)
+        if r.sequence == "seq_packed_gru":
+            self.seq_gru = nn.GRU(D, D, batch_first=True)
         if r.bag != "none":
             self.bag = nn.EmbeddingBag(30, D, mode="sum")
         if r.numeric != "none":
@@ -175,7 +179,12 @@ class FuzzModel(nn.Module):
         if c == "item" and cat.max().item() >= 10_000:
             raise ValueError("id out of range")
         parts = [self.cat(cat)]
-        if r.sequence != "none":
+        if r.sequence == "seq_packed_gru":  # the GRU runs on each sample's non-padding steps only
+            lengths = (seq != 0).sum(1).clamp(min=1).cpu()
+            packed = pack_padded_sequence(self.seq(seq), lengths, batch_first=True, enforce_sorted=False)
+            _, h = self.seq_gru(packed)
+            parts.append(h[-1].unsqueeze(1))
+        elif r.sequence != "none":
             b = cat.shape[0]
             ids = seq.view(b, L) if r.sequence == "seq_flat" else seq
             mask = (ids != 0).float().unsqueeze(-1)

@@ -86,7 +86,8 @@ def _batch_guard(graph: fx.Graph, spec: InputSpec, flat: list[Any], batch: int |
     with graph.inserting_after(placeholder):
         size = graph.call_method("size", (placeholder, 0))
     with graph.inserting_after(size):
-        guard = graph.call_function(dmt_guard, (size, "int", batch, f"torch.export with static shapes ({spec.leaves[index].display})"))
+        where = f"torch.export with static shapes ({spec.leaves[index].display})"
+        guard = graph.call_function(dmt_guard, (size, "int", batch, where, "batch"))
     guard.meta[GUARD] = f"batch size == {batch}"
 
 

@@ -14,8 +14,8 @@ import torch.fx as fx
 
 from dmt_compile.capture.inputs import InputSpec
 from dmt_compile.capture.numpy_proxies import numpy_ufunc_proxies
-from dmt_compile.capture.tracer import (CaptureTracer, autograd_function_calls, setitem_proxies, traced_factories,
-                                        value_proxies)
+from dmt_compile.capture.tracer import (OPAQUE_TORCH_FUNCTIONS, CaptureTracer, autograd_function_calls,
+                                        opaque_torch_calls, setitem_proxies, traced_factories, value_proxies)
 from dmt_compile.ir.graph import is_impure
 
 __all__ = ["trace_fx"]
@@ -38,13 +38,24 @@ def _plain_new_tensor(gm: fx.GraphModule) -> bool:
     return changed
 
 
+def _unmark_wrapped_torch_calls(graph: fx.Graph) -> None:
+    """fx marks autowrapped calls `is_wrapped`, and the generated code then registers `fx.wrap(name)` for each
+    one; for a torch function the name is its dotted path (`torch.nn.utils.rnn.pack_padded_sequence`), which
+    is no global of the generated module, so every later trace in the process failed with a KeyError. The
+    mark only serves re-tracing the generated code; capture's tracer wraps these functions itself."""
+    for node in graph.nodes:
+        if node.op == "call_function" and node.target in OPAQUE_TORCH_FUNCTIONS:
+            node.meta.pop("is_wrapped", None)
+
+
 def trace_fx(model: torch.nn.Module, spec: InputSpec, flat: list[Any], *, carry_values: bool,
              leaves: tuple[str, ...] = ()) -> tuple[fx.GraphModule, CaptureTracer]:
     """One fx capture of `model` (already inside the caller's preserved-state context)."""
     tracer = CaptureTracer(spec, flat, carry_values=carry_values, extra_leaves=leaves)
-    with traced_factories(tracer), setitem_proxies(), autograd_function_calls(tracer), numpy_ufunc_proxies(), \
-            (value_proxies() if carry_values else contextlib.nullcontext()):
+    with traced_factories(tracer), opaque_torch_calls(tracer), setitem_proxies(), autograd_function_calls(tracer), \
+            numpy_ufunc_proxies(), (value_proxies() if carry_values else contextlib.nullcontext()):
         graph = tracer.trace(model)
+    _unmark_wrapped_torch_calls(graph)
     gm = fx.GraphModule(tracer.root, graph, type(model).__name__)
     changed = _plain_new_tensor(gm)
     if gm.graph.eliminate_dead_code(is_impure_node=is_impure) or changed:

@@ -34,16 +34,28 @@ def _answer(kind: str, value: Any) -> Any:
 
 
 @has_side_effect
-def dmt_guard(value: Any, kind: str, expected: Any, where: str) -> None:
-    """Raise `SpecializationError` unless `kind(value) == expected` (the answer baked into the graph)."""
+def dmt_guard(value: Any, kind: str, expected: Any, where: str, depends: str = "data") -> None:
+    """Raise `SpecializationError` unless `kind(value) == expected` (the answer baked into the graph).
+
+    `depends` is what the answer can change with (`value_dependence`): "batch" names the batch size in
+    the error, so a branch such as `if x.shape[0] != self.batch_size:` gets the fix that applies to it."""
     actual = _answer(kind, value)
-    if actual != expected:
+    if actual == expected:
+        return
+    if depends == "batch":
         raise SpecializationError(
-            f"this call takes a different branch than the example inputs at {where}: {kind}(...) is {actual!r} "
-            f"now but was {expected!r} when the model was captured, and the graph holds only that branch",
-            "transform the model again with example inputs that take this branch, or make the branch "
-            "independent of tensor values (e.g. torch.where) so it can be traced",
+            f"this call's batch size takes a different branch than the example inputs at {where}: "
+            f"{kind}(...) is {actual!r} now but was {expected!r} when the model was captured (the branch "
+            "depends on the batch size), and the graph holds only that branch",
+            "transform the model with example inputs of the batch size it will be called with, or make the "
+            "branch independent of the batch size",
         )
+    raise SpecializationError(
+        f"this call takes a different branch than the example inputs at {where}: {kind}(...) is {actual!r} "
+        f"now but was {expected!r} when the model was captured, and the graph holds only that branch",
+        "transform the model again with example inputs that take this branch, or make the branch "
+        "independent of tensor values (e.g. torch.where) so it can be traced",
+    )
 
 
 def _static_index(node: fx.Node) -> Any:

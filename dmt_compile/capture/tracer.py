@@ -9,7 +9,8 @@ a node, so the graph still runs at other batch sizes.
 Also handled, on every path: numpy arrays and numpy scalars reached from module attributes become
 graph constants; a module built and called inside `forward` (not a registered submodule) is traced
 through inline; calls of helper libraries that reject proxies (`einops.rearrange`, see
-`OPAQUE_HELPER_MODULES`) become one node each; tensor factories called with traced sizes
+`OPAQUE_HELPER_MODULES`) and of torch functions that reject proxies (packed variable-length sequences,
+`OPAQUE_TORCH_FUNCTIONS`) become one node each; tensor factories called with traced sizes
 (`torch.zeros(x.size(0), 1)`) become nodes; a custom `torch.autograd.Function` applied to a traced
 tensor becomes one node that calls its `apply`, so its own backward (sparsemax, entmax,
 straight-through estimators) stays in the graph.
@@ -35,7 +36,7 @@ from dmt_compile.ir.meta import GUARD, INPUT_PATH
 
 __all__ = ["CaptureTracer", "proxy_method", "Specialization", "is_embedding_module", "EMBEDDING_MODULE_NAMES",
            "traced_factories",
-           "value_proxies", "autograd_function_calls", "FunctionCall"]
+           "value_proxies", "autograd_function_calls", "FunctionCall", "OPAQUE_TORCH_FUNCTIONS", "opaque_torch_calls"]
 
 # tensor factories whose size arguments may be traced values (`torch.zeros(x.size(0), 1)`)
 FACTORIES = ("zeros", "ones", "empty", "full", "rand", "randn", "randint", "arange", "eye", "tensor")
@@ -45,6 +46,13 @@ _SPLITTERS = {"split": 2, "chunk": None, "unbind": 1, "tensor_split": 2}
 # imported one, each call of its public functions on a traced value becomes one node calling it (fx's
 # autowrap, which also catches `from einops import rearrange` in the model's own modules).
 OPAQUE_HELPER_MODULES = ("einops",)
+
+# torch functions that reject fx proxies (they convert their tensor arguments in Python: `torch.as_tensor`,
+# `.cpu()` of the lengths, a sort) and whose result is a value the rest of the model hands on whole:
+# packed variable-length sequences (`pack_padded_sequence(emb, mask.sum(1).cpu())` fed to an `nn.GRU`, which
+# fx keeps as a leaf). Each call on a traced value becomes one node calling the function.
+OPAQUE_TORCH_FUNCTIONS = (torch.nn.utils.rnn.pack_padded_sequence, torch.nn.utils.rnn.pad_packed_sequence,
+                          torch.nn.utils.rnn.pack_sequence, torch.nn.utils.rnn.pad_sequence)
 
 # Class names treated as embedding lookups (torchrec classes matched by name: optional dependency).
 EMBEDDING_MODULE_NAMES = frozenset({"EmbeddingBagCollection", "EmbeddingCollection"})
@@ -90,7 +98,7 @@ class CaptureTracer(fx.Tracer):
 
     def __init__(self, spec: InputSpec, flat_inputs: list[Any], *, carry_values: bool, extra_leaves=()):
         helpers = tuple(sys.modules[name] for name in OPAQUE_HELPER_MODULES if name in sys.modules)
-        super().__init__(autowrap_modules=(math, *helpers))
+        super().__init__(autowrap_modules=(math, *helpers), autowrap_functions=OPAQUE_TORCH_FUNCTIONS)
         self.spec = spec
         self.flat_inputs = flat_inputs
         self.carry_values = carry_values
@@ -202,7 +210,7 @@ class CaptureTracer(fx.Tracer):
         where = _user_frame()
         self.specializations.append(Specialization(kind, proxy.node.name, repr(value), where, guarded))
         if guarded:
-            guard = self.create_proxy("call_function", dmt_guard, (proxy, kind, value, where), {})
+            guard = self.create_proxy("call_function", dmt_guard, (proxy, kind, value, where, dependence), {})
             guard.node.meta[GUARD] = f"{kind}({proxy.node.name}) == {value!r}"
         return value
 
@@ -343,6 +351,31 @@ def traced_factories(tracer: fx.Tracer):
     finally:
         for name, fn in saved.items():
             setattr(torch, name, fn)
+
+
+@contextlib.contextmanager
+def opaque_torch_calls(tracer: fx.Tracer):
+    """`nn.utils.rnn.pack_padded_sequence(...)` called through its module (the `from ... import` spelling is
+    fx's autowrap): with a traced value among the arguments, record one node calling the function."""
+    module = torch.nn.utils.rnn
+    saved = {fn.__name__: fn for fn in OPAQUE_TORCH_FUNCTIONS if getattr(module, fn.__name__, None) is fn}
+
+    def wrap(fn: Callable) -> Callable:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if _has_proxy((args, kwargs)):
+                return tracer.create_proxy("call_function", fn, args, kwargs)
+            return fn(*args, **kwargs)
+
+        call.__name__ = fn.__name__
+        return call
+
+    for name, fn in saved.items():
+        setattr(module, name, wrap(fn))
+    try:
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(module, name, fn)
 
 
 class FunctionCall:

@@ -43,6 +43,18 @@ class LenOverBatch(BoolBranch):
         return torch.stack(rows).unsqueeze(1) + dense
 
 
+class BatchSizeBranch(BoolBranch):
+    """A branch on the batch size the model was built for (torch-rechub's YoutubeSBC: its "last batch")."""
+
+    batch_size = 8
+
+    def forward(self, x, dense):
+        e = self.a(x[:, 0]) + self.b(x[:, 1])
+        if e.shape[0] != self.batch_size:  # batch-dependent: guarded
+            return e[:, :1] * 0 + dense
+        return e.sum(1, keepdim=True) + dense
+
+
 class StaticAnswers(BoolBranch):
     def forward(self, x, dense):
         e = torch.stack([self.a(x[:, 0]), self.b(x[:, 1])], dim=1)
@@ -87,6 +99,15 @@ def test_len_guard_on_the_batch():
     assert dmt(*_inputs(seed=2)).shape == (8, 1)
     with pytest.raises(SpecializationError, match=r"len\(\.\.\.\) is 5 now but was 8"):
         dmt(*_inputs(batch=5))
+
+
+def test_a_branch_on_the_batch_size_is_named_with_its_fix():
+    dmt = _transform(BatchSizeBranch())
+    assert dmt(*_inputs(seed=2)).shape == (8, 1)
+    with pytest.raises(SpecializationError, match=r"batch size takes a different branch.*depends on the batch size") \
+            as raised:
+        dmt(*_inputs(batch=5))
+    assert "example inputs of the batch size it will be called with" in str(raised.value)
 
 
 def test_static_answers_are_not_guarded_and_other_batches_work():

@@ -29,10 +29,9 @@ STOCHASTIC = {
     "torchfm:afm": "F.dropout without training=self.training (always on)",
     "rechub:MIND": "torch.randn routing logits in CapsuleNetwork.forward",
 }
-# Models no capture path can trace (data-dependent control flow that torch.export refuses too).
-UNCAPTURABLE = {
-    "rechub:DIEN": "pack_padded_sequence over data-dependent lengths (torch.export: GuardOnDataDependentSymNode)",
-}
+# Models no capture path can trace (data-dependent control flow that torch.export refuses too): none at
+# present (rechub:DIEN's pack_padded_sequence over data-dependent lengths is one node since capture wraps it).
+UNCAPTURABLE: dict[str, str] = {}
 
 
 def zoo_module(lib: str):
