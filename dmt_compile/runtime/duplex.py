@@ -7,7 +7,7 @@ and that notice travels in the **same** per-pair queue and TCP stream as payload
 already holds its peer's notice, writes its whole payload, and its own notice waits behind that
 payload: the peer cannot start sending until the payload is through. On a two-member peer group
 the exchange runs one direction, then the other (half duplex: 2.82 s instead of 1.44 s for
-16 MiB each way at 100 Mbit/s; ``/work/scratch/duplex/FINDINGS.md`` in the project's notes).
+16 MiB each way at 100 Mbit/s, measured on the emulated 2x2 hosts of docs/BENCHMARKS.md).
 
 The fix used here (:func:`post`): point-to-point on the same group, **every receive posted before
 any send**, so every notice leaves ahead of any payload; then the sends; then wait. No extra

@@ -1,6 +1,6 @@
 """Symbolic per-rank, per-iteration times of each embedding strategy (sympy).
 
-Building blocks (collectives-anchor §2.1-§2.6; symbols and units in
+Building blocks (α-β / Hockney models of collectives, docs/COST_MODEL.md; symbols and units in
 :mod:`dmt_compile.topo.cost_symbols`):
 
 * link rate for a message of m bytes: ``r_x(m) = eta_x·B_x·m/(m + n_x)`` (Hockney with n½);

@@ -45,7 +45,7 @@ __all__ = ["Workload", "CostBreakdown", "RESULT_KEYS", "COMM_TERMS", "COMPUTE_TE
            "MAX_COST_HOSTS", "bind", "evaluate", "split_features", "predict_sptt", "predict_flat"]
 
 #: Largest host count the per-host loads are computed for (524,288 GPUs at 8 per host): beyond any
-#: cluster, and it keeps `split_features` under a few seconds and ~100 MB (issue 12: h100:800000000).
+#: cluster, and it keeps `split_features` under a few seconds and ~100 MB (a preset such as h100:800000000 is refused above it).
 MAX_COST_HOSTS = 65_536
 COMM_TERMS = ("id_dist", "id_intra", "emb_intra", "tm_sync", "emb_dist", "dense_sync")
 COMPUTE_TERMS = ("lookup", "tm", "permute", "dense", "decoder", "optimizer")

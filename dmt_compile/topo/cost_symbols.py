@@ -6,8 +6,7 @@ seconds, sizes bytes, bandwidths bytes/s per rank per direction.
 
 :class:`CostParams` holds the parameters that are not properties of the cluster (link
 efficiency, half-performance message size n½, per-message gap, congestion, dtype sizes).
-Its defaults are the illustrative values of collectives-anchor §2.8 (assumptions to
-calibrate); :meth:`CostParams.ideal` switches every non-ideality off (TorchRec's view).
+Its defaults are illustrative values (assumptions to calibrate: `dmt-compile cost --fit`); :meth:`CostParams.ideal` switches every non-ideality off (TorchRec's view).
 """
 from __future__ import annotations
 

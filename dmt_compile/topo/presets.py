@@ -2,8 +2,7 @@
 
 Every bandwidth is bytes/s **per rank per direction**; latencies are seconds per collective;
 ``hbm_bw`` is the GPU memory bandwidth (bytes/s) and ``flop_rate`` the dense bf16/fp16 peak
-(FLOP/s) used for Tower-Module compute. Sources are the ones collected in
-``shared/reference/collectives-anchor.md`` §3 and ``torchrec-anchor.md`` §1.1:
+(FLOP/s) used for Tower-Module compute. Sources, per preset:
 
 * ``dgx1-v100`` -- DGX-1 (V100): NVLink2 hybrid cube-mesh, ~100 GB/s effective per GPU for
   all-to-all (6 links x 25 GB/s, not all-to-all connected); four 100 Gb IB NICs for 8 GPUs,
@@ -20,13 +19,13 @@ Every bandwidth is bytes/s **per rank per direction**; latencies are seconds per
 * ``h800`` -- H800 as used by DeepSeek-V3: NVLink 160 GB/s, IB 50 GB/s (DeepSeek-V3 §3.2.2).
 * ``grand-teton`` -- Meta Grand Teton (HGX H100, 8 x 400G backend NICs): H100 numbers plus a
   rack of 2 hosts, a non-blocking pod of 384 hosts (3,072 GPUs) and a 7:1 taper above the pod
-  (Glenn Lockwood, "Meta's H100 clusters", 2nd-hand; collectives-anchor §3.1).
+  (Glenn Lockwood, "Meta's H100 clusters", 2nd-hand).
 * ``torchrec-default`` -- TorchRec's planner constants for comparison: 600 GiB/s intra,
   12.5 GiB/s cross-node, 897 GiB/s HBM, zero latency, 8 ranks per host (TorchRec
-  ``planner/constants.py``; torchrec-anchor §1.1).
+  ``torchrec/distributed/planner/constants.py``).
 
-Latencies (10 µs intra, 15 µs inter) follow the suggested presets of collectives-anchor
-§3.2 ("to calibrate"): the single-node all_reduce at 8 B takes ~13 µs.
+Latencies (10 µs intra, 15 µs inter) are assumptions to calibrate, of the order of a small
+single-node all_reduce (nccl-tests report ~13 µs at 8 B on 8 H100s).
 """
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
-"""TorchRec's planner estimator, restated (torchrec-anchor §1.3-§1.5), for validation.
+"""TorchRec's planner estimator, restated (``torchrec/distributed/planner/shard_estimators.py``), for validation.
 
 TorchRec prices one shard of one table with two bandwidth numbers and no latency
 (:meth:`Topology.get_bw`), ids at 8 bytes, and a compute template
 ``(ids·8 + lookups·s + outputs·s)·penalty(d) / HBM``. With the ``torchrec-default`` preset
-this reproduces the planner's numbers of torchrec-anchor §1.5 (checked in
+this reproduces the planner's own numbers for the same shards (checked in
 ``tests/topo/test_topo_torchrec.py``); our own model (:mod:`dmt_compile.topo.cost_exprs`)
 adds what this one lacks (latency, message-size efficiency, congestion, SPTT, TM).
 

@@ -70,7 +70,7 @@ def test_missing_torchrec_raises_a_typed_error_that_prints_the_recipe(monkeypatc
 
 
 def test_every_third_party_import_is_declared():
-    """The class of bug of issue 12: code that needs a package the install does not bring."""
+    """The class of bug: code that needs a package the install does not bring."""
     found: dict[str, str] = {}
     for folder, _, files in os.walk(os.path.join(ROOT, "dmt_compile")):
         for name in files:

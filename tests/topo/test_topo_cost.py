@@ -37,7 +37,7 @@ def test_formula_prints_substitutes_and_lambdifies():
 
 
 def _anchor28():
-    # collectives-anchor §2.8 assumptions: DGX H100, α_i=3 µs, α_e=6 µs, HBM copy 2000 GB/s
+    # illustrative assumptions: DGX H100, α_i=3 µs, α_e=6 µs, HBM copy 2000 GB/s
     return CostParams(intra_latency=3e-6, inter_latency=6e-6, hbm_bw=2000e9)
 
 

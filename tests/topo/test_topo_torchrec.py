@@ -1,9 +1,9 @@
-"""Reproduce TorchRec's planner numbers (torchrec-anchor §1.5) within 1 %, plus the hand checks."""
+"""Reproduce TorchRec's planner numbers (its shard estimators) within 1 %, plus the hand checks."""
 import pytest
 
 from dmt_compile.topo.torchrec_compat import torchrec_shard_perf
 
-# (W, sharding) -> (fwd_comms, bwd_comms, input_dist, total) in µs, torchrec-anchor §1.5, L = 8
+# (W, sharding) -> (fwd_comms, bwd_comms, input_dist, total) in µs, from TorchRec's planner, L = 8
 ANCHOR = {
     (8, "table_wise"): (3.26, 3.26, 0.05, 19.7),
     (8, "table_row_wise"): (3.26, 8.60, 0.05, 19.2),
