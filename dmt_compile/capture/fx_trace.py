@@ -14,8 +14,8 @@ import torch.fx as fx
 
 from dmt_compile.capture.inputs import InputSpec
 from dmt_compile.capture.numpy_proxies import numpy_ufunc_proxies
-from dmt_compile.capture.tracer import (OPAQUE_TORCH_FUNCTIONS, CaptureTracer, autograd_function_calls,
-                                        opaque_torch_calls, setitem_proxies, traced_factories, value_proxies)
+from dmt_compile.capture.call_nodes import OPAQUE_TORCH_FUNCTIONS, opaque_torch_calls, traced_factories
+from dmt_compile.capture.tracer import CaptureTracer, autograd_function_calls, setitem_proxies, value_proxies
 from dmt_compile.ir.graph import is_impure
 
 __all__ = ["trace_fx"]

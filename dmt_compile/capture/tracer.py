@@ -10,8 +10,8 @@ Also handled, on every path: numpy arrays and numpy scalars reached from module 
 graph constants; a module built and called inside `forward` (not a registered submodule) is traced
 through inline; calls of helper libraries that reject proxies (`einops.rearrange`, see
 `OPAQUE_HELPER_MODULES`) and of torch functions that reject proxies (packed variable-length sequences,
-`OPAQUE_TORCH_FUNCTIONS`) become one node each; tensor factories called with traced sizes
-(`torch.zeros(x.size(0), 1)`) become nodes; a custom `torch.autograd.Function` applied to a traced
+`OPAQUE_TORCH_FUNCTIONS`, `call_nodes.py`) become one node each; tensor factories called with traced
+sizes (`torch.zeros(x.size(0), 1)`) become nodes (`call_nodes.py`); a custom `torch.autograd.Function` applied to a traced
 tensor becomes one node that calls its `apply`, so its own backward (sparsemax, entmax,
 straight-through estimators) stays in the graph.
 """
@@ -30,29 +30,20 @@ import torch
 import torch.fx as fx
 from torch.fx.proxy import Proxy
 
+from dmt_compile.capture.call_nodes import OPAQUE_TORCH_FUNCTIONS, has_proxy
 from dmt_compile.capture.guards import dmt_guard, value_dependence
 from dmt_compile.capture.inputs import InputSpec
 from dmt_compile.ir.meta import GUARD, INPUT_PATH
 
 __all__ = ["CaptureTracer", "proxy_method", "Specialization", "is_embedding_module", "EMBEDDING_MODULE_NAMES",
-           "traced_factories",
-           "value_proxies", "autograd_function_calls", "FunctionCall", "OPAQUE_TORCH_FUNCTIONS", "opaque_torch_calls"]
+           "value_proxies", "autograd_function_calls", "FunctionCall"]
 
-# tensor factories whose size arguments may be traced values (`torch.zeros(x.size(0), 1)`)
-FACTORIES = ("zeros", "ones", "empty", "full", "rand", "randn", "randint", "arange", "eye", "tensor")
 _SPLITTERS = {"split": 2, "chunk": None, "unbind": 1, "tensor_split": 2}
 
 # Libraries whose functions reject fx proxies (they check `isinstance(x, torch.Tensor)`): when the model has
 # imported one, each call of its public functions on a traced value becomes one node calling it (fx's
 # autowrap, which also catches `from einops import rearrange` in the model's own modules).
 OPAQUE_HELPER_MODULES = ("einops",)
-
-# torch functions that reject fx proxies (they convert their tensor arguments in Python: `torch.as_tensor`,
-# `.cpu()` of the lengths, a sort) and whose result is a value the rest of the model hands on whole:
-# packed variable-length sequences (`pack_padded_sequence(emb, mask.sum(1).cpu())` fed to an `nn.GRU`, which
-# fx keeps as a leaf). Each call on a traced value becomes one node calling the function.
-OPAQUE_TORCH_FUNCTIONS = (torch.nn.utils.rnn.pack_padded_sequence, torch.nn.utils.rnn.pad_packed_sequence,
-                          torch.nn.utils.rnn.pack_sequence, torch.nn.utils.rnn.pad_sequence)
 
 # Class names treated as embedding lookups (torchrec classes matched by name: optional dependency).
 EMBEDDING_MODULE_NAMES = frozenset({"EmbeddingBagCollection", "EmbeddingCollection"})
@@ -324,60 +315,6 @@ def value_proxies():
                 setattr(Proxy, key, old)
 
 
-def _has_proxy(values: Any) -> bool:
-    found = []
-    fx.node.map_aggregate(values, lambda v: found.append(v) if isinstance(v, Proxy) else None)
-    return bool(found)
-
-
-@contextlib.contextmanager
-def traced_factories(tracer: fx.Tracer):
-    """`torch.zeros(x.size(0), 1)` and friends: with a traced size among the arguments, record a node."""
-    saved = {name: getattr(torch, name) for name in FACTORIES}
-
-    def wrap(name: str, fn: Callable) -> Callable:
-        def factory(*args: Any, **kwargs: Any) -> Any:
-            if _has_proxy((args, kwargs)):
-                return tracer.create_proxy("call_function", fn, args, kwargs)
-            return fn(*args, **kwargs)
-
-        factory.__name__ = name
-        return factory
-
-    for name, fn in saved.items():
-        setattr(torch, name, wrap(name, fn))
-    try:
-        yield
-    finally:
-        for name, fn in saved.items():
-            setattr(torch, name, fn)
-
-
-@contextlib.contextmanager
-def opaque_torch_calls(tracer: fx.Tracer):
-    """`nn.utils.rnn.pack_padded_sequence(...)` called through its module (the `from ... import` spelling is
-    fx's autowrap): with a traced value among the arguments, record one node calling the function."""
-    module = torch.nn.utils.rnn
-    saved = {fn.__name__: fn for fn in OPAQUE_TORCH_FUNCTIONS if getattr(module, fn.__name__, None) is fn}
-
-    def wrap(fn: Callable) -> Callable:
-        def call(*args: Any, **kwargs: Any) -> Any:
-            if _has_proxy((args, kwargs)):
-                return tracer.create_proxy("call_function", fn, args, kwargs)
-            return fn(*args, **kwargs)
-
-        call.__name__ = fn.__name__
-        return call
-
-    for name, fn in saved.items():
-        setattr(module, name, wrap(fn))
-    try:
-        yield
-    finally:
-        for name, fn in saved.items():
-            setattr(module, name, fn)
-
-
 class FunctionCall:
     """Calls `function.apply`: the target of the node that stands for one custom Function call.
 
@@ -408,7 +345,7 @@ def autograd_function_calls(tracer: fx.Tracer):
     callers: dict[type, FunctionCall] = {}
 
     def apply(cls, *args: Any, **kwargs: Any) -> Any:
-        if _has_proxy((args, kwargs)) and not getattr(tracer, "_evaluating", 0):
+        if has_proxy((args, kwargs)) and not getattr(tracer, "_evaluating", 0):
             caller = callers.setdefault(cls, FunctionCall(cls))
             return tracer.create_proxy("call_function", caller, args, kwargs)
         return original(cls, *args, **kwargs)

@@ -20,7 +20,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import dmt_compile
 from dmt_compile.capture import capture
-from dmt_compile.capture.tracer import OPAQUE_TORCH_FUNCTIONS
+from dmt_compile.capture.call_nodes import OPAQUE_TORCH_FUNCTIONS
 
 from fuzz_checks import assert_first_order_descent
 

@@ -1,0 +1,85 @@
+"""Calls that become one graph node each while capture traces: helpers for `CaptureTracer`.
+
+* `traced_factories(tracer)` — `torch.zeros(x.size(0), 1)` and friends with a traced size among
+  the arguments record a node (the batch size stays symbolic);
+* `opaque_torch_calls(tracer)` — torch functions that reject proxies (`OPAQUE_TORCH_FUNCTIONS`:
+  packed variable-length sequences) called through their module record one node each (the
+  `from ... import` spelling is fx's autowrap, `CaptureTracer` passes the same tuple);
+* `has_proxy(values)` — whether a traced value is among (nested) arguments.
+
+Each patch is a context manager that restores what it replaced.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable
+
+import torch
+import torch.fx as fx
+from torch.fx.proxy import Proxy
+
+__all__ = ["FACTORIES", "OPAQUE_TORCH_FUNCTIONS", "has_proxy", "traced_factories", "opaque_torch_calls"]
+
+# tensor factories whose size arguments may be traced values (`torch.zeros(x.size(0), 1)`)
+FACTORIES = ("zeros", "ones", "empty", "full", "rand", "randn", "randint", "arange", "eye", "tensor")
+
+# torch functions that reject fx proxies (they convert their tensor arguments in Python: `torch.as_tensor`,
+# `.cpu()` of the lengths, a sort) and whose result is a value the rest of the model hands on whole:
+# packed variable-length sequences (`pack_padded_sequence(emb, mask.sum(1).cpu())` fed to an `nn.GRU`, which
+# fx keeps as a leaf). Each call on a traced value becomes one node calling the function.
+OPAQUE_TORCH_FUNCTIONS = (torch.nn.utils.rnn.pack_padded_sequence, torch.nn.utils.rnn.pad_packed_sequence,
+                          torch.nn.utils.rnn.pack_sequence, torch.nn.utils.rnn.pad_sequence)
+
+
+def has_proxy(values: Any) -> bool:
+    found = []
+    fx.node.map_aggregate(values, lambda v: found.append(v) if isinstance(v, Proxy) else None)
+    return bool(found)
+
+
+@contextlib.contextmanager
+def traced_factories(tracer: fx.Tracer):
+    """`torch.zeros(x.size(0), 1)` and friends: with a traced size among the arguments, record a node."""
+    saved = {name: getattr(torch, name) for name in FACTORIES}
+
+    def wrap(name: str, fn: Callable) -> Callable:
+        def factory(*args: Any, **kwargs: Any) -> Any:
+            if has_proxy((args, kwargs)):
+                return tracer.create_proxy("call_function", fn, args, kwargs)
+            return fn(*args, **kwargs)
+
+        factory.__name__ = name
+        return factory
+
+    for name, fn in saved.items():
+        setattr(torch, name, wrap(name, fn))
+    try:
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(torch, name, fn)
+
+
+@contextlib.contextmanager
+def opaque_torch_calls(tracer: fx.Tracer):
+    """`nn.utils.rnn.pack_padded_sequence(...)` called through its module (the `from ... import` spelling is
+    fx's autowrap): with a traced value among the arguments, record one node calling the function."""
+    module = torch.nn.utils.rnn
+    saved = {fn.__name__: fn for fn in OPAQUE_TORCH_FUNCTIONS if getattr(module, fn.__name__, None) is fn}
+
+    def wrap(fn: Callable) -> Callable:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if has_proxy((args, kwargs)):
+                return tracer.create_proxy("call_function", fn, args, kwargs)
+            return fn(*args, **kwargs)
+
+        call.__name__ = fn.__name__
+        return call
+
+    for name, fn in saved.items():
+        setattr(module, name, wrap(fn))
+    try:
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(module, name, fn)
