@@ -17,36 +17,6 @@ def test_models_without_collections_are_untouched():
     assert compact(gm) == before and not added and not removed
 
 
-def test_an_ebc_becomes_one_sub_collection_per_table():
-    torchrec = pytest.importorskip("torchrec", reason="torchrec is not installed (README, TorchRec recipe)")
-    from torchrec.modules.embedding_configs import EmbeddingBagConfig
-    from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
-
-    class Model(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.ebc = torchrec.EmbeddingBagCollection(tables=[
-                EmbeddingBagConfig(name="t0", embedding_dim=4, num_embeddings=10, feature_names=["f0", "f1"]),
-                EmbeddingBagConfig(name="t1", embedding_dim=4, num_embeddings=10, feature_names=["f2"])])
-
-        def forward(self, kjt):
-            return self.ebc(kjt).values().sum(1, keepdim=True)
-
-    kjt = KeyedJaggedTensor.from_lengths_sync(keys=["f0", "f1", "f2"], values=torch.arange(9) % 10,
-                                              lengths=torch.ones(9, dtype=torch.int64))
-    model = Model()
-    gm, ctx = prepare(model, (kjt,))
-    gm, added, removed = run_alone(SplitCollections(), gm, ctx)
-    assert added["EmbeddingBagCollection"] == 1  # 1 call of 2 tables -> 2 calls of 1
-    assert added["dmt.kjt_split"] == 1
-    # kt.values() reads each key from its table: the cat of the keys' embeddings, no merged KeyedTensor
-    assert removed == {".values": 1} and added["dmt.kt_get"] == 3 and added["torch.cat"] == 1
-    assert "dmt.kt_merge" not in added
-    items = [n for n in gm.graph.nodes if ID_ATOMS in n.meta]
-    assert [sorted(k for _, k in n.meta[ID_ATOMS]) for n in items] == [["f0", "f1"], ["f2"]]
-    assert torch.equal(gm(kjt), model(kjt))
-
-
 def _ebc_model(read):
     torchrec = pytest.importorskip("torchrec", reason="torchrec is not installed (README, TorchRec recipe)")
     from torchrec.modules.embedding_configs import EmbeddingBagConfig
@@ -65,6 +35,20 @@ def _ebc_model(read):
     kjt = KeyedJaggedTensor.from_lengths_sync(keys=["f0", "f1", "f2"], values=torch.arange(9) % 10,
                                               lengths=torch.ones(9, dtype=torch.int64))
     return Model(), kjt
+
+
+def test_an_ebc_becomes_one_sub_collection_per_table():
+    model, kjt = _ebc_model(lambda kt: kt.values().sum(1, keepdim=True))
+    gm, ctx = prepare(model, (kjt,))
+    gm, added, removed = run_alone(SplitCollections(), gm, ctx)
+    assert added["EmbeddingBagCollection"] == 1  # 1 call of 2 tables -> 2 calls of 1
+    assert added["dmt.kjt_split"] == 1
+    # kt.values() reads each key from its table: the cat of the keys' embeddings, no merged KeyedTensor
+    assert removed == {".values": 1} and added["dmt.kt_get"] == 3 and added["torch.cat"] == 1
+    assert "dmt.kt_merge" not in added
+    items = [n for n in gm.graph.nodes if ID_ATOMS in n.meta]
+    assert [sorted(k for _, k in n.meta[ID_ATOMS]) for n in items] == [["f0", "f1"], ["f2"]]
+    assert torch.equal(gm(kjt), model(kjt))
 
 
 @pytest.mark.parametrize("read,gets,merged_stays", [
