@@ -30,6 +30,7 @@ from dmt_compile.ir.meta import Role
 from dmt_compile.ir.module_paths import tower_decoder, tower_feed, tower_module
 from dmt_compile.passes.base import Pass, PassContext, PassResult
 from dmt_compile.tower_modules import CompressingTowerModule, DirectFeed, TowerDecoder, make_core
+from dmt_compile.tower_modules.wrappers import pair_as_projection
 from dmt_compile.tower_modules.dtypes import tower_tensor
 from dmt_compile.tower_modules.rebuild import pair_indices, rebuild_linear, rebuild_norm
 
@@ -114,6 +115,7 @@ class InsertTowerModules(Pass):
     def _decoder(self, gm: fx.GraphModule, tn: TowerNodes, tf: TowerFeed) -> None:
         t, graph = tn.tower, gm.graph
         decoder = TowerDecoder(tf.core_width, tf.shapes, tf.keyed)
+        pair_as_projection(gm.get_submodule(tower_module(t)).core, decoder)
         like = tower_tensor(gm, tn)  # the tables' dtype and device, like the Tower Module's
         gm.add_submodule(tower_decoder(t), decoder if like is None else decoder.to(device=like.device, dtype=like.dtype))
         parts = tn.parts

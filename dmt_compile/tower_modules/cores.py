@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from dmt_compile.errors import TowerModuleError
+from dmt_compile.tower_modules.fan_in import FanInLinear
 from dmt_compile.tower_modules.pairwise import pair_positions, pairwise_dots
 
 __all__ = ["LinearCore", "FieldSplit", "DotCore", "WukongLayer", "WukongCore", "EmbeddingHead", "mix_fields", "as_row", "head_shape"]
@@ -90,7 +91,7 @@ class LinearCore(nn.Module):
         if k:  # embedding-wise: W X over the tower's fields
             self.fields, self.head = fields, EmbeddingHead(fields.num_fields, fields.dim, k)
         else:
-            self.proj = nn.Linear(sum(in_widths), out_width)
+            self.proj = FanInLinear(sum(in_widths), out_width)
 
     def forward(self, x) -> torch.Tensor:
         return self.head(self.fields(x)) if hasattr(self, "head") else self.proj(as_row(x))

@@ -13,7 +13,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
-__all__ = ["IdentityTowerModule", "CompressingTowerModule", "TowerDecoder", "DirectFeed"]
+from dmt_compile.tower_modules.fan_in import FanInLinear
+
+__all__ = ["IdentityTowerModule", "CompressingTowerModule", "TowerDecoder", "DirectFeed", "pair_as_projection"]
 
 
 def _flat(x) -> torch.Tensor:
@@ -63,7 +65,7 @@ class TowerDecoder(nn.Module):
         self.widths = [math.prod(s) for s in self.shapes]
         # per output: None for a tensor, (keys, length_per_key) to rebuild a torchrec KeyedTensor
         self.keyed = list(keyed) if keyed is not None else [None] * len(self.shapes)
-        self.proj = nn.Linear(in_width, sum(self.widths))
+        self.proj = FanInLinear(in_width, sum(self.widths))
 
     def forward(self, y: torch.Tensor):
         z = self.proj(y)
@@ -95,3 +97,29 @@ class DirectFeed(nn.Module):
 
     def extra_repr(self) -> str:
         return f"pieces={self.pieces}, shape={self.shape}"
+
+
+@torch.no_grad()
+def pair_as_projection(core: nn.Module, decoder: TowerDecoder) -> bool:
+    """Initialise a `linear` core and its decoder as an orthogonal projection; True when it applied.
+
+    Encoder `Q` (`[o, n]`, orthonormal rows, `o <= n`), decoder `Q^T` (effective weights of the two
+    `FanInLinear`s), both biases zero: the decoder
+    gives back `Q^T Q x`, the tower's embeddings projected onto a random subspace of dim `n / c` --
+    at `c = 1` exactly the flat model's embeddings. Two independently initialised layers instead
+    start from an unrelated function and, where the model multiplies embeddings (FM, FFM), enter
+    the loss as a product of four random matrices that an optimizer's first steps throw about.
+    Other cores (dot, cross, wukong) interact inside the tower and keep their own init.
+    """
+    proj = getattr(core, "proj", None)
+    if type(core).__name__ != "LinearCore" or not isinstance(proj, FanInLinear):
+        return False
+    out, n = proj.weight.shape
+    if tuple(decoder.proj.weight.shape) != (n, out) or out > n:
+        return False
+    q = nn.init.orthogonal_(torch.empty_like(proj.weight))
+    proj.set_effective_weight(q)
+    decoder.proj.set_effective_weight(q.t())
+    proj.bias.zero_()
+    decoder.proj.bias.zero_()
+    return True

@@ -46,7 +46,7 @@ def test_without_quality_data_only_exact_or_measured_candidates_are_chosen(dlrm)
     choice = _choose(dlrm, predictor=TablePredictor(fast))
     assert choice.chosen == "sptt/dot/c=4/hierarchical/fp32" and not choice.quality_checked
     linear = choice.row("sptt/linear/c=4/decoder/fp32").dropped
-    assert "measured linear with decoder feed at c = 4 at ΔAUC -0.0190 ± 0.0078 on planted" in linear
+    assert "measured linear with decoder feed at c = 4 at ΔAUC -0.0118 ± 0.0085 on planted" in linear
     assert "ΔAUC -0.0102 ± 0.0077 on planted" in choice.row("sptt/cross/c=4/hierarchical/fp32").dropped
     assert "no shipped measurement of dot with hierarchical feed at c ≥ 6" in \
         choice.row("sptt/dot/c=6/hierarchical/fp32").dropped

@@ -48,11 +48,11 @@ def test_the_closest_measurement_at_or_above_the_compression_covers_a_candidate(
     (_cand("dot", 4, "hierarchical"), True, ""),
     (_cand("dot", 2, "decoder"), True, ""),
     (_cand("dot", 16, "decoder"), False, "no shipped measurement of dot with decoder feed at c ≥ 16"),
-    (_cand("linear", 4, "decoder"), False, "ΔAUC -0.0190 ± 0.0078 on planted, past the budget -0.002"),
-    (_cand("wukong", 4, "decoder"), False, "ΔAUC -0.0002 ± 0.0032 on planted"),
+    (_cand("linear", 4, "decoder"), False, "ΔAUC -0.0118 ± 0.0085 on planted, past the budget -0.002"),
+    (_cand("wukong", 4, "decoder"), False, "ΔAUC -0.0025 ± 0.0031 on planted"),
     (_cand("dot", 4, "hierarchical", "bf16"), False, "bf16 wire rounds"),
 ])
 def test_shipped_verdict(cand, admitted, words):
     why = shipped_verdict(cand, 0.002)
     assert (why == "") == admitted and words in why
-    assert shipped_verdict(_cand("wukong", 4, "decoder"), 0.005) == ""  # a looser budget admits it
+    assert shipped_verdict(_cand("wukong", 4, "decoder"), 0.006) == ""  # a looser budget admits it (lower bound -0.0056)
