@@ -268,14 +268,14 @@ def start_rows(sends: Sequence[Sequence[torch.Tensor]], recv_layout: Sequence[Se
     from dmt_compile.runtime.wire_codec import codec_for, start_coded
 
     device = next((t.device for ts in sends for t in ts), _device(group))
-    blocks = [torch.cat([t.reshape(-1).to(dtype) for t in ts]) if ts else torch.zeros(0, dtype=dtype, device=device)
-              for ts in sends]
-    flat = torch.cat(blocks) if blocks else torch.zeros(0, dtype=dtype, device=device)
+    # one copy of every row into the send buffer: per-member blocks concatenated again would copy it twice
+    parts = [t.reshape(-1).to(dtype) for ts in sends for t in ts]
+    flat = torch.cat(parts) if parts else torch.zeros(0, dtype=dtype, device=device)
     if torch.is_grad_enabled() and not flat.requires_grad:
         # a rank with nothing to send must still join the backward exchange, or its peers wait forever
         flat = flat.detach().requires_grad_()
     flat = flat.contiguous()
-    send = [b.numel() for b in blocks]
+    send = [sum(t.numel() for t in ts) for ts in sends]
     recv = [recv_samples[s] * sum(int(torch.Size(shape).numel()) for shape in recv_layout[s])
             for s in range(len(recv_layout))]
     codec = codec_for(wire_dtype, dtype)
