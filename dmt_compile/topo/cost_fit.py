@@ -13,7 +13,8 @@ feed, whose decoders are the Tower Modules' matrices run backwards), ``D_out`` w
 on to the interaction (``D_in`` again with decoders, which restore the original widths); ``E`` = 5 cross-host exchanges per step (id counts, lengths, values; embeddings forward and
 their gradients backward), ``m`` messages per rank per exchange (flat: every rank of every other
 host, ``(N-1) L``; SPTT: one peer per other host, ``N-1``), ``X`` the busiest host NIC's bytes per
-direction (``L (N-1)/N b sum_t (8 I_t + 2 w o_t)``, ``w`` the wire's bytes per element), ``B`` the
+direction (``L (N-1)/N b sum_t (8 I_t + 2 w o_t r)``, ``w`` the wire's bytes per element, ``r`` = 1
+but the world size for TorchRec's row-wise reduce-scatter, :func:`output_fanout`), ``B`` the
 host NIC rate, ``s = X / (L m E)`` the mean message size and ``fan_in`` the senders into one NIC.
 
 The **free parameters** (:class:`StepParams`): ``alpha, g, n_half, eta, kappa`` and the compute
@@ -36,7 +37,7 @@ from dmt_compile.errors import CostModelError
 from dmt_compile.topo.spec import as_topology
 
 __all__ = ["Candidate", "StepParams", "RANGES", "predict_step", "speedup_band", "fit", "held_out_errors", "candidate_from_row",
-           "EXCHANGES"]
+           "EXCHANGES", "output_fanout"]
 
 EXCHANGES = 5
 NETWORK = ("alpha", "gap", "n_half", "eta", "kappa")
@@ -50,7 +51,8 @@ RANGES = {"alpha": (10e-6, 500e-6), "gap": (0.0, 20e-6), "n_half": (16 * 1024, 2
 class Candidate:
     """What :func:`predict_step` prices: a strategy and its towers (elements / ids per sample).
 
-    ``strategy``: ``flat`` (and TorchRec's TW/RW/TWRW, priced alike: one global exchange), ``sptt``
+    ``strategy``: ``flat`` (and TorchRec's TW/RW/TWRW: one global exchange; RW's output bytes
+    times the world size, :func:`output_fanout`), ``sptt``
     or ``sptt_tm``. Flat has one "tower" holding every feature. ``tower_out_widths`` None = identity.
     ``decoder``: the towers' outputs are decoded back to their input widths (the decoder feed).
     ``tm_scale``: the Tower Module's cost relative to the one the parameters were fitted on (FLOPs
@@ -127,13 +129,26 @@ def compute_time(c: Candidate, batch: float, p: StepParams, ranks_per_core: floa
                                                   + p.c_interaction * d_int))
 
 
+def output_fanout(c: Candidate, world: int) -> int:
+    """How many times a sample's pooled embeddings cross the wire per direction, relative to
+    table-wise sharding. TorchRec's row-wise sharding (RW) splits every table's rows over all
+    `world` ranks, so each rank pools a partial sum for *every* sample and the output exchange is a
+    reduce-scatter: a rank receives `world - 1` partials of its samples' embeddings instead of one
+    copy, and the backward all-gather sends the gradients alike -- `world` times table-wise's
+    cross-host bytes. Table-wise-row-wise (TWRW) splits rows within the owning host only: its
+    cross-host bytes are table-wise's; its intra-host reduce-scatter runs on loopback, which this
+    model does not price."""
+    return world if c.strategy == "torchrec_rw" else 1
+
+
 def wire_time(c: Candidate, topology: Any, batch: float, p: StepParams, rate_bits: float | None = None) -> float:
     topo = _topology(topology)
     n, l_ = topo.num_hosts, topo.local_size
     if n < 2:
         return 0.0
     rate = _nic_rate(topology, rate_bits)
-    per_sample = sum(8 * i + 2 * c.wire_bytes * o for i, o in zip(c.ids_per_sample, c.out_widths))
+    fanout = output_fanout(c, n * l_)
+    per_sample = sum(8 * i + 2 * c.wire_bytes * o * fanout for i, o in zip(c.ids_per_sample, c.out_widths))
     x = l_ * (n - 1) / n * batch * per_sample
     msgs = (n - 1) * l_ if c.flat_like else (n - 1)
     fan_in = (n - 1) * l_ * (l_ if c.flat_like else 1)

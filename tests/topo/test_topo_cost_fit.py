@@ -5,7 +5,7 @@ import pytest
 
 from dmt_compile.errors import CostModelError
 from dmt_compile.topo.cost_fit import (Candidate, StepParams, candidate_from_row, compute_time, fit, held_out_errors,
-                                       predict_step, speedup_band, wire_time)
+                                       output_fanout, predict_step, speedup_band, wire_time)
 
 TRUE = StepParams(alpha=200e-6, gap=10e-6, n_half=16e3, eta=0.9, kappa=0.0, c_fixed=2e-3, c_sample=5e-6,
                   c_element=1e-8, c_tm=2e-8, c_interaction=1e-8)
@@ -82,3 +82,14 @@ def test_cost_cli_fits_and_reports_held_out_errors(tmp_path):
     assert text.startswith("fitted: ") and text.count("predicted") == 3 and "held-out |error|" in text
     with pytest.raises(InputError, match="both fitted on and held out"):
         run_fit(fit_files, fit_files[:1], io.StringIO())
+
+
+def test_torchrec_row_wise_sends_world_times_the_pooled_bytes_of_table_wise():
+    """RW's output exchange is a reduce-scatter of every rank's partial sums for every sample: on 2x2
+    its cross-host embedding bytes are 4x table-wise's; TWRW's cross-host bytes are table-wise's."""
+    p = StepParams(alpha=0.0, gap=0.0, n_half=0.0, kappa=0.0, eta=1.0)
+    tw, rw, twrw = (Candidate(s, (1664.0,), (0.0,)) for s in ("torchrec_tw", "torchrec_rw", "torchrec_twrw"))
+    t_tw = wire_time(tw, "2x2", 1024, p, rate_bits=1e9)
+    assert wire_time(rw, "2x2", 1024, p, rate_bits=1e9) == pytest.approx(4 * t_tw)
+    assert wire_time(twrw, "2x2", 1024, p, rate_bits=1e9) == pytest.approx(t_tw)
+    assert output_fanout(rw, 8) == 8 and output_fanout(tw, 8) == 1
