@@ -1,7 +1,7 @@
 """Where a lookup's ids come from: the input leaves (and columns of them) they are computed from.
 
 An *atom* is `(placeholder_name, column)`: `column` is None for the whole input, an int for one
-column of a `[B, C]` input (`X[:, i]`, `X[:, i:i+1]`, `X.select(1, i)`, `X.unbind(1)[i]`,
+column of a `[B, C]` input (`X[:, i]`, `X[..., i]`, `X[:, i:i+1]`, `X.select(1, i)`, `X.unbind(1)[i]`,
 `torch.split(X, 1, 1)[i]`), or a str for one key of a KeyedJaggedTensor. Element-wise ops with
 constants (`.long()`, `+ offsets_buffer`, `* F + field`) keep columns apart.
 """
@@ -14,7 +14,7 @@ import torch
 import torch.fx as fx
 
 from dmt_compile.ir.constants import is_constant
-from dmt_compile.ir.meta import ID_ATOMS
+from dmt_compile.ir.meta import ID_ATOMS, SHAPE
 
 __all__ = ["Atom", "atoms_of", "column_of_index"]
 
@@ -57,13 +57,22 @@ def _below_elementwise(node: fx.Node) -> fx.Node:
     return node
 
 
-def column_of_index(index: Any) -> list[int] | None:
-    """Columns selected by `x[index]` on a 2-D `[B, C]` tensor, or None if not a column pick."""
+def column_of_index(index: Any, shape: tuple[int, ...] | None = None) -> list[int] | None:
+    """Columns selected by `x[index]` on a 2-D `[B, C]` tensor, or None if not a column pick.
+
+    With the tensor's `shape` known to be `[B, C]`, `x[..., i]` picks column i too (the spelling of
+    per-field loops that accept any leading dims, e.g. rtdl's `CategoricalEmbeddings`), and a negative
+    column counts from the end."""
     if not isinstance(index, tuple) or len(index) != 2:
         return None
     rows, col = index
+    two_d = shape is not None and len(shape) == 2
+    if rows is Ellipsis and two_d:
+        rows = slice(None)
     if not (isinstance(rows, slice) and rows == slice(None)):
         return None
+    if two_d and isinstance(col, int) and not isinstance(col, bool) and -shape[1] <= col < 0:
+        col += shape[1]
     if isinstance(col, int):
         return [col]
     if isinstance(col, (list, tuple)) and col and all(isinstance(c, int) and not isinstance(c, bool) for c in col):
@@ -125,13 +134,14 @@ def _column_atoms(node: fx.Node) -> frozenset | None:
                 columns = _split_columns(base, index)
                 source = _columnwise_source(inner)
         else:
-            columns = column_of_index(index)
+            columns = column_of_index(index, base.meta.get(SHAPE))
             source = _columnwise_source(base)
     elif (node.op == "call_method" and node.target == "select") or (
         node.op == "call_function" and node.target is torch.select
     ):
         args = list(node.args[1:])
-        if len(args) == 2 and args[0] == 1 and isinstance(args[1], int):
+        two_d = isinstance(node.args[0], fx.Node) and len(node.args[0].meta.get(SHAPE) or ()) == 2
+        if len(args) == 2 and (args[0] == 1 or two_d and args[0] == -1) and isinstance(args[1], int):
             columns, source = [args[1]], _columnwise_source(node.args[0])
     if columns is None:
         return None
@@ -149,7 +159,8 @@ def _through_column_picks(base: Any, columns: list[int]) -> tuple[fx.Node | None
             base = _below_elementwise(base)
         if not isinstance(base, fx.Node) or base.op != "call_function" or base.target is not operator.getitem:
             break
-        picked = column_of_index(base.args[1])
+        picked = column_of_index(base.args[1], base.args[0].meta.get(SHAPE) if isinstance(base.args[0], fx.Node)
+                                 else None)
         inner = base.args[0]
         if picked is None or not isinstance(inner, fx.Node) or max(columns) >= len(picked):
             break
