@@ -20,14 +20,14 @@ from torch.nn.utils.rnn import pack_padded_sequence
 D, L = 8, 3
 
 LOOKUPS = ("per_field", "module_dict", "offsets_buffer", "offsets_list", "offsets_numpy", "offsets_forward",
-           "pre_offset", "shared", "bag_2d", "functional")
+           "pre_offset", "shared", "bag_2d", "functional", "per_field_ellipsis", "range_gather")
 SEQUENCES = ("none", "seq_2d", "seq_flat", "seq_packed_gru")
 BAGS = ("none", "bag_offsets", "bag_weighted")
 NUMERICS = ("none", "linear_1")
 PACKINGS = ("matrix", "dict", "list", "tuple_in_tuple", "kwargs", "dict_in_tuple", "float_matrix")
 INTERACTIONS = ("concat_mlp", "fm", "cross", "attention", "field_aware", "bilinear")
 CONSTRUCTS = ("none", "if_any", "assert_all", "item", "numpy_size", "setitem", "none_input", "unpack_shape",
-              "chunk_batch", "autograd_function")
+              "chunk_batch", "autograd_function", "len_batch", "tensor_or_tuple")
 OUTPUTS = ("tensor", "dict", "tuple", "accumulated")
 AXES = {"lookup": LOOKUPS, "sequence": SEQUENCES, "bag": BAGS, "numeric": NUMERICS, "packing": PACKINGS,
         "interaction": INTERACTIONS, "construct": CONSTRUCTS, "output": OUTPUTS}
@@ -66,7 +66,7 @@ class _Lookups(nn.Module):
         super().__init__()
         self.style, self.dims = style, dims
         starts = [0] + list(np.cumsum(dims)[:-1])
-        if style in ("per_field", "shared"):
+        if style in ("per_field", "shared", "per_field_ellipsis"):
             self.tables = nn.ModuleList(nn.Embedding(max(dims) if style == "shared" else d, D) for d in dims)
         elif style == "module_dict":
             self.tables = nn.ModuleDict({f"f{i}": nn.Embedding(d, D) for i, d in enumerate(dims)})
@@ -75,7 +75,11 @@ class _Lookups(nn.Module):
         elif style == "functional":
             self.weights = nn.ParameterList(nn.Parameter(torch.randn(d, D)) for d in dims)
         else:
-            self.table = nn.Embedding(sum(dims), D)
+            # range_gather: one more row, read with a constant id (a learned token added to every field)
+            self.table = nn.Embedding(sum(dims) + (style == "range_gather"), D)
+            if style == "range_gather":
+                self.register_buffer("index", torch.arange(sum(dims)))
+                self.register_buffer("const_ids", torch.tensor([sum(dims)]))
             self.offsets_list = [int(s) for s in starts]
             self.offsets_np = np.array(starts, dtype=np.int64)
             self.register_buffer("offsets", torch.tensor(self.offsets_list))
@@ -84,6 +88,10 @@ class _Lookups(nn.Module):
         s, n = self.style, len(self.dims)
         if s == "per_field":
             return torch.stack([t(x[:, i]) for i, t in enumerate(self.tables)], 1)
+        if s == "per_field_ellipsis":  # rtdl's CategoricalEmbeddings: x[..., i], stacked on dim -2
+            return torch.stack([t(x[..., i]) for i, t in enumerate(self.tables)], dim=-2)
+        if s == "range_gather":  # tab-transformer-pytorch's Embed: offsets, a gather through consecutive rows
+            return self.table(self.index[x + self.offsets]) + self.table(self.const_ids)
         if s == "shared":  # fields 0 and 1 read the same table
             return torch.stack([self.tables[0 if i == 1 else i](x[:, i]) for i in range(n)], 1)
         if s == "module_dict":
@@ -154,6 +162,13 @@ class ScaledIdentity(torch.autograd.Function):
         return grad * 0.5
 
 
+def _tensor_or_pair(value):
+    if torch.is_tensor(value) and isinstance(value, torch.Tensor):
+        return value, None
+    first, second = value
+    return first, second
+
+
 class FuzzModel(nn.Module):
     """The composed model; subclasses below give `forward` the recipe's input packing."""
 
@@ -212,6 +227,11 @@ class FuzzModel(nn.Module):
             e = torch.cat([part * 1.0 for part in e.chunk(int(np.ceil(e.shape[0] / 4)), 0)], 0)
         if c == "autograd_function":
             e = ScaledIdentity.apply(e)
+        if c == "len_batch":  # multi-head attention's `batch_size = len(q)` before a reshape
+            batch_size = len(e)
+            e = e.reshape(batch_size, -1).view(len(cat), e.shape[1], D)
+        if c == "tensor_or_tuple":  # a helper taking a tensor or a pair asks which with is_tensor / isinstance
+            e, _ = _tensor_or_pair(e)
         y = self.interaction(e)
         if r.output == "dict":
             return {"logit": y, "prob": torch.sigmoid(y)}
