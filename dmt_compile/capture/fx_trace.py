@@ -3,6 +3,9 @@
 `trace_fx` runs the `CaptureTracer` on the flattened inputs and cleans the result: dead code is
 removed except in-place methods (`p.unsqueeze_(1)`, whose result is often unused) and guards, and
 `x.new_tensor(constant)` (numpy offsets turned into tensors) becomes a plain `constant.to(x)`.
+While tracing, the patches of `call_nodes.py` (traced factories, opaque calls, buffers indexed by
+traced ids) and, on the value-carrying paths, of `builtin_queries.py` (`len`, `is_tensor`,
+`isinstance` of traced tensors) are in place.
 """
 from __future__ import annotations
 
