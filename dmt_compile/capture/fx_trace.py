@@ -20,6 +20,7 @@ from dmt_compile.capture.numpy_proxies import numpy_ufunc_proxies
 from dmt_compile.capture.call_nodes import (OPAQUE_TORCH_FUNCTIONS, constant_indexed_by_proxy, opaque_torch_calls,
                                             traced_factories)
 from dmt_compile.capture.builtin_queries import tensor_type_checks, traced_len
+from dmt_compile.ir.evaluation import no_traced_attributes
 from dmt_compile.capture.tracer import CaptureTracer, autograd_function_calls, setitem_proxies, value_proxies
 from dmt_compile.ir.graph import is_impure
 
@@ -62,7 +63,8 @@ def trace_fx(model: torch.nn.Module, spec: InputSpec, flat: list[Any], *, carry_
             (value_proxies() if carry_values else contextlib.nullcontext()), \
             (traced_len(tracer) if carry_values else contextlib.nullcontext()), \
             (tensor_type_checks(tracer) if carry_values else contextlib.nullcontext()):
-        graph = tracer.trace(model)
+        with no_traced_attributes(model):
+            graph = tracer.trace(model)
     _unmark_wrapped_torch_calls(graph)
     gm = fx.GraphModule(tracer.root, graph, type(model).__name__)
     changed = _plain_new_tensor(gm)
