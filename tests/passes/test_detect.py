@@ -86,3 +86,28 @@ def test_ellipsis_and_negative_column_picks_of_a_matrix_are_columns():
     det = ctx.get(Detection)
     assert [lk.features for lk in det.lookups] == [("x[:,0]",), ("x[:,1]",), ("x[:,2]",)]
     assert len(det.groups) == 3
+
+
+class ConcatThenPick(nn.Module):
+    """Ids and numeric values concatenated after an identity embedding layer, then picked per column and
+    cast back (pytorch_tabular's TabNet: `torch.cat((categorical, continuous), 1)[:, i].long()`)."""
+
+    def __init__(self):
+        super().__init__()
+        self.embedding_layer = nn.Identity()
+        self.tables = nn.ModuleList(nn.Embedding(10, 4) for _ in range(3))
+
+    def forward(self, cat, num):
+        x = self.embedding_layer({"categorical": cat, "continuous": num})
+        x = torch.cat((x["categorical"], x["continuous"]), dim=1)
+        e = [t(x[:, i].long()) for i, t in enumerate(self.tables)]
+        return torch.cat(e + [x[:, 3:]], 1).sum(1, keepdim=True)
+
+
+def test_columns_of_a_concatenation_of_inputs_are_columns_of_those_inputs():
+    # before: every table read ids of `cat` and `num` at once, one feature group
+    gm, ctx = prepare(ConcatThenPick(), (ids(fields=3), torch.rand(6, 2)))
+    gm, _, _ = run_alone(Detect(), gm, ctx)
+    det = ctx.get(Detection)
+    assert [lk.features for lk in det.lookups] == [("cat[:,0]",), ("cat[:,1]",), ("cat[:,2]",)]
+    assert len(det.groups) == 3
