@@ -100,8 +100,11 @@ def column_of_index(index: Any, shape: tuple[int, ...] | None = None) -> list[in
         return [col]
     if isinstance(col, (list, tuple)) and col and all(isinstance(c, int) and not isinstance(c, bool) for c in col):
         return list(col)
-    if isinstance(col, slice) and isinstance(col.start, int) and isinstance(col.stop, int) and col.step in (None, 1):
-        return list(range(col.start, col.stop))
+    if isinstance(col, slice) and col.step in (None, 1):  # X[:, a:b], and X[:, :b] / X[:, a:] of a known width
+        start = 0 if col.start is None else col.start
+        stop = shape[1] if col.stop is None and two_d else col.stop
+        if isinstance(start, int) and isinstance(stop, int) and start >= 0 and stop >= 0:
+            return list(range(start, stop))
     return None
 
 

@@ -90,7 +90,8 @@ def test_ellipsis_and_negative_column_picks_of_a_matrix_are_columns():
 
 class ConcatThenPick(nn.Module):
     """Ids and numeric values concatenated after an identity embedding layer, then picked per column and
-    cast back (pytorch_tabular's TabNet: `torch.cat((categorical, continuous), 1)[:, i].long()`)."""
+    cast back (pytorch_tabular's TabNet: `torch.cat((categorical, continuous), 1)[:, i].long()`; here
+    through `x[:, :3]`)."""
 
     def __init__(self):
         super().__init__()
@@ -100,7 +101,8 @@ class ConcatThenPick(nn.Module):
     def forward(self, cat, num):
         x = self.embedding_layer({"categorical": cat, "continuous": num})
         x = torch.cat((x["categorical"], x["continuous"]), dim=1)
-        e = [t(x[:, i].long()) for i, t in enumerate(self.tables)]
+        ids = x[:, :3].long()  # an open-ended slice of a known width: columns 0, 1, 2
+        e = [t(ids[:, i]) for i, t in enumerate(self.tables)]
         return torch.cat(e + [x[:, 3:]], 1).sum(1, keepdim=True)
 
 
