@@ -17,7 +17,11 @@ For each model the measure records one outcome:
 Libraries: the zoos of tests/real_zoo (`torchfm`, `deepctr`, `rechub`, `torchctr`, `widedeep`) and
 `recbole` (its context-aware models, built from a stand-in dataset and config defined below) and
 `fuxictr` (every PyTorch model of FuxiCTR's model zoo, from stand-in feature maps: heldout_fuxictr.py;
-`FUXICTR_MODEL_ZOO` names the zoo folder of a FuxiCTR checkout, since the wheel ships no models).
+`FUXICTR_MODEL_ZOO` names the zoo folder of a FuxiCTR checkout, since the wheel ships no models),
+and the tabular libraries with categorical embeddings: `tabtransformer` (tab-transformer-pytorch:
+heldout_tabtransformer.py), `rtdl_revisiting` and `rtdl` (Yandex's rtdl_revisiting_models and rtdl:
+heldout_rtdl.py), `pytorch_tabular` (its models built from their config objects without the trainer:
+heldout_pytorch_tabular.py).
 
 Usage:
     python benchmarks/heldout_capture.py widedeep recbole [--out results.jsonl] [--models TabMlp,FM]
@@ -137,6 +141,18 @@ def library_models(lib: str) -> dict:
         import heldout_fuxictr
 
         return heldout_fuxictr.models()
+    if lib == "tabtransformer":
+        import heldout_tabtransformer
+
+        return heldout_tabtransformer.models()
+    if lib == "pytorch_tabular":
+        import heldout_pytorch_tabular
+
+        return heldout_pytorch_tabular.models()
+    if lib in ("rtdl", "rtdl_revisiting"):
+        import heldout_rtdl
+
+        return heldout_rtdl.rtdl_models() if lib == "rtdl" else heldout_rtdl.revisiting_models()
     import real_zoo
 
     return real_zoo.zoo_module(lib).MODELS
@@ -299,7 +315,8 @@ def summary(rows: list[dict]) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("libraries", nargs="+", help="recbole, fuxictr, widedeep, torchfm, deepctr, rechub, torchctr")
+    p.add_argument("libraries", nargs="+", help="recbole, fuxictr, widedeep, torchfm, deepctr, rechub, torchctr, "
+                                                 "tabtransformer, rtdl_revisiting, rtdl, pytorch_tabular")
     p.add_argument("--out", help="append one JSON line per model to this file")
     p.add_argument("--models", help="comma-separated model names (default: every model)")
     args = p.parse_args(argv)

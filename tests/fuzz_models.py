@@ -20,14 +20,14 @@ from torch.nn.utils.rnn import pack_padded_sequence
 D, L = 8, 3
 
 LOOKUPS = ("per_field", "module_dict", "offsets_buffer", "offsets_list", "offsets_numpy", "offsets_forward",
-           "pre_offset", "shared", "bag_2d", "functional")
+           "pre_offset", "shared", "bag_2d", "functional", "per_field_ellipsis", "range_gather")
 SEQUENCES = ("none", "seq_2d", "seq_flat", "seq_packed_gru")
 BAGS = ("none", "bag_offsets", "bag_weighted")
 NUMERICS = ("none", "linear_1")
-PACKINGS = ("matrix", "dict", "list", "tuple_in_tuple", "kwargs", "dict_in_tuple", "float_matrix")
+PACKINGS = ("matrix", "dict", "list", "tuple_in_tuple", "kwargs", "dict_in_tuple", "float_matrix", "identity_concat")
 INTERACTIONS = ("concat_mlp", "fm", "cross", "attention", "field_aware", "bilinear")
 CONSTRUCTS = ("none", "if_any", "assert_all", "item", "numpy_size", "setitem", "none_input", "unpack_shape",
-              "chunk_batch", "autograd_function")
+              "chunk_batch", "autograd_function", "len_batch", "tensor_or_tuple", "inplace_lookup")
 OUTPUTS = ("tensor", "dict", "tuple", "accumulated")
 AXES = {"lookup": LOOKUPS, "sequence": SEQUENCES, "bag": BAGS, "numeric": NUMERICS, "packing": PACKINGS,
         "interaction": INTERACTIONS, "construct": CONSTRUCTS, "output": OUTPUTS}
@@ -62,11 +62,13 @@ class Recipe:
 class _Lookups(nn.Module):
     """The categorical fields in one lookup style: [B, F] ids -> [B, F, D]."""
 
-    def __init__(self, style: str, dims: list[int]):
+    def __init__(self, style: str, dims: list[int], inplace: bool = False):
         super().__init__()
         self.style, self.dims = style, dims
+        if inplace:  # pytorch_tabular's SharedEmbeddings: part of each lookup output overwritten in place
+            self.shared = nn.Parameter(torch.full((2,), 0.1))
         starts = [0] + list(np.cumsum(dims)[:-1])
-        if style in ("per_field", "shared"):
+        if style in ("per_field", "shared", "per_field_ellipsis"):
             self.tables = nn.ModuleList(nn.Embedding(max(dims) if style == "shared" else d, D) for d in dims)
         elif style == "module_dict":
             self.tables = nn.ModuleDict({f"f{i}": nn.Embedding(d, D) for i, d in enumerate(dims)})
@@ -75,32 +77,49 @@ class _Lookups(nn.Module):
         elif style == "functional":
             self.weights = nn.ParameterList(nn.Parameter(torch.randn(d, D)) for d in dims)
         else:
-            self.table = nn.Embedding(sum(dims), D)
+            # range_gather: one more row, read with a constant id (a learned token added to every field)
+            self.table = nn.Embedding(sum(dims) + (style == "range_gather"), D)
+            if style == "range_gather":
+                self.register_buffer("index", torch.arange(sum(dims)))
+                self.register_buffer("const_ids", torch.tensor([sum(dims)]))
             self.offsets_list = [int(s) for s in starts]
             self.offsets_np = np.array(starts, dtype=np.int64)
             self.register_buffer("offsets", torch.tensor(self.offsets_list))
 
     def forward(self, x):
-        s, n = self.style, len(self.dims)
+        return self._looked(x)
+
+    def _w(self, v):
+        """A lookup output, changed in place when the recipe says so."""
+        if hasattr(self, "shared"):
+            v[..., :2] += self.shared
+        return v
+
+    def _looked(self, x):
+        s, n, w = self.style, len(self.dims), self._w
         if s == "per_field":
-            return torch.stack([t(x[:, i]) for i, t in enumerate(self.tables)], 1)
+            return torch.stack([w(t(x[:, i])) for i, t in enumerate(self.tables)], 1)
+        if s == "per_field_ellipsis":  # rtdl's CategoricalEmbeddings: x[..., i], stacked on dim -2
+            return torch.stack([w(t(x[..., i])) for i, t in enumerate(self.tables)], dim=-2)
+        if s == "range_gather":  # tab-transformer-pytorch's Embed: offsets, a gather through consecutive rows
+            return w(self.table(self.index[x + self.offsets])) + self.table(self.const_ids)
         if s == "shared":  # fields 0 and 1 read the same table
-            return torch.stack([self.tables[0 if i == 1 else i](x[:, i]) for i in range(n)], 1)
+            return torch.stack([w(self.tables[0 if i == 1 else i](x[:, i])) for i in range(n)], 1)
         if s == "module_dict":
-            return torch.stack([self.tables[f"f{i}"](x[:, i]) for i in range(n)], 1)
+            return torch.stack([w(self.tables[f"f{i}"](x[:, i])) for i in range(n)], 1)
         if s == "bag_2d":
-            return torch.stack([t(x[:, i:i + 1]) for i, t in enumerate(self.tables)], 1)
+            return torch.stack([w(t(x[:, i:i + 1])) for i, t in enumerate(self.tables)], 1)
         if s == "functional":
-            return torch.stack([F.embedding(x[:, i], w) for i, w in enumerate(self.weights)], 1)
+            return torch.stack([w(F.embedding(x[:, i], t)) for i, t in enumerate(self.weights)], 1)
         if s == "offsets_buffer":
-            return self.table(x + self.offsets)
+            return w(self.table(x + self.offsets))
         if s == "offsets_list":
-            return self.table(x + x.new_tensor(self.offsets_list).unsqueeze(0))
+            return w(self.table(x + x.new_tensor(self.offsets_list).unsqueeze(0)))
         if s == "offsets_numpy":
-            return self.table(x + torch.as_tensor(self.offsets_np, device=x.device))
+            return w(self.table(x + torch.as_tensor(self.offsets_np, device=x.device)))
         if s == "offsets_forward":
-            return self.table(x + torch.tensor([0] + self.dims[:-1], device=x.device).cumsum(0))
-        return self.table(x)  # pre_offset: the data pipeline shifted each column into its own rows
+            return w(self.table(x + torch.tensor([0] + self.dims[:-1], device=x.device).cumsum(0)))
+        return w(self.table(x))  # pre_offset: the data pipeline shifted each column into its own rows
 
 
 class _Interaction(nn.Module):
@@ -154,13 +173,20 @@ class ScaledIdentity(torch.autograd.Function):
         return grad * 0.5
 
 
+def _tensor_or_pair(value):
+    if torch.is_tensor(value) and isinstance(value, torch.Tensor):
+        return value, None
+    first, second = value
+    return first, second
+
+
 class FuzzModel(nn.Module):
     """The composed model; subclasses below give `forward` the recipe's input packing."""
 
     def __init__(self, r: Recipe):
         super().__init__()
         self.r = r
-        self.cat = _Lookups(r.lookup, r.dims)
+        self.cat = _Lookups(r.lookup, r.dims, inplace=r.construct == "inplace_lookup")
         fields = r.fields + sum(x != "none" for x in (r.sequence, r.bag)) + (2 if r.numeric != "none" else 0)
         if r.sequence != "none":
             self.seq = nn.Embedding(20, D, padding_idx=0)
@@ -212,6 +238,11 @@ class FuzzModel(nn.Module):
             e = torch.cat([part * 1.0 for part in e.chunk(int(np.ceil(e.shape[0] / 4)), 0)], 0)
         if c == "autograd_function":
             e = ScaledIdentity.apply(e)
+        if c == "len_batch":  # multi-head attention's `batch_size = len(q)` before a reshape
+            batch_size = len(e)
+            e = e.reshape(batch_size, -1).view(len(cat), e.shape[1], D)
+        if c == "tensor_or_tuple":  # a helper taking a tensor or a pair asks which with is_tensor / isinstance
+            e, _ = _tensor_or_pair(e)
         y = self.interaction(e)
         if r.output == "dict":
             return {"logit": y, "prob": torch.sigmoid(y)}
@@ -265,7 +296,23 @@ class _FloatMatrix(FuzzModel):
         return self.body(x[:, cat_idx].long(), seq, bag, num, extra)
 
 
-_CLASSES = {"matrix": _Matrix, "dict": _Dict, "list": _List, "tuple_in_tuple": _TupleInTuple, "kwargs": _Kwargs,
+class _IdentityConcat(_Matrix):
+    """Ids and numeric values through an identity embedding layer as a dict, concatenated into one float
+    matrix, then split back by column (pytorch_tabular's TabNet)."""
+
+    def __init__(self, r: Recipe):
+        super().__init__(r)
+        self.embedding_layer = nn.Identity()
+
+    def forward(self, cat, seq=None, bag=None, num=None, extra=None):
+        x = self.embedding_layer({"categorical": cat, "continuous": num})
+        parts = [x["categorical"].float()] + ([x["continuous"]] if num is not None else [])
+        m = torch.cat(parts, dim=1)
+        f = self.r.fields
+        return self.body(m[:, :f].long(), seq, bag, m[:, f:] if num is not None else None, extra)
+
+
+_CLASSES = {"matrix": _Matrix, "identity_concat": _IdentityConcat, "dict": _Dict, "list": _List, "tuple_in_tuple": _TupleInTuple, "kwargs": _Kwargs,
             "dict_in_tuple": _DictInTuple, "float_matrix": _FloatMatrix}
 
 
@@ -288,7 +335,7 @@ def batch_for(r: Recipe, batch: int, seed: int) -> tuple[tuple, dict]:
         parts["num"] = torch.rand(batch, 2, generator=g)
     extra = {"extra": None} if r.construct == "none_input" else {}
     p = r.packing
-    if p == "matrix":
+    if p in ("matrix", "identity_concat"):
         return tuple(parts.get(k) for k in ("cat", "seq", "bag", "num")), extra
     if p == "dict":
         return (parts,), extra

@@ -5,6 +5,11 @@
 * `opaque_torch_calls(tracer)` — torch functions that reject proxies (`OPAQUE_TORCH_FUNCTIONS`:
   packed variable-length sequences) called through their module record one node each (the
   `from ... import` spelling is fx's autowrap, `CaptureTracer` passes the same tuple);
+* `constant_indexed_by_proxy(tracer)` — a tensor that is no traced value (a buffer, a parameter)
+  indexed by a traced one (`self.lookup[ids]`, ids remapped through a table) records one
+  `__getitem__` node directly; torch's own indexing first asks the index for its length (it looks
+  for tensor-likes inside a sequence index), which the specialising tracer would answer with a
+  guard on the batch size that the node never needed;
 * `has_proxy(values)` — whether a traced value is among (nested) arguments.
 
 Each patch is a context manager that restores what it replaced.
@@ -18,7 +23,8 @@ import torch
 import torch.fx as fx
 from torch.fx.proxy import Proxy
 
-__all__ = ["FACTORIES", "OPAQUE_TORCH_FUNCTIONS", "has_proxy", "traced_factories", "opaque_torch_calls"]
+__all__ = ["FACTORIES", "OPAQUE_TORCH_FUNCTIONS", "has_proxy", "traced_factories", "opaque_torch_calls",
+           "constant_indexed_by_proxy"]
 
 # tensor factories whose size arguments may be traced values (`torch.zeros(x.size(0), 1)`)
 FACTORIES = ("zeros", "ones", "empty", "full", "rand", "randn", "randint", "arange", "eye", "tensor")
@@ -83,3 +89,25 @@ def opaque_torch_calls(tracer: fx.Tracer):
     finally:
         for name, fn in saved.items():
             setattr(module, name, fn)
+
+
+@contextlib.contextmanager
+def constant_indexed_by_proxy(tracer: fx.Tracer):
+    """`buffer[traced_index]`: one `__getitem__` node, without torch's length queries on the index."""
+    tensor = torch.Tensor
+    saved = tensor.__dict__.get("__getitem__")
+    original = tensor.__getitem__
+
+    def getitem(self: torch.Tensor, index: Any) -> Any:
+        if has_proxy(index) and not getattr(tracer, "_evaluating", 0):
+            return tracer.create_proxy("call_method", "__getitem__", (self, index), {})
+        return original(self, index)
+
+    tensor.__getitem__ = getitem
+    try:
+        yield
+    finally:
+        if saved is None:
+            del tensor.__getitem__
+        else:
+            tensor.__getitem__ = saved

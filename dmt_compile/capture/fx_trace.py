@@ -3,6 +3,9 @@
 `trace_fx` runs the `CaptureTracer` on the flattened inputs and cleans the result: dead code is
 removed except in-place methods (`p.unsqueeze_(1)`, whose result is often unused) and guards, and
 `x.new_tensor(constant)` (numpy offsets turned into tensors) becomes a plain `constant.to(x)`.
+While tracing, the patches of `call_nodes.py` (traced factories, opaque calls, buffers indexed by
+traced ids) and, on the value-carrying paths, of `builtin_queries.py` (`len`, `is_tensor`,
+`isinstance` of traced tensors) are in place.
 """
 from __future__ import annotations
 
@@ -14,7 +17,10 @@ import torch.fx as fx
 
 from dmt_compile.capture.inputs import InputSpec
 from dmt_compile.capture.numpy_proxies import numpy_ufunc_proxies
-from dmt_compile.capture.call_nodes import OPAQUE_TORCH_FUNCTIONS, opaque_torch_calls, traced_factories
+from dmt_compile.capture.call_nodes import (OPAQUE_TORCH_FUNCTIONS, constant_indexed_by_proxy, opaque_torch_calls,
+                                            traced_factories)
+from dmt_compile.capture.builtin_queries import tensor_type_checks, traced_len
+from dmt_compile.ir.evaluation import no_traced_attributes
 from dmt_compile.capture.tracer import CaptureTracer, autograd_function_calls, setitem_proxies, value_proxies
 from dmt_compile.ir.graph import is_impure
 
@@ -53,8 +59,12 @@ def trace_fx(model: torch.nn.Module, spec: InputSpec, flat: list[Any], *, carry_
     """One fx capture of `model` (already inside the caller's preserved-state context)."""
     tracer = CaptureTracer(spec, flat, carry_values=carry_values, extra_leaves=leaves)
     with traced_factories(tracer), opaque_torch_calls(tracer), setitem_proxies(), autograd_function_calls(tracer), \
-            numpy_ufunc_proxies(), (value_proxies() if carry_values else contextlib.nullcontext()):
-        graph = tracer.trace(model)
+            numpy_ufunc_proxies(), constant_indexed_by_proxy(tracer), \
+            (value_proxies() if carry_values else contextlib.nullcontext()), \
+            (traced_len(tracer) if carry_values else contextlib.nullcontext()), \
+            (tensor_type_checks(tracer) if carry_values else contextlib.nullcontext()):
+        with no_traced_attributes(model):
+            graph = tracer.trace(model)
     _unmark_wrapped_torch_calls(graph)
     gm = fx.GraphModule(tracer.root, graph, type(model).__name__)
     changed = _plain_new_tensor(gm)

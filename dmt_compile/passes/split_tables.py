@@ -66,9 +66,35 @@ class _Use:
     offsets: tuple[int, ...] | None = None  # None: declared ranges (ids pre-offset)
 
 
+def _range_gather(constants: Constants, ids: fx.Node) -> tuple[fx.Node, int] | None:
+    """`(i, k)` when `ids` is `R[i]` with `R` a constant 1-D integer tensor equal to `arange(k, k + len(R))`.
+
+    Such a gather is a shift by `k` (an index outside `R` fails in both): embedding helpers that map each
+    field's ids through an index buffer built from consecutive ranges (discrete-continuous-embed-readout's
+    `discrete_indices[ids + offsets]` under tab-transformer-pytorch) look up rows `X + c + k`."""
+    node = _strip_casts(ids)
+    gather = (node.op == "call_method" and node.target == "__getitem__") or (
+        node.op == "call_function" and node.target is operator.getitem)
+    if not gather or len(node.args) != 2 or node.kwargs or not isinstance(node.args[1], fx.Node):
+        return None
+    table = constants.value(node.args[0])
+    if not isinstance(table, torch.Tensor) or table.dim() != 1 or not table.numel() or table.is_floating_point() \
+            or table.dtype == torch.bool:
+        return None
+    k = int(table[0])
+    if not torch.equal(table, torch.arange(k, k + table.numel(), dtype=table.dtype, device=table.device)):
+        return None
+    return node.args[1], k
+
+
 def _affine_use(gm: fx.GraphModule, lookup: fx.Node, ids: fx.Node) -> _Use | None:
-    """`X + c` or `X * k + c` with constant per-field `c` (and int `k`), else None (constants: `ir.constants`)."""
+    """`X + c` or `X * k + c` with constant per-field `c` (and int `k`), possibly gathered through a constant
+    shifted range (`_range_gather`), else None (constants: `ir.constants`)."""
     constants = Constants(gm)
+    shift = 0
+    gathered = _range_gather(constants, ids)
+    if gathered is not None:
+        ids, shift = gathered
     add = _strip_casts(ids)
     if not _is_call(add, _ADDS, "add"):
         return None
@@ -83,7 +109,7 @@ def _affine_use(gm: fx.GraphModule, lookup: fx.Node, ids: fx.Node) -> _Use | Non
         shape = base.meta.get(SHAPE) if isinstance(base, fx.Node) else None
         if isinstance(value, torch.Tensor) and shape and len(shape) == 2 and shape[1] >= 2 \
                 and not value.is_floating_point() and value.numel() == shape[1]:
-            return _Use(lookup, base, scale, tuple(int(v) for v in value.reshape(-1)))
+            return _Use(lookup, base, scale, tuple(int(v) + shift for v in value.reshape(-1)))
     return None
 
 
@@ -168,12 +194,16 @@ class SplitTables(Pass):
         declared = normalize_ranges(self.table_ranges, gm, tables.lookups)
         splits, notes = [], []
         for table, lookups in tables.lookups.items():
-            outcome = self._plan(gm, ctx, table, lookups, declared.get(table), tables.other_use)
+            fixed = [n for n, _ in lookups if _constant_ids(gm, n) is not None]
+            fielded = [(n, k) for n, k in lookups if n not in fixed] or lookups
+            outcome = self._plan(gm, ctx, table, fielded, declared.get(table), tables.other_use)
+            if not isinstance(outcome, str) and fixed and len(fielded) < len(lookups):
+                outcome = _below_fixed_rows(gm, ctx, table, outcome, fixed, lookups[0][1].rows)
             if isinstance(outcome, str):
                 notes += [outcome] if outcome else []
                 continue
-            uses, pieces, source = outcome
-            splits.append(self._apply(gm, table, uses, pieces, source, lookups[0][1].rows))
+            uses, pieces, source, *fixed_rows = outcome
+            splits.append(self._apply(gm, table, uses, pieces, source, lookups[0][1].rows, *fixed_rows))
         if splits:
             gm.graph.eliminate_dead_code(is_impure_node=is_impure)
             for split in splits:
@@ -221,7 +251,7 @@ class SplitTables(Pass):
             raise PlanError(f"table_ranges for {table}: {problem}", "declare ranges the ids of each field fall in")
         return f"{why}: {problem}" if problem else (uses, pieces, source)
 
-    def _apply(self, gm, table, uses, pieces, source, rows) -> TableSplit:
+    def _apply(self, gm, table, uses, pieces, source, rows, fixed=()) -> TableSplit:
         weight = gm.get_parameter(table)
         key = re.sub(r"\W", "_", table.removesuffix(".weight"))
         paths = []
@@ -232,6 +262,17 @@ class SplitTables(Pass):
         for use in uses:
             self._rewrite(gm, use, pieces, paths, table, declared, source == INFERRED)
         features = [f"{_display(uses[0].columns)}[:,{f}]" for f in range(len(pieces))]
+        if fixed:  # the rows read with constant ids: one more table, looked up with the ids shifted to it
+            start = pieces[-1][1]
+            pieces, paths = [*pieces, (start, rows, 1)], [*paths, split_table(key, len(pieces))]
+            gm.add_submodule(paths[-1], _new_table(gm, fixed[0], weight, start, rows, 1))
+            for node in fixed:
+                with gm.graph.inserting_before(node):
+                    ids = tag(gm.graph.call_function(operator.sub, (node.args[0], start)), self.name)
+                    new = tag(gm.graph.call_module(paths[-1], (ids,)), self.name)
+                node.replace_all_uses_with(new)
+                gm.graph.erase_node(node)
+            features.append("(rows read with constant ids)")
         return TableSplit(table, tuple(TablePiece(f"{p}.weight", a, b, feat, s) for p, (a, b, s), feat
                                        in zip(paths, pieces, features)), source, rows,
                           _shared_gaps(weight, pieces))
@@ -254,6 +295,31 @@ class SplitTables(Pass):
             out = tag(graph.call_function(torch.stack, (embs,), {"dim": 1}), self.name)
         node.replace_all_uses_with(out)
         graph.erase_node(node)
+
+
+def _constant_ids(gm: fx.GraphModule, lookup: fx.Node) -> torch.Tensor | None:
+    """The ids of an `nn.Embedding` module call whose ids are a constant of the graph, else None."""
+    if lookup.op != "call_module" or len(lookup.args) != 1 or lookup.kwargs:
+        return None
+    value = Constants(gm).value(lookup.args[0])
+    return value if isinstance(value, torch.Tensor) and value.numel() and not value.is_floating_point() else None
+
+
+def _below_fixed_rows(gm, ctx, table: str, outcome: tuple, fixed: list[fx.Node], rows: int) -> tuple | str:
+    """A table whose fields are looked up with offsets and whose other rows are read with constant ids
+    (tab-transformer-pytorch's FT-Transformer keeps its numeric features' embeddings in the rows after the
+    categories): the fields' pieces end where the constant rows begin, and those rows become one more
+    piece. A note instead when the constant rows do not all lie above every field's offset."""
+    uses, pieces, source = outcome
+    low = min(int(_constant_ids(gm, n).min()) for n in fixed)
+    why = f"table {table} stays whole: it is also looked up with constant ids"
+    if source != "offsets in the graph":
+        return f"{why} and its fields' rows are {source}, not offsets in the graph"
+    if any(start >= low for start, _, _ in pieces) or sorted(pieces) != pieces:
+        return f"{why} (rows from {low}) that do not lie above every field's offset rows"
+    clipped = [(start, min(stop, low), step) for start, stop, step in pieces]
+    problem = _example_problem(gm, ctx, uses, clipped, False)
+    return f"{why}: {problem}" if problem else (uses, clipped, source, fixed)
 
 
 def _shared_gaps(weight: torch.Tensor, pieces) -> tuple[tuple[int, torch.Tensor], ...]:

@@ -56,6 +56,19 @@ class CompressingTowerModule(nn.Module):
         return f"compress={list(self.compress)}"
 
 
+def _slices(z: torch.Tensor, widths: Sequence[int]) -> list[torch.Tensor]:
+    """`torch.split(z, widths, dim=1)` as one `narrow` view per part.
+
+    The parts stand for lookup outputs, which model code may modify in place (`out += shared_embed`,
+    `out[:, :k] = shared_embed`: pytorch_tabular's SharedEmbeddings); autograd refuses an in-place
+    change of a view made by a function that returns several views (split, unbind), and accepts it
+    on a view made alone."""
+    starts = [0]
+    for w in widths[:-1]:
+        starts.append(starts[-1] + w)
+    return [z.narrow(1, a, w) for a, w in zip(starts, widths)]
+
+
 class TowerDecoder(nn.Module):
     """After the exchange: `Linear(o_t -> sum widths)`, split, reshape to the original tensors."""
 
@@ -69,7 +82,7 @@ class TowerDecoder(nn.Module):
 
     def forward(self, y: torch.Tensor):
         z = self.proj(y)
-        parts = torch.split(z, self.widths, dim=1)
+        parts = _slices(z, self.widths)
         out = []
         for p, s, k in zip(parts, self.shapes, self.keyed):
             if k is None:
@@ -93,7 +106,8 @@ class DirectFeed(nn.Module):
         self.shape = tuple(shape)
 
     def forward(self, y: torch.Tensor):
-        return tuple(y.reshape(y.shape[0], self.pieces, *self.shape).unbind(1))
+        rows = y.reshape(y.shape[0], self.pieces, *self.shape)
+        return tuple(rows.select(1, i) for i in range(self.pieces))  # one view each: see `_slices`
 
     def extra_repr(self) -> str:
         return f"pieces={self.pieces}, shape={self.shape}"

@@ -65,3 +65,51 @@ def test_no_lookup_is_a_typed_error():
     gm, ctx = prepare(nn.Linear(3, 1), (torch.ones(2, 3),))
     with pytest.raises(DetectionError, match="no embedding lookup"):
         run_alone(Detect(), gm, ctx)
+
+
+class EllipsisColumns(nn.Module):
+    """Per-field tables read as `x[..., i]` and `x.select(-1, i)` (rtdl's CategoricalEmbeddings spelling)."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables = nn.ModuleList(nn.Embedding(10, 4) for _ in range(3))
+
+    def forward(self, x):
+        e = [self.tables[0](x[..., 0]), self.tables[1](x[..., -2]), self.tables[2](x.select(-1, 2))]
+        return torch.stack(e, dim=-2).sum((1, 2)).unsqueeze(1)
+
+
+def test_ellipsis_and_negative_column_picks_of_a_matrix_are_columns():
+    # before: `x[..., i]` was not read as a column pick, so all three tables served one feature `x`
+    gm, ctx = prepare(EllipsisColumns(), (ids(fields=3),))
+    gm, _, _ = run_alone(Detect(), gm, ctx)
+    det = ctx.get(Detection)
+    assert [lk.features for lk in det.lookups] == [("x[:,0]",), ("x[:,1]",), ("x[:,2]",)]
+    assert len(det.groups) == 3
+
+
+class ConcatThenPick(nn.Module):
+    """Ids and numeric values concatenated after an identity embedding layer, then picked per column and
+    cast back (pytorch_tabular's TabNet: `torch.cat((categorical, continuous), 1)[:, i].long()`; here
+    through `x[:, :3]`)."""
+
+    def __init__(self):
+        super().__init__()
+        self.embedding_layer = nn.Identity()
+        self.tables = nn.ModuleList(nn.Embedding(10, 4) for _ in range(3))
+
+    def forward(self, cat, num):
+        x = self.embedding_layer({"categorical": cat, "continuous": num})
+        x = torch.cat((x["categorical"], x["continuous"]), dim=1)
+        ids = x[:, :3].long()  # an open-ended slice of a known width: columns 0, 1, 2
+        e = [t(ids[:, i]) for i, t in enumerate(self.tables)]
+        return torch.cat(e + [x[:, 3:]], 1).sum(1, keepdim=True)
+
+
+def test_columns_of_a_concatenation_of_inputs_are_columns_of_those_inputs():
+    # before: every table read ids of `cat` and `num` at once, one feature group
+    gm, ctx = prepare(ConcatThenPick(), (ids(fields=3), torch.rand(6, 2)))
+    gm, _, _ = run_alone(Detect(), gm, ctx)
+    det = ctx.get(Detection)
+    assert [lk.features for lk in det.lookups] == [("cat[:,0]",), ("cat[:,1]",), ("cat[:,2]",)]
+    assert len(det.groups) == 3

@@ -235,3 +235,50 @@ def test_example_ids_outside_the_implied_rows_leave_the_table_whole():
     gm, ctx = prepare(model, (x,))
     gm, added, _ = run_alone(SplitTables(), gm, ctx)
     assert not added and "span [" in ctx.get(TableSplits).notes[0]
+
+
+class RangeGatherTable(OffsetTable):
+    """Ids with offsets gathered through an index buffer of consecutive rows (`index[x + offsets]`), and the
+    numeric features' embeddings kept in the rows after the categories, read with constant ids."""
+
+    def __init__(self, dims=DIMS, dim=4, numeric=2):
+        super().__init__(dims, dim)
+        self.embedding = nn.Embedding(sum(dims) + numeric, dim)
+        self.register_buffer("index", torch.arange(sum(dims)))
+        self.register_buffer("numeric_ids", torch.arange(sum(dims), sum(dims) + numeric))
+
+    def forward(self, x, values):
+        if (x < 0).any():  # leaves the symbolic path, as such libraries' input checks do
+            raise ValueError("negative ids")
+        cats = self.embedding(self.index[x + self.offsets])
+        nums = self.embedding(self.numeric_ids) * values.unsqueeze(-1)
+        return torch.cat([cats, nums], dim=1).sum((1, 2)).unsqueeze(1)
+
+
+def test_ids_gathered_through_a_range_and_constant_id_rows_split_exactly():
+    # before: the gather hid the offsets and the constant-id lookup read the same table: it stayed whole
+    model = RangeGatherTable()
+    values = torch.rand(6, 2)
+    gm, ctx = prepare(model, (_ids(), values))
+    gm, added, removed = run_alone(SplitTables(), gm, ctx)
+    [split] = ctx.get(TableSplits).splits
+    assert (split.table, [(p.start, p.stop) for p in split.pieces], split.source) == (
+        "embedding.weight", [(0, 3), (3, 8), (8, 12), (12, 14)], "offsets in the graph")
+    assert split.pieces[-1].feature == "(rows read with constant ids)"
+    assert added["Embedding"] == 2 and not hasattr(gm, "embedding")  # 2 lookups -> 4
+    for batch, seed in ((6, 1), (2, 2)):
+        x, v = _ids(batch, seed=seed), torch.rand(batch, 2)
+        assert torch.allclose(gm(x, v), model(x, v), atol=1e-6)
+    state = {k: v for k, v in gm.state_dict().items() if k.startswith("dmt.")}
+    assert torch.equal(ctx.get(TableSplits).rebuild(state)["embedding.weight"], model.embedding.weight.detach())
+
+
+def test_a_gather_through_a_buffer_that_is_no_range_keeps_the_table_whole():
+    model = RangeGatherTable()
+    model.index = torch.arange(sum(DIMS)).flip(0)
+    gm, ctx = prepare(model, (_ids(), torch.rand(6, 2)))
+    gm, _, _ = run_alone(SplitTables(), gm, ctx)
+    splits = ctx.get(TableSplits)
+    assert splits.splits == ()
+    assert splits.notes == ("table embedding.weight stays whole: it is also looked up with constant ids and its fields' "
+                            "rows are inferred from data; pass table_ranges= to override, not offsets in the graph",)

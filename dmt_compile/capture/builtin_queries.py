@@ -1,0 +1,100 @@
+"""Python builtins asked about a traced value in model code, answered from the value it carries.
+
+The specialising tracer carries each traced value's example value (`tracer.py`). Two builtin
+questions still got the wrong kind of answer:
+
+* `len(x)` of a traced tensor: Python's `len()` must return an `int`, so it was answered from the
+  example value and guarded, and the graph then ran only at the example batch size (`batch_size =
+  len(q)` before `q.reshape(batch_size, n, h, d)` in multi-head attention, `cls.expand(len(x), 1, -1)`
+  for a CLS token: rtdl's FT-Transformer, Gorishniy et al. 2021). `traced_len` puts a `len` in front
+  of the builtin that, called from model code on a traced tensor whose length is not static, returns
+  `x.size(0)` as a traced value: arithmetic and torch calls on it stay in the graph, and Python
+  decisions on it (`range(len(x))`, `if len(x) > 1:`) still reach the tracer's `int` / `bool`
+  specialisation, guarded as before;
+* `torch.is_tensor(x)` / `isinstance(x, torch.Tensor)` of a traced tensor: a proxy is no tensor, so
+  model code that accepts "a tensor or a tuple of tensors" took the tuple branch and unpacked the
+  proxy along dim 0 (`discrete, continuous = inp`). `tensor_type_checks` answers both from the
+  carried value (the type of a value is static: no guard).
+
+Calls from torch and dmt_compile themselves, and on values that are not traced, get the builtins'
+own answers. Each patch is a context manager that restores what it replaced.
+"""
+from __future__ import annotations
+
+import builtins
+import contextlib
+import sys
+from typing import Any, Iterator
+
+import torch
+from torch.fx.proxy import Proxy
+
+__all__ = ["traced_len", "tensor_type_checks"]
+
+_LIBRARY_PARTS = ("/torch/", "/dmt_compile/")
+
+
+def _from_model_code(depth: int = 2) -> bool:
+    filename = sys._getframe(depth).f_code.co_filename.replace("\\", "/")
+    return not any(part in filename for part in _LIBRARY_PARTS)
+
+
+def _carried(tracer: Any, obj: Any) -> Any:
+    """The example value `obj` carries, or None when it is no proxy of `tracer` or is being evaluated."""
+    if isinstance(obj, Proxy) and obj.tracer is tracer and not tracer._evaluating:
+        return tracer.value_of(obj)
+    return None
+
+
+@contextlib.contextmanager
+def traced_len(tracer: Any) -> Iterator[None]:
+    """`builtins.len` answers a traced tensor's length with `x.size(0)` (restored afterwards)."""
+    from dmt_compile.capture.tracer import _len_dependence
+
+    builtin = builtins.len
+
+    def length(obj: Any) -> Any:
+        value = _carried(tracer, obj) if isinstance(obj, Proxy) else None
+        if isinstance(value, torch.Tensor) and value.dim() >= 1 and _from_model_code() \
+                and _len_dependence(obj.node) != "static":
+            return tracer.create_proxy("call_method", "size", (obj, 0), {})
+        return builtin(obj)
+
+    builtins.len = length
+    try:
+        yield
+    finally:
+        builtins.len = builtin
+
+
+@contextlib.contextmanager
+def tensor_type_checks(tracer: Any) -> Iterator[None]:
+    """`torch.is_tensor(proxy)` and `isinstance(proxy, torch.Tensor)` are True for a traced tensor."""
+    original_is_tensor, original_isinstance = torch.is_tensor, builtins.isinstance
+
+    def is_tensor(obj: Any) -> bool:
+        if original_isinstance(obj, Proxy) and _from_model_code():
+            return original_isinstance(_carried(tracer, obj), torch.Tensor)
+        return original_is_tensor(obj)
+
+    def isinstance_(obj: Any, classinfo: Any) -> bool:
+        if original_isinstance(obj, Proxy) and _from_model_code():
+            value = _carried(tracer, obj)
+            if value is not None and original_isinstance(value, torch.Tensor):
+                return original_isinstance(value, classinfo) or original_isinstance(obj, classinfo)
+        return original_isinstance(obj, classinfo)
+
+    # `from torch import is_tensor` bound the function in model modules' globals: rebind those too
+    bound = [vars(m) for name, m in list(sys.modules.items()) if m is not None
+             and not name.startswith(("torch", "dmt_compile")) and vars(m).get("is_tensor") is original_is_tensor]
+    torch.is_tensor = is_tensor
+    builtins.isinstance = isinstance_
+    for namespace in bound:
+        namespace["is_tensor"] = is_tensor
+    try:
+        yield
+    finally:
+        torch.is_tensor = original_is_tensor
+        builtins.isinstance = original_isinstance
+        for namespace in bound:
+            namespace["is_tensor"] = original_is_tensor
