@@ -32,6 +32,7 @@ import torch.fx as fx
 from dmt_compile.errors import PlanError
 from dmt_compile.ir.constants import Constants
 from dmt_compile.ir.graph import is_impure, tag
+from dmt_compile.ir.id_sources import atoms_of
 from dmt_compile.ir.lookups import classify_lookup, id_nodes
 from dmt_compile.ir.meta import DTYPE, INPUT_PATH, SHAPE
 from dmt_compile.ir.module_paths import split_table
@@ -159,20 +160,6 @@ def _new_table(gm: fx.GraphModule, source: fx.Node, weight: torch.Tensor, start:
     return table
 
 
-def _input_ancestors(node: fx.Node) -> list[fx.Node]:
-    """The placeholders `node` is computed from."""
-    seen, stack, found = set(), [node], []
-    while stack:
-        n = stack.pop()
-        if n in seen:
-            continue
-        seen.add(n)
-        if n.op == "placeholder":
-            found.append(n)
-        stack.extend(n.all_input_nodes)
-    return found
-
-
 def _display(node: fx.Node) -> str:
     return node.meta.get(INPUT_PATH, node.name)
 
@@ -222,7 +209,11 @@ class SplitTables(Pass):
         ids = [id_nodes(n, kind.id_args)[0] for n, kind in lookups]
         affine = [_affine_use(gm, n, i) for (n, _), i in zip(lookups, ids)] if declared is None else [None]
         if declared is None and any(u is None for u in affine):
-            inputs = {p.name for i in ids for p in _input_ancestors(i)}
+            # the inputs whose values reach the ids (column picks through concatenations and identities
+            # count the columns picked, not every input the concatenation holds: ids cut from
+            # cat((categorical, numeric), 1) come from the categorical input alone)
+            cache: dict = {}
+            inputs = {name for i in ids for name, _ in atoms_of(i, cache)}
             if len(inputs) != 1:  # e.g. ids + offsets given as another input: no single pre-offset id matrix
                 n = lookups[[u is None for u in affine].index(True)][0]
                 return (f"{why}: lookup {n.name} computes its ids from {len(inputs)} inputs "

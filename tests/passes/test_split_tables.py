@@ -169,6 +169,33 @@ def test_ids_computed_from_two_inputs_are_not_split_by_inferred_ranges():
     assert "2 inputs (offsets, x)" in note and "table_ranges=" in note
 
 
+class PreOffsetBesideNumeric(nn.Module):
+    """Pre-offset ids and numeric values concatenated into one float matrix, ids cut back out of it
+    (pytorch_tabular's TabNet packs its inputs so)."""
+
+    def __init__(self):
+        super().__init__()
+        self.embedding = nn.Embedding(12, 4)
+        self.top = nn.Linear(14, 1)
+
+    def forward(self, ids, num):
+        m = torch.cat([ids.float(), num], dim=1)
+        return self.top(torch.cat([self.embedding(m[:, :3].long()).flatten(1), m[:, 3:]], 1))
+
+
+def test_pre_offset_ids_cut_from_a_matrix_with_numeric_columns_are_split_by_inferred_ranges():
+    """Before: the ids' ancestors include the numeric input (through the concatenation), so the table
+    stayed whole ("ids computed from 2 inputs"). Expected: the ids' columns come from `ids` alone:
+    3 tables by inferred ranges, same function."""
+    model = PreOffsetBesideNumeric()
+    x, num = _ids() + torch.tensor([0, 3, 8]), torch.rand(_ids().shape[0], 2)
+    gm, ctx = prepare(model, (x, num))
+    gm, _, _ = run_alone(SplitTables(), gm, ctx)
+    split = ctx.get(TableSplits).splits[0]
+    assert split.source.startswith("inferred from data") and len(split.pieces) == 3
+    assert torch.equal(gm(x, num), model(x, num))
+
+
 def test_too_few_towers_error_counts_the_fields_and_names_table_ranges():
     import dmt_compile
     from dmt_compile.errors import PlanError
