@@ -8,12 +8,17 @@ stands in an empty `mlgb` package whose path is the installed folder and imports
 Every model takes `feature_names` as mlgb's `mlgb.data.get_label_data` builds it -- a tuple of groups
 (dense names, sparse names with their vocabulary sizes, sequence names with their length) -- and is
 called on a list with one array per group: dense `[B, n_dense]` float, sparse `[B, n_sparse]` int,
-sequence `[B, n_seq, L]` int. The stand-in: two numeric features, four categorical fields with
-vocabularies 5, 9, 13 and 20, and two sequence fields of length 4 (zero-padded on the right). As in
+sequence `[B, n_seq, L]` int. The stand-in: two numeric features, seven categorical fields with
+vocabularies from 4 to 30 (seven: FLEN's default field groups index fields 0-6), and two sequence
+fields of length 4 (zero-padded on the right). As in
 mlgb's `examples/torch_ranking.py`, PLM and the sequential models (GRU4Rec, Caser, SASRec, BERT4Rec,
 BST, DIN, DIEN, DSIN) take two such groups (user, item); the matching models take two groups too
-(user, item), with `task="multiclass:10"`. Multi-task models get `task=("binary", "binary")`.
-Small sizes: `embed_dim=8`, every `*hidden_units` default capped at 32 units.
+(user, item), with `task="multiclass:10"` (their own kind of task; in 0.0.7 the PyTorch copies fail
+eagerly with it -- the activation layer has no "softmax"; MIND names an undefined `MaskLayer` -- and
+with "binary" (an unset `user_dnn_hidden_units`), so they are
+measured as not runnable). Multi-task models get `task=("binary", "binary")`.
+Small sizes: every `*hidden_units` default capped at 32 units (mlgb's default `embed_dim=32` is kept:
+DIEN's attention needs its last GRU width equal to it).
 
 mlgb builds its layers lazily on the first call (like Keras' `build`), so each factory calls the new
 model once, under the seed, before handing it over.
@@ -29,7 +34,7 @@ import torch
 
 SEQ_LEN = 4
 _DENSE = ("d0", "d1")
-_SPARSE = (("c0", 5), ("c1", 9), ("c2", 13), ("c3", 20))
+_SPARSE = (("c0", 5), ("c1", 9), ("c2", 13), ("c3", 20), ("c4", 4), ("c5", 7), ("c6", 30))
 _SEQ = (("s0", 11), ("s1", 7))
 TWO_GROUP = ("PLM", "GRU4Rec", "Caser", "SASRec", "BERT4Rec", "BST", "DIN", "DIEN", "DSIN")
 
@@ -49,12 +54,17 @@ def _stand_in_mlgb() -> None:
     sys.modules["mlgb"] = package
 
 
-def _names(dense, sparse, seq) -> tuple:
-    from mlgb.utils import get_dense_feature_name_dict, get_sparse_feature_name_dict
+def _sparse_name(name: str, nunique: int, input_length: int) -> dict:
+    """What `mlgb.utils.get_sparse_feature_name_dict` returns (mask_zero, embed_alpha=6): repeated here
+    because mlgb/utils.py imports tensorflow."""
+    return {"feature_name": name, "input_length": input_length, "mask_zero": True, "feature_nunique": nunique,
+            "embed_feature_nunique": nunique + 1, "embed_dim": int((nunique + 1) ** 0.25 * 6)}
 
-    return (tuple(get_dense_feature_name_dict(n) for n in dense),
-            tuple(get_sparse_feature_name_dict(n, k, 1) for n, k in sparse),
-            tuple(get_sparse_feature_name_dict(n, k, SEQ_LEN) for n, k in seq))
+
+def _names(dense, sparse, seq) -> tuple:
+    return (tuple({"feature_name": n} for n in dense),
+            tuple(_sparse_name(n, k, 1) for n, k in sparse),
+            tuple(_sparse_name(n, k, SEQ_LEN) for n, k in seq))
 
 
 def _group_inputs(dense, sparse, seq, batch_size: int, g: torch.Generator) -> list:
@@ -71,7 +81,7 @@ def _group_inputs(dense, sparse, seq, batch_size: int, g: torch.Generator) -> li
 def _groups(two: bool):
     if not two:
         return [(_DENSE, _SPARSE, _SEQ)]
-    return [(_DENSE[:1], _SPARSE[:2], _SEQ[:1]), (_DENSE[1:], _SPARSE[2:], _SEQ[1:])]
+    return [(_DENSE[:1], _SPARSE[:3], _SEQ[:1]), (_DENSE[1:], _SPARSE[3:], _SEQ[1:])]
 
 
 def feature_names(two: bool) -> tuple:
@@ -88,9 +98,7 @@ def inputs(two: bool, batch_size: int, seed: int) -> list:
 def _small_kwargs(cls) -> dict:
     out = {}
     for name, p in inspect.signature(cls.__init__).parameters.items():
-        if name == "embed_dim":
-            out[name] = 8
-        elif name.endswith("hidden_units") and isinstance(p.default, tuple) and p.default:
+        if name.endswith("hidden_units") and isinstance(p.default, tuple) and p.default:
             out[name] = tuple(min(int(x), 32) for x in p.default)
     return out
 
