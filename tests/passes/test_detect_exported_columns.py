@@ -1,10 +1,11 @@
 """detect: per-field column picks spelled `x[:, i, ...]`, also behind an exported `torch.as_tensor` cast.
 
-Before: mlgb-style input layers cast the id matrix with `torch.as_tensor(x, dtype=torch.int32)` (fx
-cannot trace it: the export path captures it as `aten.to`) and pick fields as `x[:, i, ...]` (exported
-as a whole-tensor `x[(slice(None),)]` before `select(1, i)`). Neither step was seen through, so all
-tables served one feature `x` and the plan had one tower.
-Expected: one feature per column, `x[:,i]`, as for `x[:, i]`.
+Before: mlgb-style input layers cast the id matrix with `torch.as_tensor(x, dtype=torch.int32,
+device=torch.device("cpu"))` (fx could not trace it; the export path captures it as `aten.to`) and
+pick fields as `x[:, i, ...]` (exported as a whole-tensor `x[(slice(None),)]` before `select(1, i)`).
+Neither step was seen through, so all tables served one feature `x` and the plan had one tower.
+Expected: `torch.as_tensor` of a traced value is one fx node; on every path each column is one
+feature, `x[:,i]`, as for `x[:, i]`.
 """
 from __future__ import annotations
 
@@ -14,7 +15,10 @@ from torch import nn
 
 from harness import ids, prepare, run_alone
 
+from dmt_compile.capture.capture import capture
 from dmt_compile.ir.detection import Detection
+from dmt_compile.passes.base import PassContext
+from dmt_compile.topo import as_topology
 from dmt_compile.passes.detect import Detect
 
 
@@ -27,19 +31,27 @@ class TrailingEllipsisColumns(nn.Module):
     def forward(self, x):
         if self.cast == "traced":  # fx records torch.as_tensor when an argument is a proxy
             x = torch.as_tensor(x, dtype=torch.int32, device=x.device)
-        elif self.cast == "exported":  # all-constant arguments: fx fails, the export path gives aten.to
+        elif self.cast in ("constant", "exported"):  # all-constant arguments (the export path: aten.to)
             x = torch.as_tensor(x, dtype=torch.int32, device=torch.device("cpu"))
         e = [t(x[:, i, ...]) for i, t in enumerate(self.tables)]
         return torch.cat(e, 1).sum(1, keepdim=True)
 
 
 def _features(model):
-    gm, ctx = prepare(model, (ids(fields=3),))
+    x = (ids(fields=3),)
+    if model.cast == "exported":
+        cap = capture(model, x, paths=("export",))
+        gm, ctx = cap.gm, PassContext(as_topology("2x2"), cap.spec, cap.flat_inputs, cap.reference_output)
+        assert any(getattr(n.target, "overloadpacket", None) is torch.ops.aten.to for n in gm.graph.nodes)
+    else:
+        gm, ctx = prepare(model, x)
     run_alone(Detect(), gm, ctx)
     det = ctx.get(Detection)
     return [lk.features for lk in det.lookups], len(det.groups)
 
 
-@pytest.mark.parametrize("cast", ["", "traced", "exported"])
+@pytest.mark.parametrize("cast", ["", "traced", "constant", "exported"])
 def test_trailing_ellipsis_column_picks_are_columns(cast):
+    if cast == "constant":
+        assert capture(TrailingEllipsisColumns(cast), (ids(fields=3),)).report.path == "symbolic"
     assert _features(TrailingEllipsisColumns(cast)) == ([("x[:,0]",), ("x[:,1]",), ("x[:,2]",)], 3)
