@@ -104,7 +104,7 @@ class _Lookups(nn.Module):
         if s == "per_field_ellipsis":  # rtdl's CategoricalEmbeddings: x[..., i], stacked on dim -2
             return torch.stack([w(t(x[..., i])) for i, t in enumerate(self.tables)], dim=-2)
         if s == "plain_dict_cast":  # mlgb: ids cast by torch.as_tensor, fields picked as x[:, i, ...]
-            x = torch.as_tensor(x, dtype=torch.int32, device=torch.device("cpu"))
+            x = torch.as_tensor(x, dtype=torch.int32, device=x.device)
             return torch.stack([w(self.plain[f"{i}"](x[:, i, ...])) for i in range(n)], 1)
         if s == "range_gather":  # tab-transformer-pytorch's Embed: offsets, a gather through consecutive rows
             return w(self.table(self.index[x + self.offsets])) + self.table(self.const_ids)

@@ -1,8 +1,7 @@
 """Calls that become one graph node each while capture traces: helpers for `CaptureTracer`.
 
 * `traced_factories(tracer)` — `torch.zeros(x.size(0), 1)` and friends with a traced size among
-  the arguments record a node (the batch size stays symbolic), as does `torch.as_tensor(x, ...)`
-  of a traced value;
+  the arguments record a node (the batch size stays symbolic);
 * `opaque_torch_calls(tracer)` — torch functions that reject proxies (`OPAQUE_TORCH_FUNCTIONS`:
   packed variable-length sequences) called through their module record one node each (the
   `from ... import` spelling is fx's autowrap, `CaptureTracer` passes the same tuple);
@@ -27,11 +26,8 @@ from torch.fx.proxy import Proxy
 __all__ = ["FACTORIES", "OPAQUE_TORCH_FUNCTIONS", "has_proxy", "traced_factories", "opaque_torch_calls",
            "constant_indexed_by_proxy"]
 
-# tensor factories whose size arguments may be traced values (`torch.zeros(x.size(0), 1)`), and the
-# conversions whose data may be one (`torch.as_tensor(x, dtype=torch.int32, device=torch.device("cpu"))`:
-# with only constant dtype and device, torch inspects the proxy as an array-like and fails)
-FACTORIES = ("zeros", "ones", "empty", "full", "rand", "randn", "randint", "arange", "eye", "tensor",
-             "as_tensor", "asarray")
+# tensor factories whose size arguments may be traced values (`torch.zeros(x.size(0), 1)`)
+FACTORIES = ("zeros", "ones", "empty", "full", "rand", "randn", "randint", "arange", "eye", "tensor")
 
 # torch functions that reject fx proxies (they convert their tensor arguments in Python: `torch.as_tensor`,
 # `.cpu()` of the lengths, a sort) and whose result is a value the rest of the model hands on whole:
