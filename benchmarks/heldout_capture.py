@@ -21,7 +21,8 @@ Libraries: the zoos of tests/real_zoo (`torchfm`, `deepctr`, `rechub`, `torchctr
 and the tabular libraries with categorical embeddings: `tabtransformer` (tab-transformer-pytorch:
 heldout_tabtransformer.py), `rtdl_revisiting` and `rtdl` (Yandex's rtdl_revisiting_models and rtdl:
 heldout_rtdl.py), `pytorch_tabular` (its models built from their config objects without the trainer:
-heldout_pytorch_tabular.py).
+heldout_pytorch_tabular.py), and `mlgb` (its PyTorch ranking, multi-task and matching models:
+heldout_mlgb.py).
 
 Usage:
     python benchmarks/heldout_capture.py widedeep recbole [--out results.jsonl] [--models TabMlp,FM]
@@ -145,6 +146,10 @@ def library_models(lib: str) -> dict:
         import heldout_tabtransformer
 
         return heldout_tabtransformer.models()
+    if lib == "mlgb":
+        import heldout_mlgb
+
+        return heldout_mlgb.models()
     if lib == "pytorch_tabular":
         import heldout_pytorch_tabular
 
@@ -316,7 +321,7 @@ def summary(rows: list[dict]) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("libraries", nargs="+", help="recbole, fuxictr, widedeep, torchfm, deepctr, rechub, torchctr, "
-                                                 "tabtransformer, rtdl_revisiting, rtdl, pytorch_tabular")
+                                                 "tabtransformer, rtdl_revisiting, rtdl, pytorch_tabular, mlgb")
     p.add_argument("--out", help="append one JSON line per model to this file")
     p.add_argument("--models", help="comma-separated model names (default: every model)")
     args = p.parse_args(argv)

@@ -20,7 +20,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 D, L = 8, 3
 
 LOOKUPS = ("per_field", "module_dict", "offsets_buffer", "offsets_list", "offsets_numpy", "offsets_forward",
-           "pre_offset", "shared", "bag_2d", "functional", "per_field_ellipsis", "range_gather")
+           "pre_offset", "shared", "bag_2d", "functional", "per_field_ellipsis", "range_gather", "plain_dict_cast")
 SEQUENCES = ("none", "seq_2d", "seq_flat", "seq_packed_gru")
 BAGS = ("none", "bag_offsets", "bag_weighted")
 NUMERICS = ("none", "linear_1")
@@ -70,6 +70,8 @@ class _Lookups(nn.Module):
         starts = [0] + list(np.cumsum(dims)[:-1])
         if style in ("per_field", "shared", "per_field_ellipsis"):
             self.tables = nn.ModuleList(nn.Embedding(max(dims) if style == "shared" else d, D) for d in dims)
+        elif style == "plain_dict_cast":  # mlgb's SparseEmbeddingLayer: a plain dict, so never registered
+            self.plain = {f"{i}": nn.Embedding(d, D) for i, d in enumerate(dims)}
         elif style == "module_dict":
             self.tables = nn.ModuleDict({f"f{i}": nn.Embedding(d, D) for i, d in enumerate(dims)})
         elif style == "bag_2d":
@@ -101,6 +103,9 @@ class _Lookups(nn.Module):
             return torch.stack([w(t(x[:, i])) for i, t in enumerate(self.tables)], 1)
         if s == "per_field_ellipsis":  # rtdl's CategoricalEmbeddings: x[..., i], stacked on dim -2
             return torch.stack([w(t(x[..., i])) for i, t in enumerate(self.tables)], dim=-2)
+        if s == "plain_dict_cast":  # mlgb: ids cast by torch.as_tensor, fields picked as x[:, i, ...]
+            x = torch.as_tensor(x, dtype=torch.int32, device=x.device)
+            return torch.stack([w(self.plain[f"{i}"](x[:, i, ...])) for i in range(n)], 1)
         if s == "range_gather":  # tab-transformer-pytorch's Embed: offsets, a gather through consecutive rows
             return w(self.table(self.index[x + self.offsets])) + self.table(self.const_ids)
         if s == "shared":  # fields 0 and 1 read the same table

@@ -11,6 +11,7 @@ from dmt_compile.capture import PATHS, CaptureReport, capture, copy_model
 from dmt_compile.capture.inputs import InputSpec
 from dmt_compile.errors import InputError
 from dmt_compile.capture.preconditions import check_model
+from dmt_compile.capture.unregistered import adopt_unregistered_modules
 from dmt_compile.ir.detection import Detection
 from dmt_compile.ir.plan import TowerPlan
 from dmt_compile.ir.table_splits import TableSplits
@@ -104,6 +105,7 @@ def transform(
     check_wire_dtype(wire_dtype)
     options.validated()
     work = model if inplace else copy_model(model)
+    adopt_unregistered_modules(work)  # tables kept in a plain dict: registered before names are recorded
     originals = OriginalState(work)  # the original names of every tensor, by identity (DmtModel.state_dict)
     gm, ctx, report = run_passes(work, topology, example_inputs, default_pipeline(options),
                                  example_kwargs=example_kwargs, calibration_batches=calibration_batches,
@@ -162,6 +164,7 @@ def run_passes(
     if calibration_batches is not None and len(calibration_batches) == 0:
         raise InputError("calibration_batches is empty", "pass at least one batch, or leave calibration_batches out")
     work = model if inplace else copy_model(model)
+    adopt_unregistered_modules(work)  # tables kept in a plain dict: registered before names are recorded
     paths = PATHS if capture_paths == "auto" else (capture_paths,) if isinstance(capture_paths, str) \
         else tuple(capture_paths)
     captured = capture(work, example_inputs if isinstance(example_inputs, tuple) else (example_inputs,),

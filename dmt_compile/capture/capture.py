@@ -21,6 +21,7 @@ from dmt_compile.capture.fx_trace import trace_fx
 from dmt_compile.capture.inputs import InputSpec, flatten_call
 from dmt_compile.capture.preconditions import IdWatch, check_calibration, watched_run
 from dmt_compile.capture.tracer import Specialization, contains_embedding
+from dmt_compile.capture.unregistered import adopt_unregistered_modules
 from dmt_compile.errors import CaptureError, InputError
 from dmt_compile.ir.evaluation import preserved
 from dmt_compile.ir.shapes import record_shapes, tree_max_abs_diff
@@ -170,6 +171,7 @@ def capture(model: torch.nn.Module, example_inputs: tuple, example_kwargs: dict 
     if not isinstance(example_inputs, tuple):
         example_inputs = (example_inputs,)
     kwargs = dict(example_kwargs or {})
+    adopt_unregistered_modules(model)  # modules in plain dicts/lists: fx and detection need their names
     spec, flat = flatten_call(model.forward, example_inputs, kwargs)
     watch = IdWatch(model, flat, spec, "example inputs", renormalise=True)
     attempts = _Attempts(model, spec, flat, _eager_reference(model, example_inputs, kwargs, watch))

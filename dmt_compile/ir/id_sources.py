@@ -1,9 +1,10 @@
 """Where a lookup's ids come from: the input leaves (and columns of them) they are computed from.
 
 An *atom* is `(placeholder_name, column)`: `column` is None for the whole input, an int for one
-column of a `[B, C]` input (`X[:, i]`, `X[..., i]`, `X[:, i:i+1]`, `X.select(1, i)`, `X.unbind(1)[i]`,
+column of a `[B, C]` input (`X[:, i]`, `X[..., i]`, `X[:, i, ...]`, `X[:, i:i+1]`, `X.select(1, i)`, `X.unbind(1)[i]`,
 `torch.split(X, 1, 1)[i]`), or a str for one key of a KeyedJaggedTensor. Element-wise ops with
-constants (`.long()`, `+ offsets_buffer`, `* F + field`) keep columns apart.
+constants (`.long()`, `+ offsets_buffer`, `* F + field`, an exported `aten.to`) and whole-tensor
+indexing (`X[:]`, `X[:, ...]`) keep columns apart.
 """
 from __future__ import annotations
 
@@ -30,6 +31,23 @@ _ELEMENTWISE_FUNCS = {
     torch.add, torch.sub, torch.mul, torch.remainder, torch.fmod, torch.clamp, torch.abs,
     torch.floor_divide,
 }
+
+
+# aten overloads an exported graph keeps for `.to(...)` / `torch.as_tensor(x, dtype, device)` and copies
+_ELEMENTWISE_ATEN = {"to", "_to_copy", "clone", "contiguous", "detach", "alias", "lift_fresh_copy"}
+
+
+def _is_aten_elementwise(target: Any) -> bool:
+    packet = getattr(target, "overloadpacket", None)
+    return packet is not None and getattr(packet, "__name__", "") in _ELEMENTWISE_ATEN
+
+
+def _is_whole_index(index: Any) -> bool:
+    """`x[:]`, `x[...]`, `x[:, ...]`: the whole tensor (an exported `x[:, i, ...]` keeps `x[(slice(None),)]`
+    before its `select`)."""
+    parts = index if isinstance(index, tuple) else (index,)
+    return all(p is Ellipsis or (isinstance(p, slice) and p == slice(None)) for p in parts) and \
+        sum(p is Ellipsis for p in parts) <= 1
 
 
 def _is_constant(arg: Any) -> bool:
@@ -68,8 +86,16 @@ def _below_elementwise(node: fx.Node) -> fx.Node:
         if passed is not None:
             node = passed
             continue
+        if node.op == "call_function" and node.target is operator.getitem and isinstance(node.args[0], fx.Node) \
+                and _is_whole_index(node.args[1]):
+            node = node.args[0]
+            continue
+        if node.op == "call_function" and node.target in (torch.as_tensor, torch.asarray) and node.args \
+                and isinstance(node.args[0], fx.Node):  # a cast: dtype / device may be read off a tensor
+            node = node.args[0]
+            continue
         elementwise = (node.op == "call_method" and node.target in _ELEMENTWISE_METHODS) or (
-            node.op == "call_function" and node.target in _ELEMENTWISE_FUNCS
+            node.op == "call_function" and (node.target in _ELEMENTWISE_FUNCS or _is_aten_elementwise(node.target))
         )
         if not elementwise or not node.args or not isinstance(node.args[0], fx.Node):
             return node
@@ -86,6 +112,8 @@ def column_of_index(index: Any, shape: tuple[int, ...] | None = None) -> list[in
     With the tensor's `shape` known to be `[B, C]`, `x[..., i]` picks column i too (the spelling of
     per-field loops that accept any leading dims, e.g. rtdl's `CategoricalEmbeddings`), and a negative
     column counts from the end."""
+    if isinstance(index, tuple) and len(index) == 3 and index[2] is Ellipsis:
+        index = index[:2]  # x[:, i, ...]: field i of [B, C] or [B, C, L] (mlgb's per-field loop)
     if not isinstance(index, tuple) or len(index) != 2:
         return None
     rows, col = index
