@@ -44,7 +44,11 @@ def _safe(name: str) -> str:
 
 
 def adopt_unregistered_modules(model: torch.nn.Module) -> list[str]:
-    """Register modules held in plain containers; returns their new qualified names (empty: none)."""
+    """Register modules held in plain containers; returns their new qualified names (empty: none).
+
+    Anything but a module instance is left for the caller's input check to refuse with its message."""
+    if not isinstance(model, torch.nn.Module):
+        return []
     adopted: list[str] = []
     while True:  # an adopted module may hold plain containers of its own
         registered = {id(m) for m in model.modules()}

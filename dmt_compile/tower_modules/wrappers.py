@@ -131,7 +131,8 @@ def pair_as_projection(core: nn.Module, decoder: TowerDecoder) -> bool:
     out, n = proj.weight.shape
     if tuple(decoder.proj.weight.shape) != (n, out) or out > n:
         return False
-    q = nn.init.orthogonal_(torch.empty_like(proj.weight))
+    # QR in float32 (torch has no half/bfloat16 QR on CPU), then stored in the layers' own dtype
+    q = nn.init.orthogonal_(torch.empty(proj.weight.shape, dtype=torch.float32, device=proj.weight.device))
     proj.set_effective_weight(q)
     decoder.proj.set_effective_weight(q.t())
     proj.bias.zero_()
