@@ -43,52 +43,40 @@ def has_proxy(values: Any) -> bool:
     return bool(found)
 
 
+def _node_when_traced(tracer: fx.Tracer, fn: Callable) -> Callable:
+    """`fn`, recording one `call_function` node instead whenever a traced value is among its arguments."""
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if has_proxy((args, kwargs)):
+            return tracer.create_proxy("call_function", fn, args, kwargs)
+        return fn(*args, **kwargs)
+
+    call.__name__ = fn.__name__
+    return call
+
+
 @contextlib.contextmanager
-def traced_factories(tracer: fx.Tracer):
-    """`torch.zeros(x.size(0), 1)` and friends: with a traced size among the arguments, record a node."""
-    saved = {name: getattr(torch, name) for name in FACTORIES}
-
-    def wrap(name: str, fn: Callable) -> Callable:
-        def factory(*args: Any, **kwargs: Any) -> Any:
-            if has_proxy((args, kwargs)):
-                return tracer.create_proxy("call_function", fn, args, kwargs)
-            return fn(*args, **kwargs)
-
-        factory.__name__ = name
-        return factory
-
+def _recording_calls(tracer: fx.Tracer, owner: Any, saved: dict[str, Callable]):
+    """`owner.<name>` records a node on traced arguments for each saved function; restored afterwards."""
     for name, fn in saved.items():
-        setattr(torch, name, wrap(name, fn))
+        setattr(owner, name, _node_when_traced(tracer, fn))
     try:
         yield
     finally:
         for name, fn in saved.items():
-            setattr(torch, name, fn)
+            setattr(owner, name, fn)
 
 
-@contextlib.contextmanager
+def traced_factories(tracer: fx.Tracer):
+    """`torch.zeros(x.size(0), 1)` and friends: with a traced size among the arguments, record a node."""
+    return _recording_calls(tracer, torch, {name: getattr(torch, name) for name in FACTORIES})
+
+
 def opaque_torch_calls(tracer: fx.Tracer):
     """`nn.utils.rnn.pack_padded_sequence(...)` called through its module (the `from ... import` spelling is
     fx's autowrap): with a traced value among the arguments, record one node calling the function."""
     module = torch.nn.utils.rnn
     saved = {fn.__name__: fn for fn in OPAQUE_TORCH_FUNCTIONS if getattr(module, fn.__name__, None) is fn}
-
-    def wrap(fn: Callable) -> Callable:
-        def call(*args: Any, **kwargs: Any) -> Any:
-            if has_proxy((args, kwargs)):
-                return tracer.create_proxy("call_function", fn, args, kwargs)
-            return fn(*args, **kwargs)
-
-        call.__name__ = fn.__name__
-        return call
-
-    for name, fn in saved.items():
-        setattr(module, name, wrap(fn))
-    try:
-        yield
-    finally:
-        for name, fn in saved.items():
-            setattr(module, name, fn)
+    return _recording_calls(tracer, module, saved)
 
 
 @contextlib.contextmanager
