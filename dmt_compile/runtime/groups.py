@@ -26,6 +26,7 @@ import torch
 import torch.distributed as dist
 
 from dmt_compile.errors import RuntimeSetupError
+from dmt_compile.runtime import exit_drain
 from dmt_compile.topo.spec import as_topology
 from dmt_compile.topo.topology import Topology
 
@@ -185,6 +186,7 @@ class HierarchicalGroups:
             intra=mesh.get_group("local"),
         )
         groups._check_layout()
+        exit_drain.install()  # these groups outlive destroy_process_group: let gloo's workers finish first
         logger.debug("rank %d groups: peer=%s intra=%s", rank, groups.peer_ranks, groups.intra_ranks)
         return groups
 
