@@ -22,7 +22,8 @@ and the tabular libraries with categorical embeddings: `tabtransformer` (tab-tra
 heldout_tabtransformer.py), `rtdl_revisiting` and `rtdl` (Yandex's rtdl_revisiting_models and rtdl:
 heldout_rtdl.py), `pytorch_tabular` (its models built from their config objects without the trainer:
 heldout_pytorch_tabular.py), and `mlgb` (its PyTorch ranking, multi-task and matching models:
-heldout_mlgb.py).
+heldout_mlgb.py), and the collaborative-filtering libraries `daisy` (DaisyRec: heldout_daisy.py),
+`torchrecsys` (heldout_torchrecsys.py) and `recpack` (its torch modules: heldout_recpack.py).
 
 Usage:
     python benchmarks/heldout_capture.py widedeep recbole [--out results.jsonl] [--models TabMlp,FM]
@@ -150,6 +151,10 @@ def library_models(lib: str) -> dict:
         import heldout_mlgb
 
         return heldout_mlgb.models()
+    if lib in ("daisy", "torchrecsys", "recpack"):
+        import importlib
+
+        return importlib.import_module(f"heldout_{lib}").models()
     if lib == "pytorch_tabular":
         import heldout_pytorch_tabular
 
@@ -321,7 +326,8 @@ def summary(rows: list[dict]) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("libraries", nargs="+", help="recbole, fuxictr, widedeep, torchfm, deepctr, rechub, torchctr, "
-                                                 "tabtransformer, rtdl_revisiting, rtdl, pytorch_tabular, mlgb")
+                                                 "tabtransformer, rtdl_revisiting, rtdl, pytorch_tabular, mlgb, daisy, "
+                                                 "torchrecsys, recpack")
     p.add_argument("--out", help="append one JSON line per model to this file")
     p.add_argument("--models", help="comma-separated model names (default: every model)")
     args = p.parse_args(argv)
