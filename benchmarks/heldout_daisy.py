@@ -12,9 +12,11 @@ ids `[B]`), NeuMF in its three forms (`model_name` GMF, MLP and NeuMF-end: the e
 NeuMF-pre form copies weights from pretrained GMF and MLP models and is the NeuMF-end graph), Item2Vec
 (`forward(target_i, context_j)`, two item ids looked up in one shared table) -- and VAECF (Mult-VAE:
 `forward(rating_matrix)`, a user's dense row of item ratings `[B, item_num]`, no id input).
-Left out: LightGCN and NGCF, whose `forward()` takes no input (it propagates every user's and item's
-embedding over the normalized interaction graph; `predict(u, i)` indexes the result outside
-`forward`), and the non-neural ones (EASE, ItemKNN/UserKNN, MostPop, PureSVD, SLiM).
+LightGCN and NGCF are measured as they are called: `forward()` takes no input -- it propagates every
+user's and item's embedding over the normalized interaction graph (a sparse matrix built from
+`inter_matrix`, here 60 random interactions; `predict(u, i)` indexes the result outside `forward`);
+NGCF at `hidden_size_list` [16, 16]. Left out: the non-neural ones (EASE, ItemKNN/UserKNN, MostPop,
+PureSVD, SLiM).
 """
 from __future__ import annotations
 
@@ -67,6 +69,23 @@ def _vae_factory(batch_size: int = 32, seed: int = 0):
     return model, (ratings,)
 
 
+def _graph_factory(cls_name: str, yaml_name: str, **extra):
+    def make(batch_size: int = 32, seed: int = 0):
+        import numpy as np
+        import scipy.sparse as sp
+        import importlib
+
+        module = importlib.import_module(f"daisy.model.{cls_name}Recommender")  # LightGCN: not in daisy.model
+        torch.manual_seed(seed)
+        rng = np.random.default_rng(3)
+        pairs = {(int(u), int(i)) for u, i in zip(rng.integers(0, USERS, 60), rng.integers(0, ITEMS, 60))}
+        rows, cols = map(np.array, zip(*sorted(pairs)))
+        inter = sp.coo_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(USERS, ITEMS))
+        return getattr(module, cls_name)(_config(yaml_name, inter_matrix=inter, **extra)), ()
+
+    return make
+
+
 def models() -> dict:
     return {
         "MF": _pair_factory("MF", "mf.yaml"),
@@ -78,4 +97,6 @@ def models() -> dict:
                                    MLP_model=None),
         "Item2Vec": _pair_factory("Item2Vec", "item2vec.yaml", first=ITEMS, train_ur={}),
         "VAECF": _vae_factory,
+        "LightGCN": _graph_factory("LightGCN", "lightgcn.yaml"),
+        "NGCF": _graph_factory("NGCF", "ngcf.yaml", hidden_size_list=[16, 16]),
     }
