@@ -15,7 +15,9 @@ NeuMF-pre form copies weights from pretrained GMF and MLP models and is the NeuM
 LightGCN and NGCF are measured as they are called: `forward()` takes no input -- it propagates every
 user's and item's embedding over the normalized interaction graph (a sparse matrix built from
 `inter_matrix`, here 60 random interactions; `predict(u, i)` indexes the result outside `forward`);
-NGCF at `hidden_size_list` [16, 16]. Left out: the non-neural ones (EASE, ItemKNN/UserKNN, MostPop,
+NGCF at `hidden_size_list` [16, 16]. Their graph builder calls `dok_matrix._update`, a private scipy
+method gone since scipy 1.12 (the scipy that installs beside numpy 2 has none): the factory stands in a
+per-key setter for it, which builds the same matrix. Left out: the non-neural ones (EASE, ItemKNN/UserKNN, MostPop,
 PureSVD, SLiM).
 """
 from __future__ import annotations
@@ -75,6 +77,8 @@ def _graph_factory(cls_name: str, yaml_name: str, **extra):
         import scipy.sparse as sp
         import importlib
 
+        if not hasattr(sp.dok_matrix, "_update"):  # scipy >= 1.12 dropped the private bulk setter daisy calls
+            sp.dok_matrix._update = lambda self, entries: [self.__setitem__(k, v) for k, v in entries.items()]
         module = importlib.import_module(f"daisy.model.{cls_name}Recommender")  # LightGCN: not in daisy.model
         torch.manual_seed(seed)
         rng = np.random.default_rng(3)
