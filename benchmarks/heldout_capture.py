@@ -8,8 +8,10 @@ For each model the measure records one outcome:
   they do not, the flat model fails that check too and the rewrite descends to first order
   (tests/fuzz_checks.py);
 * ``typed``   -- a `DmtError` that names what stopped it (a `PassError` wrapping a non-dmt exception is a
-  crash, not a refusal);
-* ``wrong``   -- it transformed but gave too few towers, an inexact output, or did not train;
+  crash, not a refusal); where the default plan gave one tower for >= 2 features, the measure asks for
+  `num_towers=2` and a typed refusal then (e.g. every feature reads one shared table) counts here;
+* ``wrong``   -- it transformed but gave too few towers (and 2 asked for explicitly are not refused with a
+  typed error), an inexact output, or did not train;
 * ``crash``   -- any other exception (its class and the innermost dmt_compile frame are recorded);
 * ``not-runnable`` -- the library's own model fails to build or to run eagerly at these sizes, or is
   random in eval mode (two calls on the same inputs differ, so no rewrite can equal a call).
@@ -22,7 +24,8 @@ and the tabular libraries with categorical embeddings: `tabtransformer` (tab-tra
 heldout_tabtransformer.py), `rtdl_revisiting` and `rtdl` (Yandex's rtdl_revisiting_models and rtdl:
 heldout_rtdl.py), `pytorch_tabular` (its models built from their config objects without the trainer:
 heldout_pytorch_tabular.py), and `mlgb` (its PyTorch ranking, multi-task and matching models:
-heldout_mlgb.py).
+heldout_mlgb.py), and the collaborative-filtering libraries `daisy` (DaisyRec: heldout_daisy.py),
+`torchrecsys` (heldout_torchrecsys.py) and `recpack` (its torch modules: heldout_recpack.py).
 
 Usage:
     python benchmarks/heldout_capture.py widedeep recbole [--out results.jsonl] [--models TabMlp,FM]
@@ -150,6 +153,10 @@ def library_models(lib: str) -> dict:
         import heldout_mlgb
 
         return heldout_mlgb.models()
+    if lib in ("daisy", "torchrecsys", "recpack"):
+        import importlib
+
+        return importlib.import_module(f"heldout_{lib}").models()
     if lib == "pytorch_tabular":
         import heldout_pytorch_tabular
 
@@ -241,9 +248,10 @@ def _check(factory) -> dict:
         dmt = dmt_compile.transform(model, "2x2", inputs)
         features = len(dmt.detection.features)
         towers = dmt.plan.num_towers
-        info = {"features": features, "towers": towers, "path": dmt.capture_report.path}
+        info = {"features": features, "groups": len(dmt.detection.groups), "towers": towers,
+                "path": dmt.capture_report.path}
         if features >= 2 and towers < 2:
-            return {"outcome": "wrong", "stage": "towers", **info}
+            return _two_towers_refused(model, inputs, info)
         stage = "exact"
         if not torch.equal(_eval(dmt, inputs), reference) and not _nan_equal(_eval(dmt, inputs), reference):
             return {"outcome": "wrong", "stage": "exact@32", **info}
@@ -259,6 +267,16 @@ def _check(factory) -> dict:
                 **trains, **info}
     except Exception as e:  # noqa: BLE001 - classified below
         return _classify(e, stage)
+
+
+def _two_towers_refused(model, inputs, info: dict) -> dict:
+    """One tower for >= 2 features: asked for two, a typed refusal (naming what ties the features) is the
+    outcome; two towers then mean the default plan was wrong."""
+    try:
+        dmt_compile.transform(model, "2x2", inputs, num_towers=2)
+    except Exception as e:  # noqa: BLE001 - classified below
+        return {**_classify(e, "towers (num_towers=2)"), **info}
+    return {"outcome": "wrong", "stage": "towers", **info}
 
 
 def _classify(e: BaseException, stage: str) -> dict:
@@ -321,7 +339,8 @@ def summary(rows: list[dict]) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("libraries", nargs="+", help="recbole, fuxictr, widedeep, torchfm, deepctr, rechub, torchctr, "
-                                                 "tabtransformer, rtdl_revisiting, rtdl, pytorch_tabular, mlgb")
+                                                 "tabtransformer, rtdl_revisiting, rtdl, pytorch_tabular, mlgb, daisy, "
+                                                 "torchrecsys, recpack")
     p.add_argument("--out", help="append one JSON line per model to this file")
     p.add_argument("--models", help="comma-separated model names (default: every model)")
     args = p.parse_args(argv)

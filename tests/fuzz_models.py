@@ -3,7 +3,9 @@
 A `Recipe` picks one option per axis; `build(recipe, batch)` returns `(model, args, kwargs)`. Every
 model embeds `F` categorical fields of a `[B, F]` id matrix in the recipe's lookup style, optionally
 adds a sequence feature (`[B, L]` or flattened `[B*L]`, mask-mean pooled, or packed to its lengths
-with `pack_padded_sequence` and run through an `nn.GRU`, DIEN's interest extraction), a multi-hot EmbeddingBag
+with `pack_padded_sequence` and run through an `nn.GRU`, DIEN's interest extraction, or `[B, L, 3]`: the
+item id and two attributes of each position, picked `seq[:, :, j]` into their own tables, as torchrecsys'
+Bert4Rec reads its item features), a multi-hot EmbeddingBag
 feature (offsets, optionally per-sample weights) and numeric features (`Linear(1, D)` each), stacks
 them to `[B, F', D]`, runs the Python construct, the interaction and returns the output form.
 """
@@ -21,7 +23,7 @@ D, L = 8, 3
 
 LOOKUPS = ("per_field", "module_dict", "offsets_buffer", "offsets_list", "offsets_numpy", "offsets_forward",
            "pre_offset", "shared", "bag_2d", "functional", "per_field_ellipsis", "range_gather", "plain_dict_cast")
-SEQUENCES = ("none", "seq_2d", "seq_flat", "seq_packed_gru")
+SEQUENCES = ("none", "seq_2d", "seq_flat", "seq_packed_gru", "seq_fields")
 BAGS = ("none", "bag_offsets", "bag_weighted")
 NUMERICS = ("none", "linear_1")
 PACKINGS = ("matrix", "dict", "list", "tuple_in_tuple", "kwargs", "dict_in_tuple", "float_matrix", "identity_concat")
@@ -52,7 +54,7 @@ class Recipe:
     @property
     def groups(self) -> int:
         """Feature groups the model has (fields sharing a table form one)."""
-        extra = sum(x != "none" for x in (self.sequence, self.bag))
+        extra = sum(x != "none" for x in (self.sequence, self.bag)) + (2 if self.sequence == "seq_fields" else 0)
         return self.fields - (1 if self.lookup == "shared" else 0) + extra
 
     def __str__(self) -> str:
@@ -197,6 +199,8 @@ class FuzzModel(nn.Module):
             self.seq = nn.Embedding(20, D, padding_idx=0)
         if r.sequence == "seq_packed_gru":
             self.seq_gru = nn.GRU(D, D, batch_first=True)
+        if r.sequence == "seq_fields":  # a table per attribute of each position
+            self.seq_attr = nn.ModuleList(nn.Embedding(20, D) for _ in range(2))
         if r.bag != "none":
             self.bag = nn.EmbeddingBag(30, D, mode="sum")
         if r.numeric != "none":
@@ -215,6 +219,10 @@ class FuzzModel(nn.Module):
             packed = pack_padded_sequence(self.seq(seq), lengths, batch_first=True, enforce_sorted=False)
             _, h = self.seq_gru(packed)
             parts.append(h[-1].unsqueeze(1))
+        elif r.sequence == "seq_fields":  # attribute j of each position: seq[:, :, j], [B, L] ids
+            looked = self.seq(seq[:, :, 0]) + sum(t(seq[:, :, j + 1]) for j, t in enumerate(self.seq_attr))
+            mask = (seq[:, :, 0] != 0).float().unsqueeze(-1)
+            parts.append(((looked * mask).sum(1) / mask.sum(1).clamp(min=1)).unsqueeze(1))
         elif r.sequence != "none":
             b = cat.shape[0]
             ids = seq.view(b, L) if r.sequence == "seq_flat" else seq
@@ -329,7 +337,7 @@ def batch_for(r: Recipe, batch: int, seed: int) -> tuple[tuple, dict]:
         cat = cat + torch.tensor([0] + list(np.cumsum(r.dims)[:-1]))
     parts = {"cat": cat}
     if r.sequence != "none":
-        seq = torch.randint(0, 20, (batch, L), generator=g)
+        seq = torch.randint(0, 20, (batch, L, 3) if r.sequence == "seq_fields" else (batch, L), generator=g)
         parts["seq"] = seq.reshape(-1) if r.sequence == "seq_flat" else seq
     if r.bag != "none":
         lengths = torch.randint(1, 4, (batch,), generator=g)

@@ -43,6 +43,10 @@ def _check(r: fm.Recipe) -> None:
     dmt = dmt_compile.transform(model, "2x2", args, example_kwargs=kwargs)
     if r.groups >= 2:
         assert dmt.plan.num_towers == 2, f"{r}: {dmt.plan.num_towers} tower(s)\n{dmt.plan}"
+    if r.sequence == "seq_fields":  # the item id and each attribute of a position: a feature group each
+        owner = {t: g.index for g in dmt.detection.groups for t in g.tables}
+        seq_groups = {i for t, i in owner.items() if t.split(".")[0] in ("seq", "seq_attr")}
+        assert len(seq_groups) == 3, f"{r}: the sequence's tables are in groups {seq_groups}\n{dmt.plan}"
     for batch, seed in ((8, 0), (5, 1)):
         args, kwargs = fm.batch_for(r, batch, seed)
         torch.testing.assert_close(_outputs(dmt, args, kwargs), _outputs(model, args, kwargs), rtol=0, atol=0)

@@ -2,7 +2,9 @@
 
 An *atom* is `(placeholder_name, column)`: `column` is None for the whole input, an int for one
 column of a `[B, C]` input (`X[:, i]`, `X[..., i]`, `X[:, i, ...]`, `X[:, i:i+1]`, `X.select(1, i)`, `X.unbind(1)[i]`,
-`torch.split(X, 1, 1)[i]`), or a str for one key of a KeyedJaggedTensor. Element-wise ops with
+`torch.split(X, 1, 1)[i]`), a `(dim, i)` pair for one index along a dim past the columns of an input of three or
+more dims, every other dim whole (`X[:, :, i]`, `X[..., i]`, `X.select(-1, i)`: attribute i of each position of a
+`[B, L, F]` sequence), or a str for one key of a KeyedJaggedTensor. Element-wise ops with
 constants (`.long()`, `+ offsets_buffer`, `* F + field`, an exported `aten.to`) and whole-tensor
 indexing (`X[:]`, `X[:, ...]`) keep columns apart.
 """
@@ -17,7 +19,7 @@ import torch.fx as fx
 from dmt_compile.ir.constants import is_constant
 from dmt_compile.ir.meta import ID_ATOMS, SHAPE
 
-__all__ = ["Atom", "atoms_of", "column_of_index"]
+__all__ = ["Atom", "atoms_of", "column_of_index", "column_text", "position_pick"]
 
 Atom = tuple[str, Any]
 
@@ -136,6 +138,41 @@ def column_of_index(index: Any, shape: tuple[int, ...] | None = None) -> list[in
     return None
 
 
+def position_pick(index: Any, shape: tuple[int, ...] | None = None) -> tuple[int, int] | None:
+    """`(dim, i)` when `x[index]` picks index i along a dim d >= 2 and keeps every other dim whole:
+    `x[:, :, i]`, and with `shape` known to have three or more dims `x[..., i]` (d = the last dim) and a
+    negative i; else None. One such pick of a `[B, L, F]` tensor is field i of each position."""
+    if not isinstance(index, tuple) or not index:
+        return None
+    *lead, i = index
+    if not isinstance(i, int) or isinstance(i, bool):
+        return None
+    if not all(p is Ellipsis or (isinstance(p, slice) and p == slice(None)) for p in lead):
+        return None
+    ellipses = sum(p is Ellipsis for p in lead)
+    rank = len(shape) if shape is not None else None
+    if ellipses > 1 or ellipses and (rank is None or rank < 3):
+        return None
+    dim = rank - 1 if ellipses else len(lead)
+    if dim < 2 or rank is not None and dim >= rank:
+        return None
+    if i < 0:
+        if rank is None or i < -shape[dim]:
+            return None
+        i += shape[dim]
+    return dim, i
+
+
+def column_text(column: Any) -> str:
+    """How a feature name writes an atom's column: `[:,i]`, `[:,:,i]` for a pick along dim 2, or ``."""
+    if column is None:
+        return ""
+    if isinstance(column, tuple):
+        dim, i = column
+        return "[" + ":," * dim + f"{i}]"
+    return f"[:,{column}]"
+
+
 def _split_columns(split: fx.Node, i: int) -> list[int] | None:
     """Columns of piece i of `torch.split(x, size, 1)` / `x.unbind(1)` / `x.chunk(n, 1)`."""
     target = split.target
@@ -190,13 +227,19 @@ def _column_atoms(node: fx.Node) -> frozenset | None:
         else:
             columns = column_of_index(index, base.meta.get(SHAPE))
             source = _columnwise_source(base)
+            if columns is None:
+                return _position_atoms(base, position_pick(index, base.meta.get(SHAPE)))
     elif (node.op == "call_method" and node.target == "select") or (
         node.op == "call_function" and node.target is torch.select
     ):
         args = list(node.args[1:])
-        two_d = isinstance(node.args[0], fx.Node) and len(node.args[0].meta.get(SHAPE) or ()) == 2
+        shape = node.args[0].meta.get(SHAPE) if isinstance(node.args[0], fx.Node) else None
+        two_d = len(shape or ()) == 2
         if len(args) == 2 and (args[0] == 1 or two_d and args[0] == -1) and isinstance(args[1], int):
             columns, source = [args[1]], _columnwise_source(node.args[0])
+        elif len(args) == 2 and isinstance(args[0], int) and shape is not None and len(shape) >= 3:
+            dim = args[0] % len(shape)  # x.select(-1, i) of a [B, L, F] tensor is x[:, :, i]
+            return _position_atoms(node.args[0], position_pick((slice(None),) * dim + (args[1],), shape))
     if columns is None:
         return None
     if source is None:  # columns of a column pick of the input: X[:, [2, 5]][:, 1] is X[:, 5]
@@ -204,6 +247,11 @@ def _column_atoms(node: fx.Node) -> frozenset | None:
     if source is None:
         return None
     return frozenset((source.target, c) for c in columns)
+
+
+def _position_atoms(base: fx.Node, pick: tuple[int, int] | None) -> frozenset | None:
+    source = _columnwise_source(base) if pick is not None else None
+    return frozenset({(source.target, pick)}) if source is not None else None
 
 
 def _concat_part(node: fx.Node, columns: list[int]) -> tuple[fx.Node, list[int]] | None:

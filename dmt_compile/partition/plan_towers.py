@@ -32,10 +32,20 @@ def _tower_count(detection: Detection, topology: Any, num_towers: int | None, pi
         raise PlanError(
             f"{num_towers} towers requested but the model has only {groups} feature group(s) "
             f"({len(detection.features)} features; features sharing a table or ids form one group"
-            + "".join(f"; {r}" for g in detection.groups for r in g.reasons if "table_ranges=" in r) + ")",
+            + "".join(f"; {r}" for g in detection.groups for r in g.reasons if "table_ranges=" in r)
+            + _tied(detection) + ")",
             f"ask for {groups} towers or fewer (num_towers={groups} in Python, --num-towers {groups} on the command line)",
         )
     return num_towers
+
+
+def _tied(detection: Detection, most: int = 3) -> str:
+    """Why the features of each group of several features share it (a shared table, shared ids), for the
+    error: `; target, context: table t.weight is shared by several lookups`."""
+    tied = [g for g in detection.groups if len(g.features) > 1 and g.reasons]
+    parts = [f"; {', '.join(g.features)}: {'; '.join(r for r in g.reasons if 'table_ranges=' not in r)}"
+             for g in tied[:most] if any("table_ranges=" not in r for r in g.reasons)]
+    return "".join(parts) + (f"; and {len(tied) - most} more group(s)" if len(tied) > most else "")
 
 
 def _pinned_groups(groups: tuple[FeatureGroup, ...], pinned: Mapping[str, int]) -> dict[int, int]:

@@ -19,7 +19,7 @@ import torch.fx as fx
 from dmt_compile.errors import DetectionError
 from dmt_compile.ir.detection import Detection, FeatureGroup, Lookup
 from dmt_compile.ir.graph import is_view_step
-from dmt_compile.ir.id_sources import atoms_of
+from dmt_compile.ir.id_sources import atoms_of, column_text
 from dmt_compile.ir.lookups import classify_lookup, id_nodes
 from dmt_compile.ir.meta import FEATURES, GROUP, LOOKUP, SHAPE
 from dmt_compile.ir.source_location import source_location
@@ -36,7 +36,7 @@ def _feature_name(atom: tuple[str, Any], display: dict[str, str]) -> str:
         return base
     if isinstance(column, str):
         return column
-    return f"{base}[:,{column}]"
+    return base + column_text(column)
 
 
 def _leaf_feature_names(spec) -> dict[str, str]:
@@ -202,7 +202,7 @@ def _dense_features(gm: fx.GraphModule, lookup_names: set[str], cache, display) 
             if root is None or root.name in lookup_names:
                 continue
             for name, column in sorted(atoms_of(item, cache), key=str):
-                feat = display.get(name, name) + ("" if column is None else f"[:,{column}]")
+                feat = display.get(name, name) + column_text(column)
                 if feat not in dense:
                     dense.append(feat)
     return tuple(dense)

@@ -4,7 +4,9 @@
 * a model that writes into its own buffer on a short batch and branches on the batch size it was built
   for (torch-rechub's YoutubeSBC) is a *typed* refusal naming the batch size: the batch-7 reference
   runs on a copy, so the model transformed is the one the batch-32 reference came from;
-* a packed-sequence GRU model (DIEN's interest extraction) is *exact*.
+* a packed-sequence GRU model (DIEN's interest extraction) is *exact*;
+* a model whose two id inputs read one table (DaisyRec's Item2Vec) has one feature group: asked for two
+  towers, dmt_compile refuses with a typed error naming the table, so it is *typed*, not *wrong*.
 """
 from __future__ import annotations
 
@@ -85,3 +87,23 @@ def test_a_packed_sequence_gru_model_is_exact():
 
     row = _check(make)
     assert row["outcome"] == "exact", row
+
+
+class TiedInputs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.items = nn.Embedding(10, 4)
+
+    def forward(self, target, context):
+        return (self.items(target) * self.items(context)).sum(-1)
+
+
+def test_two_features_of_one_shared_table_are_a_typed_refusal_naming_it():
+    def make(batch_size: int = 32, seed: int = 0):
+        torch.manual_seed(0)
+        x = _ids(batch_size, seed)
+        return TiedInputs(), (x[:, 0], x[:, 1])
+
+    row = _check(make)
+    assert (row["outcome"], row["features"], row["groups"], row["towers"]) == ("typed", 2, 1, 1), row
+    assert "PlanError" in row["error"] and "table items.weight is shared" in row["error"]

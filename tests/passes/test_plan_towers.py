@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import pytest
+import torch
+from torch import nn
 
 from harness import FourFields, compact, ids, prepare, run_alone
 
@@ -41,6 +43,27 @@ def test_more_towers_than_groups_is_a_typed_error():
     gm, ctx = _detected()
     with pytest.raises(PlanError, match="5 towers requested but the model has only 4"):
         run_alone(PlanTowers(num_towers=5), gm, ctx)
+
+
+class TiedInputs(nn.Module):
+    """Two id inputs read through one table (Item2Vec's target and context items): one feature group."""
+
+    def __init__(self):
+        super().__init__()
+        self.items = nn.Embedding(10, 4)
+
+    def forward(self, target, context):
+        return (self.items(target) * self.items(context)).sum(-1)
+
+
+def test_two_towers_of_one_shared_table_is_a_typed_error_naming_the_table():
+    # before: the error said "1 feature group(s) (2 features; features sharing a table or ids form one
+    # group)" without naming which table ties which features
+    x = torch.arange(6) % 10
+    gm, ctx = prepare(TiedInputs(), (x, x.flip(0)))
+    run_alone(Detect(), gm, ctx)
+    with pytest.raises(PlanError, match=r"only 1 feature group.*context, target: table items.weight is shared"):
+        run_alone(PlanTowers(num_towers=2), gm, ctx)
 
 
 def test_more_pinned_towers_than_num_towers_is_a_typed_error():
