@@ -10,7 +10,9 @@ questions still got the wrong kind of answer:
   of the builtin that, called from model code on a traced tensor whose length is not static, returns
   `x.size(0)` as a traced value: arithmetic and torch calls on it stay in the graph, and Python
   decisions on it (`range(len(x))`, `if len(x) > 1:`) still reach the tracer's `int` / `bool`
-  specialisation, guarded as before;
+  specialisation, guarded as before. An object whose own `__len__` answers with such a traced length
+  (PyTorch Frame's `len(tf)`, the rows of its first tensor) gets that answer too, where the builtin
+  would refuse a non-`int`;
 * `torch.is_tensor(x)` / `isinstance(x, torch.Tensor)` of a traced tensor: a proxy is no tensor, so
   model code that accepts "a tensor or a tuple of tensors" took the tuple branch and unpacked the
   proxy along dim 0 (`discrete, continuous = inp`). `tensor_type_checks` answers both from the
@@ -58,6 +60,11 @@ def traced_len(tracer: Any) -> Iterator[None]:
         if isinstance(value, torch.Tensor) and value.dim() >= 1 and _from_model_code() \
                 and _len_dependence(obj.node) != "static":
             return tracer.create_proxy("call_method", "size", (obj, 0), {})
+        method = getattr(type(obj), "__len__", None)
+        if value is None and method is not None and type(obj).__module__ != "builtins" and _from_model_code():
+            n = method(obj)  # a model-defined container's length, maybe traced (the builtin refuses a proxy)
+            if isinstance(n, Proxy) or (type(n) is int and n >= 0):
+                return n
         return builtin(obj)
 
     builtins.len = length
