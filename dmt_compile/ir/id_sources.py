@@ -3,8 +3,10 @@
 An *atom* is `(placeholder_name, column)`: `column` is None for the whole input, an int for one
 column of a `[B, C]` input (`X[:, i]`, `X[..., i]`, `X[:, i, ...]`, `X[:, i:i+1]`, `X.select(1, i)`, `X.unbind(1)[i]`,
 `torch.split(X, 1, 1)[i]`), or a str for one key of a KeyedJaggedTensor. Element-wise ops with
-constants (`.long()`, `+ offsets_buffer`, `* F + field`, an exported `aten.to`) and whole-tensor
-indexing (`X[:]`, `X[:, ...]`) keep columns apart.
+constants (`.long()`, `+ offsets_buffer`, `* F + field`, `X < 0`, an exported `aten.to`), whole-tensor
+indexing (`X[:]`, `X[:, ...]`) and a masked fill whose mask comes from the same columns
+(`torch.where(X == -1, fill_per_column, X)`, `X.masked_fill(X < 0, 0)`: missing-value imputation) keep
+columns apart.
 """
 from __future__ import annotations
 
@@ -25,11 +27,14 @@ _ELEMENTWISE_METHODS = {
     "long", "int", "float", "double", "half", "to", "type", "clone", "contiguous", "detach",
     "add", "sub", "mul", "floordiv", "remainder", "fmod", "clamp", "clamp_min", "clamp_max", "abs",
     "__add__", "__sub__", "__mul__", "__floordiv__", "__mod__", "masked_fill", "type_as",
+    "eq", "ne", "lt", "le", "gt", "ge", "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__",
 }
 _ELEMENTWISE_FUNCS = {
     operator.add, operator.sub, operator.mul, operator.floordiv, operator.mod,
     torch.add, torch.sub, torch.mul, torch.remainder, torch.fmod, torch.clamp, torch.abs,
     torch.floor_divide,
+    operator.eq, operator.ne, operator.lt, operator.le, operator.gt, operator.ge,
+    torch.eq, torch.ne, torch.lt, torch.le, torch.gt, torch.ge,
 }
 
 
@@ -78,11 +83,37 @@ def _through_identity(node: fx.Node) -> fx.Node | None:
     return None
 
 
+def _masked_fill_value(node: fx.Node) -> fx.Node | None:
+    """`x` when `node` is `torch.where(mask, c, x)` / `torch.where(mask, x, c)` / `x.masked_fill(mask, v)` with
+    constant `c` / `v` and a mask that is an element-wise function of the same columns as `x` (PyTorch Frame's
+    missing-value imputation `torch.where(x == -1, fill_values, x)`): each column of the result depends on
+    that column of `x` alone. None otherwise."""
+    args, kwargs = list(node.args), node.kwargs
+    if kwargs:
+        return None
+    if node.op == "call_function" and node.target is torch.where and len(args) == 3:
+        mask, a, b = args
+        pairs = [(b, a), (a, b)]
+    elif (node.op == "call_method" and node.target == "masked_fill" or
+          node.op == "call_function" and node.target is torch.masked_fill) and len(args) == 3:
+        x, mask, v = args
+        pairs = [(x, v)]
+    else:
+        return None
+    for x, c in pairs:
+        if isinstance(x, fx.Node) and isinstance(mask, fx.Node) and _is_constant(c) and not _is_constant(x) \
+                and _below_elementwise(mask) is _below_elementwise(x):
+            return x
+    return None
+
+
 def _below_elementwise(node: fx.Node) -> fx.Node:
-    """The first node under a chain of element-wise ops with constants (`.long()`, `+ offsets`) and identity
-    modules above `node`."""
+    """The first node under a chain of element-wise ops with constants (`.long()`, `+ offsets`), masked fills
+    from the same columns and identity modules above `node`."""
     while node.op != "placeholder":
         passed = _through_identity(node)
+        if passed is None:
+            passed = _masked_fill_value(node)
         if passed is not None:
             node = passed
             continue
