@@ -4,9 +4,9 @@ An *atom* is `(placeholder_name, column)`: `column` is None for the whole input,
 column of a `[B, C]` input (`X[:, i]`, `X[..., i]`, `X[:, i, ...]`, `X[:, i:i+1]`, `X.select(1, i)`, `X.unbind(1)[i]`,
 `torch.split(X, 1, 1)[i]`), or a str for one key of a KeyedJaggedTensor. Element-wise ops with
 constants (`.long()`, `+ offsets_buffer`, `* F + field`, `X < 0`, an exported `aten.to`), whole-tensor
-indexing (`X[:]`, `X[:, ...]`) and a masked fill whose mask comes from the same columns
-(`torch.where(X == -1, fill_per_column, X)`, `X.masked_fill(X < 0, 0)`: missing-value imputation) keep
-columns apart.
+indexing (`X[:]`, `X[:, ...]`), a view to the same shape (`X.reshape(len(X), -1)`) and a masked fill
+whose mask comes from the same columns (`torch.where(X == -1, fill_per_column, X)`,
+`X.masked_fill(X < 0, 0)`: missing-value imputation) keep columns apart.
 """
 from __future__ import annotations
 
@@ -107,13 +107,22 @@ def _masked_fill_value(node: fx.Node) -> fx.Node | None:
     return None
 
 
+def _same_shape_view(node: fx.Node) -> fx.Node | None:
+    """`x` when `node` is `x.reshape(...)` / `x.view(...)` / `torch.reshape(x, ...)` to `x`'s own shape
+    (`x.reshape(len(frame), -1)` of a `[B, F]` matrix), else None."""
+    view = (node.op == "call_method" and node.target in ("reshape", "view")) or (
+        node.op == "call_function" and node.target is torch.reshape)
+    if not view or not node.args or not isinstance(node.args[0], fx.Node):
+        return None
+    shape, before = node.meta.get(SHAPE), node.args[0].meta.get(SHAPE)
+    return node.args[0] if shape is not None and before is not None and tuple(shape) == tuple(before) else None
+
+
 def _below_elementwise(node: fx.Node) -> fx.Node:
     """The first node under a chain of element-wise ops with constants (`.long()`, `+ offsets`), masked fills
-    from the same columns and identity modules above `node`."""
+    from the same columns, views to the same shape and identity modules above `node`."""
     while node.op != "placeholder":
-        passed = _through_identity(node)
-        if passed is None:
-            passed = _masked_fill_value(node)
+        passed = _through_identity(node) or _masked_fill_value(node) or _same_shape_view(node)
         if passed is not None:
             node = passed
             continue

@@ -118,7 +118,7 @@ def test_columns_of_a_concatenation_of_inputs_are_columns_of_those_inputs():
 class ImputedColumns(nn.Module):
     """Missing ids (-1) imputed per column before the per-field lookups: `torch.where(x == -1, fill, x)` with a
     per-column fill buffer, and `masked_fill` with a mask of the same columns (PyTorch Frame's
-    `na_strategy=MOST_FREQUENT`)."""
+    `na_strategy=MOST_FREQUENT`), after a view to the same shape."""
 
     def __init__(self):
         super().__init__()
@@ -126,6 +126,7 @@ class ImputedColumns(nn.Module):
         self.tables = nn.ModuleList(nn.Embedding(10, 4) for _ in range(3))
 
     def forward(self, x):
+        x = x.reshape(x.shape[0], -1)  # a view to the same shape keeps columns too
         x = torch.where(x == -1, self.fill, x).masked_fill(x < -1, 0)
         return torch.cat([t(x[:, i]) for i, t in enumerate(self.tables)], 1).sum(1, keepdim=True)
 
