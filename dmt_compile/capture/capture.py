@@ -184,6 +184,8 @@ def capture(model: torch.nn.Module, example_inputs: tuple, example_kwargs: dict 
             done = attempts.export(path, example_inputs, kwargs, dynamic=path == "export")
         else:
             done = attempts.fx(path, path == "specialize")
+            if done is not None and path == "specialize":
+                done = _batch_guards_as_leaves(model, attempts, done)
         if done is not None:
             return done
     raise CaptureError(
@@ -191,6 +193,19 @@ def capture(model: torch.nn.Module, example_inputs: tuple, example_kwargs: dict 
         "make the failing code traceable (it must not depend on tensor values in a module that "
         "holds embedding tables), or move it into a submodule without embeddings",
     )
+
+
+def _batch_guards_as_leaves(model: torch.nn.Module, attempts: _Attempts, done: Captured) -> Captured:
+    """Python that follows the batch size inside a submodule without embeddings (ghost batch norm's
+    `x.chunk(int(np.ceil(x.shape[0] / vbs)))`: the number of pieces) is guarded, so the graph runs only at
+    batch sizes that give the example's answer. Such submodules become leaves, called as they are, and
+    the graph runs at every batch size; `done` stands when that graph does not reproduce the model."""
+    leaves = tuple(dict.fromkeys(
+        s.module for s in done.report.specializations if s.guarded and s.dependence == "batch" and s.module
+        and s.module not in done.report.auto_leaves and not contains_embedding(model.get_submodule(s.module))))
+    if not leaves:
+        return done
+    return attempts.fx("specialize+leaf", True, done.report.auto_leaves + leaves) or done
 
 
 def _with_auto_leaves(model: torch.nn.Module, attempts: _Attempts) -> Captured | None:
