@@ -30,7 +30,7 @@ PACKINGS = ("matrix", "dict", "list", "tuple_in_tuple", "kwargs", "dict_in_tuple
             "object_frame")
 INTERACTIONS = ("concat_mlp", "fm", "cross", "attention", "field_aware", "bilinear")
 CONSTRUCTS = ("none", "if_any", "assert_all", "item", "numpy_size", "setitem", "none_input", "unpack_shape",
-              "chunk_batch", "autograd_function", "len_batch", "tensor_or_tuple", "inplace_lookup")
+              "chunk_batch", "autograd_function", "len_batch", "tensor_or_tuple", "inplace_lookup", "ghost_module")
 OUTPUTS = ("tensor", "dict", "tuple", "accumulated")
 AXES = {"lookup": LOOKUPS, "sequence": SEQUENCES, "bag": BAGS, "numeric": NUMERICS, "packing": PACKINGS,
         "interaction": INTERACTIONS, "construct": CONSTRUCTS, "output": OUTPUTS}
@@ -191,6 +191,17 @@ class ScaledIdentity(torch.autograd.Function):
         return grad * 0.5
 
 
+class GhostBatchNorm(nn.Module):
+    """pytorch-tabnet's GBN: BatchNorm over virtual batches of 3, their count from the batch size (8 -> 3, 5 -> 2)."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.bn = nn.BatchNorm1d(width)
+
+    def forward(self, x):
+        return torch.cat([self.bn(c) for c in x.chunk(int(np.ceil(x.shape[0] / 3)), 0)], dim=0)
+
+
 def _tensor_or_pair(value):
     if torch.is_tensor(value) and isinstance(value, torch.Tensor):
         return value, None
@@ -215,6 +226,8 @@ class FuzzModel(nn.Module):
         if r.numeric != "none":
             self.num = nn.ModuleList(nn.Linear(1, D) for _ in range(2))
         self.interaction = _Interaction(r.interaction, fields)
+        if r.construct == "ghost_module":
+            self.ghost = GhostBatchNorm(fields * D)
 
     def body(self, cat, seq=None, bag=None, num=None, extra=None):
         r, c = self.r, self.r.construct
@@ -254,6 +267,8 @@ class FuzzModel(nn.Module):
             e = e.reshape(b, f * d).reshape(b, f, d)
         if c == "chunk_batch":  # ghost batch norm's split into virtual batches (a count from the batch size)
             e = torch.cat([part * 1.0 for part in e.chunk(int(np.ceil(e.shape[0] / 4)), 0)], 0)
+        if c == "ghost_module":  # batch-size-dependent Python in a submodule without tables
+            e = self.ghost(e.flatten(1)).view_as(e)
         if c == "autograd_function":
             e = ScaledIdentity.apply(e)
         if c == "len_batch":  # multi-head attention's `batch_size = len(q)` before a reshape
@@ -330,9 +345,7 @@ class _IdentityConcat(_Matrix):
         return self.body(m[:, :f].long(), seq, bag, m[:, f:] if num is not None else None, extra)
 
 
-class Kind(enum.Enum):
-    categorical = "categorical"
-    numerical = "numerical"
+Kind = enum.Enum("Kind", "categorical numerical")  # PyTorch Frame's stype
 
 
 class Frame:
