@@ -20,6 +20,11 @@ questions still got the wrong kind of answer:
 
 Calls from torch and dmt_compile themselves, and on values that are not traced, get the builtins'
 own answers. Each patch is a context manager that restores what it replaced.
+
+`training_reads` answers no question differently: it notes where model code reads a module's
+`self.training` (`file:line`), since the graph then holds only the branch of the mode it was traced
+in (pytorch-tabnet's `TabNetPretraining` obfuscates its inputs at random in training only), so capture
+can name that when a graph traced in training mode does not reproduce the eval-mode output.
 """
 from __future__ import annotations
 
@@ -31,7 +36,7 @@ from typing import Any, Iterator
 import torch
 from torch.fx.proxy import Proxy
 
-__all__ = ["traced_len", "tensor_type_checks"]
+__all__ = ["traced_len", "tensor_type_checks", "training_reads"]
 
 _LIBRARY_PARTS = ("/torch/", "/dmt_compile/")
 
@@ -105,3 +110,27 @@ def tensor_type_checks(tracer: Any) -> Iterator[None]:
         builtins.isinstance = original_isinstance
         for namespace in bound:
             namespace["is_tensor"] = original_is_tensor
+
+
+@contextlib.contextmanager
+def training_reads(model: torch.nn.Module, where: list[str]) -> Iterator[None]:
+    """Model code's reads of `module.training` for the model's own (non-torch) module classes are appended to
+    `where` as `file:line`; the flag's value is unchanged (a property over the instance's own entry)."""
+    def get(self: Any) -> bool:
+        if _from_model_code():
+            frame = sys._getframe(1)
+            where.append(f"{frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno}")
+        return self.__dict__["training"]
+
+    def set_(self: Any, value: bool) -> None:
+        self.__dict__["training"] = value
+
+    classes = [c for c in dict.fromkeys(type(m) for m in model.modules())
+               if not c.__module__.startswith("torch.") and "training" not in vars(c)]
+    for cls in classes:
+        cls.training = property(get, set_)
+    try:
+        yield
+    finally:
+        for cls in classes:
+            delattr(cls, "training")
