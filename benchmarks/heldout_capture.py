@@ -24,8 +24,10 @@ and the tabular libraries with categorical embeddings: `tabtransformer` (tab-tra
 heldout_tabtransformer.py), `rtdl_revisiting` and `rtdl` (Yandex's rtdl_revisiting_models and rtdl:
 heldout_rtdl.py), `pytorch_tabular` (its models built from their config objects without the trainer:
 heldout_pytorch_tabular.py), and `mlgb` (its PyTorch ranking, multi-task and matching models:
-heldout_mlgb.py), and the collaborative-filtering libraries `daisy` (DaisyRec: heldout_daisy.py),
-`torchrecsys` (heldout_torchrecsys.py) and `recpack` (its torch modules: heldout_recpack.py).
+heldout_mlgb.py), the collaborative-filtering libraries `daisy` (DaisyRec: heldout_daisy.py),
+`torchrecsys` (heldout_torchrecsys.py) and `recpack` (its torch modules: heldout_recpack.py), and
+`tabnet` (pytorch-tabnet's networks: heldout_tabnet.py) and `torch_frame` (PyTorch Frame's models,
+which take a `TensorFrame`: heldout_torch_frame.py).
 
 Usage:
     python benchmarks/heldout_capture.py widedeep recbole [--out results.jsonl] [--models TabMlp,FM]
@@ -165,6 +167,16 @@ def library_models(lib: str) -> dict:
         import heldout_rtdl
 
         return heldout_rtdl.rtdl_models() if lib == "rtdl" else heldout_rtdl.revisiting_models()
+    # -- tabular libraries measured on their first run: pytorch-tabnet, PyTorch Frame ----------------------
+    if lib == "tabnet":
+        import heldout_tabnet
+
+        return heldout_tabnet.models()
+    if lib == "torch_frame":
+        import heldout_torch_frame
+
+        return heldout_torch_frame.models()
+    # -----------------------------------------------------------------------------------------------------
     import real_zoo
 
     return real_zoo.zoo_module(lib).MODELS
@@ -340,7 +352,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("libraries", nargs="+", help="recbole, fuxictr, widedeep, torchfm, deepctr, rechub, torchctr, "
                                                  "tabtransformer, rtdl_revisiting, rtdl, pytorch_tabular, mlgb, daisy, "
-                                                 "torchrecsys, recpack")
+                                                 "torchrecsys, recpack, tabnet, torch_frame")
     p.add_argument("--out", help="append one JSON line per model to this file")
     p.add_argument("--models", help="comma-separated model names (default: every model)")
     args = p.parse_args(argv)

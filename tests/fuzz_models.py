@@ -11,6 +11,7 @@ them to `[B, F', D]`, runs the Python construct, the interaction and returns the
 """
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,14 +23,16 @@ from torch.nn.utils.rnn import pack_padded_sequence
 D, L = 8, 3
 
 LOOKUPS = ("per_field", "module_dict", "offsets_buffer", "offsets_list", "offsets_numpy", "offsets_forward",
-           "pre_offset", "shared", "bag_2d", "functional", "per_field_ellipsis", "range_gather", "plain_dict_cast")
+           "pre_offset", "shared", "bag_2d", "functional", "per_field_ellipsis", "range_gather", "plain_dict_cast",
+           "imputed_offsets")
 SEQUENCES = ("none", "seq_2d", "seq_flat", "seq_packed_gru", "seq_fields")
 BAGS = ("none", "bag_offsets", "bag_weighted")
 NUMERICS = ("none", "linear_1")
-PACKINGS = ("matrix", "dict", "list", "tuple_in_tuple", "kwargs", "dict_in_tuple", "float_matrix", "identity_concat")
+PACKINGS = ("matrix", "dict", "list", "tuple_in_tuple", "kwargs", "dict_in_tuple", "float_matrix", "identity_concat",
+            "object_frame")
 INTERACTIONS = ("concat_mlp", "fm", "cross", "attention", "field_aware", "bilinear")
 CONSTRUCTS = ("none", "if_any", "assert_all", "item", "numpy_size", "setitem", "none_input", "unpack_shape",
-              "chunk_batch", "autograd_function", "len_batch", "tensor_or_tuple", "inplace_lookup")
+              "chunk_batch", "autograd_function", "len_batch", "tensor_or_tuple", "inplace_lookup", "ghost_module")
 OUTPUTS = ("tensor", "dict", "tuple", "accumulated")
 AXES = {"lookup": LOOKUPS, "sequence": SEQUENCES, "bag": BAGS, "numeric": NUMERICS, "packing": PACKINGS,
         "interaction": INTERACTIONS, "construct": CONSTRUCTS, "output": OUTPUTS}
@@ -80,6 +83,10 @@ class _Lookups(nn.Module):
             self.tables = nn.ModuleList(nn.EmbeddingBag(d, D, mode="sum") for d in dims)
         elif style == "functional":
             self.weights = nn.ParameterList(nn.Parameter(torch.randn(d, D)) for d in dims)
+        elif style == "imputed_offsets":  # PyTorch Frame's EmbeddingEncoder: row 0 for a missing id
+            self.table = nn.Embedding(sum(dims) + 1, D, padding_idx=0)
+            self.register_buffer("fill", torch.tensor([d // 2 for d in dims]))
+            self.register_buffer("offsets", torch.tensor([int(s) for s in starts]))
         else:
             # range_gather: one more row, read with a constant id (a learned token added to every field)
             self.table = nn.Embedding(sum(dims) + (style == "range_gather"), D)
@@ -110,6 +117,12 @@ class _Lookups(nn.Module):
             return torch.stack([w(self.plain[f"{i}"](x[:, i, ...])) for i in range(n)], 1)
         if s == "range_gather":  # tab-transformer-pytorch's Embed: offsets, a gather through consecutive rows
             return w(self.table(self.index[x + self.offsets])) + self.table(self.const_ids)
+        if s == "imputed_offsets":  # missing ids (-1) imputed per column, offsets + 1, then x[missing] = 0
+            x = torch.where(x == -1, self.fill, x)
+            missing = x < 0
+            x = x + self.offsets + 1
+            x[missing] = 0
+            return w(self.table(x))
         if s == "shared":  # fields 0 and 1 read the same table
             return torch.stack([w(self.tables[0 if i == 1 else i](x[:, i])) for i in range(n)], 1)
         if s == "module_dict":
@@ -180,6 +193,17 @@ class ScaledIdentity(torch.autograd.Function):
         return grad * 0.5
 
 
+class GhostBatchNorm(nn.Module):
+    """pytorch-tabnet's GBN: BatchNorm over virtual batches of 3, their count from the batch size (8 -> 3, 5 -> 2)."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.bn = nn.BatchNorm1d(width)
+
+    def forward(self, x):
+        return torch.cat([self.bn(c) for c in x.chunk(int(np.ceil(x.shape[0] / 3)), 0)], dim=0)
+
+
 def _tensor_or_pair(value):
     if torch.is_tensor(value) and isinstance(value, torch.Tensor):
         return value, None
@@ -206,6 +230,8 @@ class FuzzModel(nn.Module):
         if r.numeric != "none":
             self.num = nn.ModuleList(nn.Linear(1, D) for _ in range(2))
         self.interaction = _Interaction(r.interaction, fields)
+        if r.construct == "ghost_module":
+            self.ghost = GhostBatchNorm(fields * D)
 
     def body(self, cat, seq=None, bag=None, num=None, extra=None):
         r, c = self.r, self.r.construct
@@ -249,6 +275,8 @@ class FuzzModel(nn.Module):
             e = e.reshape(b, f * d).reshape(b, f, d)
         if c == "chunk_batch":  # ghost batch norm's split into virtual batches (a count from the batch size)
             e = torch.cat([part * 1.0 for part in e.chunk(int(np.ceil(e.shape[0] / 4)), 0)], 0)
+        if c == "ghost_module":  # batch-size-dependent Python in a submodule without tables
+            e = self.ghost(e.flatten(1)).view_as(e)
         if c == "autograd_function":
             e = ScaledIdentity.apply(e)
         if c == "len_batch":  # multi-head attention's `batch_size = len(q)` before a reshape
@@ -325,7 +353,28 @@ class _IdentityConcat(_Matrix):
         return self.body(m[:, :f].long(), seq, bag, m[:, f:] if num is not None else None, extra)
 
 
-_CLASSES = {"matrix": _Matrix, "identity_concat": _IdentityConcat, "dict": _Dict, "list": _List, "tuple_in_tuple": _TupleInTuple, "kwargs": _Kwargs,
+Kind = enum.Enum("Kind", "categorical numerical")  # PyTorch Frame's stype
+
+
+class Frame:
+    """PyTorch Frame's TensorFrame in small: tensors in a dict keyed by an Enum, its length the rows."""
+
+    def __init__(self, feat_dict, seq=None, bag=None):
+        self.feat_dict, self.seq, self.bag = feat_dict, seq, bag
+
+    def __len__(self):
+        return len(next(iter(self.feat_dict.values())))
+
+
+class _ObjectFrame(FuzzModel):
+    """One input object holding the tensors in its attributes; the batch size read as `len(frame)`."""
+
+    def forward(self, frame, extra=None):
+        cat = frame.feat_dict[Kind.categorical].reshape(len(frame), -1)
+        return self.body(cat, frame.seq, frame.bag, frame.feat_dict.get(Kind.numerical), extra)
+
+
+_CLASSES = {"object_frame": _ObjectFrame, "matrix": _Matrix, "identity_concat": _IdentityConcat, "dict": _Dict, "list": _List, "tuple_in_tuple": _TupleInTuple, "kwargs": _Kwargs,
             "dict_in_tuple": _DictInTuple, "float_matrix": _FloatMatrix}
 
 
@@ -358,6 +407,9 @@ def batch_for(r: Recipe, batch: int, seed: int) -> tuple[tuple, dict]:
         return (((cat, parts.get("seq")), (parts.get("bag"), parts.get("num"))),), extra
     if p == "kwargs":
         return (), {**parts, **extra}
+    if p == "object_frame":
+        feats = {Kind.categorical: cat, **({Kind.numerical: parts["num"]} if "num" in parts else {})}
+        return (Frame(feats, parts.get("seq"), parts.get("bag")),), extra
     if p == "float_matrix":
         columns = torch.cat([cat.float()] + ([parts["num"]] if "num" in parts else []), 1)
         return (columns, parts.get("seq"), parts.get("bag")), extra

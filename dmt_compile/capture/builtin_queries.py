@@ -10,7 +10,9 @@ questions still got the wrong kind of answer:
   of the builtin that, called from model code on a traced tensor whose length is not static, returns
   `x.size(0)` as a traced value: arithmetic and torch calls on it stay in the graph, and Python
   decisions on it (`range(len(x))`, `if len(x) > 1:`) still reach the tracer's `int` / `bool`
-  specialisation, guarded as before;
+  specialisation, guarded as before. An object whose own `__len__` answers with such a traced length
+  (PyTorch Frame's `len(tf)`, the rows of its first tensor) gets that answer too, where the builtin
+  would refuse a non-`int`;
 * `torch.is_tensor(x)` / `isinstance(x, torch.Tensor)` of a traced tensor: a proxy is no tensor, so
   model code that accepts "a tensor or a tuple of tensors" took the tuple branch and unpacked the
   proxy along dim 0 (`discrete, continuous = inp`). `tensor_type_checks` answers both from the
@@ -18,6 +20,11 @@ questions still got the wrong kind of answer:
 
 Calls from torch and dmt_compile themselves, and on values that are not traced, get the builtins'
 own answers. Each patch is a context manager that restores what it replaced.
+
+`training_reads` answers no question differently: it notes where model code reads a module's
+`self.training` (`file:line`), since the graph then holds only the branch of the mode it was traced
+in (pytorch-tabnet's `TabNetPretraining` obfuscates its inputs at random in training only), so capture
+can name that when a graph traced in training mode does not reproduce the eval-mode output.
 """
 from __future__ import annotations
 
@@ -29,7 +36,7 @@ from typing import Any, Iterator
 import torch
 from torch.fx.proxy import Proxy
 
-__all__ = ["traced_len", "tensor_type_checks"]
+__all__ = ["traced_len", "tensor_type_checks", "training_reads"]
 
 _LIBRARY_PARTS = ("/torch/", "/dmt_compile/")
 
@@ -58,6 +65,11 @@ def traced_len(tracer: Any) -> Iterator[None]:
         if isinstance(value, torch.Tensor) and value.dim() >= 1 and _from_model_code() \
                 and _len_dependence(obj.node) != "static":
             return tracer.create_proxy("call_method", "size", (obj, 0), {})
+        method = getattr(type(obj), "__len__", None)
+        if value is None and method is not None and type(obj).__module__ != "builtins" and _from_model_code():
+            n = method(obj)  # a model-defined container's length, maybe traced (the builtin refuses a proxy)
+            if isinstance(n, Proxy) or (type(n) is int and n >= 0):
+                return n
         return builtin(obj)
 
     builtins.len = length
@@ -98,3 +110,27 @@ def tensor_type_checks(tracer: Any) -> Iterator[None]:
         builtins.isinstance = original_isinstance
         for namespace in bound:
             namespace["is_tensor"] = original_is_tensor
+
+
+@contextlib.contextmanager
+def training_reads(model: torch.nn.Module, where: list[str]) -> Iterator[None]:
+    """Model code's reads of `module.training` for the model's own (non-torch) module classes are appended to
+    `where` as `file:line`; the flag's value is unchanged (a property over the instance's own entry)."""
+    def get(self: Any) -> bool:
+        if _from_model_code():
+            frame = sys._getframe(1)
+            where.append(f"{frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno}")
+        return self.__dict__["training"]
+
+    def set_(self: Any, value: bool) -> None:
+        self.__dict__["training"] = value
+
+    classes = [c for c in dict.fromkeys(type(m) for m in model.modules())
+               if not c.__module__.startswith("torch.") and "training" not in vars(c)]
+    for cls in classes:
+        cls.training = property(get, set_)
+    try:
+        yield
+    finally:
+        for cls in classes:
+            delattr(cls, "training")

@@ -125,6 +125,8 @@ class _Attempts:
         self.model, self.spec, self.flat, self.reference = model, spec, flat, reference
         self.failed: list[str] = []
         self.last_exc: BaseException | None = None
+        self.mode_reads: dict[str, None] = {}  # where model code read `self.training` while traced
+        self.training = model.training
 
     def run(self, path: str, build: Callable[[], tuple[fx.GraphModule, tuple, str]],
             leaves: tuple[str, ...] = ()) -> Captured | None:
@@ -144,6 +146,7 @@ class _Attempts:
     def fx(self, path: str, carry: bool, leaves: tuple[str, ...] = ()) -> Captured | None:
         def build():
             gm, tracer = trace_fx(self.model, self.spec, self.flat, carry_values=carry, leaves=leaves)
+            self.mode_reads.update(dict.fromkeys(tracer.mode_reads))
             return gm, tuple(tracer.specializations), ""
         return self.run(path, build, leaves)
 
@@ -152,6 +155,10 @@ class _Attempts:
             self.model.eval()
             gm, note = trace_export(self.model, self.spec, self.flat, args, kwargs, _batch_of(self.reference),
                                     dynamic=dynamic)
+            if self.training and self.mode_reads:  # say which branch a model in training mode got
+                note = "; ".join(filter(None, [note, "traced in eval mode although the model is in training mode: "
+                                               "forward branches on self.training (" + ", ".join(self.mode_reads)
+                                               + "), and the graph holds the eval-mode branch"]))
             return gm, (), note
         return self.run(path, build)
 
@@ -184,13 +191,36 @@ def capture(model: torch.nn.Module, example_inputs: tuple, example_kwargs: dict 
             done = attempts.export(path, example_inputs, kwargs, dynamic=path == "export")
         else:
             done = attempts.fx(path, path == "specialize")
+            if done is not None and path == "specialize":
+                done = _batch_guards_as_leaves(model, attempts, done)
         if done is not None:
             return done
+    if model.training and attempts.mode_reads:
+        raise CaptureError(
+            "the model could not be captured as a graph: its forward branches on self.training ("
+            + ", ".join(attempts.mode_reads) + "), so the graph traced in training mode holds the training "
+            "branch, which does not reproduce the model's eval-mode output; " + "; ".join(attempts.failed),
+            "transform the model in eval mode (model.eval()): the rewrite then holds the eval-mode branch "
+            "only, so train the original model where the training branch matters",
+        )
     raise CaptureError(
         "the model could not be captured as a graph: " + "; ".join(attempts.failed),
         "make the failing code traceable (it must not depend on tensor values in a module that "
         "holds embedding tables), or move it into a submodule without embeddings",
     )
+
+
+def _batch_guards_as_leaves(model: torch.nn.Module, attempts: _Attempts, done: Captured) -> Captured:
+    """Python that follows the batch size inside a submodule without embeddings (ghost batch norm's
+    `x.chunk(int(np.ceil(x.shape[0] / vbs)))`: the number of pieces) is guarded, so the graph runs only at
+    batch sizes that give the example's answer. Such submodules become leaves, called as they are, and
+    the graph runs at every batch size; `done` stands when that graph does not reproduce the model."""
+    leaves = tuple(dict.fromkeys(
+        s.module for s in done.report.specializations if s.guarded and s.dependence == "batch" and s.module
+        and s.module not in done.report.auto_leaves and not contains_embedding(model.get_submodule(s.module))))
+    if not leaves:
+        return done
+    return attempts.fx("specialize+leaf", True, done.report.auto_leaves + leaves) or done
 
 
 def _with_auto_leaves(model: torch.nn.Module, attempts: _Attempts) -> Captured | None:

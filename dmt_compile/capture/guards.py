@@ -105,5 +105,8 @@ def _dependence(node: fx.Node, cache: dict[fx.Node, str]) -> str:
 
 
 def _is_scalar_math(node: fx.Node) -> bool:
-    """Python arithmetic / comparisons on metadata values (sizes, ranks)."""
-    return node.op == "call_function" and getattr(node.target, "__module__", None) in ("_operator", "operator")
+    """Python arithmetic / comparisons on metadata values (sizes, ranks), and numpy ufuncs of them
+    (`np.ceil(x.shape[0] / vbs)`, recorded as `numpy_ufunc` nodes by capture/numpy_proxies.py)."""
+    module = getattr(node.target, "__module__", None)
+    return node.op == "call_function" and (module in ("_operator", "operator") or (
+        getattr(node.target, "__name__", "") == "numpy_ufunc" and module == "dmt_compile.capture.numpy_proxies"))

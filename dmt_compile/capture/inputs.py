@@ -3,9 +3,16 @@
 A model may take tensors, dicts of tensors, lists, tuples, torchrec KeyedJaggedTensors and plain
 Python constants. Capture turns every tensor-like leaf into one named graph placeholder
 (`sparse['f0']` becomes `sparse_f0`); constants are baked into the graph and checked at call time.
+
+An object of any other class that holds tensors in its attributes (a batch dataclass, PyTorch Frame's
+`TensorFrame`: `tf.feat_dict[stype.categorical]`) is a container too: its attributes are flattened
+like a dict's entries (`tf.feat_dict[...]` becomes `tf_feat_dict_...`) and the traced call gets a new
+object of the same class, made without its `__init__`, whose attributes hold the graph's inputs. An
+object without tensors stays a constant, as before.
 """
 from __future__ import annotations
 
+import enum
 import inspect
 import re
 from dataclasses import dataclass
@@ -35,15 +42,56 @@ class Leaf:
     feature: str  # short name used for features, e.g. "f0" or "X"
 
 
+class _Attr(str):
+    """A path step that is an object's attribute (shown as `.name`), not a dict key."""
+
+
+@dataclass(frozen=True)
+class _ObjectSpec:
+    """An object holding tensors: its class and the structure of its attributes (`vars(obj)`)."""
+
+    cls: type
+    attrs: dict
+
+    def rebuild(self, values: dict) -> Any:
+        obj = self.cls.__new__(self.cls)
+        obj.__dict__.update(values)
+        return obj
+
+
+def _key(key: Any) -> str:
+    return f"{type(key).__name__}.{key.name}" if isinstance(key, enum.Enum) else repr(key)
+
+
 def _display(path: tuple[Any, ...]) -> str:
     out = str(path[0])
     for key in path[1:]:
-        out += f"[{key!r}]"
+        out += f".{key}" if isinstance(key, _Attr) else f"[{_key(key)}]"
     return out
 
 
+def _holds_tensors(value: Any, depth: int = 0) -> bool:
+    if is_tensor_leaf(value):
+        return True
+    if depth > 4:
+        return False
+    if isinstance(value, dict):
+        return any(_holds_tensors(v, depth + 1) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_holds_tensors(v, depth + 1) for v in value)
+    return _is_tensor_object(value, depth)
+
+
+def _is_tensor_object(value: Any, depth: int = 0) -> bool:
+    """An instance of a plain class (not a module, container or builtin) with tensors among its attributes."""
+    if isinstance(value, (torch.nn.Module, dict, list, tuple, str, bytes, type, enum.Enum)) or callable(value):
+        return False
+    attrs = getattr(value, "__dict__", None)
+    return isinstance(attrs, dict) and any(_holds_tensors(v, depth + 1) for v in attrs.values())
+
+
 def _ident(path: tuple[Any, ...]) -> str:
-    raw = "_".join(str(p) for p in path)
+    raw = "_".join(p.name if isinstance(p, enum.Enum) else str(p) for p in path)
     name = re.sub(r"\W", "_", raw).strip("_") or "input"
     if name[0].isdigit():
         name = "in_" + name
@@ -101,6 +149,14 @@ def _collect(spec: Any, value: Any, path: tuple, out: list) -> None:
                 "pass inputs with the same structure as example_inputs",
             )
         out.append(value)
+    elif isinstance(spec, _ObjectSpec):
+        if type(value) is not spec.cls:
+            raise InputError(
+                f"input {where} must be a {spec.cls.__name__} like in example_inputs, got {type(value).__name__}",
+                "pass inputs with the same structure as example_inputs",
+            )
+        for key, sub in spec.attrs.items():
+            _collect(sub, getattr(value, key, _MISSING), path + (_Attr(key),), out)
     elif isinstance(spec, dict):
         if not isinstance(value, dict) or list(value.keys()) != list(spec.keys()):
             got = list(value.keys()) if isinstance(value, dict) else type(value).__name__
@@ -130,6 +186,8 @@ def _collect(spec: Any, value: Any, path: tuple, out: list) -> None:
 def _rebuild(spec: Any, it) -> Any:
     if isinstance(spec, Leaf):
         return next(it)
+    if isinstance(spec, _ObjectSpec):
+        return spec.rebuild({k: _rebuild(v, it) for k, v in spec.attrs.items()})
     if isinstance(spec, dict):
         return {k: _rebuild(v, it) for k, v in spec.items()}
     if isinstance(spec, list):
@@ -167,13 +225,17 @@ def flatten_call(fn: Any, args: tuple, kwargs: dict | None = None) -> tuple[Inpu
                 feature = str(path[0])
             elif isinstance(path[-1], int):  # list/tuple element: lS_i[3]
                 feature = f"{path[-2] if len(path) > 2 else path[0]}[{path[-1]}]"
-            else:  # dict key: the key itself
+            elif isinstance(path[-1], enum.Enum):  # dict key: the key itself (an enum member by its name)
+                feature = path[-1].name
+            else:
                 feature = str(path[-1])
             leaf = Leaf(path, name, _display(path), feature)
             leaves.append(leaf)
             return leaf
         if isinstance(value, dict):
             return {k: describe(v, path + (k,)) for k, v in value.items()}
+        if _is_tensor_object(value):
+            return _ObjectSpec(type(value), {k: describe(v, path + (_Attr(k),)) for k, v in vars(value).items()})
         if isinstance(value, (list, tuple)):
             items = [describe(v, path + (i,)) for i, v in enumerate(value)]
             return items if isinstance(value, list) else tuple(items)

@@ -68,6 +68,8 @@ class Specialization:
     value: str
     where: str
     guarded: bool = False  # the answer can change between calls: a dmt_guard node re-checks it
+    dependence: str = ""  # what the answer follows: "batch" (the batch size), "data", "shape", ...
+    module: str = ""  # the innermost submodule being traced when it was asked ("" for the root)
 
     def __str__(self) -> str:
         how = "guarded" if self.guarded else "static"
@@ -199,7 +201,9 @@ class CaptureTracer(fx.Tracer):
             dependence = value_dependence(proxy.node)
         guarded = kind in ("bool", "int", "len") and dependence in ("data", "batch")
         where = _user_frame()
-        self.specializations.append(Specialization(kind, proxy.node.name, repr(value), where, guarded))
+        module = next(reversed(self.module_stack.values()))[0] if self.module_stack else ""
+        self.specializations.append(Specialization(kind, proxy.node.name, repr(value), where, guarded,
+                                                   dependence, module))
         if guarded:
             guard = self.create_proxy("call_function", dmt_guard, (proxy, kind, value, where, dependence), {})
             guard.node.meta[GUARD] = f"{kind}({proxy.node.name}) == {value!r}"

@@ -5,8 +5,10 @@ column of a `[B, C]` input (`X[:, i]`, `X[..., i]`, `X[:, i, ...]`, `X[:, i:i+1]
 `torch.split(X, 1, 1)[i]`), a `(dim, i)` pair for one index along a dim past the columns of an input of three or
 more dims, every other dim whole (`X[:, :, i]`, `X[..., i]`, `X.select(-1, i)`: attribute i of each position of a
 `[B, L, F]` sequence), or a str for one key of a KeyedJaggedTensor. Element-wise ops with
-constants (`.long()`, `+ offsets_buffer`, `* F + field`, an exported `aten.to`) and whole-tensor
-indexing (`X[:]`, `X[:, ...]`) keep columns apart.
+constants (`.long()`, `+ offsets_buffer`, `* F + field`, `X < 0`, an exported `aten.to`), whole-tensor
+indexing (`X[:]`, `X[:, ...]`), a view to the same shape (`X.reshape(len(X), -1)`) and a masked fill
+whose mask comes from the same columns (`torch.where(X == -1, fill_per_column, X)`,
+`X.masked_fill(X < 0, 0)`: missing-value imputation) keep columns apart.
 """
 from __future__ import annotations
 
@@ -27,11 +29,14 @@ _ELEMENTWISE_METHODS = {
     "long", "int", "float", "double", "half", "to", "type", "clone", "contiguous", "detach",
     "add", "sub", "mul", "floordiv", "remainder", "fmod", "clamp", "clamp_min", "clamp_max", "abs",
     "__add__", "__sub__", "__mul__", "__floordiv__", "__mod__", "masked_fill", "type_as",
+    "eq", "ne", "lt", "le", "gt", "ge", "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__",
 }
 _ELEMENTWISE_FUNCS = {
     operator.add, operator.sub, operator.mul, operator.floordiv, operator.mod,
     torch.add, torch.sub, torch.mul, torch.remainder, torch.fmod, torch.clamp, torch.abs,
     torch.floor_divide,
+    operator.eq, operator.ne, operator.lt, operator.le, operator.gt, operator.ge,
+    torch.eq, torch.ne, torch.lt, torch.le, torch.gt, torch.ge,
 }
 
 
@@ -80,11 +85,46 @@ def _through_identity(node: fx.Node) -> fx.Node | None:
     return None
 
 
+def _masked_fill_value(node: fx.Node) -> fx.Node | None:
+    """`x` when `node` is `torch.where(mask, c, x)` / `torch.where(mask, x, c)` / `x.masked_fill(mask, v)` with
+    constant `c` / `v` and a mask that is an element-wise function of the same columns as `x` (PyTorch Frame's
+    missing-value imputation `torch.where(x == -1, fill_values, x)`): each column of the result depends on
+    that column of `x` alone. None otherwise."""
+    args, kwargs = list(node.args), node.kwargs
+    if kwargs:
+        return None
+    if node.op == "call_function" and node.target is torch.where and len(args) == 3:
+        mask, a, b = args
+        pairs = [(b, a), (a, b)]
+    elif (node.op == "call_method" and node.target == "masked_fill" or
+          node.op == "call_function" and node.target is torch.masked_fill) and len(args) == 3:
+        x, mask, v = args
+        pairs = [(x, v)]
+    else:
+        return None
+    for x, c in pairs:
+        if isinstance(x, fx.Node) and isinstance(mask, fx.Node) and _is_constant(c) and not _is_constant(x) \
+                and _below_elementwise(mask) is _below_elementwise(x):
+            return x
+    return None
+
+
+def _same_shape_view(node: fx.Node) -> fx.Node | None:
+    """`x` when `node` is `x.reshape(...)` / `x.view(...)` / `torch.reshape(x, ...)` to `x`'s own shape
+    (`x.reshape(len(frame), -1)` of a `[B, F]` matrix), else None."""
+    view = (node.op == "call_method" and node.target in ("reshape", "view")) or (
+        node.op == "call_function" and node.target is torch.reshape)
+    if not view or not node.args or not isinstance(node.args[0], fx.Node):
+        return None
+    shape, before = node.meta.get(SHAPE), node.args[0].meta.get(SHAPE)
+    return node.args[0] if shape is not None and before is not None and tuple(shape) == tuple(before) else None
+
+
 def _below_elementwise(node: fx.Node) -> fx.Node:
-    """The first node under a chain of element-wise ops with constants (`.long()`, `+ offsets`) and identity
-    modules above `node`."""
+    """The first node under a chain of element-wise ops with constants (`.long()`, `+ offsets`), masked fills
+    from the same columns, views to the same shape and identity modules above `node`."""
     while node.op != "placeholder":
-        passed = _through_identity(node)
+        passed = _through_identity(node) or _masked_fill_value(node) or _same_shape_view(node)
         if passed is not None:
             node = passed
             continue

@@ -113,3 +113,38 @@ def test_columns_of_a_concatenation_of_inputs_are_columns_of_those_inputs():
     det = ctx.get(Detection)
     assert [lk.features for lk in det.lookups] == [("cat[:,0]",), ("cat[:,1]",), ("cat[:,2]",)]
     assert len(det.groups) == 3
+
+
+class ImputedColumns(nn.Module):
+    """Missing ids (-1) imputed per column before the per-field lookups: `torch.where(x == -1, fill, x)` with a
+    per-column fill buffer, and `masked_fill` with a mask of the same columns (PyTorch Frame's
+    `na_strategy=MOST_FREQUENT`), after a view to the same shape."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("fill", torch.tensor([1, 2, 3]))
+        self.tables = nn.ModuleList(nn.Embedding(10, 4) for _ in range(3))
+
+    def forward(self, x):
+        x = x.reshape(x.shape[0], -1)  # a view to the same shape keeps columns too
+        x = torch.where(x == -1, self.fill, x).masked_fill(x < -1, 0)
+        return torch.cat([t(x[:, i]) for i, t in enumerate(self.tables)], 1).sum(1, keepdim=True)
+
+
+class ImputedFromAnotherInput(ImputedColumns):
+    def forward(self, x, missing):
+        x = torch.where(missing, self.fill, x)  # a mask from another input: its columns are not x's
+        return torch.cat([t(x[:, i]) for i, t in enumerate(self.tables)], 1).sum(1, keepdim=True)
+
+
+def test_a_masked_fill_from_the_same_columns_keeps_columns_apart():
+    # before: the `torch.where` was no element-wise op, so all three tables read one feature `x` (one group)
+    gm, ctx = prepare(ImputedColumns(), (ids(fields=3),))
+    gm, _, _ = run_alone(Detect(), gm, ctx)
+    det = ctx.get(Detection)
+    assert [lk.features for lk in det.lookups] == [("x[:,0]",), ("x[:,1]",), ("x[:,2]",)]
+    assert len(det.groups) == 3
+    # the mask of another input is a second source: the ids are not columns of x alone
+    gm, ctx = prepare(ImputedFromAnotherInput(), (ids(fields=3), torch.zeros(6, 3, dtype=torch.bool)))
+    gm, _, _ = run_alone(Detect(), gm, ctx)
+    assert len(ctx.get(Detection).groups) == 1
