@@ -24,7 +24,7 @@ D, L = 8, 3
 
 LOOKUPS = ("per_field", "module_dict", "offsets_buffer", "offsets_list", "offsets_numpy", "offsets_forward",
            "pre_offset", "shared", "bag_2d", "functional", "per_field_ellipsis", "range_gather", "plain_dict_cast",
-           "imputed_offsets")
+           "imputed_offsets", "param_index", "param_offsets")
 SEQUENCES = ("none", "seq_2d", "seq_flat", "seq_packed_gru", "seq_fields")
 BAGS = ("none", "bag_offsets", "bag_weighted")
 NUMERICS = ("none", "linear_1")
@@ -81,8 +81,11 @@ class _Lookups(nn.Module):
             self.tables = nn.ModuleDict({f"f{i}": nn.Embedding(d, D) for i, d in enumerate(dims)})
         elif style == "bag_2d":
             self.tables = nn.ModuleList(nn.EmbeddingBag(d, D, mode="sum") for d in dims)
-        elif style == "functional":
+        elif style in ("functional", "param_index"):
             self.weights = nn.ParameterList(nn.Parameter(torch.randn(d, D)) for d in dims)
+        elif style == "param_offsets":  # one parameter matrix for every field, read at ids + offsets
+            self.weight = nn.Parameter(torch.randn(sum(dims), D))
+            self.register_buffer("offsets", torch.tensor([int(s) for s in starts]))
         elif style == "imputed_offsets":  # PyTorch Frame's EmbeddingEncoder: row 0 for a missing id
             self.table = nn.Embedding(sum(dims) + 1, D, padding_idx=0)
             self.register_buffer("fill", torch.tensor([d // 2 for d in dims]))
@@ -131,6 +134,11 @@ class _Lookups(nn.Module):
             return torch.stack([w(t(x[:, i:i + 1])) for i, t in enumerate(self.tables)], 1)
         if s == "functional":
             return torch.stack([w(F.embedding(x[:, i], t)) for i, t in enumerate(self.weights)], 1)
+        if s == "param_index":  # plain parameter tables read at ids: W[ids] and W.index_select(0, ids)
+            return torch.stack([w(t[x[:, i]] if i % 2 == 0 else t.index_select(0, x[:, i]))
+                                for i, t in enumerate(self.weights)], 1)
+        if s == "param_offsets":
+            return w(self.weight[x + self.offsets])
         if s == "offsets_buffer":
             return w(self.table(x + self.offsets))
         if s == "offsets_list":

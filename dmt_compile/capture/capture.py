@@ -18,6 +18,7 @@ import torch.fx as fx
 
 from dmt_compile.capture.export_path import ExportNotApplicable, trace_export
 from dmt_compile.capture.fx_trace import trace_fx
+from dmt_compile.capture.indexed_tables import lift_indexed_tables
 from dmt_compile.capture.inputs import InputSpec, flatten_call
 from dmt_compile.capture.preconditions import IdWatch, check_calibration, watched_run
 from dmt_compile.capture.tracer import Specialization, contains_embedding
@@ -138,10 +139,28 @@ class _Attempts:
             self.failed.append(f"{path}: {type(exc).__name__}: {_short(exc)}{_user_location(exc)}")
             self.last_exc = exc
             return None
-        report = CaptureReport(path, specializations, leaves, tuple(self.failed), note)
         record_shapes(gm, self.flat)
+        gm, note = self._lift_tables(gm, build, note)
+        report = CaptureReport(path, specializations, leaves, tuple(self.failed), note)
         log.info("%s", report)
         return Captured(gm, self.spec, self.flat, report, self.reference)
+
+    def _lift_tables(self, gm: fx.GraphModule, build: Callable, note: str) -> tuple[fx.GraphModule, str]:
+        """Parameter tables read at integer ids become `F.embedding` lookups (capture/indexed_tables.py);
+        where the rewritten graph no longer reproduces the model (negative ids), the traced one stays."""
+        lifted = lift_indexed_tables(gm)
+        if not lifted:
+            return gm, note
+        try:
+            _check_graph(self.model, gm, self.flat, self.reference)
+        except Exception as exc:  # noqa: BLE001 - keep the graph as traced, say why
+            with preserved(self.model):
+                gm = build()[0]
+            record_shapes(gm, self.flat)
+            why = f"parameter tables read at ids kept as indexing ({type(exc).__name__}: {_short(exc)})"
+            return gm, "; ".join(filter(None, [note, why]))
+        record_shapes(gm, self.flat)
+        return gm, "; ".join(filter(None, [note, "read at ids, as embedding lookups: " + ", ".join(lifted)]))
 
     def fx(self, path: str, carry: bool, leaves: tuple[str, ...] = ()) -> Captured | None:
         def build():
