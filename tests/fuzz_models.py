@@ -24,7 +24,7 @@ D, L = 8, 3
 
 LOOKUPS = ("per_field", "module_dict", "offsets_buffer", "offsets_list", "offsets_numpy", "offsets_forward",
            "pre_offset", "shared", "bag_2d", "functional", "per_field_ellipsis", "range_gather", "plain_dict_cast",
-           "imputed_offsets", "param_index", "param_offsets")
+           "imputed_offsets", "param_index", "param_offsets", "column_spellings")
 SEQUENCES = ("none", "seq_2d", "seq_flat", "seq_packed_gru", "seq_fields")
 BAGS = ("none", "bag_offsets", "bag_weighted")
 NUMERICS = ("none", "linear_1")
@@ -73,7 +73,7 @@ class _Lookups(nn.Module):
         if inplace:  # pytorch_tabular's SharedEmbeddings: part of each lookup output overwritten in place
             self.shared = nn.Parameter(torch.full((2,), 0.1))
         starts = [0] + list(np.cumsum(dims)[:-1])
-        if style in ("per_field", "shared", "per_field_ellipsis"):
+        if style in ("per_field", "shared", "per_field_ellipsis", "column_spellings"):
             self.tables = nn.ModuleList(nn.Embedding(max(dims) if style == "shared" else d, D) for d in dims)
         elif style == "plain_dict_cast":  # mlgb's SparseEmbeddingLayer: a plain dict, so never registered
             self.plain = {f"{i}": nn.Embedding(d, D) for i, d in enumerate(dims)}
@@ -134,6 +134,10 @@ class _Lookups(nn.Module):
             return torch.stack([w(t(x[:, i:i + 1])) for i, t in enumerate(self.tables)], 1)
         if s == "functional":
             return torch.stack([w(F.embedding(x[:, i], t)) for i, t in enumerate(self.weights)], 1)
+        if s == "column_spellings":  # field i picked along the column dim: x.T[i], narrow, chunk, unbind(-1)
+            picks = (lambda i: x.T[i], lambda i: x.narrow(1, i, 1).squeeze(1),
+                     lambda i: torch.chunk(x, n, dim=1)[i].squeeze(1), lambda i: x.unbind(-1)[i])
+            return torch.stack([w(t(picks[i % 4](i))) for i, t in enumerate(self.tables)], 1)
         if s == "param_index":  # plain parameter tables read at ids: W[ids] and W.index_select(0, ids)
             return torch.stack([w(t[x[:, i]] if i % 2 == 0 else t.index_select(0, x[:, i]))
                                 for i, t in enumerate(self.weights)], 1)

@@ -8,7 +8,9 @@ more dims, every other dim whole (`X[:, :, i]`, `X[..., i]`, `X.select(-1, i)`: 
 constants (`.long()`, `+ offsets_buffer`, `* F + field`, `X < 0`, an exported `aten.to`), whole-tensor
 indexing (`X[:]`, `X[:, ...]`), a view to the same shape (`X.reshape(len(X), -1)`) and a masked fill
 whose mask comes from the same columns (`torch.where(X == -1, fill_per_column, X)`,
-`X.masked_fill(X < 0, 0)`: missing-value imputation) keep columns apart.
+`X.masked_fill(X < 0, 0)`: missing-value imputation) keep columns apart. Picks along the column dim
+in other spellings (`X.t()[i]`, iterating `X.T`, `X.narrow(1, i, 1)`, `torch.chunk(X, F, 1)[i]`,
+`X.unbind(-1)[i]`, also of a column pick or concatenation of inputs) are `ir.column_dims`.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from typing import Any
 import torch
 import torch.fx as fx
 
+from dmt_compile.ir.column_dims import picked_columns
 from dmt_compile.ir.constants import is_constant
 from dmt_compile.ir.meta import ID_ATOMS, SHAPE
 
@@ -280,8 +283,14 @@ def _column_atoms(node: fx.Node) -> frozenset | None:
         elif len(args) == 2 and isinstance(args[0], int) and shape is not None and len(shape) >= 3:
             dim = args[0] % len(shape)  # x.select(-1, i) of a [B, L, F] tensor is x[:, :, i]
             return _position_atoms(node.args[0], position_pick((slice(None),) * dim + (args[1],), shape))
-    if columns is None:
-        return None
+    if columns is None:  # a pick along the column dim in another spelling (x.t()[i], narrow, chunk, unbind(-1))
+        picked = picked_columns(node, _below_elementwise)
+        if picked is None:
+            return None
+        source, columns = picked
+        if source.op != "placeholder":  # columns of a column pick or concatenation of inputs
+            source, columns = _through_column_picks(source, columns)
+        return None if source is None else frozenset((source.target, c) for c in columns)
     if source is None:  # columns of a column pick of the input: X[:, [2, 5]][:, 1] is X[:, 5]
         source, columns = _through_column_picks(node.args[0] if node.args else None, columns)
     if source is None:
