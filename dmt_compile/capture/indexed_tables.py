@@ -1,7 +1,8 @@
 """Tables indexed by ids: a parameter matrix read at integer ids is an embedding lookup.
 
 Model code need not use `nn.Embedding`: a table can be a plain `nn.Parameter` of shape `[rows, D]`
-read as `W[ids]`, `torch.index_select(W, 0, ids)` / `W.index_select(0, ids)`, or, in an exported
+read as `W[ids]`, `torch.index_select(W, 0, ids)` / `W.index_select(0, ids)`, `torch.embedding(W, ids)`
+(the op under `F.embedding`), or, in an exported
 graph, `aten.index.Tensor(W, [ids])` / `aten.index_select(W, 0, ids)`. Each is `F.embedding(ids, W)`
 for ids in `[0, rows)`, so capture rewrites it into that spelling, which detection, splitting and
 lowering understand. What is rewritten, and nothing else:
@@ -65,6 +66,8 @@ def indexed_table(gm: fx.GraphModule, node: fx.Node) -> tuple[fx.Node, fx.Node] 
         if not (isinstance(index, (list, tuple)) and len(index) == 1):
             return None
         ids = index[0]
+    elif node.op == "call_function" and node.target is torch.embedding and len(node.args) == 2 and not node.kwargs:
+        table, ids = node.args  # torch.embedding(weight, ids): F.embedding's own op, arguments swapped
     elif (node.op == "call_function" and node.target in (torch.index_select, _aten.index_select.default)) or (
             node.op == "call_method" and node.target == "index_select"):
         args, kwargs = node.args, node.kwargs

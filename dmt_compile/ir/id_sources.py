@@ -305,11 +305,18 @@ def _position_atoms(base: fx.Node, pick: tuple[int, int] | None) -> frozenset | 
 
 def _concat_part(node: fx.Node, columns: list[int]) -> tuple[fx.Node, list[int]] | None:
     """(part, its columns) when `node` is `torch.cat(parts, dim=1)` of `[B, C_k]` matrices and `columns` all
-    fall in one part (pytorch_tabular's TabNet: `torch.cat((categorical, continuous), dim=1)[:, i]`)."""
-    if node.op != "call_function" or node.target is not torch.cat or not node.args:
+    fall in one part (pytorch_tabular's TabNet: `torch.cat((categorical, continuous), dim=1)[:, i]`), or
+    (part, [None]) when it is `torch.stack(parts, dim=1)` of `[B]` vectors and `columns` is part i."""
+    if node.op != "call_function" or node.target not in (torch.cat, torch.stack) or not node.args:
         return None
     parts = node.args[0]
     dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
+    if node.target is torch.stack:  # torch.stack([a, b, ...], 1)[:, i] is the whole of part i
+        one_d = isinstance(parts, (list, tuple)) and all(
+            isinstance(p, fx.Node) and len(p.meta.get(SHAPE) or ()) == 1 for p in parts)
+        if dim not in (1, -1) or not one_d or len(set(columns)) != 1 or not 0 <= columns[0] < len(parts):
+            return None
+        return parts[columns[0]], [None]
     shapes = [p.meta.get(SHAPE) if isinstance(p, fx.Node) else None for p in parts] \
         if isinstance(parts, (list, tuple)) else [None]
     if dim not in (1, -1) or any(s is None or len(s) != 2 for s in shapes):
@@ -334,6 +341,8 @@ def _through_column_picks(base: Any, columns: list[int]) -> tuple[fx.Node | None
             source = _columnwise_source(base)
             if source is not None:
                 return source, columns
+            if columns == [None]:  # a stacked part that is not an input: no column to follow
+                return None, columns
             continue
         if not isinstance(base, fx.Node) or base.op != "call_function" or base.target is not operator.getitem:
             break

@@ -37,6 +37,8 @@ class ParamTables(nn.Module):
             return t[ids]
         if self.spelling == "index_select":
             return torch.index_select(t, 0, ids)
+        if self.spelling == "torch_embedding":
+            return torch.embedding(t, ids)
         return t.index_select(0, ids)
 
     def forward(self, x):
@@ -52,7 +54,7 @@ def _lookups(gm):
     return [n for n in gm.graph.nodes if n.op == "call_function" and n.target is F.embedding]
 
 
-@pytest.mark.parametrize("spelling", ["getitem", "index_select", "method"])
+@pytest.mark.parametrize("spelling", ["getitem", "index_select", "method", "torch_embedding"])
 def test_parameter_tables_read_at_ids_become_lookups_and_split_exactly(spelling):
     model = ParamTables(spelling).eval()
     dmt = dmt_compile.transform(model, "2x2", (_ids(16),))

@@ -1,7 +1,8 @@
 """Column picks in other spellings (ir/column_dims.py): each field of a `[B, F]` id matrix its own atom.
 
 Before: `x.t()[i]`, iterating `x.T`, `x.permute(1, 0).unbind(0)`, `x.narrow(1, i, 1)`,
-`torch.chunk(x, F, 1)[i]` and `x.unbind(-1)[i]` read as the whole input: every lookup in one feature
+`torch.chunk(x, F, 1)[i]`, `x.unbind(-1)[i]` and `torch.stack([a, b, ...], 1)[:, i]` read as the whole
+input (of the stack: every input stacked): every lookup in one feature
 group, one tower. Expected: one group per field, two towers, exact; a pick along the batch dim, or a
 reduction over the transposed columns, still reads the whole input.
 """
@@ -73,3 +74,24 @@ def test_mixing_columns_is_still_the_whole_input():
     assert len(dmt.detection.groups) == 1, [str(g) for g in dmt.detection.groups]
     x = _ids(5, 2)
     torch.testing.assert_close(dmt(x), model(x), rtol=0, atol=0)
+
+
+class Stacked(nn.Module):
+    """Fields as separate `[B]` inputs, stacked into one matrix, then picked by column."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables = nn.ModuleList(nn.Embedding(V, D) for _ in range(F))
+        self.top = nn.Linear(F * D, 1)
+
+    def forward(self, a, b, c, d):
+        x = torch.stack([a, b, c, d], dim=1)
+        return self.top(torch.cat([t(x[:, i]) for i, t in enumerate(self.tables)], 1))
+
+
+def test_columns_of_a_stack_of_inputs_are_those_inputs():
+    model = Stacked().eval()
+    dmt = dmt_compile.transform(model, "2x2", tuple(_ids(16, 0).unbind(1)))
+    assert len(dmt.detection.groups) == F and dmt.plan.num_towers == 2, dmt.plan
+    x = tuple(_ids(5, 3).unbind(1))
+    torch.testing.assert_close(dmt(*x), model(*x), rtol=0, atol=0)
