@@ -45,7 +45,10 @@ def _start_launcher(tmp_path, wrapper: list[str] | None = None):
     tmp.mkdir()
     env = dict(os.environ, TMPDIR=str(tmp), PYTHONPATH=os.pathsep.join([ROOT, HERE]))
     cmd = (wrapper or []) + [sys.executable, os.path.join(HERE, "rel_workers.py"), str(pid_dir)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    # SIGINT at its default: a suite started in the background of a non-interactive shell inherits it
+    # ignored (POSIX), and Python then leaves it ignored in every child, so the launcher never saw it
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     files = [pid_dir / f"rank{r}.pid" for r in range(2)]
     assert _wait_for(lambda: all(f.exists() for f in files) or proc.poll() is not None, 240), "ranks did not start"
     assert proc.poll() is None, proc.stderr.read().decode()
