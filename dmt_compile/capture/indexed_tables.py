@@ -33,20 +33,14 @@ _INT_DTYPES = ("int64", "int32")
 _aten = torch.ops.aten
 
 
-def _attr(gm: fx.GraphModule, target: str) -> Any:
-    value: Any = gm
-    for part in target.split("."):
-        value = getattr(value, part, None)
-        if value is None:
-            return None
-    return value
-
-
 def _is_table(gm: fx.GraphModule, node: Any) -> bool:
     if not isinstance(node, fx.Node) or node.op != "get_attr":
         return False
-    value = _attr(gm, node.target)
-    return isinstance(value, torch.nn.Parameter) and value.dim() == 2 and value.is_floating_point()
+    try:
+        value = gm.get_parameter(node.target)  # a buffer or a plain attribute is never a table
+    except AttributeError:
+        return False
+    return value.dim() == 2 and value.is_floating_point()
 
 
 def _is_ids(node: Any) -> bool:
