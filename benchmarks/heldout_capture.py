@@ -177,6 +177,10 @@ def library_models(lib: str) -> dict:
 
         return heldout_torch_frame.models()
     # -----------------------------------------------------------------------------------------------------
+    import importlib.util
+
+    if importlib.util.find_spec(f"heldout_{lib}") is not None:  # a library's adapter: heldout_<lib>.py
+        return importlib.import_module(f"heldout_{lib}").models()
     import real_zoo
 
     return real_zoo.zoo_module(lib).MODELS
