@@ -19,8 +19,12 @@ The measure builds every ranking, multi-task and matching model class on one fea
 * the matching models (two-tower) with `c0`, `c1`, `hist`, `d0` as the user side and `item`, `c2`,
   `c3` as the item side, trained pointwise (the model returns one score per user-item pair).
 
-Sequential generators (GRU4Rec, SASRec, HSTU, HLLM, Tiger) score every item of the catalogue from
-one history and the pre-training RQ-VAE reads dense vectors; they are not measured here.
+* the sequential generators GRU4Rec, SASRec, HSTU and HLLM (task `generative`: logits over the
+  catalogue at every position of `hist`, `[B, 5, items]`) with `hist` as the item history and
+  `c0`..`c3`, `d0`, `d1` as context (measured after the first run of the 36 above, as its own run).
+
+Tiger needs semantic-id features prepared upstream by an RQ-VAE (`[B, L, codebooks]`), and RQ-VAE
+itself reads dense item vectors with no id input; neither is measured.
 """
 from __future__ import annotations
 
@@ -135,8 +139,30 @@ def _matching(name: str):
     return make
 
 
+SEQUENTIAL = {"GRU4Rec": ("gru4rec", {"task": "generative"}), "SASRec": ("sasrec", {"task": "generative"}),
+              "HSTU": ("hstu", {"num_items": ITEMS}), "HLLM": ("hllm", {})}
+
+
+def _sequential(name: str):
+    def make(batch_size: int = 32, seed: int = 0):
+        import importlib
+
+        dense, sparse, seq = _features()
+        torch.manual_seed(seed)
+        module, kwargs = SEQUENTIAL[name]
+        cls = getattr(importlib.import_module(f"nextrec.models.sequential.{module}"), name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = cls(sequence_features=seq, sparse_features=sparse[:4], dense_features=dense,
+                        item_history_name="hist", **kwargs)
+        return model, (_inputs(batch_size, seed),)
+
+    return make
+
+
 def models() -> dict:
     out = {name: _ranking(name, kw, False) for name, kw in RANKING.items()}
     out.update({name: _ranking(name, kw, True) for name, kw in MULTITASK.items()})
     out.update({name: _matching(name) for name in MATCHING})
+    out.update({name: _sequential(name) for name in SEQUENTIAL})
     return out
