@@ -1,6 +1,8 @@
 """`transform(model, topology, example_inputs)`: the public entry point (`DmtModel` lives in `model/`)."""
 from __future__ import annotations
 
+import dataclasses
+
 import inspect
 from typing import Any, Callable, Mapping, Sequence
 
@@ -12,6 +14,7 @@ from dmt_compile.capture.inputs import InputSpec
 from dmt_compile.errors import InputError
 from dmt_compile.capture.preconditions import check_model
 from dmt_compile.capture.unregistered import adopt_unregistered_modules
+from dmt_compile.capture.wrappers import unwrap_model
 from dmt_compile.ir.detection import Detection
 from dmt_compile.ir.plan import TowerPlan
 from dmt_compile.ir.table_splits import TableSplits
@@ -104,12 +107,14 @@ def transform(
 
     check_wire_dtype(wire_dtype)
     options.validated()
+    model, unwrapped = unwrap_model(model)  # torch.compile / DataParallel: the module they run, its names
     work = model if inplace else copy_model(model)
     adopt_unregistered_modules(work)  # tables kept in a plain dict: registered before names are recorded
     originals = OriginalState(work)  # the original names of every tensor, by identity (DmtModel.state_dict)
     gm, ctx, report = run_passes(work, topology, example_inputs, default_pipeline(options),
                                  example_kwargs=example_kwargs, calibration_batches=calibration_batches,
                                  capture_paths=capture_paths, inplace=True, callback=originals.wrap(callback))
+    report = dataclasses.replace(report, unwrapped=unwrapped) if unwrapped else report
     splits = ctx.get(TableSplits) if ctx.has(TableSplits) else TableSplits()
     dmt = DmtModel(gm, ctx.input_spec, ctx.get(TowerPlan), ctx.get(Detection), report, ctx.topology, originals,
                    table_splits=splits)
@@ -156,6 +161,7 @@ def run_passes(
     `transform` is `run_passes(..., default_pipeline(options))` wrapped in a `DmtModel`; this entry
     point runs any pipeline (e.g. `parse_pipeline("split-collections,detect")` from `dmt-compile dump --passes`).
     """
+    model, unwrapped = unwrap_model(model)  # torch.compile / DataParallel: the module they run
     refuse_transformed(model)
     check_model(model, example_inputs, example_kwargs)  # typed errors, before capture (which checks the ids)
     topo = as_topology(topology)
@@ -174,4 +180,5 @@ def run_passes(
     if callback is not None:
         callback(0, "capture", captured.gm, ctx)
     gm = PassPipeline(passes, callback)(captured.gm, ctx)
-    return gm, ctx, captured.report
+    report = dataclasses.replace(captured.report, unwrapped=unwrapped) if unwrapped else captured.report
+    return gm, ctx, report

@@ -41,6 +41,7 @@ class CaptureReport:
     auto_leaves: tuple[str, ...] = ()
     attempts: tuple[str, ...] = ()  # "path: why it failed" for paths tried before
     note: str = ""  # e.g. how torch.export treated the batch dimension
+    unwrapped: tuple[str, ...] = ()  # wrappers taken off the model (capture/wrappers.py), outermost first
 
     @property
     def guards(self) -> tuple[Specialization, ...]:
@@ -48,6 +49,7 @@ class CaptureReport:
 
     def __str__(self) -> str:
         lines = [f"capture path: {self.path}" + (f" ({self.note})" if self.note else "")]
+        lines += [f"  unwrapped: {w} (its module is captured)" for w in self.unwrapped]
         lines += [f"  tried first: {a}" for a in self.attempts]
         lines += [f"  leaf (automatic): {leaf}" for leaf in self.auto_leaves]
         lines += [f"  specialised: {s}" for s in self.specializations]

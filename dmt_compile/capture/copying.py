@@ -63,6 +63,10 @@ def _clone_param(p: torch.nn.Parameter, memo: dict[int, Any]) -> torch.nn.Parame
 
 def copy_model(model: torch.nn.Module) -> torch.nn.Module:
     """A copy of `model` that shares no parameter or buffer with it (see the module docstring)."""
+    return _script_parameters_as_leaves(_copy(model))
+
+
+def _copy(model: torch.nn.Module) -> torch.nn.Module:
     try:
         return copy.deepcopy(model)
     except Exception:  # noqa: BLE001 - fall back to the copies below
@@ -72,3 +76,15 @@ def copy_model(model: torch.nn.Module) -> torch.nn.Module:
         return copy.deepcopy(model, memo)
     except Exception:  # noqa: BLE001 - fall back to the structural copy
         return _structural_copy(model, {})
+
+
+def _script_parameters_as_leaves(model: torch.nn.Module) -> torch.nn.Module:
+    """`deepcopy` of a TorchScript module clones its parameters *with* autograd history (non-leaf
+    tensors: an optimizer refuses them, a second deepcopy fails); detached in place, the copy's C++
+    module keeps the same tensor objects, now leaves that train."""
+    for module in model.modules():
+        if isinstance(module, torch.jit.ScriptModule):
+            for p in module.parameters():
+                if not p.is_leaf:
+                    p.detach_().requires_grad_(True)
+    return model

@@ -105,6 +105,8 @@ class CaptureTracer(fx.Tracer):
     def is_leaf_module(self, m: torch.nn.Module, qualname: str) -> bool:
         if is_embedding_module(m) or qualname in self.extra_leaves:
             return True
+        if isinstance(m, torch.jit.ScriptModule):  # compiled: tracing it reads its C++ module `_c`, whose
+            return True  # parameters the rewrite would then not own (nor train, nor synchronise)
         return super().is_leaf_module(m, qualname)
 
     def create_args_for_root(self, root_fn: Callable, is_module: bool, concrete_args=None):
