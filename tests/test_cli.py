@@ -57,7 +57,7 @@ def test_dump_code_is_python():
 def test_dump_dir_writes_graph_after_every_pass(tmp_path):
     run("dump", DLRM, "--topology", "2x2", "--dump-dir", str(tmp_path))
     names = sorted(os.listdir(tmp_path))
-    assert names == ["00_capture.txt", "01_split-collections.txt", "02_split-tables.txt", "03_batch-major-lookups.txt",
+    assert names == ["00_capture.txt", "01_split-collections.txt", "02_batch-major-lookups.txt", "03_split-tables.txt",
                      "04_detect.txt", "05_plan-towers.txt", "06_plan-feed.txt", "07_sptt-rewrite.txt",
                      "08_insert-tower-modules.txt"]
     assert "TowerPlan" in (tmp_path / "05_plan-towers.txt").read_text()

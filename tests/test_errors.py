@@ -189,7 +189,7 @@ def test_pass_failure_names_the_pass(monkeypatch):
     model, inputs = _dlrm()
     with pytest.raises(errors.PassError, match="sptt-rewrite") as info:
         dmt_compile.transform(model, "2x2", inputs)
-    assert info.value.prior == ["split-collections", "split-tables", "batch-major-lookups", "detect", "plan-towers",
+    assert info.value.prior == ["split-collections", "batch-major-lookups", "split-tables", "detect", "plan-towers",
                                  "plan-feed"]
     assert isinstance(info.value.__cause__, RuntimeError)
 

@@ -82,7 +82,7 @@ def _script_parameters_as_leaves(model: torch.nn.Module) -> torch.nn.Module:
     """`deepcopy` of a TorchScript module clones its parameters *with* autograd history (non-leaf
     tensors: an optimizer refuses them, a second deepcopy fails); detached in place, the copy's C++
     module keeps the same tensor objects, now leaves that train."""
-    for module in model.modules():
+    for module in model.modules() if isinstance(model, torch.nn.Module) else ():
         if isinstance(module, torch.jit.ScriptModule):
             for p in module.parameters():
                 if not p.is_leaf:

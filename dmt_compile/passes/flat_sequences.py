@@ -40,23 +40,45 @@ def _batch(ctx: PassContext) -> int:
     return batch_size_of(ctx.reference_output)
 
 
-def _model_view(lookup: fx.Node, batch: int, rows: int, constants: Constants) -> tuple[Any, Any] | None:
-    """(batch arg, L arg) of the user view that splits the lookup's rows into (B, L), else None."""
+def _model_view(lookup: fx.Node, batch: int, rows: int, width: int, constants: Constants) -> tuple[Any, Any] | None:
+    """(batch arg, L arg) of the user view that splits the lookup's rows into (B, L) -- `[B, L, D]`, or
+    `[B, L*D]` (the L embeddings of a sample side by side) -- else None."""
     for user in lookup.users:
         if user.op != "call_method" or user.target not in _VIEWS:
             continue
         dims = list(user.args[1:]) if len(user.args) > 2 or not isinstance(user.args[1], (tuple, list)) \
             else list(user.args[1])
         shape = user.meta.get(SHAPE) or ()
-        if len(dims) < 3 or len(shape) < 3 or shape[0] != batch or shape[0] * shape[1] != rows:
+        if len(dims) >= 3 and len(shape) >= 3 and shape[0] == batch and shape[0] * shape[1] == rows:
+            length_value = constants.value(dims[1])
+        elif len(dims) == 2 and len(shape) == 2 and shape[0] == batch and shape[1] == rows // batch * width:
+            side_by_side = constants.value(dims[1])
+            length_value = side_by_side // width if isinstance(side_by_side, int) and side_by_side % width == 0 \
+                else None
+        else:
             continue
-        b, length = dims[0], dims[1]
-        length_value = constants.value(length)
         if isinstance(length_value, int) and length_value > 0:
             return (-1, length_value)
+        b = dims[0]
         if isinstance(b, fx.Node) and not constants.is_constant(b):
             return (b, -1)  # B from another input (x.shape[0]): rows of a sample stay together
     return None
+
+
+def _flattened_from(ids: fx.Node, batch: int, per_sample: int) -> fx.Node | None:
+    """`t` when `ids` is `t.view(-1)` / `t.reshape(-1)` / `t.flatten()` of a `[B, L]` matrix `t`: the ids
+    were a per-sample matrix all along, and the rewrite reads it directly."""
+    flatten = (ids.op == "call_method" and ids.target in (*_VIEWS, "flatten")) or \
+        (ids.op == "call_function" and getattr(ids.target, "__name__", "") == "flatten")
+    if not flatten or not ids.args or not isinstance(ids.args[0], fx.Node):
+        return None
+    rest = [a for a in ids.args[1:]]
+    if ids.target in _VIEWS and rest not in ([-1], [(-1,)], [[-1]]):
+        return None
+    if ids.target not in _VIEWS and (rest not in ([], [0]) or ids.kwargs):
+        return None
+    source = ids.args[0]
+    return source if tuple(source.meta.get(SHAPE) or ()) == (batch, per_sample) else None
 
 
 @dataclass(frozen=True)
@@ -73,16 +95,18 @@ class BatchMajorLookups(Pass):
             ids = id_nodes(node, kind.id_args)
             if shape[0] == batch or shape[0] % batch or not ids or len(ids[0].meta.get(SHAPE) or ()) != 1:
                 continue
-            relation = _model_view(node, batch, shape[0], constants)
+            relation = _model_view(node, batch, shape[0], shape[1], constants)
             if relation is not None:
-                self._rewrite(gm, node, ids[0], relation, shape)
+                self._rewrite(gm, node, ids[0], relation, shape, batch)
                 changed = True
         return PassResult(gm, changed)
 
-    def _rewrite(self, gm: fx.GraphModule, lookup: fx.Node, ids: fx.Node, relation, shape) -> None:
+    def _rewrite(self, gm: fx.GraphModule, lookup: fx.Node, ids: fx.Node, relation, shape, batch: int) -> None:
         graph = gm.graph
-        with graph.inserting_before(lookup):
-            per_sample = tag(graph.call_method("reshape", (ids, *relation)), self.name)
+        per_sample = _flattened_from(ids, batch, shape[0] // batch)
+        if per_sample is None:
+            with graph.inserting_before(lookup):
+                per_sample = tag(graph.call_method("reshape", (ids, *relation)), self.name)
         lookup.replace_input_with(ids, per_sample)
         with graph.inserting_after(lookup):
             flat = tag(graph.call_method("reshape", (lookup, -1, shape[1])), self.name)

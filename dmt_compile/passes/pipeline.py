@@ -15,8 +15,8 @@ __all__ = ["default_pipeline", "PIPELINE"]
 
 PIPELINE: tuple[type[Pass], ...] = (
     SplitCollections,  # one lookup per table for torchrec Embedding(Bag)Collections
-    SplitTables,  # one table per field for concatenated tables with per-field offsets
-    BatchMajorLookups,  # flattened [B*L] sequence ids looked up per sample ([B, L])
+    BatchMajorLookups,  # flattened [B*L] ids looked up per sample ([B, L]); before split-tables, which
+    SplitTables,  # then sees a [B, F] id matrix: one table per field for concatenated tables with offsets
     Detect,  # find lookups, their id sources and feature groups
     PlanTowers,  # choose towers (pure analysis)
     PlanFeed,  # decide each tower's feed; the plan is final
