@@ -27,7 +27,9 @@ heldout_pytorch_tabular.py), and `mlgb` (its PyTorch ranking, multi-task and mat
 heldout_mlgb.py), the collaborative-filtering libraries `daisy` (DaisyRec: heldout_daisy.py),
 `torchrecsys` (heldout_torchrecsys.py) and `recpack` (its torch modules: heldout_recpack.py), and
 `tabnet` (pytorch-tabnet's networks: heldout_tabnet.py) and `torch_frame` (PyTorch Frame's models,
-which take a `TensorFrame`: heldout_torch_frame.py).
+which take a `TensorFrame`: heldout_torch_frame.py). First runs (saved before any fix as
+results/heldout/first_run_<lib>.jsonl, reruns beside them as first_run_<lib>_after.jsonl): `rec4torch`,
+`deepmatch_torch` (DeepMatch-Torch) and `librecommender` (its TensorFlow-free torch modules).
 
 Usage:
     python benchmarks/heldout_capture.py widedeep recbole [--out results.jsonl] [--models TabMlp,FM]
@@ -356,7 +358,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("libraries", nargs="+", help="recbole, fuxictr, widedeep, torchfm, deepctr, rechub, torchctr, "
                                                  "tabtransformer, rtdl_revisiting, rtdl, pytorch_tabular, mlgb, daisy, "
-                                                 "torchrecsys, recpack, tabnet, torch_frame")
+                                                 "torchrecsys, recpack, tabnet, torch_frame, rec4torch, "
+                                                 "deepmatch_torch, librecommender")
     p.add_argument("--out", help="append one JSON line per model to this file")
     p.add_argument("--models", help="comma-separated model names (default: every model)")
     args = p.parse_args(argv)

@@ -10,21 +10,23 @@
   `__getitem__` node directly; torch's own indexing first asks the index for its length (it looks
   for tensor-likes inside a sequence index), which the specialising tracer would answer with a
   guard on the batch size that the node never needed;
-* `has_proxy(values)` — whether a traced value is among (nested) arguments.
+* `has_proxy(values)` — whether a traced value is among (nested) arguments, read without rebuilding them;
+* `proxy_search_reads_only()` — fx's autowrap searches its arguments the same way.
 
 Each patch is a context manager that restores what it replaced.
 """
 from __future__ import annotations
 
 import contextlib
+import sys
 from typing import Any, Callable
 
 import torch
 import torch.fx as fx
 from torch.fx.proxy import Proxy
 
-__all__ = ["FACTORIES", "OPAQUE_TORCH_FUNCTIONS", "has_proxy", "traced_factories", "opaque_torch_calls",
-           "constant_indexed_by_proxy"]
+__all__ = ["FACTORIES", "OPAQUE_TORCH_FUNCTIONS", "has_proxy", "proxy_search_reads_only", "traced_factories",
+           "opaque_torch_calls", "constant_indexed_by_proxy"]
 
 # tensor factories whose size arguments may be traced values (`torch.zeros(x.size(0), 1)`)
 FACTORIES = ("zeros", "ones", "empty", "full", "rand", "randn", "randint", "arange", "eye", "tensor")
@@ -37,10 +39,36 @@ OPAQUE_TORCH_FUNCTIONS = (torch.nn.utils.rnn.pack_padded_sequence, torch.nn.util
                           torch.nn.utils.rnn.pack_sequence, torch.nn.utils.rnn.pad_sequence)
 
 
+def _first_proxy(values: Any) -> Proxy | None:
+    """The first traced value among nested tuples, lists, dicts and slices. It reads the values only: fx's
+    map_aggregate rebuilds every named tuple it walks, and one whose constructor checks its fields (a
+    concrete `PackedSequence` handed to `pad_packed_sequence`) cannot be rebuilt from the mapped values."""
+    if isinstance(values, Proxy):
+        return values
+    if isinstance(values, dict):
+        values = tuple(values.values())
+    elif isinstance(values, slice):
+        values = (values.start, values.stop, values.step)
+    elif not isinstance(values, (tuple, list)):
+        return None
+    return next((p for p in map(_first_proxy, values) if p is not None), None)
+
+
 def has_proxy(values: Any) -> bool:
-    found = []
-    fx.node.map_aggregate(values, lambda v: found.append(v) if isinstance(v, Proxy) else None)
-    return bool(found)
+    return _first_proxy(values) is not None
+
+
+@contextlib.contextmanager
+def proxy_search_reads_only():
+    """fx's own autowrap (`from torch.nn.utils.rnn import pad_packed_sequence` in the model's module, `math.*`)
+    looks for a traced argument with map_aggregate too: it searches with `_first_proxy` instead."""
+    module = sys.modules["torch.fx._symbolic_trace"]
+    saved = module.__dict__["_find_proxy"]
+    module._find_proxy = lambda *objects: _first_proxy(objects)
+    try:
+        yield
+    finally:
+        module._find_proxy = saved
 
 
 def _node_when_traced(tracer: fx.Tracer, fn: Callable) -> Callable:

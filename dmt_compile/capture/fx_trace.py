@@ -18,7 +18,7 @@ import torch.fx as fx
 from dmt_compile.capture.inputs import InputSpec
 from dmt_compile.capture.numpy_proxies import numpy_ufunc_proxies
 from dmt_compile.capture.call_nodes import (OPAQUE_TORCH_FUNCTIONS, constant_indexed_by_proxy, opaque_torch_calls,
-                                            traced_factories)
+                                            proxy_search_reads_only, traced_factories)
 from dmt_compile.capture.builtin_queries import tensor_type_checks, traced_len, training_reads
 from dmt_compile.ir.evaluation import no_traced_attributes
 from dmt_compile.capture.tracer import CaptureTracer, autograd_function_calls, setitem_proxies, value_proxies
@@ -59,8 +59,8 @@ def trace_fx(model: torch.nn.Module, spec: InputSpec, flat: list[Any], *, carry_
     """One fx capture of `model` (already inside the caller's preserved-state context)."""
     tracer = CaptureTracer(spec, flat, carry_values=carry_values, extra_leaves=leaves)
     tracer.mode_reads = []  # where model code read `self.training` (the graph holds this mode's branch)
-    with traced_factories(tracer), opaque_torch_calls(tracer), setitem_proxies(), autograd_function_calls(tracer), \
-            numpy_ufunc_proxies(), constant_indexed_by_proxy(tracer), \
+    with traced_factories(tracer), opaque_torch_calls(tracer), proxy_search_reads_only(), setitem_proxies(), \
+            autograd_function_calls(tracer), numpy_ufunc_proxies(), constant_indexed_by_proxy(tracer), \
             (value_proxies() if carry_values else contextlib.nullcontext()), \
             (traced_len(tracer) if carry_values else contextlib.nullcontext()), \
             (tensor_type_checks(tracer) if carry_values else contextlib.nullcontext()):

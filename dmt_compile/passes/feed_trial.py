@@ -38,6 +38,7 @@ from typing import Any, Callable, NamedTuple
 import torch
 import torch.fx as fx
 from torch import nn
+from torch.utils._pytree import tree_leaves
 
 from dmt_compile.ir.evaluation import evaluation
 from dmt_compile.ir.feed import RebuiltLayer, TowerFeed
@@ -86,9 +87,9 @@ def _what_failed(gm: fx.GraphModule, n: fx.Node, args: tuple) -> str:
     if n.target is operator.getitem and isinstance(args[0], (tuple, list)) and isinstance(args[1], int):
         return (f"the model's {n.name} takes item {args[1]} of {len(args[0])} pieces (it expects a fixed number "
                 "of pieces, e.g. a loop over chunks specialised at capture)")
-    shapes: list[str] = []
-    fx.node.map_aggregate(args, lambda a: shapes.append("x".join(map(str, a.shape)))
-                          if isinstance(a, torch.Tensor) else None)
+    # tree_leaves only reads the args: fx's map_aggregate rebuilds every named tuple it walks, and one whose
+    # constructor checks its fields (torch's PackedSequence) cannot be rebuilt from the mapped values
+    shapes = ["x".join(map(str, a.shape)) for a in tree_leaves(args) if isinstance(a, torch.Tensor)]
     got = f" receives {' and '.join(shapes)}" if shapes else ""
     return f"the model's {n.name} ({what}){got} and cannot run"
 

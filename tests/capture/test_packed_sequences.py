@@ -92,3 +92,32 @@ def test_identity_towers_exact_at_two_batches_and_linear_towers_descend():
             assert torch.equal(dmt(*batch_inputs), model(*batch_inputs))
     linear = dmt_compile.transform(model, "2x2", inputs, tower_module="linear", compression=4)
     assert_first_order_descent(linear, inputs, {})
+
+
+class ConstantPacked(nn.Module):
+    """A PackedSequence built from a buffer (no traced value) handed to `pad_packed_sequence`: the search
+    for a traced argument (ours and fx's autowrap) must read it, not rebuild it (its constructor checks
+    its fields, so fx's map_aggregate failed with a SystemError on every fx path)."""
+
+    def __init__(self, through_module: bool):
+        super().__init__()
+        self.through_module = through_module
+        self.a, self.b = nn.Embedding(10, 4), nn.Embedding(12, 4)
+        self.register_buffer("history", torch.randn(3, 4, 8))
+        self.top = nn.Linear(8, 1)
+
+    def forward(self, x):
+        packed = nn.utils.rnn.pack_padded_sequence(self.history, torch.tensor([4, 2, 1]), batch_first=True)
+        pad = nn.utils.rnn.pad_packed_sequence if self.through_module else pad_packed_sequence
+        seq, _ = pad(packed, batch_first=True)
+        return self.top(torch.cat([self.a(x[:, 0]), self.b(x[:, 1])], dim=1)) + seq.sum()
+
+
+@pytest.mark.parametrize("through_module", [False, True], ids=["imported", "nn.utils.rnn"])
+def test_a_packed_sequence_of_constants_is_read_not_rebuilt(through_module):
+    torch.manual_seed(0)
+    model, x = ConstantPacked(through_module).eval(), torch.arange(12).reshape(6, 2) % 10
+    dmt = dmt_compile.transform(model, "2x2", (x,))
+    assert dmt.capture_report.path == "symbolic" and dmt.plan.num_towers == 2
+    with torch.no_grad():
+        assert torch.equal(dmt(x), model(x))

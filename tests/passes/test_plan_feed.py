@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
 
 from harness import FourFields, TwoTables, compact, ids, prepare, run_alone
 
@@ -72,6 +73,23 @@ class RawWeight(nn.Module):
 
     def forward(self, x):
         return torch.stack([self.a(x[:, 0]), self.b(x[:, 1])], dim=1).flatten(1) @ self.w
+
+
+class PackedGRU(nn.Module):
+    """Embedding sequences packed for a GRU: the node that fails with fewer embeddings takes a PackedSequence,
+    a named tuple whose constructor checks its fields (describing the failure must not rebuild it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Embedding(10, 4), nn.Embedding(12, 4)
+        self.gru = nn.GRU(8, 8, batch_first=True)
+        self.head = nn.Linear(8, 1)
+
+    def forward(self, x):
+        seq = torch.cat([self.a(x[:, :3]), self.b(x[:, 3:])], dim=-1)
+        lengths = torch.tensor([3, 2, 1, 3, 2, 1])
+        _, h = self.gru(pack_padded_sequence(seq, lengths, batch_first=True, enforce_sorted=False))
+        return self.head(h[-1])
 
 
 class SharedTop(nn.Module):
@@ -245,6 +263,7 @@ RAW_TORCH = ("shapes cannot be multiplied", "size of tensor", "is invalid for in
     (SharedTop(), (torch.randn(6, 3), ids(fields=4)), "top is applied"),
     (StrayBuffer(), dense_ids(), "the buffer rows is also used by"),
     (OddPairs(), dense_ids(), "which is not triu/tril_indices(5, 5, k)"),
+    (PackedGRU(), (ids(fields=6),), "the model's gru (GRU gru) receives 12x4 and"),
 ])
 def test_what_cannot_be_rebuilt_falls_back_to_decoders_and_says_why(model, inputs, why):
     feed, plan = _feed(model, inputs, PlanFeed("dot", 2.0), num_towers=1)
