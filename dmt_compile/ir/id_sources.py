@@ -21,6 +21,7 @@ import torch
 import torch.fx as fx
 
 from dmt_compile.ir.column_dims import picked_columns
+from dmt_compile.ir.constant_maps import constant_column_gather, constant_map
 from dmt_compile.ir.constants import is_constant
 from dmt_compile.ir.meta import ID_ATOMS, SHAPE
 
@@ -127,7 +128,7 @@ def _below_elementwise(node: fx.Node) -> fx.Node:
     """The first node under a chain of element-wise ops with constants (`.long()`, `+ offsets`), masked fills
     from the same columns, views to the same shape and identity modules above `node`."""
     while node.op != "placeholder":
-        passed = _through_identity(node) or _masked_fill_value(node) or _same_shape_view(node)
+        passed = _through_identity(node) or _masked_fill_value(node) or _same_shape_view(node) or constant_map(node)
         if passed is not None:
             node = passed
             continue
@@ -344,11 +345,15 @@ def _through_column_picks(base: Any, columns: list[int]) -> tuple[fx.Node | None
             if columns == [None]:  # a stacked part that is not an input: no column to follow
                 return None, columns
             continue
-        if not isinstance(base, fx.Node) or base.op != "call_function" or base.target is not operator.getitem:
+        gathered = constant_column_gather(base) if isinstance(base, fx.Node) else None
+        if gathered is not None:
+            inner, picked = gathered
+        elif not isinstance(base, fx.Node) or base.op != "call_function" or base.target is not operator.getitem:
             break
-        picked = column_of_index(base.args[1], base.args[0].meta.get(SHAPE) if isinstance(base.args[0], fx.Node)
-                                 else None)
-        inner = base.args[0]
+        else:
+            picked = column_of_index(base.args[1], base.args[0].meta.get(SHAPE)
+                                     if isinstance(base.args[0], fx.Node) else None)
+            inner = base.args[0]
         if picked is None or not isinstance(inner, fx.Node) or max(columns) >= len(picked):
             break
         columns = [picked[c] for c in columns]
