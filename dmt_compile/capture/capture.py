@@ -25,7 +25,7 @@ from dmt_compile.capture.tracer import Specialization, contains_embedding
 from dmt_compile.capture.unregistered import adopt_unregistered_modules
 from dmt_compile.errors import CaptureError, InputError
 from dmt_compile.ir.evaluation import preserved
-from dmt_compile.ir.shapes import record_shapes, tree_max_abs_diff
+from dmt_compile.ir.shapes import output_batch_size, record_shapes, tree_max_abs_diff
 
 __all__ = ["capture", "Captured", "CaptureReport", "PATHS"]
 
@@ -93,16 +93,7 @@ def _check_graph(model, gm: fx.GraphModule, flat, reference) -> None:
 
 
 def _batch_of(reference: Any) -> int | None:
-    stack = [reference]
-    while stack:
-        value = stack.pop(0)
-        if isinstance(value, torch.Tensor) and value.dim() > 0:
-            return int(value.shape[0])
-        if isinstance(value, dict):
-            stack.extend(value.values())
-        elif isinstance(value, (list, tuple)):
-            stack.extend(value)
-    return None
+    return output_batch_size(reference)
 
 
 def _short(exc: BaseException) -> str:

@@ -17,6 +17,7 @@ straight-through estimators) stays in the graph.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import inspect
 import math
@@ -150,6 +151,11 @@ class CaptureTracer(fx.Tracer):
             return super().create_arg(torch.as_tensor(a))
         if isinstance(a, np.generic):  # numpy scalars (np.int64 slice bounds, ...)
             return super().create_arg(a.item())
+        if isinstance(a, dict) and type(a) is not dict and not isinstance(a, collections.defaultdict) and a \
+                and all(isinstance(k, str) and k.isidentifier() for k in a):
+            # a dict subclass (an OrderedDict, a `ModelOutput`-style mapping) is rebuilt as its own type,
+            # `Cls(key=value, ...)`, where fx would hand back a plain dict
+            return self.create_node("call_function", type(a), (), {k: self.create_arg(v) for k, v in a.items()})
         return super().create_arg(a)
 
     # -- value carrying ----------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """Shape propagation (`dmt.shape`/`dmt.dtype` on every node) and tree comparison of outputs."""
 from __future__ import annotations
 
+import dataclasses
+
 from typing import Any
 
 import torch
@@ -39,6 +41,29 @@ def record_shapes(gm: fx.GraphModule, flat_inputs: list[Any]) -> Any:
         return _ShapeRecorder(gm).run(*flat_inputs)
 
 
+def _is_dataclass_value(value: Any) -> bool:
+    return dataclasses.is_dataclass(value) and not isinstance(value, type)
+
+
+def output_batch_size(value: Any) -> int | None:
+    """Dim 0 of the first tensor of an output, breadth first through dicts, lists, tuples, dataclasses and
+    KeyedTensors (its values); None when there is no tensor with a dim."""
+    queue = [value]
+    while queue:
+        value = queue.pop(0)
+        if isinstance(value, torch.Tensor) and value.dim() > 0:
+            return int(value.shape[0])
+        if type(value).__name__ == "KeyedTensor":
+            queue.append(value.values())
+        elif isinstance(value, dict):
+            queue.extend(value.values())
+        elif isinstance(value, (list, tuple)):
+            queue.extend(value)
+        elif _is_dataclass_value(value):
+            queue.extend(getattr(value, f.name) for f in dataclasses.fields(value))
+    return None
+
+
 def tree_max_abs_diff(a: Any, b: Any) -> float | None:
     """Largest |a - b| over matching tensor leaves; None if the structures differ."""
     if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
@@ -59,8 +84,13 @@ def tree_max_abs_diff(a: Any, b: Any) -> float | None:
         if len(a) != len(b):
             return None
         parts = [tree_max_abs_diff(x, y) for x, y in zip(a, b)]
+    elif _is_dataclass_value(a) and type(a) is type(b):  # an output dataclass: its fields
+        parts = [tree_max_abs_diff(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a)]
     else:
-        return 0.0 if a == b else None
+        try:
+            return 0.0 if bool(a == b) else None
+        except Exception:  # noqa: BLE001 - values that do not compare (tensors inside an unknown object)
+            return None
     if any(p is None for p in parts):
         return None
     return max(parts, default=0.0)
@@ -76,4 +106,6 @@ def tree_shapes_equal(a: Any, b: Any) -> bool:
         return len(a) == len(b) and all(tree_shapes_equal(x, y) for x, y in zip(a, b))
     if type(a).__name__ == "KeyedTensor" and type(b).__name__ == "KeyedTensor":
         return a.keys() == b.keys() and a.values().shape == b.values().shape
+    if _is_dataclass_value(a) and type(a) is type(b):
+        return all(tree_shapes_equal(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a))
     return type(a) is type(b)

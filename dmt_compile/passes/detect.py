@@ -22,6 +22,7 @@ from dmt_compile.ir.graph import is_view_step
 from dmt_compile.ir.id_sources import atoms_of, column_text
 from dmt_compile.ir.lookups import classify_lookup, id_nodes
 from dmt_compile.ir.meta import FEATURES, GROUP, LOOKUP, SHAPE
+from dmt_compile.ir.shapes import output_batch_size
 from dmt_compile.ir.source_location import source_location
 from dmt_compile.ir.union_find import UnionFind
 from dmt_compile.passes.base import Pass, PassContext, PassResult
@@ -49,18 +50,10 @@ def _leaf_feature_names(spec) -> dict[str, str]:
 
 
 def batch_size_of(reference_output: Any) -> int:
-    """The batch size of a model output: dim 0 of its first tensor (or KeyedTensor)."""
-    stack = [reference_output]
-    while stack:
-        value = stack.pop(0)
-        if isinstance(value, torch.Tensor) and value.dim() > 0:
-            return int(value.shape[0])
-        if type(value).__name__ == "KeyedTensor":
-            return int(value.values().shape[0])
-        if isinstance(value, dict):
-            stack.extend(value.values())
-        elif isinstance(value, (list, tuple)):
-            stack.extend(value)
+    """The batch size of a model output: dim 0 of its first tensor (or KeyedTensor, or dataclass field)."""
+    batch = output_batch_size(reference_output)
+    if batch is not None:
+        return batch
     raise DetectionError(
         "the model output has no tensor with a batch dimension",
         "dmt_compile needs a batch-major output (e.g. [B, 1] logits)",

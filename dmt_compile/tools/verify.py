@@ -8,6 +8,8 @@ transformed model for a compressing one. Communication per group is recorded too
 """
 from __future__ import annotations
 
+import dataclasses
+
 import inspect
 import math
 import sys
@@ -62,6 +64,8 @@ def first_tensor(out: Any) -> torch.Tensor:
         return out
     if isinstance(out, dict):
         return first_tensor(next(iter(out.values())))
+    if dataclasses.is_dataclass(out) and not isinstance(out, type):  # an output dataclass: its first field
+        return first_tensor(getattr(out, dataclasses.fields(out)[0].name))
     return first_tensor(out[0])
 
 
