@@ -168,9 +168,15 @@ def _collect(spec: Any, value: Any, path: tuple, out: list) -> None:
             _collect(sub, value[key], path + (key,), out)
     elif isinstance(spec, (list, tuple)):
         if not isinstance(value, (list, tuple)) or len(value) != len(spec):
+            got = f"got {len(value)} items" if isinstance(value, (list, tuple)) else f"got {type(value).__name__}"
+            per_sample = isinstance(value, (list, tuple)) and len(value) > 1 and all(
+                isinstance(v, torch.Tensor) for v in value)
             raise InputError(
-                f"input {where} must be a sequence of length {len(spec)}",
-                "pass inputs with the same structure as example_inputs",
+                f"input {where} must be a sequence of length {len(spec)}, {got}"
+                + (" (a list of one tensor per sample? the graph holds one input per item of the example)"
+                   if per_sample else ""),
+                "pad per-sample tensors to one [B, L] tensor in the data pipeline (nn.utils.rnn.pad_sequence) "
+                "and transform with that" if per_sample else "pass inputs with the same structure as example_inputs",
             )
         for i, sub in enumerate(spec):
             _collect(sub, value[i], path + (i,), out)

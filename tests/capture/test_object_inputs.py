@@ -122,3 +122,26 @@ def test_an_object_without_tensors_stays_a_constant():
 
     spec, flat = flatten_call(fn, (torch.zeros(3, 2, dtype=torch.long), Options()))
     assert [leaf.name for leaf in spec.leaves] == ["x"] and len(flat) == 1
+
+
+def test_a_list_of_one_tensor_per_sample_is_refused_with_the_padding_fix():
+    """A ragged input (one id tensor per sample, padded inside forward) has as many graph inputs as the example
+    batch had samples: a batch of another size is refused, naming the construct and the fix."""
+    from dmt_compile.errors import InputError
+
+    class Ragged(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.user, self.item = torch.nn.Embedding(10, 4), torch.nn.Embedding(10, 4, padding_idx=0)
+            self.top = torch.nn.Linear(8, 1)
+
+        def forward(self, user, history):
+            padded = torch.nn.utils.rnn.pad_sequence(history, batch_first=True)
+            return self.top(torch.cat([self.user(user), self.item(padded).sum(1)], 1))
+
+    def batch(b):
+        return torch.arange(b) % 10, [torch.arange(1, 2 + i % 3) for i in range(b)]
+
+    dmt = dmt_compile.transform(Ragged(), "2x2", batch(6))
+    with pytest.raises(InputError, match=r"(?s)got 5 items \(a list of one tensor per sample.*pad_sequence"):
+        dmt(*batch(5))
