@@ -5,7 +5,7 @@ picks along the column dim in other spellings, ids through a constant remap with
 reordered by a constant index buffer), one table with offsets (a buffer, a Python list, a numpy
 array, computed in `forward`, a gather through consecutive rows, imputed missing ids, the id matrix
 flattened before the lookup) or pre-offset ids, `F.embedding` of parameters, and parameter tables
-read by indexing (`W[ids]`, `index_select`, `W[x + offsets]`).
+read by indexing (`W[ids]`, `index_select`, `W[x + offsets]`) or as one-hot products.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ D = 8
 
 LOOKUPS = ("per_field", "module_dict", "offsets_buffer", "offsets_list", "offsets_numpy", "offsets_forward",
            "pre_offset", "shared", "bag_2d", "functional", "per_field_ellipsis", "range_gather", "plain_dict_cast",
-           "imputed_offsets", "param_index", "param_offsets", "column_spellings", "flattened_offsets", "remapped")
+           "imputed_offsets", "param_index", "param_offsets", "column_spellings", "flattened_offsets", "remapped", "one_hot")
 
 class Lookups(nn.Module):
     """The categorical fields in one lookup style: [B, F] ids -> [B, F, D]."""
@@ -40,7 +40,7 @@ class Lookups(nn.Module):
             self.tables = nn.ModuleDict({f"f{i}": nn.Embedding(d, D) for i, d in enumerate(dims)})
         elif style == "bag_2d":
             self.tables = nn.ModuleList(nn.EmbeddingBag(d, D, mode="sum") for d in dims)
-        elif style in ("functional", "param_index"):
+        elif style in ("functional", "param_index", "one_hot"):
             self.weights = nn.ParameterList(nn.Parameter(torch.randn(d, D)) for d in dims)
         elif style == "param_offsets":  # one parameter matrix for every field, read at ids + offsets
             self.weight = nn.Parameter(torch.randn(sum(dims), D))
@@ -100,6 +100,8 @@ class Lookups(nn.Module):
         if s == "param_index":  # plain parameter tables read at ids: W[ids] and W.index_select(0, ids)
             return torch.stack([w(t[x[:, i]] if i % 2 == 0 else t.index_select(0, x[:, i]))
                                 for i, t in enumerate(self.weights)], 1)
+        if s == "one_hot":  # a parameter table per field read as a one-hot product
+            return torch.stack([w(F.one_hot(x[:, i], t.shape[0]).float() @ t) for i, t in enumerate(self.weights)], 1)
         if s == "remapped":  # ids through a constant remap, columns reordered by a constant index buffer
             xr = self.remap[x].index_select(1, self.reverse)
             return torch.stack([w(self.tables[i](xr[:, n - 1 - i])) for i in range(n)], 1)

@@ -129,3 +129,51 @@ def test_negative_ids_keep_the_indexing_and_say_why():
     assert _lookups(done.gm) == [] and "kept as indexing" in done.report.note
     with pytest.raises(DetectionError, match="no embedding lookup"):
         dmt_compile.transform(model, "2x2", (x,))
+
+
+class OneHotProducts(nn.Module):
+    """Field i read as a one-hot product: `F.one_hot(ids, V).float() @ W`, `torch.matmul(... .to(W.dtype), W)`,
+    `.type_as(W).mm(W)`."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables = nn.ParameterList(nn.Parameter(torch.randn(V, D)) for _ in range(FIELDS))
+        self.top = nn.Linear(FIELDS * D, 1)
+
+    def read(self, i, ids):
+        w, oh = self.tables[i], F.one_hot(ids, V)
+        if i % 3 == 0:
+            return oh.float() @ w
+        if i % 3 == 1:
+            return torch.matmul(oh.to(w.dtype), w)
+        return oh.type_as(w).mm(w)
+
+    def forward(self, x):
+        return self.top(torch.cat([self.read(i, x[:, i]) for i in range(FIELDS)], 1))
+
+
+def test_one_hot_products_become_lookups_and_split_exactly():
+    model = OneHotProducts().eval()
+    done = capture(model, (_ids(8),), paths=("symbolic",))
+    assert len(_lookups(done.gm)) == FIELDS, done.gm.graph
+    assert not [n for n in done.gm.graph.nodes if n.op == "call_function" and n.target is F.one_hot]
+    dmt = dmt_compile.transform(model, "2x2", (_ids(16),))
+    assert dmt.plan.num_towers == 2 and len(dmt.detection.groups) == FIELDS
+    for batch, seed in ((16, 1), (5, 2)):
+        x = _ids(batch, seed)
+        torch.testing.assert_close(dmt(x), model(x), rtol=0, atol=0)
+
+
+def test_a_one_hot_wider_than_its_table_is_not_a_lookup():
+    class Wider(nn.Module):  # one_hot(ids, V + 2) @ W[V + 2, D] where W is a buffer: no parameter table
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(V, D)
+            self.register_buffer("w", torch.randn(V + 2, D))
+            self.top = nn.Linear(2 * D, 1)
+
+        def forward(self, x):
+            return self.top(torch.cat([self.emb(x[:, 0]), F.one_hot(x[:, 1], V + 2).float() @ self.w], 1))
+
+    done = capture(Wider().eval(), (_ids(8),), paths=("symbolic",))
+    assert _lookups(done.gm) == [] and any(n.target is F.one_hot for n in done.gm.graph.nodes)
