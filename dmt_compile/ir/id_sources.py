@@ -271,8 +271,11 @@ def _column_atoms(node: fx.Node) -> frozenset | None:
         else:
             columns = column_of_index(index, base.meta.get(SHAPE))
             source = _columnwise_source(base)
-            if columns is None:
-                return _position_atoms(base, position_pick(index, base.meta.get(SHAPE)))
+            if columns is None:  # a position of a [B, L, F] sequence, else a pick in another layout (below)
+                atoms = _position_atoms(base, position_pick(index, base.meta.get(SHAPE)))
+                if atoms is not None:
+                    return atoms
+                source = None
     elif (node.op == "call_method" and node.target == "select") or (
         node.op == "call_function" and node.target is torch.select
     ):
@@ -284,18 +287,16 @@ def _column_atoms(node: fx.Node) -> frozenset | None:
         elif len(args) == 2 and isinstance(args[0], int) and shape is not None and len(shape) >= 3:
             dim = args[0] % len(shape)  # x.select(-1, i) of a [B, L, F] tensor is x[:, :, i]
             return _position_atoms(node.args[0], position_pick((slice(None),) * dim + (args[1],), shape))
-    if columns is None:  # a pick along the column dim in another spelling (x.t()[i], narrow, chunk, unbind(-1))
-        picked = picked_columns(node, _below_elementwise)
+    if columns is not None and source is None:  # columns of a column pick of the input: X[:, [2, 5]][:, 1]
+        source, columns = _through_column_picks(node.args[0] if node.args else None, columns)
+    if source is None or columns is None:  # a pick along the column dim in another spelling (x.t()[i], narrow,
+        picked = picked_columns(node, _below_elementwise)  # chunk, unbind(-1), x.unsqueeze(-1)[:, i])
         if picked is None:
             return None
         source, columns = picked
         if source.op != "placeholder":  # columns of a column pick or concatenation of inputs
             source, columns = _through_column_picks(source, columns)
         return None if source is None else frozenset((source.target, c) for c in columns)
-    if source is None:  # columns of a column pick of the input: X[:, [2, 5]][:, 1] is X[:, 5]
-        source, columns = _through_column_picks(node.args[0] if node.args else None, columns)
-    if source is None:
-        return None
     return frozenset((source.target, c) for c in columns)
 
 
