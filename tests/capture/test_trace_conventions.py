@@ -124,3 +124,16 @@ def test_is_tracing_is_true_for_model_code_in_a_libraries_torch_subpackage(tmp_p
         assert torch.jit.is_tracing() is False  # restored after capture
     finally:
         sys.modules.pop("somelib_torch_blocks", None)
+
+
+def test_is_tracing_is_true_on_the_export_path_too(tmp_path):
+    # before: the check ran under torch.export and hashed a shape holding the symbolic batch size
+    # ("unhashable type: non-nested SymInt"), so the dynamic export failed
+    model = _library_model(tmp_path).eval()
+    try:
+        x, other = {"a": _ids(8), "b": _ids(8, 1)}, {"a": _ids(3, 2), "b": _ids(3, 3)}
+        captured = capture(model, (x,), paths=("export",))
+        with torch.no_grad():
+            assert torch.equal(captured.gm(*captured.spec.flatten((other,), {})), model(other))
+    finally:
+        sys.modules.pop("somelib_torch_blocks", None)
