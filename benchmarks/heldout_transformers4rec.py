@@ -5,37 +5,44 @@ its import needs: merlin-core 23.8.0, merlin-dataloader 23.8.0, merlin-models 23
 1.2.5 (with grpclib, stringcase, h2, hpack, hyperframe, multidict) and numba/llvmlite (merlin.core.compat
 imports `numba.cuda` unguarded; it answers "no GPU" on CPU). merlin-core's import also reaches
 `dask.dataframe` and `distributed` (merlin.core.dispatch, merlin.io, through the dataloader that
-`transformers4rec.torch` imports): dask/distributed 2024.12.1 (the last with the legacy dataframe that
-merlin.io reads, `DASK_DATAFRAME__QUERY_PLANNING=False`), toolz, partd, locket, tornado, msgpack,
+`transformers4rec.torch` imports): dask/distributed 2024.12.1 (numpy-2 ready and still holding the legacy
+`dask.dataframe.core` merlin.io imports, with `DASK_DATAFRAME__QUERY_PLANNING=False`; 2023.7 fails on
+numpy 2's removed `np.unicode_`), toolz, partd, locket, tornado, msgpack,
 psutil, tblib, zict, click and importlib_metadata 6.8 are installed `--target` a side folder
 (`T4R_DEPS`, default /tmp/t4r_deps) appended to sys.path here, so the shared venv keeps no dask. No
-GPU, cudf or dask-cuda is needed: merlin falls back to pandas/numpy when they are absent.
+GPU, cudf or dask-cuda is needed: merlin falls back to pandas/numpy when they are absent. betterproto
+1.2.5's messages cannot be deep-copied on Python 3.11 (see the `copyreg` line below).
 
 Models are built as the library's README and examples build them: a merlin `Schema` (here written in
-code: `item_id-list` [ITEM_ID, CATEGORICAL, LIST] vocab 50, `category-list` vocab 10, `timestamp/
-weekday-list` vocab 7 -- sequence categoricals --, `price-list` a continuous sequence, and the context
-`user_country` vocab 6, `user_age` continuous, and a `click` binary target), then
+code: `item_id-list` [ITEM_ID, CATEGORICAL, LIST] vocab 50, `category-list` vocab 10, `weekday-list`
+vocab 7 -- sequence categoricals, each `value_count` 1..8 --, `price-list` a continuous sequence, and
+the context features `user_country` (categorical, vocab 6) and `user_age` (continuous)), then
 
-* next-item prediction: `TabularSequenceFeatures.from_schema(schema, max_sequence_length=8,
+* next-item prediction (9): `TabularSequenceFeatures.from_schema(schema, max_sequence_length=8,
   continuous_projection=16, aggregation="concat", masking=M)`, `SequentialBlock(inputs, MLPBlock([16]),
   TransformerBlock(<Config>.build(16, 2, 2, total_seq_length=8), masking=inputs.masking))`,
-  `Head(body, NextItemPredictionTask(weight_tying=True), inputs=inputs)`, `Model(head)`, with the bodies
-  XLNet (masking "mlm" and "causal"), GPT2 ("causal"), BERT ("mlm"), ALBERT ("mlm"), ELECTRA ("mlm"),
-  RoBERTa ("mlm"), Longformer ("causal") and Transformer-XL ("causal"); 23.12 has no LLaMA config;
-  Reformer is left out (its LSH attention samples random rotations on every call: random in eval);
-* session classification / regression: the same sequence inputs (no masking) with `MLPBlock([32, 16])`
-  and `BinaryClassificationTask("click", summary_type="first")` / `RegressionTask("click")`; and a
-  transformer body (XLNet) under `BinaryClassificationTask("click", summary_type="mean")`;
-* tabular: `TabularFeatures.from_schema(schema of the context features + two scalar categoricals,
-  continuous_projection=None, aggregation="concat")`, `MLPBlock([32, 16])`,
-  `BinaryClassificationTask("click")`.
+  `Head(body, NextItemPredictionTask(weight_tying=True), inputs=inputs)`, `Model(head)`, with the
+  configs of `transformers4rec.config.transformer` (`tr` re-exports only some): XLNet (masking "mlm"
+  and "causal"), GPT2 ("causal"), BERT, ALBERT, ELECTRA, RoBERTa ("mlm"), Longformer ("causal") and
+  Transformer-XL ("causal": not runnable, its Hugging Face module -- deprecated in transformers 4.46 --
+  calls `Tensor.type_as` without an argument under torch 2.13). 23.12 has no LLaMA config; Reformer is
+  left out (its LSH attention draws random rotations on every call: random in eval);
+* session classification / regression (3): the same sequence inputs (no masking) with
+  `MLPBlock([32, 16])` and `BinaryClassificationTask("click", summary_type="first")` /
+  `RegressionTask("click", summary_type="first")`, and an XLNet body ("causal") under
+  `BinaryClassificationTask("click", summary_type="mean")`;
+* tabular (2): `TabularFeatures.from_schema(schema of user_country, user_age and two scalar
+  categoricals item_id (50) and category (10), aggregation="concat")`, whose tables are
+  `EmbeddingBag`s, `MLPBlock([32, 16])`, `BinaryClassificationTask("click")` / `RegressionTask("click")`.
 
 Inputs are the dict of tensors `merlin.dataloader.torch.Loader` yields for that schema: each list
-feature a `[B, 8]` tensor right-padded with 0 (items start at 1; sessions of 2..8 items), scalar
-features `[B]` (int64 ids, float32 values). The model is called as `model(batch)` (its inference
-path, `training=False, testing=False`) and returns a tensor: next-item scores `[B, 50+1]` for the last
-non-padded position, or `[B, 1]` probabilities. Eval mode throughout: "mlm" masking draws random
-positions in training mode (in eval it masks only the appended last position), and dropout is off.
+feature a `[B, 8]` tensor right-padded with 0 (ids start at 1; sessions of 2..8 items), scalar
+features `[B]` (int64 ids, float32 values). The model is called as `model(batch)`, its inference path
+(`training=False, testing=False`), and returns a tensor: next-item scores `[B, 51]` at the last
+position, or `[B]` (sigmoid / regression output, squeezed). T4R's masking draws random positions only
+when the forward gets `training=True` ("mlm": in inference it masks just the appended last
+position), so the calls are deterministic; the models are built in eval mode (dropout off), and the
+measure's training check puts them in training mode (dropout on) as for every library.
 """
 from __future__ import annotations
 
