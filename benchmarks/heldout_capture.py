@@ -29,7 +29,9 @@ heldout_mlgb.py), the collaborative-filtering libraries `daisy` (DaisyRec: heldo
 `tabnet` (pytorch-tabnet's networks: heldout_tabnet.py) and `torch_frame` (PyTorch Frame's models,
 which take a `TensorFrame`: heldout_torch_frame.py). First runs (saved before any fix as
 results/heldout/first_run_<lib>.jsonl, reruns beside them as first_run_<lib>_after.jsonl): `rec4torch`,
-`deepmatch_torch` (DeepMatch-Torch) and `librecommender` (its TensorFlow-free torch modules).
+`deepmatch_torch` (DeepMatch-Torch), `librecommender` (its TensorFlow-free torch modules) and
+`transformers4rec` (NVIDIA Transformers4Rec's PyTorch API, models built from a merlin Schema:
+heldout_transformers4rec.py).
 
 Usage:
     python benchmarks/heldout_capture.py widedeep recbole [--out results.jsonl] [--models TabMlp,FM]
@@ -359,7 +361,7 @@ def main(argv=None) -> int:
     p.add_argument("libraries", nargs="+", help="recbole, fuxictr, widedeep, torchfm, deepctr, rechub, torchctr, "
                                                  "tabtransformer, rtdl_revisiting, rtdl, pytorch_tabular, mlgb, daisy, "
                                                  "torchrecsys, recpack, tabnet, torch_frame, rec4torch, "
-                                                 "deepmatch_torch, librecommender")
+                                                 "deepmatch_torch, librecommender, transformers4rec")
     p.add_argument("--out", help="append one JSON line per model to this file")
     p.add_argument("--models", help="comma-separated model names (default: every model)")
     args = p.parse_args(argv)

@@ -4,10 +4,11 @@ An exported graph is made of aten ops on parameters (`aten.embedding(weight, ids
 `aten.linear(x, w, b)`). The rest of the compiler reads module-level graphs, so:
 
 * an aten call whose parameters all belong to one module of the original model of a known kind
-  becomes a `call_module` of that very module (`nn.Embedding`, `nn.EmbeddingBag` — through the
-  getitem of its pooled output —, `nn.Linear`, `nn.LayerNorm`, BatchNorm), which also makes
-  BatchNorm follow `train()`/`eval()` again;
-* other lookups become `F.embedding` / `F.embedding_bag` calls on the weight;
+  becomes a `call_module` of that very module (`nn.Embedding`, `nn.Linear`, `nn.LayerNorm`,
+  BatchNorm), which also makes BatchNorm follow `train()`/`eval()` again;
+* other lookups become `F.embedding` calls on the weight; a bag (`aten.embedding_bag` in its three
+  spellings, a 4-tuple of which the model reads the pooled item 0) becomes one `F.embedding_bag` on
+  the flat ids and offsets export computed, where nothing reads the other three items;
 * `aten.dropout(x, p, train=False)` (the model was exported in eval mode) becomes a fresh
   `nn.Dropout(p)` so it follows `train()`/`eval()`; an always-on dropout (`train=True`) stays;
 * structural ops become their torch spelling (`torch.cat`, `torch.stack`, `x.view(...)`,
@@ -81,7 +82,32 @@ def _embedding(graph: fx.Graph, node: fx.Node):
         "sparse": _arg(node, 4, "sparse", False)})
 
 
+_BAGS = (aten.embedding_bag.default, aten.embedding_bag.padding_idx, aten._embedding_bag.default)
+_BAG_MODES = ("sum", "mean", "max")
+
+
+def _embedding_bag(graph: fx.Graph, node: fx.Node):
+    """`F.embedding_bag(ids, weight, offsets, ...)` for the pooled item of an exported bag; its getitem
+    users are rewired and erased here, so the bag node itself is left without users."""
+    users = list(node.users)
+    if not users or any(u.op != "call_function" or u.target is not operator.getitem or (u.args[1] != 0 and u.users)
+                        for u in users):
+        return None
+    padding = _arg(node, 8, "padding_idx", None)
+    new = graph.call_function(F.embedding_bag, (node.args[1], node.args[0], node.args[2]), {
+        "scale_grad_by_freq": _arg(node, 3, "scale_grad_by_freq", False),
+        "mode": _BAG_MODES[_arg(node, 4, "mode", 0)], "sparse": _arg(node, 5, "sparse", False),
+        "per_sample_weights": _arg(node, 6, "per_sample_weights", None),
+        "include_last_offset": _arg(node, 7, "include_last_offset", False),
+        "padding_idx": None if padding is None or padding < 0 else padding})
+    for user in users:  # item 0 read, the others (offset2bag, bag sizes, max indices) unread
+        user.replace_all_uses_with(new)
+        graph.erase_node(user)
+    return new
+
+
 RULES: dict[Any, Callable] = {
+    **{bag: _embedding_bag for bag in _BAGS},
     aten.cat.default: _function(torch.cat), aten.stack.default: _function(torch.stack),
     aten.unsqueeze.default: _method("unsqueeze"), aten.view.default: _method("view"),
     aten.reshape.default: _method("reshape"), aten.flatten.using_ints: _method("flatten"),
@@ -146,6 +172,8 @@ def normalize_exported(graph: fx.Graph, values: dict[fx.Node, Any], model: torch
     """
     lifter, modules, dropouts = _Lifter(model), {}, 0
     for node in list(graph.nodes):
+        if getattr(node, "_erased", False):  # a bag's getitem, erased with its bag
+            continue
         if node.op == "call_module" and node.target == "_guards_fn" or node.target in _DROPPED:
             graph.erase_node(node)
             continue

@@ -18,6 +18,17 @@ questions still got the wrong kind of answer:
   proxy along dim 0 (`discrete, continuous = inp`). `tensor_type_checks` answers both from the
   carried value (the type of a value is static: no guard).
 
+* `torch.finfo(x.dtype)` / `torch.iinfo(...)` of a traced tensor's dtype: the dtype is a traced
+  attribute, which torch's C++ constructor refuses (`torch.finfo() requires a floating point input
+  type`: Hugging Face's attention masks, `masked_fill(mask, torch.finfo(emb.dtype).min)`).
+  `dtype_infos` answers them from the carried dtype: a static fact, as guards.py counts it;
+* `torch.jit.is_tracing()` asked by model code: False, so checks that libraries skip for tracers
+  (`if not torch.jit.is_tracing(): ...` around a comparison of shapes put in a `set`, which hashes each
+  traced shape as a distinct object and so finds them all different) ran and raised on traced values.
+  `tracing_checks` answers True to model code while capture traces, as torch's tracer would: that
+  branch is written to be recorded into a graph (Hugging Face treats an fx proxy, jit tracing and
+  dynamo alike there), and capture checks the graph against the eager output as for any branch.
+
 Calls from torch and dmt_compile themselves, and on values that are not traced, get the builtins'
 own answers. Each patch is a context manager that restores what it replaced.
 
@@ -30,20 +41,24 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import os
 import sys
 from typing import Any, Iterator
 
 import torch
 from torch.fx.proxy import Proxy
 
-__all__ = ["traced_len", "tensor_type_checks", "training_reads"]
+__all__ = ["traced_len", "tensor_type_checks", "training_reads", "tracing_checks", "dtype_infos"]
 
-_LIBRARY_PARTS = ("/torch/", "/dmt_compile/")
+# torch's and dmt_compile's own package folders; a model library's `torch/` subpackage
+# (`site-packages/<library>/torch/...`) is model code, so "/torch/" anywhere in the path is no test
+_LIBRARY_ROOTS = tuple(os.path.dirname(os.path.abspath(m.__file__)).replace("\\", "/") + "/"
+                       for m in (torch, sys.modules[__name__.split(".")[0]]))
 
 
 def _from_model_code(depth: int = 2) -> bool:
-    filename = sys._getframe(depth).f_code.co_filename.replace("\\", "/")
-    return not any(part in filename for part in _LIBRARY_PARTS)
+    filename = os.path.abspath(sys._getframe(depth).f_code.co_filename).replace("\\", "/")
+    return not filename.startswith(_LIBRARY_ROOTS)
 
 
 def _carried(tracer: Any, obj: Any) -> Any:
@@ -134,3 +149,41 @@ def training_reads(model: torch.nn.Module, where: list[str]) -> Iterator[None]:
     finally:
         for cls in classes:
             delattr(cls, "training")
+
+
+@contextlib.contextmanager
+def tracing_checks() -> Iterator[None]:
+    """`torch.jit.is_tracing()` is True when model code asks while capture traces (restored afterwards)."""
+    original = torch.jit.is_tracing
+
+    def is_tracing() -> bool:
+        return True if _from_model_code() else original()
+
+    torch.jit.is_tracing = is_tracing
+    try:
+        yield
+    finally:
+        torch.jit.is_tracing = original
+
+
+@contextlib.contextmanager
+def dtype_infos(tracer: Any) -> Iterator[None]:
+    """`torch.finfo(proxy)` / `torch.iinfo(proxy)` of a traced dtype use the carried dtype (restored afterwards)."""
+    saved = {"finfo": torch.finfo, "iinfo": torch.iinfo}
+
+    def answered(info: Any) -> Any:
+        def call(*args: Any) -> Any:
+            if args and isinstance(args[0], Proxy):
+                value = _carried(tracer, args[0])
+                if isinstance(value, torch.dtype):
+                    return info(value, *args[1:])
+            return info(*args)
+        return call
+
+    for name, info in saved.items():
+        setattr(torch, name, answered(info))
+    try:
+        yield
+    finally:
+        for name, info in saved.items():
+            setattr(torch, name, info)

@@ -10,6 +10,9 @@
   `__getitem__` node directly; torch's own indexing first asks the index for its length (it looks
   for tensor-likes inside a sequence index), which the specialising tracer would answer with a
   guard on the batch size that the node never needed;
+* `scripted_functions_inline()` — a `torch.jit.script`-compiled free function called on traced values
+  runs its Python source instead (TorchScript type-checks its arguments in C++ and rejects proxies:
+  `Expected a value of type 'Dict[str, Tensor]'`), so its operations are traced like the model's own;
 * `has_proxy(values)` — whether a traced value is among (nested) arguments, read without rebuilding them;
 * `proxy_search_reads_only()` — fx's autowrap searches its arguments the same way.
 
@@ -26,7 +29,7 @@ import torch.fx as fx
 from torch.fx.proxy import Proxy
 
 __all__ = ["FACTORIES", "OPAQUE_TORCH_FUNCTIONS", "has_proxy", "proxy_search_reads_only", "traced_factories",
-           "opaque_torch_calls", "constant_indexed_by_proxy"]
+           "opaque_torch_calls", "constant_indexed_by_proxy", "scripted_functions_inline"]
 
 # tensor factories whose size arguments may be traced values (`torch.zeros(x.size(0), 1)`)
 FACTORIES = ("zeros", "ones", "empty", "full", "rand", "randn", "randint", "arange", "eye", "tensor")
@@ -127,3 +130,24 @@ def constant_indexed_by_proxy(tracer: fx.Tracer):
             del tensor.__getitem__
         else:
             tensor.__getitem__ = saved
+
+
+@contextlib.contextmanager
+def scripted_functions_inline():
+    """A scripted free function (`@torch.jit.script def pad(inputs: Dict[str, Tensor])`) called with a traced
+    value among its arguments runs the Python function it was compiled from (`torch.jit.script` keeps it
+    as `_torchdynamo_inline`), so fx traces its body; without traced arguments it runs compiled, as before."""
+    cls = torch.jit.ScriptFunction
+    saved = cls.__dict__["__call__"]
+
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        python = getattr(self, "_torchdynamo_inline", None)
+        if python is not None and has_proxy((args, kwargs)):
+            return python(*args, **kwargs)
+        return saved(self, *args, **kwargs)
+
+    cls.__call__ = call
+    try:
+        yield
+    finally:
+        cls.__call__ = saved

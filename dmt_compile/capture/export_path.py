@@ -3,7 +3,8 @@
 `trace_export` exports the model as it is called (`model(*example_inputs, **example_kwargs)`) in
 eval mode, with dim 0 of every batch-major input dynamic (one shared `batch` dim); with
 `dynamic=False` every shape is static and a guard on the batch size is added (the plan then says
-the model is specialised to the example batch). The exported graph is turned into a plain
+the model is specialised to the example batch). Model code asking `torch.jit.is_tracing()` hears
+True, as on the fx paths (builtin_queries.tracing_checks). The exported graph is turned into a plain
 GraphModule whose placeholders are capture's flat input leaves (same names and order as the fx
 paths) and whose output has the model's own structure, then normalised (`aten_normal`).
 """
@@ -16,6 +17,7 @@ import torch
 import torch.fx as fx
 import torch.utils._pytree as pytree
 
+from dmt_compile.capture.builtin_queries import tracing_checks
 from dmt_compile.capture.guards import dmt_guard
 from dmt_compile.capture.inputs import InputSpec, is_tensor_leaf
 from dmt_compile.capture.aten_normal import normalize_exported
@@ -96,7 +98,8 @@ def trace_export(model: torch.nn.Module, spec: InputSpec, flat: list[Any], examp
     """(GraphModule, a note for the capture report); raises ExportNotApplicable or torch's export errors."""
     if any(not isinstance(v, torch.Tensor) for v in flat):
         raise ExportNotApplicable("torchrec jagged inputs export with specialised lengths; the fx paths handle them")
-    ep = _export(model, tuple(example_inputs), dict(example_kwargs), batch, dynamic)
+    with tracing_checks():  # model code's `torch.jit.is_tracing()` checks are skipped, as on the fx paths
+        ep = _export(model, tuple(example_inputs), dict(example_kwargs), batch, dynamic)
     ep_module = ep.module()
     graph = _flat_graph(ep_module, spec, flat, (tuple(example_inputs), dict(example_kwargs)))
     values = {n: get_attr_value(ep_module, n.target) for n in graph.nodes if n.op == "get_attr"}

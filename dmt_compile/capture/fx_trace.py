@@ -2,24 +2,30 @@
 
 `trace_fx` runs the `CaptureTracer` on the flattened inputs and cleans the result: dead code is
 removed except in-place methods (`p.unsqueeze_(1)`, whose result is often unused) and guards, and
-`x.new_tensor(constant)` (numpy offsets turned into tensors) becomes a plain `constant.to(x)`.
+`x.new_tensor(constant)` (numpy offsets turned into tensors) becomes a plain `constant.to(x)`; traced
+in training mode, `F.dropout(x, p, training=self.training)` becomes an `nn.Dropout(p)` that follows
+`train()` / `eval()` as the flag did.
 While tracing, the patches of `call_nodes.py` (traced factories, opaque calls, buffers indexed by
-traced ids) and, on the value-carrying paths, of `builtin_queries.py` (`len`, `is_tensor`,
-`isinstance` of traced tensors) are in place.
+traced ids, scripted functions run as Python) and, on the value-carrying paths, of `builtin_queries.py`
+(`len`, `is_tensor`, `isinstance` of traced tensors, `torch.finfo` of a traced dtype) are in place, and
+model code asking `torch.jit.is_tracing()` hears True.
 """
 from __future__ import annotations
 
 import contextlib
+import inspect
 from typing import Any
 
 import torch
 import torch.fx as fx
+import torch.nn.functional as F
 
 from dmt_compile.capture.inputs import InputSpec
 from dmt_compile.capture.numpy_proxies import numpy_ufunc_proxies
 from dmt_compile.capture.call_nodes import (OPAQUE_TORCH_FUNCTIONS, constant_indexed_by_proxy, opaque_torch_calls,
-                                            proxy_search_reads_only, traced_factories)
-from dmt_compile.capture.builtin_queries import tensor_type_checks, traced_len, training_reads
+                                            proxy_search_reads_only, scripted_functions_inline, traced_factories)
+from dmt_compile.capture.builtin_queries import (dtype_infos, tensor_type_checks, traced_len, tracing_checks,
+                                                 training_reads)
 from dmt_compile.ir.evaluation import no_traced_attributes
 from dmt_compile.capture.tracer import CaptureTracer, autograd_function_calls, setitem_proxies, value_proxies
 from dmt_compile.ir.graph import is_impure
@@ -54,6 +60,40 @@ def _unmark_wrapped_torch_calls(graph: fx.Graph) -> None:
             node.meta.pop("is_wrapped", None)
 
 
+_FUNCTIONAL_DROPOUTS = {F.dropout: torch.nn.Dropout, F.dropout1d: torch.nn.Dropout1d, F.dropout2d: torch.nn.Dropout2d,
+                        F.dropout3d: torch.nn.Dropout3d, F.alpha_dropout: torch.nn.AlphaDropout,
+                        F.feature_alpha_dropout: torch.nn.FeatureAlphaDropout}
+DROPOUT_ROOT = "dmt_traced"  # submodule holding the dropouts `_mode_following_dropouts` adds
+
+
+def _mode_following_dropouts(gm: fx.GraphModule) -> bool:
+    """`F.dropout(x, p, training=self.training)` traced in training mode holds `training=True`, on in eval
+    mode too, so the graph could not reproduce the model's eval output (capture refused the model). Traced
+    from a model in training mode whose code read `self.training`, each such call becomes a fresh
+    `nn.Dropout(p)` that follows `train()` / `eval()` as the flag did; an always-on dropout (a literal
+    `training=True`) makes the model random in eval mode, which capture's check of the graph refuses."""
+    added = 0
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target not in _FUNCTIONAL_DROPOUTS:
+            continue
+        try:
+            bound = inspect.signature(node.target).bind(*node.args, **node.kwargs)
+        except TypeError:
+            continue
+        bound.apply_defaults()
+        a = bound.arguments
+        if a.get("training") is not True or a.get("inplace") or isinstance(a.get("p"), fx.Node):
+            continue
+        path = f"{DROPOUT_ROOT}.dropout{added}"
+        gm.add_submodule(path, _FUNCTIONAL_DROPOUTS[node.target](float(a["p"])))
+        with gm.graph.inserting_before(node):
+            new = gm.graph.call_module(path, (a["input"],), {})
+        node.replace_all_uses_with(new)
+        gm.graph.erase_node(node)
+        added += 1
+    return added > 0
+
+
 def trace_fx(model: torch.nn.Module, spec: InputSpec, flat: list[Any], *, carry_values: bool,
              leaves: tuple[str, ...] = ()) -> tuple[fx.GraphModule, CaptureTracer]:
     """One fx capture of `model` (already inside the caller's preserved-state context)."""
@@ -61,14 +101,18 @@ def trace_fx(model: torch.nn.Module, spec: InputSpec, flat: list[Any], *, carry_
     tracer.mode_reads = []  # where model code read `self.training` (the graph holds this mode's branch)
     with traced_factories(tracer), opaque_torch_calls(tracer), proxy_search_reads_only(), setitem_proxies(), \
             autograd_function_calls(tracer), numpy_ufunc_proxies(), constant_indexed_by_proxy(tracer), \
+            scripted_functions_inline(), tracing_checks(), \
             (value_proxies() if carry_values else contextlib.nullcontext()), \
             (traced_len(tracer) if carry_values else contextlib.nullcontext()), \
-            (tensor_type_checks(tracer) if carry_values else contextlib.nullcontext()):
+            (tensor_type_checks(tracer) if carry_values else contextlib.nullcontext()), \
+            (dtype_infos(tracer) if carry_values else contextlib.nullcontext()):
         with no_traced_attributes(model), training_reads(model, tracer.mode_reads):
             graph = tracer.trace(model)
     _unmark_wrapped_torch_calls(graph)
     gm = fx.GraphModule(tracer.root, graph, type(model).__name__)
     changed = _plain_new_tensor(gm)
+    if model.training and tracer.mode_reads:
+        changed = _mode_following_dropouts(gm) or changed
     if gm.graph.eliminate_dead_code(is_impure_node=is_impure) or changed:
         gm.recompile()
     return gm, tracer

@@ -240,6 +240,8 @@ def atoms_of(node: fx.Node, cache: dict[fx.Node, frozenset]) -> frozenset:
         result = frozenset(node.meta[ID_ATOMS])
     elif _is_metadata(node):  # x.shape, x.size(0), x.dim(): no data flows
         result = frozenset()
+    elif _is_template_factory(node):  # x.new_full(size, pad), torch.zeros_like(x): x gives shape and dtype only
+        result = frozenset().union(*(atoms_of(n, cache) for n in _factory_value_inputs(node)))
     elif node.op == "placeholder":
         result = frozenset({(node.target, None)})
     elif node.op == "get_attr":
@@ -250,6 +252,24 @@ def atoms_of(node: fx.Node, cache: dict[fx.Node, frozenset]) -> frozenset:
         )
     cache[node] = result
     return result
+
+
+_TEMPLATE_METHODS = {"new_full", "new_zeros", "new_ones", "new_empty"}
+_TEMPLATE_FUNCS = {torch.zeros_like, torch.ones_like, torch.empty_like, torch.full_like}
+
+
+def _is_template_factory(node: fx.Node) -> bool:
+    """A new tensor that reads only the shape, dtype and device of its first argument (padding ids
+    `emb.new_full((B, n), pad_id)`): its values do not come from that argument."""
+    return (node.op == "call_method" and node.target in _TEMPLATE_METHODS) or (
+        node.op == "call_function" and node.target in _TEMPLATE_FUNCS)
+
+
+def _factory_value_inputs(node: fx.Node) -> list[fx.Node]:
+    """The nodes among a template factory's arguments after the template (sizes, a fill value)."""
+    found: list[fx.Node] = []
+    fx.node.map_arg((node.args[1:], node.kwargs), found.append)
+    return found
 
 
 def _is_metadata(node: fx.Node) -> bool:

@@ -6,7 +6,9 @@ said only "the captured graph differs from the eager model (max |diff| = 6.51)".
 Expected: the typed `CaptureError` names the branch on `self.training` with its file:line and says to
 transform in eval mode (here on the fx paths alone: torch.export traces in eval mode, and where it
 succeeds the capture report says the graph holds the eval-mode branch); the same model transformed in
-eval mode is exact; `training` reads leave the module classes as they were.
+eval mode is exact; `training` reads leave the module classes as they were. A functional dropout on the
+flag (`F.dropout(x, p, training=self.training)`), traced in training mode, is no such branch: it becomes
+an `nn.Dropout(p)` of the graph, which follows `train()` / `eval()` as the flag did.
 """
 from __future__ import annotations
 
@@ -49,3 +51,36 @@ def test_the_same_model_in_eval_mode_is_exact():
     dmt = dmt_compile.transform(model, "2x2", (_ids(8),)).eval()
     with torch.no_grad():
         assert torch.equal(dmt(_ids(5, 1)), model(_ids(5, 1)))
+
+
+class FunctionalDropout(nn.Module):
+    """`F.dropout(x, p, training=self.training)` (attention dropout in some transformers) in place of an
+    `nn.Dropout` module."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Embedding(10, 8), nn.Embedding(10, 8)
+        self.p = 0.5
+
+    def forward(self, x):
+        e = torch.cat([self.a(x[:, 0]), self.b(x[:, 1])], 1)
+        e = nn.functional.dropout(e, p=self.p, training=self.training)
+        return e.sum(1, keepdim=True)
+
+
+def test_functional_dropout_on_the_training_flag_follows_the_mode_of_the_graph():
+    # before: traced in training mode the graph held training=True, on in eval mode too; the fx paths
+    # failed their check against the eval output and only torch.export (traced in eval mode) was left
+    model = FunctionalDropout().train()
+    captured = capture(model, (_ids(8),), paths=("symbolic", "specialize"))
+    gm, x = captured.gm, _ids(5, seed=1)
+    drops = [m for m in gm.modules() if isinstance(m, nn.Dropout)]
+    assert len(drops) == 1 and drops[0].p == 0.5
+    gm.eval(), model.eval()
+    with torch.no_grad():
+        assert torch.equal(gm(x), model(x))
+    gm.train(), model.train()
+    torch.manual_seed(3)
+    trained = gm(x)
+    torch.manual_seed(3)
+    assert torch.equal(trained, model(x))

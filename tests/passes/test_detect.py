@@ -148,3 +148,38 @@ def test_a_masked_fill_from_the_same_columns_keeps_columns_apart():
     gm, ctx = prepare(ImputedFromAnotherInput(), (ids(fields=3), torch.zeros(6, 3, dtype=torch.bool)))
     gm, _, _ = run_alone(Detect(), gm, ctx)
     assert len(ctx.get(Detection).groups) == 1
+
+
+class PaddedWithTemplateIds(nn.Module):
+    """A sequence of looked-up embeddings padded to a window with a pad row looked up at ids made by
+    `emb.new_full((B, n), pad)` (a transformer's padding to its attention window): those ids take only
+    the shape and dtype of the embeddings, their values are the constant pad id."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.words = nn.Embedding(10, 4), nn.Embedding(10, 4), nn.Embedding(3, 4)
+
+    def forward(self, x):
+        emb = self.a(x[:, 0:3]) + self.b(x[:, 3:6])
+        pad_ids = emb.new_full((emb.size(0), 2), 1, dtype=torch.long)
+        zeros = torch.zeros_like(emb[:, :1, 0], dtype=torch.long)
+        return torch.cat([emb, self.words(pad_ids), self.words(zeros)], dim=1).sum((1, 2)).unsqueeze(1)
+
+
+def test_ids_made_from_a_lookups_shape_are_constant_ids():
+    # before: new_full / zeros_like took the atoms of the embeddings, so the pad lookups were features whose
+    # ids came from lookups, and sptt-rewrite refused the model
+    import dmt_compile
+
+    model = PaddedWithTemplateIds().eval()
+    x = torch.randint(0, 10, (6, 6), generator=torch.Generator().manual_seed(0))
+    gm, ctx = prepare(model, (x,))
+    run_alone(Detect(), gm, ctx)
+    det = ctx.get(Detection)
+    assert [lk.features for lk in det.lookups] == [("x[:,0]", "x[:,1]", "x[:,2]"), ("x[:,3]", "x[:,4]", "x[:,5]")]
+    assert len([d for d in det.dense_features if "constant ids" in d]) == 2
+    dmt = dmt_compile.transform(model, "2x2", (x,))
+    assert dmt.plan.num_towers == 2
+    y = torch.randint(0, 10, (3, 6), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(dmt(y), model(y))
