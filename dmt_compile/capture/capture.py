@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.fx as fx
 
+from dmt_compile.capture.builtin_queries import is_torch_or_own_file
 from dmt_compile.capture.export_path import ExportNotApplicable, trace_export
 from dmt_compile.capture.fx_trace import trace_fx
 from dmt_compile.capture.indexed_tables import lift_indexed_tables
@@ -105,7 +106,7 @@ def _user_location(exc: BaseException) -> str:
     """` at file.py:line in fn: code` of the innermost frame of the model's own code that raised, or ""."""
     for frame in reversed(traceback.extract_tb(exc.__traceback__)):
         name = frame.filename.replace("\\", "/")
-        if any(part in name for part in ("/torch/", "/dmt_compile/", "/numpy/", "/python3.", "<")):
+        if is_torch_or_own_file(name) or any(part in name for part in ("/numpy/", "/python3.", "<")):
             continue
         code = f": {frame.line.strip()}" if frame.line else ""
         return f" at {name.rsplit('/', 1)[-1]}:{frame.lineno} in {frame.name}{code}"

@@ -31,6 +31,7 @@ import torch
 import torch.fx as fx
 from torch.fx.proxy import Proxy
 
+from dmt_compile.capture.builtin_queries import is_torch_or_own_file
 from dmt_compile.capture.call_nodes import OPAQUE_TORCH_FUNCTIONS, has_proxy
 from dmt_compile.capture.guards import dmt_guard, value_dependence
 from dmt_compile.capture.inputs import InputSpec
@@ -81,7 +82,7 @@ def _user_frame() -> str:
     """file:line of the first frame outside torch and dmt_compile (for reports)."""
     for frame in inspect.stack()[2:]:
         f = frame.filename
-        if "/torch/" in f or "/dmt_compile/" in f:
+        if is_torch_or_own_file(f):
             continue
         return f"{f.rsplit('/', 1)[-1]}:{frame.lineno}"
     return "?"

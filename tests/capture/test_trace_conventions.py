@@ -137,3 +137,16 @@ def test_is_tracing_is_true_on_the_export_path_too(tmp_path):
             assert torch.equal(captured.gm(*captured.spec.flatten((other,), {})), model(other))
     finally:
         sys.modules.pop("somelib_torch_blocks", None)
+
+
+def test_torch_and_own_files_are_told_from_model_code_by_package_folder():
+    """Reports name the model's own line: a library's `torch/` subpackage is model code, torch's files are not."""
+    import os
+
+    import dmt_compile
+    from dmt_compile.capture.builtin_queries import is_torch_or_own_file
+
+    assert is_torch_or_own_file(torch.nn.functional.__file__)
+    assert is_torch_or_own_file(dmt_compile.__file__)
+    assert not is_torch_or_own_file(os.path.join("/opt/site-packages/somelib/torch/model.py"))
+    assert not is_torch_or_own_file(__file__)
