@@ -12,6 +12,8 @@ told apart: the table stays whole and the note names `table_ranges=`.
 """
 from __future__ import annotations
 
+import math
+
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -86,6 +88,21 @@ def example_values(gm: fx.GraphModule, nodes: list[fx.Node], flat: list[Any]) ->
     return seen
 
 
+#: the largest chance, for columns drawn from one vocabulary, that their observed id ranges are disjoint
+#: anyway, at which ranges are still inferred from data
+MAX_CHANCE = 1e-3
+
+
+def chance_disjoint(fields: int, samples: int) -> float:
+    """The probability that `fields` columns of `samples` exchangeable, distinct draws each fall in `fields`
+    disjoint ranges: `F! (n!)^F / (nF)!`. A `[B, L]` sequence of one vocabulary looks like pre-offset fields
+    only by this chance; at batch 1 it is 1 (one id per column is always disjoint)."""
+    if samples < 1 or fields < 2:
+        return 1.0
+    log = math.lgamma(fields + 1) + fields * math.lgamma(samples + 1) - math.lgamma(samples * fields + 1)
+    return math.exp(min(log, 0.0))
+
+
 def inferred_ranges(gm: fx.GraphModule, ctx: Any, columns: list[fx.Node], rows: int) -> list[tuple[int, int]] | str:
     """Each column's rows from the ids of the example and calibration batches, or why they cannot be inferred."""
     shapes = {tuple(c.meta.get(SHAPE) or ())[1:] for c in columns}
@@ -93,7 +110,7 @@ def inferred_ranges(gm: fx.GraphModule, ctx: Any, columns: list[fx.Node], rows: 
     if len(shapes) != 1 or len(next(iter(shapes))) != 1 or next(iter(shapes))[0] < 2:
         return (f"its lookups read ids of shapes {sorted(shapes)}, not one [B, F] matrix of F >= 2 fields; "
                 "declare each field's rows with table_ranges= to split it")
-    lows, highs = None, None
+    lows, highs, samples = None, None, 0
     for flat in [ctx.flat_inputs, *ctx.calibration]:
         for x in example_values(gm, columns, flat).values():
             if x.is_floating_point() and not torch.equal(x, x.round()):
@@ -101,7 +118,14 @@ def inferred_ranges(gm: fx.GraphModule, ctx: Any, columns: list[fx.Node], rows: 
             lo, hi = x.amin(0).long(), x.amax(0).long()
             lows = lo if lows is None else torch.minimum(lows, lo)
             highs = hi if highs is None else torch.maximum(highs, hi)
+            samples += x.shape[0]
     fields = len(lows)
+    chance = chance_disjoint(fields, samples)
+    if chance > MAX_CHANCE:
+        return (f"one lookup reads {fields} fields ({name}) from one table with no offsets in the model, and "
+                f"{samples} example sample(s) are too few to infer each field's rows from data (columns of one "
+                f"vocabulary would look disjoint with probability {chance:.2g}); pass a larger example or "
+                "calibration batch, or declare each field's rows with table_ranges= to split it")
     order = sorted(range(fields), key=lambda f: int(lows[f]))
     for a, b in zip(order, order[1:]):
         if int(highs[a]) >= int(lows[b]):
