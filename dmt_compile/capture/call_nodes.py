@@ -10,6 +10,10 @@
   `__getitem__` node directly; torch's own indexing first asks the index for its length (it looks
   for tensor-likes inside a sequence index), which the specialising tracer would answer with a
   guard on the batch size that the node never needed;
+* `traced_distributions(tracer)` — a `torch.distributions` object built from traced values
+  (`Normal(mus, sigmas)`) records one node constructing it: its argument checks read tensor values
+  (`constraint.check(v).all()`) and its methods reject proxies, so neither is traced; they run on real
+  values when the graph runs, and its methods (`.log_prob(t)`, `.cdf(t)`) are method calls on that node;
 * `has_proxy(values)` — whether a traced value is among (nested) arguments, read without rebuilding them;
 * `proxy_search_reads_only()` — fx's autowrap searches its arguments the same way.
 
@@ -26,7 +30,7 @@ import torch.fx as fx
 from torch.fx.proxy import Proxy
 
 __all__ = ["FACTORIES", "OPAQUE_TORCH_FUNCTIONS", "has_proxy", "proxy_search_reads_only", "traced_factories",
-           "opaque_torch_calls", "constant_indexed_by_proxy"]
+           "opaque_torch_calls", "constant_indexed_by_proxy", "traced_distributions"]
 
 # tensor factories whose size arguments may be traced values (`torch.zeros(x.size(0), 1)`)
 FACTORIES = ("zeros", "ones", "empty", "full", "rand", "randn", "randint", "arange", "eye", "tensor")
@@ -127,3 +131,29 @@ def constant_indexed_by_proxy(tracer: fx.Tracer):
             del tensor.__getitem__
         else:
             tensor.__getitem__ = saved
+
+
+_DISTRIBUTION_TRACERS: list[fx.Tracer] = []  # the tracers now recording distributions, innermost last
+
+
+def _distribution_new(cls: type, *args: Any, **kwargs: Any) -> Any:
+    tracer = _DISTRIBUTION_TRACERS[-1] if _DISTRIBUTION_TRACERS else None
+    if tracer is not None and not getattr(tracer, "_evaluating", 0) and has_proxy((args, kwargs)):
+        return tracer.create_proxy("call_function", cls, args, kwargs)
+    return object.__new__(cls)
+
+
+@contextlib.contextmanager
+def traced_distributions(tracer: fx.Tracer):
+    """`torch.distributions.<D>(traced, ...)`: one `call_function` node of the class (Distribution's `__new__`
+    returns the proxy, so `__init__` and its value checks do not run while tracing). The `__new__` stays
+    installed, passing through outside tracing: once a class has defined `__new__`, removing it leaves
+    `object.__new__` refusing the constructor's arguments."""
+    base = torch.distributions.Distribution
+    if base.__dict__.get("__new__") is not _distribution_new:
+        base.__new__ = _distribution_new
+    _DISTRIBUTION_TRACERS.append(tracer)
+    try:
+        yield
+    finally:
+        _DISTRIBUTION_TRACERS.pop()

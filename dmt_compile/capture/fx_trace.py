@@ -4,7 +4,7 @@
 removed except in-place methods (`p.unsqueeze_(1)`, whose result is often unused) and guards, and
 `x.new_tensor(constant)` (numpy offsets turned into tensors) becomes a plain `constant.to(x)`.
 While tracing, the patches of `call_nodes.py` (traced factories, opaque calls, buffers indexed by
-traced ids) and, on the value-carrying paths, of `builtin_queries.py` (`len`, `is_tensor`,
+traced ids, distributions built from traced values) and, on the value-carrying paths, of `builtin_queries.py` (`len`, `is_tensor`,
 `isinstance` of traced tensors) are in place.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch.fx as fx
 from dmt_compile.capture.inputs import InputSpec
 from dmt_compile.capture.numpy_proxies import numpy_ufunc_proxies
 from dmt_compile.capture.call_nodes import (OPAQUE_TORCH_FUNCTIONS, constant_indexed_by_proxy, opaque_torch_calls,
-                                            proxy_search_reads_only, traced_factories)
+                                            proxy_search_reads_only, traced_distributions, traced_factories)
 from dmt_compile.capture.builtin_queries import tensor_type_checks, traced_len, training_reads
 from dmt_compile.ir.evaluation import no_traced_attributes
 from dmt_compile.capture.tracer import CaptureTracer, autograd_function_calls, setitem_proxies, value_proxies
@@ -61,6 +61,7 @@ def trace_fx(model: torch.nn.Module, spec: InputSpec, flat: list[Any], *, carry_
     tracer.mode_reads = []  # where model code read `self.training` (the graph holds this mode's branch)
     with traced_factories(tracer), opaque_torch_calls(tracer), proxy_search_reads_only(), setitem_proxies(), \
             autograd_function_calls(tracer), numpy_ufunc_proxies(), constant_indexed_by_proxy(tracer), \
+            traced_distributions(tracer), \
             (value_proxies() if carry_values else contextlib.nullcontext()), \
             (traced_len(tracer) if carry_values else contextlib.nullcontext()), \
             (tensor_type_checks(tracer) if carry_values else contextlib.nullcontext()):
