@@ -212,6 +212,9 @@ def _adam_losses(model, inputs, target) -> list[float]:
         opt.zero_grad()
         loss = ((first_tensor(model(*inputs)) - target) ** 2).mean()
         loss.backward()
+        for p in model.parameters():  # sparse=True tables (DLRM's) give sparse gradients, which Adam rejects:
+            if p.grad is not None and p.grad.is_sparse:  # the same step on their dense form
+                p.grad = p.grad.to_dense()
         opt.step()
         losses.append(float(loss.detach()))
     return losses

@@ -58,11 +58,16 @@ class VerifyOptions:
 
 
 def first_tensor(out: Any) -> torch.Tensor:
+    """The first tensor of a model's output, in order (entries that hold no tensor, a `None`, are passed)."""
     if isinstance(out, torch.Tensor):
         return out
-    if isinstance(out, dict):
-        return first_tensor(next(iter(out.values())))
-    return first_tensor(out[0])
+    items = list(out.values()) if isinstance(out, dict) else list(out) if isinstance(out, (list, tuple)) else []
+    for item in items:
+        try:
+            return first_tensor(item)
+        except LookupError:
+            continue
+    raise LookupError(f"the output holds no tensor ({type(out).__name__})")
 
 
 def _load(opts: VerifyOptions, world: int):
