@@ -1,7 +1,9 @@
 """Calls that become one graph node each while capture traces: helpers for `CaptureTracer`.
 
 * `traced_factories(tracer)` — `torch.zeros(x.size(0), 1)` and friends with a traced size among
-  the arguments record a node (the batch size stays symbolic);
+  the arguments record a node (the batch size stays symbolic); so do numpy's array factories
+  (`np.arange(seq.size(1))`, `NUMPY_FACTORIES`), which would otherwise convert the traced size as an
+  array ("invalid __array_struct__"), and `torch.from_numpy` of such an array;
 * `opaque_torch_calls(tracer)` — torch functions that reject proxies (`OPAQUE_TORCH_FUNCTIONS`:
   packed variable-length sequences) called through their module record one node each (the
   `from ... import` spelling is fx's autowrap, `CaptureTracer` passes the same tuple);
@@ -25,15 +27,19 @@ import contextlib
 import sys
 from typing import Any, Callable
 
+import numpy as np
 import torch
 import torch.fx as fx
 from torch.fx.proxy import Proxy
 
-__all__ = ["FACTORIES", "OPAQUE_TORCH_FUNCTIONS", "has_proxy", "proxy_search_reads_only", "traced_factories",
+__all__ = ["FACTORIES", "NUMPY_FACTORIES", "OPAQUE_TORCH_FUNCTIONS", "has_proxy", "proxy_search_reads_only", "traced_factories",
            "opaque_torch_calls", "constant_indexed_by_proxy", "traced_distributions"]
 
 # tensor factories whose size arguments may be traced values (`torch.zeros(x.size(0), 1)`)
-FACTORIES = ("zeros", "ones", "empty", "full", "rand", "randn", "randint", "arange", "eye", "tensor")
+FACTORIES = ("zeros", "ones", "empty", "full", "rand", "randn", "randint", "arange", "eye", "tensor", "from_numpy",
+             "as_tensor")
+# numpy array factories whose size arguments may be traced values (`np.arange(seq.size(1))`)
+NUMPY_FACTORIES = ("arange", "zeros", "ones", "empty", "full", "eye", "array", "asarray")
 
 # torch functions that reject fx proxies (they convert their tensor arguments in Python: `torch.as_tensor`,
 # `.cpu()` of the lengths, a sort) and whose result is a value the rest of the model hands on whole:
@@ -98,9 +104,13 @@ def _recording_calls(tracer: fx.Tracer, owner: Any, saved: dict[str, Callable]):
             setattr(owner, name, fn)
 
 
+@contextlib.contextmanager
 def traced_factories(tracer: fx.Tracer):
-    """`torch.zeros(x.size(0), 1)` and friends: with a traced size among the arguments, record a node."""
-    return _recording_calls(tracer, torch, {name: getattr(torch, name) for name in FACTORIES})
+    """`torch.zeros(x.size(0), 1)`, `np.arange(seq.size(1))` and friends: with a traced size among the arguments,
+    record a node."""
+    with _recording_calls(tracer, torch, {name: getattr(torch, name) for name in FACTORIES}), \
+            _recording_calls(tracer, np, {name: getattr(np, name) for name in NUMPY_FACTORIES}):
+        yield
 
 
 def opaque_torch_calls(tracer: fx.Tracer):
