@@ -32,7 +32,7 @@ import torch
 import torch.fx as fx
 from torch.fx.proxy import Proxy
 
-__all__ = ["FACTORIES", "NUMPY_FACTORIES", "OPAQUE_TORCH_FUNCTIONS", "has_proxy", "proxy_search_reads_only", "traced_factories",
+__all__ = ["FACTORIES", "NUMPY_FACTORIES", "numpy_factory", "dtype_name", "OPAQUE_TORCH_FUNCTIONS", "has_proxy", "proxy_search_reads_only", "traced_factories",
            "opaque_torch_calls", "constant_indexed_by_proxy", "traced_distributions"]
 
 # tensor factories whose size arguments may be traced values (`torch.zeros(x.size(0), 1)`)
@@ -104,12 +104,48 @@ def _recording_calls(tracer: fx.Tracer, owner: Any, saved: dict[str, Callable]):
             setattr(owner, name, fn)
 
 
+def numpy_factory(name: str, *args: Any, **kwargs: Any) -> Any:
+    """`np.<name>(*args, **kwargs)` (by name, so a graph holding it pickles; dtypes come as their names)."""
+    return getattr(np, name)(*args, **kwargs)
+
+
+def dtype_name(value: Any) -> Any:
+    """A numpy dtype or a Python scalar type (`dtype=np.int`, `dtype=float`) as its numpy name: fx cannot hold
+    a type as a node argument."""
+    if isinstance(value, np.dtype) or isinstance(value, type) and (issubclass(value, np.generic)
+                                                                  or value in (int, float, bool, complex)):
+        return np.dtype(value).name
+    return value
+
+
+@contextlib.contextmanager
+def _recording_numpy(tracer: fx.Tracer):
+    saved = {name: getattr(np, name) for name in NUMPY_FACTORIES}
+
+    def recording(name: str, fn: Callable) -> Callable:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if has_proxy((args, kwargs)):
+                args = tuple(dtype_name(a) for a in args)
+                kwargs = {k: dtype_name(v) for k, v in kwargs.items()}
+                return tracer.create_proxy("call_function", numpy_factory, (name, *args), kwargs)
+            return fn(*args, **kwargs)
+        return call
+
+    for name, fn in saved.items():
+        setattr(np, name, recording(name, fn))
+    try:
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(np, name, fn)
+
+
 @contextlib.contextmanager
 def traced_factories(tracer: fx.Tracer):
     """`torch.zeros(x.size(0), 1)`, `np.arange(seq.size(1))` and friends: with a traced size among the arguments,
     record a node."""
     with _recording_calls(tracer, torch, {name: getattr(torch, name) for name in FACTORIES}), \
-            _recording_calls(tracer, np, {name: getattr(np, name) for name in NUMPY_FACTORIES}):
+            _recording_numpy(tracer):
         yield
 
 

@@ -58,3 +58,26 @@ def test_numpy_arange_of_a_traced_size():
     for batch, length, seed in ((8, 5, 0), (5, 3, 1), (6, 7, 2)):
         inputs = _inputs(batch, length, seed)
         assert torch.equal(_eval(dmt, inputs), _eval(model, inputs))
+
+
+class CausalModel(nn.Module):
+    """`np.tril(np.ones((1, 1, L, L), dtype=int))` from a traced length (a causal attention mask)."""
+
+    def __init__(self):
+        super().__init__()
+        self.item, self.user = nn.Embedding(30, 4), nn.Embedding(10, 4)
+
+    def forward(self, user_id, history, lengths):
+        seq = self.item(history)
+        mask = torch.from_numpy(np.tril(np.ones((1, seq.size(1), seq.size(1)), dtype=int))).to(seq.device)
+        mixed = (mask.float() @ seq) / lengths[:, None, None].float()
+        return (mixed.sum(1) * self.user(user_id)).sum(-1)
+
+
+def test_numpy_factory_with_a_dtype_argument():
+    torch.manual_seed(0)
+    model = CausalModel()
+    dmt = dmt_compile.transform(model, "2x2", _inputs(8, 5))
+    for batch, length, seed in ((8, 5, 0), (5, 3, 1)):
+        inputs = _inputs(batch, length, seed)
+        assert torch.equal(_eval(dmt, inputs), _eval(model, inputs))
