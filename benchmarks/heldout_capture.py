@@ -29,7 +29,14 @@ heldout_mlgb.py), the collaborative-filtering libraries `daisy` (DaisyRec: heldo
 `tabnet` (pytorch-tabnet's networks: heldout_tabnet.py) and `torch_frame` (PyTorch Frame's models,
 which take a `TensorFrame`: heldout_torch_frame.py). First runs (saved before any fix as
 results/heldout/first_run_<lib>.jsonl, reruns beside them as first_run_<lib>_after.jsonl): `rec4torch`,
-`deepmatch_torch` (DeepMatch-Torch) and `librecommender` (its TensorFlow-free torch modules).
+`deepmatch_torch` (DeepMatch-Torch) and `librecommender` (its TensorFlow-free torch modules), and two
+code bases that are no packages, read from a checkout named by an environment variable: `rechorus`
+(ReChorus's models, built and batched by its own readers and Dataset: heldout_rechorus.py,
+`RECHORUS_SRC`) and `fb_dlrm` (facebookresearch/dlrm's `DLRM_Net` in its command line's configurations:
+heldout_fb_dlrm.py, `FB_DLRM_SRC`).
+
+Training uses Adam; the gradient of a `sparse=True` table (DLRM's) is handed to it in dense form (Adam
+rejects sparse gradients; the step is the one a `sparse=False` table gets).
 
 Usage:
     python benchmarks/heldout_capture.py widedeep recbole [--out results.jsonl] [--models TabMlp,FM]
@@ -362,7 +369,7 @@ def main(argv=None) -> int:
     p.add_argument("libraries", nargs="+", help="recbole, fuxictr, widedeep, torchfm, deepctr, rechub, torchctr, "
                                                  "tabtransformer, rtdl_revisiting, rtdl, pytorch_tabular, mlgb, daisy, "
                                                  "torchrecsys, recpack, tabnet, torch_frame, rec4torch, "
-                                                 "deepmatch_torch, librecommender")
+                                                 "deepmatch_torch, librecommender, rechorus, fb_dlrm")
     p.add_argument("--out", help="append one JSON line per model to this file")
     p.add_argument("--models", help="comma-separated model names (default: every model)")
     args = p.parse_args(argv)

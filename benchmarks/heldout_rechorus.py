@@ -26,7 +26,15 @@ a dict of tensors plus `batch_size` (an int: most models `view(feed_dict["batch_
 `object`, the alias it always was.
 
 Measured: every model class of `context/`, `context_seq/`, `general/` and `sequential/` in both of its
-modes (`...CTR` and `...TopK` for the context ones). Left out: the `...Impression` classes (BPRMF, LightGCN,
+modes (`...CTR` and `...TopK` for the context ones), each as its constructor leaves it, with these
+construction details: FinalMLP embeds every context feature but its forward reads no user feature (a
+width mismatch, 384 vs 512, with user features on), so it is measured without them; Chorus's default
+`--stage 2` loads the KG model its stage 1 saves (`../model/Chorus/KG__...pt`), so the factory builds
+stage 1, saves it as `main.py` would, then builds stage 2 (models are built in a `run` folder of the
+temporary data set, where those relative paths land); TiMiRec's `finetune` stage finds no pretrained
+extractor and trains from scratch, as its code logs; LightGCN's constructor moves its graph with
+`.cuda()`, which a CPU-only torch rejects: while building, `Tensor.cuda` returns the tensor (it is then
+where the model runs). Left out: the `...Impression` classes (BPRMF, LightGCN,
 GRU4Rec, SASRec: the same networks as the classes measured, needing impression-labelled data), and
 `developing/` and `reranker/`.
 """

@@ -36,8 +36,7 @@ __all__ = ["FACTORIES", "NUMPY_FACTORIES", "numpy_factory", "dtype_name", "OPAQU
            "opaque_torch_calls", "constant_indexed_by_proxy", "traced_distributions"]
 
 # tensor factories whose size arguments may be traced values (`torch.zeros(x.size(0), 1)`)
-FACTORIES = ("zeros", "ones", "empty", "full", "rand", "randn", "randint", "arange", "eye", "tensor", "from_numpy",
-             "as_tensor")
+FACTORIES = ("zeros", "ones", "empty", "full", "rand", "randn", "randint", "arange", "eye", "tensor", "from_numpy")
 # numpy array factories whose size arguments may be traced values (`np.arange(seq.size(1))`)
 NUMPY_FACTORIES = ("arange", "zeros", "ones", "empty", "full", "eye", "array", "asarray")
 
