@@ -31,7 +31,13 @@ which take a `TensorFrame`: heldout_torch_frame.py). First runs (saved before an
 results/heldout/first_run_<lib>.jsonl, reruns beside them as first_run_<lib>_after.jsonl): `rec4torch`,
 `deepmatch_torch` (DeepMatch-Torch), `librecommender` (its TensorFlow-free torch modules) and
 `transformers4rec` (NVIDIA Transformers4Rec's PyTorch API, models built from a merlin Schema:
-heldout_transformers4rec.py).
+heldout_transformers4rec.py), and two code bases that are no packages, read from a checkout named by
+an environment variable: `rechorus` (ReChorus's models, built and batched by its own readers and
+Dataset: heldout_rechorus.py, `RECHORUS_SRC`) and `fb_dlrm` (facebookresearch/dlrm's `DLRM_Net` in its
+command line's configurations: heldout_fb_dlrm.py, `FB_DLRM_SRC`).
+
+Training uses Adam; the gradient of a `sparse=True` table (DLRM's) is handed to it in dense form (Adam
+rejects sparse gradients; the step is the one a `sparse=False` table gets).
 
 Usage:
     python benchmarks/heldout_capture.py widedeep recbole [--out results.jsonl] [--models TabMlp,FM]
@@ -214,6 +220,9 @@ def _adam_losses(model, inputs, target) -> list[float]:
         opt.zero_grad()
         loss = ((first_tensor(model(*inputs)) - target) ** 2).mean()
         loss.backward()
+        for p in model.parameters():  # sparse=True tables (DLRM's) give sparse gradients, which Adam rejects:
+            if p.grad is not None and p.grad.is_sparse:  # the same step on their dense form
+                p.grad = p.grad.to_dense()
         opt.step()
         losses.append(float(loss.detach()))
     return losses
@@ -361,7 +370,8 @@ def main(argv=None) -> int:
     p.add_argument("libraries", nargs="+", help="recbole, fuxictr, widedeep, torchfm, deepctr, rechub, torchctr, "
                                                  "tabtransformer, rtdl_revisiting, rtdl, pytorch_tabular, mlgb, daisy, "
                                                  "torchrecsys, recpack, tabnet, torch_frame, rec4torch, "
-                                                 "deepmatch_torch, librecommender, transformers4rec")
+                                                 "deepmatch_torch, librecommender, transformers4rec, rechorus, "
+                                                 "fb_dlrm")
     p.add_argument("--out", help="append one JSON line per model to this file")
     p.add_argument("--models", help="comma-separated model names (default: every model)")
     args = p.parse_args(argv)

@@ -124,7 +124,7 @@ class _Attempts:
         self.training = model.training
 
     def run(self, path: str, build: Callable[[], tuple[fx.GraphModule, tuple, str]],
-            leaves: tuple[str, ...] = ()) -> Captured | None:
+            leaves: tuple[str, ...] = (), spec: InputSpec | None = None) -> Captured | None:
         try:
             with preserved(self.model):
                 gm, specializations, note = build()
@@ -137,7 +137,7 @@ class _Attempts:
         gm, note = self._lift_tables(gm, build, note)
         report = CaptureReport(path, specializations, leaves, tuple(self.failed), note)
         log.info("%s", report)
-        return Captured(gm, self.spec, self.flat, report, self.reference)
+        return Captured(gm, spec or self.spec, self.flat, report, self.reference)
 
     def _lift_tables(self, gm: fx.GraphModule, build: Callable, note: str) -> tuple[fx.GraphModule, str]:
         """Parameter tables read at integer ids become `F.embedding` lookups (capture/indexed_tables.py);
@@ -173,7 +173,8 @@ class _Attempts:
                                                "forward branches on self.training (" + ", ".join(self.mode_reads)
                                                + "), and the graph holds the eval-mode branch"]))
             return gm, (), note
-        return self.run(path, build)
+        # torch.export bakes int inputs into its graph: a batch-size int is a constant of that graph's spec
+        return self.run(path, build, spec=self.spec.with_constant_batch_ints())
 
 
 def capture(model: torch.nn.Module, example_inputs: tuple, example_kwargs: dict | None = None,

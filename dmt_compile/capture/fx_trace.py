@@ -6,9 +6,9 @@ removed except in-place methods (`p.unsqueeze_(1)`, whose result is often unused
 in training mode, `F.dropout(x, p, training=self.training)` becomes an `nn.Dropout(p)` that follows
 `train()` / `eval()` as the flag did.
 While tracing, the patches of `call_nodes.py` (traced factories, opaque calls, buffers indexed by
-traced ids, scripted functions run as Python) and, on the value-carrying paths, of `builtin_queries.py`
-(`len`, `is_tensor`, `isinstance` of traced tensors, `torch.finfo` of a traced dtype) are in place, and
-model code asking `torch.jit.is_tracing()` hears True.
+traced ids, scripted functions run as Python, distributions built from traced values) and, on the
+value-carrying paths, of `builtin_queries.py` (`len`, `is_tensor`, `isinstance` of traced tensors,
+`torch.finfo` of a traced dtype) are in place, and model code asking `torch.jit.is_tracing()` hears True.
 """
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from dmt_compile.capture.inputs import InputSpec
 from dmt_compile.capture.numpy_proxies import numpy_ufunc_proxies
 from dmt_compile.capture.call_nodes import (OPAQUE_TORCH_FUNCTIONS, constant_indexed_by_proxy, opaque_torch_calls,
-                                            proxy_search_reads_only, scripted_functions_inline, traced_factories)
+                                            proxy_search_reads_only, scripted_functions_inline, traced_distributions,
+                                            traced_factories)
 from dmt_compile.capture.builtin_queries import (dtype_infos, tensor_type_checks, traced_len, tracing_checks,
                                                  training_reads)
 from dmt_compile.ir.evaluation import no_traced_attributes
@@ -101,7 +102,7 @@ def trace_fx(model: torch.nn.Module, spec: InputSpec, flat: list[Any], *, carry_
     tracer.mode_reads = []  # where model code read `self.training` (the graph holds this mode's branch)
     with traced_factories(tracer), opaque_torch_calls(tracer), proxy_search_reads_only(), setitem_proxies(), \
             autograd_function_calls(tracer), numpy_ufunc_proxies(), constant_indexed_by_proxy(tracer), \
-            scripted_functions_inline(), tracing_checks(), \
+            scripted_functions_inline(), tracing_checks(), traced_distributions(tracer), \
             (value_proxies() if carry_values else contextlib.nullcontext()), \
             (traced_len(tracer) if carry_values else contextlib.nullcontext()), \
             (tensor_type_checks(tracer) if carry_values else contextlib.nullcontext()), \

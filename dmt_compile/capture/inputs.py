@@ -59,6 +59,14 @@ class _ObjectSpec:
         return obj
 
 
+@dataclass(frozen=True)
+class _BatchInt:
+    """An int input that is the batch size: the leading dimension of tensor leaf number `ref`."""
+
+    ref: int
+    value: int  # in the example call
+
+
 def _key(key: Any) -> str:
     return f"{type(key).__name__}.{key.name}" if isinstance(key, enum.Enum) else repr(key)
 
@@ -110,14 +118,29 @@ class InputSpec:
         """Flatten a call's arguments in leaf order, checking they match the example structure."""
         bound = _bind(self.arg_names, args, kwargs)
         out: list[Any] = []
+        batch_ints: list[tuple[str, _BatchInt, Any]] = []
         for name, spec in zip(self.arg_names, self.structure):
-            _collect(spec, bound.get(name, _MISSING), (name,), out)
+            _collect(spec, bound.get(name, _MISSING), (name,), out, batch_ints)
+        for where, spec, value in batch_ints:
+            batch = out[spec.ref].shape[0] if out[spec.ref].dim() else None
+            if value != batch:
+                raise InputError(
+                    f"input {where} was the batch size when the model was transformed ({spec.value}, the leading "
+                    f"dimension of {self.leaves[spec.ref].display}), got {value!r} with a batch of {batch}",
+                    "pass the batch size of this call's tensors (or transform with an example batch whose size "
+                    "differs from every int input that is not the batch size)",
+                )
         return out
 
     def unflatten(self, flat: list[Any]) -> dict[str, Any]:
         """Rebuild {arg_name: value} from leaves (proxies during tracing)."""
+        flat = list(flat)
         it = iter(flat)
-        return {name: _rebuild(spec, it) for name, spec in zip(self.arg_names, self.structure)}
+        return {name: _rebuild(spec, it, flat) for name, spec in zip(self.arg_names, self.structure)}
+
+    def with_constant_batch_ints(self) -> "InputSpec":
+        """This spec with the batch-size ints as constants again (a graph that holds the example's value)."""
+        return InputSpec(self.arg_names, _constant_ints(self.structure), self.leaves)
 
 
 _MISSING = object()
@@ -140,9 +163,12 @@ def _bind(arg_names: tuple[str, ...], args: tuple, kwargs: dict) -> dict[str, An
     return bound
 
 
-def _collect(spec: Any, value: Any, path: tuple, out: list) -> None:
+def _collect(spec: Any, value: Any, path: tuple, out: list, batch_ints: list) -> None:
     where = _display(path)
-    if isinstance(spec, Leaf):
+    if isinstance(spec, _BatchInt):
+        if value is not _MISSING:
+            batch_ints.append((where, spec, value))
+    elif isinstance(spec, Leaf):
         if value is _MISSING or not is_tensor_leaf(value):
             raise InputError(
                 f"input {where} must be a tensor like in example_inputs, got {type(value).__name__}",
@@ -156,7 +182,7 @@ def _collect(spec: Any, value: Any, path: tuple, out: list) -> None:
                 "pass inputs with the same structure as example_inputs",
             )
         for key, sub in spec.attrs.items():
-            _collect(sub, getattr(value, key, _MISSING), path + (_Attr(key),), out)
+            _collect(sub, getattr(value, key, _MISSING), path + (_Attr(key),), out, batch_ints)
     elif isinstance(spec, dict):
         if not isinstance(value, dict) or list(value.keys()) != list(spec.keys()):
             got = list(value.keys()) if isinstance(value, dict) else type(value).__name__
@@ -165,7 +191,7 @@ def _collect(spec: Any, value: Any, path: tuple, out: list) -> None:
                 "pass inputs with the same structure as example_inputs (or transform again)",
             )
         for key, sub in spec.items():
-            _collect(sub, value[key], path + (key,), out)
+            _collect(sub, value[key], path + (key,), out, batch_ints)
     elif isinstance(spec, (list, tuple)):
         if not isinstance(value, (list, tuple)) or len(value) != len(spec):
             got = f"got {len(value)} items" if isinstance(value, (list, tuple)) else f"got {type(value).__name__}"
@@ -179,7 +205,7 @@ def _collect(spec: Any, value: Any, path: tuple, out: list) -> None:
                 "and transform with that" if per_sample else "pass inputs with the same structure as example_inputs",
             )
         for i, sub in enumerate(spec):
-            _collect(sub, value[i], path + (i,), out)
+            _collect(sub, value[i], path + (i,), out, batch_ints)
     else:
         same = value is spec or (not isinstance(value, torch.Tensor) and value == spec)
         if value is not _MISSING and not same:
@@ -189,18 +215,50 @@ def _collect(spec: Any, value: Any, path: tuple, out: list) -> None:
             )
 
 
-def _rebuild(spec: Any, it) -> Any:
+def _rebuild(spec: Any, it, flat: list) -> Any:
     if isinstance(spec, Leaf):
         return next(it)
+    if isinstance(spec, _BatchInt):
+        return flat[spec.ref].size(0)
     if isinstance(spec, _ObjectSpec):
-        return spec.rebuild({k: _rebuild(v, it) for k, v in spec.attrs.items()})
+        return spec.rebuild({k: _rebuild(v, it, flat) for k, v in spec.attrs.items()})
     if isinstance(spec, dict):
-        return {k: _rebuild(v, it) for k, v in spec.items()}
+        return {k: _rebuild(v, it, flat) for k, v in spec.items()}
     if isinstance(spec, list):
-        return [_rebuild(v, it) for v in spec]
+        return [_rebuild(v, it, flat) for v in spec]
     if isinstance(spec, tuple):
-        return tuple(_rebuild(v, it) for v in spec)
+        return tuple(_rebuild(v, it, flat) for v in spec)
     return spec
+
+
+def _map_constants(structure: Any, fn) -> Any:
+    """`structure` with every constant (not a leaf, not a container) replaced by `fn(constant)`."""
+    if isinstance(structure, Leaf):
+        return structure
+    if isinstance(structure, _ObjectSpec):
+        return _ObjectSpec(structure.cls, {k: _map_constants(v, fn) for k, v in structure.attrs.items()})
+    if isinstance(structure, dict):
+        return {k: _map_constants(v, fn) for k, v in structure.items()}
+    if isinstance(structure, (list, tuple)):
+        items = [_map_constants(v, fn) for v in structure]
+        return items if isinstance(structure, list) else tuple(items)
+    return fn(structure)
+
+
+def _constant_ints(structure: Any) -> Any:
+    return _map_constants(structure, lambda c: c.value if isinstance(c, _BatchInt) else c)
+
+
+def _batch_ints(structure: Any, leaves: list[Leaf], flat: list[Any]) -> Any:
+    """Int constants equal to the example's batch become `_BatchInt`s (see the module docstring)."""
+    sizes = [v.shape[0] for v in flat if isinstance(v, torch.Tensor) and v.dim() >= 1]
+    if not sizes:
+        return structure
+    batch = max(dict.fromkeys(sizes), key=sizes.count)  # the most common leading dimension, first on ties
+    if batch < 2:
+        return structure
+    ref = next(i for i, v in enumerate(flat) if isinstance(v, torch.Tensor) and v.dim() >= 1 and v.shape[0] == batch)
+    return _map_constants(structure, lambda c: _BatchInt(ref, c) if type(c) is int and c == batch else c)
 
 
 def flatten_call(fn: Any, args: tuple, kwargs: dict | None = None) -> tuple[InputSpec, list[Any]]:
@@ -248,5 +306,6 @@ def flatten_call(fn: Any, args: tuple, kwargs: dict | None = None) -> tuple[Inpu
         return value
 
     structure = tuple(describe(bound[n], (n,)) for n in used)
-    spec = InputSpec(tuple(used), structure, tuple(leaves))
+    flat = InputSpec(tuple(used), structure, tuple(leaves)).flatten(args, kwargs)
+    spec = InputSpec(tuple(used), _batch_ints(structure, leaves, flat), tuple(leaves))
     return spec, spec.flatten(args, kwargs)

@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
+from typing import Any
 
+import torch
 import torch.fx as fx
 
 from dmt_compile.errors import RewriteError
 from dmt_compile.ir.boundary import ids_exchange, outputs_exchange
 from dmt_compile.ir.detection import Detection, Lookup
 from dmt_compile.ir.graph import Placement, call_module, tag
-from dmt_compile.ir.meta import FROM_PASS, LOOKUP, ROLE, Role
+from dmt_compile.ir.meta import FROM_PASS, LOOKUP, ROLE, SHAPE, Role
 from dmt_compile.ir.module_paths import added_root, tower_module
 from dmt_compile.ir.plan import TowerDetail, TowerPlan
 from dmt_compile.passes.base import Pass, PassContext, PassResult
@@ -55,6 +57,37 @@ def _id_inputs(nodes: list[fx.Node], lookups: list[Lookup], all_lookups: set[fx.
     return out
 
 
+_ID_SHAPED = ("embedding", "functional_embedding")  # lookups whose output is [*ids.shape, dim]
+
+
+def _leading_dim(d: Any, ids: fx.Node) -> bool:
+    rank = len(ids.meta.get(SHAPE) or ())
+    return isinstance(d, int) and rank > 0 and 0 <= (d + rank + 1 if d < 0 else d) < rank
+
+
+def _shape_reads_from_ids(det: Detection, by_name: dict[str, fx.Node]) -> None:
+    """`emb.size(1)` of a lookup's output (the history length, `np.arange(seq.size(1))` for positions) reads a
+    dim the output shares with its ids, and `emb.device` the device of its ids: read them off the ids, so ids
+    computed from them (a position lookup's) no longer count as computed from that lookup."""
+    for lk in det.lookups:
+        node = by_name[lk.node]
+        ids = lk.id_nodes(node)
+        if lk.kind not in _ID_SHAPED or len(ids) != 1:
+            continue
+        for user in list(node.users):
+            if user.op == "call_method" and user.target == "size" and len(user.args) == 2 \
+                    or user.op == "call_function" and user.target is torch.ops.aten.sym_size.int:
+                if _leading_dim(user.args[1], ids[0]):
+                    user.replace_input_with(node, ids[0])
+            elif user.op == "call_function" and user.target is getattr and user.args[1:] == ("device",):
+                user.replace_input_with(node, ids[0])  # `.to(seq.device)`: where the sample's ids are
+            elif (user.op == "call_function" and user.target is getattr and user.args[1:] == ("shape",)
+                  or user.op == "call_method" and user.target == "size" and len(user.args) == 1 and not user.kwargs) \
+                    and user.users and all(u.op == "call_function" and u.target is operator.getitem
+                                           and _leading_dim(u.args[1], ids[0]) for u in user.users):
+                user.replace_input_with(node, ids[0])
+
+
 @dataclass(frozen=True)
 class SpttRewrite(Pass):
     name = "sptt-rewrite"
@@ -64,6 +97,7 @@ class SpttRewrite(Pass):
         plan, det = ctx.get(TowerPlan), ctx.get(Detection)
         by_name = {n.name: n for n in gm.graph.nodes}
         all_lookups = {by_name[lk.node] for lk in det.lookups}
+        _shape_reads_from_ids(det, by_name)
         placement = Placement(gm.graph)
         added_root(gm)
         for detail in plan.details:

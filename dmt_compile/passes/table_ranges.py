@@ -120,18 +120,18 @@ def inferred_ranges(gm: fx.GraphModule, ctx: Any, columns: list[fx.Node], rows: 
             highs = hi if highs is None else torch.maximum(highs, hi)
             samples += x.shape[0]
     fields = len(lows)
-    chance = chance_disjoint(fields, samples)
-    if chance > MAX_CHANCE:
-        return (f"one lookup reads {fields} fields ({name}) from one table with no offsets in the model, and "
-                f"{samples} example sample(s) are too few to infer each field's rows from data (columns of one "
-                f"vocabulary would look disjoint with probability {chance:.2g}); pass a larger example or "
-                "calibration batch, or declare each field's rows with table_ranges= to split it")
     order = sorted(range(fields), key=lambda f: int(lows[f]))
     for a, b in zip(order, order[1:]):
         if int(highs[a]) >= int(lows[b]):
             return (f"one lookup reads {fields} fields ({name}) from one table with no offsets in the model, and the "
                     f"example ids of columns {a} [{int(lows[a])}, {int(highs[a])}] and {b} [{int(lows[b])}, "
                     f"{int(highs[b])}] overlap; declare each field's rows with table_ranges= to split it")
+    chance = chance_disjoint(fields, samples)
+    if chance > MAX_CHANCE:
+        return (f"one lookup reads {fields} fields ({name}) from one table with no offsets in the model, and "
+                f"{samples} example sample(s) are too few to infer each field's rows from data (columns of one "
+                f"vocabulary would look disjoint with probability {chance:.2g}); pass a larger example or "
+                "calibration batch, or declare each field's rows with table_ranges= to split it")
     if int(lows[order[0]]) < 0 or int(highs[order[-1]]) >= rows:
         return f"the example ids of {name} fall outside the table's {rows} rows"
     # a field's rows run from just above the previous field's largest id to just below the next field's

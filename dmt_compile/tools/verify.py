@@ -60,13 +60,18 @@ class VerifyOptions:
 
 
 def first_tensor(out: Any) -> torch.Tensor:
+    """The first tensor of a model's output, in order (entries that hold no tensor, a `None`, are passed)."""
     if isinstance(out, torch.Tensor):
         return out
-    if isinstance(out, dict):
-        return first_tensor(next(iter(out.values())))
-    if dataclasses.is_dataclass(out) and not isinstance(out, type):  # an output dataclass: its first field
-        return first_tensor(getattr(out, dataclasses.fields(out)[0].name))
-    return first_tensor(out[0])
+    if dataclasses.is_dataclass(out) and not isinstance(out, type):  # an output dataclass: its fields
+        out = [getattr(out, f.name) for f in dataclasses.fields(out)]
+    items = list(out.values()) if isinstance(out, dict) else list(out) if isinstance(out, (list, tuple)) else []
+    for item in items:
+        try:
+            return first_tensor(item)
+        except LookupError:
+            continue
+    raise LookupError(f"the output holds no tensor ({type(out).__name__})")
 
 
 def _load(opts: VerifyOptions, world: int):

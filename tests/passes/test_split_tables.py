@@ -123,7 +123,7 @@ def test_unseen_rows_between_fields_are_read_and_rebuilt_from_both_pieces():
     """Expected: an id the example did not show (between two fields' observed ids) reads its original row;
     the flat table rebuilt from trained pieces keeps the change made through either piece."""
     model = PreOffset()
-    x = torch.tensor([[0, 4, 9], [2, 6, 11]])  # gaps: rows 3 (fields 0/1) and 7-8 (fields 1/2)
+    x = torch.tensor([[0, 4, 9], [2, 6, 11], [1, 5, 10], [0, 6, 9]])  # gaps: rows 3 (fields 0/1), 7-8 (1/2)
     gm, ctx = prepare(model, (x,))
     gm, _, _ = run_alone(SplitTables(), gm, ctx)
     split = ctx.get(TableSplits).splits[0]
@@ -309,3 +309,20 @@ def test_a_gather_through_a_buffer_that_is_no_range_keeps_the_table_whole():
     assert splits.splits == ()
     assert splits.notes == ("table embedding.weight stays whole: it is also looked up with constant ids and its fields' "
                             "rows are inferred from data; pass table_ranges= to override, not offsets in the graph",)
+
+
+def test_one_example_sample_is_too_few_to_infer_ranges_and_the_note_says_so():
+    """Before: at batch 1 each column showed one id, always a disjoint 'range', so a [1, L] sequence of one
+    vocabulary was split per position and a later batch's ids were refused. Expected: no inference from so
+    few samples (columns of one vocabulary look disjoint by chance: `chance_disjoint`), the note names the
+    fix; with enough samples the same ids split as before."""
+    from dmt_compile.passes.table_ranges import MAX_CHANCE, chance_disjoint
+
+    gm, ctx = prepare(PreOffset(), (torch.tensor([[1, 5, 9]]),))
+    gm, added, _ = run_alone(SplitTables(), gm, ctx)
+    note = ctx.get(TableSplits).notes[0]
+    assert not added and "too few" in note and "table_ranges=" in note
+    assert chance_disjoint(3, 1) == 1.0 and chance_disjoint(3, 2) > MAX_CHANCE > chance_disjoint(3, 4)
+    gm, ctx = prepare(PreOffset(), (torch.tensor([[0, 4, 9], [2, 6, 11], [1, 5, 10], [0, 6, 9]]),))
+    gm, added, _ = run_alone(SplitTables(), gm, ctx)
+    assert added
