@@ -18,7 +18,7 @@ import torch.fx as fx
 import torch.utils._pytree as pytree
 
 from dmt_compile.capture.builtin_queries import tracing_checks
-from dmt_compile.capture.guards import dmt_guard
+from dmt_compile.capture.guards import check_static_dims, dmt_guard
 from dmt_compile.capture.inputs import InputSpec, is_tensor_leaf
 from dmt_compile.capture.aten_normal import normalize_exported
 from dmt_compile.ir.graph import is_impure, get_attr_value
@@ -93,6 +93,23 @@ def _batch_guard(graph: fx.Graph, spec: InputSpec, flat: list[Any], batch: int |
     guard.meta[GUARD] = f"batch size == {batch}"
 
 
+def _static_dims_guards(graph: fx.Graph, spec: InputSpec, flat: list[Any], batch: int | None) -> None:
+    """Every input's fixed sizes checked on each call (`guards.check_static_dims`): dim 0 of a batch-major
+    input is left to the export (free when dynamic, `_batch_guard` when static), every other size is the
+    example's."""
+    placeholders = [n for n in graph.nodes if n.op == "placeholder"]
+    for index, (node, value) in enumerate(zip(placeholders, flat)):
+        if not isinstance(value, torch.Tensor) or value.dim() == 0:
+            continue
+        free = value.shape[0] == batch
+        if free and value.dim() == 1:
+            continue
+        expected = (None if free else value.shape[0],) + tuple(value.shape[1:])
+        with graph.inserting_after(node):
+            check = graph.call_function(check_static_dims, (node, expected, spec.leaves[index].display))
+        check.meta[GUARD] = "sizes == " + str(expected)
+
+
 def trace_export(model: torch.nn.Module, spec: InputSpec, flat: list[Any], example_inputs: tuple,
                  example_kwargs: dict, batch: int | None, *, dynamic: bool) -> tuple[fx.GraphModule, str]:
     """(GraphModule, a note for the capture report); raises ExportNotApplicable or torch's export errors."""
@@ -106,6 +123,7 @@ def trace_export(model: torch.nn.Module, spec: InputSpec, flat: list[Any], examp
     modules = normalize_exported(graph, values, model)
     if not dynamic:
         _batch_guard(graph, spec, flat, batch)
+    _static_dims_guards(graph, spec, flat, batch)
     root: dict[str, Any] = dict(modules)
     for n in graph.nodes:
         if n.op == "get_attr" and n.target not in root:

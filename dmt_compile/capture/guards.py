@@ -20,7 +20,7 @@ from torch.fx.node import has_side_effect
 
 from dmt_compile.errors import SpecializationError
 
-__all__ = ["dmt_guard", "value_dependence"]
+__all__ = ["check_static_dims", "dmt_guard", "value_dependence"]
 
 _STATIC_META = {"dim", "ndimension", "dtype", "device", "ndim", "is_cuda", "layout", "is_sparse"}
 
@@ -55,6 +55,26 @@ def dmt_guard(value: Any, kind: str, expected: Any, where: str, depends: str = "
         f"now but was {expected!r} when the model was captured, and the graph holds only that branch",
         "transform the model again with example inputs that take this branch, or make the branch "
         "independent of tensor values (e.g. torch.where) so it can be traced",
+    )
+
+
+@has_side_effect
+def check_static_dims(value: Any, expected: tuple, where: str) -> None:
+    """Raise `InputError` unless `value`'s sizes match `expected` (None: any size, the dynamic batch dim).
+
+    A graph from torch.export holds every non-batch size of the example as a constant (a view to
+    `[B, 6, D]`, an `arange(6)`); a call with another size would fail somewhere inside it, untyped."""
+    shape = tuple(value.shape)
+    if len(shape) == len(expected) and all(e is None or e == s for e, s in zip(expected, shape)):
+        return
+    from dmt_compile.errors import InputError
+
+    show = lambda dims: "(" + ", ".join("B" if d is None else str(d) for d in dims) + ")"  # noqa: E731
+    raise InputError(
+        f"input {where} has shape {tuple(shape)}, but the model was captured by torch.export with every dim but "
+        f"the batch fixed to the example's: {show(expected)}",
+        "call it with the example's sizes, or transform with example inputs of these sizes (a model that fx "
+        "traces keeps them free: see the capture report for why the fx paths failed)",
     )
 
 

@@ -51,3 +51,30 @@ def test_a_model_of_bags_towers_on_the_export_path():
     assert dmt.plan.num_towers == 2 and len(dmt.detection.features) >= 2
     with torch.no_grad():
         assert torch.equal(dmt(_x(3, seed=1)), model(_x(3, seed=1)))
+
+
+def test_an_exported_graph_refuses_other_non_batch_sizes_with_a_typed_error():
+    """Before: torch.export fixes every non-batch size of the example (`view(B, 6 * D)`); a call with a history
+    of 7 failed inside the graph with an untyped RuntimeError. Expected: the batch stays free, any other size
+    is checked on entry and refused with an InputError naming the input and the sizes it was captured with."""
+    from dmt_compile.errors import InputError
+
+    class History(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.user, self.item = nn.Embedding(10, 4), nn.Embedding(10, 4)
+            self.top = nn.Linear(4 + 6 * 4, 1)
+
+        def forward(self, user, hist):
+            return self.top(torch.cat([self.user(user), self.item(hist).view(hist.shape[0], 6 * 4)], 1))
+
+    def batch(b, length=6):
+        g = torch.Generator().manual_seed(b)
+        return torch.randint(0, 10, (b,), generator=g), torch.randint(0, 10, (b, length), generator=g)
+
+    model = History()
+    dmt = dmt_compile.transform(model, "2x2", batch(8), capture_paths="export")
+    assert dmt.capture_report.path == "export"
+    assert torch.equal(dmt(*batch(5)), model(*batch(5)))
+    with pytest.raises(InputError, match=r"input hist has shape \(5, 7\).*\(B, 6\)"):
+        dmt(*batch(5, length=7))
