@@ -61,8 +61,8 @@ def _piece(split: fx.Node, i: int, width: int, dim: int, rank: int) -> list[int]
 
 
 def _indexed_columns(layout: Layout, index: Any) -> list[int] | None:
-    """Columns taken by `value[index]`: the batch dim whole, singleton dims at 0 / -1 or whole, and an int,
-    a list of ints or a unit-step slice on the column dim (which must be indexed, else it is every column)."""
+    """Columns taken by `value[index]`: the batch dim whole, singleton dims at 0 / -1 or whole, and an int or
+    a list of ints on the column dim (which must be indexed, else it is every column)."""
     parts = list(index) if isinstance(index, tuple) else [index]
     if any(p is None or p is Ellipsis for p in parts) or len(parts) > layout.rank:
         return None
@@ -78,10 +78,8 @@ def _indexed_columns(layout: Layout, index: Any) -> list[int] | None:
                 columns = [part % width]
             elif isinstance(part, (list, tuple)) and part and all(_is_int(p) and -width <= p < width for p in part):
                 columns = [p % width for p in part]
-            elif isinstance(part, slice) and part.step in (None, 1) and not whole:
-                columns = list(range(width))[part]
-            else:
-                return None
+            else:  # a slice of columns is left to id_sources' own rules (`x[:, a:b]`; `x[:, -L:]` of a
+                return None  # sequence stays one feature)
     return columns or None
 
 

@@ -130,3 +130,22 @@ def test_column_layout_alone_on_a_small_graph():
     for name, dims in expected.items():
         layout = column_layout(nodes[name], lambda n: n)
         assert layout is not None and layout.source is x and layout.dims == dims, (name, layout)
+
+
+def test_the_tail_of_a_sequence_read_by_one_lookup_stays_one_feature():
+    """`seq[:, -L:]` (a sequence cut to its last L positions, NextRec's HSTU) is one feature, as the whole
+    sequence is; column picks never read a slice of columns as separate fields."""
+
+    class Tail(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.user, self.item = nn.Embedding(V, D), nn.Embedding(V, D)
+            self.top = nn.Linear(2 * D, 1)
+
+        def forward(self, user, seq):
+            return self.top(torch.cat([self.user(user), self.item(seq[:, -3:]).mean(1)], 1))
+
+    g = torch.Generator().manual_seed(0)
+    inputs = (torch.randint(0, V, (16,), generator=g), torch.randint(0, V, (16, 5), generator=g))
+    dmt = dmt_compile.transform(Tail().eval(), "2x2", inputs)
+    assert sorted(dmt.detection.features) == ["seq", "user"], dmt.detection.features
