@@ -2,11 +2,11 @@
 line offers, fed as its random-data loader batches.
 
 The repository is no package: `dlrm_s_pytorch.py` is a script importing its neighbours (`dlrm_data_pytorch`,
-`extend_distributed`, `mlperf_logger`, `tricks/`, `optim/`). `FB_DLRM_SRC` must name a checkout; from this
-project's mirror:
+`extend_distributed`, `mlperf_logger`, `tricks/`, `optim/`). `FB_DLRM_SRC` must name a checkout (measured at
+commit 090956ee):
 
-    mkdir -p /tmp/fbdlrm && git --git-dir=/work/.mirror/facebookresearch+dlrm/repo archive HEAD \
-        | tar x -C /tmp/fbdlrm            # then FB_DLRM_SRC=/tmp/fbdlrm
+    git clone https://github.com/facebookresearch/dlrm /tmp/fbdlrm \
+        && git -C /tmp/fbdlrm checkout 090956ee2319ddd349a42232958aefccfe3f7b0a   # then FB_DLRM_SRC=/tmp/fbdlrm
 
 It is imported as the script imports it (that folder first on `sys.path`): its optional imports
 (`mlperf_logging`, `onnx`, the internal `fbDataLoader`) are guarded by the module itself and only print;
@@ -58,7 +58,7 @@ def _module():
     src = os.environ.get("FB_DLRM_SRC")
     if not src or not os.path.isfile(os.path.join(src, "dlrm_s_pytorch.py")):
         raise RuntimeError("FB_DLRM_SRC must name a facebookresearch/dlrm checkout (see heldout_fb_dlrm.py's "
-                           "docstring: git --git-dir=/work/.mirror/facebookresearch+dlrm/repo archive HEAD | tar x -C DIR)")
+                           "docstring: git clone https://github.com/facebookresearch/dlrm DIR)")
     if src not in sys.path:
         sys.path.insert(0, src)
     import dlrm_s_pytorch

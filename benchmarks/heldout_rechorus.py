@@ -1,12 +1,11 @@
 """ReChorus's recommenders for the held-out capture measure, built and fed by ReChorus's own code.
 
 ReChorus (THUwangcy/ReChorus) is no package: its models import `utils`, `helpers` and `models` from its
-`src` folder. `RECHORUS_SRC` must name that folder; from this project's mirror:
+`src` folder. `RECHORUS_SRC` must name that folder of a checkout (measured at commit e58d7525):
 
-    mkdir -p /tmp/rechorus && git --git-dir=/work/.mirror/THUwangcy+ReChorus/repo archive HEAD src \
-        | tar x -C /tmp/rechorus          # then RECHORUS_SRC=/tmp/rechorus/src
-
-(archive `src` only: the repository's data folder holds objects the mirror lacks). Its imports need
+    git clone https://github.com/THUwangcy/ReChorus /tmp/rechorus \
+        && git -C /tmp/rechorus checkout e58d752558634d42be60de561d6f74df748583cc
+    # then RECHORUS_SRC=/tmp/rechorus/src (only `src` is read) Its imports need
 pandas, numpy, tqdm and, for the CTR runner, scikit-learn -- all already in this venv.
 
 Each model is built as `main.py` builds it: arguments are the argparse defaults of its reader
@@ -60,7 +59,7 @@ def _src() -> str:
     src = os.environ.get("RECHORUS_SRC")
     if not src or not os.path.isdir(os.path.join(src, "models")):
         raise RuntimeError("RECHORUS_SRC must name ReChorus's src folder (see heldout_rechorus.py's docstring: "
-                           "git --git-dir=/work/.mirror/THUwangcy+ReChorus/repo archive HEAD src | tar x -C DIR)")
+                           "git clone https://github.com/THUwangcy/ReChorus DIR, then RECHORUS_SRC=DIR/src)")
     if src not in sys.path:
         sys.path.insert(0, src)
     for alias, builtin in (("object", object), ("int", int)):  # aliases gone in NumPy 2 that ReChorus names
