@@ -41,25 +41,15 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import os
 import sys
 from typing import Any, Iterator
 
 import torch
 from torch.fx.proxy import Proxy
 
-__all__ = ["is_torch_or_own_file", "traced_len", "tensor_type_checks", "training_reads", "tracing_checks", "dtype_infos"]
+from dmt_compile.capture.code_origin import is_torch_or_own_file
 
-# torch's and dmt_compile's own package folders; a model library's `torch/` subpackage
-# (`site-packages/<library>/torch/...`) is model code, so "/torch/" anywhere in the path is no test
-_LIBRARY_ROOTS = tuple(os.path.dirname(os.path.abspath(m.__file__)).replace("\\", "/") + "/"
-                       for m in (torch, sys.modules[__name__.split(".")[0]]))
-
-
-def is_torch_or_own_file(filename: str) -> bool:
-    """Whether `filename` is torch's or dmt_compile's own code (not the model's, whatever its folder names)."""
-    return os.path.abspath(filename).replace("\\", "/").startswith(_LIBRARY_ROOTS)
-
+__all__ = ["traced_len", "tensor_type_checks", "training_reads", "tracing_checks", "dtype_infos"]
 
 def _from_model_code(depth: int = 2) -> bool:
     return not is_torch_or_own_file(sys._getframe(depth).f_code.co_filename)

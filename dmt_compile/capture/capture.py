@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.fx as fx
 
-from dmt_compile.capture.builtin_queries import is_torch_or_own_file
+from dmt_compile.capture.code_origin import is_torch_or_own_file
 from dmt_compile.capture.export_path import ExportNotApplicable, trace_export
 from dmt_compile.capture.fx_trace import trace_fx
 from dmt_compile.capture.indexed_tables import lift_indexed_tables

@@ -31,8 +31,8 @@ import torch
 import torch.fx as fx
 from torch.fx.proxy import Proxy
 
-from dmt_compile.capture.builtin_queries import is_torch_or_own_file
 from dmt_compile.capture.call_nodes import OPAQUE_TORCH_FUNCTIONS, has_proxy
+from dmt_compile.capture.code_origin import is_torch_or_own_file
 from dmt_compile.capture.guards import dmt_guard, value_dependence
 from dmt_compile.capture.inputs import InputSpec
 from dmt_compile.ir.meta import GUARD, INPUT_PATH

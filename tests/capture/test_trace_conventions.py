@@ -144,7 +144,7 @@ def test_torch_and_own_files_are_told_from_model_code_by_package_folder():
     import os
 
     import dmt_compile
-    from dmt_compile.capture.builtin_queries import is_torch_or_own_file
+    from dmt_compile.capture.code_origin import is_torch_or_own_file
 
     assert is_torch_or_own_file(torch.nn.functional.__file__)
     assert is_torch_or_own_file(dmt_compile.__file__)
