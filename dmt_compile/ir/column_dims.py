@@ -18,14 +18,9 @@ from typing import Any, Callable
 import torch
 import torch.fx as fx
 
-from dmt_compile.ir.column_layout import Layout, column_layout, norm_dim
+from dmt_compile.ir.column_layout import Layout, column_layout, norm_dim, op_name
 
 __all__ = ["picked_columns"]
-
-
-def _name(node: fx.Node) -> str:
-    target = node.target
-    return target if isinstance(target, str) else getattr(target, "__name__", "")
 
 
 def _arg(node: fx.Node, i: int, name: str, default: Any = None) -> Any:
@@ -38,7 +33,7 @@ def _is_int(value: Any) -> bool:
 
 def _piece(split: fx.Node, i: int, width: int, dim: int, rank: int) -> list[int] | None:
     """Columns of piece i of `unbind` / `split` / `chunk` of a value whose columns are on `dim`."""
-    name = _name(split)
+    name = op_name(split)
     if name == "unbind":
         return [i] if norm_dim(_arg(split, 1, "dim", 0), rank) == dim else None
     if name == "split":
@@ -87,7 +82,7 @@ def picked_columns(node: fx.Node, below: Callable[[fx.Node], fx.Node]) -> tuple[
     """(2-D value, columns of it) when `node` picks columns of a 2-D value along its column dim, else None."""
     if node.op == "call_function" and node.target is operator.getitem and isinstance(node.args[0], fx.Node):
         base, index = node.args
-        if _is_int(index) and base.op in ("call_method", "call_function") and _name(base) in \
+        if _is_int(index) and base.op in ("call_method", "call_function") and op_name(base) in \
                 ("unbind", "split", "chunk") and base.args:
             layout = column_layout(base.args[0], below)
             columns = _piece(base, index, layout.width, layout.column_dim, layout.rank) if layout else None
@@ -95,7 +90,7 @@ def picked_columns(node: fx.Node, below: Callable[[fx.Node], fx.Node]) -> tuple[
         layout = column_layout(base, below)
         columns = _indexed_columns(layout, index) if layout is not None else None
         return (layout.source, columns) if columns else None
-    name = _name(node) if node.op in ("call_method", "call_function") else ""
+    name = op_name(node) if node.op in ("call_method", "call_function") else ""
     if name not in ("select", "narrow") or not node.args:
         return None
     if node.op == "call_function" and node.target not in (torch.select, torch.narrow):

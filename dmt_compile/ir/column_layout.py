@@ -18,7 +18,7 @@ import torch.fx as fx
 
 from dmt_compile.ir.meta import SHAPE
 
-__all__ = ["Layout", "column_layout", "norm_dim"]
+__all__ = ["Layout", "column_layout", "norm_dim", "op_name"]
 
 Dims = tuple[str, ...]
 Step = Callable[[Dims], "Dims | None"]
@@ -47,7 +47,8 @@ def norm_dim(value: Any, rank: int) -> int | None:
     return value % rank if isinstance(value, int) and not isinstance(value, bool) and -rank <= value < rank else None
 
 
-def _name(node: fx.Node) -> str:
+def op_name(node: fx.Node) -> str:
+    """A call's op name whatever its spelling: a method's name, a function's `__name__` (`getitem`, `select`)."""
     target = node.target
     return target if isinstance(target, str) else getattr(target, "__name__", "")
 
@@ -133,7 +134,7 @@ def _step(node: fx.Node) -> tuple[fx.Node, Step] | None:
     """(the value `node` moves dims of, how it moves them), or None when `node` is not a layout op."""
     if node.op not in ("call_function", "call_method") or not node.args or not isinstance(node.args[0], fx.Node):
         return None
-    name, rest, inner = _name(node), node.args[1:], node.args[0]
+    name, rest, inner = op_name(node), node.args[1:], node.args[0]
     if node.op == "call_function" and node.target is getattr and rest and rest[0] in ("T", "mT"):
         return inner, (lambda dims: tuple(reversed(dims))) if rest[0] == "T" else _swapped(-2, -1)
     if node.op == "call_function" and name in ("getitem",) and len(rest) == 1:

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 import torch.fx as fx
 
+from dmt_compile.ir.column_layout import op_name
 from dmt_compile.ir.constants import Constants
 from dmt_compile.ir.meta import SHAPE
 
@@ -30,7 +31,7 @@ def constant_map(node: fx.Node) -> fx.Node | None:
     `torch.take(remap, x)`, `remap.index_select(0, x)`: a vocabulary remap or hash buffer) or a bucketing
     by constant boundaries (`torch.bucketize(x, bounds)`, `torch.searchsorted(bounds, x)`); each column of
     the result depends on that column of `x` alone. None otherwise."""
-    name = node.target if node.op == "call_method" else getattr(node.target, "__name__", "")
+    name = op_name(node)
     args = list(node.args)
     if node.op not in ("call_function", "call_method") or node.kwargs and name != "bucketize":
         return None
@@ -52,7 +53,7 @@ def constant_map(node: fx.Node) -> fx.Node | None:
 def constant_column_gather(node: fx.Node) -> tuple[fx.Node, list[int]] | None:
     """(x, the columns it takes) when `node` is `x.index_select(1, cols)` / `torch.index_select(x, 1, cols)`
     of a 2-D `x` with constant `cols` (a buffer of column indices), else None."""
-    name = node.target if node.op == "call_method" else getattr(node.target, "__name__", "")
+    name = op_name(node)
     if node.op not in ("call_function", "call_method") or name != "index_select" or len(node.args) != 3 \
             or node.kwargs or not isinstance(node.args[0], fx.Node):
         return None
