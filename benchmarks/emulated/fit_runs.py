@@ -10,13 +10,46 @@ the file ``strategy="auto"`` prices candidates with (``plan --strategy auto --co
 from __future__ import annotations
 
 import json
+import os
 from typing import Any, TextIO
 
 from dmt_compile.errors import InputError
 
-__all__ = ["load_runs", "run_fit", "fit_params", "HARDWARE"]
+__all__ = ["load_runs", "run_fit", "fit_params", "HARDWARE", "micro_benchmarks"]
 
 HARDWARE = "emulated bench: gloo over tc-shaped veth NICs, CPU compute (dmt-compile bench)"
+#: micro-benchmarks of this box that are no bench run (docs/COST_MODEL.md section 9): the step's CPU
+#: at three batch sizes (`profile_step`) and gloo's loopback reduce-scatter / all-gather rate
+MICRO = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "results", "evidence", "micro")
+
+
+def micro_benchmarks(folder: str = MICRO):
+    """(BatchShape of the step's CPU in the batch, loopback bytes/s) from the micro-benchmark JSON in
+    `folder` (``cpu_batch_<b>.json``: `profile_step --json`, every run's median CPU seconds per step
+    averaged over runs after scaling each to its batch-1024 value; ``loopback_rate.json``: the median
+    rate); (None, 0.0) where a file is missing."""
+    import glob
+    import statistics
+
+    from dmt_compile.topo.cost_fit import BatchShape
+
+    points: dict[str, list[tuple[float, float]]] = {}
+    for path in glob.glob(os.path.join(folder, "cpu_batch_*.json")):
+        with open(path) as f:
+            doc = json.load(f)
+        for run, r in doc["runs"].items():
+            points.setdefault(run, []).append((float(doc["args"]["per_rank_batch"]), statistics.median(r["cpu_s_all_ranks"])))
+    shapes = [BatchShape.from_points(p) for p in points.values() if len({b for b, _ in p}) >= 3]
+    shape = None
+    if shapes:  # each run's curve normalised to 1 s at batch 1024, then averaged term by term
+        norm = [(s.fixed + s.per_sample * 1024 + s.per_sample_sq * 1024 ** 2) for s in shapes]
+        shape = BatchShape(*(statistics.fmean(getattr(s, k) / n for s, n in zip(shapes, norm))
+                             for k in ("fixed", "per_sample", "per_sample_sq")))
+    loop = 0.0
+    if os.path.exists(os.path.join(folder, "loopback_rate.json")):
+        with open(os.path.join(folder, "loopback_rate.json")) as f:
+            loop = float(json.load(f)["loopback_bytes_per_s_median"])
+    return shape, loop
 
 
 def load_runs(paths: list[str]) -> list[dict[str, Any]]:
@@ -49,7 +82,8 @@ def fit_params(fit_paths: list[str], held_paths: list[str]):
     if shared:
         raise InputError(f"{shared} is both fitted on and held out", "hold out reports that took no part in the fit")
     runs = load_runs(fit_paths)
-    params = fit(runs)
+    shape, loopback = micro_benchmarks()
+    params = fit(runs, shape, loopback)
     errs = held_out_errors(params, load_runs(held_paths)) if held_paths else []
     k = statistics.median(_setting(r)[2] for r in runs if r["row"].get("non_wire_s") is not None)
     tms = {r["config"].get("tower_module") for r in runs if r["row"].get("strategy") == "sptt_tm"}

@@ -4,21 +4,32 @@
 topology at a per-rank batch:
 
     step = compute + wire
-    compute = k * (c_fixed + b * (c_sample + c_element * D_in + c_tm * D_tm + c_interaction * D_out))
-    wire    = E * alpha + E * m * g + X / (eta * B) * (1 + n_half / s) * (1 + kappa * log2(fan_in))
+    compute = k * (c_fixed + b * (c_sample + c_element * D_in + c_tm * D_tm + c_interaction * D_out
+                                  + c_runtime * D_run) * (1 + b / b_knee))
+    wire    = E * alpha + E * m * g + X / (eta * B) * (1 + h) * (1 + n_half / s) * (1 + kappa * log2(fan_in))
+              + Y / B_loop
 
 with ``k`` ranks per core (or device), ``D_in`` the embedding elements per sample looked up,
 ``D_tm`` those entering a compressing Tower Module (0 otherwise; twice ``D_in`` with the decoder
 feed, whose decoders are the Tower Modules' matrices run backwards), ``D_out`` what the towers hand
-on to the interaction (``D_in`` again with decoders, which restore the original widths); ``E`` = 5 cross-host exchanges per step (id counts, lengths, values; embeddings forward and
+on to the interaction (``D_in`` again with decoders, which restore the original widths), ``D_run``
+the elements this project's runtime packs and unpacks around its exchanges (``D_in``; 0 for
+TorchRec's rows, whose fused path does its own); ``E`` = 5 cross-host exchanges per step (id counts, lengths, values; embeddings forward and
 their gradients backward), ``m`` messages per rank per exchange (flat: every rank of every other
 host, ``(N-1) L``; SPTT: one peer per other host, ``N-1``), ``X`` the busiest host NIC's bytes per
 direction (``L (N-1)/N b sum_t (8 I_t + 2 w o_t r)``, ``w`` the wire's bytes per element, ``r`` = 1
 but the world size for TorchRec's row-wise reduce-scatter, :func:`output_fanout`), ``B`` the
 host NIC rate, ``s = X / (L m E)`` the mean message size and ``fan_in`` the senders into one NIC.
+``h`` (``duplex``) is the share of a TorchRec exchange that runs one direction at a time (gloo's
+``all_to_all_single`` under TorchRec; 0 for this project's runtime, whose exchanges are full
+duplex), ``Y`` the intra-host bytes a rank moves that no fitted time contains (TorchRec TWRW's
+reduce-scatter of pooled partial sums and the all-gather of their gradients, :func:`loopback_bytes`)
+and ``B_loop`` (``loopback``) their loopback rate. ``b_knee`` (``batch_knee``; 0 = none) is the
+batch at which the per-sample compute has doubled (cache pressure): with ``c_fixed`` it is the
+shape of the compute in the batch, which runs at one batch size cannot fix (:class:`BatchShape`).
 
-The **free parameters** (:class:`StepParams`): ``alpha, g, n_half, eta, kappa`` and the compute
-terms ``c_*``. :func:`fit` fits the compute terms by least squares on the runs' own non-wire times
+The **free parameters** (:class:`StepParams`): ``alpha, g, n_half, eta, kappa, duplex`` and the
+compute terms ``c_*``; ``loopback`` and the batch shape come from micro-benchmarks (:func:`fit`). :func:`fit` fits the compute terms by least squares on the runs' own non-wire times
 ``C_s`` (measured unthrottled, see the bench's ``bound`` module) and the network terms by a grid
 search on the step times, both on the *fitting* runs only; :func:`held_out_errors` then predicts
 runs that took no part in the fit (other shares, batches, host counts) from their description
@@ -37,14 +48,16 @@ from dmt_compile.errors import CostModelError
 from dmt_compile.topo.spec import as_topology
 
 __all__ = ["Candidate", "StepParams", "RANGES", "predict_step", "speedup_band", "fit", "held_out_errors", "candidate_from_row",
-           "EXCHANGES", "output_fanout"]
+           "EXCHANGES", "output_fanout", "loopback_bytes", "BatchShape"]
 
 EXCHANGES = 5
-NETWORK = ("alpha", "gap", "n_half", "eta", "kappa")
-COMPUTE = ("c_fixed", "c_sample", "c_element", "c_tm", "c_interaction")
+NETWORK = ("alpha", "gap", "n_half", "eta", "kappa", "duplex")
+COMPUTE = ("c_fixed", "c_sample", "c_element", "c_tm", "c_interaction", "c_runtime")
+#: measured by micro-benchmarks, not by the grid (``loopback`` bytes/s; ``batch_knee`` samples, 0 = none)
+MEASURED = ("loopback", "batch_knee")
 #: plausible range of each network parameter, for the band over those not fitted
 RANGES = {"alpha": (10e-6, 500e-6), "gap": (0.0, 20e-6), "n_half": (16 * 1024, 256 * 1024), "eta": (0.7, 0.97),
-          "kappa": (0.0, 0.25)}
+          "kappa": (0.0, 0.25), "duplex": (0.0, 1.0)}
 
 
 @dataclass(frozen=True)
@@ -91,15 +104,19 @@ class StepParams:
     n_half: float = 64 * 1024
     eta: float = 0.9
     kappa: float = 0.0
+    duplex: float = 0.0
+    loopback: float = 0.0
+    batch_knee: float = 0.0
     c_fixed: float = 0.0
     c_sample: float = 0.0
     c_element: float = 0.0
     c_tm: float = 0.0
     c_interaction: float = 0.0
+    c_runtime: float = 0.0
     fitted: frozenset = field(default_factory=frozenset)
 
     def as_dict(self) -> dict[str, Any]:
-        return {**{k: getattr(self, k) for k in NETWORK + COMPUTE}, "fitted": sorted(self.fitted)}
+        return {**{k: getattr(self, k) for k in NETWORK + MEASURED + COMPUTE}, "fitted": sorted(self.fitted)}
 
 
 @functools.lru_cache(maxsize=64)
@@ -125,8 +142,10 @@ def compute_time(c: Candidate, batch: float, p: StepParams, ranks_per_core: floa
     d_in = sum(c.tower_in_widths)
     d_tm = d_in * (c.tm_scale + (1 if c.decoder else 0)) if c.strategy == "sptt_tm" else 0.0
     d_int = d_in if c.decoder else sum(c.out_widths)
-    return ranks_per_core * (p.c_fixed + batch * (p.c_sample + p.c_element * d_in + p.c_tm * d_tm
-                                                  + p.c_interaction * d_int))
+    knee = 1 + batch / p.batch_knee if p.batch_knee > 0 else 1.0
+    d_run = 0.0 if c.strategy.startswith("torchrec_") else d_in  # TorchRec's fused path packs nothing itself
+    return ranks_per_core * (p.c_fixed + batch * knee * (p.c_sample + p.c_element * d_in + p.c_tm * d_tm
+                                                         + p.c_interaction * d_int + p.c_runtime * d_run))
 
 
 def output_fanout(c: Candidate, world: int) -> int:
@@ -136,9 +155,19 @@ def output_fanout(c: Candidate, world: int) -> int:
     reduce-scatter: a rank receives `world - 1` partials of its samples' embeddings instead of one
     copy, and the backward all-gather sends the gradients alike -- `world` times table-wise's
     cross-host bytes. Table-wise-row-wise (TWRW) splits rows within the owning host only: its
-    cross-host bytes are table-wise's; its intra-host reduce-scatter runs on loopback, which this
-    model does not price."""
+    cross-host bytes are table-wise's; its intra-host reduce-scatter is :func:`loopback_bytes`."""
     return world if c.strategy == "torchrec_rw" else 1
+
+
+def loopback_bytes(c: Candidate, num_hosts: int, local_size: int, batch: float) -> float:
+    """Intra-host bytes a rank sends per step that no fitted time contains: TorchRec TWRW pools, on
+    each of a host's `L` ranks, partial sums of the host's tables (``D / N`` wide) for all ``N L b``
+    samples of the world, reduce-scatters them over the host (a rank sends ``(L - 1) / L`` of its
+    partials) and all-gathers their gradients back alike: ``2 (L - 1) b D w``. Other strategies'
+    intra-host exchanges are in the fitting runs' own non-wire times (0 here)."""
+    if c.strategy != "torchrec_twrw" or local_size < 2:
+        return 0.0
+    return 2 * (local_size - 1) * batch * sum(c.tower_in_widths) * c.wire_bytes
 
 
 def wire_time(c: Candidate, topology: Any, batch: float, p: StepParams, rate_bits: float | None = None) -> float:
@@ -153,8 +182,14 @@ def wire_time(c: Candidate, topology: Any, batch: float, p: StepParams, rate_bit
     msgs = (n - 1) * l_ if c.flat_like else (n - 1)
     fan_in = (n - 1) * l_ * (l_ if c.flat_like else 1)
     size = x / max(1.0, l_ * msgs * EXCHANGES)
-    transfer = x / (p.eta * rate) * (1 + p.n_half / max(size, 1.0)) * (1 + p.kappa * math.log2(max(1, fan_in)))
-    return EXCHANGES * p.alpha + EXCHANGES * msgs * p.gap + transfer
+    duplex = p.duplex if c.strategy.startswith("torchrec_") else 0.0  # this runtime's exchanges are full duplex
+    transfer = x / (p.eta * rate) * (1 + duplex) * (1 + p.n_half / max(size, 1.0)) \
+        * (1 + p.kappa * math.log2(max(1, fan_in)))
+    loop = loopback_bytes(c, n, l_, batch)
+    if loop and p.loopback <= 0:
+        raise CostModelError(f"{c.strategy} moves {loop:.0f} intra-host bytes per step and no loopback rate is set",
+                             "give StepParams(loopback=bytes/s), measured by benchmarks.emulated.loopback_rate")
+    return EXCHANGES * p.alpha + EXCHANGES * msgs * p.gap + transfer + (loop / p.loopback if loop else 0.0)
 
 
 def predict_step(candidate: Candidate, topology: Any, batch: float, params: StepParams | None = None, *,
@@ -207,44 +242,98 @@ def _setting(run: dict[str, Any]) -> tuple[str, float, float, float]:
         run["row"]["batch_per_rank"]
 
 
-def _fit_compute(runs: list[dict[str, Any]]) -> dict[str, float]:
-    """Least squares of the non-wire times over the compute terms (non-negative by clipping)."""
+@dataclass(frozen=True)
+class BatchShape:
+    """How a step's CPU grows with the per-rank batch, ``cpu(b) = fixed + per_sample b + per_sample_sq b^2``,
+    from a micro-benchmark at three or more batch sizes (:meth:`from_points`). Runs at one batch size
+    cannot tell a step's fixed part from its per-sample part; :func:`fit` takes the shape from here
+    and the level from the runs."""
+
+    fixed: float
+    per_sample: float
+    per_sample_sq: float = 0.0
+
+    @classmethod
+    def from_points(cls, points: Sequence[tuple[float, float]]) -> "BatchShape":
+        """Least squares of (batch, CPU seconds) points; at least 3 distinct batches."""
+        import numpy as np
+
+        if len({b for b, _ in points}) < 3:
+            raise CostModelError("a batch shape needs CPU times at 3 or more batch sizes", "time more batch sizes")
+        a = np.array([[1.0, b, b * b] for b, _ in points])
+        coef = np.linalg.lstsq(a, np.array([t for _, t in points]), rcond=None)[0]
+        return cls(*(max(0.0, float(x)) for x in coef))
+
+    def fixed_share(self, batch: float) -> float:
+        """The fixed part's share of the step's CPU at `batch`."""
+        total = self.fixed + self.per_sample * batch + self.per_sample_sq * batch * batch
+        return self.fixed / total if total > 0 else 0.0
+
+    @property
+    def knee(self) -> float:
+        """The batch at which the per-sample cost has doubled (0: linear)."""
+        return self.per_sample / self.per_sample_sq if self.per_sample_sq > 0 else 0.0
+
+
+def _fit_compute(runs: list[dict[str, Any]], shape: BatchShape | None = None) -> dict[str, float]:
+    """Least squares of the non-wire times over the compute terms (non-negative by clipping). With a
+    `shape`, ``c_fixed`` is each run's non-wire time per rank-on-a-core times the shape's fixed share at
+    its batch (averaged), and the per-sample terms carry the shape's knee."""
     import numpy as np
 
+    knee = shape.knee if shape else 0.0
+    fixed = 0.0
+    if shape:
+        fixed = sum(r["row"]["non_wire_s"] / _setting(r)[2] * shape.fixed_share(_setting(r)[3]) for r in runs) / len(runs)
     rows, y = [], []
     for run in runs:
         c = candidate_from_row(run["row"])
         _, _, k, b = _setting(run)
         d_in = sum(c.tower_in_widths)
         d_tm = d_in * (2 if c.decoder else 1) if c.strategy == "sptt_tm" else 0.0
-        rows.append([k, k * b, k * b * d_in, k * b * d_tm, k * b * (d_in if c.decoder else sum(c.out_widths))])
-        y.append(run["row"]["non_wire_s"])
+        kb = k * b * (1 + b / knee if knee else 1.0)
+        d_run = 0.0 if c.strategy.startswith("torchrec_") else d_in
+        rows.append([0.0 if shape else k, kb, kb * d_in, kb * d_tm, kb * (d_in if c.decoder else sum(c.out_widths)),
+                     kb * d_run])
+        y.append(run["row"]["non_wire_s"] - k * fixed)
     a, target = np.array(rows), np.array(y)
     used = [j for j in range(a.shape[1]) if np.ptp(a[:, j]) > 0 or j == 1]
     coef = np.zeros(a.shape[1])
     coef[used] = np.clip(np.linalg.lstsq(a[:, used], target, rcond=None)[0], 0, None)
-    return dict(zip(COMPUTE, coef.tolist()))
+    if shape:
+        coef[0] = fixed
+    return {**dict(zip(COMPUTE, coef.tolist())), "batch_knee": knee}
 
 
-def fit(runs: Sequence[dict[str, Any]]) -> StepParams:
+DUPLEX_GRID = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0)
+
+
+def fit(runs: Sequence[dict[str, Any]], shape: BatchShape | None = None, loopback: float = 0.0) -> StepParams:
     """Fit :class:`StepParams` on bench runs: ``[{"row": result row, "config": its report's config}]``
-    (rows need ``non_wire_s``). The network grid keeps the combination with the least squared log error."""
+    (rows need ``non_wire_s``). The network grid keeps the combination with the least squared log error.
+    ``duplex`` is in the grid (and fitted) only when the runs include TorchRec rows. `shape` (a
+    micro-benchmark's :class:`BatchShape`) splits the compute into its fixed and per-sample parts;
+    `loopback` (bytes/s, ``benchmarks.emulated.loopback_rate``) prices :func:`loopback_bytes`."""
     runs = [r for r in runs if r["row"].get("non_wire_s") is not None]
     if len(runs) < 3:
         raise CostModelError(f"{len(runs)} runs with a measured non-wire time", "fit on at least 3 bench rows")
-    p = StepParams(**_fit_compute(runs))
-    grid = {"alpha": (0.0, 50e-6, 200e-6, 1e-3), "gap": (0.0, 10e-6, 50e-6), "n_half": (0.0, 16e3, 64e3, 256e3),
-            "eta": (0.6, 0.75, 0.9, 1.0), "kappa": (0.0, 0.1, 0.25)}
+    p = StepParams(**_fit_compute(runs, shape), loopback=loopback)
+    torchrec = any(candidate_from_row(r["row"]).strategy.startswith("torchrec_") for r in runs)
+    # eta (scale) and alpha (offset) are identified by any set of runs; message size, count and
+    # fan-in only change with the host layout, so g, n_half and kappa need runs on several layouts:
+    # on one layout they trade against alpha and eta at no cost to the fit, and are held at 0 (no
+    # such mechanism) for the point prediction, their RANGES giving predict_step's band
+    layouts = len({_setting(r)[0] for r in runs}) > 1
+    grid = {"alpha": (0.0, 50e-6, 200e-6, 1e-3), "gap": (0.0, 10e-6, 50e-6) if layouts else (0.0,),
+            "n_half": (0.0, 16e3, 64e3, 256e3) if layouts else (0.0,), "eta": (0.6, 0.75, 0.9, 1.0),
+            "kappa": (0.0, 0.1, 0.25) if layouts else (0.0,), "duplex": DUPLEX_GRID if torchrec else (0.0,)}
     best, best_err = p, math.inf
     for values in itertools.product(*grid.values()):
         q = replace(p, **dict(zip(grid, values)))
         err = sum(math.log(_predict_run(q, run) / run["row"]["step_time_median_s"]) ** 2 for run in runs)
         if err < best_err:
             best, best_err = q, err
-    # eta (scale) and alpha (offset) are identified by any set of runs; message size, count and
-    # fan-in only change with the host layout, so g, n_half and kappa need runs on several layouts
-    layouts = {_setting(r)[0] for r in runs}
-    network = {"eta", "alpha"} | ({"gap", "n_half", "kappa"} if len(layouts) > 1 else set())
+    network = {"eta", "alpha"} | ({"gap", "n_half", "kappa"} if layouts else set()) | ({"duplex"} if torchrec else set())
     return replace(best, fitted=frozenset(network | set(COMPUTE)))
 
 

@@ -5,7 +5,7 @@ far off it was on runs that took no part in the fit, and the hardware it describ
 strategy="auto", predictor=FittedPredictor.from_file("P.json"))` and `plan --strategy auto
 --cost-params P.json` read it. The file is JSON with schema :data:`SCHEMA`:
 
-    {"schema": ..., "params": {alpha, gap, n_half, eta, kappa, c_*, "fitted": [...]},
+    {"schema": ..., "params": {alpha, gap, n_half, eta, kappa, duplex, loopback, batch_knee, c_*, "fitted": [...]},
      "held_out": {"runs": n, "max_abs_error": e, "mean_abs_error": m} | null,
      "fitted_on": [paths], "held_out_on": [paths], "hardware": "...", "ranks_per_core": k}
 """
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from dmt_compile.errors import CostModelError
-from dmt_compile.topo.cost_fit import COMPUTE, NETWORK, StepParams
+from dmt_compile.topo.cost_fit import COMPUTE, MEASURED, NETWORK, StepParams
 
 __all__ = ["FittedParams", "SCHEMA", "held_out_summary"]
 
@@ -83,8 +83,8 @@ class FittedParams:
                                  "write one with `dmt-compile cost --fit A.json --held-out B.json --save P.json`")
         raw = doc["params"]
         values = {}
-        for k in NETWORK + COMPUTE:
-            v = raw.get(k)
+        for k in NETWORK + MEASURED + COMPUTE:
+            v = raw.get(k, getattr(StepParams, k) if k in ("duplex", "c_runtime") + MEASURED else None)  # older sets lack them
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
                 raise CostModelError(f"{source}: parameter {k!r} is {v!r}, not a non-negative number",
                                      "refit with `dmt-compile cost --fit ... --save P.json`")

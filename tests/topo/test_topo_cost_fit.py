@@ -1,11 +1,14 @@
 """The fitted step model: a fit on one set of runs predicts a disjoint set; bands cover unfitted parameters."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from dmt_compile.errors import CostModelError
-from dmt_compile.topo.cost_fit import (Candidate, StepParams, candidate_from_row, compute_time, fit, held_out_errors,
-                                       output_fanout, predict_step, speedup_band, wire_time)
+from dmt_compile.topo.cost_fit import (BatchShape, Candidate, StepParams, candidate_from_row, compute_time, fit,
+                                       held_out_errors, loopback_bytes, output_fanout, predict_step, speedup_band,
+                                       wire_time)
 
 TRUE = StepParams(alpha=200e-6, gap=10e-6, n_half=16e3, eta=0.9, kappa=0.0, c_fixed=2e-3, c_sample=5e-6,
                   c_element=1e-8, c_tm=2e-8, c_interaction=1e-8)
@@ -86,10 +89,83 @@ def test_cost_cli_fits_and_reports_held_out_errors(tmp_path):
 
 def test_torchrec_row_wise_sends_world_times_the_pooled_bytes_of_table_wise():
     """RW's output exchange is a reduce-scatter of every rank's partial sums for every sample: on 2x2
-    its cross-host embedding bytes are 4x table-wise's; TWRW's cross-host bytes are table-wise's."""
-    p = StepParams(alpha=0.0, gap=0.0, n_half=0.0, kappa=0.0, eta=1.0)
+    its cross-host embedding bytes are 4x table-wise's; TWRW's cross-host bytes are table-wise's, plus
+    its loopback reduce-scatter / all-gather."""
+    p = StepParams(alpha=0.0, gap=0.0, n_half=0.0, kappa=0.0, eta=1.0, loopback=1e8)
     tw, rw, twrw = (Candidate(s, (1664.0,), (0.0,)) for s in ("torchrec_tw", "torchrec_rw", "torchrec_twrw"))
     t_tw = wire_time(tw, "2x2", 1024, p, rate_bits=1e9)
     assert wire_time(rw, "2x2", 1024, p, rate_bits=1e9) == pytest.approx(4 * t_tw)
-    assert wire_time(twrw, "2x2", 1024, p, rate_bits=1e9) == pytest.approx(t_tw)
+    assert wire_time(twrw, "2x2", 1024, p, rate_bits=1e9) == pytest.approx(t_tw + 2 * 1024 * 1664 * 4 / 1e8)
     assert output_fanout(rw, 8) == 8 and output_fanout(tw, 8) == 1
+
+
+def test_loopback_bytes_of_twrw_by_hand():
+    """TWRW on 2x2, b = 1024, D = 1664, fp32: each rank pools 4,096 samples x 832 partial sums, sends
+    half of them in the reduce-scatter (6.8 MB) and as much back in the all-gather: 13.6 MB. Other
+    strategies: 0 (their intra-host bytes are in the fitted non-wire times)."""
+    twrw = Candidate("torchrec_twrw", (1664.0,), (26.0,))
+    assert loopback_bytes(twrw, 2, 2, 1024) == 2 * 1 * 1024 * 1664 * 4 == 13_631_488
+    assert loopback_bytes(replace(twrw, wire_bytes=2.0), 2, 4, 256) == 2 * 3 * 256 * 1664 * 2  # 2x4, bf16
+    assert loopback_bytes(Candidate("torchrec_tw", (1664.0,), (26.0,)), 2, 2, 1024) == 0.0
+    assert loopback_bytes(twrw, 4, 1, 1024) == 0.0  # one rank per host: nothing to reduce-scatter
+    no_rate = StepParams(eta=1.0)
+    with pytest.raises(CostModelError, match="loopback"):
+        wire_time(twrw, "2x2", 1024, no_rate, rate_bits=1e9)
+    # at 100 MB/s the 13.6 MB add 136.3 ms to table-wise's wire time
+    p = StepParams(alpha=0.0, gap=0.0, n_half=0.0, eta=1.0, loopback=1e8)
+    extra = wire_time(twrw, "2x2", 1024, p, rate_bits=1e9) - wire_time(replace(twrw, strategy="torchrec_tw"), "2x2",
+                                                                       1024, p, rate_bits=1e9)
+    assert extra == pytest.approx(0.13631488)
+
+
+def test_duplex_stretches_torchrec_exchanges_only():
+    """h = 0.5: a TorchRec exchange's transfer takes 1.5x; this runtime's (flat, SPTT) is unchanged."""
+    p0 = StepParams(alpha=0.0, gap=0.0, n_half=0.0, eta=1.0)
+    p5 = replace(p0, duplex=0.5)
+    tw, flat = Candidate("torchrec_tw", (1664.0,), (26.0,)), Candidate("flat", (1664.0,), (26.0,))
+    # 2x2, b = 1024: X = 2 * 1/2 * 1024 * (8 * 26 + 2 * 4 * 1664) = 13,844,480 bytes at 1e8 B/s
+    assert wire_time(tw, "2x2", 1024, p0, rate_bits=8e8) == pytest.approx(0.1384448)
+    assert wire_time(tw, "2x2", 1024, p5, rate_bits=8e8) == pytest.approx(1.5 * 0.1384448)
+    assert wire_time(flat, "2x2", 1024, p5, rate_bits=8e8) == pytest.approx(0.1384448)
+
+
+def test_batch_shape_fixed_share_and_knee_by_hand():
+    """cpu(b) = 0.1 + 1e-4 b + 1e-8 b^2: at b = 1000 the fixed share is 0.1 / 0.21; the per-sample cost
+    doubles at b = 1e-4 / 1e-8 = 10,000. compute_time with that knee: k (c_fixed + b c (1 + b / knee))."""
+    pts = [(b, 0.1 + 1e-4 * b + 1e-8 * b * b) for b in (250, 1000, 4000)]
+    shape = BatchShape.from_points(pts)
+    assert shape.fixed == pytest.approx(0.1) and shape.per_sample == pytest.approx(1e-4)
+    assert shape.fixed_share(1000) == pytest.approx(0.1 / 0.21) and shape.knee == pytest.approx(1e4)
+    with pytest.raises(CostModelError, match="3 or more"):
+        BatchShape.from_points(pts[:2])
+    p = StepParams(c_fixed=0.01, c_sample=1e-5, batch_knee=1e4)
+    flat = Candidate("flat", (1664.0,), (26.0,))
+    assert compute_time(flat, 1000, p, 2.0) == pytest.approx(2 * (0.01 + 1000 * 1e-5 * 1.1))
+
+
+def test_runtime_packing_is_charged_to_this_runtime_only():
+    """c_runtime per element per sample: flat and SPTT pay b D_in c_runtime, TorchRec's rows nothing."""
+    p = StepParams(c_runtime=1e-8)
+    assert compute_time(Candidate("flat", (1664.0,), (26.0,)), 1024, p) == pytest.approx(1024 * 1664 * 1e-8)
+    assert compute_time(Candidate("torchrec_tw", (1664.0,), (26.0,)), 1024, p) == 0.0
+
+
+def test_fit_with_a_batch_shape_recovers_the_fixed_part_at_one_batch():
+    """Runs at one batch cannot split fixed from per-sample time; a batch shape taken elsewhere can:
+    the fit then predicts another batch size."""
+    true = replace(TRUE, c_fixed=0.05, c_sample=1e-4, c_element=0.0, c_tm=0.0, c_interaction=0.0)
+    shape = BatchShape(fixed=0.05, per_sample=1e-4)  # the shape of `true` (k = 1)
+    runs = []
+    for s, c in (("flat", None), ("sptt_tm", 4.0)):
+        for r in (2e8, 1e9):
+            run = _run(s, c, "2x2", r, 1024)
+            run["row"]["cores"] = run["row"]["world"]  # k = 1
+            cand = candidate_from_row(run["row"])
+            run["row"]["non_wire_s"] = compute_time(cand, 1024, true)
+            run["row"]["step_time_median_s"] = run["row"]["non_wire_s"] + wire_time(cand, "2x2", 1024, TRUE, r)
+            runs.append(run)
+    p = fit(runs, shape)
+    flat = Candidate("flat", (1664.0,), (26.0,))
+    assert p.c_fixed == pytest.approx(0.05)
+    assert compute_time(flat, 256, p) == pytest.approx(compute_time(flat, 256, true), rel=1e-6)
+    assert "duplex" not in p.fitted  # no TorchRec rows to fit it on
