@@ -277,14 +277,16 @@ class BatchShape:
 
 def _fit_compute(runs: list[dict[str, Any]], shape: BatchShape | None = None) -> dict[str, float]:
     """Least squares of the non-wire times over the compute terms (non-negative by clipping). With a
-    `shape`, ``c_fixed`` is each run's non-wire time per rank-on-a-core times the shape's fixed share at
-    its batch (averaged), and the per-sample terms carry the shape's knee."""
+    `shape`, ``c_fixed`` is the flat runs' non-wire time per rank-on-a-core times the shape's fixed share
+    at their batch (averaged; a strategy's heavier compute -- decoders, say -- is per sample, not fixed),
+    and the per-sample terms carry the shape's knee."""
     import numpy as np
 
     knee = shape.knee if shape else 0.0
     fixed = 0.0
-    if shape:
-        fixed = sum(r["row"]["non_wire_s"] / _setting(r)[2] * shape.fixed_share(_setting(r)[3]) for r in runs) / len(runs)
+    if shape:  # the fixed part is one constant for every strategy: take it from the flat runs (else all runs)
+        ref = [r for r in runs if r["row"].get("strategy") == "flat"] or runs
+        fixed = sum(r["row"]["non_wire_s"] / _setting(r)[2] * shape.fixed_share(_setting(r)[3]) for r in ref) / len(ref)
     rows, y = [], []
     for run in runs:
         c = candidate_from_row(run["row"])
@@ -299,7 +301,12 @@ def _fit_compute(runs: list[dict[str, Any]], shape: BatchShape | None = None) ->
     a, target = np.array(rows), np.array(y)
     used = [j for j in range(a.shape[1]) if np.ptp(a[:, j]) > 0 or j == 1]
     coef = np.zeros(a.shape[1])
-    coef[used] = np.clip(np.linalg.lstsq(a[:, used], target, rcond=None)[0], 0, None)
+    while used:  # non-negative least squares: drop the most negative term and solve again (clipping it
+        sol = np.linalg.lstsq(a[:, used], target, rcond=None)[0]  # would shift every other row's time)
+        if sol.min() >= 0:
+            coef[used] = sol
+            break
+        used.pop(int(sol.argmin()))
     if shape:
         coef[0] = fixed
     return {**dict(zip(COMPUTE, coef.tolist())), "batch_knee": knee}

@@ -169,3 +169,27 @@ def test_fit_with_a_batch_shape_recovers_the_fixed_part_at_one_batch():
     assert p.c_fixed == pytest.approx(0.05)
     assert compute_time(flat, 256, p) == pytest.approx(compute_time(flat, 256, true), rel=1e-6)
     assert "duplex" not in p.fitted  # no TorchRec rows to fit it on
+
+
+def test_parameter_sets_written_before_the_new_terms_still_load():
+    """A set without duplex, loopback, batch_knee and c_runtime loads them at their defaults (0: off)."""
+    from dmt_compile.topo.fitted_params import SCHEMA, FittedParams
+
+    old = {"alpha": 2e-4, "gap": 5e-5, "n_half": 0.0, "eta": 1.0, "kappa": 0.1, "c_fixed": 0.0, "c_sample": 1e-5,
+           "c_element": 0.0, "c_tm": 3e-8, "c_interaction": 3e-8, "fitted": ["alpha", "eta"]}
+    p = FittedParams.from_dict({"schema": SCHEMA, "params": old}).params
+    assert (p.duplex, p.loopback, p.batch_knee, p.c_runtime) == (0.0, 0.0, 0.0, 0.0) and p.kappa == 0.1
+
+
+def test_compute_fit_is_non_negative_without_shifting_other_rows():
+    """A term whose unconstrained coefficient is negative is dropped and the rest refitted: flat's
+    predicted compute stays its measured one (clipping the negative term to 0 would inflate it)."""
+    runs = []
+    for s, c, y in (("flat", None, 0.15), ("sptt_tm", 4.0, 0.18), ("flat", None, 0.15), ("sptt_tm", 4.0, 0.18)):
+        run = _run(s, c, "2x2", 1e9, 1024)
+        run["row"]["non_wire_s"] = y
+        runs.append(run)
+    p = fit(runs)
+    flat = candidate_from_row(runs[0]["row"])
+    assert min(getattr(p, k) for k in ("c_sample", "c_tm", "c_interaction", "c_runtime")) >= 0
+    assert compute_time(flat, 1024, p, 1.0) == pytest.approx(0.15, rel=1e-6)
