@@ -4,6 +4,9 @@
 the rows of A and B (every strategy, every sweep point) and prints each row of C predicted from its
 description alone, with the relative error; CPU-bound points are marked (the model has no term for
 a saturated box). Fitting and held-out reports must not share a run (a JSON file in both is refused).
+The fit also reads two micro-benchmarks of the box that are no bench run (:func:`micro_benchmarks`:
+the step's CPU at three batch sizes, gloo's loopback reduce-scatter rate), for what runs at one
+batch size and without TWRW rows cannot fix.
 ``--save P.json`` writes the parameters with that evidence (:class:`dmt_compile.topo.fitted_params.FittedParams`),
 the file ``strategy="auto"`` prices candidates with (``plan --strategy auto --cost-params P.json``).
 """

@@ -14,8 +14,8 @@ with ``k`` ranks per core (or device), ``D_in`` the embedding elements per sampl
 feed, whose decoders are the Tower Modules' matrices run backwards), ``D_out`` what the towers hand
 on to the interaction (``D_in`` again with decoders, which restore the original widths), ``D_run``
 the elements this project's runtime packs and unpacks around its exchanges (``D_in``; 0 for
-TorchRec's rows, whose fused path does its own); ``E`` = 5 cross-host exchanges per step (id counts, lengths, values; embeddings forward and
-their gradients backward), ``m`` messages per rank per exchange (flat: every rank of every other
+TorchRec's rows, whose fused path does its own); ``E`` = 5 cross-host exchanges per step (id
+counts, lengths, values; embeddings forward and their gradients backward), ``m`` messages per rank per exchange (flat: every rank of every other
 host, ``(N-1) L``; SPTT: one peer per other host, ``N-1``), ``X`` the busiest host NIC's bytes per
 direction (``L (N-1)/N b sum_t (8 I_t + 2 w o_t r)``, ``w`` the wire's bytes per element, ``r`` = 1
 but the world size for TorchRec's row-wise reduce-scatter, :func:`output_fanout`), ``B`` the
@@ -29,12 +29,14 @@ batch at which the per-sample compute has doubled (cache pressure): with ``c_fix
 shape of the compute in the batch, which runs at one batch size cannot fix (:class:`BatchShape`).
 
 The **free parameters** (:class:`StepParams`): ``alpha, g, n_half, eta, kappa, duplex`` and the
-compute terms ``c_*``; ``loopback`` and the batch shape come from micro-benchmarks (:func:`fit`). :func:`fit` fits the compute terms by least squares on the runs' own non-wire times
+compute terms ``c_*``; ``loopback`` and the batch shape come from micro-benchmarks (:func:`fit`).
+:func:`fit` fits the compute terms by non-negative least squares on the runs' own non-wire times
 ``C_s`` (measured unthrottled, see the bench's ``bound`` module) and the network terms by a grid
 search on the step times, both on the *fitting* runs only; :func:`held_out_errors` then predicts
 runs that took no part in the fit (other shares, batches, host counts) from their description
-alone. Parameters no run could constrain stay at their defaults and are listed as unfitted;
-:func:`predict_step` returns a band over their plausible ranges (:data:`RANGES`).
+alone. Network parameters the runs cannot constrain (``g, n_half, kappa`` on one host layout;
+``duplex`` without TorchRec rows) are held at 0 and listed as unfitted; :func:`predict_step`
+returns a band over their plausible ranges (:data:`RANGES`).
 """
 from __future__ import annotations
 
@@ -319,11 +321,14 @@ def fit(runs: Sequence[dict[str, Any]], shape: BatchShape | None = None, loopbac
     """Fit :class:`StepParams` on bench runs: ``[{"row": result row, "config": its report's config}]``
     (rows need ``non_wire_s``). The network grid keeps the combination with the least squared log error.
     ``duplex`` is in the grid (and fitted) only when the runs include TorchRec rows. `shape` (a
-    micro-benchmark's :class:`BatchShape`) splits the compute into its fixed and per-sample parts;
+    micro-benchmark's :class:`BatchShape`) splits the compute into its fixed and per-sample parts
+when the runs hold one batch size;
     `loopback` (bytes/s, ``benchmarks.emulated.loopback_rate``) prices :func:`loopback_bytes`."""
     runs = [r for r in runs if r["row"].get("non_wire_s") is not None]
     if len(runs) < 3:
         raise CostModelError(f"{len(runs)} runs with a measured non-wire time", "fit on at least 3 bench rows")
+    if len({_setting(r)[3] for r in runs}) > 1:
+        shape = None  # runs at several batch sizes fix the fixed part themselves (the c_fixed column)
     p = StepParams(**_fit_compute(runs, shape), loopback=loopback)
     torchrec = any(candidate_from_row(r["row"]).strategy.startswith("torchrec_") for r in runs)
     # eta (scale) and alpha (offset) are identified by any set of runs; message size, count and

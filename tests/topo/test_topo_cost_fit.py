@@ -193,3 +193,21 @@ def test_compute_fit_is_non_negative_without_shifting_other_rows():
     flat = candidate_from_row(runs[0]["row"])
     assert min(getattr(p, k) for k in ("c_sample", "c_tm", "c_interaction", "c_runtime")) >= 0
     assert compute_time(flat, 1024, p, 1.0) == pytest.approx(0.15, rel=1e-6)
+
+
+def test_micro_benchmarks_give_a_batch_shape_and_a_loopback_rate(tmp_path):
+    """fit_runs reads profile_step's CPU per step at 3 batches (each run's curve normalised to batch
+    1,024, then averaged) and the loopback micro-benchmark's median rate; nothing there: (None, 0)."""
+    import json
+
+    from benchmarks.emulated.fit_runs import micro_benchmarks
+
+    for b in (256, 1024, 4096):
+        cpu = {"flat": 0.1 + 1e-4 * b + 1e-8 * b * b, "sptt_tm@4.0": 2 * (0.1 + 1e-4 * b + 1e-8 * b * b)}
+        (tmp_path / f"cpu_batch_{b}.json").write_text(json.dumps(
+            {"args": {"per_rank_batch": b}, "runs": {k: {"cpu_s_all_ranks": [v] * 3} for k, v in cpu.items()}}))
+    (tmp_path / "loopback_rate.json").write_text(json.dumps({"loopback_bytes_per_s_median": 1.5e8}))
+    shape, rate = micro_benchmarks(str(tmp_path))
+    total = 0.1 + 1e-4 * 1024 + 1e-8 * 1024 ** 2
+    assert shape.fixed == pytest.approx(0.1 / total) and shape.knee == pytest.approx(1e4) and rate == 1.5e8
+    assert micro_benchmarks(str(tmp_path / "none")) == (None, 0.0)
