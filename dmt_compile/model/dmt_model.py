@@ -123,7 +123,18 @@ class DmtModel(torch.nn.Module):
                 " the transformed model has no counterpart for them",
                 "load with strict=False to take everything else")
         state = {k: v for k, v in state_dict.items() if k not in set(rebuilt)}
-        return super().load_state_dict(state, strict=strict, assign=assign)
+        try:
+            return super().load_state_dict(state, strict=strict, assign=assign)
+        except RuntimeError as exc:
+            mismatched = [line.strip() for line in str(exc).splitlines() if "size mismatch" in line]
+            if not mismatched:
+                raise
+            raise CheckpointError(
+                f"{len(mismatched)} tensor(s) of the state have other shapes than this transformed model's "
+                f"(first: {mismatched[0]}): it was written by a model transformed with other settings (Tower "
+                "Module, compression, feed, or a dmt_compile version whose Tower Modules had other shapes)",
+                "transform the model with the settings the state was written with, or load the original "
+                "tensors only: flat.load_state_dict(sd, strict=False) and transform again") from None
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()

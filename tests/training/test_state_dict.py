@@ -166,3 +166,12 @@ def test_rebuilt_layer_has_no_flat_counterpart():
     with pytest.raises(CheckpointError, match="rebuilt"):
         dmt.load_state_dict(model.state_dict())
     dmt.load_state_dict(model.state_dict(), strict=False)
+
+
+def test_state_of_other_shapes_is_a_typed_error_naming_the_tensor():
+    _, _, dmt_c4 = _transform("example:dlrm", "linear")
+    state = dict(dmt_c4.state_dict())
+    key = next(k for k, v in state.items() if k.startswith("dmt.") and v.dim() == 2)
+    state[key] = torch.zeros(state[key].shape[0] + 1, state[key].shape[1])
+    with pytest.raises(CheckpointError, match=r"other shapes.*size mismatch for .*other settings"):
+        dmt_c4.load_state_dict(state)
