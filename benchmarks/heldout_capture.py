@@ -34,7 +34,9 @@ results/heldout/first_run_<lib>.jsonl, reruns beside them as first_run_<lib>_aft
 heldout_transformers4rec.py), and two code bases that are no packages, read from a checkout named by
 an environment variable: `rechorus` (ReChorus's models, built and batched by its own readers and
 Dataset: heldout_rechorus.py, `RECHORUS_SRC`) and `fb_dlrm` (facebookresearch/dlrm's `DLRM_Net` in its
-command line's configurations: heldout_fb_dlrm.py, `FB_DLRM_SRC`).
+command line's configurations: heldout_fb_dlrm.py, `FB_DLRM_SRC`); then `rectools` (its transformer
+backbones: heldout_rectools.py), `replay` (RePlay's SasRec and TwoTower: heldout_replay.py) and `spotlight`
+(Spotlight's networks, from a checkout: heldout_spotlight.py, `SPOTLIGHT_SRC`).
 
 Training uses Adam; the gradient of a `sparse=True` table (DLRM's) is handed to it in dense form (Adam
 rejects sparse gradients; the step is the one a `sparse=False` table gets).
@@ -45,7 +47,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import signal
@@ -62,6 +63,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import dmt_compile  # noqa: E402
+from dmt_compile.capture.copying import copy_model  # noqa: E402
 from dmt_compile.errors import DmtError, PassError  # noqa: E402
 from dmt_compile.tools.verify import first_tensor  # noqa: E402
 
@@ -237,13 +239,13 @@ def _trains(model, inputs) -> dict:
     fails it too and whether the rewrite descends to first order (tests/fuzz_checks.py)."""
     from fuzz_checks import assert_first_order_descent
 
-    flat = copy.deepcopy(model).train()
+    flat = copy_model(model).train()
     model.train()
     torch.manual_seed(0)
     dmt = dmt_compile.transform(model, "2x2", inputs, tower_module="linear", compression=4)
     dmt.train()
     target = torch.rand(first_tensor(dmt(*inputs)).shape, generator=torch.Generator().manual_seed(7))
-    descent = copy.deepcopy(dmt)
+    descent = copy_model(dmt)
     losses = _adam_losses(dmt, inputs, target)
     if _falls(losses):
         return {}
@@ -265,8 +267,9 @@ def _check(factory) -> dict:
         random_in_eval = not _nan_equal(_eval(model, inputs), reference)
         _, small = factory(batch_size=7, seed=1)
         # on a copy: a model that writes into its own buffers on a call (YoutubeSBC's "last batch" path
-        # subtracts in place from a slice of its index buffer) must not change the model transformed below
-        reference_small = _eval(copy.deepcopy(model), small)
+        # subtracts in place from a slice of its index buffer) must not change the model transformed below;
+        # copied as transform copies it (a model holding a `dict_keys` view cannot be deep-copied)
+        reference_small = _eval(copy_model(model), small)
     except Exception as e:  # noqa: BLE001 - the library itself fails: not ours to measure
         return {"outcome": "not-runnable", "stage": "eager", "error": f"{type(e).__name__}: {_line(e)}"}
     if random_in_eval:  # no rewrite can reproduce a call exactly (torchfm's AFM: F.dropout always on)
@@ -371,7 +374,7 @@ def main(argv=None) -> int:
                                                  "tabtransformer, rtdl_revisiting, rtdl, pytorch_tabular, mlgb, daisy, "
                                                  "torchrecsys, recpack, tabnet, torch_frame, rec4torch, "
                                                  "deepmatch_torch, librecommender, transformers4rec, rechorus, "
-                                                 "fb_dlrm")
+                                                 "fb_dlrm, rectools, replay, spotlight")
     p.add_argument("--out", help="append one JSON line per model to this file")
     p.add_argument("--models", help="comma-separated model names (default: every model)")
     args = p.parse_args(argv)

@@ -201,18 +201,34 @@ def _range_error(where: str, feature: str, display: str, table: str, rows: int, 
         f"fix the ids of {feature!r} in the {where} (hashing / vocabulary size), or give table {table} more rows")
 
 
-def watched_run(model: torch.nn.Module, args: tuple, kwargs: dict, watch: IdWatch) -> Any:
-    """`model(*args, **kwargs)` with every lookup checked by `watch`; the caller sets the mode (`preserved`)."""
+def watched_run(model: torch.nn.Module, args: tuple, kwargs: dict, watch: IdWatch, plain: bool = True) -> Any:
+    """`model(*args, **kwargs)` with every lookup checked by `watch`; the caller sets the mode (`preserved`).
+
+    The output returned is that of a second, plain run (`plain`), from the same random state: while a
+    `TorchFunctionMode` such as `watch` is active every tensor "has a torch function", which turns off
+    torch's fused inference paths (`nn.MultiheadAttention` and `nn.TransformerEncoderLayer` in eval mode
+    under no_grad), so the watched run computes the slow path and differs from the model's own run in the
+    last bits. The graph calls those modules as they are and takes the fused path, as the model does."""
     hooks = [m.register_forward_pre_hook(lambda mod, a, kw: watch.check_collection(mod, a[0] if a else
                                                                                    next(iter(kw.values()))),
                                          with_kwargs=True)
              for m in model.modules() if type(m).__name__ in _COLLECTIONS]
+    rng = torch.get_rng_state()
+    buffers = {name: b.detach().clone() for name, b in model.named_buffers()} if plain else {}
     try:
         with watch:
-            return model(*args, **kwargs)
+            out = model(*args, **kwargs)
     finally:
         for h in hooks:
             h.remove()
+    if not plain:
+        return out
+    torch.set_rng_state(rng)
+    with torch.no_grad():
+        for name, b in model.named_buffers():
+            if name in buffers and b.shape == buffers[name].shape:
+                b.copy_(buffers[name])
+    return model(*args, **kwargs)
 
 
 def _run(model: torch.nn.Module, args: tuple, kwargs: dict, watch: IdWatch) -> bool:
@@ -220,7 +236,7 @@ def _run(model: torch.nn.Module, args: tuple, kwargs: dict, watch: IdWatch) -> b
     try:
         with preserved(model):
             model.eval()
-            watched_run(model, args, kwargs, watch)
+            watched_run(model, args, kwargs, watch, plain=False)
         return True
     except InputError:
         raise

@@ -15,6 +15,10 @@ with `B`, `L` as the model's view wrote them (one of them may be -1), so the loo
 `[B, L]` sequence lookup and the rest of the graph is unchanged (exact). A lookup whose rows are
 not a multiple of the batch, or that no later view relates to the batch, is left alone (detection
 then names it).
+
+Several ids per flat row (`[B*L, H]` ids, `[B*L, H, D]` out: H hashes of each id, Bloom embeddings) are
+the same when the model reduces the H embeddings of a row (`sum` / `mean` over dim 1) before the view
+to `(B, L, ...)`: the ids are read as `[B, L*H]` and the lookup viewed back to `[B*L, H, D]`.
 """
 from __future__ import annotations
 
@@ -40,10 +44,28 @@ def _batch(ctx: PassContext) -> int:
     return batch_size_of(ctx.reference_output)
 
 
+_REDUCTIONS = ("sum", "mean")
+
+
+def _row_reductions(lookup: fx.Node, rows: int, width: int) -> list[fx.Node]:
+    """Users of a `[rows, H, D]` lookup that reduce its H embeddings per row to `[rows, D]`."""
+    out = []
+    for user in lookup.users:
+        reduces = (user.op == "call_method" and user.target in _REDUCTIONS) or (
+            user.op == "call_function" and getattr(user.target, "__name__", "") in _REDUCTIONS)
+        dim = user.args[1] if len(user.args) > 1 else user.kwargs.get("dim")
+        if reduces and dim in (1, -2) and tuple(user.meta.get(SHAPE) or ()) == (rows, width):
+            out.append(user)
+    return out
+
+
 def _model_view(lookup: fx.Node, batch: int, rows: int, width: int, constants: Constants) -> tuple[Any, Any] | None:
     """(batch arg, L arg) of the user view that splits the lookup's rows into (B, L) -- `[B, L, D]`, or
-    `[B, L*D]` (the L embeddings of a sample side by side) -- else None."""
-    for user in lookup.users:
+    `[B, L*D]` (the L embeddings of a sample side by side) -- else None. A `[rows, H, D]` lookup is
+    related through the reduction of its H embeddings per row (module docstring)."""
+    rank = len(lookup.meta.get(SHAPE) or ())
+    sources = [lookup] if rank == 2 else _row_reductions(lookup, rows, width) if rank == 3 else []
+    for user in (u for source in sources for u in source.users):
         if user.op != "call_method" or user.target not in _VIEWS:
             continue
         dims = list(user.args[1:]) if len(user.args) > 2 or not isinstance(user.args[1], (tuple, list)) \
@@ -89,13 +111,13 @@ class BatchMajorLookups(Pass):
         batch, constants, changed = _batch(ctx), Constants(gm), False
         for node in list(gm.graph.nodes):
             kind = classify_lookup(gm, node)
-            shape = node.meta.get(SHAPE) or ()
-            if kind is None or kind.kind not in ("embedding", "functional_embedding") or len(shape) != 2:
+            shape = tuple(node.meta.get(SHAPE) or ())
+            if kind is None or kind.kind not in ("embedding", "functional_embedding") or len(shape) not in (2, 3):
                 continue
             ids = id_nodes(node, kind.id_args)
-            if shape[0] == batch or shape[0] % batch or not ids or len(ids[0].meta.get(SHAPE) or ()) != 1:
+            if shape[0] == batch or shape[0] % batch or not ids or tuple(ids[0].meta.get(SHAPE) or ()) != shape[:-1]:
                 continue
-            relation = _model_view(node, batch, shape[0], shape[1], constants)
+            relation = _model_view(node, batch, shape[0], shape[-1], constants)
             if relation is not None:
                 self._rewrite(gm, node, ids[0], relation, shape, batch)
                 changed = True
@@ -103,11 +125,14 @@ class BatchMajorLookups(Pass):
 
     def _rewrite(self, gm: fx.GraphModule, lookup: fx.Node, ids: fx.Node, relation, shape, batch: int) -> None:
         graph = gm.graph
-        per_sample = _flattened_from(ids, batch, shape[0] // batch)
+        per_sample = _flattened_from(ids, batch, shape[0] // batch) if len(shape) == 2 else None
         if per_sample is None:
+            b, length = relation
+            if len(shape) == 3:  # [B*L, H] ids read as [B, L*H]
+                b, length = (b, -1) if isinstance(b, fx.Node) else (-1, length * shape[1])
             with graph.inserting_before(lookup):
-                per_sample = tag(graph.call_method("reshape", (ids, *relation)), self.name)
+                per_sample = tag(graph.call_method("reshape", (ids, b, length)), self.name)
         lookup.replace_input_with(ids, per_sample)
         with graph.inserting_after(lookup):
-            flat = tag(graph.call_method("reshape", (lookup, -1, shape[1])), self.name)
+            flat = tag(graph.call_method("reshape", (lookup, -1, *shape[1:])), self.name)
         lookup.replace_all_uses_with(flat, delete_user_cb=lambda u: u is not flat)
