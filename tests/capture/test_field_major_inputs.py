@@ -129,12 +129,16 @@ def test_time_major_gru():
         torch.testing.assert_close(dmt(*_seq(batch, batch)), model(*_seq(batch, batch)), rtol=0, atol=1e-6)
 
 
-def test_field_major_and_time_major_together():
+@pytest.mark.parametrize("path", ["symbolic", "export"])
+def test_field_major_and_time_major_together(path):
+    """On the export path too: the inputs' batch dim (dim 1) is the dynamic one, and the exported
+    `aten.permute` of the batch-major matrix is a layout op like `x.permute`."""
     import field_major
 
     model, example = field_major.factory(batch_size=12)
     model.eval()
-    dmt = dmt_compile.transform(model, "2x2", example)
+    dmt = dmt_compile.transform(model, "2x2", example, capture_paths=(path,))
+    assert dmt.capture_report.path == path
     assert len(dmt.detection.groups) == field_major.FIELDS + 3 and dmt.plan.num_towers == 2
     for batch in (12, 7):
         _assert_exact(dmt, model, *field_major.inputs(batch, batch))
@@ -155,3 +159,26 @@ def test_bag_pooled_over_the_batch_dim_is_refused():
     with pytest.raises(DetectionError, match=r"(?s)lookup bag \(embedding_bag\) reads ids seq .* batch is dim 1.*pools"
                                              r".*fix: pass these ids batch-first"):
         dmt_compile.transform(Bag().eval(), "2x2", _seq(16, 0))
+
+
+def test_batch_size_read_off_a_field_major_input_is_guarded():
+    """`int(x.shape[1])` of an `[F, B]` input is the batch size: the specialize path guards it (before:
+    classified as a static size and baked, and batch 5 failed inside the graph with an untyped error)."""
+    from dmt_compile.errors import SpecializationError
+
+    class Sized(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.tables = nn.ModuleList(nn.Embedding(V, D) for _ in range(F))
+            self.top = nn.Linear(D, 1)
+
+        def forward(self, x):
+            b = int(x.shape[1])
+            return self.top(torch.stack([t(x[i]) for i, t in enumerate(self.tables)], 0).reshape(F, b, D).sum(0))
+
+    model = Sized().eval()
+    dmt = dmt_compile.transform(model, "2x2", (_ids(8, 0, True),))
+    assert [s.dependence for s in dmt.capture_report.specializations] == ["batch"]
+    _assert_exact(dmt, model, _ids(8, 1, True))
+    with pytest.raises(SpecializationError, match="batch size"):
+        dmt(_ids(5, 2, True))
