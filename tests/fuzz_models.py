@@ -28,7 +28,7 @@ SEQUENCES = ("none", "seq_2d", "seq_flat", "seq_packed_gru", "seq_fields", "seq_
 BAGS = ("none", "bag_offsets", "bag_weighted")
 NUMERICS = ("none", "linear_1")
 PACKINGS = ("matrix", "dict", "list", "tuple_in_tuple", "kwargs", "dict_in_tuple", "float_matrix", "identity_concat",
-            "object_frame")
+            "object_frame", "field_major")
 INTERACTIONS = ("concat_mlp", "fm", "cross", "attention", "field_aware", "bilinear")
 CONSTRUCTS = ("none", "if_any", "assert_all", "item", "numpy_size", "setitem", "none_input", "unpack_shape",
               "chunk_batch", "autograd_function", "len_batch", "tensor_or_tuple", "inplace_lookup", "ghost_module")
@@ -224,6 +224,14 @@ class _Matrix(FuzzModel):
         return self.body(cat, seq, bag, num, extra)
 
 
+class _FieldMajor(FuzzModel):
+    """The ids field-major, `[F, B]` (as some feature pipelines emit them), transposed to `[B, F]` (made
+    contiguous, so a lookup style that flattens the matrix with `view(-1)` runs)."""
+
+    def forward(self, cat, seq=None, bag=None, num=None, extra=None):
+        return self.body(cat.t().contiguous(), seq, bag, num, extra)
+
+
 class _Dict(FuzzModel):
     def forward(self, batch, extra=None):
         return self.body(batch["cat"], batch.get("seq"), batch.get("bag"), batch.get("num"), extra)
@@ -299,7 +307,7 @@ class _ObjectFrame(FuzzModel):
 
 
 _CLASSES = {"object_frame": _ObjectFrame, "matrix": _Matrix, "identity_concat": _IdentityConcat, "dict": _Dict, "list": _List, "tuple_in_tuple": _TupleInTuple, "kwargs": _Kwargs,
-            "dict_in_tuple": _DictInTuple, "float_matrix": _FloatMatrix}
+            "dict_in_tuple": _DictInTuple, "float_matrix": _FloatMatrix, "field_major": _FieldMajor}
 
 
 def batch_for(r: Recipe, batch: int, seed: int) -> tuple[tuple, dict]:
@@ -324,6 +332,8 @@ def batch_for(r: Recipe, batch: int, seed: int) -> tuple[tuple, dict]:
     p = r.packing
     if p in ("matrix", "identity_concat"):
         return tuple(parts.get(k) for k in ("cat", "seq", "bag", "num")), extra
+    if p == "field_major":
+        return (cat.t().contiguous(),) + tuple(parts.get(k) for k in ("seq", "bag", "num")), extra
     if p == "dict":
         return (parts,), extra
     if p == "list":

@@ -29,6 +29,7 @@ SPELLINGS = {
     "field_major_t_column": (lambda x, i: x.t()[:, i], True),
     "t_index": (lambda x, i: x.t()[i], False),
     "T_unbind": (lambda x, i: x.T.unbind(0)[i], False),
+    "torch_unbind_t": (lambda x, i: torch.unbind(x.t(), 0)[i], False),
     "permute_index": (lambda x, i: x.permute(1, 0)[i], False),
     "transpose_index": (lambda x, i: x.transpose(0, 1)[i], False),
 }
@@ -182,3 +183,26 @@ def test_batch_size_read_off_a_field_major_input_is_guarded():
     _assert_exact(dmt, model, _ids(8, 1, True))
     with pytest.raises(SpecializationError, match="batch size"):
         dmt(_ids(5, 2, True))
+
+
+def test_field_major_matrix_looked_up_whole_is_exact():
+    """One offset table looked up with the whole `[F, B]` matrix (`emb(x + off[:, None])`, `[F, B, D]`) is
+    looked up batch-first; it stays one feature group (split-tables splits `[B, F]` offset matrices only)."""
+    class Whole(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb, self.item = nn.Embedding(F * V, D), nn.Embedding(V, D)
+            self.register_buffer("off", torch.arange(F) * V)
+            self.top = nn.Linear(2 * D, 1)
+
+        def forward(self, x, item):
+            return self.top(torch.cat([self.emb(x + self.off[:, None]).sum(0), self.item(item)], 1))
+
+    def inputs(batch, seed):
+        return _ids(batch, seed, True), torch.randint(0, V, (batch,), generator=torch.Generator().manual_seed(seed))
+
+    model = Whole().eval()
+    dmt = dmt_compile.transform(model, "2x2", inputs(16, 0))
+    assert [g.features for g in dmt.detection.groups] == [("x",), ("item",)] and dmt.plan.num_towers == 2
+    for batch in (16, 5):
+        _assert_exact(dmt, model, *inputs(batch, batch))
