@@ -2,7 +2,7 @@
 
 A `Recipe` picks one option per axis; `build(recipe, batch)` returns `(model, args, kwargs)`. Every
 model embeds `F` categorical fields of a `[B, F]` id matrix in the recipe's lookup style, optionally
-adds a sequence feature (`[B, L]` or flattened `[B*L]`, mask-mean pooled, or packed to its lengths
+adds a sequence feature (`[B, L]`, flattened `[B*L]` or time-major `[L, B]`, mask-mean pooled, or packed to its lengths
 with `pack_padded_sequence` and run through an `nn.GRU`, DIEN's interest extraction, or `[B, L, 3]`: the
 item id and two attributes of each position, picked `seq[:, :, j]` into their own tables, as torchrecsys'
 Bert4Rec reads its item features), a multi-hot EmbeddingBag
@@ -24,11 +24,11 @@ from fuzz_lookups import LOOKUPS, D, Lookups
 
 L = 3
 
-SEQUENCES = ("none", "seq_2d", "seq_flat", "seq_packed_gru", "seq_fields")
+SEQUENCES = ("none", "seq_2d", "seq_flat", "seq_packed_gru", "seq_fields", "seq_time_major")
 BAGS = ("none", "bag_offsets", "bag_weighted")
 NUMERICS = ("none", "linear_1")
 PACKINGS = ("matrix", "dict", "list", "tuple_in_tuple", "kwargs", "dict_in_tuple", "float_matrix", "identity_concat",
-            "object_frame")
+            "object_frame", "field_major")
 INTERACTIONS = ("concat_mlp", "fm", "cross", "attention", "field_aware", "bilinear")
 CONSTRUCTS = ("none", "if_any", "assert_all", "item", "numpy_size", "setitem", "none_input", "unpack_shape",
               "chunk_batch", "autograd_function", "len_batch", "tensor_or_tuple", "inplace_lookup", "ghost_module")
@@ -170,6 +170,9 @@ class FuzzModel(nn.Module):
             looked = self.seq(seq[:, :, 0]) + sum(t(seq[:, :, j + 1]) for j, t in enumerate(self.seq_attr))
             mask = (seq[:, :, 0] != 0).float().unsqueeze(-1)
             parts.append(((looked * mask).sum(1) / mask.sum(1).clamp(min=1)).unsqueeze(1))
+        elif r.sequence == "seq_time_major":  # [L, B] ids (batch_first=False), [L, B, D] pooled over dim 0
+            mask = (seq != 0).float().unsqueeze(-1)
+            parts.append(((self.seq(seq) * mask).sum(0) / mask.sum(0).clamp(min=1)).unsqueeze(1))
         elif r.sequence != "none":
             b = cat.shape[0]
             ids = seq.view(b, L) if r.sequence == "seq_flat" else seq
@@ -219,6 +222,14 @@ class FuzzModel(nn.Module):
 class _Matrix(FuzzModel):
     def forward(self, cat, seq=None, bag=None, num=None, extra=None):
         return self.body(cat, seq, bag, num, extra)
+
+
+class _FieldMajor(FuzzModel):
+    """The ids field-major, `[F, B]` (as some feature pipelines emit them), transposed to `[B, F]` (made
+    contiguous, so a lookup style that flattens the matrix with `view(-1)` runs)."""
+
+    def forward(self, cat, seq=None, bag=None, num=None, extra=None):
+        return self.body(cat.t().contiguous(), seq, bag, num, extra)
 
 
 class _Dict(FuzzModel):
@@ -296,7 +307,7 @@ class _ObjectFrame(FuzzModel):
 
 
 _CLASSES = {"object_frame": _ObjectFrame, "matrix": _Matrix, "identity_concat": _IdentityConcat, "dict": _Dict, "list": _List, "tuple_in_tuple": _TupleInTuple, "kwargs": _Kwargs,
-            "dict_in_tuple": _DictInTuple, "float_matrix": _FloatMatrix}
+            "dict_in_tuple": _DictInTuple, "float_matrix": _FloatMatrix, "field_major": _FieldMajor}
 
 
 def batch_for(r: Recipe, batch: int, seed: int) -> tuple[tuple, dict]:
@@ -308,7 +319,8 @@ def batch_for(r: Recipe, batch: int, seed: int) -> tuple[tuple, dict]:
     parts = {"cat": cat}
     if r.sequence != "none":
         seq = torch.randint(0, 20, (batch, L, 3) if r.sequence == "seq_fields" else (batch, L), generator=g)
-        parts["seq"] = seq.reshape(-1) if r.sequence == "seq_flat" else seq
+        parts["seq"] = seq.reshape(-1) if r.sequence == "seq_flat" else seq.t().contiguous() \
+            if r.sequence == "seq_time_major" else seq
     if r.bag != "none":
         lengths = torch.randint(1, 4, (batch,), generator=g)
         n = int(lengths.sum())
@@ -320,6 +332,8 @@ def batch_for(r: Recipe, batch: int, seed: int) -> tuple[tuple, dict]:
     p = r.packing
     if p in ("matrix", "identity_concat"):
         return tuple(parts.get(k) for k in ("cat", "seq", "bag", "num")), extra
+    if p == "field_major":
+        return (cat.t().contiguous(),) + tuple(parts.get(k) for k in ("seq", "bag", "num")), extra
     if p == "dict":
         return (parts,), extra
     if p == "list":

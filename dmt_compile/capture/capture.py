@@ -158,7 +158,8 @@ class _Attempts:
 
     def fx(self, path: str, carry: bool, leaves: tuple[str, ...] = ()) -> Captured | None:
         def build():
-            gm, tracer = trace_fx(self.model, self.spec, self.flat, carry_values=carry, leaves=leaves)
+            gm, tracer = trace_fx(self.model, self.spec, self.flat, carry_values=carry, leaves=leaves,
+                                  batch=_batch_of(self.reference))
             self.mode_reads.update(dict.fromkeys(tracer.mode_reads))
             return gm, tuple(tracer.specializations), ""
         return self.run(path, build, leaves)

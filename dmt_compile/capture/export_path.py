@@ -1,7 +1,8 @@
 """The torch.export capture path (non-strict), for models the fx paths cannot trace.
 
 `trace_export` exports the model as it is called (`model(*example_inputs, **example_kwargs)`) in
-eval mode, with dim 0 of every batch-major input dynamic (one shared `batch` dim); with
+eval mode, with the batch dim of every input dynamic (one shared `batch` dim: dim 0 of a batch-major
+input, dim 1 of a field-major `[F, B]` or time-major `[L, B]` one, `ir.batch_dims`); with
 `dynamic=False` every shape is static and a guard on the batch size is added (the plan then says
 the model is specialised to the example batch). Model code asking `torch.jit.is_tracing()` hears
 True, as on the fx paths (builtin_queries.tracing_checks). The exported graph is turned into a plain
@@ -21,6 +22,7 @@ from dmt_compile.capture.builtin_queries import tracing_checks
 from dmt_compile.capture.guards import check_static_dims, dmt_guard
 from dmt_compile.capture.inputs import InputSpec, is_tensor_leaf
 from dmt_compile.capture.aten_normal import normalize_exported
+from dmt_compile.ir.batch_dims import input_batch_dim
 from dmt_compile.ir.graph import is_impure, get_attr_value
 from dmt_compile.ir.meta import GUARD, INPUT_PATH
 
@@ -31,13 +33,18 @@ class ExportNotApplicable(Exception):
     """The export path cannot be used for this model (the message says why)."""
 
 
+def _batch_dim(value: Any, batch: int | None) -> int | None:
+    """The dim of a tensor input that carries samples (`ir.batch_dims`: dim 1 of a field-major `[F, B]` or
+    time-major `[L, B]` input), or None."""
+    return input_batch_dim(tuple(value.shape), batch) if isinstance(value, torch.Tensor) and value.dim() else None
+
+
 def _dynamic_shapes(args: tuple, kwargs: dict, batch: int | None):
     dim = torch.export.Dim("batch", min=2)
 
     def spec(value: Any):
-        if isinstance(value, torch.Tensor) and value.dim() >= 1 and batch is not None and value.shape[0] == batch:
-            return {0: dim}
-        return None
+        at = _batch_dim(value, batch)
+        return None if at is None else {at: dim}
 
     return pytree.tree_map(spec, args), pytree.tree_map(spec, kwargs)
 
@@ -80,13 +87,12 @@ def _flat_graph(ep_module: fx.GraphModule, spec: InputSpec, flat: list[Any], cal
 
 def _batch_guard(graph: fx.Graph, spec: InputSpec, flat: list[Any], batch: int | None) -> None:
     """Static export: only the example batch size can run; other sizes get a typed error, not a wrong answer."""
-    index = next((i for i, v in enumerate(flat) if isinstance(v, torch.Tensor) and v.dim() >= 1
-                  and v.shape[0] == batch), None)
+    index = next((i for i, v in enumerate(flat) if _batch_dim(v, batch) is not None), None)
     if index is None:
         return
     placeholder = [n for n in graph.nodes if n.op == "placeholder"][index]
     with graph.inserting_after(placeholder):
-        size = graph.call_method("size", (placeholder, 0))
+        size = graph.call_method("size", (placeholder, _batch_dim(flat[index], batch)))
     with graph.inserting_after(size):
         where = f"torch.export with static shapes ({spec.leaves[index].display})"
         guard = graph.call_function(dmt_guard, (size, "int", batch, where, "batch"))
@@ -94,17 +100,17 @@ def _batch_guard(graph: fx.Graph, spec: InputSpec, flat: list[Any], batch: int |
 
 
 def _static_dims_guards(graph: fx.Graph, spec: InputSpec, flat: list[Any], batch: int | None) -> None:
-    """Every input's fixed sizes checked on each call (`guards.check_static_dims`): dim 0 of a batch-major
-    input is left to the export (free when dynamic, `_batch_guard` when static), every other size is the
-    example's."""
+    """Every input's fixed sizes checked on each call (`guards.check_static_dims`): the batch dim of an input
+    (`_batch_dim`) is left to the export (free when dynamic, `_batch_guard` when static), every other size
+    is the example's."""
     placeholders = [n for n in graph.nodes if n.op == "placeholder"]
     for index, (node, value) in enumerate(zip(placeholders, flat)):
         if not isinstance(value, torch.Tensor) or value.dim() == 0:
             continue
-        free = value.shape[0] == batch
-        if free and value.dim() == 1:
+        free = _batch_dim(value, batch)
+        if free is not None and value.dim() == 1:
             continue
-        expected = (None if free else value.shape[0],) + tuple(value.shape[1:])
+        expected = tuple(None if d == free else s for d, s in enumerate(value.shape))
         with graph.inserting_after(node):
             check = graph.call_function(check_static_dims, (node, expected, spec.leaves[index].display))
         check.meta[GUARD] = "sizes == " + str(expected)

@@ -29,7 +29,9 @@ from dmt_compile.capture.builtin_queries import (dtype_infos, tensor_type_checks
                                                  training_reads)
 from dmt_compile.ir.evaluation import no_traced_attributes
 from dmt_compile.capture.tracer import CaptureTracer, autograd_function_calls, setitem_proxies, value_proxies
+from dmt_compile.ir.batch_dims import input_batch_dim
 from dmt_compile.ir.graph import is_impure
+from dmt_compile.ir.meta import BATCH_DIM
 
 __all__ = ["trace_fx"]
 
@@ -95,10 +97,30 @@ def _mode_following_dropouts(gm: fx.GraphModule) -> bool:
     return added > 0
 
 
+def _placeholders_with_batch_dims(tracer: CaptureTracer, flat: list[Any], batch: int | None) -> None:
+    """Each placeholder gets its input's batch dim (`dmt.batch_dim`, `ir.batch_dims`) as it is created, so the
+    guards classify `x.shape[1]` of a field-major `[F, B]` input as the batch size, not a static size."""
+    create = tracer.create_args_for_root
+    dims = {leaf.name: input_batch_dim(tuple(v.shape), batch) if isinstance(v, torch.Tensor) else None
+            for leaf, v in zip(tracer.spec.leaves, flat)}
+
+    def annotated(*args: Any, **kwargs: Any):
+        root_fn, root_args = create(*args, **kwargs)
+        for proxy in root_args:
+            node = getattr(proxy, "node", None)
+            if isinstance(node, fx.Node) and node.op == "placeholder" and node.target in dims:
+                node.meta[BATCH_DIM] = dims[node.target]
+        return root_fn, root_args
+
+    tracer.create_args_for_root = annotated
+
+
 def trace_fx(model: torch.nn.Module, spec: InputSpec, flat: list[Any], *, carry_values: bool,
-             leaves: tuple[str, ...] = ()) -> tuple[fx.GraphModule, CaptureTracer]:
-    """One fx capture of `model` (already inside the caller's preserved-state context)."""
+             leaves: tuple[str, ...] = (), batch: int | None = None) -> tuple[fx.GraphModule, CaptureTracer]:
+    """One fx capture of `model` (already inside the caller's preserved-state context); `batch` is the
+    example's batch size (dim 0 of the model's output), for each input's batch dim."""
     tracer = CaptureTracer(spec, flat, carry_values=carry_values, extra_leaves=leaves)
+    _placeholders_with_batch_dims(tracer, flat, batch)
     tracer.mode_reads = []  # where model code read `self.training` (the graph holds this mode's branch)
     with traced_factories(tracer), opaque_torch_calls(tracer), proxy_search_reads_only(), setitem_proxies(), \
             autograd_function_calls(tracer), numpy_ufunc_proxies(), constant_indexed_by_proxy(tracer), \

@@ -19,6 +19,7 @@ import torch.fx as fx
 from torch.fx.node import has_side_effect
 
 from dmt_compile.errors import SpecializationError
+from dmt_compile.ir.meta import BATCH_DIM
 
 __all__ = ["check_static_dims", "dmt_guard", "value_dependence"]
 
@@ -92,6 +93,14 @@ def value_dependence(node: fx.Node, cache: dict[fx.Node, str] | None = None) -> 
     return kind
 
 
+def _batch_dim(tensor: Any) -> int | None:
+    """The dim of an input that carries samples (`dmt.batch_dim`: 1 for a field-major `[F, B]` or time-major
+    `[L, B]` input, set by `fx_trace` from the example); 0 for any other value (the conventional layout)."""
+    if isinstance(tensor, fx.Node) and tensor.op == "placeholder":
+        return tensor.meta.get(BATCH_DIM, 0)
+    return 0
+
+
 def _join(kinds: list[str]) -> str:
     return "data" if "data" in kinds else "batch" if "batch" in kinds else "static"
 
@@ -109,14 +118,15 @@ def _dependence(node: fx.Node, cache: dict[fx.Node, str]) -> str:
         index = _static_index(node)
         if index is None:
             return "shape"
-        return "batch" if index == 0 else "static"
+        return "batch" if index == _batch_dim(base) else "static"
     if node.op == "call_function" and node.target is getattr and node.args[1] in _STATIC_META:
         return "static"
     if node.op == "call_function" and node.target is getattr and node.args[1] == "shape":
         return "shape"
     if node.op == "call_function" and node.target is operator.getitem and base is not None \
             and cache.get(base) == "shape":
-        return "batch" if node.args[1] in (0, slice(None)) or isinstance(node.args[1], slice) else "static"
+        index = node.args[1]
+        return "batch" if isinstance(index, slice) or index == _batch_dim(base.args[0]) else "static"
     if node.op == "call_method" and node.target == "numel":
         return "batch"
     if all(k in ("static", "batch", "shape") for k in inputs) and _is_scalar_math(node):

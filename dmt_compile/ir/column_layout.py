@@ -6,7 +6,9 @@ or insert dims -- transposes (`x.t()`, `x.T`, `x.mT`, `transpose(a, b)`, `permut
 insertion and removal (`unsqueeze(d)`, `x[:, :, None]`, `squeeze(d)`, a `view` / `reshape` that only
 adds or drops size-1 dims) -- to a 2-D value, then replaying them upwards from `(b, c)`. Element-wise
 ops with constants are looked through by the caller's `below` walk (`ir.id_sources`). `ir.column_dims`
-reads picks along the `c` dim of a layout as columns of the matrix.
+reads picks along the `c` dim of a layout as columns of the matrix. A field-major input (`[F, B]`,
+`dmt.batch_dim` 1 from `ir.batch_dims`) starts from `(c, b)`: `x[i]`, `x.select(0, i)` and `x.unbind(0)[i]`
+are its columns, and `x.t()` is batch-major.
 """
 from __future__ import annotations
 
@@ -16,9 +18,9 @@ from typing import Any, Callable
 import torch
 import torch.fx as fx
 
-from dmt_compile.ir.meta import SHAPE
+from dmt_compile.ir.meta import BATCH_DIM, SHAPE
 
-__all__ = ["Layout", "column_layout", "norm_dim", "op_name"]
+__all__ = ["Layout", "column_layout", "norm_dim", "op_name", "source_dims"]
 
 Dims = tuple[str, ...]
 Step = Callable[[Dims], "Dims | None"]
@@ -39,7 +41,13 @@ class Layout:
 
     @property
     def width(self) -> int:
-        return int(self.source.meta[SHAPE][1])
+        return int(self.source.meta[SHAPE][source_dims(self.source).index("c")])
+
+
+def source_dims(node: fx.Node) -> Dims:
+    """The labels of a 2-D value's own dims: `(c, b)` for a field-major input (`dmt.batch_dim` 1: `[F, B]`
+    ids, or an `[L, B]` time-major sequence), else `(b, c)`."""
+    return ("c", "b") if node.op == "placeholder" and node.meta.get(BATCH_DIM) == 1 else ("b", "c")
 
 
 def norm_dim(value: Any, rank: int) -> int | None:
@@ -48,9 +56,13 @@ def norm_dim(value: Any, rank: int) -> int | None:
 
 
 def op_name(node: fx.Node) -> str:
-    """A call's op name whatever its spelling: a method's name, a function's `__name__` (`getitem`, `select`)."""
+    """A call's op name whatever its spelling: a method's name, a function's `__name__` (`getitem`, `select`),
+    an exported aten overload's packet name (`aten.permute.default` is `permute`)."""
     target = node.target
-    return target if isinstance(target, str) else getattr(target, "__name__", "")
+    if isinstance(target, str):
+        return target
+    packet = getattr(target, "overloadpacket", None)
+    return getattr(packet if packet is not None else target, "__name__", "")
 
 
 def _dims_arg(args: tuple) -> list[Any]:
@@ -174,7 +186,7 @@ def column_layout(node: Any, below: Callable[[fx.Node], fx.Node]) -> Layout | No
     shape = node.meta.get(SHAPE)
     if shape is None or len(shape) != 2:
         return None
-    dims: Dims | None = ("b", "c")
+    dims: Dims | None = source_dims(node)
     for step in reversed(steps):
         dims = step(dims)
         if dims is None or dims.count("c") != 1 or dims.count("b") != 1:

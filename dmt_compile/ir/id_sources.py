@@ -25,7 +25,7 @@ from dmt_compile.ir.constant_maps import constant_column_gather, constant_map
 from dmt_compile.ir.constants import is_constant
 from dmt_compile.ir.meta import ID_ATOMS, SHAPE
 
-__all__ = ["Atom", "atoms_of", "column_of_index", "column_text", "position_pick"]
+__all__ = ["Atom", "atoms_of", "below_elementwise", "column_of_index", "column_text", "position_pick"]
 
 Atom = tuple[str, Any]
 
@@ -150,6 +150,9 @@ def _below_elementwise(node: fx.Node) -> fx.Node:
             return node
         node = node.args[0]
     return node
+
+
+below_elementwise = _below_elementwise  # for analyses that walk the same ops (ir.batch_dims)
 
 
 def column_of_index(index: Any, shape: tuple[int, ...] | None = None) -> list[int] | None:

@@ -9,13 +9,14 @@ from enum import Enum
 
 __all__ = [
     "Role", "SHAPE", "DTYPE", "INPUT_PATH", "LOOKUP", "FEATURES", "GROUP", "TOWER", "ROLE", "FROM_PASS",
-    "ID_ATOMS", "GUARD", "DEVICE",
+    "ID_ATOMS", "GUARD", "DEVICE", "BATCH_DIM",
 ]
 
 SHAPE = "dmt.shape"  # example-input shape of the node's value (None for non-tensors)
 DTYPE = "dmt.dtype"  # its dtype name, or "KeyedTensor" / "KeyedJaggedTensor"
 DEVICE = "dmt.device"  # tensors: the torch.device of the example value
 INPUT_PATH = "dmt.input_path"  # placeholders: where the leaf sits in the user's inputs, e.g. sparse['f0']
+BATCH_DIM = "dmt.batch_dim"  # placeholders: the dim that carries samples (None: no batch dim; ir/batch_dims.py)
 LOOKUP = "dmt.lookup"  # lookup nodes: index into Detection.lookups
 FEATURES = "dmt.features"  # lookup nodes: feature names served
 GROUP = "dmt.group"  # lookup nodes: feature-group index

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 import torch.fx as fx
 
+from dmt_compile.ir.batch_dims import annotate_inputs
 from dmt_compile.ir.evaluation import evaluation
 from dmt_compile.ir.meta import DEVICE, DTYPE, SHAPE
 
@@ -36,9 +37,12 @@ class _ShapeRecorder(fx.Interpreter):
 
 
 def record_shapes(gm: fx.GraphModule, flat_inputs: list[Any]) -> Any:
-    """Run `gm` on `flat_inputs` (eval mode, no grad) and annotate every node; returns the output."""
+    """Run `gm` on `flat_inputs` (eval mode, no grad) and annotate every node, and each placeholder with
+    its batch dim (`ir.batch_dims`: field-major and time-major inputs); returns the output."""
     with evaluation(gm):
-        return _ShapeRecorder(gm).run(*flat_inputs)
+        result = _ShapeRecorder(gm).run(*flat_inputs)
+    annotate_inputs(gm, output_batch_size(result))
+    return result
 
 
 def _is_dataclass_value(value: Any) -> bool:

@@ -19,9 +19,10 @@ import torch.fx as fx
 from dmt_compile.errors import DetectionError
 from dmt_compile.ir.detection import Detection, FeatureGroup, Lookup
 from dmt_compile.ir.graph import is_view_step
-from dmt_compile.ir.id_sources import atoms_of, column_text
-from dmt_compile.ir.lookups import classify_lookup, id_nodes
-from dmt_compile.ir.meta import FEATURES, GROUP, LOOKUP, SHAPE
+from dmt_compile.ir.batch_dims import batch_dim_of
+from dmt_compile.ir.id_sources import atoms_of, below_elementwise, column_text
+from dmt_compile.ir.lookups import BAG_KINDS, classify_lookup, id_nodes
+from dmt_compile.ir.meta import FEATURES, GROUP, INPUT_PATH, LOOKUP, SHAPE
 from dmt_compile.ir.shapes import output_batch_size
 from dmt_compile.ir.source_location import source_location
 from dmt_compile.ir.union_find import UnionFind
@@ -123,6 +124,7 @@ def _lookup_shape(node: fx.Node, kind, batch: int) -> tuple[int, ...]:
     if kind.kind == "ec":  # unpooled sequences (a dict of JaggedTensors): cost = width per id
         return (batch, kind.dim)
     if not shape or shape[0] != batch:
+        _refuse_batch_on_later_dim(node, kind, batch)
         raise DetectionError(
             f"lookup {node.name} ({kind.kind}) returns shape {shape}, which is not batch-major (batch size {batch})"
             + source_location(node),
@@ -130,6 +132,23 @@ def _lookup_shape(node: fx.Node, kind, batch: int) -> tuple[int, ...]:
             "views the lookup back to [B, L, D] with a constant L",
         )
     return tuple(shape)
+
+
+def _refuse_batch_on_later_dim(node: fx.Node, kind, batch: int) -> None:
+    """A lookup whose ids carry the batch on dim d > 0 that `batch-major-lookups` could not move first (a bag
+    of `[L, B]` ids pools each position across the samples): name the ids, their batch dim and the fix."""
+    ids = id_nodes(node, kind.id_args)
+    d = batch_dim_of(ids[0], batch, below_elementwise) if ids and len(ids[0].meta.get(SHAPE) or ()) >= 2 else None
+    if d is None or d == 0:
+        return
+    source = ids[0].meta.get(INPUT_PATH, ids[0].name)
+    raise DetectionError(
+        f"lookup {node.name} ({kind.kind}) reads ids {source} of shape {tuple(ids[0].meta[SHAPE])} whose batch "
+        f"is dim {d} (time-major or field-major), and {'pools them' if kind.kind in BAG_KINDS else 'its output'} "
+        f"across samples{source_location(node)}",
+        f"pass these ids batch-first ([B, ...], e.g. {source}.movedim({d}, 0) in the model or its inputs), so "
+        "each sample's ids are looked up together",
+    )
 
 
 def _group(lookups: list[Lookup], atoms_per_lookup: list[frozenset], display) -> tuple[FeatureGroup, ...]:

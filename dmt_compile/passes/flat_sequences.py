@@ -32,6 +32,7 @@ from dmt_compile.ir.graph import tag
 from dmt_compile.ir.lookups import classify_lookup, id_nodes
 from dmt_compile.ir.meta import SHAPE
 from dmt_compile.passes.base import Pass, PassContext, PassResult
+from dmt_compile.passes.batch_dim_lookups import lookup_batch_first
 
 __all__ = ["BatchMajorLookups"]
 
@@ -111,6 +112,9 @@ class BatchMajorLookups(Pass):
         batch, constants, changed = _batch(ctx), Constants(gm), False
         for node in list(gm.graph.nodes):
             kind = classify_lookup(gm, node)
+            if kind is not None and lookup_batch_first(gm, node, kind, batch, self.name):
+                changed = True  # time-major [L, B] ids (passes/batch_dim_lookups.py)
+                continue
             shape = tuple(node.meta.get(SHAPE) or ())
             if kind is None or kind.kind not in ("embedding", "functional_embedding") or len(shape) not in (2, 3):
                 continue

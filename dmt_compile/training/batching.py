@@ -1,8 +1,9 @@
 """Split a global batch into per-rank batches, generically, from what the graph says of each input.
 
-Every input leaf is classified once: `rows` (batch-major), `jagged` (EmbeddingBag values with their
-offsets and optional per-sample weights, all model inputs) or `constant` (no batch dimension,
-e.g. per-field offsets). Used by `verify` and the benchmarks to give each rank its share.
+Every input leaf is classified once: `rows` (batch-major), `columns` (the batch on dim 1: a
+field-major `[F, B]` id matrix or a time-major `[L, B]` sequence, `dmt.batch_dim` from
+`ir.batch_dims`), `jagged` (EmbeddingBag values with their offsets and optional per-sample weights,
+all model inputs) or `constant` (no batch dimension, e.g. per-field offsets). Used by `verify` and the benchmarks to give each rank its share.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import torch.fx as fx
 
 from dmt_compile.errors import InputError
 from dmt_compile.ir.boundary import ids_exchange
-from dmt_compile.ir.meta import DTYPE, INPUT_PATH, SHAPE
+from dmt_compile.ir.meta import BATCH_DIM, DTYPE, INPUT_PATH, SHAPE
 
 if TYPE_CHECKING:
     from dmt_compile.model import DmtModel
@@ -25,7 +26,7 @@ __all__ = ["BatchLayout", "infer_batch_layout"]
 
 @dataclass(frozen=True)
 class BatchLayout:
-    kinds: tuple[str, ...]  # per flat leaf: rows | values | offsets | weights | kjt | constant
+    kinds: tuple[str, ...]  # per flat leaf: rows | columns | values | offsets | weights | kjt | constant
     partner: tuple[int | None, ...]  # values/weights -> index of their offsets leaf
     last_offset: tuple[bool, ...]
     batch: int
@@ -47,6 +48,8 @@ class BatchLayout:
             x = flat[i]
             if kind == "rows":
                 out.append(x[start:stop])
+            elif kind == "columns":
+                out.append(x[:, start:stop])
             elif kind == "offsets":
                 lo = bounds[i][0]
                 piece = x[start: stop + (1 if self.last_offset[i] else 0)]
@@ -120,11 +123,13 @@ def infer_batch_layout(dmt: DmtModel) -> BatchLayout:
                              "pass a KeyedJaggedTensor or batch-major tensors")
         if shape and shape[0] == batch:
             kinds[i] = "rows"
+        elif shape and len(shape) > 1 and p.meta.get(BATCH_DIM) == 1:
+            kinds[i] = "columns"
         elif shape and batch in shape[1:]:
             raise InputError(
                 f"input {p.meta.get(INPUT_PATH, p.name)} has shape {tuple(shape)}: its batch dimension is "
-                "not dim 0, so it cannot be split by sample automatically",
-                "give the model batch-major inputs, or split the batch yourself",
+                "past dim 1, so it cannot be split by sample automatically",
+                "give the model batch-major inputs (or batch on dim 1), or split the batch yourself",
             )
         else:
             kinds[i] = "constant"

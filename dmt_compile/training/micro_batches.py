@@ -55,6 +55,8 @@ def batch_of(flat: list[Any], layout: BatchLayout) -> int:
     for i, (x, kind) in enumerate(zip(flat, layout.kinds)):
         if kind == "rows":
             return int(x.shape[0])
+        if kind == "columns":  # the batch on dim 1 (training/batching.py)
+            return int(x.shape[1])
         if kind == "offsets":
             return int(x.numel()) - (1 if layout.last_offset[i] else 0)
         if kind == "kjt":

@@ -1,6 +1,8 @@
 """`verify` on 2x2 gloo processes for what capture now handles: torch.export graphs, split offset tables,
-column picks along a transposed matrix, parameter tables read at ids, and the probed constructs (an id
-matrix flattened before its lookup, ids through constant maps, a scripted head, a dataclass output).
+column picks along a transposed matrix, parameter tables read at ids, the probed constructs (an id
+matrix flattened before its lookup, ids through constant maps, a scripted head, a dataclass output), and
+inputs whose batch is dim 1 (a field-major id matrix, a time-major sequence: each rank gets its samples'
+columns).
 
 Outputs, every gradient and every updated parameter of the distributed run must match one process
 (identity: the original model; linear c=4: the single-process transformed model) within 1e-5.
@@ -24,7 +26,10 @@ EXPORT_ONLY = "zoo.m18_export_only_type_check:factory"
 SPLIT_TABLE = "zoo.m08_xdeepfm_offsets_buffer:factory"  # one offset table + a dim-1 table, split per field
 COLUMNS = "column_spellings:factory"  # x.T / narrow / chunk column picks, parameter tables read at ids
 PROBED = "probed_constructs:factory"  # flattened id matrix, remap / bucketize, scripted head, dataclass out
+FIELD_MAJOR = "field_major:factory"  # a field-major [F, B] id matrix, a time-major [L, B] sequence
 CASES = [
+    VerifyOptions(FIELD_MAJOR, "2x2"),
+    VerifyOptions(FIELD_MAJOR, "2x2", "linear", 4),
     VerifyOptions(PROBED, "2x2"),
     VerifyOptions(PROBED, "2x2", "linear", 4),
     VerifyOptions(COLUMNS, "2x2"),

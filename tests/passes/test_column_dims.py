@@ -118,8 +118,8 @@ def test_column_layout_alone_on_a_small_graph():
     from dmt_compile.ir.column_layout import column_layout
     from dmt_compile.ir.shapes import record_shapes
 
-    def f(x):
-        return x.unsqueeze(-1).transpose(0, 1)[:, :, None].view(F, x.size(0), 1)
+    def f(x):  # the output's first tensor says the batch size (x is batch-major: ir/batch_dims.py)
+        return x.sum(1), x.unsqueeze(-1).transpose(0, 1)[:, :, None].view(F, x.size(0), 1)
 
     gm = fx.symbolic_trace(f)
     record_shapes(gm, [_ids(6, 0)])
