@@ -84,6 +84,13 @@ class Detect(Pass):
                 constant.append(f"{n.name} (lookup of constant ids)")
                 continue
             raw.append((n, kind))
+        if not raw and constant:
+            names = ", ".join(c.split(" ")[0] for c in constant)
+            raise DetectionError(
+                f"every embedding lookup reads constant ids ({names}): the model embeds whole tables "
+                "(e.g. E(torch.arange(n))) and indexes their output with the inputs, so no lookup follows a sample",
+                "look the inputs' ids up directly, E(ids) instead of E(torch.arange(n))[ids]; a model that scores "
+                "against a whole catalogue reads that table whole, which towers do not split")
         if not raw:
             raise DetectionError(
                 "the model has no embedding lookup (nn.Embedding, nn.EmbeddingBag, F.embedding, "
@@ -125,6 +132,7 @@ def _lookup_shape(node: fx.Node, kind, batch: int) -> tuple[int, ...]:
         return (batch, kind.dim)
     if not shape or shape[0] != batch:
         _refuse_batch_on_later_dim(node, kind, batch)
+        _refuse_ids_without_batch(node, kind, batch)
         raise DetectionError(
             f"lookup {node.name} ({kind.kind}) returns shape {shape}, which is not batch-major (batch size {batch})"
             + source_location(node),
@@ -148,6 +156,23 @@ def _refuse_batch_on_later_dim(node: fx.Node, kind, batch: int) -> None:
         f"across samples{source_location(node)}",
         f"pass these ids batch-first ([B, ...], e.g. {source}.movedim({d}, 0) in the model or its inputs), so "
         "each sample's ids are looked up together",
+    )
+
+
+def _refuse_ids_without_batch(node: fx.Node, kind, batch: int) -> None:
+    """Ids with no dimension that carries samples (no dim of the batch size, nor a multiple of it): the same
+    ids for every sample, e.g. one vector of candidates scored against each sample."""
+    ids = id_nodes(node, kind.id_args)
+    shape = tuple(ids[0].meta.get(SHAPE) or ()) if ids else ()
+    if not shape or any(s == batch or (s and s % batch == 0) for s in shape):
+        return
+    source = ids[0].meta.get(INPUT_PATH, ids[0].name)
+    raise DetectionError(
+        f"lookup {node.name} ({kind.kind}) reads ids {source} of shape {shape}, which have no batch dimension "
+        f"(batch size {batch}): the same ids serve every sample, e.g. one list of candidates to score"
+        + source_location(node),
+        "give each sample its own ids ([B, K], e.g. ids.expand(B, -1)), or look such shared ids up outside the "
+        "model; towers route ids per sample",
     )
 
 
