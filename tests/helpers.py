@@ -84,3 +84,17 @@ def labelled_dlrm_batches(n: int) -> list[tuple[tuple, torch.Tensor]]:
         labels = (torch.rand(32, generator=torch.Generator().manual_seed(i)) > 0.5).float()
         out.append((batch, labels))
     return out
+
+
+class FieldPicks(torch.nn.Module):
+    """One table per field; field i's ids are `pick(x, i)` (a spelling of a column pick), concatenated, then a
+    linear top: the model the column-pick tests trace in each spelling."""
+
+    def __init__(self, pick, fields: int, vocab: int, dim: int):
+        super().__init__()
+        self.pick = pick
+        self.tables = torch.nn.ModuleList(torch.nn.Embedding(vocab, dim) for _ in range(fields))
+        self.top = torch.nn.Linear(fields * dim, 1)
+
+    def forward(self, x):
+        return self.top(torch.cat([t(self.pick(x, i)) for i, t in enumerate(self.tables)], 1))

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 import dmt_compile
+from helpers import FieldPicks
 from dmt_compile.errors import DetectionError
 
 F, V, D, L = 4, 10, 4, 6
@@ -35,17 +36,6 @@ SPELLINGS = {
 }
 
 
-class Picks(nn.Module):
-    def __init__(self, pick):
-        super().__init__()
-        self.pick = pick
-        self.tables = nn.ModuleList(nn.Embedding(V, D) for _ in range(F))
-        self.top = nn.Linear(F * D, 1)
-
-    def forward(self, x):
-        return self.top(torch.cat([t(self.pick(x, i)) for i, t in enumerate(self.tables)], 1))
-
-
 def _ids(batch: int, seed: int, field_major: bool) -> torch.Tensor:
     x = torch.randint(0, V, (batch, F), generator=torch.Generator().manual_seed(seed))
     return x.t().contiguous() if field_major else x
@@ -58,7 +48,7 @@ def _assert_exact(dmt, model, *inputs):
 @pytest.mark.parametrize("spelling", sorted(SPELLINGS))
 def test_each_spelling_gives_a_group_per_field(spelling):
     pick, field_major = SPELLINGS[spelling]
-    model = Picks(pick).eval()
+    model = FieldPicks(pick, F, V, D).eval()
     dmt = dmt_compile.transform(model, "2x2", (_ids(16, 0, field_major),))
     assert len(dmt.detection.groups) == F and dmt.plan.num_towers == 2, dmt.plan
     for batch in (16, 5):
@@ -67,7 +57,7 @@ def test_each_spelling_gives_a_group_per_field(spelling):
 
 def test_example_batch_equal_to_fields_reads_dim_0():
     """[F, F]: which dim carries samples is ambiguous; dim 0 is taken (one group), still exact."""
-    model = Picks(SPELLINGS["field_major_index"][0]).eval()
+    model = FieldPicks(SPELLINGS["field_major_index"][0], F, V, D).eval()
     dmt = dmt_compile.transform(model, "2x2", (_ids(F, 0, True),))
     assert len(dmt.detection.groups) == 1
     _assert_exact(dmt, model, _ids(F, 1, True))

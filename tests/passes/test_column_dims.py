@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 import dmt_compile
+from helpers import FieldPicks
 
 F, V, D = 4, 10, 4
 
@@ -41,24 +42,13 @@ SPELLINGS = {
 }
 
 
-class Picks(nn.Module):
-    def __init__(self, pick):
-        super().__init__()
-        self.pick = pick
-        self.tables = nn.ModuleList(nn.Embedding(V, D) for _ in range(F))
-        self.top = nn.Linear(F * D, 1)
-
-    def forward(self, x):
-        return self.top(torch.cat([t(self.pick(x, i)) for i, t in enumerate(self.tables)], 1))
-
-
 def _ids(batch, seed):
     return torch.randint(0, V, (batch, F), generator=torch.Generator().manual_seed(seed))
 
 
 @pytest.mark.parametrize("spelling", sorted(SPELLINGS))
 def test_each_spelling_gives_a_group_per_field(spelling):
-    model = Picks(SPELLINGS[spelling]).eval()
+    model = FieldPicks(SPELLINGS[spelling], F, V, D).eval()
     dmt = dmt_compile.transform(model, "2x2", (_ids(16, 0),))
     assert len(dmt.detection.groups) == F and dmt.plan.num_towers == 2, dmt.plan
     x = _ids(5, 1)
