@@ -32,11 +32,10 @@ seeds it.
 """
 from __future__ import annotations
 
-import os
-import sys
-
 import numpy as np
 import torch
+
+from heldout_sources import checkout_on_path
 
 SMALL = dict(tables="4-3-2", m_spa=2, bot="4-3-2", top="4-2-1")
 LARGE = dict(tables="1000-500-300-50-20-8", m_spa=16, bot="13-32-16", top="64-16-1")
@@ -55,12 +54,8 @@ CONFIGS = {
 
 
 def _module():
-    src = os.environ.get("FB_DLRM_SRC")
-    if not src or not os.path.isfile(os.path.join(src, "dlrm_s_pytorch.py")):
-        raise RuntimeError("FB_DLRM_SRC must name a facebookresearch/dlrm checkout (see heldout_fb_dlrm.py's "
-                           "docstring: git clone https://github.com/facebookresearch/dlrm DIR)")
-    if src not in sys.path:
-        sys.path.insert(0, src)
+    checkout_on_path("FB_DLRM_SRC", "dlrm_s_pytorch.py", "a facebookresearch/dlrm checkout (see "
+                     "heldout_fb_dlrm.py's docstring: git clone https://github.com/facebookresearch/dlrm DIR)")
     import dlrm_s_pytorch
 
     return dlrm_s_pytorch

@@ -44,11 +44,12 @@ import contextlib
 import importlib
 import inspect
 import os
-import sys
 import tempfile
 
 import numpy as np
 import torch
+
+from heldout_sources import checkout_on_path
 
 USERS, ITEMS, PER_USER, NEGS = 16, 40, 8, 9
 FOLDERS = ("context", "context_seq", "general", "sequential")
@@ -56,12 +57,8 @@ _DATA: dict[bool, str] = {}
 
 
 def _src() -> str:
-    src = os.environ.get("RECHORUS_SRC")
-    if not src or not os.path.isdir(os.path.join(src, "models")):
-        raise RuntimeError("RECHORUS_SRC must name ReChorus's src folder (see heldout_rechorus.py's docstring: "
+    src = checkout_on_path("RECHORUS_SRC", "models", "ReChorus's src folder (see heldout_rechorus.py's docstring: "
                            "git clone https://github.com/THUwangcy/ReChorus DIR, then RECHORUS_SRC=DIR/src)")
-    if src not in sys.path:
-        sys.path.insert(0, src)
     for alias, builtin in (("object", object), ("int", int)):  # aliases gone in NumPy 2 that ReChorus names
         if alias not in np.__dict__:
             setattr(np, alias, builtin)

@@ -23,22 +23,18 @@ compression 0.2: `-bloom`; for BilinearNet also its `bag=True` form, `-bloombag`
 """
 from __future__ import annotations
 
-import os
-import sys
 
 import torch
 from torch import nn
+
+from heldout_sources import checkout_on_path
 
 USERS, ITEMS, DIM, SEQ = 20, 40, 16, 5
 
 
 def _src() -> None:
-    src = os.environ.get("SPOTLIGHT_SRC")
-    if not src or not os.path.isdir(os.path.join(src, "spotlight")):
-        raise RuntimeError("SPOTLIGHT_SRC must name the folder holding the spotlight package of a checkout "
-                           "(see heldout_spotlight.py's docstring)")
-    if src not in sys.path:
-        sys.path.insert(0, src)
+    checkout_on_path("SPOTLIGHT_SRC", "spotlight", "the folder holding the spotlight package of a checkout "
+                     "(see heldout_spotlight.py's docstring)")
 
 
 class _SequenceStep(nn.Module):
